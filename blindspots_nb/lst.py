@@ -1,0 +1,363 @@
+"""Level Set Traversal (LST): walk along a model's level set from a source image
+towards a target image, ending at a *blind spot* — an image that looks like the
+target while the model keeps the source's class and confidence.
+
+Images are tensors in [0, 1]; the model maps them to logits (normalisation lives in
+the model). The algorithm is the one of ``SPEC.md``: raw cross-entropy gradient,
+the step towards the target projected orthogonally to it, an accumulated
+box-bounded parallel part, and a per-sample acceptance test against the clean
+source confidence.
+
+Each iteration costs one forward and one backward pass: the forward pass at the
+candidate point, kept with its graph, both decides acceptance and gives the
+gradient for the next step (a rejected sample does not move, so its old gradient
+stays valid).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import __version__
+
+_FORMAT = "blindspots_nb.Traversal"
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LSTConfig:
+    """Hyperparameters of LST. Defaults are those behind the paper's ImageNet tables.
+
+    step_size: eta, fraction of the orthogonal step towards the target per iteration.
+    iterations: T, number of iterations a full traversal runs.
+    delta: a candidate is rejected when it drops source-class confidence by delta or more.
+    eps: l_inf box of the accumulated parallel (confidence-raising) part.
+    init_noise: width a of the uniform noise added to the source at the start.
+    record_every: history is recorded every this many iterations (0: start and end only).
+    record_images: also keep the images at each recorded step (memory grows).
+    seed: seed of the initial noise.
+    """
+
+    step_size: float = 1e-2
+    iterations: int = 400
+    delta: float = 0.2
+    eps: float = 2e-3
+    init_noise: float = 4 / 255
+    record_every: int = 20
+    record_images: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("step_size", "delta", "eps", "init_noise"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"LSTConfig.{name} must be a finite number >= 0, got {value!r}")
+        for name in ("iterations", "record_every", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"LSTConfig.{name} must be an integer >= 0, got {value!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class History:
+    """What a traversal recorded, one row per recorded iteration.
+
+    Every tensor has shape (R, B) (images: (R, B, C, H, W)), on the CPU.
+    ``accepted`` is whether each sample's step *at* that iteration was accepted
+    (True at iteration 0); ``accepted_total`` counts accepted steps so far.
+    """
+
+    iteration: list[int] = field(default_factory=list)
+    source_confidence: list[torch.Tensor] = field(default_factory=list)
+    target_confidence: list[torch.Tensor] = field(default_factory=list)
+    distance: list[torch.Tensor] = field(default_factory=list)
+    accepted: list[torch.Tensor] = field(default_factory=list)
+    accepted_total: list[torch.Tensor] = field(default_factory=list)
+    images: list[torch.Tensor] = field(default_factory=list)
+
+    _TENSOR_FIELDS = ("source_confidence", "target_confidence", "distance", "accepted",
+                      "accepted_total", "images")
+
+    def as_tensors(self) -> dict[str, torch.Tensor]:
+        """Stacked view: ``iteration`` (R,) and each recorded quantity (R, B, ...)."""
+        out = {"iteration": torch.tensor(self.iteration, dtype=torch.long)}
+        for name in self._TENSOR_FIELDS:
+            values = getattr(self, name)
+            if values:
+                out[name] = torch.stack(values)
+        return out
+
+    def state_dict(self) -> dict:
+        return {"iteration": list(self.iteration),
+                **{name: list(getattr(self, name)) for name in self._TENSOR_FIELDS}}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "History":
+        return cls(**{name: list(state[name]) for name in ("iteration", *cls._TENSOR_FIELDS)})
+
+
+@dataclass
+class LSTResult:
+    """Outcome of a traversal: blind spots and what the model says of them."""
+
+    images: torch.Tensor              # (B, C, H, W) blind spots in [0, 1]
+    confidence: torch.Tensor          # (B,) source-class confidence at the blind spots
+    initial_confidence: torch.Tensor  # (B,) p0, source-class confidence of the clean sources
+    target_confidence: torch.Tensor   # (B,) target-class confidence at the blind spots
+    labels: torch.Tensor              # (B,) source classes
+    target_labels: torch.Tensor       # (B,) target classes
+    history: History
+    config: LSTConfig
+    iterations: int                   # iterations run
+
+
+def _per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """<a_i, b_i> for each sample, shaped (B, 1, ..., 1) to broadcast over images."""
+    dot = (a * b).flatten(1).sum(1)
+    return dot.view(-1, *([1] * (a.dim() - 1)))
+
+
+def _where_sample(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample select: a where mask else b."""
+    return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), a, b)
+
+
+def orthogonal_step(gradient: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """The part of ``direction`` orthogonal to ``gradient``, per sample.
+
+    A sample with zero gradient keeps its whole direction.
+    """
+    g_dot_g = _per_sample_dot(gradient, gradient)
+    coefficient = _per_sample_dot(gradient, direction) / torch.where(g_dot_g > 0, g_dot_g, 1.0)
+    return direction - coefficient * gradient
+
+
+def _preferred_layout(images: torch.Tensor) -> torch.Tensor:
+    """Channels-last layout: convolutions run faster on it, on CPU and GPU alike."""
+    return images.contiguous(memory_format=torch.channels_last)
+
+
+def _check_inputs(sources, labels, targets):
+    if not isinstance(sources, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        raise TypeError("sources and targets must be torch tensors of images (B, C, H, W)")
+    if sources.dim() != 4:
+        raise ValueError(f"sources must be a batch (B, C, H, W); got shape {tuple(sources.shape)}")
+    if targets.shape != sources.shape:
+        raise ValueError(f"targets must have the sources' shape {tuple(sources.shape)}; "
+                         f"got {tuple(targets.shape)}")
+    if not sources.is_floating_point() or not targets.is_floating_point():
+        raise TypeError("images must be floating point tensors with pixels in [0, 1]")
+    for name, images in (("sources", sources), ("targets", targets)):
+        low, high = float(images.min()), float(images.max())
+        if low < 0 or high > 1:
+            raise ValueError(f"{name} must have pixels in [0, 1]; found range [{low:.3g}, {high:.3g}]. "
+                             "Normalisation belongs inside the model.")
+    labels = torch.as_tensor(labels, device=sources.device).long().reshape(-1)
+    if labels.numel() != sources.shape[0]:
+        raise ValueError(f"need one label per source: {sources.shape[0]} sources, {labels.numel()} labels")
+    return labels
+
+
+class Traversal:
+    """A stepwise LST run that can be paused, saved and resumed.
+
+    >>> t = Traversal(model, sources, labels, targets, LSTConfig(iterations=400))
+    >>> t.step(20); t.images; t.iteration
+    >>> t.run()            # on to config.iterations
+    >>> t.save("run.pt"); t2 = Traversal.load("run.pt", model)
+    """
+
+    def __init__(self, model, sources: torch.Tensor, labels, targets: torch.Tensor,
+                 config: LSTConfig | None = None, target_labels=None):
+        self.model = model
+        self.config = config or LSTConfig()
+        self.labels = _check_inputs(sources, labels, targets)
+        if hasattr(model, "eval"):
+            model.eval()
+        self.sources = _preferred_layout(sources.detach())
+        self.targets = _preferred_layout(targets.detach())
+        with torch.no_grad():
+            logits = self._logits(self.sources)
+            if logits.dim() != 2 or logits.shape[0] != sources.shape[0]:
+                raise ValueError(f"the model must return logits (B, classes); got {tuple(logits.shape)}")
+            num_classes = logits.shape[1]
+            if int(self.labels.min()) < 0 or int(self.labels.max()) >= num_classes:
+                raise ValueError(f"labels must lie in [0, {num_classes}); got {self.labels.tolist()}")
+            self.initial_confidence = logits.softmax(1).gather(1, self.labels[:, None])[:, 0]
+            if target_labels is None:
+                target_labels = self._logits(self.targets).argmax(1)
+        self.target_labels = torch.as_tensor(target_labels, device=sources.device).long().reshape(-1)
+
+        self._generator = torch.Generator().manual_seed(self.config.seed)
+        noise = torch.rand(sources.shape, generator=self._generator, dtype=sources.dtype)
+        start = (self.sources + self.config.init_noise * (noise.to(sources.device) - 0.5)).clamp(0, 1)
+        self.parallel = torch.zeros_like(self.sources)
+        self.iteration = 0
+        self.history = History()
+        self._x = start
+        self._probs, self._gradient = self._forward_backward(start)
+        self._accepted = torch.ones_like(self.labels, dtype=torch.bool)
+        self._accepted_total = torch.zeros_like(self.labels)
+        self._record()
+
+    # -- the model ---------------------------------------------------------------
+    def _logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _forward_backward(self, images: torch.Tensor):
+        """Probabilities at ``images`` and the per-sample gradient of CE(f(x), y)."""
+        x = images.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self._logits(x)
+            loss = F.cross_entropy(logits, self.labels, reduction="sum")
+            (gradient,) = torch.autograd.grad(loss, x)
+        return logits.detach().softmax(1), gradient
+
+    # -- stepping ----------------------------------------------------------------
+    def step(self, n: int = 1, progress: bool = False) -> "Traversal":
+        """Run ``n`` more iterations (may be called again and again)."""
+        cfg = self.config
+        for _ in tqdm(range(n), desc="LST", disable=not progress, leave=False):
+            x, gradient = self._x, self._gradient
+            direction = orthogonal_step(gradient, self.targets - x)
+            self.parallel = (self.parallel + (cfg.eps / 2) * gradient).clamp(-cfg.eps, cfg.eps)
+            candidate = (x + cfg.step_size * direction - self.parallel).clamp(0, 1)
+            probs, candidate_gradient = self._forward_backward(candidate)
+            confidence = probs.gather(1, self.labels[:, None])[:, 0]
+            accept = (self.initial_confidence - confidence) < cfg.delta
+            self._x = _where_sample(accept, candidate, x)
+            self._gradient = _where_sample(accept, candidate_gradient, gradient)
+            self._probs = _where_sample(accept, probs, self._probs)
+            self._accepted = accept
+            self._accepted_total = self._accepted_total + accept.long()
+            self.iteration += 1
+            if cfg.record_every and self.iteration % cfg.record_every == 0:
+                self._record()
+        return self
+
+    def run(self, progress: bool = False) -> "Traversal":
+        """Step on until ``config.iterations`` iterations have run."""
+        remaining = self.config.iterations - self.iteration
+        if remaining > 0:
+            self.step(remaining, progress=progress)
+        if not self.history.iteration or self.history.iteration[-1] != self.iteration:
+            self._record()
+        return self
+
+    def _record(self):
+        h = self.history
+        h.iteration.append(self.iteration)
+        h.source_confidence.append(self.confidence.cpu())
+        h.target_confidence.append(self.target_confidence.cpu())
+        h.distance.append((self.targets - self._x).flatten(1).norm(dim=1).cpu())
+        h.accepted.append(self._accepted.cpu())
+        h.accepted_total.append(self._accepted_total.cpu())
+        if self.config.record_images:
+            h.images.append(self._x.cpu())
+
+    # -- state -------------------------------------------------------------------
+    @property
+    def images(self) -> torch.Tensor:
+        """The current points of the traversal, (B, C, H, W) in [0, 1]."""
+        return self._x
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        """Source-class confidence at the current points."""
+        return self._probs.gather(1, self.labels[:, None])[:, 0]
+
+    @property
+    def target_confidence(self) -> torch.Tensor:
+        """Target-class confidence at the current points."""
+        return self._probs.gather(1, self.target_labels[:, None])[:, 0]
+
+    def result(self) -> LSTResult:
+        return LSTResult(images=self._x, confidence=self.confidence,
+                         initial_confidence=self.initial_confidence,
+                         target_confidence=self.target_confidence, labels=self.labels,
+                         target_labels=self.target_labels, history=self.history,
+                         config=self.config, iterations=self.iteration)
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume, as tensors and plain values (no model)."""
+        return {
+            "format": _FORMAT, "format_version": _FORMAT_VERSION, "package_version": __version__,
+            "config": self.config.to_dict(), "iteration": self.iteration,
+            "sources": self.sources.cpu().contiguous(), "targets": self.targets.cpu().contiguous(),
+            "labels": self.labels.cpu(), "target_labels": self.target_labels.cpu(),
+            "initial_confidence": self.initial_confidence.cpu(),
+            "images": self._x.cpu().contiguous(), "parallel": self.parallel.cpu().contiguous(),
+            "gradient": self._gradient.cpu().contiguous(), "probs": self._probs.cpu(),
+            "accepted": self._accepted.cpu(), "accepted_total": self._accepted_total.cpu(),
+            "rng_state": self._generator.get_state(), "history": self.history.state_dict(),
+        }
+
+    def save(self, path) -> Path:
+        """Write the whole state of the traversal (not the model) to ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), path)
+        return path
+
+    @classmethod
+    def load(cls, path, model, device=None, atol: float = 1e-4) -> "Traversal":
+        """Resume a saved traversal with ``model``.
+
+        Checks that the file is a saved Traversal and that ``model`` gives the stored
+        clean-source confidence (within ``atol``), i.e. that it is the same model.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no saved traversal at {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises several types for foreign files
+            raise ValueError(f"{path} is not a saved blindspots_nb Traversal ({error})") from error
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a saved blindspots_nb Traversal")
+        if state["format_version"] > _FORMAT_VERSION:
+            raise ValueError(f"{path} was written by a newer blindspots_nb "
+                             f"({state['package_version']}); this is {__version__}")
+        if device is None:
+            device = next((p.device for p in model.parameters()), torch.device("cpu")) \
+                if hasattr(model, "parameters") else torch.device("cpu")
+        self = cls.__new__(cls)
+        self.model = model
+        if hasattr(model, "eval"):
+            model.eval()
+        self.config = LSTConfig(**state["config"])
+        self.iteration = state["iteration"]
+        def restore(name):
+            tensor = state[name].to(device)
+            return _preferred_layout(tensor) if tensor.dim() == 4 else tensor
+        self.sources, self.targets = restore("sources"), restore("targets")
+        self.labels, self.target_labels = restore("labels"), restore("target_labels")
+        self.initial_confidence, self.parallel = restore("initial_confidence"), restore("parallel")
+        self._x, self._gradient, self._probs = restore("images"), restore("gradient"), restore("probs")
+        self._accepted, self._accepted_total = restore("accepted"), restore("accepted_total")
+        self._generator = torch.Generator()
+        self._generator.set_state(state["rng_state"])
+        self.history = History.from_state_dict(state["history"])
+        with torch.no_grad():
+            p0 = self._logits(self.sources).softmax(1).gather(1, self.labels[:, None])[:, 0]
+        gap = float((p0 - self.initial_confidence).abs().max())
+        if gap > atol:
+            raise ValueError(f"the model does not match the saved traversal {path}: its source-class "
+                             f"confidence on the stored sources differs by up to {gap:.3g} (> {atol})")
+        return self
+
+
+def traverse(model, sources: torch.Tensor, labels, targets: torch.Tensor,
+             config: LSTConfig | None = None, target_labels=None, progress: bool = False) -> LSTResult:
+    """Run LST for ``config.iterations`` iterations and return the blind spots."""
+    return Traversal(model, sources, labels, targets, config, target_labels).run(progress).result()

@@ -1,0 +1,214 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from blindspots_nb.lst import LSTConfig, Traversal, orthogonal_step, traverse
+from conftest import make_tiny_cnn
+
+
+def _images(batch=4, seed=1, low=0.0, high=1.0, size=16):
+    generator = torch.Generator().manual_seed(seed)
+    return low + (high - low) * torch.rand(batch, 3, size, size, generator=generator)
+
+
+def _gradient(model, images, labels):
+    x = images.detach().clone().requires_grad_(True)
+    F.cross_entropy(model(x), labels, reduction="sum").backward()
+    return x.grad
+
+
+def test_orthogonal_step_removes_gradient_component():
+    g, d = torch.randn(6, 3, 8, 8, dtype=torch.float64), torch.randn(6, 3, 8, 8, dtype=torch.float64)
+    step = orthogonal_step(g, d)
+    relative = (g * step).flatten(1).sum(1).abs() / (g.flatten(1).norm(dim=1) * step.flatten(1).norm(dim=1))
+    assert relative.max() < 1e-12
+    zero = torch.zeros_like(g)
+    assert torch.equal(orthogonal_step(zero, d), d)
+
+
+def test_engine_step_is_orthogonal_to_the_model_gradient(tiny_cnn):
+    # interior images, no noise, no parallel part: the move is eta * dx_perp, unclipped
+    sources, targets = _images(seed=1, low=0.3, high=0.7), _images(seed=2, low=0.3, high=0.7)
+    labels = tiny_cnn(sources).argmax(1)
+    cfg = LSTConfig(step_size=1e-2, eps=0.0, init_noise=0.0, delta=1.0)
+    t = Traversal(tiny_cnn, sources, labels, targets, cfg)
+    before = t.images.clone()
+    gradient = _gradient(tiny_cnn, before, labels)
+    move = t.step(1).images - before
+    assert move.abs().sum() > 0
+    relative = (gradient * move).flatten(1).sum(1).abs() / (
+        gradient.flatten(1).norm(dim=1) * move.flatten(1).norm(dim=1))
+    assert relative.max() < 1e-5
+
+
+def test_parallel_part_stays_in_box_and_images_in_unit_range(tiny_cnn):
+    sources = (_images(seed=3) > 0.5).float()  # pixels at 0 and 1: clipping matters
+    targets = (_images(seed=4) > 0.5).float()
+    labels = tiny_cnn(sources).argmax(1)
+    cfg = LSTConfig(step_size=0.05, eps=0.01, init_noise=0.1, delta=0.5)
+    t = Traversal(tiny_cnn, sources, labels, targets, cfg)
+    for _ in range(10):
+        t.step(5)
+        assert t.parallel.abs().max() <= cfg.eps
+        assert t.images.min() >= 0 and t.images.max() <= 1
+    assert t.parallel.abs().max() == pytest.approx(cfg.eps)  # the box is reached and binds
+
+
+class PeakedAt(nn.Module):
+    """Class 0 is certain near ``center`` and fades away from it: any long step drops it."""
+
+    def __init__(self, center, sharpness=50.0):
+        super().__init__()
+        self.register_buffer("center", center)
+        self.sharpness = sharpness
+
+    def forward(self, x):
+        distance = (x - self.center).flatten(1).pow(2).mean(1)
+        return torch.stack([3 - self.sharpness * distance, torch.zeros_like(distance)], dim=1)
+
+
+def test_rejected_samples_do_not_move():
+    center = torch.full((3, 8, 8), 0.5)
+    model = PeakedAt(center)
+    sources = center.expand(2, 3, 8, 8).clone()
+    targets = torch.stack([torch.ones(3, 8, 8), center + 0.01])  # far target, near target
+    labels = torch.zeros(2, dtype=torch.long)
+    cfg = LSTConfig(step_size=0.5, eps=0.0, init_noise=0.0, delta=0.2, record_every=1)
+    t = Traversal(model, sources, labels, targets, cfg)
+    start = t.images.clone()
+    t.step(5)
+    history = t.history.as_tensors()
+    assert torch.equal(t.images[0], start[0])  # every candidate of sample 0 was rejected
+    assert not history["accepted"][1:, 0].any()
+    assert history["accepted"][1:, 1].all()
+    assert not torch.equal(t.images[1], start[1])
+    assert (t.initial_confidence - t.confidence).max() < cfg.delta
+
+
+def _two_forward_lst(model, sources, labels, targets, cfg):
+    """The straightforward reading of SPEC: gradient, step, a second forward to accept."""
+    p0 = model(sources).softmax(1).gather(1, labels[:, None])[:, 0]
+    noise = torch.rand(sources.shape, generator=torch.Generator().manual_seed(cfg.seed), dtype=sources.dtype)
+    x = (sources + cfg.init_noise * (noise - 0.5)).clamp(0, 1)
+    parallel = torch.zeros_like(x)
+    for _ in range(cfg.iterations):
+        g = _gradient(model, x, labels)
+        dx = targets - x
+        coefficient = (g * dx).flatten(1).sum(1) / (g * g).flatten(1).sum(1)
+        dx_perp = dx - coefficient.view(-1, 1, 1, 1) * g
+        parallel = (parallel + cfg.eps / 2 * g).clamp(-cfg.eps, cfg.eps)
+        x_new = (x + cfg.step_size * dx_perp - parallel).clamp(0, 1)
+        with torch.no_grad():
+            confidence = model(x_new).softmax(1).gather(1, labels[:, None])[:, 0]
+        accept = (p0 - confidence) < cfg.delta
+        x = torch.where(accept.view(-1, 1, 1, 1), x_new, x)
+    return x
+
+
+@pytest.mark.parametrize("dtype, step_size, atol", [
+    (torch.float64, 0.3, 1e-9),   # large steps: some candidates are rejected
+    (torch.float32, 0.05, 1e-5),  # the usual precision
+])
+def test_fused_engine_matches_two_forward_reference(dtype, step_size, atol):
+    model = make_tiny_cnn(sharpness=300.0).to(dtype)
+    sources, targets = _images(seed=5).to(dtype), _images(seed=6).to(dtype)
+    labels = model(sources).argmax(1)
+    cfg = LSTConfig(step_size=step_size, iterations=40, delta=0.05, eps=5e-3, init_noise=4 / 255, seed=3,
+                    record_every=1)
+    expected = _two_forward_lst(model, sources, labels, targets, cfg)
+    result = traverse(model, sources, labels, targets, cfg)
+    assert (result.images - expected).abs().max() < atol
+    if step_size == 0.3:  # the acceptance test did bite, so the comparison covers rejections
+        assert not result.history.as_tensors()["accepted"].all()
+
+
+def test_save_load_resume_is_identical_to_uninterrupted(tmp_path, tiny_cnn):
+    sources, targets = _images(seed=7), _images(seed=8)
+    labels = tiny_cnn(sources).argmax(1)
+    cfg = LSTConfig(step_size=0.05, iterations=30, delta=0.1, eps=5e-3, record_every=5, seed=11)
+    uninterrupted = Traversal(tiny_cnn, sources, labels, targets, cfg).run()
+
+    paused = Traversal(tiny_cnn, sources, labels, targets, cfg).step(12)
+    path = paused.save(tmp_path / "run.pt")
+    resumed = Traversal.load(path, make_tiny_cnn()).run()
+
+    assert resumed.iteration == uninterrupted.iteration == 30
+    assert torch.equal(resumed.images, uninterrupted.images)
+    assert torch.equal(resumed.parallel, uninterrupted.parallel)
+    for key, value in uninterrupted.history.as_tensors().items():
+        assert torch.equal(resumed.history.as_tensors()[key], value), key
+
+
+def test_load_rejects_other_models_and_foreign_files(tmp_path, tiny_cnn):
+    sources, targets = _images(seed=9), _images(seed=10)
+    labels = tiny_cnn(sources).argmax(1)
+    path = Traversal(tiny_cnn, sources, labels, targets, LSTConfig(iterations=3)).step(2).save(tmp_path / "t.pt")
+    with pytest.raises(ValueError, match="does not match"):
+        Traversal.load(path, make_tiny_cnn(seed=1))
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a saved blindspots_nb Traversal"):
+        Traversal.load(tmp_path / "other.pt", tiny_cnn)
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(ValueError, match="not a saved blindspots_nb Traversal"):
+        Traversal.load(tmp_path / "text.pt", tiny_cnn)
+    with pytest.raises(FileNotFoundError):
+        Traversal.load(tmp_path / "missing.pt", tiny_cnn)
+
+
+def test_end_to_end_reaches_target_keeping_confidence(tiny_cnn):
+    sources, targets = _images(seed=12), _images(seed=13)
+    labels = tiny_cnn(sources).argmax(1)
+    target_labels = tiny_cnn(targets).argmax(1)
+    # eps small against step_size: a saturated parallel part would hold the walk at ~eps/step_size
+    cfg = LSTConfig(step_size=2e-2, iterations=300, eps=5e-5, record_every=50)
+    result = traverse(tiny_cnn, sources, labels, targets, cfg)
+    rmse = (result.images - targets).flatten(1).norm(dim=1) / (3 * 16 * 16) ** 0.5
+    start_rmse = (sources - targets).flatten(1).norm(dim=1) / (3 * 16 * 16) ** 0.5
+    assert rmse.max() < 0.04 and start_rmse.min() > 0.3
+    assert ((result.initial_confidence - result.confidence) < cfg.delta).all()
+    assert torch.equal(result.target_labels, target_labels)
+    distance = result.history.as_tensors()["distance"]
+    assert result.history.iteration == [0, 50, 100, 150, 200, 250, 300]
+    assert (distance[-1] < 0.1 * distance[0]).all()
+
+
+def test_no_graph_or_parameter_gradients_are_kept(tiny_cnn):
+    sources, targets = _images(seed=14), _images(seed=15)
+    labels = tiny_cnn(sources).argmax(1)
+    t = Traversal(tiny_cnn, sources, labels, targets, LSTConfig()).step(3)
+    assert t.images.grad_fn is None and not t.images.requires_grad
+    assert all(p.grad is None for p in tiny_cnn.parameters())
+    assert not t.history.images  # images are recorded only on request
+
+
+def test_deterministic_given_seed(tiny_cnn):
+    sources, targets = _images(seed=16), _images(seed=17)
+    labels = tiny_cnn(sources).argmax(1)
+    cfg = LSTConfig(iterations=10, seed=5)
+    a = traverse(tiny_cnn, sources, labels, targets, cfg).images
+    b = traverse(tiny_cnn, sources, labels, targets, cfg).images
+    c = traverse(tiny_cnn, sources, labels, targets, LSTConfig(iterations=10, seed=6)).images
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(targets=torch.rand(2, 3, 16, 16)), "targets must have the sources' shape"),
+    (dict(sources=torch.rand(4, 3, 16, 16) * 255), r"pixels in \[0, 1\]"),
+    (dict(labels=torch.tensor([0, 1])), "one label per source"),
+    (dict(labels=torch.tensor([0, 1, 2, 7])), r"labels must lie in \[0, 5\)"),
+    (dict(sources=torch.rand(3, 16, 16)), "must be a batch"),
+])
+def test_bad_inputs_get_clear_errors(tiny_cnn, change, message):
+    args = dict(sources=torch.rand(4, 3, 16, 16), labels=torch.tensor([0, 1, 2, 3]),
+                targets=torch.rand(4, 3, 16, 16))
+    args.update(change)
+    with pytest.raises(ValueError, match=message):
+        Traversal(tiny_cnn, args["sources"], args["labels"], args["targets"])
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="step_size"):
+        LSTConfig(step_size=-1)
+    with pytest.raises(ValueError, match="iterations"):
+        LSTConfig(iterations=2.5)
