@@ -1,0 +1,103 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from blindspots_nb.geometry import (grid_coordinates, segment_confidence, source_class_confidence,
+                                    triangle_confidence, triangle_grid, triangle_shape, triangle_stats)
+from conftest import make_tiny_cnn
+
+
+def test_grid_has_66_exact_points_with_vertices_and_edges():
+    grid = triangle_grid(10)
+    assert grid.shape == (66, 3)
+    assert torch.allclose(grid.sum(1), torch.ones(66, dtype=torch.float64))
+    assert (grid >= 0).all()
+    assert len({tuple(row) for row in (grid * 10).round().long().tolist()}) == 66
+    assert grid[0].tolist() == [1.0, 0.0, 0.0]  # source vertex first
+    for vertex in ([0.0, 1.0, 0.0], [0.0, 0.0, 1.0]):
+        assert any(torch.allclose(row, torch.tensor(vertex, dtype=torch.float64)) for row in grid)
+    assert (grid[:, 2] == 0).sum() == 11 and (grid[:, 1] == 0).sum() == 11  # edges from the source
+    assert (grid[:, 0].abs() < 1e-12).sum() == 11  # the far edge keeps all 11 points
+    assert triangle_grid(4).shape == (15, 3)
+
+
+def _brute_force_stats(model, source, a, b, label, divisions=10):
+    """Table-2 statistics by plain loops in numpy, one point at a time."""
+    values, edge_a, edge_b = [], [], []
+    for i in range(divisions + 1):
+        for j in range(divisions + 1 - i):
+            t1, t2 = i / divisions, j / divisions
+            point = ((1 - t1 - t2) * source + t1 * a + t2 * b).clamp(0, 1)
+            with torch.no_grad():
+                c = float(model(point[None]).softmax(1)[0, label])
+            values.append(c)
+            if j == 0:
+                edge_a.append(c)
+            if i == 0:
+                edge_b.append(c)
+    values = np.array(values)
+    p_src = values[0]
+    stats = {"p_src": p_src, "avg_conf": values.mean(), "path_conf": (np.mean(edge_a) + np.mean(edge_b)) / 2}
+    for d in (0.0, 0.1, 0.2, 0.3):
+        stats[f"frac_{d:g}"] = np.mean(values > p_src - d)
+    return stats
+
+
+def test_triangle_stats_match_brute_force():
+    model = make_tiny_cnn()
+    generator = torch.Generator().manual_seed(0)
+    source, a, b = (torch.rand(3, 3, 16, 16, generator=generator))
+    label = int(model(source[None]).argmax())
+    ours = triangle_stats(model, source, a, b, label, batch_size=17)
+    expected = _brute_force_stats(model, source, a, b, label)
+    assert set(ours) == set(expected)
+    for key, value in expected.items():
+        assert float(ours[key]) == pytest.approx(value, abs=1e-5), key
+    assert 0 < float(ours["frac_0.1"]) < 1  # the thresholds do discriminate here
+
+
+def test_batched_triangles_equal_single_ones():
+    model = make_tiny_cnn(sharpness=30.0)
+    generator = torch.Generator().manual_seed(1)
+    sources, a, b = torch.rand(3, 4, 3, 16, 16, generator=generator)
+    labels = model(sources).argmax(1)
+    batched = triangle_confidence(model, sources, a, b, labels, batch_size=50)
+    assert batched.shape == (4, 66)
+    for i in range(4):
+        single = triangle_confidence(model, sources[i], a[i], b[i], int(labels[i]))
+        assert torch.allclose(batched[i], single, atol=1e-6)
+    stats = triangle_stats(model, sources, a, b, labels)
+    assert stats["avg_conf"].shape == (4,)
+
+
+def test_segment_confidence_endpoints():
+    model = make_tiny_cnn(sharpness=30.0)
+    generator = torch.Generator().manual_seed(2)
+    source, end = torch.rand(2, 3, 16, 16, generator=generator)
+    label = int(model(source[None]).argmax())
+    values = segment_confidence(model, source, end, label, steps=11)
+    assert values.shape == (11,)
+    expected_ends = source_class_confidence(model, torch.stack([source, end]), label)
+    assert torch.allclose(values[[0, -1]], expected_ends, atol=1e-6)
+    middle = source_class_confidence(model, ((source + end) / 2)[None], label)
+    assert values[5] == pytest.approx(float(middle), abs=1e-6)
+
+
+def test_triangle_shape_keeps_lengths_and_angle():
+    generator = torch.Generator().manual_seed(3)
+    source, a, b = torch.rand(3, 3, 8, 8, generator=generator, dtype=torch.float64)
+    shape = triangle_shape(source, a, b)
+    length_a, length_b = (a - source).norm(), (b - source).norm()
+    assert torch.allclose(shape[0], torch.zeros(2, dtype=torch.float64))
+    assert torch.allclose(shape[1], torch.tensor([1.0, 0.0], dtype=torch.float64))
+    assert float(shape[2].norm()) == pytest.approx(float(length_b / length_a))
+    cosine = float(((a - source).flatten() @ (b - source).flatten()) / (length_a * length_b))
+    assert math.cos(math.atan2(shape[2, 1], shape[2, 0])) == pytest.approx(cosine)
+    # the far edge's length is preserved too (in units of |A - S|)
+    assert float((shape[2] - shape[1]).norm()) == pytest.approx(float((b - a).norm() / length_a))
+    points = grid_coordinates(shape)
+    assert points.shape == (66, 2) and torch.allclose(points[0], shape[0])
+    with pytest.raises(ValueError, match="degenerate"):
+        triangle_shape(source, source, b)
