@@ -71,7 +71,7 @@ class LPIPSDistance:
                 self._model = self._build()
             except LPIPSUnavailable as error:
                 self._missing_reason = str(error)
-                warnings.warn(f"LPIPS will be reported as NaN: {error}", stacklevel=3)
+                warnings.warn(f"LPIPS will be reported as NaN: {error}", stacklevel=4)
         return self._model is not None
 
     @property
@@ -113,14 +113,14 @@ class LPIPSDistance:
                     tensor.data.copy_(features[f"{index}.{name}"])
         return model.eval().requires_grad_(False)
 
-    @torch.no_grad()
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if not self.available:
             return torch.full((images.shape[0],), float("nan"))
         model = self._model.to(images.device)
         if images.shape[1] == 1:  # grayscale: LPIPS's trunk expects RGB
             images, targets = images.expand(-1, 3, -1, -1), targets.expand(-1, 3, -1, -1)
-        distance = model(images.float() * 2 - 1, targets.float() * 2 - 1)
+        with torch.no_grad():
+            distance = model(images.float() * 2 - 1, targets.float() * 2 - 1)
         return distance.flatten().cpu()
 
 

@@ -1,0 +1,74 @@
+"""What produced a result: model, weights, hyperparameters, device, versions.
+
+Every file a user opens (JSON records, tables, figure captions) carries this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+from importlib import metadata
+
+import torch
+
+from . import __version__
+
+_PACKAGES = ("torch", "torchvision", "timm", "lpips", "torchmetrics")
+
+
+def device_name(device) -> str:
+    """A readable name of a device: 'cpu (x86_64, 2 threads)' or 'cuda:0 (NVIDIA H100 ...)'."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, this package and the libraries behind the numbers."""
+    found = {"python": platform.python_version(), "blindspots_nb": __version__}
+    for package in _PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def model_info(model) -> dict:
+    """The model's registry record, or its class name for a plain module."""
+    info = getattr(model, "info", None)
+    return dict(info) if info else {"name": type(model).__name__, "weights": "user-supplied module"}
+
+
+def record(model=None, config=None, device=None, **extra) -> dict:
+    """A JSON-serialisable record of what produced a result."""
+    out = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if model is not None:
+        out["model"] = model_info(model)
+        if device is None:
+            device = next((p.device for p in model.parameters()), None)
+    if config is not None:
+        out["config"] = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    if device is not None:
+        out["device"] = device_name(device)
+    out["versions"] = versions()
+    out.update(extra)
+    return out
+
+
+def caption(model=None, config=None, device=None) -> str:
+    """One line for a figure: model, weights, hyperparameters, device, version."""
+    parts = []
+    if model is not None:
+        info = model_info(model)
+        parts.append(f"{info.get('name')} [{info.get('weights', '?')}]")
+    if config is not None:
+        values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        parts.append(", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                               for key, value in values.items()))
+    if device is not None:
+        parts.append(device_name(device))
+    parts.append(f"blindspots_nb {__version__}")
+    return " | ".join(parts)
