@@ -1,0 +1,195 @@
+"""Train and evaluate the FONTS CNNs: normal training and l_inf PGD adversarial training.
+
+Retrain the shipped checkpoints (deterministic; a few CPU minutes each)::
+
+    python -m blindspots_nb.train --model fonts_cnn --out blindspots_nb/checkpoints/fonts_cnn.pt
+    python -m blindspots_nb.train --model fonts_cnn_at --out blindspots_nb/checkpoints/fonts_cnn_at.pt
+
+Evaluate clean and PGD accuracy on the test fonts::
+
+    python -m blindspots_nb.train --eval fonts_cnn fonts_cnn_at
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import fonts_dataset
+from .models import FONTS_AT_EPS, Classifier, FontsCNN, get_entry, load_model, module_device
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run; ``eps > 0`` means PGD adversarial training."""
+
+    model: str = "fonts_cnn"
+    epochs: int = 6
+    n_train: int = 12000
+    batch_size: int = 128
+    lr: float = 3e-3
+    seed: int = 0
+    eps: float = 0.0
+    steps: int = 7
+    threads: int = 1
+
+    @classmethod
+    def for_model(cls, model: str, **overrides) -> "TrainConfig":
+        """The configuration the shipped checkpoint of ``model`` was trained with."""
+        if model not in ("fonts_cnn", "fonts_cnn_at"):
+            raise ValueError(f"train.py trains fonts_cnn or fonts_cnn_at, not {model!r}")
+        eps = FONTS_AT_EPS if model == "fonts_cnn_at" else 0.0
+        return cls(model=model, eps=eps, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+        step_size: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """l_inf PGD (Madry et al. 2018): uniform random start in the eps-box, ``steps``
+    signed-gradient ascent steps on cross-entropy (default step 2.5 eps / steps),
+    projected onto the box and [0, 1]."""
+    if eps <= 0 or steps < 1:
+        return x.detach()
+    step_size = 2.5 * eps / steps if step_size is None else step_size
+    noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)
+    x_adv = (x + (2 * noise - 1) * eps).clamp(0, 1).detach()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        with torch.enable_grad():
+            loss = F.cross_entropy(model(x_adv), y)
+            (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = x_adv.detach() + step_size * grad.sign()
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+    return x_adv.detach()
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, dataset, eps: float = FONTS_AT_EPS, steps: int = 20,
+             batch_size: int = 128, seed: int = 0) -> dict:
+    """Clean accuracy and PGD accuracy (l_inf ``eps``, ``steps`` steps) on ``dataset``."""
+    generator = torch.Generator().manual_seed(seed)
+    device = module_device(model)
+    clean = robust = 0
+    for start in range(0, len(dataset), batch_size):
+        idx = range(start, min(start + batch_size, len(dataset)))
+        x = torch.stack([dataset[i][0] for i in idx]).to(device)
+        y = torch.tensor([dataset[i][1] for i in idx], device=device)
+        clean += (model(x).argmax(-1) == y).sum().item()
+        x_adv = pgd(model, x, y, eps, steps, generator=generator)
+        robust += (model(x_adv).argmax(-1) == y).sum().item()
+    n = len(dataset)
+    return {"n": n, "clean_acc": clean / n, "pgd_acc": robust / n, "eps": eps, "steps": steps}
+
+
+@contextmanager
+def _deterministic(threads: int):
+    """Seeded, deterministic kernels on ``threads`` CPU threads; restores the settings."""
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
+
+
+def train(config: TrainConfig, progress: bool = True) -> tuple[Classifier, dict]:
+    """Train a FontsCNN on the train fonts; return the frozen model and its meta data.
+
+    Adam with a cosine learning-rate decay; for adversarial training every batch is
+    replaced by its PGD example, with eps ramped up linearly over the first epoch.
+    """
+    entry = get_entry(config.model)
+    data = fonts_dataset("train", config.n_train, config.seed)
+    with _deterministic(config.threads):
+        torch.manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)
+        model = Classifier(FontsCNN(), entry.mean, entry.std, entry.class_names(),
+                           entry.input_size, entry.info("training"))
+        model.requires_grad_(True).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        batches = math.ceil(len(data) / config.batch_size)
+        total = config.epochs * batches
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+        bar = tqdm(total=total, desc=config.model, disable=not progress)
+        start_time, step = time.time(), 0
+        for epoch in range(config.epochs):
+            order = torch.randperm(len(data), generator=generator)
+            for b in range(batches):
+                idx = order[b * config.batch_size:(b + 1) * config.batch_size]
+                x, y = data.images[idx], data.labels[idx]
+                eps = config.eps * min(1.0, (step + 1) / batches)
+                x = pgd(model, x, y, eps, config.steps, generator=generator)
+                loss = F.cross_entropy(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                step += 1
+                bar.update()
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+        bar.close()
+    model.eval().requires_grad_(False)
+    meta = {**asdict(config), "train_seconds": round(time.time() - start_time, 1),
+            "torch": str(torch.__version__)}
+    model.info["checkpoint_meta"] = meta
+    return model, meta
+
+
+def save(model: Classifier, meta: dict, path: str | Path) -> Path:
+    """Save the network's state dict and ``meta`` (plain values: loads with weights_only)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.net.state_dict(), "meta": meta}, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m blindspots_nb.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["fonts_cnn", "fonts_cnn_at"])
+    parser.add_argument("--out", help="where to write the checkpoint (.pt)")
+    parser.add_argument("--eval", nargs="+", metavar="MODEL",
+                        help="evaluate these models (or .pt files of fonts_cnn) instead of training")
+    for name, kind in [("epochs", int), ("n-train", int), ("batch-size", int), ("lr", float),
+                       ("seed", int), ("eps", float), ("steps", int), ("threads", int)]:
+        parser.add_argument(f"--{name}", type=kind, default=None)
+    parser.add_argument("--eval-eps", type=float, default=FONTS_AT_EPS)
+    parser.add_argument("--eval-steps", type=int, default=20)
+    parser.add_argument("--n-test", type=int, default=2000)
+    args = parser.parse_args(argv)
+    test = fonts_dataset("test", args.n_test, seed=0)
+
+    def report(name: str, model: torch.nn.Module) -> dict:
+        result = {"model": name, **evaluate(model, test, args.eval_eps, args.eval_steps)}
+        print(json.dumps(result))
+        return result
+
+    if args.eval:
+        for name in args.eval:
+            is_file = name.endswith(".pt")
+            report(name, load_model("fonts_cnn" if is_file else name, device="cpu",
+                                    weights=name if is_file else None))
+        return
+    if not (args.model and args.out):
+        parser.error("give --model and --out to train, or --eval MODEL ...")
+    config = TrainConfig.for_model(
+        args.model, epochs=args.epochs, n_train=args.n_train, batch_size=args.batch_size,
+        lr=args.lr, seed=args.seed, eps=args.eps, steps=args.steps, threads=args.threads)
+    model, meta = train(config)
+    meta["test"] = report(args.model, model)
+    print(f"saved {save(model, meta, args.out)} after {meta['train_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Image sources: preprocessing, glyphs, real-dataset layouts, a user's folder, the pool."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from blindspots_nb.data import (TensorImages, cifar10, fonts_dataset, image_folder, imagenet_val,
+                                preprocess_for, sample_images, select_pool)
+from blindspots_nb.models import wrap
+
+
+def test_sample_images_at_model_sizes():
+    x, names = sample_images(224)
+    assert x.shape == (len(names), 3, 224, 224) and "coffee" in names
+    assert 0 <= x.min() and x.max() <= 1
+    gray, _ = sample_images((1, 32, 32), names=["chelsea"])
+    assert gray.shape == (1, 1, 32, 32)
+    with pytest.raises(ValueError, match="not scikit-image sample images"):
+        sample_images(names=["nonexistent_photo"])
+
+
+def test_preprocess_resizes_crops_and_converts():
+    prep = preprocess_for(224)
+    assert prep.crop_pct == 0.875 and preprocess_for(32).crop_pct == 1.0
+    wide = Image.fromarray(np.full((300, 500, 3), 200, np.uint8))
+    assert prep(wide).shape == (3, 224, 224)
+    assert prep(Image.new("L", (50, 80), 128)).shape == (3, 224, 224)
+    clear = prep(Image.new("RGBA", (224, 224), (0, 0, 0, 0)))  # transparent -> white
+    assert torch.allclose(clear, torch.ones_like(clear))
+    with pytest.raises(ValueError, match="size must be"):
+        preprocess_for((5, 32, 32))
+
+
+def test_fonts_dataset_is_deterministic_balanced_and_split_by_font():
+    a = fonts_dataset("train", 500, seed=3)
+    b = fonts_dataset("train", 500, seed=3)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.images, fonts_dataset("train", 500, seed=4).images)
+    assert a.images.shape == (500, 1, 32, 32) and a.class_names == list("ABCDEFGHIJ")
+    assert 0 <= a.images.min() and a.images.max() <= 1 and a.images.mean() > 0.03
+    assert torch.bincount(a.labels).tolist() == [50] * 10
+    test = fonts_dataset("test", 500, seed=3)
+    assert not set(a.names) & set(test.names)
+    assert len(set(a.names)) > 10 and len(set(test.names)) >= 4
+    with pytest.raises(ValueError, match="split must be"):
+        fonts_dataset("val")
+
+
+def _jpeg(path, size=(40, 30), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, 100).save(path)
+
+
+def test_imagenet_val_layouts_and_errors(tmp_path):
+    for layout in (tmp_path / "flat", tmp_path / "nested" / "val"):
+        _jpeg(layout / "n01443537" / "b.JPEG")
+        _jpeg(layout / "n01440764" / "a.JPEG")
+    for root in (tmp_path / "flat", tmp_path / "nested"):
+        ds = imagenet_val(root)
+        assert ds.labels.tolist() == [0, 1]  # tench, goldfish: timm's class order
+        x, y = ds[1]
+        assert x.shape == (3, 224, 224) and y == 1 and "goldfish" in ds.class_names[y]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        imagenet_val(tmp_path / "missing")
+    (tmp_path / "photos" / "cats").mkdir(parents=True)
+    with pytest.raises(ValueError, match="not an ImageNet validation folder"):
+        imagenet_val(tmp_path / "photos")
+
+
+def _write_cifar_batch(path, n=12):
+    rng = np.random.default_rng(0)
+    batch = {b"batch_label": b"testing batch 1 of 1", b"labels": [i % 10 for i in range(n)],
+             b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+             b"filenames": [f"img_{i}.png".encode() for i in range(n)]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+    return batch
+
+
+def test_cifar10_reads_the_python_batch_format(tmp_path, monkeypatch):
+    batch = _write_cifar_batch(tmp_path / "cifar-10-batches-py" / "test_batch")
+    ds = cifar10(tmp_path)
+    assert len(ds) == 12 and ds.images.shape == (12, 3, 32, 32)
+    assert torch.equal(ds.images[3] * 255, torch.from_numpy(
+        batch[b"data"][3].reshape(3, 32, 32)).float())
+    assert ds.labels.tolist() == batch[b"labels"] and ds.names[0] == "img_0.png"
+    assert ds.class_names[3] == "cat"
+
+    with pytest.raises(FileNotFoundError, match="cifar-10-python.tar.gz"):
+        cifar10(tmp_path / "none", download=False)
+
+    def offline(*args, **kwargs):
+        raise OSError("Network is unreachable")
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", offline)
+    with pytest.raises(FileNotFoundError, match="download failed.*Network is unreachable"):
+        cifar10(tmp_path / "none")
+
+
+def test_cifar10_refuses_pickled_code(tmp_path):
+    evil = tmp_path / "test_batch"
+    evil.write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
+    with pytest.raises(ValueError, match="refused to load os.system"):
+        cifar10(evil)
+
+
+def test_image_folder_converts_resizes_and_reports_bad_files(tmp_path):
+    _jpeg(tmp_path / "rgb.png", (300, 200))
+    _jpeg(tmp_path / "gray.png", (64, 64), "L")
+    _jpeg(tmp_path / "rgba.png", (500, 500), "RGBA")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.warns(UserWarning, match=r"skipped 2 file\(s\).*broken.jpg.*notes.txt"):
+        ds = image_folder(tmp_path)
+    assert len(ds) == 3 and ds.labels.tolist() == [-1] * 3 and len(ds.skipped) == 2
+    assert all(ds[i][0].shape == (3, 224, 224) for i in range(3))
+    assert image_folder(tmp_path / "gray.png", size=(1, 32, 32))[0][0].shape == (1, 32, 32)
+
+
+def test_image_folder_labels(tmp_path):
+    _jpeg(tmp_path / "espresso" / "cup.jpg")
+    _jpeg(tmp_path / "n02123045" / "cat.jpg")  # tabby, by wnid
+    ds = image_folder(tmp_path)
+    assert ds.labels.tolist() == [967, 281]
+    assert image_folder(tmp_path / "espresso", label=5).labels.tolist() == [5]
+    with pytest.raises(ValueError, match="label 1000 is outside the model's classes"):
+        image_folder(tmp_path / "espresso", label=1000)
+    with pytest.raises(ValueError, match="'zebra crossing' is not one of the model's 3 classes"):
+        image_folder(tmp_path / "espresso", label="zebra crossing", class_names=["a", "b", "c"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no readable images"):
+        image_folder(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="no such image folder"):
+        image_folder(tmp_path / "missing")
+
+
+# ---------------------------------------------------------------- select_pool
+
+
+class _Table(nn.Module):
+    """Hand-made model: image i (a single pixel of value i/100) gets logits ``table[i]``."""
+
+    def __init__(self, probs):
+        super().__init__()
+        self.register_buffer("table", torch.tensor(probs).log())
+
+    def forward(self, x):
+        return self.table[(x.flatten(1)[:, 0] * 100).round().long()]
+
+
+def _model(probs, name):
+    return wrap(_Table(probs), mean=(0.0,), std=(1.0,), class_names=["a", "b", "c"],
+                input_size=(1, 1, 1), name=name)
+
+
+# per image: label, model A's probabilities, model B's probabilities
+CASES = [
+    (0, [0.9, 0.05, 0.05], [0.8, 0.1, 0.1]),   # 0: both right and sure
+    (0, [0.7, 0.2, 0.1], [0.7, 0.2, 0.1]),     # 1: qualifies, but class 0 is already full
+    (1, [0.05, 0.9, 0.05], [0.5, 0.4, 0.1]),   # 2: B is wrong
+    (1, [0.2, 0.75, 0.05], [0.3, 0.55, 0.15]), # 3: B right but below 0.6
+    (1, [0.2, 0.7, 0.1], [0.1, 0.8, 0.1]),     # 4: both right and sure
+    (2, [0.2, 0.2, 0.6], [0.1, 0.1, 0.8]),     # 5: A exactly at 0.6: not above
+]
+
+
+def _pool_data():
+    images = torch.arange(len(CASES)).float().view(-1, 1, 1, 1) / 100
+    labels = torch.tensor([c[0] for c in CASES])
+    return TensorImages(images, labels, ["a", "b", "c"], [f"img{i}" for i in range(len(CASES))])
+
+
+def test_select_pool_rules():
+    a = _model([c[1] for c in CASES], "A")
+    b = _model([c[2] for c in CASES], "B")
+    ds = _pool_data()
+    pool = select_pool([a, b], ds, batch_size=4)
+    assert pool.indices == [0, 4] and pool.labels.tolist() == [0, 1]
+    assert pool.names == ["img0", "img4"] and pool.models == ["A", "B"]
+    assert torch.allclose(pool.confidences, torch.tensor([[0.9, 0.8], [0.7, 0.8]]))
+    assert torch.equal(pool.images, ds.images[[0, 4]])
+    assert (pool.per_class, pool.min_conf) == (1, 0.6)
+    assert select_pool([a, b], ds, per_class=2).indices == [0, 1, 4]
+    assert select_pool([a, b], ds, min_conf=0.5).indices == [0, 3, 5]
+    assert select_pool(a, ds).indices == [0, 2]  # without B's vetoes; 5 is still not above 0.6
+
+
+def test_select_pool_stops_when_every_class_is_full():
+    a = _model([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9]], "A")
+    seen = []
+
+    class Watched(TensorImages):
+        def __getitem__(self, i):
+            seen.append(i)
+            return super().__getitem__(i)
+    images = torch.tensor([0.0, 0.01, 0.02, 0.99, 0.99]).view(-1, 1, 1, 1)  # 0.99: no table row
+    ds = Watched(images, torch.tensor([0, 1, 2, 0, 0]), ["a", "b", "c"], list("vwxyz"))
+    assert select_pool(a, ds, batch_size=1).indices == [0, 1, 2]
+    assert seen == [0, 1, 2]
+
+
+def test_select_pool_bad_inputs():
+    a = _model([c[1] for c in CASES], "A")
+    ds = _pool_data()
+    ds.labels = ds.labels.clone()
+    ds.labels[2] = 7
+    with pytest.raises(ValueError, match="label 7 of dataset item 2 is unknown or outside the 3"):
+        select_pool(a, ds)
+    big = TensorImages(torch.zeros(2, 1, 2, 2), torch.zeros(2).long(), ["a", "b", "c"], ["x", "y"])
+    with pytest.raises(ValueError, match=r"images are \(1, 2, 2\) but model A expects \(1, 1, 1\)"):
+        select_pool(a, big)
+    four = TensorImages(ds.images, ds.labels, list("abcd"), ds.names)
+    with pytest.raises(ValueError, match="model A has 3 classes, the dataset 4"):
+        select_pool(a, four)
