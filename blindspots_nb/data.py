@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import warnings
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +27,7 @@ from PIL import Image
 from .models import (CIFAR10_CLASSES, FONTS_CLASSES, imagenet_class_names, imagenet_wnids,
                      module_device)
 
-SizeLike = "int | tuple[int, int] | tuple[int, int, int] | a model with .input_size"
+_SIZE_HELP = "an int, (H, W), (C, H, W) with C in (1, 3), or a model with .input_size"
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -42,7 +43,7 @@ def input_size_of(target) -> tuple[int, int, int]:
         return (3, *size)
     if len(size) == 3 and size[0] in (1, 3):
         return size
-    raise ValueError(f"size must be {SizeLike}, got {target!r}")
+    raise ValueError(f"size must be {_SIZE_HELP}, got {target!r}")
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def preprocess_for(target, crop_pct: float | None = None) -> Preprocess:
 # --------------------------------------------------------------------------- datasets
 
 
-@dataclass
+@dataclass(eq=False)
 class TensorImages(torch.utils.data.Dataset):
     """Images held in memory: ``images`` (N, C, H, W) in [0, 1], ``labels`` (N,), -1 = unknown."""
 
@@ -102,7 +103,7 @@ class TensorImages(torch.utils.data.Dataset):
         return self.images[i], int(self.labels[i])
 
 
-@dataclass
+@dataclass(eq=False)
 class ImageFiles(torch.utils.data.Dataset):
     """Image files decoded on access with ``transform``; ``names`` are the paths.
 
@@ -419,7 +420,7 @@ def image_folder(path: str | os.PathLike, size=224, label=None,
 # --------------------------------------------------------------------------- pool selection
 
 
-@dataclass
+@dataclass(eq=False)
 class Pool:
     """The protocol's pool: images every model classifies correctly with confidence
     above ``min_conf``; at most ``per_class`` per class, first ones in dataset order.
@@ -441,12 +442,31 @@ class Pool:
         return len(self.indices)
 
 
+def _next_batch(pending: deque, labels, count, per_class: int, batch_size: int) -> list[int]:
+    """Pop up to ``batch_size`` indices, in order, of classes not yet full, taking no more
+    images of a class than it still needs; the others stay pending, in order."""
+    batch, taken, deferred = [], Counter(), []
+    while pending and len(batch) < batch_size:
+        i = pending.popleft()
+        c = labels[i]
+        if count[c] >= per_class:
+            continue
+        if count[c] + taken[c] >= per_class:
+            deferred.append(i)
+            continue
+        taken[c] += 1
+        batch.append(i)
+    pending.extendleft(reversed(deferred))
+    return batch
+
+
 @torch.no_grad()
 def select_pool(models, dataset, per_class: int = 1, min_conf: float = 0.6,
                 batch_size: int = 64) -> Pool:
-    """Scan ``dataset`` in order and keep, for each class, the first ``per_class``
-    images that every model in ``models`` (one model or a list) classifies correctly
-    with softmax confidence above ``min_conf``. Stops once every class is full."""
+    """For each class, the first ``per_class`` images of ``dataset`` (in its order) that
+    every model in ``models`` (one model or a list) classifies correctly with softmax
+    confidence above ``min_conf``. Images of classes already full are never evaluated,
+    so a class-sorted ImageNet folder costs about one forward pass per class."""
     models = list(models) if isinstance(models, (list, tuple)) else [models]
     if not models:
         raise ValueError("select_pool needs at least one model")
@@ -458,45 +478,39 @@ def select_pool(models, dataset, per_class: int = 1, min_conf: float = 0.6,
         if len(m.class_names) != num_classes:
             raise ValueError(f"model {m.info.get('name')} has {len(m.class_names)} classes, "
                              f"the dataset {num_classes}")
-    all_names = list(getattr(dataset, "names", []))
+    labels = getattr(dataset, "labels", None)
+    labels = ([int(v) for v in labels] if labels is not None
+              else [dataset[i][1] for i in range(len(dataset))])
+    bad = next((i for i, v in enumerate(labels) if not 0 <= v < num_classes), None)
+    if bad is not None:
+        raise ValueError(f"label {labels[bad]} of dataset item {bad} is unknown or outside the "
+                         f"{num_classes} classes; select_pool needs labelled images")
     count = [0] * num_classes
-    kept_images, kept_labels, kept_conf, indices = [], [], [], []
-    for start in range(0, len(dataset), batch_size):
-        batch = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        x = torch.stack([b[0] for b in batch])
-        y = torch.tensor([b[1] for b in batch])
-        bad = ((y < 0) | (y >= num_classes)).nonzero()
-        if len(bad):
-            i = int(bad[0])
-            raise ValueError(f"label {int(y[i])} of dataset item {start + i} is unknown or outside "
-                             f"the {num_classes} classes; select_pool needs labelled images")
+    kept = {}  # dataset index -> (image, confidences)
+    pending = deque(range(len(dataset)))
+    while batch := _next_batch(pending, labels, count, per_class, batch_size):
+        x = torch.stack([dataset[i][0] for i in batch])
+        y = torch.tensor([labels[i] for i in batch])
         conf = []
         for m in models:
             if tuple(x.shape[1:]) != tuple(m.input_size):
                 raise ValueError(f"dataset images are {tuple(x.shape[1:])} but model "
                                  f"{m.info.get('name')} expects {tuple(m.input_size)}; build the "
                                  "dataset with size=model")
-            dev = module_device(m)
-            probs = m(x.to(dev)).softmax(-1).cpu()
+            probs = m(x.to(module_device(m))).softmax(-1).cpu()
             right = probs.argmax(-1) == y
             conf.append(torch.where(right, probs.gather(1, y[:, None])[:, 0], torch.zeros(())))
         conf = torch.stack(conf, 1)
-        ok = (conf > min_conf).all(1)
-        for j in ok.nonzero()[:, 0].tolist():
-            label = int(y[j])
-            if count[label] < per_class:
-                count[label] += 1
-                kept_images.append(x[j])
-                kept_labels.append(label)
-                kept_conf.append(conf[j])
-                indices.append(start + j)
-        if min(count) >= per_class:
-            break
+        for j in (conf > min_conf).all(1).nonzero()[:, 0].tolist():
+            count[int(y[j])] += 1
+            kept[batch[j]] = (x[j], conf[j])
+    indices = sorted(kept)
+    names = list(getattr(dataset, "names", []) or map(str, range(len(dataset))))
     c, h, w = models[0].input_size
-    return Pool(images=torch.stack(kept_images) if kept_images else torch.empty(0, c, h, w),
-                labels=torch.tensor(kept_labels, dtype=torch.long), indices=indices,
-                names=[all_names[i] for i in indices] if all_names else [str(i) for i in indices],
-                class_names=class_names,
-                confidences=torch.stack(kept_conf) if kept_conf else torch.empty(0, len(models)),
+    return Pool(images=torch.stack([kept[i][0] for i in indices]) if kept else torch.empty(0, c, h, w),
+                labels=torch.tensor([labels[i] for i in indices], dtype=torch.long),
+                indices=indices, names=[names[i] for i in indices], class_names=class_names,
+                confidences=(torch.stack([kept[i][1] for i in indices]) if kept
+                             else torch.empty(0, len(models))),
                 models=[m.info.get("name", "model") for m in models],
                 per_class=per_class, min_conf=float(min_conf))

@@ -20,7 +20,6 @@ ever runs.
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import os
 import re
@@ -284,7 +283,7 @@ def _by_position(sd: Mapping[str, torch.Tensor], net: nn.Module) -> dict[str, to
     return dict(zip(names, values))
 
 
-def _read(path: Path, safe_globals: Sequence[type] = ()) -> tuple[dict[str, torch.Tensor], dict]:
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a .safetensors or torch file without executing pickled code.
 
     Returns the state dict and the file's top-level ``meta`` dict (empty if none).
@@ -293,8 +292,7 @@ def _read(path: Path, safe_globals: Sequence[type] = ()) -> tuple[dict[str, torc
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
             return load_file(str(path)), {}
-        with torch.serialization.safe_globals(list(safe_globals)):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if refused:
@@ -331,8 +329,7 @@ class ModelEntry:
 
     ``url``/``filename``: published location and cache file name (online entries);
     ``locate``: returns the local file for packaged weights; ``convert`` maps the
-    file's state dict onto ``build()``'s names; ``safe_globals``: non-tensor types the
-    published file pickles, allowed by ``torch.load(weights_only=True)``.
+    file's state dict onto ``build()``'s names.
     """
 
     name: str
@@ -351,7 +348,6 @@ class ModelEntry:
     filename: str | None = None
     locate: Callable[[], Path] | None = None
     convert: Callable[[Mapping, nn.Module], Mapping] = _published
-    safe_globals: tuple[type, ...] = ()
     crop_pct: float = 0.875
 
     def info(self, weights: str) -> dict:
@@ -441,7 +437,7 @@ _REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
     _imagenet("resnet50_at", "torchvision resnet50", _torchvision_resnet50,
               training="adversarial", threat_model="linf", eps=4 / 255,
               url=_hf("madrylab/robust-imagenet-models", "resnet50_linf_eps4.0.ckpt"),
-              filename="resnet50_linf_eps4.0.ckpt", safe_globals=(argparse.Namespace,),
+              filename="resnet50_linf_eps4.0.ckpt",
               source="Salman et al. 2020, RobustBench Salman2020Do_R50"),
     _imagenet("deit_small_at", "timm deit_small_patch16_224 with ConvStem",
               _deit_small_convstem, training="adversarial", threat_model="linf", eps=4 / 255,
@@ -572,7 +568,7 @@ def load_model(name: str, device: str | torch.device | None = None,
     """
     entry = get_entry(name)
     path, source = _weights_path(entry, weights)
-    state_dict, meta = _read(path, entry.safe_globals)
+    state_dict, meta = _read(path)
     net = entry.build()
     try:
         state_dict = entry.convert(state_dict, net)

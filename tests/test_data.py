@@ -189,18 +189,33 @@ def test_select_pool_rules():
     assert select_pool(a, ds).indices == [0, 2]  # without B's vetoes; 5 is still not above 0.6
 
 
-def test_select_pool_stops_when_every_class_is_full():
-    a = _model([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9]], "A")
+def _watched(values, labels):
+    """A dataset of single-pixel images that records which items select_pool decodes."""
     seen = []
 
     class Watched(TensorImages):
         def __getitem__(self, i):
             seen.append(i)
             return super().__getitem__(i)
-    images = torch.tensor([0.0, 0.01, 0.02, 0.99, 0.99]).view(-1, 1, 1, 1)  # 0.99: no table row
-    ds = Watched(images, torch.tensor([0, 1, 2, 0, 0]), ["a", "b", "c"], list("vwxyz"))
+    images = torch.tensor(values).view(-1, 1, 1, 1)
+    return Watched(images, torch.tensor(labels), ["a", "b", "c"], list("vwxyz")[:len(values)]), seen
+
+
+def test_select_pool_stops_when_every_class_is_full():
+    a = _model([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9]], "A")
+    ds, seen = _watched([0.0, 0.01, 0.02, 0.99, 0.99], [0, 1, 2, 0, 0])  # 0.99: no table row
     assert select_pool(a, ds, batch_size=1).indices == [0, 1, 2]
     assert seen == [0, 1, 2]
+
+
+def test_select_pool_evaluates_only_what_classes_still_need():
+    # class-sorted like an ImageNet folder; image 0 is misclassified
+    a = _model([[0.2, 0.7, 0.1], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05],
+                [0.05, 0.9, 0.05], [0.05, 0.9, 0.05]], "A")
+    ds, seen = _watched([0.0, 0.01, 0.02, 0.03, 0.04], [0, 0, 0, 1, 1])
+    pool = select_pool(a, ds, batch_size=4)
+    assert pool.indices == [1, 3] and pool.labels.tolist() == [0, 1]
+    assert pool.names == ["w", "y"] and seen == [0, 3, 1]
 
 
 def test_select_pool_bad_inputs():

@@ -1,7 +1,6 @@
 """Model zoo: offline models predict sensibly; every online loader works from a local
 file in its published format; missing or bad weights give clear errors."""
 
-import argparse
 import json
 
 import pytest
@@ -78,17 +77,19 @@ def _hf_safetensors(sd, path):
 
 
 def _robustness_ckpt(sd, path):
-    """robustness-library checkpoint (Salman et al.): an AttackerModel's state dict under
-    'model' (DataParallel prefix, normaliser buffers, attacker copy) plus training state."""
+    """robustness-library checkpoint (Salman et al.), as its train.py saves it: an
+    AttackerModel's state dict under 'model' (DataParallel prefix, normaliser buffers,
+    attacker copy) next to optimizer, schedule, epoch and amp state."""
     norm = {"new_mean": torch.tensor(models.IMAGENET_MEAN).view(3, 1, 1),
             "new_std": torch.tensor(models.IMAGENET_STD).view(3, 1, 1)}
     model = {f"module.normalizer.{k}": v for k, v in norm.items()}
     model.update({f"module.model.{k}": v for k, v in sd.items()})
     model.update({f"module.attacker.normalize.{k}": v for k, v in norm.items()})
     model.update({f"module.attacker.model.{k}": v for k, v in sd.items()})
-    torch.save({"model": model, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
-                "schedule": None, "epoch": 90,
-                "args": argparse.Namespace(arch="resnet50", eps=4 / 255)}, path)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30)
+    torch.save({"model": model, "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "epoch": 90, "amp": None}, path)
 
 
 def _robustbench_imagenet(sd, path):
