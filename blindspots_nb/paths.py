@@ -1,0 +1,154 @@
+"""Computations behind the paper's figures that are not triangle geometry: the k x k
+grid of blind spots (Figure 2) and the widths of high-confidence paths (Figure 4).
+
+Images are tensors in [0, 1]; drawing lives in :mod:`blindspots_nb.plots`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .lst import LSTConfig, LSTResult, traverse
+
+
+def predict(model, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's class and its confidence for each image of a batch (on the CPU)."""
+    labels, confidence = [], []
+    with torch.no_grad():
+        for chunk in images.split(batch_size):
+            probs = model(chunk).softmax(1)
+            top = probs.max(1)
+            labels.append(top.indices.cpu())
+            confidence.append(top.values.cpu())
+    return torch.cat(labels), torch.cat(confidence)
+
+
+@dataclass
+class BlindSpotGrid:
+    """Blind spots of every ordered pair of k images (the paper's Figure 2).
+
+    ``images[i, j]`` is the blind spot with image j as source and image i as target
+    (the diagonal holds image j itself); ``confidence[i, j]`` is the confidence of
+    ``images[i, j]`` in the class of image j. ``result`` is the batched traversal of
+    the k(k-1) off-diagonal pairs, in the order of ``pairs`` ((target i, source j)).
+    """
+
+    images: torch.Tensor       # (k, k, C, H, W)
+    confidence: torch.Tensor   # (k, k)
+    labels: torch.Tensor       # (k,) the model's class of each image
+    pairs: list[tuple[int, int]]
+    result: LSTResult
+
+
+def blindspot_grid(model, images: torch.Tensor, config: LSTConfig | None = None,
+                   progress: bool = False) -> BlindSpotGrid:
+    """Run LST from each of k images towards each other one, in one batch.
+
+    The labels are the model's own predictions on the images.
+    """
+    if images.dim() != 4 or images.shape[0] < 2:
+        raise ValueError(f"need a batch of at least 2 images (k, C, H, W); got {tuple(images.shape)}")
+    k = images.shape[0]
+    labels, clean_confidence = predict(model, images)
+    pairs = [(i, j) for i in range(k) for j in range(k) if i != j]
+    target_index = torch.tensor([i for i, _ in pairs])
+    source_index = torch.tensor([j for _, j in pairs])
+    device = images.device
+    result = traverse(model, images[source_index], labels[source_index].to(device), images[target_index],
+                      config, target_labels=labels[target_index].to(device), progress=progress)
+    grid = images.detach().cpu()[None].repeat(k, 1, 1, 1, 1)  # [i, j] = image j
+    confidence = torch.diag(clean_confidence)
+    blind_spots, reached = result.images.detach().cpu(), result.confidence.detach().cpu()
+    for n, (i, j) in enumerate(pairs):
+        grid[i, j] = blind_spots[n]
+        confidence[i, j] = reached[n]
+    return BlindSpotGrid(grid, confidence, labels, pairs, result)
+
+
+def segment_points(start: torch.Tensor, end: torch.Tensor, steps: int = 11) -> torch.Tensor:
+    """``steps`` equally spaced points (steps, C, H, W) on the straight segment, ends included."""
+    if steps < 2:
+        raise ValueError(f"a segment needs at least 2 points, got steps={steps}")
+    t = torch.linspace(0, 1, steps, dtype=start.dtype, device=start.device).view(-1, 1, 1, 1)
+    return (1 - t) * start + t * end
+
+
+def path_directions(points: torch.Tensor) -> torch.Tensor:
+    """Direction of a polygonal path at each of its points: central differences
+    (one-sided at the ends), (P, C, H, W)."""
+    if points.shape[0] < 2:
+        raise ValueError("a path needs at least 2 points")
+    padded = torch.cat([points[:1], points, points[-1:]])
+    return padded[2:] - padded[:-2]
+
+
+def orthogonal_perturbations(directions: torch.Tensor, radius: float, samples: int,
+                             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random perturbations of l2 norm ``radius`` orthogonal to each direction.
+
+    ``directions``: (P, C, H, W), nonzero; returns (P, samples, C, H, W). Gaussian
+    noise with its component along the direction removed, then scaled: the
+    perturbation's direction is uniform on the sphere of the orthogonal complement.
+    """
+    flat = directions.flatten(1).double()
+    norms = flat.norm(dim=1, keepdim=True)
+    if bool((norms == 0).any()):
+        raise ValueError("a path direction is zero (two consecutive path points coincide)")
+    unit = flat / norms
+    noise = torch.randn((flat.shape[0], samples, flat.shape[1]), generator=generator, dtype=torch.float64)
+    noise = noise.to(flat.device)
+    noise = noise - (noise @ unit[:, :, None]) * unit[:, None, :]
+    noise = noise * (radius / noise.norm(dim=2, keepdim=True))
+    return noise.to(directions.dtype).view(flat.shape[0], samples, *directions.shape[1:])
+
+
+@dataclass
+class PathWidths:
+    """Source-class confidence under random perturbations orthogonal to a path.
+
+    ``values[q, r, p]``: the ``quantiles[q]`` quantile over the samples at radius
+    ``radii[r]`` around path point ``p``; ``center[p]``: confidence on the path itself.
+    """
+
+    positions: torch.Tensor   # (P,) where the points lie along the path
+    radii: torch.Tensor       # (R,)
+    quantiles: torch.Tensor   # (Q,)
+    values: torch.Tensor      # (Q, R, P)
+    center: torch.Tensor      # (P,)
+    samples: int
+
+
+def path_widths(model, points: torch.Tensor, label: int, radii=(1.0, 2.0, 4.0), samples: int = 32,
+                quantiles=(0.05, 0.95), directions: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None, seed: int = 0,
+                batch_size: int = 128) -> PathWidths:
+    """How wide the high-confidence path is: at each path point and each l2 radius, the
+    quantiles of class-``label`` confidence at ``samples`` random points at that
+    distance, orthogonal to the path direction (the paper's Figure 4).
+
+    ``points``: (P, C, H, W) points of the path (e.g. :func:`segment_points`, or a
+    traversal's recorded images); ``directions`` default to :func:`path_directions`;
+    ``positions`` (x axis of the figure) default to t in [0, 1]. Perturbed points are
+    clipped to [0, 1], since only they are images.
+    """
+    if points.dim() != 4:
+        raise ValueError(f"points must be a path (P, C, H, W); got {tuple(points.shape)}")
+    if samples < 1 or not len(radii):
+        raise ValueError("need at least one sample and one radius")
+    directions = path_directions(points) if directions is None else directions.expand_as(points)
+    generator = torch.Generator().manual_seed(seed)
+    quantiles = torch.tensor(quantiles, dtype=torch.float64)
+    values = []
+    with torch.no_grad():
+        center = model(points).softmax(1)[:, label].cpu()
+        for radius in radii:
+            perturbed = (points[:, None] + orthogonal_perturbations(directions, radius, samples, generator))
+            flat = perturbed.clamp(0, 1).flatten(0, 1)
+            confidence = torch.cat([model(chunk).softmax(1)[:, label].cpu() for chunk in flat.split(batch_size)])
+            values.append(torch.quantile(confidence.view(len(points), samples).double(), quantiles, dim=1))
+    if positions is None:
+        positions = torch.linspace(0, 1, len(points), dtype=torch.float64)
+    return PathWidths(positions=torch.as_tensor(positions), radii=torch.tensor(radii, dtype=torch.float64),
+                      quantiles=quantiles, values=torch.stack(values, dim=1), center=center, samples=samples)

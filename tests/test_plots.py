@@ -1,0 +1,189 @@
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+from PIL import Image
+
+from blindspots_nb import plots
+from blindspots_nb.geometry import grid_coordinates, triangle_grid, triangle_shape
+from blindspots_nb.lst import LSTConfig, traverse
+from blindspots_nb.paths import PathWidths, blindspot_grid
+
+CAPTION = "model tiny [test] | step_size=0.01 | cpu | blindspots_nb 0.1.0"
+
+
+@pytest.fixture
+def result(tiny_cnn):
+    torch.manual_seed(0)
+    sources, targets = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    config = LSTConfig(iterations=12, record_every=3, record_images=True)
+    return traverse(tiny_cnn, sources, [2, 2], targets, config)
+
+
+def test_confidence_figure_shows_the_history(result):
+    fig = plots.confidence_figure(result, index=1, class_names=("espresso", "cat"), caption=CAPTION)
+    history = result.history.as_tensors()
+    source, target, bound, rmse = fig.data
+    assert list(source.x) == [0, 3, 6, 9, 12]
+    np.testing.assert_allclose(source.y, history["source_confidence"][:, 1].double())
+    np.testing.assert_allclose(target.y, history["target_confidence"][:, 1].double())
+    np.testing.assert_allclose(rmse.y, history["distance"][:, 1].double() / (3 * 16 * 16) ** 0.5)
+    np.testing.assert_allclose(bound.y, float(result.initial_confidence[1]) - result.config.delta)
+    assert source.name == "source class: espresso" and target.name == "target class: cat"
+    assert CAPTION[:40] in fig.layout.title.text
+
+
+def test_update_confidence_figure_changes_a_figure_widget_in_place(tiny_cnn, result):
+    torch.manual_seed(0)
+    short = traverse(tiny_cnn, torch.rand(1, 3, 16, 16), [2], torch.rand(1, 3, 16, 16),
+                     LSTConfig(iterations=2, record_every=1))
+    widget = go.FigureWidget(plots.confidence_figure(short))
+    assert len(widget.data[0].x) == 3
+    plots.update_confidence_figure(widget, result, 0)
+    assert len(widget.data[0].x) == 5
+    np.testing.assert_allclose(widget.data[0].y, result.history.as_tensors()["source_confidence"][:, 0].double())
+
+
+def test_image_helpers():
+    image = torch.rand(3, 5, 7)
+    decoded = np.asarray(Image.open(io.BytesIO(plots.image_to_png(image))))
+    assert decoded.shape == (5, 7, 3)
+    np.testing.assert_allclose(decoded / 255, image.permute(1, 2, 0).numpy(), atol=0.5 / 255 + 1e-6)
+    gray = Image.open(io.BytesIO(plots.image_to_png(torch.rand(1, 4, 4), size=64)))
+    assert gray.size == (64, 64) and gray.mode == "L"
+    assert plots.image_to_data_uri(image).startswith("data:image/png;base64,")
+    with pytest.raises(ValueError, match="C, H, W"):
+        plots.to_array(torch.rand(2, 4, 4))
+    picture, scale = plots.difference_image(torch.full((1, 2, 2), 0.7), torch.full((1, 2, 2), 0.5))
+    assert scale == pytest.approx(0.2)
+    torch.testing.assert_close(picture, torch.ones(1, 2, 2))
+    picture, scale = plots.difference_image(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2))
+    assert scale == 0 and torch.all(picture == 0.5)
+
+
+def test_triangle_cells_tile_the_triangle():
+    for divisions in (1, 3, 10):
+        cells = plots.triangle_cells(divisions)
+        assert cells.shape == (divisions ** 2, 3)
+        t = triangle_grid(divisions)[:, 1:].numpy()
+        a, b, c = t[cells[:, 0]], t[cells[:, 1]], t[cells[:, 2]]
+        areas = 0.5 * np.abs((b - a)[:, 0] * (c - a)[:, 1] - (b - a)[:, 1] * (c - a)[:, 0])
+        assert np.allclose(areas, 0.5 / divisions ** 2)  # equal cells, together the whole triangle
+
+
+def _triangle(divisions=4):
+    torch.manual_seed(0)
+    source, a, b = torch.rand(3, 3, 8, 8).unbind(0)
+    shape = triangle_shape(source, a, b)
+    confidence = torch.linspace(0, 1, (divisions + 1) * (divisions + 2) // 2)
+    return shape, confidence, (source, a, b)
+
+
+def test_triangle_surface_puts_the_confidences_on_the_true_shape():
+    shape, confidence, thumbnails = _triangle()
+    fig = plots.triangle_surface(shape, confidence, 4, thumbnails, CAPTION)
+    mesh, corners = fig.data
+    xy = grid_coordinates(shape, 4).numpy()
+    np.testing.assert_allclose(mesh.x, xy[:, 0])
+    np.testing.assert_allclose(mesh.y, xy[:, 1])
+    np.testing.assert_allclose(mesh.z, confidence.double())
+    assert len(mesh.i) == 16
+    np.testing.assert_allclose(np.c_[corners.x, corners.y], shape.numpy())
+    # corners: source = first grid point, A = (t1 = 1), B = (t2 = 1)
+    assert list(corners.z) == pytest.approx([0.0, 1.0, float(confidence[4])])
+    assert len(fig.layout.images) == 3
+    assert CAPTION[:30] in fig.layout.title.text
+
+
+def test_triangle_contour_is_blank_outside_and_interpolates_inside():
+    shape, confidence, thumbnails = _triangle()
+    fig = plots.triangle_contour(shape, confidence, 4, thumbnails, CAPTION, resolution=60)
+    contour = fig.data[0]
+    z = np.array(contour.z, dtype=float)
+    assert z.shape == (60, 60)
+    assert np.isnan(z).any() and np.isfinite(z).any()
+    assert np.nanmin(z) >= -1e-9 and np.nanmax(z) <= 1 + 1e-9
+    # the lower-left pixel is the source corner (at the origin): value = confidence there
+    assert contour.x[0] == pytest.approx(min(0.0, float(shape[2, 0])))
+    np.testing.assert_allclose(fig.data[1].customdata, confidence.double())
+    assert len(fig.layout.images) == 3
+    with pytest.raises(ValueError, match="grid confidences"):
+        plots.triangle_contour(shape, confidence[:-1], 4)
+
+
+def test_star_figure():
+    confidence = torch.tensor([[0.9, 0.8, 0.95], [0.9, 0.5, 0.7]])
+    fig = plots.star_figure(confidence, ["a", "b"], CAPTION)
+    assert [trace.name for trace in fig.data] == ["a", "b", "mean"]
+    np.testing.assert_allclose(fig.data[1].y, [0.9, 0.5, 0.7])
+    np.testing.assert_allclose(fig.data[2].y, confidence.double().mean(0))
+    np.testing.assert_allclose(fig.data[0].x, [0, 0.5, 1])
+    with pytest.raises(ValueError, match="names"):
+        plots.star_figure(confidence, ["a"])
+
+
+def test_blindspot_grid_figure(tiny_cnn):
+    torch.manual_seed(0)
+    grid = blindspot_grid(tiny_cnn, torch.rand(3, 3, 16, 16), LSTConfig(iterations=2, record_every=0))
+    fig = plots.blindspot_grid_figure(grid, list("abcde"), ["x", "y", "z"], CAPTION)
+    axes = np.array(fig.axes).reshape(3, 3)
+    for i in range(3):
+        for j in range(3):
+            label = axes[i, j].get_xlabel()
+            assert label.endswith(f"{float(grid.confidence[i, j]):.3f}")
+            np.testing.assert_allclose(axes[i, j].images[0].get_array(), plots.to_array(grid.images[i, j]))
+    assert [ax.get_title() for ax in axes[0]] == ["source: x", "source: y", "source: z"]
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["target: x", "target: y", "target: z"]
+    assert any(CAPTION in text.get_text() for text in fig.texts)
+
+
+def test_path_strip_keeps_first_and_last_frames(result):
+    history = result.history.as_tensors()
+    fig = plots.path_strip(history["images"][:, 0], history["source_confidence"][:, 0], history["iteration"],
+                           "espresso", CAPTION, max_frames=3)
+    labels = [ax.get_xlabel() for ax in fig.axes]
+    assert [label.splitlines()[0] for label in labels] == ["iteration 0", "iteration 6", "iteration 12"]
+    assert labels[-1].endswith(f"{float(history['source_confidence'][-1, 0]):.3f}")
+    with pytest.raises(ValueError, match="one confidence"):
+        plots.path_strip(history["images"][:, 0], history["source_confidence"][:2, 0], history["iteration"])
+
+
+def test_path_animation_writes_a_gif_with_one_frame_per_record(result, tmp_path):
+    history = result.history.as_tensors()
+    animation = plots.path_animation(history["images"][:, 0], history["source_confidence"][:, 0],
+                                     history["iteration"], "espresso", CAPTION)
+    path = plots.save_figure(animation, tmp_path / "path.gif")
+    with Image.open(path) as gif:
+        assert gif.n_frames == len(history["iteration"])
+
+
+def test_path_widths_figure_bands_match_the_quantiles():
+    widths = PathWidths(positions=torch.linspace(0, 1, 3, dtype=torch.float64),
+                        radii=torch.tensor([1.0, 2.0], dtype=torch.float64),
+                        quantiles=torch.tensor([0.05, 0.95], dtype=torch.float64),
+                        values=torch.rand(2, 2, 3, dtype=torch.float64), center=torch.rand(3), samples=8)
+    fig = plots.path_widths_figure(widths, caption=CAPTION)
+    assert len(fig.data) == 1 + 2 * 2
+    np.testing.assert_allclose(fig.data[0].y, widths.center.double())
+    for r in range(2):
+        high, low = fig.data[1 + 2 * r], fig.data[2 + 2 * r]
+        np.testing.assert_allclose(high.y, widths.values[1, r])
+        np.testing.assert_allclose(low.y, widths.values[0, r])
+        assert low.fill == "tonexty"
+
+
+def test_save_figure_writes_the_right_formats(tmp_path):
+    import matplotlib.pyplot as plt
+
+    html = plots.save_figure(plots.star_figure(torch.rand(2, 3)), tmp_path / "sub" / "star.html", include_plotlyjs="cdn")
+    assert "plotly" in html.read_text()
+    fig = plt.figure()
+    png = plots.save_figure(fig, tmp_path / "figure.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plt.close(fig)
+    with pytest.raises(ValueError, match=".html"):
+        plots.save_figure(go.Figure(), tmp_path / "figure.png")
+    with pytest.raises(TypeError, match="cannot save"):
+        plots.save_figure("not a figure", tmp_path / "x.html")
