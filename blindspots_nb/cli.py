@@ -48,7 +48,7 @@ def demo(args) -> dict:
     images, names = sample_images(model)
     for name in (args.source, args.target):
         if name not in names:
-            raise SystemExit(f"unknown photo {name!r}; bundled photos: {', '.join(names)}")
+            raise ValueError(f"unknown photo {name!r}; bundled photos: {', '.join(names)}")
     source = images[names.index(args.source)][None].to(device)
     target = images[names.index(args.target)][None].to(device)
     with torch.no_grad():
