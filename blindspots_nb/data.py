@@ -50,7 +50,7 @@ def input_size_of(target) -> tuple[int, int, int]:
 class Preprocess:
     """PIL image -> (C, H, W) tensor in [0, 1]: drop alpha onto white, convert to RGB
     or grayscale, resize the shorter side to ``H / crop_pct`` (bilinear, antialiased),
-    centre-crop to (H, W)."""
+    centre-crop to (H, W). Images already of size (H, W) are only converted."""
 
     input_size: tuple[int, int, int]
     crop_pct: float
