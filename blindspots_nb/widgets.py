@@ -78,11 +78,13 @@ class LSTExplorer:
         self.source_menu = W.Dropdown(description="source", style=style)
         self.target_menu = W.Dropdown(description="target", style=style)
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload image")
-        self.step_size = W.FloatLogSlider(value=step_size, base=10, min=-4, max=0, step=0.1,
-                                          description="step size \u03b7", readout_format=".2g", style=style)
-        self.delta = W.FloatSlider(value=delta, min=0, max=1, step=0.01, description="\u03b4", style=style)
-        self.eps = W.FloatLogSlider(value=eps, base=10, min=-5, max=-1, step=0.1, description="\u03b5",
-                                    readout_format=".2g", style=style)
+        # Text boxes, not sliders: a slider's front end snaps values to its steps and sends them
+        # back, which would silently change the hyperparameters (and restart the traversal).
+        number = {"style": style, "layout": W.Layout(width="200px")}
+        self.step_size = W.BoundedFloatText(value=step_size, min=0, max=10, step=1e-3, description="step size \u03b7",
+                                            **number)
+        self.delta = W.BoundedFloatText(value=delta, min=0, max=1, step=0.01, description="\u03b4", **number)
+        self.eps = W.BoundedFloatText(value=eps, min=0, max=1, step=1e-3, description="\u03b5", **number)
         self.per_click = W.IntSlider(value=iterations_per_click, min=1, max=200, description="iterations per click",
                                      style=style)
         self.iterations = W.BoundedIntText(value=iterations, min=1, max=100000, description="Run until iteration",
@@ -200,8 +202,9 @@ class LSTExplorer:
         self.pause()
         with self._lock:
             device = _device_of(self.model)
-            source = self.catalog[self.source_menu.value][None].to(device)
-            target = self.catalog[self.target_menu.value][None].to(device)
+            self._source_image = self.catalog[self.source_menu.value]
+            self._target_image = self.catalog[self.target_menu.value]
+            source, target = self._source_image[None].to(device), self._target_image[None].to(device)
             with torch.no_grad():
                 label = self.model(source).argmax(1)
             self.traversal = Traversal(self.model, source, label, target, self.config)
@@ -347,7 +350,11 @@ class LSTExplorer:
             with self._lock:
                 self.traversal.config = dataclasses.replace(self.traversal.config, iterations=int(change["new"]))
             return
-        self.reset()
+        t = self.traversal
+        unchanged = (self.config == t.config and self.catalog[self.source_menu.value] is self._source_image
+                     and self.catalog[self.target_menu.value] is self._target_image)
+        if not unchanged:  # a front end echoing the same value back must not restart the traversal
+            self.reset()
 
     def _on_upload(self, change):
         for item in change["new"]:
