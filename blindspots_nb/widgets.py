@@ -25,6 +25,7 @@ import torch
 from . import provenance
 from .gallery import FOLDER_PREFIX, GLYPHS, PHOTOS, collection_images, default_collection
 from .lst import LSTConfig, Traversal
+from .paths import predict
 from .plots import confidence_figure, difference_image, image_to_png, update_confidence_figure
 
 UPLOAD_PREFIX = "upload: "
@@ -105,8 +106,7 @@ class LSTExplorer:
         self.figure = None
 
         self._load_collection()
-        self._select(self.source_menu, source, 0)
-        self._select(self.target_menu, target, 1)
+        self._choose(source, target)
         self.reset()
         self.figure = go.FigureWidget(self.snapshot_figure())
         self._wire()
@@ -145,12 +145,20 @@ class LSTExplorer:
         finally:
             self._quiet = False
 
-    def _select(self, menu, name, fallback_index):
+    def _choose(self, source: str | None, target: str | None):
+        """Set the source and target menus; by default the first image, and the first
+        image of another class than the source's (in the model's eyes) as target."""
         names = list(self.catalog)
-        if name is not None and name not in self.catalog:
-            raise ValueError(f"no image {name!r}; choose one of {names}")
+        for name in (source, target):
+            if name is not None and name not in self.catalog:
+                raise ValueError(f"no image {name!r}; choose one of {names}")
+        source = source or names[0]
+        if target is None:
+            labels, _ = predict(self.model, torch.stack(list(self.catalog.values())).to(_device_of(self.model)))
+            others = [n for n, label in zip(names, labels) if label != labels[names.index(source)]]
+            target = others[0] if others else names[min(1, len(names) - 1)]
         self._quiet = True
-        menu.value = name if name is not None else names[min(fallback_index, len(names) - 1)]
+        self.source_menu.value, self.target_menu.value = source, target
         self._quiet = False
 
     def _wire(self):
@@ -320,8 +328,7 @@ class LSTExplorer:
                 self.collection_menu.value = default_collection(self.model)
                 self._quiet = False
             self._load_collection()
-            self._select(self.source_menu, self.source_menu.value, 0)
-            self._select(self.target_menu, self.target_menu.value, 1)
+            self._choose(self.source_menu.value, self.target_menu.value)
             self.reset()
             self._say(f"Loaded model {html.escape(change['new'])}.", "ok")
         except Exception as error:  # e.g. weights not downloadable offline: say so, keep the old model
@@ -337,8 +344,7 @@ class LSTExplorer:
         try:
             self.pause()
             self._load_collection()
-            self._select(self.source_menu, self.source_menu.value, 0)
-            self._select(self.target_menu, self.target_menu.value, 1)
+            self._choose(self.source_menu.value, self.target_menu.value)
             self.reset()
         except Exception as error:
             self._say(f"Could not load {html.escape(str(change['new']))}: {html.escape(str(error))}", "error")

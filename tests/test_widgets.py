@@ -30,8 +30,8 @@ def model():
 def explorer(model, tmp_path):
     torch.manual_seed(0)
     images = torch.rand(4, 3, 16, 16)
-    return LSTExplorer(model, images=(images, NAMES), models=[], iterations_per_click=5, iterations=30,
-                       output_dir=tmp_path / "export")
+    return LSTExplorer(model, images=(images, NAMES), source="w", target="x", models=[], iterations_per_click=5,
+                       iterations=30, output_dir=tmp_path / "export")
 
 
 def _png(image_widget) -> np.ndarray:
@@ -176,3 +176,20 @@ def test_a_model_that_cannot_be_loaded_keeps_the_current_one(model, tmp_path):
 def test_unknown_image_name_is_a_clear_error(model):
     with pytest.raises(ValueError, match="no image 'nope'"):
         LSTExplorer(model, images=(torch.rand(2, 3, 16, 16), ["p", "q"]), models=[], source="nope")
+
+
+class BrightestChannel(torch.nn.Module):
+    """Class = the image's brightest colour channel."""
+
+    def forward(self, x):
+        return x.mean((2, 3)) * 50
+
+
+def test_default_target_is_of_another_class(tmp_path):
+    model = wrap(BrightestChannel(), mean=(0, 0, 0), std=(1, 1, 1), class_names=["red", "green", "blue"],
+                 input_size=(3, 8, 8), name="channels")
+    images = torch.zeros(3, 3, 8, 8)
+    images[0, 0] = images[1, 0] = images[2, 1] = 0.8  # red, red, green
+    explorer = LSTExplorer(model, images=(images, ["r1", "r2", "g"]), models=[], output_dir=tmp_path)
+    assert (explorer.source_menu.value, explorer.target_menu.value) == ("r1", "g")
+    assert "green" in explorer.panel_labels["target"].value
