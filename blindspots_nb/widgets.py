@@ -43,9 +43,10 @@ class LSTExplorer:
     ``model``: a registry name (see ``models.list_models``) or a classifier taking
     images in [0, 1] with ``class_names``, ``input_size`` and ``info``;
     ``images``: None (the model's default collection), a folder path, or
-    ``(images (N, C, H, W), names)``; ``source``/``target``: image names (default the
-    first two); ``models``: the names offered in the model menu; ``device``: None
-    picks CUDA when available. Display the explorer as the last expression of a cell.
+    ``(images (N, C, H, W), names)``; ``source``/``target``: image names (default:
+    the first image, and the first of another class as the model sees it);
+    ``models``: the names offered in the model menu; ``device``: None picks CUDA
+    when available. Display the explorer as the last expression of a cell.
     """
 
     def __init__(self, model="efficientnet_lite0", source: str | None = None, target: str | None = None,
@@ -133,13 +134,18 @@ class LSTExplorer:
         if images.shape[1:] != torch.Size(self.model.input_size):
             raise ValueError(f"the images are {tuple(images.shape[1:])}, the model expects {self.model.input_size}")
         self.catalog = dict(zip(names, images))
+        self._collection = self.collection_menu.value
         prep = preprocess_for(self.model)
         for name, picture in self._uploads.items():
             self.catalog[name] = prep(picture)
-        previous = (self.source_menu.value, self.target_menu.value)
+        self._offer_catalog()
+
+    def _offer_catalog(self):
+        """Offer the catalog in the source and target menus, keeping choices still in it."""
         self._quiet = True
         try:
-            for menu, value in zip((self.source_menu, self.target_menu), previous):
+            for menu in (self.source_menu, self.target_menu):
+                value = menu.value
                 menu.options = list(self.catalog)
                 menu.value = value if value in self.catalog else None
         finally:
@@ -157,9 +163,8 @@ class LSTExplorer:
             labels, _ = predict(self.model, torch.stack(list(self.catalog.values())).to(_device_of(self.model)))
             others = [n for n, label in zip(names, labels) if label != labels[names.index(source)]]
             target = others[0] if others else names[min(1, len(names) - 1)]
-        self._quiet = True
-        self.source_menu.value, self.target_menu.value = source, target
-        self._quiet = False
+        self._set_quietly(self.source_menu, source)
+        self._set_quietly(self.target_menu, target)
 
     def _wire(self):
         self.step_button.on_click(lambda _: self.step())
@@ -316,36 +321,49 @@ class LSTExplorer:
         return paths
 
     # -- reacting to the widgets ----------------------------------------------------
-    def _on_model(self, change):
-        if self._quiet:
-            return
-        previous = self.model
+    def _set_quietly(self, widget, value):
+        """Change a widget without the explorer reacting to it."""
+        self._quiet = True
         try:
-            self.pause()
-            self.model = self._load(change["new"])
-            if self._given is None:
-                self._quiet = True
-                self.collection_menu.value = default_collection(self.model)
-                self._quiet = False
+            widget.value = value
+        finally:
+            self._quiet = False
+
+    def _switch(self, model, collection: str):
+        """Use ``model`` and the image ``collection`` from now on, starting anew; if
+        that fails, go back to the previous ones and raise."""
+        self.pause()
+        previous = (self.model, self._collection)
+        try:
+            self.model = model
+            self._set_quietly(self.collection_menu, collection)
             self._load_collection()
             self._choose(self.source_menu.value, self.target_menu.value)
             self.reset()
+        except Exception:
+            self.model = previous[0]
+            self._set_quietly(self.collection_menu, previous[1])
+            self._load_collection()
+            self._choose(self.source_menu.value, self.target_menu.value)
+            self.reset()
+            raise
+
+    def _on_model(self, change):
+        if self._quiet:
+            return
+        try:  # e.g. weights that cannot be downloaded offline: say so, keep the current model
+            model = self._load(change["new"])
+            self._switch(model, self.collection_menu.value if self._given is not None else default_collection(model))
             self._say(f"Loaded model {html.escape(change['new'])}.", "ok")
-        except Exception as error:  # e.g. weights not downloadable offline: say so, keep the old model
-            self.model = previous
-            self._quiet = True
-            self.model_menu.value = change["old"]
-            self._quiet = False
+        except Exception as error:
+            self._set_quietly(self.model_menu, change["old"])
             self._say(f"Could not load {html.escape(str(change['new']))}: {html.escape(str(error))}", "error")
 
     def _on_collection(self, change):
         if self._quiet:
             return
         try:
-            self.pause()
-            self._load_collection()
-            self._choose(self.source_menu.value, self.target_menu.value)
-            self.reset()
+            self._switch(self.model, change["new"])
         except Exception as error:
             self._say(f"Could not load {html.escape(str(change['new']))}: {html.escape(str(error))}", "error")
 
@@ -389,13 +407,8 @@ class LSTExplorer:
         key = UPLOAD_PREFIX + name
         self._uploads[key] = picture
         self.catalog[key] = image
-        self._quiet = True
-        for menu in (self.source_menu, self.target_menu):
-            value = menu.value
-            menu.options = list(self.catalog)
-            menu.value = value
-        self.target_menu.value = key
-        self._quiet = False
+        self._offer_catalog()
+        self._set_quietly(self.target_menu, key)
         self.reset()
         self._say(f"Added {html.escape(key)} as the target (it is also in the source menu).", "ok")
         return key

@@ -193,3 +193,31 @@ def test_default_target_is_of_another_class(tmp_path):
     explorer = LSTExplorer(model, images=(images, ["r1", "r2", "g"]), models=[], output_dir=tmp_path)
     assert (explorer.source_menu.value, explorer.target_menu.value) == ("r1", "g")
     assert "green" in explorer.panel_labels["target"].value
+
+
+def test_switching_collections_and_models(model, tmp_path):
+    from blindspots_nb.gallery import GLYPHS, PHOTOS
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name, colour in (("red.png", (255, 0, 0)), ("blue.png", (0, 0, 255))):
+        Image.new("RGB", (20, 20), colour).save(folder / name)
+    explorer = LSTExplorer(model, images=folder, models=["fonts_cnn"], output_dir=tmp_path / "out")
+    assert explorer.collection_menu.value == f"folder: {folder}"
+    assert sorted(explorer.catalog) == ["blue.png", "red.png"]
+
+    explorer.collection_menu.value = PHOTOS
+    assert "coffee" in explorer.catalog and explorer.traversal.sources.shape == (1, 3, 16, 16)
+    for file in folder.iterdir():
+        file.unlink()
+    explorer.collection_menu.value = f"folder: {folder}"  # now empty: a message, the photos stay
+    assert "Could not load" in explorer.message.value
+    assert explorer.collection_menu.value == PHOTOS and "coffee" in explorer.catalog
+
+    explorer.model_menu.value = "fonts_cnn"  # a shipped FONTS model: glyphs, one channel, 32 x 32
+    assert explorer.model.info["name"] == "fonts_cnn" and explorer.collection_menu.value == GLYPHS
+    assert explorer.traversal.sources.shape == (1, 1, 32, 32)
+    source_class, target_class = explorer._class_names()
+    assert source_class != target_class
+    explorer.step(3)
+    assert explorer.traversal.iteration == 3
