@@ -136,6 +136,8 @@ def reproduce(args) -> dict | None:
                 if protocol.model_finished(experiment, name, out):
                     print(f"{name} on {experiment.dataset}: finished in {out}, skipped (--force recomputes)")
                     continue
+                print(f"{name} on {experiment.dataset}: running the notebook (shard {shard[0]}/{shard[1]})",
+                      flush=True)
                 protocol.run_notebook(experiment, name, out, shard, device, args.weights.get(name))
         distributed.barrier()
         if rank != 0:

@@ -33,7 +33,7 @@ from itertools import combinations
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # text progress: it reaches the terminal through papermill's streams too
 
 from . import provenance
 from .geometry import DROPS, stats_from_confidence, triangle_confidence
