@@ -11,13 +11,27 @@ import torch
 PHOTOS = "bundled photos (scikit-image)"
 GLYPHS = "FONTS glyphs (test split)"
 FOLDER_PREFIX = "folder: "
+IMAGENET_PREFIX = "imagenet: "
+CIFAR10_PREFIX = "cifar10: "
+DATASET_LIMIT = 100  # images taken from the start of a large dataset
 # Photos the ImageNet models name confidently (espresso, tabby/Egyptian cat, tripod, ...).
 PHOTO_PICKS = ("coffee", "chelsea", "camera", "astronaut", "rocket", "moon")
 
 
 def collection_images(collection: str, model) -> tuple[torch.Tensor, list[str]]:
+    """See :func:`_collection_images`; also checks that the images fit the model."""
+    images, names = _collection_images(collection, model)
+    if tuple(images.shape[1:]) != tuple(model.input_size):
+        raise ValueError(f"{collection!r} holds images of shape {tuple(images.shape[1:])}, but the model expects "
+                         f"{tuple(model.input_size)}")
+    return images, names
+
+
+def _collection_images(collection: str, model) -> tuple[torch.Tensor, list[str]]:
     """Images (N, C, H, W) in [0, 1] and their names, preprocessed for ``model``:
-    ``PHOTOS``, ``GLYPHS`` (20 test glyphs, named like 'A0 (font)'), or 'folder: PATH'."""
+    ``PHOTOS``; ``GLYPHS`` (20 test glyphs, named like 'A0 (font)'); 'folder: PATH'
+    (a user's images); 'imagenet: ROOT' (validation images in class folders) or
+    'cifar10: ROOT' (the test batch), the first ``DATASET_LIMIT`` of them."""
     from . import data
 
     if collection == PHOTOS:
@@ -29,11 +43,24 @@ def collection_images(collection: str, model) -> tuple[torch.Tensor, list[str]]:
         names = [f"{glyphs.class_names[int(y)]}{i} ({font})"
                  for i, (y, font) in enumerate(zip(glyphs.labels, glyphs.names))]
         return images, names
-    if collection.startswith(FOLDER_PREFIX):
-        files = data.image_folder(collection[len(FOLDER_PREFIX):], size=model)
-        return torch.stack([files[i][0] for i in range(len(files))]), [Path(n).name for n in files.names]
-    raise ValueError(f"unknown image collection {collection!r}: use {PHOTOS!r}, {GLYPHS!r} "
-                     f"or '{FOLDER_PREFIX}PATH'")
+    for prefix, load in ((FOLDER_PREFIX, lambda root: data.image_folder(root, size=model)),
+                         (IMAGENET_PREFIX, lambda root: data.imagenet_val(root, size=model)),
+                         (CIFAR10_PREFIX, lambda root: data.cifar10(root, download=False))):
+        if collection.startswith(prefix):
+            dataset = load(collection[len(prefix):])
+            count = min(len(dataset), DATASET_LIMIT)
+            images = torch.stack([dataset[i][0] for i in range(count)])
+            return images, [Path(str(name)).name for name in dataset.names[:count]]
+    raise ValueError(f"unknown image collection {collection!r}: use {PHOTOS!r}, {GLYPHS!r}, "
+                     f"'{FOLDER_PREFIX}PATH', '{IMAGENET_PREFIX}ROOT' or '{CIFAR10_PREFIX}ROOT'")
+
+
+def as_collection(spec) -> str:
+    """A collection name from a user's spec: a collection name as is, any other
+    string or path as 'folder: PATH'."""
+    spec = str(spec)
+    known = spec in (PHOTOS, GLYPHS) or spec.startswith((FOLDER_PREFIX, IMAGENET_PREFIX, CIFAR10_PREFIX))
+    return spec if known else FOLDER_PREFIX + spec
 
 
 def default_collection(model) -> str:

@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 import torch
 
 from . import provenance
-from .gallery import FOLDER_PREFIX, GLYPHS, PHOTOS, collection_images, default_collection
+from .gallery import GLYPHS, PHOTOS, as_collection, collection_images, default_collection
 from .lst import LSTConfig, Traversal
 from .paths import predict
 from .plots import confidence_figure, difference_image, image_to_png, update_confidence_figure
@@ -42,8 +42,9 @@ class LSTExplorer:
 
     ``model``: a registry name (see ``models.list_models``) or a classifier taking
     images in [0, 1] with ``class_names``, ``input_size`` and ``info``;
-    ``images``: None (the model's default collection), a folder path, or
-    ``(images (N, C, H, W), names)``; ``source``/``target``: image names (default:
+    ``images``: None (the model's default collection), a collection of
+    :mod:`blindspots_nb.gallery` ('imagenet: ROOT', 'cifar10: ROOT', ...), a folder
+    path, or ``(images (N, C, H, W), names)``; ``source``/``target``: image names (default:
     the first image, and the first of another class as the model sees it);
     ``models``: the names offered in the model menu; ``device``: None picks CUDA
     when available. Display the explorer as the last expression of a cell.
@@ -69,14 +70,14 @@ class LSTExplorer:
             models = list_models()
         options = [model_name] + [m for m in models if m != model_name]
         if isinstance(images, tuple):
-            collections, self._given = ["given images"], images
+            self._given, collections, collection = images, ["given images"], "given images"
         else:
-            collections = [PHOTOS, GLYPHS] + ([f"{FOLDER_PREFIX}{images}"] if images is not None else [])
-            self._given = None
+            self._given, collections = None, [PHOTOS, GLYPHS]
+            collection = as_collection(images) if images is not None else default_collection(self.model)
+            collections += [collection] if collection not in collections else []
         style = {"description_width": "initial"}
         self.model_menu = W.Dropdown(options=options, value=model_name, description="model", style=style)
-        self.collection_menu = W.Dropdown(options=collections, description="images", style=style,
-                                          value=collections[-1] if images is not None else default_collection(self.model))
+        self.collection_menu = W.Dropdown(options=collections, value=collection, description="images", style=style)
         self.source_menu = W.Dropdown(description="source", style=style)
         self.target_menu = W.Dropdown(description="target", style=style)
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload image")
@@ -127,12 +128,13 @@ class LSTExplorer:
         """Fill the image catalog for the current model and collection, uploads included."""
         from .data import preprocess_for
 
-        if self._given is not None:
-            images, names = self._given
-        else:
+        if self._given is None:
             images, names = collection_images(self.collection_menu.value, self.model)
-        if images.shape[1:] != torch.Size(self.model.input_size):
-            raise ValueError(f"the images are {tuple(images.shape[1:])}, the model expects {self.model.input_size}")
+        else:
+            images, names = self._given
+            if tuple(images.shape[1:]) != tuple(self.model.input_size):
+                raise ValueError(f"the given images are {tuple(images.shape[1:])}, the model expects "
+                                 f"{tuple(self.model.input_size)}")
         self.catalog = dict(zip(names, images))
         self._collection = self.collection_menu.value
         prep = preprocess_for(self.model)

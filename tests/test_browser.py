@@ -110,6 +110,9 @@ def test_explorer_steps_in_jupyterlab(lab):
             step.click()
             page.wait_for_function(f"() => Math.max(0, ...({CURVE_POINTS})()) > {before}", timeout=120_000)
             after = max(page.evaluate(CURVE_POINTS))
+            news = page.locator(".Toastify__toast button", has_text="No")  # "Jupyter news?" toast
+            if news.count():
+                news.first.click()
             page.wait_for_timeout(1000)  # let the images and the plot finish drawing
             page.screenshot(path=str(SCREENSHOTS / "explorer_after_step.png"))
 
