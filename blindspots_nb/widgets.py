@@ -59,6 +59,7 @@ class LSTExplorer:
         self._uploads: dict[str, object] = {}  # name -> PIL image, re-preprocessed when the model changes
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
+        self._running = False
         self._stop = threading.Event()
         self._quiet = False  # set while the explorer changes its own widgets
         self.traversal: Traversal | None = None
@@ -210,7 +211,8 @@ class LSTExplorer:
 
     @property
     def running(self) -> bool:
-        return self._worker is not None and self._worker.is_alive()
+        """Whether a ``run()`` is stepping (False already during its last view update)."""
+        return self._running
 
     def reset(self):
         """Start the traversal anew from the chosen source, model and hyperparameters."""
@@ -279,9 +281,10 @@ class LSTExplorer:
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout)
-        return not self.running
+        return worker is None or not worker.is_alive()
 
     def _set_running(self, running: bool):
+        self._running = running
         for button in (self.step_button, self.run_button, self.reset_button):
             button.disabled = running
         self.pause_button.disabled = not running

@@ -1,8 +1,8 @@
 """The explorer in a real browser: JupyterLab on localhost, headless Chromium.
 
 Opens ``notebooks/01_explore_lst.ipynb``, runs all cells, clicks the explorer's Step
-button and checks that the confidence plot gained points; saves a screenshot to
-``results/browser/``. Needs Debian's ``chromium`` and the ``playwright`` package (its
+button and checks that the confidence plot gained points, then Run and Pause; saves
+a screenshot (after Step) to ``results/browser/``. Needs Debian's ``chromium`` and the ``playwright`` package (its
 own browser download is not used).
 """
 
@@ -119,6 +119,17 @@ def test_explorer_steps_in_jupyterlab(lab):
             assert after == before + 10  # one click: 'iterations per click' = 10 more points
             assert "iteration 10" in iteration_before
             assert "iteration 20" in status.inner_text()
+
+            # Run steps in a background thread and redraws as it goes; Pause stops it
+            page.locator(".widget-button", has_text="Run").click()
+            page.wait_for_function(f"() => Math.max(0, ...({CURVE_POINTS})()) > {after + 10}", timeout=120_000)
+            page.locator(".widget-button", has_text="Pause").click()
+            page.wait_for_function("status => !status.innerText.includes('running')", arg=status.element_handle(),
+                                   timeout=60_000)
+            paused = max(page.evaluate(CURVE_POINTS))
+            page.wait_for_timeout(3000)
+            assert max(page.evaluate(CURVE_POINTS)) == paused < 401
+            assert f"iteration {paused - 1}" in status.inner_text()
         except Exception:
             page.screenshot(path=str(SCREENSHOTS / "explorer_failure.png"))
             raise

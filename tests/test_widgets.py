@@ -88,12 +88,14 @@ def test_run_goes_to_the_last_iteration_and_pause_stops_it(explorer):
     assert explorer.traversal.iteration == 30
     assert len(explorer.figure.data[0].x) == 31
     assert not explorer.step_button.disabled and explorer.pause_button.disabled
+    assert "iteration 30" in explorer.status.value and "running" not in explorer.status.value
 
     explorer.iterations.value = 10 ** 5  # long run: only Pause ends it
     assert explorer.traversal.config.iterations == 10 ** 5 and explorer.traversal.iteration == 30
     explorer.run_button.click()
     time.sleep(0.3)
     assert explorer.running and explorer.step_button.disabled and not explorer.pause_button.disabled
+    assert "running" in explorer.status.value
     explorer.step_button.click()  # ignored while running, with a message
     assert "Pause" in explorer.message.value
     explorer.pause_button.click()
@@ -101,6 +103,7 @@ def test_run_goes_to_the_last_iteration_and_pause_stops_it(explorer):
     reached = explorer.traversal.iteration
     assert 30 < reached < 10 ** 5
     assert explorer.figure.data[0].x[-1] == reached
+    assert f"iteration {reached}" in explorer.status.value and "running" not in explorer.status.value
     assert not explorer.step_button.disabled
 
 
