@@ -392,7 +392,7 @@ def run_notebook(experiment: Experiment, model_name: str, out, shard=(0, 1), dev
     executed = Path(out) / "notebooks" / f"{experiment.key}_{model_name}_shard{shard[0]}of{shard[1]}.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(
-        str(notebook), str(executed), cwd=str(notebook.parent), progress_bar=False, log_output=True,
+        str(notebook), str(executed), cwd=str(notebook.parent), progress_bar=False,
         stdout_file=sys.stdout, stderr_file=sys.stderr,
         parameters=notebook_parameters(experiment, model_name, out, shard, device, weights))
     return executed
