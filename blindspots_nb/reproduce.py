@@ -432,12 +432,13 @@ def summarize_model(experiment: Experiment, model_name: str, out) -> dict:
     }
 
 
-def format_summary(name: str, summary: dict) -> str:
-    """A model's Table-1 and Table-2 numbers as two short lines (mean ± std)."""
+def format_summary(name: str, summary: dict, digits: int = 2, with_lpips: bool = True) -> str:
+    """A model's Table-1 and Table-2 numbers as two short lines (mean ± std).
+    ``with_lpips=False`` leaves out LPIPS, which depends on its trunk being on disk."""
     return "\n".join(
         f"{name} {table}: " + ", ".join(f"{label} {_cell(summary[table][key], digits)}"
-                                        for key, label in columns.items())
-        for table, columns, digits in (("table1", TABLE1_COLUMNS, 3), ("table2", TABLE2_COLUMNS, 2)))
+                                        for key, label in columns.items() if with_lpips or key != "lpips")
+        for table, columns in (("table1", TABLE1_COLUMNS), ("table2", TABLE2_COLUMNS)))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

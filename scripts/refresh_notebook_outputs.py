@@ -4,7 +4,7 @@ Cells marked ``# NBVAL_CHECK_OUTPUT`` keep their printed text and execution coun
 every other output, execution count and widget state is stripped, so the stored
 notebooks stay small.
 
-    python notebooks/refresh_outputs.py notebooks/0*.ipynb
+    python scripts/refresh_notebook_outputs.py notebooks/*.ipynb
 """
 
 from __future__ import annotations
