@@ -119,7 +119,9 @@ def reproduce(args) -> dict | None:
     from . import distributed, reproduce as protocol
 
     experiments = _experiments(args)
-    for experiment in experiments:  # fail early on a bad model name or missing weights
+    for experiment in experiments:  # fail early on a missing data root, a bad model name or weights file
+        if experiment.data_root and not Path(experiment.data_root).exists():
+            raise FileNotFoundError(f"data root {experiment.data_root} (for {experiment.dataset}) does not exist")
         for name in experiment.models:
             _check_model(name, args.weights.get(name))
     shard = protocol.parse_shard(args.shard) if args.shard else None

@@ -542,7 +542,8 @@ def _weights_path(entry: ModelEntry, weights: str | os.PathLike | None) -> tuple
     if path.is_file():
         return path, entry.url
     hint = (f"Download {entry.url} and save it as {path} (or set BLINDSPOTS_NB_CACHE to its "
-            f"folder), or pass weights=PATH to load_model.")
+            f"folder), or pass weights=PATH to load_model (on the command line: --weights "
+            f"{entry.name}=PATH).")
     if os.environ.get("BLINDSPOTS_NB_OFFLINE") == "1":
         raise WeightsNotFoundError(f"{entry.name}: no weights at {path} (offline). {hint}")
     try:

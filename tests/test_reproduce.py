@@ -211,3 +211,21 @@ def test_torchrun_two_processes_match_one(tmp_path):
     assert executed == ["fonts_fonts_cnn_shard0of2.ipynb", "fonts_fonts_cnn_shard1of2.ipynb"]
     for table in ("table1.csv", "table2.csv"):
         assert (tmp_path / "two" / table).read_text() == (tmp_path / "single" / table).read_text()
+
+
+def test_paper_preset_without_weights_names_the_file(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("BLINDSPOTS_NB_OFFLINE", "1")
+    monkeypatch.setenv("BLINDSPOTS_NB_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "val" / "n01440764"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (300, 300)).save(folder / "a.JPEG")
+    assert main(["reproduce", "--preset", "paper", "--data-root", str(tmp_path / "val"),
+                 "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert str(tmp_path / "cache" / "timm--resnet50.a1_in1k.safetensors") in error
+    assert "--weights resnet50=PATH" in error
+    assert main(["reproduce", "--preset", "paper", "--data-root", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "does not exist" in capsys.readouterr().err
