@@ -16,7 +16,6 @@ stays valid).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -143,20 +142,6 @@ def orthogonal_step(gradient: torch.Tensor, direction: torch.Tensor) -> torch.Te
     return direction - coefficient * gradient
 
 
-@contextlib.contextmanager
-def _flush_denormals():
-    """Treat denormal floats as zero while stepping (restored to PyTorch's default after).
-
-    A confident model's cross-entropy gradients underflow into the denormal range,
-    where CPU arithmetic is many times slower; flushing them changes nothing visible.
-    """
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
 def _preferred_layout(images: torch.Tensor) -> torch.Tensor:
     """Channels-last layout: convolutions run faster on it, on CPU and GPU alike."""
     return images.contiguous(memory_format=torch.channels_last)
@@ -241,9 +226,8 @@ class Traversal:
     # -- stepping ----------------------------------------------------------------
     def step(self, n: int = 1, progress: bool = False) -> "Traversal":
         """Run ``n`` more iterations (may be called again and again)."""
-        with _flush_denormals():
-            for _ in tqdm(range(n), desc="LST", disable=not progress, leave=False):
-                self._step()
+        for _ in tqdm(range(n), desc="LST", disable=not progress, leave=False):
+            self._step()
         return self
 
     def _step(self):
