@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import blindspots_nb
 from blindspots_nb.data import sample_images
 from blindspots_nb.lst import LSTConfig, Traversal
-from blindspots_nb.models import load_model
+from blindspots_nb.models import load_model, module_device
 
 
 def two_forward_steps(model, x, labels, targets, p0, cfg: LSTConfig, iterations: int) -> torch.Tensor:
@@ -61,7 +61,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     model = load_model(args.model, device=args.device)
-    device = next(model.parameters()).device
+    device = module_device(model)
     images, names = sample_images(model)
     generator = torch.Generator().manual_seed(0)
     order = torch.randperm(len(names), generator=generator)

@@ -21,16 +21,20 @@ from torchvision.utils import save_image
 from . import provenance
 from .lst import LSTConfig, traverse
 from .metrics import LPIPSDistance, target_distances
+from .reproduce import DATASETS
 
 
-def _add_lst_options(parser: argparse.ArgumentParser, **defaults):
-    cfg = LSTConfig(**defaults)
-    parser.add_argument("--step-size", type=float, default=cfg.step_size, help="eta")
-    parser.add_argument("--iterations", type=int, default=cfg.iterations, help="T")
-    parser.add_argument("--delta", type=float, default=cfg.delta, help="largest allowed confidence drop")
-    parser.add_argument("--eps", type=float, default=cfg.eps, help="l_inf box of the parallel part")
-    parser.add_argument("--init-noise", type=float, default=cfg.init_noise, help="width of the initial noise")
-    parser.add_argument("--seed", type=int, default=cfg.seed)
+def _add_lst_options(parser: argparse.ArgumentParser, config: LSTConfig | None):
+    """LST's hyperparameters as options, defaulting to ``config``'s (None: the preset's)."""
+    def default(name):
+        return getattr(config, name) if config else None
+
+    parser.add_argument("--step-size", type=float, default=default("step_size"), help="eta")
+    parser.add_argument("--iterations", type=int, default=default("iterations"), help="T")
+    parser.add_argument("--delta", type=float, default=default("delta"), help="largest allowed confidence drop")
+    parser.add_argument("--eps", type=float, default=default("eps"), help="l_inf box of the parallel part")
+    parser.add_argument("--init-noise", type=float, default=default("init_noise"), help="width of the initial noise")
+    parser.add_argument("--seed", type=int, default=default("seed"))
 
 
 def _lst_config(args, **overrides) -> LSTConfig:
@@ -41,10 +45,10 @@ def _lst_config(args, **overrides) -> LSTConfig:
 def demo(args) -> dict:
     """LST from one bundled photo towards another; writes images and a JSON record."""
     from .data import sample_images
-    from .models import load_model
+    from .models import load_model, module_device
 
     model = load_model(args.model, device=args.device)
-    device = next(model.parameters()).device
+    device = module_device(model)
     images, names = sample_images(model)
     for name in (args.source, args.target):
         if name not in names:
@@ -213,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="chelsea")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
     p.add_argument("--out", default="results/demo")
-    _add_lst_options(p)
+    _add_lst_options(p, LSTConfig())
     p.set_defaults(run=demo)
 
     p = commands.add_parser("reproduce", help="the paper's Tables 1 and 2 (offline preset by default)")
@@ -221,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "bundled photos, CPU) or paper (the four ImageNet models; needs --data-root; meant for a GPU)")
     p.add_argument("--models", type=lambda text: [m for m in text.split(",") if m],
                    help="comma-separated registry names: a subset of the preset, or any models with --dataset")
-    p.add_argument("--dataset", choices=("fonts", "photos", "imagenet", "cifar10", "folder"))
+    p.add_argument("--dataset", choices=DATASETS)
     p.add_argument("--data-root", help="ImageNet validation folder, CIFAR-10 root or an image folder")
     p.add_argument("--weights", action="append", metavar="MODEL=PATH", help="a local checkpoint for a model")
     p.add_argument("--n-sources", type=int, help="cap on the pool size")
@@ -229,10 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int)
     p.add_argument("--min-conf", type=float, help="pool rule: confidence above this under every model")
     p.add_argument("--batch-size", type=int, help="sources per LST batch")
-    for option in ("--step-size", "--delta", "--eps", "--init-noise"):
-        p.add_argument(option, type=float)
-    p.add_argument("--iterations", type=int)
-    p.add_argument("--seed", type=int)
+    _add_lst_options(p, None)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--shard", help="i/n: do only shard i of n (sources split by batch); torchrun sets it")
     p.add_argument("--out", default="results/reproduce")

@@ -24,10 +24,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -169,9 +171,10 @@ def _self_labelled(dataset, model):
     """Unlabelled images labelled by the model's own prediction (bundled photos)."""
     from .data import TensorImages
 
-    device = next(model.parameters()).device
+    from .models import module_device
+
     with torch.no_grad():
-        labels = model(dataset.images.to(device)).argmax(1).cpu()
+        labels = model(dataset.images.to(module_device(model))).argmax(1).cpu()
     return TensorImages(dataset.images, labels, dataset.class_names, dataset.names)
 
 
@@ -271,17 +274,26 @@ def _seed(experiment: Experiment, batch: int, round_: int) -> int:
 
 
 def _write_rows(path: Path, rows: list[dict]):
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write_text(path, text.getvalue())
 
 
 def _read_rows(path: Path) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def _blind_spots_stem(folder: Path, batch: int, round_: int) -> Path:
+    """Where a (source batch, round) keeps its blind spots (.pt) and their rows (.csv)."""
+    return folder / "blind_spots" / f"b{batch:04d}_r{round_}"
+
+
+def _triangles_path(folder: Path, batch: int) -> Path:
+    """Where a source batch keeps its Table-2 rows."""
+    return folder / "triangles" / f"b{batch:04d}.csv"
 
 
 def source_batches(n_sources: int, batch_size: int) -> list[range]:
@@ -303,9 +315,7 @@ def run_model(experiment: Experiment, model_name: str, out, shard: tuple[int, in
               weights: str | None = None, progress: bool = True, lpips: LPIPSDistance | None = None) -> dict:
     """Blind spots, Table-1 distances and Table-2 triangle statistics of one model, for
     this shard's source batches; skips batches whose files exist. Returns timings."""
-    import time
-
-    from .models import load_model
+    from .models import load_model, module_device
 
     out = Path(out)
     folder = _experiment_dir(out, experiment) / model_name
@@ -313,7 +323,7 @@ def run_model(experiment: Experiment, model_name: str, out, shard: tuple[int, in
     (folder / "triangles").mkdir(parents=True, exist_ok=True)
     pool = prepare(experiment, out, device, {model_name: weights} if weights else None)
     model = load_model(model_name, device=device, weights=weights)
-    device = next(model.parameters()).device
+    device = module_device(model)
     images = pool_images(experiment, pool, model).to(device)
     labels = torch.tensor(pool["labels"], device=device)
     targets = torch.tensor(pool["targets"])
@@ -323,7 +333,7 @@ def run_model(experiment: Experiment, model_name: str, out, shard: tuple[int, in
     timings = {"blind_spots_s": 0.0, "triangles_s": 0.0, "batches_done_now": 0}
     work = [(b, sources, r) for b, sources in batches for r in range(experiment.rounds)]
     for b, sources, r in tqdm(work, desc=f"{model_name} blind spots", disable=not progress):
-        stem = folder / "blind_spots" / f"b{b:04d}_r{r}"
+        stem = _blind_spots_stem(folder, b, r)
         if stem.with_suffix(".csv").exists():
             continue
         start = time.perf_counter()
@@ -344,12 +354,12 @@ def run_model(experiment: Experiment, model_name: str, out, shard: tuple[int, in
 
     pairs = list(combinations(range(experiment.rounds), 2))
     for b, sources in tqdm(batches, desc=f"{model_name} triangles", disable=not progress):
-        path = folder / "triangles" / f"b{b:04d}.csv"
+        path = _triangles_path(folder, b)
         if path.exists():
             continue
         start = time.perf_counter()
         index = torch.tensor(list(sources))
-        spots = [torch.load(folder / "blind_spots" / f"b{b:04d}_r{r}.pt", weights_only=True).to(device)
+        spots = [torch.load(_blind_spots_stem(folder, b, r).with_suffix(".pt"), weights_only=True).to(device)
                  for r in range(experiment.rounds)]
         confidence = torch.stack([  # (pairs, B, grid points), one pair at a time to bound memory
             triangle_confidence(model, images[index], spots[i], spots[j], labels[index], experiment.divisions,
@@ -406,8 +416,8 @@ def model_finished(experiment: Experiment, model_name: str, out) -> bool:
         return False
     n = len(json.loads(pool_path.read_text())["labels"])
     batches = range(len(source_batches(n, experiment.batch_size)))
-    return all((folder / "triangles" / f"b{b:04d}.csv").exists() for b in batches) and all(
-        (folder / "blind_spots" / f"b{b:04d}_r{r}.csv").exists() for b in batches for r in range(experiment.rounds))
+    return all(_triangles_path(folder, b).exists() for b in batches) and all(
+        _blind_spots_stem(folder, b, r).with_suffix(".csv").exists() for b in batches for r in range(experiment.rounds))
 
 
 # ----------------------------------------------------------------- merging and tables
