@@ -83,7 +83,7 @@ def segment_confidence(model, source, blind_spot, label, steps: int = 11,
 
 
 def stats_from_confidence(confidence: torch.Tensor, divisions: int = 10) -> dict[str, torch.Tensor]:
-    """Table-2 statistics of triangles from their grid confidences (as in SPEC).
+    """Table-2 statistics of triangles from their grid confidences (``docs/reproduction.md``).
 
     ``confidence``: (N,) for one triangle or (B, N) for many; each statistic is a
     0-d or (B,) tensor.

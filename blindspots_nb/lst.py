@@ -3,10 +3,9 @@ towards a target image, ending at a *blind spot* — an image that looks like th
 target while the model keeps the source's class and confidence.
 
 Images are tensors in [0, 1]; the model maps them to logits (normalisation lives in
-the model). The algorithm is the one of ``SPEC.md``: raw cross-entropy gradient,
-the step towards the target projected orthogonally to it, an accumulated
-box-bounded parallel part, and a per-sample acceptance test against the clean
-source confidence.
+the model). The algorithm (``docs/algorithm.md``): raw cross-entropy gradient, the
+step towards the target projected orthogonally to it, an accumulated box-bounded
+parallel part, and a per-sample acceptance test against the clean source confidence.
 
 Each iteration costs one forward and one backward pass: the forward pass at the
 candidate point, kept with its graph, both decides acceptance and gives the
@@ -333,8 +332,8 @@ class Traversal:
             raise ValueError(f"{path} was written by a newer blindspots_nb "
                              f"({state['package_version']}); this is {__version__}")
         if device is None:
-            device = next((p.device for p in model.parameters()), torch.device("cpu")) \
-                if hasattr(model, "parameters") else torch.device("cpu")
+            from .models import module_device
+            device = module_device(model)
         self = cls.__new__(cls)
         self.model = model
         if hasattr(model, "eval"):

@@ -102,12 +102,25 @@ def wrap(module: nn.Module, mean: Sequence[float], std: Sequence[float],
     return model.to(device if device is not None else module_device(module))
 
 
-def module_device(module: nn.Module) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU if it has none)."""
-    tensor = next(iter(module.parameters()), None)
-    if tensor is None:
-        tensor = next(iter(module.buffers()), None)
+def module_device(module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU if it has none, or if
+    it is a plain callable)."""
+    tensors = (getattr(module, attribute, lambda: iter(()))() for attribute in ("parameters", "buffers"))
+    tensor = next((t for group in tensors for t in group), None)
     return tensor.device if tensor is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def predict(model, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's class and its confidence for each image, on the CPU. Where images
+    carry no label, the model's own prediction is the label."""
+    device = module_device(model)
+    labels, confidence = [], []
+    for chunk in images.split(batch_size):
+        top = model(chunk.to(device)).softmax(1).max(1)
+        labels.append(top.indices.cpu())
+        confidence.append(top.values.cpu())
+    return torch.cat(labels), torch.cat(confidence)
 
 
 # --------------------------------------------------------------------------- architectures

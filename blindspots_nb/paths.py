@@ -11,18 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .lst import LSTConfig, LSTResult, traverse
-
-
-def predict(model, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's class and its confidence for each image of a batch (on the CPU)."""
-    labels, confidence = [], []
-    with torch.no_grad():
-        for chunk in images.split(batch_size):
-            probs = model(chunk).softmax(1)
-            top = probs.max(1)
-            labels.append(top.indices.cpu())
-            confidence.append(top.values.cpu())
-    return torch.cat(labels), torch.cat(confidence)
+from .models import predict
 
 
 @dataclass

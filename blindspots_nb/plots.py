@@ -408,3 +408,52 @@ def save_figure(fig, path, include_plotlyjs=True) -> Path:
     else:
         fig.save(path, writer="pillow" if path.suffix.lower() == ".gif" else "ffmpeg")
     return path
+
+
+# -- the reproduction's report ------------------------------------------------------------
+def report_examples_figure(report, cell: float = 1.9):
+    """Rows of (source, blind spot, target) from a :class:`~blindspots_nb.protocol.report.ModelReport`,
+    with the source-class confidence under the source and the blind spot."""
+    import matplotlib.pyplot as plt
+
+    k = len(report.sources)
+    fig, axes = plt.subplots(k, 3, figsize=(3 * cell + 0.6, k * cell + 1.2), squeeze=False)
+    for n in range(k):
+        source_class = report.source_classes[n][:22]
+        for ax, image, label in (
+                (axes[n, 0], report.sources[n], f"{source_class}: {report.initial_confidence[n]:.3f}"),
+                (axes[n, 1], report.blind_spots[n], f"{source_class}: {report.confidence[n]:.3f}"),
+                (axes[n, 2], report.targets[n], f"target: {report.target_classes[n][:22]}")):
+            _show(ax, image)
+            ax.set_xlabel(label, fontsize=8)
+    for ax, title in zip(axes[0], ("source", "blind spot", "target")):
+        ax.set_title(title, fontsize=9)
+    _matplotlib_caption(fig, f"{report.model}: blind spots of round 0", report.caption)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    return fig
+
+
+def mean_triangle_figure(mean_grid, divisions: int = 10, caption: str = "",
+                         title: str = "Source-class confidence over the triangle, averaged"):
+    """Confidence at each grid point of the triangle (source, o_i, o_j), averaged over
+    sources and pairs, drawn on an equilateral triangle (matplotlib)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.tri import Triangulation
+
+    confidence = torch.as_tensor(mean_grid).double().cpu().numpy()
+    shape = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 3 ** 0.5 / 2]], dtype=torch.float64)
+    xy = grid_coordinates(shape, divisions).numpy()
+    fig, ax = plt.subplots(figsize=(6.0, 5.4))
+    filled = ax.tricontourf(Triangulation(xy[:, 0], xy[:, 1], triangle_cells(divisions)), confidence,
+                            levels=np.linspace(0, 1, 21), cmap="viridis")
+    fig.colorbar(filled, ax=ax, label="source-class confidence")
+    for (x, y), name, below in zip(shape.numpy(), ("source", "blind spot $o_i$", "blind spot $o_j$"),
+                                   (True, True, False)):
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(0, -14 if below else 6), ha="center",
+                    fontsize=9)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.margins(0.08)
+    _matplotlib_caption(fig, title, caption)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.93))
+    return fig

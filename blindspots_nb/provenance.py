@@ -48,7 +48,8 @@ def record(model=None, config=None, device=None, **extra) -> dict:
     if model is not None:
         out["model"] = model_info(model)
         if device is None:
-            device = next((p.device for p in model.parameters()), None)
+            from .models import module_device
+            device = module_device(model)
     if config is not None:
         out["config"] = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     if device is not None:

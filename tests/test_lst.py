@@ -87,7 +87,7 @@ def test_rejected_samples_do_not_move():
 
 
 def _two_forward_lst(model, sources, labels, targets, cfg):
-    """The straightforward reading of SPEC: gradient, step, a second forward to accept."""
+    """The straightforward reading of the algorithm: gradient, step, a second forward to accept."""
     p0 = model(sources).softmax(1).gather(1, labels[:, None])[:, 0]
     noise = torch.rand(sources.shape, generator=torch.Generator().manual_seed(cfg.seed), dtype=sources.dtype)
     x = (sources + cfg.init_noise * (noise - 0.5)).clamp(0, 1)

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from blindspots_nb.lst import LSTConfig
-from blindspots_nb.paths import (blindspot_grid, orthogonal_perturbations, path_directions, path_widths, predict,
+from blindspots_nb.models import predict
+from blindspots_nb.paths import (blindspot_grid, orthogonal_perturbations, path_directions, path_widths,
                                  segment_points)
 
 

@@ -1,0 +1,380 @@
+"""The state behind the live explorer, without any widgets.
+
+:class:`Explorer` holds a model, an image source and its catalogue of images, the
+chosen source and target images, the hyperparameters and a stepwise
+:class:`~blindspots_nb.lst.Traversal` from the source towards the target. It steps
+in the foreground or in a background thread, exports what it reached, and tells
+its listeners (see :meth:`Explorer.on_change`) whenever its state changes, so that
+a view (:class:`blindspots_nb.widgets.LSTExplorer`) can redraw. Code and tests
+drive it directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import provenance, sources
+from .data import preprocess_for
+from .lst import History, LSTConfig, LSTResult, Traversal
+from .metrics import rmse
+from .models import load_model, module_device, predict
+from .plots import image_to_png
+
+UPLOAD_PREFIX = "upload: "
+GIVEN_IMAGES = "given images"  # the name of an image source handed over as a dataset
+OFFERED_SOURCES = ("photos", "fonts:test")  # image sources offered whatever the model
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The explorer at one moment, copied under its lock: what a view draws and a record holds."""
+
+    source: str  # image names
+    target: str
+    source_class: str
+    target_class: str
+    source_image: torch.Tensor  # (C, H, W) on the CPU
+    target_image: torch.Tensor
+    current_image: torch.Tensor
+    iteration: int
+    accepted_steps: int  # up to the last recorded iteration (every one with record_every=1)
+    initial_confidence: float  # p0, the source-class confidence of the clean source
+    confidence: float  # source-class confidence at the current point
+    target_confidence: float
+    distance_l2: float  # from the current point to the target
+    rmse_to_target: float
+    result: LSTResult  # with its own copy of the history, for the curves
+    running: bool
+
+
+class Explorer:
+    """Level Set Traversal from a chosen source towards a chosen target image, step by step.
+
+    ``model``: a registry name (see ``models.list_models``; loaded once, on ``device``,
+    None: CUDA when available) or a classifier taking images in [0, 1] with
+    ``class_names``, ``input_size`` and ``info``. ``images``: an image source spelling
+    (see :mod:`blindspots_nb.sources`; None: the model's default) or an open dataset.
+    ``source``/``target``: image names (default: the first image, and the first image
+    of another class than the source as the model predicts it). ``config``: the
+    hyperparameters (default: the paper's, recording every iteration for the curves).
+    ``iterations_per_click``: what ``step()`` runs by default, and how often a
+    ``run()`` tells its listeners.
+
+    Choosing another model, image source, source, target or config starts the
+    traversal anew; a change of ``config.iterations`` alone only moves where ``run()``
+    stops. A model or image source that fails to load changes nothing and raises.
+    """
+
+    def __init__(self, model="efficientnet_lite0", images=None, source: str | None = None,
+                 target: str | None = None, config: LSTConfig | None = None, iterations_per_click: int = 10,
+                 device=None):
+        self.device = device
+        self.iterations_per_click = iterations_per_click
+        self.error: Exception | None = None  # what stopped the last run(), if anything did
+        self.image_sources: dict[str, object] = {spelling: spelling for spelling in OFFERED_SOURCES}
+        self.catalog: dict[str, torch.Tensor] = {}
+        self.source: str | None = None
+        self.target: str | None = None
+        self.traversal: Traversal | None = None
+        self._config = config or LSTConfig(record_every=1)
+        self._models: dict[str, torch.nn.Module] = {}
+        self._uploads: dict[str, object] = {}  # catalogue name -> PIL image, preprocessed anew per model
+        self._listeners: list[Callable[[str, str], None]] = []
+        self._lock = threading.RLock()
+        self._worker: threading.Thread | None = None
+        self._running = False
+        self._stop = threading.Event()
+        model = self._load(model)
+        self._switch(model, sources.default_source(model) if images is None else images, source, target)
+
+    # -- listeners -----------------------------------------------------------------
+    def on_change(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(event, message)`` on each change, from whichever thread made it.
+
+        Events: 'restart' (a new traversal, maybe a new model or catalogue),
+        'progress' (it stepped), 'running' (a run started or ended), 'warning' and
+        'error' (``message`` says what; 'error' is a run stopped by an exception,
+        kept in ``error``).
+        """
+        self._listeners.append(callback)
+
+    def _notify(self, event: str, message: str = "") -> None:
+        for callback in list(self._listeners):
+            callback(event, message)
+
+    # -- what is explored ----------------------------------------------------------
+    @property
+    def model(self):
+        return self._model
+
+    @property
+    def model_name(self) -> str:
+        return provenance.model_info(self._model)["name"]
+
+    @property
+    def image_source(self) -> str:
+        """The name of the current image source: its spelling, or ``GIVEN_IMAGES``."""
+        return self._image_source
+
+    @property
+    def config(self) -> LSTConfig:
+        """The hyperparameters of the current traversal."""
+        return self._config
+
+    @property
+    def running(self) -> bool:
+        """Whether a ``run()`` is stepping (False already while it tells its listeners it ended)."""
+        return self._running
+
+    def set_model(self, model) -> None:
+        """Explore with ``model`` (a registry name or a classifier) from now on.
+
+        The image source stays, except that the old model's default source gives way to
+        the new model's (glyphs for FONTS models, photos for the others).
+        """
+        previous = self._model
+        model = self._load(model)
+        images = self.image_sources[self._image_source]
+        if self._image_source == sources.default_source(previous):
+            images = sources.default_source(model)
+        self._switch(model, images)
+
+    def set_images(self, images) -> None:
+        """Take images from ``images`` (a spelling, a name in ``image_sources`` or a dataset)."""
+        self._switch(self._model, images)
+
+    def choose(self, source: str | None = None, target: str | None = None) -> None:
+        """Choose the source and target images by name (None: keep the current one)."""
+        source, target = self._choice(self._model, self.catalog, source, target)
+        if (source, target) != (self.source, self.target):
+            self._restart(source, target, self.config)
+
+    def set_config(self, config: LSTConfig) -> None:
+        """Use these hyperparameters: starts anew unless only ``iterations`` changed."""
+        if config == self.config:
+            return
+        if config == dataclasses.replace(self.config, iterations=config.iterations):
+            with self._lock:
+                self._config = self.traversal.config = config
+            return
+        self._restart(self.source, self.target, config)
+
+    def add_upload(self, name: str, content: bytes) -> str:
+        """Add the image file ``content`` to the catalogue and make it the target.
+
+        Returns its catalogue name; raises ValueError if ``content`` is no image.
+        """
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            picture = Image.open(io.BytesIO(content))
+            picture.load()
+            image = preprocess_for(self._model)(picture)
+        except (OSError, ValueError) as error:
+            reason = "not a recognised image format" if isinstance(error, UnidentifiedImageError) else str(error)
+            raise ValueError(f"{name!r} is not an image file ({reason}); upload a PNG, JPEG or other "
+                             "picture file") from error
+        key = UPLOAD_PREFIX + name
+        self.pause()
+        with self._lock:
+            self._uploads[key] = picture
+            self.catalog[key] = image
+        self._restart(self.source, key, self.config)
+        return key
+
+    def _load(self, model):
+        """A model from a registry name, loaded once; a given model is kept under its name."""
+        if not isinstance(model, str):
+            self._models[provenance.model_info(model)["name"]] = model
+            return model
+        if model not in self._models:
+            self._models[model] = load_model(model, device=self.device)
+        return self._models[model]
+
+    def _named_source(self, images) -> tuple[str, object]:
+        """The name under which ``images`` are offered, and what opens them."""
+        if not isinstance(images, (str, Path)):
+            return GIVEN_IMAGES, images
+        if str(images) in self.image_sources:
+            return str(images), self.image_sources[str(images)]
+        spelling = sources.canonical(str(images))
+        return spelling, spelling
+
+    def _catalog(self, model, images) -> dict[str, torch.Tensor]:
+        """Name -> image of ``images`` at ``model``'s input size, uploads included."""
+        found, names = sources.source_images(images, model)
+        catalog = dict(zip(names, found))
+        preprocess = preprocess_for(model)
+        catalog.update((key, preprocess(picture)) for key, picture in self._uploads.items())
+        return catalog
+
+    def _choice(self, model, catalog, source: str | None, target: str | None) -> tuple[str, str]:
+        """Source and target names: those asked for, else the current ones while the
+        catalogue holds them, else the first image and the first of another class."""
+        for name in (source, target):
+            if name is not None and name not in catalog:
+                raise ValueError(f"no image {name!r}; choose one of {list(catalog)}")
+        names = list(catalog)
+        source = source or (self.source if self.source in catalog else names[0])
+        if target is None and self.target in catalog:
+            target = self.target
+        if target is None:
+            labels, _ = predict(model, torch.stack(list(catalog.values())))
+            others = [name for name, label in zip(names, labels) if label != labels[names.index(source)]]
+            target = others[0] if others else names[min(1, len(names) - 1)]
+        return source, target
+
+    def _switch(self, model, images, source: str | None = None, target: str | None = None) -> None:
+        """Use ``model`` and ``images`` and start anew; everything is loaded before
+        anything changes, so a failure leaves the explorer as it was."""
+        self.pause()
+        name, images = self._named_source(images)
+        catalog = self._catalog(model, images)
+        source, target = self._choice(model, catalog, source, target)
+        traversal = self._traversal(model, catalog, source, target, self._config)
+        with self._lock:
+            self._model, self._image_source, self.catalog = model, name, catalog
+            self.image_sources[name] = images
+        self._adopt(traversal, source, target)
+
+    # -- the traversal -------------------------------------------------------------
+    def _traversal(self, model, catalog, source: str, target: str, config: LSTConfig) -> Traversal:
+        device = module_device(model)
+        start, end = catalog[source][None].to(device), catalog[target][None].to(device)
+        labels, _ = predict(model, start)
+        return Traversal(model, start, labels, end, config)
+
+    def _restart(self, source: str, target: str, config: LSTConfig) -> None:
+        self.pause()
+        self._adopt(self._traversal(self._model, self.catalog, source, target, config), source, target)
+
+    def _adopt(self, traversal: Traversal, source: str, target: str) -> None:
+        with self._lock:
+            self.source, self.target, self.traversal, self.error = source, target, traversal, None
+            self._config = traversal.config
+        self._notify("restart")
+        if source == target:
+            self._notify("warning", "Source and target are the same image: the traversal has nowhere to go.")
+
+    def reset(self) -> "Explorer":
+        """Start the traversal anew from the current choices."""
+        self._restart(self.source, self.target, self.config)
+        return self
+
+    def step(self, n: int | None = None) -> "Explorer":
+        """Run ``n`` more iterations (default: ``iterations_per_click``)."""
+        if self._running:
+            raise RuntimeError("a run is going on; pause it first")
+        with self._lock:
+            self.traversal.step(int(n or self.iterations_per_click))
+        self._notify("progress")
+        return self
+
+    def run(self) -> "Explorer":
+        """Step on in a background thread until ``config.iterations``, telling the
+        listeners every ``iterations_per_click`` iterations; ``pause()`` stops it."""
+        if self._running:
+            return self
+        if self.traversal.iteration >= self.config.iterations:
+            raise RuntimeError(f"already at iteration {self.traversal.iteration}, where the run stops; "
+                               "raise the iteration to run until, or reset")
+        self._stop.clear()
+        self.error = None
+        self._worker = threading.Thread(target=self._run_loop, name="lst-explorer", daemon=True)
+        self._running = True
+        self._notify("running")
+        self._worker.start()
+        return self
+
+    def _run_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    traversal = self.traversal
+                    if traversal.iteration >= traversal.config.iterations:
+                        break
+                    traversal.step(1)
+                if traversal.iteration % self.iterations_per_click == 0:
+                    self._notify("progress")
+        except Exception as error:  # a thread's traceback would go unseen: keep it and tell
+            self.error = error
+            self._notify("error", f"Run stopped: {type(error).__name__}: {error}")
+        finally:
+            self._running = False
+            self._notify("running")
+
+    def pause(self) -> "Explorer":
+        """Stop a running ``run()`` after its current iteration."""
+        self._stop.set()
+        self.wait()
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a running ``run()`` ends; False if it still runs after ``timeout`` seconds."""
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
+        return worker is None or not worker.is_alive()
+
+    # -- what it reached -----------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """The current point and what the model says of it, consistent even while running."""
+        with self._lock:
+            t = self.traversal
+            result = dataclasses.replace(t.result(), history=History.from_state_dict(t.history.state_dict()))
+            current, target = t.images.cpu(), t.targets.cpu()
+            names = self._model.class_names
+            return Snapshot(
+                source=self.source, target=self.target, source_class=names[int(t.labels[0])],
+                target_class=names[int(t.target_labels[0])], source_image=t.sources[0].cpu(),
+                target_image=target[0], current_image=current[0], iteration=t.iteration,
+                accepted_steps=int(t.history.accepted_total[-1][0]),
+                initial_confidence=float(t.initial_confidence[0]), confidence=float(t.confidence[0]),
+                target_confidence=float(t.target_confidence[0]),
+                distance_l2=float((target - current).flatten(1).norm(dim=1)[0]),
+                rmse_to_target=float(rmse(current, target)[0]), result=result, running=self._running)
+
+    def caption(self) -> str:
+        """What produces the traversal: model, weights, hyperparameters, device, version."""
+        return provenance.caption(self._model, self.config, module_device(self._model))
+
+    def record(self) -> dict:
+        """A JSON-serialisable record of the current point and what produced it."""
+        snap = self.snapshot()
+        return provenance.record(
+            self._model, snap.result.config, module_device(self._model), source=snap.source, target=snap.target,
+            image_source=self._image_source, source_class=snap.source_class, target_class=snap.target_class,
+            iteration=snap.iteration, accepted_steps=snap.accepted_steps,
+            initial_confidence=snap.initial_confidence, source_class_confidence=snap.confidence,
+            target_class_confidence=snap.target_confidence, distance_l2=snap.distance_l2,
+            rmse_to_target=snap.rmse_to_target)
+
+    def export(self, directory) -> dict[str, Path]:
+        """Write the current point (PNG), the whole traversal (.pt, resumable with
+        ``Traversal.load``) and its record (JSON) to ``directory``; returns the paths."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._lock:  # all three of the same iteration, even while running
+            record = self.record()
+            stem = _file_stem(f"{record['model'].get('name')}_{record['source']}_to_{record['target']}"
+                              f"_it{record['iteration']}")
+            paths = {"image": directory / f"{stem}.png", "traversal": directory / f"{stem}.pt",
+                     "record": directory / f"{stem}.json"}
+            paths["image"].write_bytes(image_to_png(self.traversal.images[0]))
+            self.traversal.save(paths["traversal"])
+        record["files"] = {key: path.name for key, path in paths.items()}
+        paths["record"].write_text(json.dumps(record, indent=2))
+        return paths
+
+
+def _file_stem(text: str) -> str:
+    """A file name from free text: letters, digits, '-', '_' and '.' only."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:120]

@@ -1,0 +1,20 @@
+"""The protocol behind the paper's Tables 1 and 2, as a library.
+
+- :mod:`.experiment`: what an experiment is (:class:`Experiment`, holding an
+  ``LSTConfig``) and the named presets;
+- :mod:`.store`: the run store, which owns every path and write under an output folder;
+- :mod:`.run`: prepare each pool once, then per model and shard (torchrun included),
+  then assemble;
+- :mod:`.tables`: the paper's rows, the summaries, Markdown/LaTeX/CSV;
+- :mod:`.report`: what the executed notebook of a model shows.
+"""
+
+from .experiment import PRESETS, Experiment, preset
+from .run import (NOTEBOOK, assemble, derangements, parse_shard, pool_images, prepare, reproduce, run_model,
+                  source_batches)
+from .store import RunSettingsMismatch, RunStore
+from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE2_COLUMNS, format_summary, summarize_model
+
+__all__ = ["PRESETS", "Experiment", "preset", "NOTEBOOK", "assemble", "derangements", "parse_shard",
+           "pool_images", "prepare", "reproduce", "run_model", "source_batches", "RunSettingsMismatch", "RunStore",
+           "PAPER_TABLE1", "PAPER_TABLE2", "TABLE1_COLUMNS", "TABLE2_COLUMNS", "format_summary", "summarize_model"]

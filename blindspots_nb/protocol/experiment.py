@@ -1,0 +1,108 @@
+"""What one experiment of the tables' protocol is, and the named presets.
+
+An :class:`Experiment` is frozen and holds the engine's :class:`~blindspots_nb.lst.LSTConfig`
+itself, so a new hyperparameter reaches the presets, the command line, the stored
+settings and the notebook at once. Presets are built from ``LSTConfig()`` with
+``dataclasses.replace``: the paper's numbers are written once, in ``LSTConfig``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..lst import LSTConfig
+from ..sources import canonical, source_name
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One image source, the models studied on it, the pool rule and LST's hyperparameters.
+
+    source: an image source spelling (``photos``, ``fonts:test``, ``imagenet:ROOT`` ...).
+    models: registry names; the pool must suit every one of them.
+    lst: LST's hyperparameters (its seed is replaced by one per source batch and round).
+    name: the experiment's folder in the output; default: the source's kind.
+    n_sources: cap on the pool size (None: the whole pool).
+    per_class: pool images per class.
+    min_conf: pool rule: correct with confidence above this under every model.
+    rounds: derangement rounds, i.e. blind spots per source.
+    batch_size: sources per LST batch.
+    divisions: divisions of the triangle grid (10: 66 points).
+    seed: seed of the derangements and of every batch's LST noise.
+    note: what a reader of the tables should know about this experiment.
+    """
+
+    source: str
+    models: tuple[str, ...]
+    lst: LSTConfig = field(default_factory=LSTConfig)
+    name: str = ""
+    n_sources: int | None = None
+    per_class: int = 1
+    min_conf: float = 0.6
+    rounds: int = 5
+    batch_size: int = 196
+    divisions: int = 10
+    seed: int = 0
+    note: str = ""
+
+    def __post_init__(self):
+        set_ = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731 (frozen dataclass)
+        set_("source", canonical(self.source))
+        set_("models", tuple(self.models))
+        set_("name", self.name or source_name(self.source))
+        if not isinstance(self.lst, LSTConfig):
+            raise TypeError(f"Experiment.lst must be an LSTConfig, got {type(self.lst).__name__}")
+        if not self.models:
+            raise ValueError("an experiment needs at least one model")
+        if self.rounds < 2:
+            raise ValueError(f"rounds must be >= 2 (Table 2 needs pairs of blind spots), got {self.rounds}")
+        for key in ("batch_size", "per_class", "divisions"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.n_sources is not None and self.n_sources < 2:
+            raise ValueError(f"n_sources must be >= 2 (each source needs a target among the others), "
+                             f"got {self.n_sources}")
+        if not 0 <= self.min_conf < 1:
+            raise ValueError(f"min_conf must lie in [0, 1), got {self.min_conf}")
+
+    @property
+    def source_kind(self) -> str:
+        """The source's kind (``imagenet`` for ``imagenet:/data/val``), as the tables name it."""
+        return source_name(self.source)
+
+    def lst_config(self, seed: int) -> LSTConfig:
+        return dataclasses.replace(self.lst, seed=seed)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "models": list(self.models)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Experiment":
+        return cls(**{**values, "lst": LSTConfig(**values["lst"])})
+
+
+PRESETS = ("offline", "paper")
+PAPER_MODELS = ("resnet50", "resnet50_at", "deit_small_patch16_224", "deit_small_at")
+
+
+def preset(name: str, data_root: str | None = None) -> list[Experiment]:
+    """The experiments of a named preset: ``offline`` (default) or ``paper`` (ImageNet
+    validation images from ``data_root``)."""
+    paper = LSTConfig()
+    if name == "offline":
+        return [
+            Experiment("fonts:test", ("fonts_cnn", "fonts_cnn_at"), paper,
+                       note="FONTS-style glyphs (test fonts), paper hyperparameters"),
+            Experiment("photos", ("efficientnet_lite0",), dataclasses.replace(paper, step_size=4e-2, iterations=100),
+                       min_conf=0.3, batch_size=16,
+                       note="scikit-image photos: no ImageNet labels, so the model's own prediction is the "
+                            "label and the pool rule is relaxed to confidence > 0.3; 100 iterations of step "
+                            "0.04 stand in for 400 of 0.01 (0.96^100 ~ 0.99^400 ~ 0.02)"),
+        ]
+    if name == "paper":
+        if not data_root:
+            raise ValueError("the paper preset needs ImageNet validation images: pass --data-root")
+        return [Experiment(f"imagenet:{data_root}", PAPER_MODELS, paper,
+                           note="the paper's protocol and hyperparameters (ImageNet)")]
+    raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")

@@ -1,0 +1,280 @@
+"""The run of the tables' protocol, in one direction.
+
+1. :func:`prepare`, once per experiment: the pool (one image per class that every
+   model classifies correctly with confidence above ``min_conf``) and ``rounds``
+   random derangements of it (each source gets one target per round).
+2. Per model and shard, papermill executes the packaged notebook
+   ``10_reproduce_tables.ipynb``, which calls :func:`run_model`: the pool is cut into
+   source batches; for every batch and round LST makes the blind spots and Table-1
+   distances are measured; once a batch has all its rounds, the Table-2 statistics
+   over the triangles (source, o_i, o_j) of all pairs i < j. Each piece is a file of
+   its own: a rerun skips finished pieces, and shard i of n does the batches b with
+   b % n == i. Under ``torchrun`` each process is one shard.
+3. :func:`assemble`: the per-model CSVs, Tables 1 and 2 and ``run.json``.
+
+All files go through the :class:`~blindspots_nb.protocol.store.RunStore`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from itertools import combinations
+from pathlib import Path
+
+import torch
+from tqdm.std import tqdm  # text progress: it reaches the terminal through papermill's streams too
+
+from .. import provenance
+from ..geometry import stats_from_confidence, triangle_confidence
+from ..lst import traverse
+from ..metrics import LPIPSDistance, target_distances
+from ..sources import SOURCES, open_source, parse_source
+from . import distributed
+from .experiment import Experiment
+from .store import RunStore
+from .tables import render_tables, summarize_model
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "10_reproduce_tables.ipynb"
+
+
+def derangements(n: int, rounds: int, seed: int) -> torch.Tensor:
+    """(rounds, n) permutations with no fixed point, one per round, from ``seed``."""
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 sources, the pool has {n}")
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    while len(out) < rounds:
+        permutation = torch.randperm(n, generator=generator)
+        if not (permutation == torch.arange(n)).any():
+            out.append(permutation)
+    return torch.stack(out)
+
+
+def source_batches(n_sources: int, batch_size: int) -> list[range]:
+    return [range(start, min(start + batch_size, n_sources)) for start in range(0, n_sources, batch_size)]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    try:
+        index, count = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"a shard is written i/n (e.g. 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def _seed(experiment: Experiment, batch: int, round_: int) -> int:
+    """A seed per (batch, round): every piece of work is reproducible on its own."""
+    digest = hashlib.sha256(f"{experiment.seed}/{batch}/{round_}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+# ----------------------------------------------------------------- the pool
+def _labelled(dataset, model):
+    """The dataset itself, or, when it carries no labels, the model's own predictions as labels."""
+    from ..data import TensorImages
+    from ..models import predict
+
+    labels = getattr(dataset, "labels", None)
+    if labels is None or not bool((torch.as_tensor(labels) < 0).all()):
+        return dataset
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    return TensorImages(images, predict(model, images)[0], list(model.class_names), list(dataset.names))
+
+
+def prepare(experiment: Experiment, store: RunStore, device=None, weights: dict | None = None) -> dict:
+    """Select the pool and draw the derangements, once: later calls read the stored pool."""
+    from ..data import select_pool
+    from ..models import load_model
+
+    stored = store.pool(experiment)
+    if stored is not None:
+        return stored
+    weights = weights or {}
+    models = [load_model(name, device=device, weights=weights.get(name)) for name in experiment.models]
+    dataset = _labelled(open_source(experiment.source, models[0], seed=experiment.seed), models[0])
+    pool = select_pool(models, dataset, per_class=experiment.per_class, min_conf=experiment.min_conf)
+    keep = len(pool) if experiment.n_sources is None else min(len(pool), experiment.n_sources)
+    if keep < 2:
+        raise ValueError(f"only {len(pool)} image(s) of {experiment.source} pass the pool rule (correct, "
+                         f"confidence > {experiment.min_conf} under {', '.join(experiment.models)}); "
+                         "LST's derangements need at least 2")
+    record = {
+        "source": experiment.source, "indices": pool.indices[:keep], "names": pool.names[:keep],
+        "labels": pool.labels[:keep].tolist(), "class_names": [pool.class_names[i] for i in pool.labels[:keep]],
+        "confidence": {m: pool.confidences[:keep, j].tolist() for j, m in enumerate(experiment.models)},
+        "passed_rule": len(pool), "min_conf": experiment.min_conf, "per_class": experiment.per_class,
+        "targets": derangements(keep, experiment.rounds, experiment.seed).tolist(),
+    }
+    store.save_pool(experiment, record)
+    return record
+
+
+def stored_pool(store: RunStore, experiment: Experiment) -> dict:
+    """The experiment's pool; an error that says what to run when it was never prepared."""
+    pool = store.pool(experiment)
+    if pool is None:
+        raise RuntimeError(f"{store.root} has no pool for {experiment.name} yet: start the run with "
+                           f"blindspots-nb reproduce --out {store.root} (it prepares every pool once)")
+    return pool
+
+
+def pool_images(experiment: Experiment, pool: dict, model) -> torch.Tensor:
+    """The pool's images at ``model``'s input size, in [0, 1]."""
+    dataset = open_source(experiment.source, model, seed=experiment.seed)
+    return torch.stack([dataset[i][0] for i in pool["indices"]])
+
+
+# ----------------------------------------------------------------- one model
+def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: tuple[int, int] = (0, 1),
+              device=None, weights: str | None = None, progress: bool = True,
+              lpips: LPIPSDistance | None = None) -> dict:
+    """Blind spots, Table-1 distances and Table-2 triangle statistics of one model, for
+    this shard's source batches of the prepared pool; skips finished pieces. Returns timings."""
+    from ..models import load_model, module_device
+
+    pool = stored_pool(store, experiment)
+    model = load_model(model_name, device=device, weights=weights)
+    device = module_device(model)
+    images = pool_images(experiment, pool, model).to(device)
+    labels = torch.tensor(pool["labels"], device=device)
+    targets = torch.tensor(pool["targets"])
+    lpips = lpips or LPIPSDistance()
+    batches = [(b, sources) for b, sources in enumerate(source_batches(len(labels), experiment.batch_size))
+               if b % shard[1] == shard[0]]
+    timings = {"blind_spots_s": 0.0, "triangles_s": 0.0, "batches_done_now": 0}
+    work = [(b, sources, r) for b, sources in batches for r in range(experiment.rounds)]
+    for b, sources, r in tqdm(work, desc=f"{model_name} blind spots", disable=not progress):
+        if store.has_blind_spots(experiment, model_name, b, r):
+            continue
+        start = time.perf_counter()
+        index = torch.tensor(list(sources))
+        target_index = targets[r, index]
+        result = traverse(model, images[index], labels[index], images[target_index],
+                          experiment.lst_config(_seed(experiment, b, r)))
+        distances = target_distances(result.images, images[target_index], lpips)
+        rows = [{"source": int(s), "round": r, "target": int(t), "label": int(labels[s]),
+                 "target_label": int(labels[t]), "p0": float(result.initial_confidence[i]),
+                 "confidence": float(result.confidence[i]),
+                 **{key: float(value[i]) for key, value in distances.items()}}
+                for i, (s, t) in enumerate(zip(index.tolist(), target_index.tolist()))]
+        store.save_blind_spots(experiment, model_name, b, r, result.images, rows)
+        timings["blind_spots_s"] += time.perf_counter() - start
+        timings["batches_done_now"] += 1
+
+    pairs = list(combinations(range(experiment.rounds), 2))
+    for b, sources in tqdm(batches, desc=f"{model_name} triangles", disable=not progress):
+        if store.has_triangles(experiment, model_name, b):
+            continue
+        start = time.perf_counter()
+        index = torch.tensor(list(sources))
+        spots = [store.blind_spots(experiment, model_name, b, r).to(device) for r in range(experiment.rounds)]
+        confidence = torch.stack([  # (pairs, B, grid points), one pair at a time to bound memory
+            triangle_confidence(model, images[index], spots[i], spots[j], labels[index], experiment.divisions,
+                                batch_size=max(256, experiment.batch_size)) for i, j in pairs])
+        stats = stats_from_confidence(confidence, experiment.divisions)
+        rows = [{"source": int(s), "label": int(labels[s]), "pairs": len(pairs),
+                 **{key: float(value[:, i].mean()) for key, value in stats.items()}}
+                for i, s in enumerate(index.tolist())]
+        store.save_triangles(experiment, model_name, b, rows, confidence.mean(0).float().cpu())
+        timings["triangles_s"] += time.perf_counter() - start
+    shard_name = f"shard{shard[0]}of{shard[1]}"
+    store.save_record(experiment, model_name, shard, provenance.record(
+        model, experiment.lst_config(experiment.seed), device, experiment=experiment.to_dict(),
+        shard=shard_name, timings=timings))
+    return timings
+
+
+# ----------------------------------------------------------------- the whole run
+def check_inputs(experiments: list[Experiment], weights: dict[str, str]):
+    """Fail before any work on a missing data folder, an unknown model or a missing weights file."""
+    from ..models import get_entry
+
+    for experiment in experiments:
+        kind, argument = parse_source(experiment.source)
+        if SOURCES[kind].argument in ("ROOT", "PATH") and not Path(argument).expanduser().exists():
+            raise FileNotFoundError(f"data root {argument} (for {experiment.name}) does not exist")
+        for name in experiment.models:
+            get_entry(name)  # raises a ValueError listing the known names
+    for name, path in weights.items():
+        if not any(name in e.models for e in experiments):
+            raise ValueError(f"--weights {name}=...: {name} is not a model of this run")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--weights {name}={path}: no such file")
+
+
+def notebook_parameters(experiment: Experiment, model: str, store: RunStore, shard=(0, 1), device=None,
+                        weights=None) -> dict:
+    """The papermill parameters of the packaged notebook: what identifies the work."""
+    return {"out_dir": str(store.root.resolve()), "experiment": experiment.name, "model": model,
+            "shard": f"{shard[0]}/{shard[1]}", "device": None if device is None else str(device),
+            "weights": None if weights is None else str(weights)}
+
+
+def run_notebook(store: RunStore, experiment: Experiment, model: str, shard=(0, 1), device=None,
+                 weights=None) -> Path:
+    """Execute the packaged notebook for one model and shard; the executed notebook is
+    kept in the output folder, as the report of that model."""
+    return store.execute_notebook(
+        NOTEBOOK, experiment, model, shard, notebook_parameters(experiment, model, store, shard, device, weights),
+        cwd=str(store.root), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr)
+
+
+def reproduce(experiments: list[Experiment], out, device=None, weights: dict[str, str] | None = None,
+              shard: tuple[int, int] | None = None, force: bool = False, preset: str | None = None) -> dict | None:
+    """Run the protocol for every model of ``experiments`` into ``out`` and assemble the
+    tables once all is done. Resumes a killed run; under torchrun each process is a shard
+    and rank 0 writes the tables. Returns the run record (None on a shard that did not
+    write the tables)."""
+    weights = dict(weights or {})
+    check_inputs(experiments, weights)
+    store = RunStore(out)
+    with distributed.launch(device) as (rank, world, device):
+        shard = shard or (rank, world)
+        if rank == 0:
+            store.begin(experiments, force=force)
+            for experiment in experiments:
+                prepare(experiment, store, device, weights)
+        distributed.barrier()
+        for experiment in experiments:
+            for name in experiment.models:
+                if store.model_finished(experiment, name):
+                    print(f"{name} on {experiment.name}: finished in {store.root}, skipped (--force recomputes)")
+                    continue
+                print(f"{name} on {experiment.name}: running the notebook (shard {shard[0]}/{shard[1]})",
+                      flush=True)
+                run_notebook(store, experiment, name, shard, device, weights.get(name))
+        distributed.barrier()
+        if rank != 0:
+            return None
+        unfinished = [f"{name} on {e.name}" for e in experiments for name in e.models
+                      if not store.model_finished(e, name)]
+        if unfinished:
+            print(f"shard {shard[0]}/{shard[1]} done; still missing: {', '.join(unfinished)}. "
+                  f"Run the other shards, then: blindspots-nb merge --out {store.root}")
+            return None
+        return assemble(store, experiments, preset=preset)
+
+
+def assemble(store: RunStore, experiments: list[Experiment] | None = None, preset: str | None = None) -> dict:
+    """Tables 1 and 2, the per-model CSVs and ``run.json`` of a finished run (every shard
+    done); ``experiments`` default to the stored ones."""
+    experiments = experiments or store.experiments()
+    summaries = {name: summarize_model(store, e, name) for e in experiments for name in e.models}
+    written = store.save_tables(render_tables(experiments, summaries), summaries)
+    lpips = LPIPSDistance()
+    run = provenance.record(
+        command=" ".join(sys.argv), preset=preset, experiments=[e.to_dict() for e in experiments],
+        pools={e.name: store.pool(e) for e in experiments},
+        models_and_shards={key: record for e in experiments for key, record in store.records(e).items()},
+        lpips="genuine (AlexNet trunk, v0.1)" if lpips.available else f"missing: {lpips.missing_reason}",
+        files=sorted(written))
+    store.save_run_record(run)
+    print(store.read_text("table1.md"))
+    print(store.read_text("table2.md"))
+    print(f"wrote {', '.join(sorted(written))}, run.json and per-model CSVs in {store.root}")
+    return run

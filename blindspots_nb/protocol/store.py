@@ -1,0 +1,233 @@
+"""The run store: every path and every write under a reproduction's output folder.
+
+Nothing else in the package builds a path under the output folder or writes there
+(a test scans the code for it). The layout::
+
+    settings.json                       the experiments of the run (checked on every rerun)
+    <experiment>/pool.json              the pool and its derangements
+    <experiment>/<model>/blind_spots/b0003_r1.{pt,csv}   a source batch's blind spots in one round
+    <experiment>/<model>/triangles/b0003.{csv,pt}        its Table-2 rows and mean triangle grids
+    <experiment>/<model>/record_shard0of1.json           what produced a shard's work
+    <experiment>/<model>/per_blindspot.csv, per_source.csv
+    notebooks/<experiment>_<model>_shard0of1.ipynb       the executed notebooks
+    table1.{md,tex,csv}, table2.{md,tex,csv}, summaries.json, run.json
+
+Every file is written whole or not at all (a temporary file, then a rename), so a
+killed run leaves only finished pieces, and "finished" is "the file exists".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from .experiment import Experiment
+
+SETTINGS = "settings.json"
+
+
+class RunSettingsMismatch(RuntimeError):
+    """The output folder holds a run made with other settings."""
+
+
+def _differences(old, new, prefix="") -> list[str]:
+    """Where two JSON-like values differ, as 'key.path: old there, new now'."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for key in sorted(set(old) | set(new))
+                for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{prefix}{i}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"]
+
+
+def csv_text(rows: list[dict]) -> str:
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+class RunStore:
+    """One output folder of ``blindspots-nb reproduce``."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    # -- writing --------------------------------------------------------------------
+    def _write_text(self, path: Path, text: str) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(text)
+        os.replace(temporary, path)
+        return path
+
+    def _write_json(self, path: Path, value, indent: int = 2) -> Path:
+        return self._write_text(path, json.dumps(value, indent=indent))
+
+    def _write_rows(self, path: Path, rows: list[dict]) -> Path:
+        return self._write_text(path, csv_text(rows))
+
+    def _write_tensor(self, path: Path, tensor: torch.Tensor) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        torch.save(tensor.detach().cpu().contiguous(), temporary)
+        os.replace(temporary, path)
+        return path
+
+    @staticmethod
+    def _read_rows(path: Path) -> list[dict]:
+        with open(path, newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    # -- the settings -----------------------------------------------------------------
+    def begin(self, experiments: list[Experiment], force: bool = False):
+        """Start or resume a run of ``experiments``: the folder's settings must be these
+        (else :class:`RunSettingsMismatch` lists the differences). ``force`` removes
+        the folder's results first, old and new experiments alike."""
+        names = [e.name for e in experiments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two experiments of a run share a name ({names}); give each its own name")
+        settings = {"experiments": [e.to_dict() for e in experiments]}
+        path = self.root / SETTINGS
+        stored = json.loads(path.read_text()) if path.exists() else None
+        if force:
+            old = [e["name"] for e in (stored or {}).get("experiments", [])]
+            for name in set(old) | set(names):
+                shutil.rmtree(self.root / name, ignore_errors=True)
+        elif stored is not None and stored != settings:
+            differences = _differences(stored, settings)
+            raise RunSettingsMismatch(
+                f"{self.root} holds a run with other settings ({'; '.join(differences[:6])}). "
+                "Use another output folder, or --force to replace that run.")
+        self._write_json(path, settings)
+
+    def experiments(self) -> list[Experiment]:
+        """The experiments of the run this folder holds."""
+        path = self.root / SETTINGS
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.root} holds no run (no {SETTINGS}): start one with "
+                                    f"blindspots-nb reproduce --out {self.root}")
+        return [Experiment.from_dict(e) for e in json.loads(path.read_text())["experiments"]]
+
+    def experiment(self, name: str) -> Experiment:
+        """The stored experiment called ``name``."""
+        experiments = self.experiments()
+        for experiment in experiments:
+            if experiment.name == name:
+                return experiment
+        raise ValueError(f"{self.root} has no experiment {name!r}; it has {[e.name for e in experiments]}")
+
+    # -- the pool ---------------------------------------------------------------------
+    def _pool_path(self, experiment: Experiment) -> Path:
+        return self.root / experiment.name / "pool.json"
+
+    def pool(self, experiment: Experiment) -> dict | None:
+        """The experiment's pool record, None before it was selected."""
+        path = self._pool_path(experiment)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save_pool(self, experiment: Experiment, record: dict):
+        self._write_json(self._pool_path(experiment), record, indent=1)
+
+    # -- one model's pieces -------------------------------------------------------------
+    def _model_dir(self, experiment: Experiment, model: str) -> Path:
+        return self.root / experiment.name / model
+
+    def _blind_spots_stem(self, experiment, model, batch: int, round_: int) -> Path:
+        return self._model_dir(experiment, model) / "blind_spots" / f"b{batch:04d}_r{round_}"
+
+    def _triangles_stem(self, experiment, model, batch: int) -> Path:
+        return self._model_dir(experiment, model) / "triangles" / f"b{batch:04d}"
+
+    def has_blind_spots(self, experiment, model, batch: int, round_: int) -> bool:
+        return self._blind_spots_stem(experiment, model, batch, round_).with_suffix(".csv").exists()
+
+    def save_blind_spots(self, experiment, model, batch: int, round_: int, images: torch.Tensor, rows: list[dict]):
+        """A batch's blind spots of one round, then their rows (the rows mark it finished)."""
+        stem = self._blind_spots_stem(experiment, model, batch, round_)
+        self._write_tensor(stem.with_suffix(".pt"), images)
+        self._write_rows(stem.with_suffix(".csv"), rows)
+
+    def blind_spots(self, experiment, model, batch: int, round_: int) -> torch.Tensor:
+        path = self._blind_spots_stem(experiment, model, batch, round_).with_suffix(".pt")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def has_triangles(self, experiment, model, batch: int) -> bool:
+        return self._triangles_stem(experiment, model, batch).with_suffix(".csv").exists()
+
+    def save_triangles(self, experiment, model, batch: int, rows: list[dict], mean_grid: torch.Tensor):
+        """A batch's Table-2 rows and each source's confidence at the grid points averaged
+        over its pairs, (sources, points); the rows mark it finished."""
+        stem = self._triangles_stem(experiment, model, batch)
+        self._write_tensor(stem.with_suffix(".pt"), mean_grid)
+        self._write_rows(stem.with_suffix(".csv"), rows)
+
+    def mean_triangle_grid(self, experiment, model) -> torch.Tensor:
+        """Every source's pair-averaged grid confidences, (sources, points), in source order."""
+        files = sorted((self._model_dir(experiment, model) / "triangles").glob("b*.pt"))
+        return torch.cat([torch.load(f, map_location="cpu", weights_only=True) for f in files])
+
+    def save_record(self, experiment, model, shard: tuple[int, int], record: dict):
+        self._write_json(self._model_dir(experiment, model) / f"record_shard{shard[0]}of{shard[1]}.json", record)
+
+    def records(self, experiment) -> dict[str, dict]:
+        """The shard records of every model of the experiment, by 'model/record_shardIofN'."""
+        return {f"{path.parent.name}/{path.stem}": json.loads(path.read_text())
+                for path in sorted((self.root / experiment.name).glob("*/record_shard*.json"))}
+
+    def model_finished(self, experiment, model) -> bool:
+        """Whether every source batch of the pool has all its blind spots and its triangles."""
+        pool = self.pool(experiment)
+        if pool is None:
+            return False
+        batches = range(math.ceil(len(pool["labels"]) / experiment.batch_size))
+        return all(self.has_triangles(experiment, model, b) for b in batches) and all(
+            self.has_blind_spots(experiment, model, b, r) for b in batches for r in range(experiment.rounds))
+
+    def blind_spot_rows(self, experiment, model) -> list[dict]:
+        folder = self._model_dir(experiment, model) / "blind_spots"
+        return [row for path in sorted(folder.glob("b*_r*.csv")) for row in self._read_rows(path)]
+
+    def source_rows(self, experiment, model) -> list[dict]:
+        folder = self._model_dir(experiment, model) / "triangles"
+        return [row for path in sorted(folder.glob("b*.csv")) for row in self._read_rows(path)]
+
+    def save_model_rows(self, experiment, model, blind_spots: list[dict], sources: list[dict]):
+        folder = self._model_dir(experiment, model)
+        self._write_rows(folder / "per_blindspot.csv", blind_spots)
+        self._write_rows(folder / "per_source.csv", sources)
+
+    # -- the tables and the run record ----------------------------------------------------
+    def save_tables(self, texts: dict[str, str], summaries: dict) -> dict[str, Path]:
+        """Write the tables (file name -> text) and the summaries behind them."""
+        written = {name: self._write_text(self.root / name, text) for name, text in texts.items()}
+        self._write_json(self.root / "summaries.json", summaries)
+        return written
+
+    def read_text(self, name: str) -> str:
+        return (self.root / name).read_text()
+
+    def save_run_record(self, run: dict) -> Path:
+        return self._write_json(self.root / "run.json", run)
+
+    # -- the executed notebooks -------------------------------------------------------------
+    def execute_notebook(self, notebook: Path, experiment, model, shard: tuple[int, int], parameters: dict,
+                         **papermill_options) -> Path:
+        """Run ``notebook`` with papermill, keeping the executed copy in ``notebooks/``."""
+        import papermill
+
+        executed = self.root / "notebooks" / f"{experiment.name}_{model}_shard{shard[0]}of{shard[1]}.ipynb"
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, **papermill_options)
+        return executed

@@ -1,0 +1,160 @@
+"""One registry of image sources, opened from one spelling.
+
+========================  =================================================
+spelling                  what it opens
+========================  =================================================
+``photos``                scikit-image's bundled photos (unlabelled)
+``fonts`` / ``fonts:test`` FONTS-style glyphs A-J from the test fonts
+``fonts:train``           the same from the training fonts
+``imagenet:ROOT``         ImageNet validation images, ``ROOT/<wnid>/*``
+``cifar10:ROOT``          the CIFAR-10 test batch under ``ROOT``
+``folder:PATH``           a user's images (labels from subfolder names)
+========================  =================================================
+
+:func:`open_source` gives a dataset (images in [0, 1] at a model's input size,
+``labels`` with -1 for unknown, ``class_names``, ``names``); the reproduction, the
+notebooks and the explorer all open their images through it, so a new kind of
+source is one entry of :data:`SOURCES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from . import data
+
+FONTS_GLYPHS = 1000  # glyphs in a FONTS source (balanced over the 10 letters)
+EXPLORER_LIMIT = 100  # images the explorer and notebooks take from the start of a large source
+# Photos the ImageNet models name confidently (espresso, tabby/Egyptian cat, tripod, ...).
+PHOTO_PICKS = ("coffee", "chelsea", "camera", "astronaut", "rocket", "moon")
+
+
+def _photos(argument, size, seed):
+    images, names = data.sample_images(size)
+    return data.TensorImages(images, torch.full((len(names),), -1), [], names)
+
+
+def _fonts(argument, size, seed):
+    channels, height, _ = data.input_size_of(size)
+    glyphs = data.fonts_dataset(argument, n=FONTS_GLYPHS, seed=seed, size=height)
+    names = [f"{glyphs.class_names[int(y)]}{i} ({font})"
+             for i, (y, font) in enumerate(zip(glyphs.labels, glyphs.names))]
+    images = glyphs.images if channels == 1 else glyphs.images.expand(-1, channels, -1, -1)
+    return data.TensorImages(images, glyphs.labels, glyphs.class_names, names)
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One kind of image source: how to open it and what its argument is."""
+
+    open: Callable  # (argument, size, seed) -> dataset
+    argument: str | None  # what follows the colon (None: nothing may)
+    default: str | None  # the argument when none is given
+    help: str
+
+
+SOURCES: dict[str, SourceKind] = {
+    "photos": SourceKind(_photos, None, None, "scikit-image's bundled photos (unlabelled)"),
+    "fonts": SourceKind(_fonts, "test|train", "test", f"{FONTS_GLYPHS} FONTS-style glyphs A-J"),
+    "imagenet": SourceKind(lambda root, size, seed: data.imagenet_val(root, size=size), "ROOT", None,
+                           "ImageNet validation images in class folders ROOT/<wnid>/*"),
+    "cifar10": SourceKind(lambda root, size, seed: data.cifar10(root), "ROOT", None,
+                          "the CIFAR-10 test batch under ROOT (cifar-10-batches-py/test_batch)"),
+    "folder": SourceKind(lambda path, size, seed: data.image_folder(path, size=size), "PATH", None,
+                         "a user's images; labels from subfolder names, else unknown"),
+}
+
+
+def spellings() -> list[str]:
+    """How each kind of source is written, e.g. ``['photos', 'fonts:test|train', ...]``."""
+    return [name + (f":{kind.argument}" if kind.argument else "") for name, kind in SOURCES.items()]
+
+
+def parse_source(spelling: str) -> tuple[str, str | None]:
+    """``'imagenet:/data/val'`` -> ``('imagenet', '/data/val')``; checks the spelling."""
+    name, _, argument = str(spelling).partition(":")
+    name, argument = name.strip().lower(), argument.strip() or None
+    kind = SOURCES.get(name)
+    if kind is None:
+        raise ValueError(f"unknown image source {spelling!r}; write one of: {', '.join(spellings())}")
+    argument = argument or kind.default
+    if kind.argument is None and argument is not None:
+        raise ValueError(f"image source {name!r} takes no argument, got {spelling!r}")
+    if kind.argument is not None and argument is None:
+        raise ValueError(f"image source {name!r} needs its {kind.argument}: write {name}:{kind.argument}")
+    if kind.argument == "test|train" and argument not in ("test", "train"):
+        raise ValueError(f"image source {name!r} is {name}:test or {name}:train, got {spelling!r}")
+    return name, argument
+
+
+def source_name(spelling: str) -> str:
+    """The kind of a source (``'imagenet'`` for ``'imagenet:/data/val'``): a short, path-free name."""
+    return parse_source(spelling)[0]
+
+
+def canonical(spelling: str) -> str:
+    """The one way of writing a source: ``'fonts'`` -> ``'fonts:test'``, ``'Imagenet: /x'`` -> ``'imagenet:/x'``."""
+    name, argument = parse_source(spelling)
+    return name if argument is None else f"{name}:{argument}"
+
+
+def open_source(spelling, size=224, seed: int = 0):
+    """The dataset a spelling names, preprocessed for ``size`` (an int, (C, H, W) or a model).
+
+    An already open dataset (anything with ``names``) is returned as it is. ``seed``
+    draws the glyphs of a FONTS source.
+    """
+    if not isinstance(spelling, (str, Path)):
+        if hasattr(spelling, "names") and hasattr(spelling, "__getitem__"):
+            return spelling
+        raise TypeError(f"an image source is a spelling ({', '.join(spellings())}) or a dataset, "
+                        f"got {type(spelling).__name__}")
+    name, argument = parse_source(spelling)
+    return SOURCES[name].open(argument, size, seed)
+
+
+def default_source(model) -> str:
+    """Glyphs for models trained on FONTS, photos for the others."""
+    return "fonts:test" if getattr(model, "info", {}).get("dataset") == "fonts" else "photos"
+
+
+def source_images(spelling, model, limit: int = EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str]]:
+    """The first ``limit`` images of a source at ``model``'s input size, (N, C, H, W) in
+    [0, 1], with short names (file names, not paths)."""
+    dataset = open_source(spelling, model)
+    count = min(len(dataset), limit)
+    images = torch.stack([dataset[i][0] for i in range(count)]) if count else torch.empty(0)
+    if count == 0:
+        raise ValueError(f"{spelling!r} holds no images")
+    if tuple(images.shape[1:]) != tuple(model.input_size):
+        raise ValueError(f"{spelling!r} holds images of shape {tuple(images.shape[1:])}, but the model expects "
+                         f"{tuple(model.input_size)}")
+    return images, [Path(str(name)).name for name in dataset.names[:count]]
+
+
+def pick_images(model, names: Sequence[str] | None = None, k: int = 3,
+                source=None) -> tuple[torch.Tensor, list[str]]:
+    """``k`` images of a source (default: the model's) by name; without names, photos
+    from ``PHOTO_PICKS``, glyphs of the first k letters, else the first k images."""
+    source = source or default_source(model)
+    images, all_names = source_images(source, model)
+    if names is None:
+        kind = source_name(source) if isinstance(source, (str, Path)) else None
+        if kind == "photos":
+            names = PHOTO_PICKS[:k]
+        elif kind == "fonts":
+            first = {}
+            for name in all_names:
+                first.setdefault(name[0], name)
+            names = [first[letter] for letter in sorted(first)][:k]
+        else:
+            names = all_names[:k]
+    unknown = [name for name in names if name not in all_names]
+    if unknown:
+        raise ValueError(f"no images {unknown} in {source!r}; it has {all_names[:20]}"
+                         + (" ..." if len(all_names) > 20 else ""))
+    return images[[all_names.index(name) for name in names]], list(names)

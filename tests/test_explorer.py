@@ -1,0 +1,327 @@
+"""The explorer's state driven from code, no widgets: stepping, the background run,
+restarts, uploads, image sources, models, export and its record."""
+
+import dataclasses
+import io
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from blindspots_nb import __version__
+from blindspots_nb.data import TensorImages
+from blindspots_nb.explorer import GIVEN_IMAGES, Explorer
+from blindspots_nb.lst import LSTConfig, Traversal
+from blindspots_nb.metrics import rmse
+from blindspots_nb.models import wrap
+
+from conftest import make_tiny_cnn
+
+NAMES = ["w", "x", "y", "z"]
+CONFIG = LSTConfig(iterations=30, record_every=1)
+
+
+class Breakable(torch.nn.Module):
+    """A tiny CNN whose forward pass raises once ``broken`` is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = make_tiny_cnn()
+        self.broken = False
+
+    def forward(self, x):
+        if self.broken:
+            raise RuntimeError("the model broke")
+        return self.net(x)
+
+
+def tiny(name="tiny", size=16, module=None):
+    return wrap(module or make_tiny_cnn(), mean=(0, 0, 0), std=(1, 1, 1), class_names=list("abcde"),
+                input_size=(3, size, size), name=name)
+
+
+@pytest.fixture
+def model():
+    return tiny()
+
+
+@pytest.fixture
+def images():
+    torch.manual_seed(0)
+    return TensorImages(torch.rand(4, 3, 16, 16), torch.full((4,), -1), [], NAMES)
+
+
+@pytest.fixture
+def explorer(model, images):
+    return Explorer(model, images=images, source="w", target="x", config=CONFIG, iterations_per_click=5)
+
+
+def listen(explorer):
+    """The (event, message, thread name) of each change the explorer tells of, as a list that grows."""
+    events = []
+    explorer.on_change(lambda event, message: events.append((event, message, threading.current_thread().name)))
+    return events
+
+
+def image_file(mode, size, colour) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_the_explorer_needs_no_widgets():
+    code = "import sys, blindspots_nb.explorer; print(sorted(m for m in sys.modules if 'widget' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_step_runs_iterations_and_tells_listeners(explorer):
+    events = listen(explorer)
+    explorer.step()
+    explorer.step(3)
+    t = explorer.traversal
+    assert t.iteration == 8
+    assert [event for event, _, _ in events] == ["progress", "progress"]
+    snap = explorer.snapshot()
+    assert (snap.source, snap.target, snap.iteration) == ("w", "x", 8)
+    assert list(snap.result.history.iteration) == list(range(9))
+    assert snap.confidence == pytest.approx(float(t.confidence[0]))
+    assert snap.rmse_to_target == pytest.approx(float(rmse(t.images, t.targets)[0]))
+    torch.testing.assert_close(snap.current_image, t.images[0])
+    explorer.step(2)  # the snapshot keeps its own history
+    assert len(snap.result.history.iteration) == 9 and len(explorer.traversal.history.iteration) == 11
+
+
+def test_run_steps_in_the_background_and_pause_stops_it(explorer):
+    events = listen(explorer)
+    explorer.run()
+    assert explorer.wait(60)
+    assert explorer.traversal.iteration == 30 and not explorer.running
+    assert [event for event, _, _ in events] == ["running"] + ["progress"] * 6 + ["running"]
+    assert {thread for event, _, thread in events if event == "progress"} == {"lst-explorer"}
+    with pytest.raises(RuntimeError, match="already at iteration 30"):
+        explorer.run()
+
+    explorer.set_config(dataclasses.replace(explorer.config, iterations=10 ** 5))  # only Pause ends this run
+    assert explorer.traversal.iteration == 30 and explorer.traversal.config.iterations == 10 ** 5
+    explorer.run()
+    deadline = time.monotonic() + 30
+    while explorer.traversal.iteration < 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert explorer.running
+    with pytest.raises(RuntimeError, match="pause it first"):
+        explorer.step()
+    explorer.pause()
+    assert not explorer.running
+    reached = explorer.traversal.iteration
+    time.sleep(0.2)
+    assert 40 <= explorer.traversal.iteration == reached < 10 ** 5
+    assert explorer.snapshot().iteration == reached and not explorer.snapshot().running
+
+
+def test_an_error_in_the_background_is_kept_and_told(images):
+    module = Breakable()
+    explorer = Explorer(tiny(module=module), images=images, config=CONFIG)
+    events = listen(explorer)
+    module.broken = True
+    explorer.run()
+    assert explorer.wait(60)
+    assert isinstance(explorer.error, RuntimeError) and str(explorer.error) == "the model broke"
+    assert ("error", "Run stopped: RuntimeError: the model broke", "lst-explorer") in events
+    assert events[-1][0] == "running" and not explorer.running
+    assert explorer.traversal.iteration == 0
+    module.broken = False
+    explorer.reset()
+    assert explorer.error is None
+    explorer.run()
+    assert explorer.wait(60) and explorer.traversal.iteration == 30 and explorer.error is None
+
+
+def test_reset_starts_anew_from_the_same_point(explorer):
+    start = explorer.traversal.images.clone()
+    explorer.step(7)
+    assert not torch.equal(explorer.traversal.images, start)
+    events = listen(explorer)
+    assert explorer.reset() is explorer
+    assert explorer.traversal.iteration == 0
+    torch.testing.assert_close(explorer.traversal.images, start)
+    assert [event for event, _, _ in events] == ["restart"]
+
+
+def test_a_new_config_source_or_target_starts_anew_but_iterations_alone_do_not(explorer):
+    events = listen(explorer)
+
+    def restarted():
+        told = [event for event, _, _ in events].count("restart")
+        events.clear()
+        return told == 1 and explorer.traversal.iteration == 0
+
+    explorer.step(5)
+    explorer.set_config(dataclasses.replace(explorer.config, delta=0.5))
+    assert restarted() and explorer.traversal.config.delta == 0.5
+    explorer.step(5)
+    explorer.choose(source="y")
+    assert restarted() and (explorer.source, explorer.target) == ("y", "x")
+    torch.testing.assert_close(explorer.traversal.sources[0], explorer.catalog["y"])
+    explorer.step(5)
+    explorer.choose(target="z")
+    assert restarted()
+    torch.testing.assert_close(explorer.traversal.targets[0], explorer.catalog["z"])
+
+    explorer.step(5)
+    events.clear()
+    explorer.choose("y", "z")  # the same choice, e.g. echoed back by a front end
+    explorer.set_config(explorer.config)
+    explorer.set_config(dataclasses.replace(explorer.config, iterations=99))
+    assert explorer.traversal.iteration == 5 and explorer.traversal.config.iterations == 99
+    assert explorer.config.iterations == 99 and events == []
+
+    explorer.choose(target="y")
+    assert ("warning", "Source and target are the same image: the traversal has nowhere to go.",
+            "MainThread") in events
+
+
+def test_an_unknown_image_name_is_a_clear_error(explorer, model, images):
+    explorer.step(2)
+    with pytest.raises(ValueError, match="no image 'nope'"):
+        explorer.choose(source="nope")
+    assert (explorer.source, explorer.traversal.iteration) == ("w", 2)
+    with pytest.raises(ValueError, match="no image 'nope'"):
+        Explorer(model, images=images, target="nope")
+
+
+def test_export_writes_the_point_the_traversal_and_its_record(explorer, model, tmp_path):
+    explorer.step(10)
+    paths = explorer.export(tmp_path / "out")
+    t = explorer.traversal
+    assert {key: path.name for key, path in paths.items()} == {
+        "image": "tiny_w_to_x_it10.png", "traversal": "tiny_w_to_x_it10.pt", "record": "tiny_w_to_x_it10.json"}
+    assert all(path.parent == tmp_path / "out" for path in paths.values())
+    image = np.asarray(Image.open(paths["image"])) / 255
+    np.testing.assert_allclose(image, t.images[0].permute(1, 2, 0).numpy(), atol=0.5 / 255 + 1e-6)
+
+    record = json.loads(paths["record"].read_text())
+    assert record["model"]["name"] == "tiny"
+    assert record["config"] == dataclasses.asdict(CONFIG)
+    assert (record["source"], record["target"], record["iteration"]) == ("w", "x", 10)
+    assert record["image_source"] == GIVEN_IMAGES
+    assert record["source_class"] == "abcde"[int(t.labels[0])]
+    assert record["target_class"] == "abcde"[int(t.target_labels[0])]
+    assert record["accepted_steps"] == int(t.history.accepted_total[-1][0])
+    assert record["initial_confidence"] == pytest.approx(float(t.initial_confidence[0]))
+    assert record["source_class_confidence"] == pytest.approx(float(t.confidence[0]))
+    assert record["target_class_confidence"] == pytest.approx(float(t.target_confidence[0]))
+    distance = float((t.targets - t.images).norm())
+    assert record["distance_l2"] == pytest.approx(distance, rel=1e-5)
+    assert record["rmse_to_target"] == pytest.approx(distance / math.sqrt(3 * 16 * 16), rel=1e-5)
+    assert record["versions"]["blindspots_nb"] == __version__
+    assert record["device"].startswith("cpu")
+    assert record["files"] == {key: path.name for key, path in paths.items()}
+
+    resumed = Traversal.load(paths["traversal"], model)
+    assert resumed.iteration == 10
+    torch.testing.assert_close(resumed.images, t.images)
+    resumed.step(3)
+    explorer.step(3)
+    torch.testing.assert_close(resumed.images, explorer.traversal.images)
+
+
+def test_uploads_become_the_target_and_follow_the_model(model, tmp_path):
+    explorer = Explorer(model, images="fonts:test", config=CONFIG)
+    events = listen(explorer)
+    key = explorer.add_upload("red.png", image_file("RGBA", (40, 24), (255, 0, 0, 255)))
+    assert key == "upload: red.png" and explorer.target == key
+    assert [event for event, _, _ in events] == ["restart"]
+    red = explorer.catalog[key]
+    assert red.shape == (3, 16, 16)
+    torch.testing.assert_close(red[0], torch.ones(16, 16))
+    assert red[1:].max() == 0
+    torch.testing.assert_close(explorer.traversal.targets[0], red)
+
+    explorer.step(3)
+    explorer.add_upload("red.png", image_file("RGBA", (20, 20), (0, 0, 0, 0)))  # same name, transparent
+    assert explorer.traversal.iteration == 0
+    torch.testing.assert_close(explorer.traversal.targets[0], torch.ones(3, 16, 16))  # alpha drops onto white
+
+    catalog = dict(explorer.catalog)
+    with pytest.raises(ValueError, match=r"'notes.txt' is not an image file \(not a recognised image format\)"):
+        explorer.add_upload("notes.txt", b"not an image")
+    assert explorer.catalog == catalog and explorer.target == key
+
+    explorer.set_model(tiny("tiny8", size=8))  # the upload is preprocessed again for the new model
+    assert explorer.image_source == "fonts:test" and explorer.target == key
+    assert explorer.catalog[key].shape == (3, 8, 8)
+    assert explorer.traversal.targets.shape == (1, 3, 8, 8)
+
+
+def test_a_model_or_source_that_fails_changes_nothing(explorer, model, tmp_path):
+    explorer.step(3)
+    state = (explorer.model, explorer.image_source, explorer.catalog, explorer.traversal)
+
+    def unchanged():
+        return all(now is before for now, before in zip(
+            (explorer.model, explorer.image_source, explorer.catalog, explorer.traversal), state))
+
+    with pytest.raises(ValueError, match="unknown model 'no_such_model'"):
+        explorer.set_model("no_such_model")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no readable images"):
+        explorer.set_images(f"folder:{empty}")
+    with pytest.raises(ValueError, match="unknown image source"):
+        explorer.set_images("nowhere")
+    wrong_size = TensorImages(torch.rand(2, 3, 8, 8), torch.full((2,), -1), [], ["p", "q"])
+    with pytest.raises(ValueError, match="the model expects"):
+        explorer.set_images(wrong_size)
+    assert unchanged() and explorer.traversal.iteration == 3 and list(explorer.image_sources) == ["photos", "fonts:test",
+                                                                                  GIVEN_IMAGES]
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name, colour in (("red.png", (255, 0, 0)), ("blue.png", (0, 0, 255))):
+        Image.new("RGB", (20, 20), colour).save(folder / name)
+    explorer.set_images(f"folder:{folder}")
+    assert explorer.image_source == f"folder:{folder}" and sorted(explorer.catalog) == ["blue.png", "red.png"]
+    assert explorer.traversal.iteration == 0 and explorer.source == "blue.png"  # w: gone
+    explorer.set_images(GIVEN_IMAGES)  # the given images stay on offer
+    assert list(explorer.catalog) == NAMES and (explorer.source, explorer.target) == ("w", "x")
+
+
+def test_a_model_switch_takes_the_new_models_default_source(model):
+    explorer = Explorer(model, images="photos", config=CONFIG)
+    assert "coffee" in explorer.catalog
+    explorer.set_model("fonts_cnn")  # shipped with the package: glyphs, one channel, 32 x 32
+    assert explorer.model_name == "fonts_cnn" and explorer.image_source == "fonts:test"
+    assert explorer.traversal.sources.shape == (1, 1, 32, 32)
+    snap = explorer.snapshot()
+    assert snap.source_class != snap.target_class
+    explorer.step(3)
+    assert explorer.traversal.iteration == 3
+    explorer.set_model("tiny")  # the given model, kept under its name
+    assert explorer.model is model and explorer.image_source == "photos"
+
+
+class BrightestChannel(torch.nn.Module):
+    """Class = the image's brightest colour channel."""
+
+    def forward(self, x):
+        return x.mean((2, 3)) * 50
+
+
+def test_the_default_target_is_the_first_image_of_another_class():
+    model = wrap(BrightestChannel(), mean=(0, 0, 0), std=(1, 1, 1), class_names=["red", "green", "blue"],
+                 input_size=(3, 8, 8), name="channels")
+    images = torch.zeros(4, 3, 8, 8)
+    images[0, 0] = images[1, 0] = images[2, 1] = images[3, 2] = 0.8  # red, red, green, blue
+    given = TensorImages(images, torch.full((4,), -1), [], ["r1", "r2", "g", "b"])
+    explorer = Explorer(model, images=given, config=CONFIG)
+    assert (explorer.source, explorer.target) == ("r1", "g")
+    assert (explorer.snapshot().source_class, explorer.snapshot().target_class) == ("red", "green")
+    assert Explorer(model, images=given, source="g", config=CONFIG).target == "r1"
