@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import blindspots_nb
 from blindspots_nb.data import sample_images
 from blindspots_nb.lst import LSTConfig, Traversal
-from blindspots_nb.models import load_model, module_device
+from blindspots_nb.models import load_model, module_device, predict
 
 
 def two_forward_steps(model, x, labels, targets, p0, cfg: LSTConfig, iterations: int) -> torch.Tensor:
@@ -67,10 +67,7 @@ def main(argv=None):
     order = torch.randperm(len(names), generator=generator)
     sources = images[order[:args.batch]].to(device)
     targets = images[order.roll(1)[:args.batch]].to(device)
-    with torch.no_grad():
-        probs = model(sources).softmax(1)
-    labels = probs.argmax(1)
-    p0 = probs.gather(1, labels[:, None])[:, 0]
+    labels, p0 = (value.to(device) for value in predict(model, sources))
     cfg = LSTConfig(init_noise=0.0)
 
     def time_engine():

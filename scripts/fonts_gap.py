@@ -1,19 +1,26 @@
 """Measure what keeps FONTS blind spots ~0.1 RMSE away from their targets.
 
 Builds a pool of FONTS test glyphs that both FONTS CNNs (``fonts_cnn``, ``fonts_cnn_at``)
-classify correctly with confidence > 0.6, pairs each source glyph (class c) with the
-pool glyph of class c+1 (mod 10), runs LST (``blindspots_nb.lst.Traversal``, paper
-defaults) with eps = 2e-3 and eps = 0 on both models, plus two counterfactual
-controls, and prints three tables:
+classify correctly with confidence > 0.6 (``--sources`` of them, class-balanced), pairs
+each source glyph (class c) with the pool glyph of class c+1 (mod 10), runs LST
+(``blindspots_nb.lst.Traversal``, the paper's hyperparameters) with eps = 2e-3 and
+eps = 0 on both models, plus two counterfactual controls, and prints three tables
+(d = target - x is the gap, g_t the gradient of cross_entropy(model(x), y) at x_t):
 
-1. outcome: RMSE to the target, the gap's decay ||x_t - target|| / ||x_0 - target||
-   next to the (1 - eta)^t a pure orthogonal walk with a fixed gradient-free gap
-   would give, acceptance rate over the run and late in it, final confidence - p0;
-2. where the final gap lies: its share along the final gradient, how fast the
-   gradient turns, saturation of the parallel accumulator, pixels clipped at 0/1;
-3. a budget of ||target - x||^2 over the second half of the run, split exactly into
-   what each part of the update contributed (orthogonal pull, parallel push, clipping,
-   second-order term; rejected steps contribute nothing).
+1. Outcome: RMSE to the target; ||d_t|| / ||d_0|| at t = T/4, T/2, T beside (1 - eta)^t,
+   the decay if every step were accepted and removed the fraction eta of the whole gap;
+   acceptance rate over the run and over its last 100 iterations; confidence - p0 at
+   the end.
+2. Where the final gap lies: share of ||d_T||^2 along g_T (the one direction the
+   projected step never moves in); cos(g_t, g_t-1) over accepted steps of the last 100
+   iterations (how slowly the gradient turns); pixels where the parallel accumulator
+   sits at +-eps ("sat"), the share of ||d||^2 on them, |d| and |d_perp| there (the old
+   explanation predicts eps/eta); pixels clipped at 0/1 away from their target value
+   and the share of ||d||^2 on them.
+3. Budget of ||d||^2 over the second half of the run, in units of ||d_0||^2, split
+   exactly by the parts of the accepted updates: orthogonal pull 2<d, -eta d_perp>,
+   parallel push 2<d, x_par> (and the part of it from saturated pixels), clipping, and
+   the second-order term ||step||^2; rejected steps contribute nothing.
 
 Controls (``--no-controls`` drops them):
   ``eps=0,delta=1``   no parallel part and no acceptance test (every step accepted):
@@ -135,6 +142,7 @@ def measure(model, sources, labels, targets, target_labels, config, reset_parall
         "sat_frac": sat.float().mean(1),
         "sat_share": (dsq * sat).sum(1) / dsq.sum(1),
         "sat_gap": d.abs()[sat],
+        "sat_gap_perp": orthogonal_step(g, tgt - x).flatten(1).abs()[sat],
         "clip_frac": clipped.float().mean(1),
         "clip_share": (dsq * clipped).sum(1) / dsq.sum(1),
         "budget": {k: v / d0sq for k, v in budget.items()},
@@ -194,11 +202,12 @@ def main(argv=None):
 
     print(f"\n2. Where the final gap d = target - x lies (medians over sources; |d| on saturated "
           f"pixels pooled; eps/eta = {base.eps / eta:.2f})")
-    print(f"{'model':<13}{'variant':<16}{'along g_T':>10}{'cos(g_t,g_t-1)':>15}{'sat px':>8}"
-          f"{'d^2 on sat':>11}{'|d| on sat':>11}{'clip px':>8}{'d^2 on clip':>12}")
+    print(f"{'model':<13}{'variant':<16}{'along g_T':>10}{'cos(g_t,g_t-1)':>15}{'sat px':>8}{'(mean)':>7}"
+          f"{'d^2 on sat':>11}{'|d| on sat':>11}{'|d_perp| sat':>13}{'clip px':>8}{'d^2 on clip':>12}")
     for model, name, r in results:
         print(f"{model:<13}{name:<16}{fmt(med(r['along_g'])):>10}{fmt(med(r['cos_late'])):>15}"
-              f"{fmt(med(r['sat_frac'])):>8}{fmt(med(r['sat_share'])):>11}{fmt(med(r['sat_gap'])):>11}"
+              f"{fmt(med(r['sat_frac'])):>8}{fmt(float(r['sat_frac'].mean())):>7}{fmt(med(r['sat_share'])):>11}{fmt(med(r['sat_gap'])):>11}"
+              f"{fmt(med(r['sat_gap_perp'])):>13}"
               f"{fmt(med(r['clip_frac'])):>8}{fmt(med(r['clip_share'])):>12}")
 
     print(f"\n3. Budget of ||d||^2 over iterations {T // 2}-{T}, in units of ||d_0||^2 (means over "

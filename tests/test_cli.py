@@ -1,9 +1,27 @@
-import csv
-import json
+"""The command line: demo, reproduce (through papermill, the tables byte for byte as
+before the restructure), torchrun shards, a wheel install, and clear errors."""
 
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
 from PIL import Image
 
-from blindspots_nb.cli import main
+from blindspots_nb.cli import build_parser, main
+from blindspots_nb.lst import LSTConfig
+from blindspots_nb.protocol import Experiment
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def test_demo_writes_images_history_and_record(tmp_path, capsys):
@@ -27,4 +45,155 @@ def test_demo_unknown_photo_and_model(tmp_path, capsys):
     assert main(["demo", "--model", "resnet_9000", "--out", str(tmp_path)]) == 2
     assert "unknown model 'resnet_9000'" in capsys.readouterr().err
     assert main(["demo", "--source", "mona_lisa", "--out", str(tmp_path)]) == 2
-    assert "unknown photo 'mona_lisa'; bundled photos: astronaut" in capsys.readouterr().err
+    assert "no images ['mona_lisa'] in 'photos'; it has ['astronaut'" in capsys.readouterr().err
+
+
+def test_options_come_from_the_dataclasses():
+    """Every LSTConfig field is an option of demo and reproduce, every plain Experiment field of reproduce."""
+    parser = build_parser()
+    lst_flags = ["--" + f.name.replace("_", "-") for f in dataclasses.fields(LSTConfig)]
+    demo_help, reproduce_help = (parser._subparsers._group_actions[0].choices[name].format_help()
+                                 for name in ("demo", "reproduce"))
+    assert all(flag in demo_help for flag in lst_flags)
+    assert all(flag in reproduce_help for flag in lst_flags if flag != "--seed")
+    for field in ("n_sources", "per_class", "min_conf", "rounds", "batch_size", "divisions", "seed"):
+        assert "--" + field.replace("_", "-") in reproduce_help
+    args = parser.parse_args(["reproduce", "--record-every", "7", "--no-record-images", "--divisions", "4",
+                              "--eps", "0"])
+    from blindspots_nb.cli import experiments_from_args
+    fonts, photos = experiments_from_args(args)
+    assert fonts.lst == dataclasses.replace(LSTConfig(), record_every=7, eps=0.0) and fonts.divisions == 4
+    assert photos.lst.iterations == 100 and photos.lst.eps == 0.0  # the preset's own values stay unless given
+    assert isinstance(fonts, Experiment)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--preset", "paper"], "needs ImageNet validation images"),
+    (["--models", "resnet_9000"], "not in preset 'offline'"),
+    (["--source", "fonts:test", "--models", "resnet_9000"], "resnet_9000"),
+    (["--source", "fonts:test"], "--source needs --models"),
+    (["--source", "mnist", "--models", "fonts_cnn"], "unknown image source 'mnist'; write one of: photos"),
+    (["--source", "imagenet:/no/such/folder", "--models", "efficientnet_lite0"], "/no/such/folder"),
+    (["--models", "fonts_cnn", "--weights", "fonts_cnn=/no/such.pt"], "/no/such.pt"),
+    (["--models", "fonts_cnn", "--weights", "fonts_cnn"], "--weights takes MODEL=PATH"),
+    (["--shard", "3/2"], "need 0 <= i < n"),
+    (["--rounds", "1"], "rounds must be >= 2"),
+])
+def test_bad_input_gets_a_clear_message(tmp_path, capsys, args, message):
+    assert main(["reproduce", "--out", str(tmp_path / "out"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_imagenet_root_that_is_not_imagenet_shaped(tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.txt").write_text("not an image")
+    assert main(["reproduce", "--out", str(tmp_path / "out"), "--source", f"imagenet:{tmp_path / 'photos'}",
+                 "--models", "efficientnet_lite0"]) == 2
+    assert "ImageNet" in capsys.readouterr().err
+
+
+SHORT_OFFLINE = ["--n-sources", "3", "--rounds", "3", "--iterations", "10", "--device", "cpu"]
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One CPU thread here and in papermill's kernels: the fixtures' floats do not depend on the core count."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_offline_preset_shortened_gives_the_tables_of_before(tmp_path, capsys, one_thread):
+    """Through papermill and the packaged notebook: Tables 1 and 2 byte for byte as the
+    reproduction gave them before the restructure (same seed, same machine kind)."""
+    out = tmp_path / "run"
+    assert main(["reproduce", "--out", str(out), *SHORT_OFFLINE]) == 0
+    for table in ("table1.csv", "table2.csv"):
+        assert (out / table).read_bytes() == (FIXTURES / "offline_short" / table).read_bytes(), table
+    executed = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
+    assert executed == sorted(["fonts_fonts_cnn_shard0of1.ipynb", "fonts_fonts_cnn_at_shard0of1.ipynb",
+                               "photos_efficientnet_lite0_shard0of1.ipynb"])
+    report = nbformat.read(out / "notebooks" / "photos_efficientnet_lite0_shard0of1.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in report.cells if c.cell_type == "code" for o in c.outputs)
+    assert "efficientnet_lite0 table1: RMSE" in printed
+    figures = [o for c in report.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(figures) == 2  # blind spots beside sources and targets; the mean triangle
+    run = json.loads((out / "run.json").read_text())
+    assert {"versions", "experiments", "pools", "models_and_shards", "lpips", "created"} <= set(run)
+    assert run["experiments"][0]["lst"]["iterations"] == 10
+    assert "timings" in run["models_and_shards"]["fonts_cnn/record_shard0of1"]
+    capsys.readouterr()
+    assert main(["reproduce", "--out", str(out), *SHORT_OFFLINE]) == 0  # a rerun skips what is finished
+    assert capsys.readouterr().out.count("skipped") == 3
+    assert main(["reproduce", "--out", str(out), *SHORT_OFFLINE[:-2], "--iterations", "11"]) == 2
+    assert "iterations: 10 there, 11 now" in capsys.readouterr().err
+
+
+INSTALLED_RUN = ["reproduce", "--models", "fonts_cnn", "--n-sources", "4", "--rounds", "2", "--iterations", "20",
+                 "--batch-size", "2", "--device", "cpu"]
+
+
+def test_a_wheel_install_reproduces_outside_the_clone(tmp_path):
+    """`pip install .` (not editable) into a fresh venv that reuses this one's packages
+    for the dependencies: the command runs the packaged notebook from anywhere."""
+    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w",
+                    str(wheels), str(REPOSITORY)], check=True, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    # the dependencies from this environment, as a plain path: its editable install of this package stays inactive
+    Path(site, "reused_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", *wheels.glob("*.whl")],
+                   check=True, capture_output=True, timeout=600)
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["OMP_NUM_THREADS"] = "1"  # as the fixture was made
+    where = subprocess.run([python, "-c", "import blindspots_nb; print(blindspots_nb.__file__)"], cwd=tmp_path,
+                           env=env, check=True, capture_output=True, text=True).stdout
+    assert where.startswith(site) and not where.startswith(str(REPOSITORY))
+    run = subprocess.run([venv / "bin" / "blindspots-nb", *INSTALLED_RUN, "--out", str(tmp_path / "out")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for table in ("table1.csv", "table2.csv"):
+        assert (tmp_path / "out" / table).read_bytes() == (FIXTURES / "fonts_cnn_installed" / table).read_bytes()
+    assert (tmp_path / "out" / "notebooks" / "fonts_fonts_cnn_shard0of1.ipynb").is_file()
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+                    reason="torchrun is not installed beside this Python")
+def test_torchrun_two_processes_match_one(tmp_path):
+    common = ["-m", "blindspots_nb", "reproduce", "--models", "fonts_cnn", "--n-sources", "5", "--rounds", "3",
+              "--iterations", "20", "--batch-size", "2", "--device", "cpu"]
+    # torchrun gives each process one thread; the single run gets the same, so floats agree bit for bit
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    single = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "single")], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    two = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", *common, "--out", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    executed = sorted(p.name for p in (tmp_path / "two" / "notebooks").glob("*.ipynb"))
+    assert executed == ["fonts_fonts_cnn_shard0of2.ipynb", "fonts_fonts_cnn_shard1of2.ipynb"]
+    for table in ("table1.csv", "table2.csv"):
+        assert (tmp_path / "two" / table).read_text() == (tmp_path / "single" / table).read_text()
+
+
+def test_paper_preset_without_weights_names_the_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BLINDSPOTS_NB_OFFLINE", "1")
+    monkeypatch.setenv("BLINDSPOTS_NB_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "val" / "n01440764"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (300, 300)).save(folder / "a.JPEG")
+    assert main(["reproduce", "--preset", "paper", "--data-root", str(tmp_path / "val"),
+                 "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert str(tmp_path / "cache" / "timm--resnet50.a1_in1k.safetensors") in error
+    assert "--weights resnet50=PATH" in error
+    assert main(["reproduce", "--preset", "paper", "--data-root", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "does not exist" in capsys.readouterr().err

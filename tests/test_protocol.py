@@ -1,0 +1,224 @@
+"""The tables' protocol as a library: pool, derangements, resumable and sharded runs,
+the run store, the tables, and the settings check."""
+
+import ast
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from blindspots_nb import protocol
+from blindspots_nb.lst import LSTConfig
+from blindspots_nb.protocol import Experiment, RunSettingsMismatch, RunStore
+from blindspots_nb.protocol import run as run_module
+
+SMALL_LST = LSTConfig(iterations=30, step_size=0.05)
+PACKAGE = Path(protocol.__file__).resolve().parent.parent
+
+
+def _fonts_experiment(**changes):
+    settings = dict(source="fonts:test", models=("fonts_cnn", "fonts_cnn_at"), lst=SMALL_LST, n_sources=5, rounds=3,
+                    batch_size=2)
+    settings.update(changes)
+    return Experiment(**settings)
+
+
+def _run(experiment, store, shards=((0, 1),)):
+    """Prepare, run every model and shard, assemble; the files a user compares."""
+    store.begin([experiment])
+    protocol.prepare(experiment, store, device="cpu")
+    for shard in shards:
+        for name in experiment.models:
+            protocol.run_model(experiment, name, store, shard=shard, device="cpu", progress=False)
+    protocol.assemble(store, [experiment])
+    folder = store.root / "fonts"
+    return {name: (folder / name / "per_blindspot.csv").read_text() + (folder / name / "per_source.csv").read_text()
+            for name in experiment.models} | {table: (store.root / table).read_text()
+                                              for table in ("table1.csv", "table2.csv")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    store = RunStore(tmp_path_factory.mktemp("uninterrupted"))
+    return store, _run(_fonts_experiment(), store)
+
+
+def test_derangements_have_no_fixed_points():
+    rounds = protocol.derangements(7, 5, seed=3)
+    assert rounds.shape == (5, 7)
+    for permutation in rounds:
+        assert sorted(permutation.tolist()) == list(range(7))
+        assert not (permutation == torch.arange(7)).any()
+    assert torch.equal(rounds, protocol.derangements(7, 5, seed=3))
+    with pytest.raises(ValueError, match="at least 2"):
+        protocol.derangements(1, 5, seed=0)
+
+
+def test_an_experiment_holds_its_lst_config_and_round_trips():
+    experiment = _fonts_experiment()
+    assert isinstance(experiment.lst, LSTConfig) and experiment.name == "fonts"
+    assert Experiment.from_dict(json.loads(json.dumps(experiment.to_dict()))) == experiment
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        experiment.rounds = 4
+    with pytest.raises(TypeError, match="LSTConfig"):
+        Experiment("photos", ("efficientnet_lite0",), lst={"iterations": 3})
+    for bad, message in ((dict(rounds=1), "rounds must be >= 2"), (dict(n_sources=1), "n_sources must be >= 2"),
+                         (dict(batch_size=0), "batch_size"), (dict(models=()), "at least one model"),
+                         (dict(source="mnist"), "unknown image source")):
+        with pytest.raises(ValueError, match=message):
+            _fonts_experiment(**bad)
+
+
+def test_presets_are_built_from_lst_defaults():
+    fonts, photos = protocol.preset("offline")
+    assert fonts.lst == LSTConfig() and fonts.source == "fonts:test"
+    assert photos.lst == dataclasses.replace(LSTConfig(), step_size=4e-2, iterations=100)
+    (paper,) = protocol.preset("paper", "/data/val")
+    assert paper.lst == LSTConfig() and paper.source == "imagenet:/data/val" and paper.name == "imagenet"
+    with pytest.raises(ValueError, match="unknown preset 'nope'; known: offline, paper"):
+        protocol.preset("nope")
+
+
+def test_protocol_files_and_rules(uninterrupted):
+    store, _ = uninterrupted
+    pool = json.loads((store.root / "fonts" / "pool.json").read_text())
+    assert len(pool["labels"]) == 5 and len(set(pool["labels"])) == 5  # one image per class
+    for confidences in pool["confidence"].values():
+        assert min(confidences) > 0.6
+    rows = list(csv.DictReader(open(store.root / "fonts" / "fonts_cnn" / "per_blindspot.csv")))
+    assert len(rows) == 5 * 3
+    for row in rows:
+        assert row["source"] != row["target"]
+        assert float(row["p0"]) - float(row["confidence"]) < 0.2  # LST kept the confidence within delta
+        assert 0 <= float(row["rmse"]) <= float(row["linf"]) <= 1 and -1 <= float(row["ssim"]) <= 1
+    sources = list(csv.DictReader(open(store.root / "fonts" / "fonts_cnn" / "per_source.csv")))
+    assert len(sources) == 5 and all(row["pairs"] == "3" for row in sources)
+    for row in sources:
+        fractions = [float(row[f"frac_{d:g}"]) for d in (0.0, 0.1, 0.2, 0.3)]
+        assert fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] <= 1
+    grid = store.mean_triangle_grid(_fonts_experiment(), "fonts_cnn")  # the report's triangle figure
+    assert grid.shape == (5, 66)
+    assert torch.allclose(grid.double().mean(1), torch.tensor([float(r["avg_conf"]) for r in sources],
+                                                              dtype=torch.float64), atol=1e-6)
+    assert not list(store.root.rglob("*.tmp"))
+
+
+def test_tables_hold_ours_and_the_papers(uninterrupted):
+    store, _ = uninterrupted
+    table1 = list(csv.DictReader(open(store.root / "table1.csv")))
+    assert [row["model"] for row in table1 if row["source"] == "ours"] == ["fonts_cnn", "fonts_cnn_at"]
+    assert {row["model"] for row in table1 if row["source"] == "paper"} == set(protocol.PAPER_TABLE1)
+    resnet = next(row for row in table1 if row["model"] == "resnet50")
+    assert float(resnet["rmse_mean"]) == 0.008 and float(resnet["linf_std"]) == 0.020
+    ours = next(row for row in table1 if row["model"] == "fonts_cnn")
+    rows = list(csv.DictReader(open(store.root / "fonts" / "fonts_cnn" / "per_blindspot.csv")))
+    rmse = torch.tensor([float(row["rmse"]) for row in rows], dtype=torch.float64)
+    assert float(ours["rmse_mean"]) == pytest.approx(float(rmse.mean()), abs=1e-12)
+    assert float(ours["rmse_std"]) == pytest.approx(float(rmse.std(unbiased=False)), abs=1e-12)
+    markdown = (store.root / "table2.md").read_text()
+    assert "| fonts_cnn_at (ours, fonts, n=5) |" in markdown and "Avg Path Conf" in markdown
+    assert "iterations=30" in markdown and "rounds=3" in markdown  # says what produced it
+    assert r"\begin{tabular}" in (store.root / "table1.tex").read_text()
+    run = json.loads((store.root / "run.json").read_text())
+    assert run["models_and_shards"]["fonts_cnn/record_shard0of1"]["model"]["name"] == "fonts_cnn"
+
+
+def test_resumed_run_gives_the_same_tables(uninterrupted, tmp_path, monkeypatch):
+    _, expected = uninterrupted
+    experiment, store = _fonts_experiment(), RunStore(tmp_path)
+    store.begin([experiment])
+    protocol.prepare(experiment, store, device="cpu")
+    calls = {"n": 0}
+    real_traverse = run_module.traverse
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise KeyboardInterrupt  # the run is stopped part way
+        return real_traverse(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "traverse", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        protocol.run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)
+    monkeypatch.setattr(run_module, "traverse", real_traverse)
+    assert len(list((tmp_path / "fonts" / "fonts_cnn" / "blind_spots").glob("*.csv"))) == 4
+    assert _run(experiment, store) == expected
+
+
+def test_sharded_run_gives_the_same_tables(uninterrupted, tmp_path):
+    _, expected = uninterrupted
+    experiment, store = _fonts_experiment(), RunStore(tmp_path)
+    store.begin([experiment])
+    protocol.prepare(experiment, store, device="cpu")
+    for name in experiment.models:
+        protocol.run_model(experiment, name, store, shard=(1, 2), device="cpu", progress=False)
+    assert not store.model_finished(experiment, "fonts_cnn")
+    with pytest.raises(RuntimeError, match="not finished"):
+        protocol.assemble(store, [experiment])
+    assert _run(experiment, store, shards=[(0, 2)]) == expected
+
+
+def test_a_model_run_needs_a_prepared_pool(tmp_path):
+    store = RunStore(tmp_path)
+    store.begin([_fonts_experiment()])
+    with pytest.raises(RuntimeError, match="no pool for fonts yet: start the run with blindspots-nb reproduce"):
+        protocol.run_model(_fonts_experiment(), "fonts_cnn", store, device="cpu", progress=False)
+
+
+def test_output_folder_with_other_settings_is_refused(tmp_path):
+    store, experiment = RunStore(tmp_path), _fonts_experiment()
+    store.begin([experiment])
+    (tmp_path / "fonts").mkdir()
+    (tmp_path / "fonts" / "marker").write_text("old results")
+    other = _fonts_experiment(lst=dataclasses.replace(SMALL_LST, iterations=31))
+    with pytest.raises(RunSettingsMismatch, match="iterations: 30 there, 31 now"):
+        store.begin([other])
+    assert (tmp_path / "fonts" / "marker").exists()  # nothing overwritten
+    assert store.experiment("fonts") == experiment
+    store.begin([other], force=True)
+    assert not (tmp_path / "fonts" / "marker").exists()
+    assert store.experiments() == [other]
+    with pytest.raises(ValueError, match="share a name"):
+        store.begin([experiment, experiment], force=True)
+    with pytest.raises(ValueError, match="no experiment 'photos'"):
+        store.experiment("photos")
+
+
+# ----------------------------------------------------------------- only the store writes
+WRITING_CALLS = {("torch", "save"), ("os", "replace"), ("os", "rename"), ("os", "remove"), ("shutil", "rmtree"),
+                 ("shutil", "copy"), ("shutil", "move"), ("json", "dump"), ("papermill", "execute_notebook")}
+WRITING_METHODS = {"write_text", "write_bytes", "mkdir", "touch", "unlink", "rmdir", "savefig", "to_csv",
+                   "execute_notebook"}
+
+
+def _writes(source: str) -> list[str]:
+    """The calls in ``source`` that write files (builtin open included)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        function = node.func
+        if isinstance(function, ast.Name) and function.id == "open":
+            found.append("open")
+        elif isinstance(function, ast.Attribute):
+            owner = function.value.id if isinstance(function.value, ast.Name) else None
+            if (owner, function.attr) in WRITING_CALLS or (function.attr in WRITING_METHODS and owner != "store"):
+                found.append(f"{owner}.{function.attr}")
+    return found
+
+
+def test_only_the_run_store_writes_under_the_output_folder():
+    store_source = (PACKAGE / "protocol" / "store.py").read_text()
+    assert {"torch.save", "os.replace", "open", "shutil.rmtree", "papermill.execute_notebook"} <= set(
+        _writes(store_source))  # the scan sees writes where they are
+    others = {path.name: path.read_text() for path in (PACKAGE / "protocol").glob("*.py") if path.name != "store.py"}
+    others["cli.py"] = (PACKAGE / "cli.py").read_text()
+    notebook = nbformat.read(protocol.NOTEBOOK, as_version=4)
+    others["10_reproduce_tables.ipynb"] = "\n".join(
+        cell.source for cell in notebook.cells if cell.cell_type == "code")
+    assert {name: _writes(source) for name, source in others.items() if _writes(source)} == {}

@@ -1,0 +1,101 @@
+"""The one registry of image sources: every spelling opens, bad ones are explained."""
+
+import pickle
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from blindspots_nb.data import TensorImages, fonts_dataset
+from blindspots_nb.sources import (PHOTO_PICKS, canonical, default_source, open_source, parse_source, pick_images,
+                                   source_images, spellings)
+
+
+def _model(input_size=(3, 16, 16), dataset="imagenet"):
+    """What the registry reads of a model: its input size, info and class names."""
+    return SimpleNamespace(input_size=input_size, info={"dataset": dataset, "crop_pct": 1.0},
+                           class_names=[f"class {i}" for i in range(1000)])
+
+
+def test_spellings_parse_to_one_canonical_form():
+    assert parse_source("imagenet:/data/val") == ("imagenet", "/data/val")
+    assert parse_source(" ImageNet: /data/val ") == ("imagenet", "/data/val")
+    assert canonical("fonts") == "fonts:test" and canonical("photos") == "photos"
+    assert spellings() == ["photos", "fonts:test|train", "imagenet:ROOT", "cifar10:ROOT", "folder:PATH"]
+
+
+@pytest.mark.parametrize("spelling, message", [
+    ("somewhere", "unknown image source 'somewhere'; write one of: photos, fonts:test|train, imagenet:ROOT"),
+    ("imagenet", "needs its ROOT: write imagenet:ROOT"),
+    ("photos:/x", "takes no argument"),
+    ("fonts:validation", "fonts:test or fonts:train"),
+])
+def test_bad_spellings_list_the_valid_ones(spelling, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("|", r"\|")):
+        open_source(spelling)
+
+
+def test_photos_are_unlabelled_and_sized_for_the_model():
+    photos = open_source("photos", _model())
+    assert (photos.labels == -1).all() and "coffee" in photos.names
+    images, names = source_images("photos", _model())
+    assert images.shape[1:] == (3, 16, 16) and len(images) == len(names)
+    assert 0 <= images.min() and images.max() <= 1
+    picked, picked_names = pick_images(_model(), k=3)
+    assert picked_names == list(PHOTO_PICKS[:3])
+    torch.testing.assert_close(picked[1], images[names.index(PHOTO_PICKS[1])])
+    gray, _ = source_images("photos", _model((1, 16, 16)))
+    assert gray.shape[1:] == (1, 16, 16)
+
+
+def test_fonts_are_the_glyph_dataset_for_either_channel_count():
+    glyphs = open_source("fonts:test", _model((1, 32, 32), dataset="fonts"), seed=3)
+    reference = fonts_dataset("test", n=1000, seed=3, size=32)
+    torch.testing.assert_close(glyphs.images, reference.images)
+    assert torch.equal(glyphs.labels, reference.labels)
+    assert glyphs.names[0] == f"{'ABCDEFGHIJ'[int(reference.labels[0])]}0 ({reference.names[0]})"
+    rgb = open_source("fonts:train", _model((3, 32, 32)))
+    assert rgb.images.shape[1:] == (3, 32, 32) and torch.equal(rgb.images[:, 0], rgb.images[:, 2])
+    model = _model((1, 32, 32), dataset="fonts")
+    assert default_source(model) == "fonts:test" and default_source(_model()) == "photos"
+    images, names = pick_images(model, k=3)
+    assert [name[0] for name in names] == ["A", "B", "C"] and images.shape == (3, 1, 32, 32)
+
+
+def test_folders_imagenet_and_cifar10(tmp_path):
+    folder = tmp_path / "imagenet" / "n01440764"
+    folder.mkdir(parents=True)
+    for n in range(3):
+        Image.new("RGB", (24, 20), (80 * n, 0, 0)).save(folder / f"fish{n}.png")
+    imagenet = open_source(f"imagenet:{tmp_path / 'imagenet'}", _model())
+    assert imagenet.labels.tolist() == [0, 0, 0]
+    images, names = source_images(f"imagenet:{tmp_path / 'imagenet'}", _model())
+    assert names == ["fish0.png", "fish1.png", "fish2.png"] and images.shape == (3, 3, 16, 16)
+    torch.testing.assert_close(images[2, 0], torch.full((16, 16), 160 / 255))
+    images, names = source_images(f"folder:{folder}", _model())
+    assert names == ["fish0.png", "fish1.png", "fish2.png"]
+
+    batch = {"data": np.arange(2 * 3072).reshape(2, 3072) % 256, "labels": [3, 5],
+             "filenames": [b"cat.png", b"dog.png"]}
+    path = tmp_path / "test_batch"
+    path.write_bytes(pickle.dumps({key.encode(): value for key, value in batch.items()}))
+    images, names = source_images(f"cifar10:{path}", _model((3, 32, 32)))
+    assert names == ["cat.png", "dog.png"]
+    torch.testing.assert_close(images[0].flatten()[:3], torch.tensor([0.0, 1.0, 2.0]) / 255)
+    with pytest.raises(ValueError, match="expects"):
+        source_images(f"cifar10:{path}", _model((3, 16, 16)))
+    with pytest.raises(FileNotFoundError, match="no such image folder"):
+        open_source(f"folder:{tmp_path / 'nowhere'}", _model())
+
+
+def test_an_open_dataset_passes_through_and_names_are_checked():
+    dataset = TensorImages(torch.rand(2, 3, 16, 16), torch.tensor([-1, -1]), [], ["p", "q"])
+    assert open_source(dataset) is dataset
+    images, names = source_images(dataset, _model())
+    assert names == ["p", "q"] and torch.equal(images, dataset.images)
+    with pytest.raises(ValueError, match=r"no images \['nope'\]"):
+        pick_images(_model(), ["coffee", "nope"])
+    with pytest.raises(TypeError, match="spelling"):
+        open_source(42)
