@@ -192,7 +192,7 @@ def main(argv=None):
     print("\n1. Outcome (medians over sources; RMSE also as mean)")
     head = (f"{'model':<13}{'variant':<16}{'RMSE med':>9}{'RMSE mean':>10}"
             + "".join(f"{f'gap t={t}':>11}" for t in ts)
-            + f"{'acc all':>8}{'acc last100':>12}{'conf-p0':>9}")
+            + f"{'acc all':>8}{f'acc last{min(100, T)}':>12}{'conf-p0':>9}")
     print(head)
     print(f"{'':<13}{'(1-eta)^t':<16}{'':>9}{'':>10}" + "".join(f"{(1 - eta) ** t:>11.3f}" for t in ts))
     for model, name, r in results:

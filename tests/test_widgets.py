@@ -1,8 +1,8 @@
-"""The explorer driven from Python, no browser: buttons, state, figure data, files."""
+"""The explorer's view driven from Python, no browser: clicks, menus, figure data, text."""
 
+import dataclasses
 import datetime
 import io
-import json
 import time
 
 import numpy as np
@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from blindspots_nb import __version__
-from blindspots_nb.lst import Traversal
+from blindspots_nb.data import TensorImages
+from blindspots_nb.explorer import GIVEN_IMAGES
+from blindspots_nb.metrics import rmse
 from blindspots_nb.models import wrap
 from blindspots_nb.widgets import LSTExplorer
 
@@ -27,10 +28,14 @@ def model():
 
 
 @pytest.fixture
-def explorer(model, tmp_path):
+def images():
     torch.manual_seed(0)
-    images = torch.rand(4, 3, 16, 16)
-    return LSTExplorer(model, images=(images, NAMES), source="w", target="x", models=[], iterations_per_click=5,
+    return TensorImages(torch.rand(4, 3, 16, 16), torch.full((4,), -1), [], NAMES)
+
+
+@pytest.fixture
+def explorer(model, images, tmp_path):
+    return LSTExplorer(model, images=images, source="w", target="x", models=[], iterations_per_click=5,
                        iterations=30, output_dir=tmp_path / "export")
 
 
@@ -44,9 +49,13 @@ def _upload(name, content):
 
 
 def test_initial_state(explorer):
-    t = explorer.traversal
-    assert t.iteration == 0
+    assert explorer.traversal.iteration == 0
     assert (explorer.source_menu.value, explorer.target_menu.value) == ("w", "x")
+    assert list(explorer.source_menu.options) == NAMES
+    assert explorer.collection_menu.value == GIVEN_IMAGES
+    assert list(explorer.collection_menu.options) == ["photos", "fonts:test", GIVEN_IMAGES]
+    assert explorer.model_menu.value == "tiny"
+    assert (explorer.delta.value, explorer.iterations.value, explorer.per_click.value) == (0.2, 30, 5)
     assert len(explorer.figure.data[0].x) == 1
     assert "iteration 0" in explorer.status.value
     assert "tiny" in explorer.caption_line.value and "blindspots_nb" in explorer.caption_line.value
@@ -62,9 +71,9 @@ def test_step_button_advances_the_traversal_and_the_figure(explorer):
     curve = explorer.figure.data[0]
     assert list(curve.x) == [0, 1, 2, 3, 4, 5]
     np.testing.assert_allclose(curve.y[-1], float(t.confidence[0]), rtol=1e-6)
-    np.testing.assert_allclose(explorer.figure.data[3].y[-1],
-                               float((t.targets - t.images).norm()) / (3 * 16 * 16) ** 0.5, rtol=1e-5)
+    np.testing.assert_allclose(explorer.figure.data[3].y[-1], float(rmse(t.images, t.targets)[0]), rtol=1e-5)
     assert "iteration 5" in explorer.status.value
+    assert f"RMSE to target {float(rmse(t.images, t.targets)[0]):.4f}" in explorer.status.value
     assert not np.array_equal(before, _png(explorer.panels["current"]))
     explorer.per_click.value = 3
     explorer.step_button.click()
@@ -89,6 +98,8 @@ def test_run_goes_to_the_last_iteration_and_pause_stops_it(explorer):
     assert len(explorer.figure.data[0].x) == 31
     assert not explorer.step_button.disabled and explorer.pause_button.disabled
     assert "iteration 30" in explorer.status.value and "running" not in explorer.status.value
+    explorer.run_button.click()
+    assert "Cannot run: already at iteration 30" in explorer.message.value
 
     explorer.iterations.value = 10 ** 5  # long run: only Pause ends it
     assert explorer.traversal.config.iterations == 10 ** 5 and explorer.traversal.iteration == 30
@@ -96,8 +107,8 @@ def test_run_goes_to_the_last_iteration_and_pause_stops_it(explorer):
     time.sleep(0.3)
     assert explorer.running and explorer.step_button.disabled and not explorer.pause_button.disabled
     assert "running" in explorer.status.value
-    explorer.step_button.click()  # ignored while running, with a message
-    assert "Pause" in explorer.message.value
+    explorer.step()  # refused while running, with a message
+    assert "Cannot step: a run is going on; pause it first" in explorer.message.value
     explorer.pause_button.click()
     assert not explorer.running
     reached = explorer.traversal.iteration
@@ -107,11 +118,20 @@ def test_run_goes_to_the_last_iteration_and_pause_stops_it(explorer):
     assert not explorer.step_button.disabled
 
 
+def test_an_error_in_the_run_shows_as_a_message(explorer):
+    explorer.traversal.model = None  # the next step fails
+    explorer.run()
+    assert explorer.wait(60)
+    assert "Run stopped: TypeError" in explorer.message.value
+    assert not explorer.running and not explorer.run_button.disabled
+
+
 def test_changing_a_hyperparameter_or_image_starts_anew(explorer):
     explorer.step(5)
     explorer.delta.value = 0.5
     t = explorer.traversal
     assert t.iteration == 0 and t.config.delta == 0.5
+    assert "delta=0.5" in explorer.caption_line.value and "delta=0.5" in explorer.figure.layout.title.text
     explorer.step(5)
     explorer.source_menu.value = "y"
     torch.testing.assert_close(explorer.traversal.sources[0], explorer.catalog["y"])
@@ -120,31 +140,22 @@ def test_changing_a_hyperparameter_or_image_starts_anew(explorer):
     assert "same image" in explorer.message.value
 
 
-def test_export_writes_the_blind_spot_its_state_and_record(explorer, model):
+def test_changes_made_from_code_show_in_the_widgets(explorer):
+    explorer.state.set_config(dataclasses.replace(explorer.state.config, eps=0.01))
+    explorer.state.choose(source="z")
+    assert explorer.eps.value == 0.01 and explorer.source_menu.value == "z"
+    assert "<b>source</b>: z" in explorer.panel_labels["source"].value
+    assert explorer.traversal.iteration == 0
+
+
+def test_export_button_writes_the_files_and_says_where(explorer, tmp_path):
     explorer.step(10)
-    paths = explorer.export()
-    t = explorer.traversal
-    assert {p.name for p in paths.values()} == {"tiny_w_to_x_it10.png", "tiny_w_to_x_it10.pt",
-                                                 "tiny_w_to_x_it10.json"}
-    image = np.asarray(Image.open(paths["image"])) / 255
-    np.testing.assert_allclose(image, t.images[0].permute(1, 2, 0).numpy(), atol=0.5 / 255 + 1e-6)
-    record = json.loads(paths["record"].read_text())
-    assert record["model"]["name"] == "tiny"
-    assert record["config"]["step_size"] == pytest.approx(explorer.step_size.value)
-    assert record["config"]["delta"] == pytest.approx(explorer.delta.value)
-    assert record["config"]["eps"] == pytest.approx(explorer.eps.value)
-    assert (record["source"], record["target"], record["iteration"]) == ("w", "x", 10)
-    assert record["source_class_confidence"] == pytest.approx(float(t.confidence[0]))
-    assert record["initial_confidence"] == pytest.approx(float(t.initial_confidence[0]))
-    assert record["target_class_confidence"] == pytest.approx(float(t.target_confidence[0]))
-    assert record["distance_l2"] == pytest.approx(float((t.targets - t.images).norm()), rel=1e-5)
-    assert record["versions"]["blindspots_nb"] == __version__
-    assert record["device"].startswith("cpu")
-    assert record["files"]["image"] == paths["image"].name
-    resumed = Traversal.load(paths["traversal"], model)
-    assert resumed.iteration == 10
-    torch.testing.assert_close(resumed.images, t.images)
-    assert paths["image"].name in explorer.message.value
+    explorer.export_button.click()
+    written = sorted(path.name for path in (tmp_path / "export").iterdir())
+    assert written == ["tiny_w_to_x_it10.json", "tiny_w_to_x_it10.png", "tiny_w_to_x_it10.pt"]
+    assert "tiny_w_to_x_it10.png" in explorer.message.value
+    paths = explorer.export(tmp_path / "elsewhere")
+    assert paths["record"].parent == tmp_path / "elsewhere" and paths["record"].is_file()
 
 
 def test_upload_adds_an_image_and_bad_files_give_a_message(explorer):
@@ -153,74 +164,56 @@ def test_upload_adds_an_image_and_bad_files_give_a_message(explorer):
     explorer.upload.value = (_upload("red.png", buffer.getvalue()),)
     assert explorer.target_menu.value == "upload: red.png"
     red = explorer.catalog["upload: red.png"]
-    assert red.shape == (3, 16, 16)
-    torch.testing.assert_close(red[0], torch.ones(16, 16))
-    assert red[1:].max() == 0
     torch.testing.assert_close(explorer.traversal.targets[0], red)
     assert "upload: red.png" in explorer.source_menu.options
+    assert "Added upload: red.png" in explorer.message.value
     assert explorer.upload.value == ()
 
     explorer.upload.value = (_upload("notes.txt", b"not an image"),)
-    assert "Could not read notes.txt" in explorer.message.value
+    assert "Upload failed: &#x27;notes.txt&#x27; is not an image file" in explorer.message.value
     assert "upload: notes.txt" not in explorer.catalog
     assert explorer.target_menu.value == "upload: red.png"
 
 
-def test_a_model_that_cannot_be_loaded_keeps_the_current_one(model, tmp_path):
-    explorer = LSTExplorer(model, images=(torch.rand(2, 3, 16, 16), ["p", "q"]), models=["no_such_model"],
-                           output_dir=tmp_path)
+def test_a_model_that_cannot_be_loaded_keeps_the_current_one(model, images, tmp_path):
+    explorer = LSTExplorer(model, images=images, models=["no_such_model"], output_dir=tmp_path)
+    assert list(explorer.model_menu.options) == ["tiny", "no_such_model"]
     explorer.model_menu.value = "no_such_model"
-    assert "Could not load no_such_model" in explorer.message.value
+    assert "Could not load no_such_model: unknown model" in explorer.message.value
     assert explorer.model is model and explorer.model_menu.value == "tiny"
     explorer.step(2)
     assert explorer.traversal.iteration == 2
 
 
-def test_unknown_image_name_is_a_clear_error(model):
+def test_unknown_image_name_is_a_clear_error(model, images):
     with pytest.raises(ValueError, match="no image 'nope'"):
-        LSTExplorer(model, images=(torch.rand(2, 3, 16, 16), ["p", "q"]), models=[], source="nope")
+        LSTExplorer(model, images=images, models=[], source="nope")
 
 
-class BrightestChannel(torch.nn.Module):
-    """Class = the image's brightest colour channel."""
-
-    def forward(self, x):
-        return x.mean((2, 3)) * 50
-
-
-def test_default_target_is_of_another_class(tmp_path):
-    model = wrap(BrightestChannel(), mean=(0, 0, 0), std=(1, 1, 1), class_names=["red", "green", "blue"],
-                 input_size=(3, 8, 8), name="channels")
-    images = torch.zeros(3, 3, 8, 8)
-    images[0, 0] = images[1, 0] = images[2, 1] = 0.8  # red, red, green
-    explorer = LSTExplorer(model, images=(images, ["r1", "r2", "g"]), models=[], output_dir=tmp_path)
-    assert (explorer.source_menu.value, explorer.target_menu.value) == ("r1", "g")
-    assert "green" in explorer.panel_labels["target"].value
-
-
-def test_switching_collections_and_models(model, tmp_path):
-    from blindspots_nb.gallery import GLYPHS, PHOTOS
-
+def test_switching_image_sources_and_models(model, tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()
     for name, colour in (("red.png", (255, 0, 0)), ("blue.png", (0, 0, 255))):
         Image.new("RGB", (20, 20), colour).save(folder / name)
-    explorer = LSTExplorer(model, images=folder, models=["fonts_cnn"], output_dir=tmp_path / "out")
-    assert explorer.collection_menu.value == f"folder: {folder}"
-    assert sorted(explorer.catalog) == ["blue.png", "red.png"]
+    explorer = LSTExplorer(model, images=f"folder:{folder}", models=["fonts_cnn"], output_dir=tmp_path / "out")
+    assert explorer.collection_menu.value == f"folder:{folder}"
+    assert list(explorer.collection_menu.options) == ["photos", "fonts:test", f"folder:{folder}"]
+    assert sorted(explorer.source_menu.options) == ["blue.png", "red.png"]
 
-    explorer.collection_menu.value = PHOTOS
-    assert "coffee" in explorer.catalog and explorer.traversal.sources.shape == (1, 3, 16, 16)
+    explorer.collection_menu.value = "photos"
+    assert "coffee" in explorer.source_menu.options and explorer.traversal.sources.shape == (1, 3, 16, 16)
     for file in folder.iterdir():
         file.unlink()
-    explorer.collection_menu.value = f"folder: {folder}"  # now empty: a message, the photos stay
-    assert "Could not load" in explorer.message.value
-    assert explorer.collection_menu.value == PHOTOS and "coffee" in explorer.catalog
+    explorer.collection_menu.value = f"folder:{folder}"  # now empty: a message, the photos stay
+    assert f"Could not load folder:{folder}: no readable images" in explorer.message.value
+    assert explorer.collection_menu.value == "photos" and "coffee" in explorer.catalog
 
     explorer.model_menu.value = "fonts_cnn"  # a shipped FONTS model: glyphs, one channel, 32 x 32
-    assert explorer.model.info["name"] == "fonts_cnn" and explorer.collection_menu.value == GLYPHS
+    assert "Loaded model fonts_cnn" in explorer.message.value
+    assert explorer.model.info["name"] == "fonts_cnn" and explorer.collection_menu.value == "fonts:test"
     assert explorer.traversal.sources.shape == (1, 1, 32, 32)
-    source_class, target_class = explorer._class_names()
-    assert source_class != target_class
+    assert explorer.source_menu.value in explorer.catalog and "coffee" not in explorer.source_menu.options
     explorer.step(3)
     assert explorer.traversal.iteration == 3
+    explorer.model_menu.value = "tiny"  # back to the given model
+    assert explorer.model is model and explorer.collection_menu.value == "photos"
