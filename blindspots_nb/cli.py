@@ -116,9 +116,9 @@ def reproduce(args):
 
 
 def merge(args):
-    from .protocol import RunStore, assemble
+    from .protocol import merge as assemble_run
 
-    return assemble(RunStore(args.out))
+    return assemble_run(args.out)
 
 
 # ----------------------------------------------------------------- the parser

@@ -117,6 +117,17 @@ def open_source(spelling, size=224, seed: int = 0):
     return SOURCES[name].open(argument, size, seed)
 
 
+def item_digest(dataset, index: int) -> str | None:
+    """The sha256 of the file behind a dataset's image (None for images made in memory:
+    bundled photos, glyphs, a CIFAR-10 batch), so that a changed file is noticed."""
+    paths = getattr(dataset, "paths", None)
+    if paths is None:
+        return None
+    from .protocol.store import file_digest
+
+    return file_digest(paths[index])
+
+
 def default_source(model) -> str:
     """Glyphs for models trained on FONTS, photos for the others."""
     return "fonts:test" if getattr(model, "info", {}).get("dataset") == "fonts" else "photos"

@@ -163,6 +163,68 @@ def test_a_wheel_install_reproduces_outside_the_clone(tmp_path):
     assert (tmp_path / "out" / "notebooks" / "fonts_fonts_cnn_shard0of1.ipynb").is_file()
 
 
+KILLED_RUN = ["-m", "blindspots_nb", "reproduce", "--models", "fonts_cnn", "--n-sources", "6", "--rounds", "2",
+              "--iterations", "20", "--batch-size", "2", "--device", "cpu"]
+KILL_MOMENTS = {  # the file whose appearance marks the moment
+    "pool selection": "settings.json",
+    "blind spots": "fonts/fonts_cnn/blind_spots/b0000_r0.manifest.json",
+    "triangles": "fonts/fonts_cnn/triangles/b0000.manifest.json",
+    "between notebook and tables": "fonts/fonts_cnn/record_shard0of1.json",
+    "between tables and run.json": "table2.csv",
+}
+
+
+def test_kill_9_at_any_moment_then_rerun_gives_the_same_tables(tmp_path):
+    import signal
+    import time
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    whole = subprocess.run([sys.executable, *KILLED_RUN, "--out", str(tmp_path / "whole")], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    for moment, marker in KILL_MOMENTS.items():
+        out = tmp_path / moment.replace(" ", "_")
+        run = subprocess.Popen([sys.executable, *KILLED_RUN, "--out", str(out)], env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        while not (out / marker).exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.killpg(run.pid, signal.SIGKILL)  # the run and papermill's kernel, at once
+        run.wait()
+        rerun = subprocess.run([sys.executable, *KILLED_RUN, "--out", str(out)], env=env, capture_output=True,
+                               text=True, timeout=600)
+        assert rerun.returncode == 0, (moment, rerun.stderr[-3000:])
+        for table in ("table1.csv", "table2.csv"):
+            assert (out / table).read_bytes() == (tmp_path / "whole" / table).read_bytes(), (moment, table)
+        assert not [p for p in out.rglob("*.tmp")], moment
+        assert json.loads((out / "run.json").read_text())["experiments"][0]["models"] == ["fonts_cnn"]
+
+
+def test_a_changed_image_in_an_interrupted_run_is_refused_cleanly(tmp_path, capsys):
+    """An ImageNet-shaped folder whose pool file changes between a killed run and its rerun:
+    the rerun stops with a message naming the file, not a traceback and not mixed tables."""
+    from blindspots_nb.data import fonts_dataset
+    from torchvision.utils import save_image
+
+    glyphs = fonts_dataset("test", n=30, seed=0, size=32)
+    for i, (image, label) in enumerate(zip(glyphs.images, glyphs.labels)):
+        folder = tmp_path / "glyphs" / "ABCDEFGHIJ"[int(label)]
+        folder.mkdir(parents=True, exist_ok=True)
+        save_image(image, folder / f"g{i:02d}.png")
+    args = ["reproduce", "--source", f"folder:{tmp_path / 'glyphs'}", "--models", "fonts_cnn", "--n-sources", "4",
+            "--rounds", "2", "--iterations", "5", "--batch-size", "2", "--device", "cpu", "--out",
+            str(tmp_path / "out")]
+    assert main(args) == 0
+    pool = json.loads((tmp_path / "out" / "folder" / "pool.json").read_text())
+    for piece in (tmp_path / "out" / "folder" / "fonts_cnn").glob("*/b0001*.manifest.json"):
+        piece.unlink()  # as if the run had been killed before its second batch
+    save_image(glyphs.images[-1], pool["names"][2])
+    capsys.readouterr()
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert f"{Path(pool['names'][2]).name} changed (sha256)" in error and "Traceback" not in error
+
+
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
                     reason="torchrun is not installed beside this Python")
 def test_torchrun_two_processes_match_one(tmp_path):

@@ -173,20 +173,146 @@ def test_a_model_run_needs_a_prepared_pool(tmp_path):
 def test_output_folder_with_other_settings_is_refused(tmp_path):
     store, experiment = RunStore(tmp_path), _fonts_experiment()
     store.begin([experiment])
-    (tmp_path / "fonts").mkdir()
-    (tmp_path / "fonts" / "marker").write_text("old results")
+    protocol.prepare(experiment, store, device="cpu")  # a result: from now on the settings are the run's
     other = _fonts_experiment(lst=dataclasses.replace(SMALL_LST, iterations=31))
     with pytest.raises(RunSettingsMismatch, match="iterations: 30 there, 31 now"):
         store.begin([other])
-    assert (tmp_path / "fonts" / "marker").exists()  # nothing overwritten
+    assert store.pool(experiment) is not None  # nothing overwritten
     assert store.experiment("fonts") == experiment
-    store.begin([other], force=True)
-    assert not (tmp_path / "fonts" / "marker").exists()
+    for name in ("table1.md", "run.json"):
+        (tmp_path / name).write_text("old")
+    (tmp_path / "notebooks").mkdir()
+    store.begin([other], force=True)  # --force clears everything first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]
     assert store.experiments() == [other]
     with pytest.raises(ValueError, match="share a name"):
         store.begin([experiment, experiment], force=True)
     with pytest.raises(ValueError, match="no experiment 'photos'"):
         store.experiment("photos")
+
+
+def test_a_start_that_failed_does_not_block_the_corrected_rerun(tmp_path):
+    store = RunStore(tmp_path)
+    store.begin([_fonts_experiment(source="imagenet:/wrong/folder")])  # then failed before any result
+    store.begin([_fonts_experiment()])
+    assert store.experiments() == [_fonts_experiment()]
+
+
+def test_other_weights_are_part_of_the_settings(tmp_path):
+    from blindspots_nb.models import CHECKPOINT_DIR
+
+    store, experiment = RunStore(tmp_path), _fonts_experiment()
+    store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
+    protocol.prepare(experiment, store, device="cpu")
+    assert store.weights()["fonts_cnn"]["sha256"] == run_module.file_digest(CHECKPOINT_DIR / "fonts_cnn.pt")
+    other = run_module.weights_identity([experiment], {"fonts_cnn": str(CHECKPOINT_DIR / "fonts_cnn_at.pt")})
+    with pytest.raises(RunSettingsMismatch, match=r"weights\.fonts_cnn\.sha256"):
+        store.begin([experiment], weights=other)
+    # a weights file that changed under a running run is refused by the model's run itself
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    settings["weights"]["fonts_cnn"]["sha256"] = "0" * 64
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    with pytest.raises(RunSettingsMismatch, match="not the one this run started with"):
+        protocol.run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)
+
+
+def test_a_piece_that_fails_its_check_is_recomputed(uninterrupted, tmp_path):
+    """Cut bytes off a finished triangles file, cut a blind-spot file to its header, delete the
+    tables: the rerun notices, says so, recomputes those pieces and gives the same tables."""
+    _, expected = uninterrupted
+    store = RunStore(tmp_path)
+    _run(_fonts_experiment(), store)
+    triangles = tmp_path / "fonts" / "fonts_cnn" / "triangles" / "b0001.csv"
+    triangles.write_bytes(triangles.read_bytes()[:-16])
+    blind_spots = tmp_path / "fonts" / "fonts_cnn_at" / "blind_spots" / "b0000_r1.csv"
+    blind_spots.write_text(blind_spots.read_text().splitlines()[0] + "\n")
+    for table in ("table1.csv", "table2.csv"):
+        (tmp_path / table).unlink()
+    with pytest.warns(UserWarning, match="no longer match the piece's manifest"):
+        assert not store.model_finished(_fonts_experiment(), "fonts_cnn")
+    assert _run(_fonts_experiment(), store) == expected
+
+
+def test_pool_images_are_found_by_name_and_checked(tmp_path):
+    """A folder source: an added file does not shift the pool; a changed pool file is refused."""
+    from blindspots_nb.data import fonts_dataset
+    from torchvision.utils import save_image
+
+    glyphs = fonts_dataset("test", n=40, seed=0, size=32)
+    for i, (image, label) in enumerate(zip(glyphs.images, glyphs.labels)):
+        folder = tmp_path / "glyphs" / "ABCDEFGHIJ"[int(label)]
+        folder.mkdir(parents=True, exist_ok=True)
+        save_image(image, folder / f"g{i:02d}.png")
+    experiment = Experiment(f"folder:{tmp_path / 'glyphs'}", ("fonts_cnn",), SMALL_LST, n_sources=4, rounds=2)
+    store = RunStore(tmp_path / "out")
+    store.begin([experiment])
+    pool = protocol.prepare(experiment, store, device="cpu")
+    assert len(pool["sha256"]) == 4 and all(len(digest) == 64 for digest in pool["sha256"])
+    from blindspots_nb.models import load_model
+
+    model = load_model("fonts_cnn", device="cpu")
+    before = protocol.pool_images(experiment, pool, model)
+    first = Path(pool["names"][0])
+    save_image(torch.zeros(1, 32, 32), first.parent / "a_first.png")  # sorts before every pool image
+    assert torch.equal(protocol.pool_images(experiment, pool, model), before)
+    save_image(glyphs.images[-1], first)
+    with pytest.raises(RunSettingsMismatch, match=f"{first.name} changed"):
+        protocol.pool_images(experiment, pool, model)
+    first.unlink()
+    with pytest.raises(RunSettingsMismatch, match=f"{first.name} is gone"):
+        protocol.pool_images(experiment, pool, model)
+
+
+def test_one_run_at_a_time_and_a_killed_holder_is_recognised(tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from blindspots_nb.protocol import RunStore\n"
+        f"with RunStore({str(tmp_path)!r}).hold():\n    print('held', flush=True); time.sleep(120)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(protocol.RunFolderBusy, match=f"in use by another run \\(pid {holder.pid} on"):
+            with RunStore(tmp_path).hold():
+                pass
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    (tmp_path / ".fonts.json.x1.tmp").write_text("left by the killed run")
+    with RunStore(tmp_path).hold():
+        assert f"taking over the lock of a run that ended without releasing it (pid {holder.pid}" in \
+            capsys.readouterr().out
+        assert not list(tmp_path.glob("*.tmp"))
+    with RunStore(tmp_path).hold():  # released cleanly: nothing to take over
+        assert "taking over" not in capsys.readouterr().out
+
+
+def test_writers_of_one_path_never_collide_and_readers_see_whole_files(tmp_path):
+    """Two processes replace one file 300 times each while this one reads it: no error,
+    and every read is one whole version."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "table1.csv"
+    texts = {n: f"writer {n}\n" + "x" * 200_000 for n in (0, 1)}
+    RunStore(tmp_path)._write_text(target, texts[0])
+    script = ("import sys; from pathlib import Path; from blindspots_nb.protocol import RunStore\n"
+              "n = int(sys.argv[1]); text = f'writer {n}\\n' + 'x' * 200_000\n"
+              f"store = RunStore({str(tmp_path)!r})\n"
+              f"for _ in range(300): store._write_text(Path({str(target)!r}), text)")
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(n)], stderr=subprocess.PIPE, text=True)
+               for n in (0, 1)]
+    reads = set()
+    while any(w.poll() is None for w in writers):
+        reads.add(target.read_text())
+    errors = [w.stderr.read() for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], errors
+    assert reads <= set(texts.values()) and target.read_text() in texts.values()
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 # ----------------------------------------------------------------- only the store writes

@@ -10,11 +10,11 @@
 """
 
 from .experiment import PRESETS, Experiment, preset
-from .run import (NOTEBOOK, assemble, derangements, parse_shard, pool_images, prepare, reproduce, run_model,
+from .run import (NOTEBOOK, assemble, derangements, merge, parse_shard, pool_images, prepare, reproduce, run_model,
                   source_batches)
-from .store import RunSettingsMismatch, RunStore
+from .store import RunFolderBusy, RunSettingsMismatch, RunStore
 from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE2_COLUMNS, format_summary, summarize_model
 
-__all__ = ["PRESETS", "Experiment", "preset", "NOTEBOOK", "assemble", "derangements", "parse_shard",
-           "pool_images", "prepare", "reproduce", "run_model", "source_batches", "RunSettingsMismatch", "RunStore",
+__all__ = ["PRESETS", "Experiment", "preset", "NOTEBOOK", "assemble", "derangements", "merge", "parse_shard",
+           "pool_images", "prepare", "reproduce", "run_model", "source_batches", "RunFolderBusy", "RunSettingsMismatch", "RunStore",
            "PAPER_TABLE1", "PAPER_TABLE2", "TABLE1_COLUMNS", "TABLE2_COLUMNS", "format_summary", "summarize_model"]

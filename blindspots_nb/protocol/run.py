@@ -17,6 +17,7 @@ All files go through the :class:`~blindspots_nb.protocol.store.RunStore`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import time
@@ -30,10 +31,10 @@ from .. import provenance
 from ..geometry import stats_from_confidence, triangle_confidence
 from ..lst import traverse
 from ..metrics import LPIPSDistance, target_distances
-from ..sources import SOURCES, open_source, parse_source
+from ..sources import SOURCES, item_digest, open_source, parse_source
 from . import distributed
 from .experiment import Experiment
-from .store import RunStore
+from .store import RunSettingsMismatch, RunStore, file_digest
 from .tables import render_tables, summarize_model
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "10_reproduce_tables.ipynb"
@@ -105,6 +106,7 @@ def prepare(experiment: Experiment, store: RunStore, device=None, weights: dict 
                          "LST's derangements need at least 2")
     record = {
         "source": experiment.source, "indices": pool.indices[:keep], "names": pool.names[:keep],
+        "sha256": [item_digest(dataset, i) for i in pool.indices[:keep]],
         "labels": pool.labels[:keep].tolist(), "class_names": [pool.class_names[i] for i in pool.labels[:keep]],
         "confidence": {m: pool.confidences[:keep, j].tolist() for j, m in enumerate(experiment.models)},
         "passed_rule": len(pool), "min_conf": experiment.min_conf, "per_class": experiment.per_class,
@@ -124,9 +126,42 @@ def stored_pool(store: RunStore, experiment: Experiment) -> dict:
 
 
 def pool_images(experiment: Experiment, pool: dict, model) -> torch.Tensor:
-    """The pool's images at ``model``'s input size, in [0, 1]."""
+    """The pool's images at ``model``'s input size, in [0, 1], found by name; refuses
+    images that are gone or whose files changed since the pool was selected."""
     dataset = open_source(experiment.source, model, seed=experiment.seed)
-    return torch.stack([dataset[i][0] for i in pool["indices"]])
+    return torch.stack([dataset[i][0] for i in locate_pool(experiment, pool, dataset)])
+
+
+def locate_pool(experiment: Experiment, pool: dict, dataset) -> list[int]:
+    """Where the pool's images are in ``dataset`` now, checked against the pool's names
+    and file hashes (a data folder may have gained, lost or changed files)."""
+    where = {name: i for i, name in enumerate(dataset.names)}
+    indices, problems = [], []
+    for name, digest in zip(pool["names"], pool["sha256"]):
+        index = where.get(name)
+        if index is None:
+            problems.append(f"{name} is gone")
+        elif digest is not None and item_digest(dataset, index) != digest:
+            problems.append(f"{name} changed (sha256)")
+        indices.append(index)
+    if problems:
+        raise RunSettingsMismatch(
+            f"the images of {experiment.name} ({experiment.source}) are not those its pool was selected from: "
+            f"{'; '.join(problems[:6])}{' ...' if len(problems) > 6 else ''}. Restore them, use another output "
+            "folder, or --force to start anew")
+    return indices
+
+
+def weights_identity(experiments: list[Experiment], weights: dict[str, str]) -> dict[str, dict]:
+    """Each model's weights file and its sha256: part of a run's settings, so that other
+    weights are never mixed into a run."""
+    from ..models import get_entry, _weights_path
+
+    identity = {}
+    for name in dict.fromkeys(m for e in experiments for m in e.models):
+        path, _ = _weights_path(get_entry(name), weights.get(name))
+        identity[name] = {"file": str(Path(path).resolve()), "sha256": file_digest(path)}
+    return identity
 
 
 # ----------------------------------------------------------------- one model
@@ -139,6 +174,10 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
 
     pool = stored_pool(store, experiment)
     model = load_model(model_name, device=device, weights=weights)
+    expected = store.weights().get(model_name)
+    if expected and file_digest(model.info["weights_file"]) != expected["sha256"]:
+        raise RunSettingsMismatch(f"{model_name}'s weights file {model.info['weights_file']} is not the one this "
+                                  f"run started with ({expected['file']}, sha256 {expected['sha256'][:12]}...)")
     device = module_device(model)
     images = pool_images(experiment, pool, model).to(device)
     labels = torch.tensor(pool["labels"], device=device)
@@ -235,29 +274,37 @@ def reproduce(experiments: list[Experiment], out, device=None, weights: dict[str
     store = RunStore(out)
     with distributed.launch(device) as (rank, world, device):
         shard = shard or (rank, world)
-        if rank == 0:
-            store.begin(experiments, force=force)
+        with store.hold() if rank == 0 else contextlib.nullcontext():
+            if rank == 0:
+                store.begin(experiments, force=force, weights=weights_identity(experiments, weights))
+                for experiment in experiments:
+                    prepare(experiment, store, device, weights)
+            distributed.barrier()
             for experiment in experiments:
-                prepare(experiment, store, device, weights)
-        distributed.barrier()
-        for experiment in experiments:
-            for name in experiment.models:
-                if store.model_finished(experiment, name):
-                    print(f"{name} on {experiment.name}: finished in {store.root}, skipped (--force recomputes)")
-                    continue
-                print(f"{name} on {experiment.name}: running the notebook (shard {shard[0]}/{shard[1]})",
-                      flush=True)
-                run_notebook(store, experiment, name, shard, device, weights.get(name))
-        distributed.barrier()
-        if rank != 0:
-            return None
-        unfinished = [f"{name} on {e.name}" for e in experiments for name in e.models
-                      if not store.model_finished(e, name)]
-        if unfinished:
-            print(f"shard {shard[0]}/{shard[1]} done; still missing: {', '.join(unfinished)}. "
-                  f"Run the other shards, then: blindspots-nb merge --out {store.root}")
-            return None
-        return assemble(store, experiments, preset=preset)
+                for name in experiment.models:
+                    if store.model_finished(experiment, name):
+                        print(f"{name} on {experiment.name}: finished in {store.root}, skipped (--force recomputes)")
+                        continue
+                    print(f"{name} on {experiment.name}: running the notebook (shard {shard[0]}/{shard[1]})",
+                          flush=True)
+                    run_notebook(store, experiment, name, shard, device, weights.get(name))
+            distributed.barrier()
+            if rank != 0:
+                return None
+            unfinished = [f"{name} on {e.name}" for e in experiments for name in e.models
+                          if not store.model_finished(e, name)]
+            if unfinished:
+                print(f"shard {shard[0]}/{shard[1]} done; still missing: {', '.join(unfinished)}. "
+                      f"Run the other shards, then: blindspots-nb merge --out {store.root}")
+                return None
+            return assemble(store, experiments, preset=preset)
+
+
+def merge(out) -> dict:
+    """Assemble the tables of a run whose shards all finished."""
+    store = RunStore(out)
+    with store.hold():
+        return assemble(store)
 
 
 def assemble(store: RunStore, experiments: list[Experiment] | None = None, preset: str | None = None) -> dict:

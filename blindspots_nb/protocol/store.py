@@ -11,19 +11,33 @@ Nothing else in the package builds a path under the output folder or writes ther
     <experiment>/<model>/per_blindspot.csv, per_source.csv
     notebooks/<experiment>_<model>_shard0of1.ipynb       the executed notebooks
     table1.{md,tex,csv}, table2.{md,tex,csv}, summaries.json, run.json
+    .lock                                                who holds the folder now
 
-Every file is written whole or not at all (a temporary file, then a rename), so a
-killed run leaves only finished pieces, and "finished" is "the file exists".
+Every file is written whole or not at all (a temporary file of its own, then a
+rename). A finished piece of work (a pool, a batch's blind spots of one round, a
+batch's triangles) has a manifest, ``*.manifest.json``, with the size and sha256 of
+each of its files, written last: a piece is trusted only when its files match its
+manifest, and recomputed (with a word to the user) when they do not. One run at a
+time holds the folder (:meth:`RunStore.hold`); a lock left by a killed run is
+recognised and taken over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime
+import fcntl
+import hashlib
 import io
 import json
 import math
 import os
 import shutil
+import socket
+import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -31,10 +45,25 @@ import torch
 from .experiment import Experiment
 
 SETTINGS = "settings.json"
+LOCK = ".lock"
+TEMPORARY_SUFFIX = ".tmp"
 
 
 class RunSettingsMismatch(RuntimeError):
-    """The output folder holds a run made with other settings."""
+    """The output folder holds a run made with other settings, weights or images."""
+
+
+class RunFolderBusy(RuntimeError):
+    """Another run holds the output folder."""
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _differences(old, new, prefix="") -> list[str]:
@@ -65,12 +94,22 @@ class RunStore:
         return f"RunStore({str(self.root)!r})"
 
     # -- writing --------------------------------------------------------------------
-    def _write_text(self, path: Path, text: str) -> Path:
+    def _write_atomically(self, path: Path, write) -> Path:
+        """``write(temporary_path)``, then rename it to ``path``: readers see the old file or
+        the new one, never a part; every writer has a temporary file of its own."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(text)
-        os.replace(temporary, path)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+        os.close(handle)
+        try:
+            write(Path(temporary))
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
         return path
+
+    def _write_text(self, path: Path, text: str) -> Path:
+        return self._write_atomically(path, lambda temporary: temporary.write_text(text))
 
     def _write_json(self, path: Path, value, indent: int = 2) -> Path:
         return self._write_text(path, json.dumps(value, indent=indent))
@@ -79,11 +118,75 @@ class RunStore:
         return self._write_text(path, csv_text(rows))
 
     def _write_tensor(self, path: Path, tensor: torch.Tensor) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        torch.save(tensor.detach().cpu().contiguous(), temporary)
-        os.replace(temporary, path)
-        return path
+        return self._write_atomically(path, lambda temporary: torch.save(tensor.detach().cpu().contiguous(),
+                                                                         temporary))
+
+    # -- finished pieces ------------------------------------------------------------
+    @staticmethod
+    def _manifest_path(stem: Path) -> Path:
+        return stem.with_name(stem.name + ".manifest.json")
+
+    def _seal(self, stem: Path, files: list[Path]):
+        """Mark a piece finished: the size and sha256 of each of its files, written last."""
+        self._write_json(self._manifest_path(stem), {
+            path.name: {"size": path.stat().st_size, "sha256": file_digest(path)} for path in files})
+
+    def _finished(self, stem: Path) -> bool:
+        """Whether a piece is finished and its files are as its manifest says. A piece that
+        fails the check is removed (so that it is recomputed) and the user is told."""
+        manifest = self._manifest_path(stem)
+        if not manifest.exists():
+            return False
+        try:
+            expected = json.loads(manifest.read_text())
+            problems = [name for name, entry in expected.items() if not (stem.parent / name).is_file()
+                        or (stem.parent / name).stat().st_size != entry["size"]
+                        or file_digest(stem.parent / name) != entry["sha256"]]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            expected, problems = {}, [manifest.name]
+        if not problems:
+            return True
+        warnings.warn(f"{stem.relative_to(self.root)}: {', '.join(problems)} no longer match the piece's manifest "
+                      "(size or sha256 changed); recomputing that piece", stacklevel=2)
+        for name in [*expected, manifest.name]:
+            (stem.parent / name).unlink(missing_ok=True)
+        return False
+
+    # -- who holds the folder ---------------------------------------------------------
+    @contextlib.contextmanager
+    def hold(self):
+        """Hold the folder for one run: a second run is refused with a message naming the
+        holder. The OS releases the lock when its process ends, so a lock left by a killed
+        run is recognised (its file still names it) and taken over."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.root / LOCK, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "a process that has not said who it is"
+            handle.close()
+            raise RunFolderBusy(f"{self.root} is in use by another run ({holder}); wait until it ends, or "
+                                "use another output folder") from None
+        try:
+            handle.seek(0)
+            stale = handle.read().strip()
+            if stale:
+                print(f"{self.root}: taking over the lock of a run that ended without releasing it ({stale})")
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since "
+                         f"{datetime.datetime.now().isoformat(timespec='seconds')}: {' '.join(sys.argv)}")
+            handle.flush()
+            for temporary in self.root.rglob(f".*{TEMPORARY_SUFFIX}"):  # left by a killed run
+                temporary.unlink(missing_ok=True)
+            yield self
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
     @staticmethod
     def _read_rows(path: Path) -> list[dict]:
@@ -91,26 +194,37 @@ class RunStore:
             return list(csv.DictReader(handle))
 
     # -- the settings -----------------------------------------------------------------
-    def begin(self, experiments: list[Experiment], force: bool = False):
-        """Start or resume a run of ``experiments``: the folder's settings must be these
-        (else :class:`RunSettingsMismatch` lists the differences). ``force`` removes
-        the folder's results first, old and new experiments alike."""
+    def begin(self, experiments: list[Experiment], force: bool = False, weights: dict | None = None):
+        """Start or resume a run of ``experiments`` with ``weights`` (model -> identity of
+        its weights file): the folder's settings must be these, else
+        :class:`RunSettingsMismatch` lists the differences. Settings that produced no
+        result yet (a start that failed) are simply replaced. ``force`` removes everything
+        the folder holds first."""
         names = [e.name for e in experiments]
         if len(set(names)) != len(names):
             raise ValueError(f"two experiments of a run share a name ({names}); give each its own name")
-        settings = {"experiments": [e.to_dict() for e in experiments]}
+        settings = {"experiments": [e.to_dict() for e in experiments], "weights": weights or {}}
         path = self.root / SETTINGS
-        stored = json.loads(path.read_text()) if path.exists() else None
         if force:
-            old = [e["name"] for e in (stored or {}).get("experiments", [])]
-            for name in set(old) | set(names):
-                shutil.rmtree(self.root / name, ignore_errors=True)
-        elif stored is not None and stored != settings:
+            for entry in self.root.iterdir() if self.root.is_dir() else ():
+                if entry.name != LOCK:
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        stored = json.loads(path.read_text()) if path.exists() else None
+        if stored is not None and stored != settings and self._has_results():
             differences = _differences(stored, settings)
             raise RunSettingsMismatch(
-                f"{self.root} holds a run with other settings ({'; '.join(differences[:6])}). "
-                "Use another output folder, or --force to replace that run.")
+                f"{self.root} holds a run with other settings ({'; '.join(differences[:6])}"
+                f"{' ...' if len(differences) > 6 else ''}). Use another output folder, or --force to replace "
+                "that run.")
         self._write_json(path, settings)
+
+    def _has_results(self) -> bool:
+        """Whether any piece of work was finished in this folder."""
+        return any(self.root.glob("*/pool.json"))
+
+    def weights(self) -> dict:
+        """The identity of each model's weights file, as the run's settings hold it."""
+        return json.loads((self.root / SETTINGS).read_text()).get("weights", {})
 
     def experiments(self) -> list[Experiment]:
         """The experiments of the run this folder holds."""
@@ -133,12 +247,13 @@ class RunStore:
         return self.root / experiment.name / "pool.json"
 
     def pool(self, experiment: Experiment) -> dict | None:
-        """The experiment's pool record, None before it was selected."""
+        """The experiment's pool record, None before it was selected (or if it failed its check)."""
         path = self._pool_path(experiment)
-        return json.loads(path.read_text()) if path.exists() else None
+        return json.loads(path.read_text()) if self._finished(path) else None
 
     def save_pool(self, experiment: Experiment, record: dict):
-        self._write_json(self._pool_path(experiment), record, indent=1)
+        path = self._write_json(self._pool_path(experiment), record, indent=1)
+        self._seal(path, [path])
 
     # -- one model's pieces -------------------------------------------------------------
     def _model_dir(self, experiment: Experiment, model: str) -> Path:
@@ -151,27 +266,27 @@ class RunStore:
         return self._model_dir(experiment, model) / "triangles" / f"b{batch:04d}"
 
     def has_blind_spots(self, experiment, model, batch: int, round_: int) -> bool:
-        return self._blind_spots_stem(experiment, model, batch, round_).with_suffix(".csv").exists()
+        return self._finished(self._blind_spots_stem(experiment, model, batch, round_))
 
     def save_blind_spots(self, experiment, model, batch: int, round_: int, images: torch.Tensor, rows: list[dict]):
-        """A batch's blind spots of one round, then their rows (the rows mark it finished)."""
+        """A batch's blind spots of one round and their rows, then its manifest."""
         stem = self._blind_spots_stem(experiment, model, batch, round_)
-        self._write_tensor(stem.with_suffix(".pt"), images)
-        self._write_rows(stem.with_suffix(".csv"), rows)
+        self._seal(stem, [self._write_tensor(stem.with_suffix(".pt"), images),
+                          self._write_rows(stem.with_suffix(".csv"), rows)])
 
     def blind_spots(self, experiment, model, batch: int, round_: int) -> torch.Tensor:
         path = self._blind_spots_stem(experiment, model, batch, round_).with_suffix(".pt")
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def has_triangles(self, experiment, model, batch: int) -> bool:
-        return self._triangles_stem(experiment, model, batch).with_suffix(".csv").exists()
+        return self._finished(self._triangles_stem(experiment, model, batch))
 
     def save_triangles(self, experiment, model, batch: int, rows: list[dict], mean_grid: torch.Tensor):
         """A batch's Table-2 rows and each source's confidence at the grid points averaged
-        over its pairs, (sources, points); the rows mark it finished."""
+        over its pairs, (sources, points), then its manifest."""
         stem = self._triangles_stem(experiment, model, batch)
-        self._write_tensor(stem.with_suffix(".pt"), mean_grid)
-        self._write_rows(stem.with_suffix(".csv"), rows)
+        self._seal(stem, [self._write_tensor(stem.with_suffix(".pt"), mean_grid),
+                          self._write_rows(stem.with_suffix(".csv"), rows)])
 
     def mean_triangle_grid(self, experiment, model) -> torch.Tensor:
         """Every source's pair-averaged grid confidences, (sources, points), in source order."""
@@ -229,5 +344,9 @@ class RunStore:
 
         executed = self.root / "notebooks" / f"{experiment.name}_{model}_shard{shard[0]}of{shard[1]}.ipynb"
         executed.parent.mkdir(parents=True, exist_ok=True)
-        papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, **papermill_options)
+        try:
+            papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, **papermill_options)
+        except papermill.PapermillExecutionError as error:
+            raise RuntimeError(f"{model} on {experiment.name}: the notebook stopped with {error.ename}: "
+                               f"{error.evalue} (the whole traceback is in {executed})") from None
         return executed
