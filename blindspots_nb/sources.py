@@ -123,9 +123,9 @@ def item_digest(dataset, index: int) -> str | None:
     paths = getattr(dataset, "paths", None)
     if paths is None:
         return None
-    from .protocol.store import file_digest
+    from .checksums import file_sha256
 
-    return file_digest(paths[index])
+    return file_sha256(paths[index])
 
 
 def default_source(model) -> str:

@@ -79,6 +79,9 @@ def test_options_come_from_the_dataclasses():
     (["--models", "fonts_cnn", "--weights", "fonts_cnn"], "--weights takes MODEL=PATH"),
     (["--shard", "3/2"], "need 0 <= i < n"),
     (["--rounds", "1"], "rounds must be >= 2"),
+    (["--n-sources", "0"], "n_sources must be >= 2 (each source needs a target among the others), got 0"),
+    (["--n-sources", "1"], "n_sources must be >= 2"),
+    (["--n-sources", "-3"], "n_sources must be >= 2"),
 ])
 def test_bad_input_gets_a_clear_message(tmp_path, capsys, args, message):
     assert main(["reproduce", "--out", str(tmp_path / "out"), *args]) == 2

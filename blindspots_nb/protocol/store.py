@@ -28,7 +28,6 @@ import contextlib
 import csv
 import datetime
 import fcntl
-import hashlib
 import io
 import json
 import math
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from ..checksums import file_sha256
 from .experiment import Experiment
 
 SETTINGS = "settings.json"
@@ -55,15 +55,6 @@ class RunSettingsMismatch(RuntimeError):
 
 class RunFolderBusy(RuntimeError):
     """Another run holds the output folder."""
-
-
-def file_digest(path: Path) -> str:
-    """The sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _differences(old, new, prefix="") -> list[str]:
@@ -129,7 +120,7 @@ class RunStore:
     def _seal(self, stem: Path, files: list[Path]):
         """Mark a piece finished: the size and sha256 of each of its files, written last."""
         self._write_json(self._manifest_path(stem), {
-            path.name: {"size": path.stat().st_size, "sha256": file_digest(path)} for path in files})
+            path.name: {"size": path.stat().st_size, "sha256": file_sha256(path)} for path in files})
 
     def _finished(self, stem: Path) -> bool:
         """Whether a piece is finished and its files are as its manifest says. A piece that
@@ -141,7 +132,7 @@ class RunStore:
             expected = json.loads(manifest.read_text())
             problems = [name for name, entry in expected.items() if not (stem.parent / name).is_file()
                         or (stem.parent / name).stat().st_size != entry["size"]
-                        or file_digest(stem.parent / name) != entry["sha256"]]
+                        or file_sha256(stem.parent / name) != entry["sha256"]]
         except (ValueError, KeyError, TypeError, AttributeError):
             expected, problems = {}, [manifest.name]
         if not problems:

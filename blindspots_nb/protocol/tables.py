@@ -6,6 +6,7 @@ Rendering returns text; the run store writes it.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -121,8 +122,9 @@ def _csv_rows(summaries: dict, paper: dict, table: str, columns: dict) -> list[d
     return rows
 
 
-def caption_notes(experiments: list[Experiment], summaries: dict) -> list[str]:
-    """What produced the tables, in a few sentences under them."""
+def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict | None = None) -> list[str]:
+    """What produced the tables, in a few sentences under them: settings, weights files
+    (sha256, and whether a published hash confirmed them), version."""
     def setting(value):
         return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -134,14 +136,18 @@ def caption_notes(experiments: list[Experiment], summaries: dict) -> list[str]:
         + (f" ({e.note})" if e.note else "") for e in experiments)
     notes = [f"Produced by blindspots_nb {provenance.versions()['blindspots_nb']} (details in run.json): {settings}.",
              "Mean ± std over blind spots (Table 1) and over sources (Table 2); the paper's rows are ImageNet."]
+    if weights:
+        notes.append("Weights: " + "; ".join(
+            f"{name} {Path(w['file']).name} sha256 {w['sha256'][:16]}, "
+            + ("verified" if w["verified"] else "unverified") for name, w in weights.items()) + ".")
     if any(math.isnan(s["table1"]["lpips"][0]) for s in summaries.values()):
         notes.append("n/a*: LPIPS's AlexNet trunk weights were not on disk (run.json says which file to put where).")
     return notes
 
 
-def render_tables(experiments: list[Experiment], summaries: dict) -> dict[str, str]:
+def render_tables(experiments: list[Experiment], summaries: dict, weights: dict | None = None) -> dict[str, str]:
     """table1/table2 as .md, .tex and .csv (file name -> text), ours beside the paper's."""
-    notes = caption_notes(experiments, summaries)
+    notes = caption_notes(experiments, summaries, weights)
     texts = {}
     for table, title, columns, paper, digits in TABLES:
         header = ["Model", *columns.values()]
