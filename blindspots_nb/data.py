@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .models import (CIFAR10_CLASSES, FONTS_CLASSES, imagenet_class_names, imagenet_wnids,
                      module_device)
@@ -46,11 +46,42 @@ def input_size_of(target) -> tuple[int, int, int]:
     raise ValueError(f"size must be {_SIZE_HELP}, got {target!r}")
 
 
+# The largest value of each integer mode with more than 8 bits per pixel (Pillow's modes for
+# 16-bit grayscale; "I", 32-bit integers, holds 16-bit data in some formats) and of floats.
+_HIGH_BIT_DEPTH_TOP = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
+
+
+def _scaled_to_unit(image: Image.Image) -> Image.Image:
+    """A high-bit-depth grayscale image as a float ("F") image in [0, 1]: 16-bit values
+    (and 32-bit integers up to 65535) divided by 65535, floats taken as they are.
+
+    ``convert("RGB")`` would clip such values at 255 (a 16-bit image turns white), so
+    they are scaled here; values outside the mode's range have no known scale and are
+    refused with a ValueError rather than clipped.
+    """
+    top = _HIGH_BIT_DEPTH_TOP[image.mode]
+    values = np.asarray(image.convert("F"), dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"the mode-{image.mode} image holds NaN or infinite pixels")
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > top:
+        kind = "float images must hold values in [0, 1]" if image.mode == "F" else \
+            "integer images are read as 16-bit, values 0 to 65535"
+        raise ValueError(f"cannot scale the mode-{image.mode} image to [0, 1]: its values lie in "
+                         f"[{low:g}, {high:g}] and {kind}; save it as an 8- or 16-bit image")
+    return Image.fromarray((values / top).astype(np.float32), mode="F")
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """PIL image -> (C, H, W) tensor in [0, 1]: drop alpha onto white, convert to RGB
     or grayscale, resize the shorter side to ``H / crop_pct`` (bilinear, antialiased),
-    centre-crop to (H, W). Images already of size (H, W) are only converted."""
+    centre-crop to (H, W). Images already of size (H, W) are only converted.
+
+    16-bit and other high-bit-depth grayscale images (modes ``I;16*``, ``I``, ``F``) are
+    scaled to [0, 1] by their own range, not clipped (see :func:`_scaled_to_unit`).
+    Pillow reads 16-bit RGB files as 8-bit RGB, already scaled.
+    """
 
     input_size: tuple[int, int, int]
     crop_pct: float
@@ -59,16 +90,20 @@ class Preprocess:
         import torchvision.transforms.functional as TF
 
         c, h, w = self.input_size
-        if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        if image.mode in _HIGH_BIT_DEPTH_TOP:
+            image = _scaled_to_unit(image)
+        elif image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
             rgba = image.convert("RGBA")
             image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image.alpha_composite(rgba)
-        image = image.convert("RGB" if c == 3 else "L")
+        if image.mode != "F":
+            image = image.convert("RGB" if c == 3 else "L")
         if image.size != (w, h):
             image = TF.resize(image, round(min(h, w) / self.crop_pct),
                               interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
             image = TF.center_crop(image, [h, w])
-        return TF.to_tensor(image)
+        tensor = TF.to_tensor(image)  # "F" images keep their values; 8-bit ones are divided by 255
+        return tensor.expand(c, -1, -1).clone() if image.mode == "F" else tensor
 
 
 def preprocess_for(target, crop_pct: float | None = None) -> Preprocess:
@@ -82,6 +117,63 @@ def preprocess_for(target, crop_pct: float | None = None) -> Preprocess:
         crop_pct = getattr(target, "info", {}).get("crop_pct") or (
             0.875 if min(size[1:]) >= 128 else 1.0)
     return Preprocess(size, float(crop_pct))
+
+
+# --------------------------------------------------------------------------- image files
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be used: ``name`` (its path or name) and ``reason``."""
+
+    def __init__(self, name: str, reason: str):
+        self.name, self.reason = name, reason
+        super().__init__(f"cannot read image {name}: {reason}")
+
+
+def open_image(file, name: str | None = None, reduced: bool = False) -> Image.Image:
+    """Open and decode an image file (a path or a binary file object), refusing what is
+    not a readable image with an :class:`ImageReadError` naming ``name`` (default: the
+    path). Decompression bombs (images of more than ``2 * PIL.Image.MAX_IMAGE_PIXELS``
+    pixels) are refused with that limit; Pillow warns from ``MAX_IMAGE_PIXELS`` on.
+
+    ``reduced``: decode JPEGs at 1/8 scale, which still reads every byte (damage still
+    shows) at about 60% of the cost: for checking files, not for using them.
+    """
+    name = str(file) if name is None else name
+    image = None
+    try:
+        image = Image.open(file)
+        if reduced:
+            image.draft(None, (1, 1))
+        image.load()
+        return image
+    except Image.DecompressionBombError as err:
+        reason = (f"refused as a possible decompression bomb ({err}); if you trust the file, raise "
+                  f"PIL.Image.MAX_IMAGE_PIXELS (now {Image.MAX_IMAGE_PIXELS})")
+    except UnidentifiedImageError:
+        reason = "not a recognised image format"
+    except Exception as err:  # Pillow's decoders raise many types for damaged files
+        reason = str(err) or type(err).__name__
+    if image is not None:
+        image.close()
+    raise ImageReadError(name, reason)
+
+
+def _readable_files(files: list[tuple[Path, object]], caller: str):
+    """The ``(path, label)`` pairs whose files decode as images, and ``(path, reason)``
+    for the others, which a warning of ``caller`` lists."""
+    kept, skipped = [], []
+    for path, label in files:
+        try:
+            open_image(path, reduced=True).close()
+            kept.append((path, label))
+        except ImageReadError as err:
+            skipped.append((str(path), err.reason))
+    if skipped:
+        listing = "; ".join(f"{p} ({r})" for p, r in skipped[:10])
+        warnings.warn(f"{caller}: skipped {len(skipped)} file(s) that are not readable "
+                      f"images: {listing}" + (" ..." if len(skipped) > 10 else ""))
+    return kept, skipped
 
 
 # --------------------------------------------------------------------------- datasets
@@ -124,11 +216,11 @@ class ImageFiles(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        try:
-            with Image.open(self.paths[i]) as image:
+        with open_image(self.paths[i]) as image:
+            try:
                 return self.transform(image), int(self.labels[i])
-        except (OSError, ValueError) as err:
-            raise ValueError(f"cannot read image {self.paths[i]}: {err}") from err
+            except (OSError, ValueError) as err:
+                raise ImageReadError(str(self.paths[i]), str(err)) from err
 
 
 # --------------------------------------------------------------------------- skimage photos
@@ -258,7 +350,8 @@ _WNID = re.compile(r"^n\d{8}$")
 
 def imagenet_val(root: str | os.PathLike, size=224) -> ImageFiles:
     """ImageNet validation images in class folders: ``root/<wnid>/*`` or
-    ``root/val/<wnid>/*``. Labels follow timm's class order; decoded on access."""
+    ``root/val/<wnid>/*``. Labels follow timm's class order; decoded on access. Files
+    that are not readable images are skipped with a warning listing them (``skipped``)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"ImageNet folder {root} does not exist")
@@ -276,16 +369,15 @@ def imagenet_val(root: str | os.PathLike, size=224) -> ImageFiles:
     if unknown:
         warnings.warn(f"imagenet_val: ignored {len(unknown)} folders that are not ImageNet-1k "
                       f"classes: {unknown[:5]}")
-    paths, labels = [], []
-    for d in dirs:
-        if d.name in wnids:
-            files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
-            paths += files
-            labels += [wnids[d.name]] * len(files)
-    if not paths:
+    files = [(p, wnids[d.name]) for d in dirs if d.name in wnids
+             for p in sorted(d.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    if not files:
         raise ValueError(f"no image files in the class folders of {folder}")
-    return ImageFiles(paths, torch.tensor(labels), list(imagenet_class_names()),
-                      preprocess_for(size))
+    readable, skipped = _readable_files(files, "imagenet_val")
+    if not readable:
+        raise ValueError(f"no readable images in the class folders of {folder}")
+    return ImageFiles([p for p, _ in readable], torch.tensor([label for _, label in readable]),
+                      list(imagenet_class_names()), preprocess_for(size), skipped)
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -368,16 +460,6 @@ def _class_index(label, class_names: Sequence[str]) -> int:
                      f"(e.g. {', '.join(repr(c) for c in class_names[:3])})")
 
 
-def _readable(path: Path) -> str | None:
-    """None if ``path`` decodes as an image, else the reason it does not."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-        return None
-    except Exception as err:
-        return str(err) or type(err).__name__
-
-
 def image_folder(path: str | os.PathLike, size=224, label=None,
                  class_names: Sequence[str] | None = None) -> ImageFiles:
     """A user's images, preprocessed for ``size`` (an int, (C, H, W) or a model).
@@ -400,18 +482,9 @@ def image_folder(path: str | os.PathLike, size=224, label=None,
         files = [(p, label) for p in sorted(path.iterdir()) if p.is_file()]
         if label is None:
             files += [(p, d.name) for d in subdirs for p in sorted(d.iterdir()) if p.is_file()]
-    paths, labels, skipped = [], [], []
-    for file, lab in files:
-        reason = _readable(file)
-        if reason:
-            skipped.append((str(file), reason))
-            continue
-        paths.append(file)
-        labels.append(-1 if lab is None else _class_index(lab, names))
-    if skipped:
-        listing = "; ".join(f"{p} ({r})" for p, r in skipped[:10])
-        warnings.warn(f"image_folder: skipped {len(skipped)} file(s) that are not readable "
-                      f"images: {listing}" + (" ..." if len(skipped) > 10 else ""))
+    readable, skipped = _readable_files(files, "image_folder")
+    paths = [file for file, _ in readable]
+    labels = [-1 if lab is None else _class_index(lab, names) for _, lab in readable]
     if not paths:
         raise ValueError(f"no readable images in {path}")
     return ImageFiles(paths, torch.tensor(labels), names, preprocess_for(size), skipped)

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from . import provenance, sources
-from .data import preprocess_for
+from .data import ImageReadError, open_image, preprocess_for
 from .lst import History, LSTConfig, LSTResult, Traversal
 from .metrics import rmse
 from .models import load_model, module_device, predict
@@ -157,8 +157,14 @@ class Explorer:
         if (source, target) != (self.source, self.target):
             self._restart(source, target, self.config)
 
-    def set_config(self, config: LSTConfig) -> None:
-        """Use these hyperparameters: starts anew unless only ``iterations`` changed."""
+    def set_config(self, config: LSTConfig | None = None, **changes) -> None:
+        """Use ``config``, or the current hyperparameters with ``changes`` (e.g.
+        ``set_config(step_size=0.02)``). A value out of its range raises LSTConfig's
+        ValueError and changes nothing; a new config starts anew unless only
+        ``iterations`` changed."""
+        if config is not None and not isinstance(config, LSTConfig):
+            raise TypeError(f"config must be an LSTConfig, got {type(config).__name__}")
+        config = dataclasses.replace(config or self.config, **changes)  # checks every value again
         if config == self.config:
             return
         if config == dataclasses.replace(self.config, iterations=config.iterations):
@@ -170,18 +176,15 @@ class Explorer:
     def add_upload(self, name: str, content: bytes) -> str:
         """Add the image file ``content`` to the catalogue and make it the target.
 
-        Returns its catalogue name; raises ValueError if ``content`` is no image.
+        Returns its catalogue name; raises ValueError if ``content`` is no usable image
+        (not an image, a decompression bomb, pixel values of unknown scale).
         """
-        from PIL import Image, UnidentifiedImageError
-
         try:
-            picture = Image.open(io.BytesIO(content))
-            picture.load()
+            picture = open_image(io.BytesIO(content), name)
             image = preprocess_for(self._model)(picture)
         except (OSError, ValueError) as error:
-            reason = "not a recognised image format" if isinstance(error, UnidentifiedImageError) else str(error)
-            raise ValueError(f"{name!r} is not an image file ({reason}); upload a PNG, JPEG or other "
-                             "picture file") from error
+            reason = error.reason if isinstance(error, ImageReadError) else str(error)
+            raise ValueError(f"cannot use the upload {name!r}: {reason}") from error
         key = UPLOAD_PREFIX + name
         self.pause()
         with self._lock:

@@ -91,6 +91,8 @@ def stats_from_confidence(confidence: torch.Tensor, divisions: int = 10) -> dict
     p_src: confidence at the source vertex; avg_conf: mean over the grid;
     frac_{d}: fraction of grid points with confidence > p_src - d;
     path_conf: mean confidence along the two edges leaving the source, averaged.
+    Every statistic of a triangle with a NaN confidence anywhere is NaN (a comparison
+    with NaN is False: its fractions would otherwise read as plain numbers).
     """
     weights = triangle_grid(divisions)
     confidence = confidence.double()
@@ -101,7 +103,8 @@ def stats_from_confidence(confidence: torch.Tensor, divisions: int = 10) -> dict
     for drop in DROPS:
         stats[f"frac_{drop:g}"] = (confidence > p_src[..., None] - drop).double().mean(-1)
     stats["path_conf"] = (edge_a.mean(-1) + edge_b.mean(-1)) / 2
-    return stats
+    broken = confidence.isnan().any(-1)
+    return {name: value.masked_fill(broken, math.nan) for name, value in stats.items()}
 
 
 def triangle_stats(model, source, blind_spot_a, blind_spot_b, label, divisions: int = 10,

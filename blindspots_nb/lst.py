@@ -16,7 +16,6 @@ stays valid).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,15 +29,24 @@ _FORMAT = "blindspots_nb.Traversal"
 _FORMAT_VERSION = 1
 
 
+# The range of each real hyperparameter: (low, low included, high) and why.
+_RANGES = {
+    "step_size": (0.0, False, 1.0, "a fraction of the step towards the target; above 1 it overshoots"),
+    "delta": (0.0, False, 1.0, "a drop of confidence, a probability"),
+    "eps": (0.0, True, 1.0, "a box on changes of pixels in [0, 1]"),
+    "init_noise": (0.0, True, 1.0, "a width of noise on pixels in [0, 1]"),
+}
+
+
 @dataclass(frozen=True)
 class LSTConfig:
     """Hyperparameters of LST. Defaults are those behind the paper's ImageNet tables.
 
-    step_size: eta, fraction of the orthogonal step towards the target per iteration.
+    step_size: eta in (0, 1], fraction of the orthogonal step towards the target per iteration.
     iterations: T, number of iterations a full traversal runs.
-    delta: a candidate is rejected when it drops source-class confidence by delta or more.
-    eps: l_inf box of the accumulated parallel (confidence-raising) part.
-    init_noise: width a of the uniform noise added to the source at the start.
+    delta: in (0, 1]; a candidate is rejected when it drops source-class confidence by delta or more.
+    eps: in [0, 1], l_inf box of the accumulated parallel (confidence-raising) part.
+    init_noise: in [0, 1], width a of the uniform noise added to the source at the start.
     record_every: history is recorded every this many iterations (0: start and end only).
     record_images: also keep the images at each recorded step (memory grows).
     seed: seed of the initial noise.
@@ -54,14 +62,18 @@ class LSTConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("step_size", "delta", "eps", "init_noise"):
+        for name, (low, closed, high, meaning) in _RANGES.items():
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"LSTConfig.{name} must be a finite number >= 0, got {value!r}")
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and (low <= value if closed else low < value) and value <= high):
+                interval = f"{'[' if closed else '('}{low:g}, {high:g}]"
+                raise ValueError(f"LSTConfig.{name} must lie in {interval} ({meaning}), got {value!r}")
         for name in ("iterations", "record_every", "seed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"LSTConfig.{name} must be an integer >= 0, got {value!r}")
+        if not isinstance(self.record_images, bool):
+            raise ValueError(f"LSTConfig.record_images must be True or False, got {self.record_images!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -146,25 +158,118 @@ def _preferred_layout(images: torch.Tensor) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last)
 
 
-def _check_inputs(sources, labels, targets):
+def _class_indices(values, name: str, count: int, device) -> torch.Tensor:
+    """``values`` as ``count`` class indices (a long tensor); floats and booleans are
+    refused rather than truncated to some class."""
+    labels = torch.as_tensor(values, device=device)
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"{name} must be integer class indices, got {labels.dtype} values "
+                         f"{labels.reshape(-1)[:5].tolist()}")
+    labels = labels.long().reshape(-1)
+    if labels.numel() != count:
+        raise ValueError(f"need one label per source: {count} sources, {labels.numel()} {name}")
+    return labels
+
+
+def _model_dtype(model) -> torch.dtype | None:
+    """The dtype of the model's first floating parameter or buffer (None if it has none)."""
+    tensors = [*model.parameters(), *model.buffers()] if isinstance(model, torch.nn.Module) else []
+    return next((t.dtype for t in tensors if t.is_floating_point()), None)
+
+
+def _check_images(name: str, images: torch.Tensor) -> None:
+    """Refuse NaN, infinite and out-of-[0, 1] pixels (NaN would pass a range test)."""
+    finite = torch.isfinite(images)
+    if not bool(finite.all()):
+        raise ValueError(f"{name} hold {int((~finite).sum())} NaN or infinite pixels; images must have "
+                         "finite pixels in [0, 1]")
+    low, high = float(images.min()), float(images.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"{name} must have pixels in [0, 1]; found range [{low:.3g}, {high:.3g}]. "
+                         "Normalisation belongs inside the model.")
+
+
+def _check_inputs(model, sources, labels, targets):
     if not isinstance(sources, torch.Tensor) or not isinstance(targets, torch.Tensor):
         raise TypeError("sources and targets must be torch tensors of images (B, C, H, W)")
     if sources.dim() != 4:
         raise ValueError(f"sources must be a batch (B, C, H, W); got shape {tuple(sources.shape)}")
+    if sources.shape[0] == 0:
+        raise ValueError("sources hold no images: a batch of 0 has nothing to traverse")
     if targets.shape != sources.shape:
         raise ValueError(f"targets must have the sources' shape {tuple(sources.shape)}; "
                          f"got {tuple(targets.shape)}")
     if not sources.is_floating_point() or not targets.is_floating_point():
         raise TypeError("images must be floating point tensors with pixels in [0, 1]")
+    dtype, holder = _model_dtype(model), "the model computes in"
+    if dtype is None:
+        dtype, holder = sources.dtype, "the sources are"
     for name, images in (("sources", sources), ("targets", targets)):
-        low, high = float(images.min()), float(images.max())
-        if low < 0 or high > 1:
-            raise ValueError(f"{name} must have pixels in [0, 1]; found range [{low:.3g}, {high:.3g}]. "
-                             "Normalisation belongs inside the model.")
-    labels = torch.as_tensor(labels, device=sources.device).long().reshape(-1)
-    if labels.numel() != sources.shape[0]:
-        raise ValueError(f"need one label per source: {sources.shape[0]} sources, {labels.numel()} labels")
-    return labels
+        if images.dtype != dtype:  # never cast silently: the caller decides the precision
+            raise ValueError(f"{name} are {images.dtype} but {holder} {dtype}: convert the images "
+                             f"with .to({dtype}) (or the model with .to({images.dtype}))")
+        _check_images(name, images)
+    return _class_indices(labels, "labels", sources.shape[0], sources.device)
+
+
+# The tensors of a saved state: B images (C, H, W) each, or one value per sample.
+_IMAGE_STATE = ("sources", "targets", "images", "parallel", "gradient")
+_SAMPLE_STATE = ("labels", "target_labels", "initial_confidence", "accepted", "accepted_total")
+
+
+def _state_problem(state: dict) -> str | None:
+    """What makes a loaded Traversal state inconsistent, or None: a file that was edited,
+    damaged or pieced together must not be resumed into silently wrong numbers."""
+    required = (*_IMAGE_STATE, *_SAMPLE_STATE, "probs", "rng_state", "config", "iteration", "history")
+    missing = [key for key in required if key not in state]
+    if missing:
+        return f"it lacks {missing}"
+    iteration = state["iteration"]
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
+        return f"its iteration must be an integer >= 0, got {iteration!r}"
+    try:
+        LSTConfig(**state["config"])
+    except (TypeError, ValueError) as error:
+        return f"its config is invalid ({error})"
+    tensors = {key: state[key] for key in (*_IMAGE_STATE, *_SAMPLE_STATE, "probs", "rng_state")}
+    wrong = [key for key, value in tensors.items() if not isinstance(value, torch.Tensor)]
+    if wrong:
+        return f"{wrong} are not tensors"
+    shape = tuple(tensors["sources"].shape)
+    if len(shape) != 4 or shape[0] == 0:
+        return f"its sources have shape {shape}, not (B, C, H, W) with B >= 1"
+    probs = tensors["probs"]
+    if probs.dim() != 2 or probs.shape[0] != shape[0]:
+        return f"its probs have shape {tuple(probs.shape)}, not ({shape[0]}, classes)"
+    expected = {**{key: shape for key in _IMAGE_STATE}, **{key: shape[:1] for key in _SAMPLE_STATE}}
+    for key, want in expected.items():
+        if tuple(tensors[key].shape) != want:
+            return f"its {key} have shape {tuple(tensors[key].shape)}, but the sources {shape} need {want}"
+    for key in (*_IMAGE_STATE, "initial_confidence", "probs"):
+        value = tensors[key]
+        if value.dtype != tensors["sources"].dtype or not bool(torch.isfinite(value).all()):
+            return f"its {key} are not all finite numbers of the sources' dtype {tensors['sources'].dtype}"
+    for key in ("sources", "targets", "images", "initial_confidence", "probs"):
+        if float(tensors[key].min()) < 0 or float(tensors[key].max()) > 1:
+            return f"its {key} leave [0, 1]"
+    for key, high in (("labels", probs.shape[1] - 1), ("target_labels", probs.shape[1] - 1),
+                      ("accepted_total", iteration)):
+        value = tensors[key]
+        if value.is_floating_point() or value.dtype == torch.bool or not (
+                0 <= int(value.min()) and int(value.max()) <= high):
+            return f"its {key} must be integers in [0, {high}], got {value[:8].tolist()}"
+    if tensors["accepted"].dtype != torch.bool:
+        return f"its accepted flags are {tensors['accepted'].dtype}, not booleans"
+    history = state["history"]
+    if not isinstance(history, dict) or any(key not in history for key in ("iteration", *History._TENSOR_FIELDS)):
+        return "its history is incomplete"
+    rows = len(history["iteration"])
+    if any(len(history[key]) != rows for key in History._TENSOR_FIELDS if key != "images") \
+            or len(history["images"]) not in (0, rows):
+        return f"its history fields disagree in length (iterations recorded: {rows})"
+    if any(not isinstance(i, int) or not 0 <= i <= iteration for i in history["iteration"]):
+        return f"its history records iterations outside [0, {iteration}]"
+    return None
 
 
 class Traversal:
@@ -180,7 +285,7 @@ class Traversal:
                  config: LSTConfig | None = None, target_labels=None):
         self.model = model
         self.config = config or LSTConfig()
-        self.labels = _check_inputs(sources, labels, targets)
+        self.labels = _check_inputs(model, sources, labels, targets)
         if hasattr(model, "eval"):
             model.eval()
         self.sources = _preferred_layout(sources.detach())
@@ -189,13 +294,18 @@ class Traversal:
             logits = self._logits(self.sources)
             if logits.dim() != 2 or logits.shape[0] != sources.shape[0]:
                 raise ValueError(f"the model must return logits (B, classes); got {tuple(logits.shape)}")
+            if not bool(torch.isfinite(logits).all()):
+                raise ValueError("the model gives NaN or infinite logits for the sources: "
+                                 "there is no confidence to keep")
             num_classes = logits.shape[1]
             if int(self.labels.min()) < 0 or int(self.labels.max()) >= num_classes:
                 raise ValueError(f"labels must lie in [0, {num_classes}); got {self.labels.tolist()}")
             self.initial_confidence = logits.softmax(1).gather(1, self.labels[:, None])[:, 0]
             if target_labels is None:
                 target_labels = self._logits(self.targets).argmax(1)
-        self.target_labels = torch.as_tensor(target_labels, device=sources.device).long().reshape(-1)
+        self.target_labels = _class_indices(target_labels, "target_labels", sources.shape[0], sources.device)
+        if int(self.target_labels.min()) < 0 or int(self.target_labels.max()) >= num_classes:
+            raise ValueError(f"target_labels must lie in [0, {num_classes}); got {self.target_labels.tolist()}")
 
         self._generator = torch.Generator().manual_seed(self.config.seed)
         noise = torch.rand(sources.shape, generator=self._generator, dtype=sources.dtype)
@@ -204,7 +314,9 @@ class Traversal:
         self.iteration = 0
         self.history = History()
         self._x = start
+        self._first_nonfinite = torch.full((), -1, dtype=torch.long, device=sources.device)
         self._probs, self._gradient = self._forward_backward(start)
+        self._note_nonfinite(self._probs)
         self._accepted = torch.ones_like(self.labels, dtype=torch.bool)
         self._accepted_total = torch.zeros_like(self.labels)
         self._record()
@@ -224,10 +336,29 @@ class Traversal:
 
     # -- stepping ----------------------------------------------------------------
     def step(self, n: int = 1, progress: bool = False) -> "Traversal":
-        """Run ``n`` more iterations (may be called again and again)."""
+        """Run ``n`` more iterations (may be called again and again).
+
+        Raises RuntimeError, naming the first iteration, once the model has given NaN
+        or infinite logits (checked at recorded iterations and at the end).
+        """
         for _ in tqdm(range(n), desc="LST", disable=not progress, leave=False):
             self._step()
+        self._check_finite()
         return self
+
+    def _note_nonfinite(self, probs: torch.Tensor) -> None:
+        """Remember the first iteration whose probabilities are not all finite, on the
+        device, so that no step waits for the device to answer."""
+        bad = ~torch.isfinite(probs).all()
+        self._first_nonfinite = torch.where(bad & (self._first_nonfinite < 0), self.iteration,
+                                            self._first_nonfinite)
+
+    def _check_finite(self) -> None:
+        first = int(self._first_nonfinite)
+        if first >= 0:
+            raise RuntimeError(f"the model gave NaN or infinite logits at iteration {first} (the first such "
+                               f"iteration; its steps with them were rejected); stopped at iteration "
+                               f"{self.iteration}. Check the model and its inputs.")
 
     def _step(self):
         """One iteration: orthogonal step, parallel part, one forward+backward at the candidate."""
@@ -245,6 +376,7 @@ class Traversal:
         self._accepted = accept
         self._accepted_total = self._accepted_total + accept.long()
         self.iteration += 1
+        self._note_nonfinite(probs)
         if cfg.record_every and self.iteration % cfg.record_every == 0:
             self._record()
 
@@ -258,6 +390,7 @@ class Traversal:
         return self
 
     def _record(self):
+        self._check_finite()  # recording waits for the device anyway
         h = self.history
         h.iteration.append(self.iteration)
         h.source_confidence.append(self.confidence.cpu())
@@ -328,9 +461,12 @@ class Traversal:
             raise ValueError(f"{path} is not a saved blindspots_nb Traversal ({error})") from error
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a saved blindspots_nb Traversal")
-        if state["format_version"] > _FORMAT_VERSION:
+        if state.get("format_version", 0) > _FORMAT_VERSION:
             raise ValueError(f"{path} was written by a newer blindspots_nb "
-                             f"({state['package_version']}); this is {__version__}")
+                             f"({state.get('package_version')}); this is {__version__}")
+        problem = _state_problem(state)
+        if problem:
+            raise ValueError(f"{path} holds an inconsistent Traversal state: {problem}")
         if device is None:
             from .models import module_device
             device = module_device(model)
@@ -348,8 +484,13 @@ class Traversal:
         self.initial_confidence, self.parallel = restore("initial_confidence"), restore("parallel")
         self._x, self._gradient, self._probs = restore("images"), restore("gradient"), restore("probs")
         self._accepted, self._accepted_total = restore("accepted"), restore("accepted_total")
+        self._first_nonfinite = torch.full((), -1, dtype=torch.long, device=device)
         self._generator = torch.Generator()
-        self._generator.set_state(state["rng_state"])
+        try:
+            self._generator.set_state(state["rng_state"])
+        except RuntimeError as error:
+            raise ValueError(f"{path} holds an inconsistent Traversal state: its rng_state is "
+                             f"not a random generator's state ({error})") from error
         self.history = History.from_state_dict(state["history"])
         with torch.no_grad():
             p0 = self._logits(self.sources).softmax(1).gather(1, self.labels[:, None])[:, 0]

@@ -12,7 +12,6 @@ logic lives in the explorer (``.state``); this module only shows it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import html
 
 import ipywidgets as W
@@ -54,15 +53,15 @@ class LSTExplorer:
         self.source_menu = W.Dropdown(description="source", style=style)
         self.target_menu = W.Dropdown(description="target", style=style)
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload image")
-        # Text boxes, not sliders: a slider's front end snaps values to its steps and sends them
-        # back, which would silently change the hyperparameters (and restart the traversal).
+        # Plain text boxes, not sliders or bounded boxes: those snap or clamp what is typed, silently
+        # changing the hyperparameters; here every value reaches LSTConfig's check, and a bad one
+        # gives a message and changes nothing.
         number = {"style": style, "layout": W.Layout(width="200px")}
-        self.step_size = W.BoundedFloatText(min=0, max=10, step=1e-3, description="step size \u03b7", **number)
-        self.delta = W.BoundedFloatText(min=0, max=1, step=0.01, description="\u03b4", **number)
-        self.eps = W.BoundedFloatText(min=0, max=1, step=1e-3, description="\u03b5", **number)
+        self.step_size = W.FloatText(step=1e-3, description="step size \u03b7", **number)
+        self.delta = W.FloatText(step=0.01, description="\u03b4", **number)
+        self.eps = W.FloatText(step=1e-3, description="\u03b5", **number)
         self.per_click = W.IntSlider(min=1, max=200, description="iterations per click", style=style)
-        self.iterations = W.BoundedIntText(min=1, max=100000, description="Run until iteration", style=style,
-                                           layout=W.Layout(width="220px"))
+        self.iterations = W.IntText(description="Run until iteration", style=style, layout=W.Layout(width="220px"))
         self.step_button = W.Button(description="Step", icon="step-forward", button_style="primary")
         self.run_button = W.Button(description="Run", icon="play", button_style="success")
         self.pause_button = W.Button(description="Pause", icon="pause", button_style="warning", disabled=True)
@@ -214,10 +213,9 @@ class LSTExplorer:
     def _on_hyperparameter(self, change):
         if self._quiet or change["new"] is None:
             return
-        config = dataclasses.replace(self.state.config, step_size=float(self.step_size.value),
-                                     delta=float(self.delta.value), eps=float(self.eps.value),
-                                     iterations=int(self.iterations.value))
-        self._attempt("Cannot use these settings", self.state.set_config, config)
+        self._attempt("Cannot use these settings", lambda: self.state.set_config(
+            step_size=self.step_size.value, delta=self.delta.value, eps=self.eps.value,
+            iterations=self.iterations.value))
 
     def _on_per_click(self, change):
         self.state.iterations_per_click = int(change["new"])

@@ -82,6 +82,9 @@ def test_options_come_from_the_dataclasses():
     (["--n-sources", "0"], "n_sources must be >= 2 (each source needs a target among the others), got 0"),
     (["--n-sources", "1"], "n_sources must be >= 2"),
     (["--n-sources", "-3"], "n_sources must be >= 2"),
+    (["--delta", "2"], "LSTConfig.delta"),
+    (["--init-noise", "5"], "LSTConfig.init_noise"),
+    (["--step-size", "1e9"], "LSTConfig.step_size"),
 ])
 def test_bad_input_gets_a_clear_message(tmp_path, capsys, args, message):
     assert main(["reproduce", "--out", str(tmp_path / "out"), *args]) == 2

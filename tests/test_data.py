@@ -1,6 +1,8 @@
 """Image sources: preprocessing, glyphs, real-dataset layouts, a user's folder, the pool."""
 
 import pickle
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +233,82 @@ def test_select_pool_bad_inputs():
     four = TensorImages(ds.images, ds.labels, list("abcd"), ds.names)
     with pytest.raises(ValueError, match="model A has 3 classes, the dataset 4"):
         select_pool(a, four)
+
+
+# ---------------------------------------------------------------- image files as they are
+
+WNID = "n01440764"  # tench: the class folder both loaders below read
+LOADERS = {"image_folder": lambda root: image_folder(root / WNID, size=16),
+           "imagenet_val": lambda root: imagenet_val(root, size=16)}
+RAMP = np.linspace(0, 65535, 16 * 16).round().astype(np.uint16).reshape(16, 16)  # 16-bit, 0 to 65535
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_a_16_bit_png_is_scaled_not_clipped(tmp_path, loader):
+    (tmp_path / WNID).mkdir()
+    Image.fromarray(RAMP).save(tmp_path / WNID / "ramp.png")  # a 16-bit grayscale PNG
+    with Image.open(tmp_path / WNID / "ramp.png") as saved:
+        assert saved.mode == "I;16"
+    image, _ = LOADERS[loader](tmp_path)[0]
+    expected = torch.from_numpy(RAMP / 65535).float().expand(3, -1, -1)
+    torch.testing.assert_close(image, expected, atol=1 / 255, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I", "F"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_high_bit_depth_modes_read_like_8_bit_ones(mode, channels):
+    ramp = np.linspace(0, 65535, 24 * 40).reshape(24, 40)  # resized and cropped to 16 x 16 below
+    image = {"I;16": lambda: Image.fromarray(ramp.round().astype(np.uint16)),
+             "I;16B": lambda: Image.frombytes("I;16B", (40, 24), ramp.round().astype(">u2").tobytes()),
+             "I": lambda: Image.fromarray(ramp.round().astype(np.int32)),
+             "F": lambda: Image.fromarray((ramp / 65535).astype(np.float32))}[mode]()
+    assert image.mode == mode
+    prep = preprocess_for((channels, 16, 16))
+    eight_bit = prep(Image.fromarray((ramp / 257).round().astype(np.uint8)))
+    ours = prep(image)
+    assert ours.shape == (channels, 16, 16) and ours.dtype == torch.float32
+    torch.testing.assert_close(ours, eight_bit, atol=1 / 255, rtol=0)
+
+
+@pytest.mark.parametrize("values, message", [
+    (np.full((8, 8), 200.0, np.float32), r"mode-F image to \[0, 1\]: its values lie in \[200, 200\]"),
+    (np.full((8, 8), np.nan, np.float32), "mode-F image holds NaN or infinite pixels"),
+    (np.full((8, 8), 70000, np.int32), r"mode-I image to \[0, 1\]: its values lie in \[70000, 70000\]"),
+])
+def test_pixel_values_of_unknown_scale_are_refused(tmp_path, values, message):
+    with pytest.raises(ValueError, match=message):
+        preprocess_for(16)(Image.fromarray(values))
+    Image.fromarray(values).save(tmp_path / "odd.tiff")  # through a loader: the file is named
+    with pytest.raises(ValueError, match=rf"cannot read image {re.escape(str(tmp_path / 'odd.tiff'))}: .*{message}"):
+        image_folder(tmp_path, size=16)[0]
+
+
+def _lower_the_bomb_limit(monkeypatch):
+    """Pillow refuses images of more than 2 * MAX_IMAGE_PIXELS pixels: 200 here, so a
+    40 x 30 image (1200 pixels) counts as a decompression bomb and an 8 x 8 one does not."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_unreadable_files_and_bombs_are_skipped_with_a_warning(tmp_path, monkeypatch, loader):
+    folder = tmp_path / WNID
+    _jpeg(folder / "a_good.png", (8, 8))
+    _jpeg(folder / "b_bomb.png", (40, 30))
+    (folder / "c_broken.JPEG").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    _lower_the_bomb_limit(monkeypatch)
+    with pytest.warns(UserWarning, match=rf"{loader}: skipped 2 file\(s\).*b_bomb.png \(refused as a possible "
+                                         r"decompression bomb.*limit of 200 pixels.*MAX_IMAGE_PIXELS \(now 100\)"
+                                         r".*c_broken.JPEG"):
+        ds = LOADERS[loader](tmp_path)
+    assert [Path(p).name for p in ds.names] == ["a_good.png"]
+    assert [Path(p).name for p, _ in ds.skipped] == ["b_bomb.png", "c_broken.JPEG"]
+    assert ds[0][0].shape == (3, 16, 16)
+
+
+def test_a_bomb_met_on_access_is_a_clear_error(tmp_path, monkeypatch):
+    _jpeg(tmp_path / "big.png", (40, 30))
+    ds = image_folder(tmp_path, size=16)
+    _lower_the_bomb_limit(monkeypatch)  # the file is read again on access
+    with pytest.raises(ValueError, match=rf"cannot read image {re.escape(str(tmp_path / 'big.png'))}: refused as a possible "
+                                         r"decompression bomb \(Image size \(1200 pixels\) exceeds limit of 200"):
+        ds[0]

@@ -251,7 +251,7 @@ def test_uploads_become_the_target_and_follow_the_model(model, tmp_path):
     torch.testing.assert_close(explorer.traversal.targets[0], torch.ones(3, 16, 16))  # alpha drops onto white
 
     catalog = dict(explorer.catalog)
-    with pytest.raises(ValueError, match=r"'notes.txt' is not an image file \(not a recognised image format\)"):
+    with pytest.raises(ValueError, match=r"cannot use the upload 'notes.txt': not a recognised image format"):
         explorer.add_upload("notes.txt", b"not an image")
     assert explorer.catalog == catalog and explorer.target == key
 
@@ -260,6 +260,41 @@ def test_uploads_become_the_target_and_follow_the_model(model, tmp_path):
     assert explorer.image_source == "fonts:test" and explorer.target == key
     assert explorer.catalog[key].shape == (3, 8, 8)
     assert explorer.traversal.targets.shape == (1, 3, 8, 8)
+
+
+def test_uploads_are_read_as_they_are(explorer, monkeypatch):
+    ramp = np.linspace(0, 65535, 16 * 16).round().astype(np.uint16).reshape(16, 16)
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, "PNG")  # 16-bit grayscale
+    key = explorer.add_upload("ramp.png", buffer.getvalue())
+    expected = torch.from_numpy(ramp / 65535).float().expand(3, -1, -1)
+    torch.testing.assert_close(explorer.catalog[key], expected, atol=1 / 255, rtol=0)
+
+    catalog = dict(explorer.catalog)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses more than twice as many pixels
+    with pytest.raises(ValueError, match=r"cannot use the upload 'big.png': refused as a possible decompression "
+                                         r"bomb \(Image size \(1200 pixels\) exceeds limit of 200 pixels.*"
+                                         r"MAX_IMAGE_PIXELS \(now 100\)"):
+        explorer.add_upload("big.png", image_file("RGB", (40, 30), (0, 0, 0)))
+    assert explorer.catalog == catalog and explorer.target == key
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(step_size=math.nan), r"LSTConfig.step_size must lie in \(0, 1\] .*got nan"),
+    (dict(step_size=1e9), r"LSTConfig.step_size must lie in \(0, 1\] .*got 1000000000.0"),
+    (dict(delta=2.0), r"LSTConfig.delta must lie in \(0, 1\]"),
+    (dict(eps=-1.0), r"LSTConfig.eps must lie in \[0, 1\]"),
+])
+def test_a_bad_hyperparameter_changes_nothing(explorer, change, message):
+    explorer.step(3)
+    traversal, config = explorer.traversal, explorer.config
+    with pytest.raises(ValueError, match=message):
+        explorer.set_config(**change)
+    with pytest.raises(ValueError, match=message):
+        explorer.set_config(dataclasses.replace(config, iterations=99), **change)
+    assert explorer.traversal is traversal and traversal.iteration == 3 and explorer.config == config
+    with pytest.raises(TypeError, match="config must be an LSTConfig, got dict"):
+        explorer.set_config(dict(step_size=0.02))
 
 
 def test_a_model_or_source_that_fails_changes_nothing(explorer, model, tmp_path):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from blindspots_nb.geometry import (grid_coordinates, segment_confidence, source_class_confidence,
-                                    triangle_confidence, triangle_grid, triangle_shape, triangle_stats)
+                                    stats_from_confidence, triangle_confidence, triangle_grid, triangle_shape,
+                                    triangle_stats)
 from conftest import make_tiny_cnn
 
 
@@ -101,3 +102,14 @@ def test_triangle_shape_keeps_lengths_and_angle():
     assert points.shape == (66, 2) and torch.allclose(points[0], shape[0])
     with pytest.raises(ValueError, match="degenerate"):
         triangle_shape(source, source, b)
+
+
+def test_a_nan_confidence_makes_its_triangles_statistics_nan():
+    confidence = torch.rand(3, 66, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    confidence[1, 30] = math.nan  # inside the triangle: not the source, not on an edge from it
+    confidence[2, 0] = math.nan   # the source vertex
+    stats = stats_from_confidence(confidence)
+    alone = stats_from_confidence(confidence[0])
+    for key, value in stats.items():
+        assert float(value[0]) == float(alone[key]) and not math.isnan(float(alone[key])), key
+        assert value[1:].isnan().all(), key  # never a silent 0 from comparisons with NaN

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -192,23 +194,144 @@ def test_deterministic_given_seed(tiny_cnn):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+NAN_IMAGES = torch.rand(4, 3, 16, 16)
+NAN_IMAGES[2, 1, 5, 5] = float("nan")
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(targets=torch.rand(2, 3, 16, 16)), "targets must have the sources' shape"),
     (dict(sources=torch.rand(4, 3, 16, 16) * 255), r"pixels in \[0, 1\]"),
     (dict(labels=torch.tensor([0, 1])), "one label per source"),
     (dict(labels=torch.tensor([0, 1, 2, 7])), r"labels must lie in \[0, 5\)"),
     (dict(sources=torch.rand(3, 16, 16)), "must be a batch"),
+    (dict(sources=NAN_IMAGES), "sources hold 1 NaN or infinite pixels"),
+    (dict(targets=torch.rand(4, 3, 16, 16).index_fill(0, torch.tensor([1]), float("inf"))),
+     "targets hold 768 NaN or infinite pixels"),
+    (dict(sources=torch.rand(0, 3, 16, 16), targets=torch.rand(0, 3, 16, 16), labels=torch.tensor([], dtype=torch.long)),
+     "sources hold no images"),
+    (dict(labels=[0, 1, 2.7, 3]), r"labels must be integer class indices, got torch.float32 values \[0.0, 1.0, 2.7"),
+    (dict(labels=torch.tensor([True, False, True, False])), "labels must be integer class indices, got torch.bool"),
+    (dict(target_labels=torch.tensor([1.0, 2.0, 3.0, 4.0])), "target_labels must be integer class indices"),
+    (dict(target_labels=torch.tensor([1, 2, 3, 5])), r"target_labels must lie in \[0, 5\)"),
+    (dict(sources=torch.rand(4, 3, 16, 16, dtype=torch.float64)),
+     r"sources are torch.float64 but the model computes in torch.float32: convert the images with "
+     r"\.to\(torch.float32\)"),
 ])
 def test_bad_inputs_get_clear_errors(tiny_cnn, change, message):
     args = dict(sources=torch.rand(4, 3, 16, 16), labels=torch.tensor([0, 1, 2, 3]),
-                targets=torch.rand(4, 3, 16, 16))
+                targets=torch.rand(4, 3, 16, 16), target_labels=None)
     args.update(change)
     with pytest.raises(ValueError, match=message):
-        Traversal(tiny_cnn, args["sources"], args["labels"], args["targets"])
+        Traversal(tiny_cnn, args["sources"], args["labels"], args["targets"], target_labels=args["target_labels"])
 
 
-def test_config_validation():
-    with pytest.raises(ValueError, match="step_size"):
-        LSTConfig(step_size=-1)
+@pytest.mark.parametrize("change", [
+    dict(delta=2), dict(delta=0), dict(delta=True), dict(init_noise=5), dict(init_noise=-0.1),
+    dict(step_size=1e9), dict(step_size=0), dict(step_size=float("nan")), dict(eps=-1e-3), dict(eps=1.5),
+], ids=lambda change: ",".join(f"{k}={v}" for k, v in change.items()))
+def test_config_refuses_values_out_of_range(change):
+    (name, value), = change.items()
+    interval = r"\(0, 1\]" if name in ("delta", "step_size") else r"\[0, 1\]"
+    with pytest.raises(ValueError, match=rf"LSTConfig.{name} must lie in {interval} \(.+\), got {re.escape(repr(value))}"):
+        LSTConfig(**change)
+
+
+def test_config_accepts_the_ends_of_each_range_and_refuses_other_types():
+    LSTConfig(delta=1, step_size=1, eps=0, init_noise=0)
+    LSTConfig(eps=1, init_noise=1.0)
     with pytest.raises(ValueError, match="iterations"):
         LSTConfig(iterations=2.5)
+    with pytest.raises(ValueError, match="step_size"):
+        LSTConfig(step_size="0.1")
+
+
+class NaNAt(nn.Module):
+    """The tiny CNN, but sample 1 gets NaN logits at the ``at``-th call to forward
+    (counting from 0) and finite ones again afterwards."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.net, self.at, self.calls = make_tiny_cnn(), at, 0
+
+    def forward(self, x):
+        logits = self.net(x)
+        if self.calls == self.at:
+            logits = logits.index_fill(0, torch.tensor([1]), float("nan"))
+        self.calls += 1
+        return logits
+
+
+# Traversal's forward calls: the clean sources, the targets (for their labels), the noisy start
+# (iteration 0), then one per iteration: the call 2 + k is iteration k.
+@pytest.mark.parametrize("record_every, stops_at", [(0, 10), (3, 6)])
+def test_nan_logits_stop_the_traversal_naming_the_first_iteration(record_every, stops_at):
+    model = NaNAt(at=2 + 4)
+    sources, targets = _images(seed=18), _images(seed=19)
+    labels = model.net(sources).argmax(1)
+    t = Traversal(model, sources, labels, targets, LSTConfig(record_every=record_every))
+    with pytest.raises(RuntimeError, match="NaN or infinite logits at iteration 4 "):
+        t.step(10)  # checked at the recorded iterations and at the end of step()
+    assert t.iteration == stops_at
+    with pytest.raises(RuntimeError, match="at iteration 4 "):
+        t.step(1)  # the traversal stays stopped
+
+
+def test_nan_logits_at_the_start_are_refused():
+    sources, targets = _images(seed=18), _images(seed=19)
+    labels = make_tiny_cnn()(sources).argmax(1)
+    with pytest.raises(ValueError, match="NaN or infinite logits for the sources"):
+        Traversal(NaNAt(at=0), sources, labels, targets)
+    with pytest.raises(RuntimeError, match="NaN or infinite logits at iteration 0 "):
+        Traversal(NaNAt(at=2), sources, labels, targets)  # at the noisy start
+
+
+def _edited(state, key, value):
+    state = dict(state)
+    state[key] = value(state[key]) if callable(value) else value
+    return state
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("iteration", -1, r"iteration must be an integer >= 0, got -1"),
+    ("iteration", 2.0, r"iteration must be an integer >= 0, got 2.0"),
+    ("images", lambda x: x.index_fill(0, torch.tensor([0]), float("nan")), "images are not all finite"),
+    ("images", lambda x: x[:2], r"images have shape \(2, 3, 16, 16\), but the sources \(4, 3, 16, 16\) need"),
+    ("gradient", lambda x: x[..., :8], "gradient have shape"),
+    ("labels", lambda x: x[:3], r"labels have shape \(3,\)"),
+    ("labels", lambda x: x.float(), "labels must be integers"),
+    ("target_labels", lambda x: x + 5, r"target_labels must be integers in \[0, 4\]"),
+    ("probs", lambda x: x[:2], r"probs have shape \(2, 5\), not \(4, classes\)"),
+    ("initial_confidence", lambda x: x * 3, "initial_confidence leave"),
+    ("accepted_total", lambda x: x + 100, r"accepted_total must be integers in \[0, 2\]"),
+    ("config", lambda c: {**c, "delta": 2}, r"config is invalid \(LSTConfig.delta must lie in"),
+    ("history", lambda h: {**h, "iteration": h["iteration"][:1]}, "history fields disagree in length"),
+    ("rng_state", torch.zeros(3, dtype=torch.uint8), "rng_state is not a random generator's state"),
+    ("sources", None, r"\['sources'\] are not tensors"),
+])
+def test_load_refuses_inconsistent_states(tmp_path, tiny_cnn, key, value, message):
+    sources, targets = _images(seed=20), _images(seed=21)
+    labels = tiny_cnn(sources).argmax(1)
+    path = Traversal(tiny_cnn, sources, labels, targets, LSTConfig(record_every=1)).step(2).save(tmp_path / "t.pt")
+    state = torch.load(path, weights_only=True)
+    torch.save(_edited(state, key, value), tmp_path / "edited.pt")
+    with pytest.raises(ValueError, match=f"edited.pt holds an inconsistent Traversal state: .*{message}"):
+        Traversal.load(tmp_path / "edited.pt", tiny_cnn)
+    del state[key]
+    torch.save(state, tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match=rf"missing.pt holds an inconsistent Traversal state: it lacks \['{key}'\]"):
+        Traversal.load(tmp_path / "missing.pt", tiny_cnn)
+
+
+def test_steps_read_nothing_back_from_the_device_but_the_nan_check(tiny_cnn, monkeypatch):
+    """On a GPU, reading a tensor's value on the host (int(), .item(), .cpu(), ...) waits for
+    the device; between recorded iterations, a step() call does so once, whatever its n."""
+    sources, targets = _images(seed=22), _images(seed=23)
+    t = Traversal(tiny_cnn, sources, tiny_cnn(sources).argmax(1), targets, LSTConfig(record_every=0))
+    reads = []
+    for name in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "cpu", "numpy"):
+        def counted(self, *args, _original=getattr(torch.Tensor, name), _name=name, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    t.step(7)
+    assert reads == ["__int__"]

@@ -140,6 +140,26 @@ def test_changing_a_hyperparameter_or_image_starts_anew(explorer):
     assert "same image" in explorer.message.value
 
 
+@pytest.mark.parametrize("field, typed, message", [
+    ("step_size", float("nan"), r"LSTConfig.step_size must lie in (0, 1] (a fraction of the step towards the target; "
+                                r"above 1 it overshoots), got nan"),
+    ("step_size", -1.0, "LSTConfig.step_size must lie in (0, 1]"),
+    ("step_size", 1e9, "LSTConfig.step_size must lie in (0, 1]"),
+    ("delta", 2.0, "LSTConfig.delta must lie in (0, 1]"),
+    ("eps", -0.5, "LSTConfig.eps must lie in [0, 1]"),
+    ("iterations", -3, "LSTConfig.iterations must be an integer &gt;= 0"),
+])
+def test_a_bad_hyperparameter_gives_a_message_and_changes_nothing(explorer, field, typed, message):
+    explorer.step(3)
+    traversal, config = explorer.traversal, explorer.state.config
+    getattr(explorer, field).value = typed
+    assert f"Cannot use these settings: {message}" in explorer.message.value
+    assert explorer.traversal is traversal and traversal.iteration == 3 and explorer.state.config == config
+    assert getattr(explorer, field).value == getattr(config, field)  # the field shows what is used again
+    explorer.step_size.value = 0.02  # a good value still works
+    assert explorer.traversal.config.step_size == 0.02 and explorer.traversal.iteration == 0
+
+
 def test_changes_made_from_code_show_in_the_widgets(explorer):
     explorer.state.set_config(dataclasses.replace(explorer.state.config, eps=0.01))
     explorer.state.choose(source="z")
@@ -170,7 +190,8 @@ def test_upload_adds_an_image_and_bad_files_give_a_message(explorer):
     assert explorer.upload.value == ()
 
     explorer.upload.value = (_upload("notes.txt", b"not an image"),)
-    assert "Upload failed: &#x27;notes.txt&#x27; is not an image file" in explorer.message.value
+    assert "Upload failed: cannot use the upload &#x27;notes.txt&#x27;: not a recognised image format" \
+        in explorer.message.value
     assert "upload: notes.txt" not in explorer.catalog
     assert explorer.target_menu.value == "upload: red.png"
 
