@@ -213,8 +213,11 @@ def test_other_weights_are_part_of_the_settings(tmp_path):
     protocol.prepare(experiment, store, device="cpu")
     assert store.weights()["fonts_cnn"]["sha256"] == file_sha256(CHECKPOINT_DIR / "fonts_cnn.pt")
     other = run_module.weights_identity([experiment], {"fonts_cnn": str(CHECKPOINT_DIR / "fonts_cnn_at.pt")})
-    with pytest.raises(RunSettingsMismatch, match=r"weights\.fonts_cnn\.sha256"):
+    normal, robust = (file_sha256(CHECKPOINT_DIR / f"{name}.pt") for name in ("fonts_cnn", "fonts_cnn_at"))
+    with pytest.raises(RunSettingsMismatch, match=f"weights.fonts_cnn: '{normal}' there, '{robust}' now"):
         store.begin([experiment], weights=other)
+    moved = {name: {**w, "file": f"/elsewhere/{name}.pt"} for name, w in store.weights().items()}
+    store.begin([experiment], weights=moved)  # the same files at other paths: the same run
     # a weights file that changed under a running run is refused by the model's run itself
     settings = json.loads((tmp_path / "settings.json").read_text())
     settings["weights"]["fonts_cnn"]["sha256"] = "0" * 64

@@ -57,6 +57,12 @@ class RunFolderBusy(RuntimeError):
     """Another run holds the output folder."""
 
 
+def _identity(settings: dict) -> dict:
+    """What makes two runs the same: the experiments, and each weights file by its sha256
+    (the same file at another path is the same weights)."""
+    return {**settings, "weights": {name: w["sha256"] for name, w in settings.get("weights", {}).items()}}
+
+
 def _differences(old, new, prefix="") -> list[str]:
     """Where two JSON-like values differ, as 'key.path: old there, new now'."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -201,8 +207,8 @@ class RunStore:
                 if entry.name != LOCK:
                     shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         stored = json.loads(path.read_text()) if path.exists() else None
-        if stored is not None and stored != settings and self._has_results():
-            differences = _differences(stored, settings)
+        if stored is not None and _identity(stored) != _identity(settings) and self._has_results():
+            differences = _differences(_identity(stored), _identity(settings))
             raise RunSettingsMismatch(
                 f"{self.root} holds a run with other settings ({'; '.join(differences[:6])}"
                 f"{' ...' if len(differences) > 6 else ''}). Use another output folder, or --force to replace "
