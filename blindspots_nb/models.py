@@ -637,7 +637,10 @@ def _verify(entry: ModelEntry, path: Path, origin: str, sha256: str) -> tuple[bo
         else:
             return False, f"unverified: a user file that does not match {published[1]}"
     elif published is None:
-        return False, f"unverified: no published hash for {path.name}"
+        own = published_hash_prefix(path.name)  # e.g. a pip package's file named the torch hub way
+        if own is None:
+            return False, f"unverified: no published hash for {path.name}"
+        claim = own, f"the hash prefix in its file name {path.name}"
     problem = hash_mismatch(path, sha256, *claim)
     if problem:
         advice = ("It is not the file its name says it is; if it is your own, give it a name "

