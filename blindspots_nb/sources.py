@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 
 from . import data
+from .checksums import file_sha256
 
 FONTS_GLYPHS = 1000  # glyphs in a FONTS source (balanced over the 10 letters)
 EXPLORER_LIMIT = 100  # images the explorer and notebooks take from the start of a large source
@@ -121,11 +122,7 @@ def item_digest(dataset, index: int) -> str | None:
     """The sha256 of the file behind a dataset's image (None for images made in memory:
     bundled photos, glyphs, a CIFAR-10 batch), so that a changed file is noticed."""
     paths = getattr(dataset, "paths", None)
-    if paths is None:
-        return None
-    from .checksums import file_sha256
-
-    return file_sha256(paths[index])
+    return None if paths is None else file_sha256(paths[index])
 
 
 def default_source(model) -> str:

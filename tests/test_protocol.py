@@ -243,6 +243,20 @@ def test_a_piece_that_fails_its_check_is_recomputed(uninterrupted, tmp_path):
     assert _run(_fonts_experiment(), store) == expected
 
 
+def test_an_unchanged_piece_is_hashed_once(uninterrupted, monkeypatch):
+    """A run checks each piece several times (skip, finished, summary): files unchanged since
+    they last matched their manifest are not read again; a fresh store checks them afresh."""
+    from blindspots_nb.protocol import store as store_module
+
+    store, _ = uninterrupted
+    hashed = []
+    monkeypatch.setattr(store_module, "file_sha256", lambda path: hashed.append(path) or file_sha256(path))
+    fresh = RunStore(store.root)
+    files = 1 + 3 * 3 * 2 + 3 * 2  # pool.json; 3 batches x 3 rounds of (.pt, .csv); 3 batches of triangles
+    assert fresh.model_finished(_fonts_experiment(), "fonts_cnn") and len(hashed) == files
+    assert fresh.model_finished(_fonts_experiment(), "fonts_cnn") and len(hashed) == files  # none again
+
+
 def test_pool_images_are_found_by_name_and_checked(tmp_path):
     """A folder source: an added file does not shift the pool; a changed pool file is refused."""
     from blindspots_nb.data import fonts_dataset

@@ -86,6 +86,9 @@ class RunStore:
 
     def __init__(self, root):
         self.root = Path(root)
+        # manifest -> its files' (size, mtime, inode) when they last matched it: a piece
+        # unchanged since then is not hashed again (a run checks each piece several times)
+        self._matched: dict[Path, tuple] = {}
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
@@ -123,10 +126,19 @@ class RunStore:
     def _manifest_path(stem: Path) -> Path:
         return stem.with_name(stem.name + ".manifest.json")
 
+    @staticmethod
+    def _signature(paths: list[Path]) -> tuple | None:
+        """What changes whenever a file is written or replaced; None if one is missing."""
+        try:
+            return tuple((stat.st_size, stat.st_mtime_ns, stat.st_ino) for stat in (p.stat() for p in paths))
+        except FileNotFoundError:
+            return None
+
     def _seal(self, stem: Path, files: list[Path]):
         """Mark a piece finished: the size and sha256 of each of its files, written last."""
-        self._write_json(self._manifest_path(stem), {
+        manifest = self._write_json(self._manifest_path(stem), {
             path.name: {"size": path.stat().st_size, "sha256": file_sha256(path)} for path in files})
+        self._matched[manifest] = self._signature([manifest, *files])
 
     def _finished(self, stem: Path) -> bool:
         """Whether a piece is finished and its files are as its manifest says. A piece that
@@ -136,13 +148,18 @@ class RunStore:
             return False
         try:
             expected = json.loads(manifest.read_text())
+            signature = self._signature([manifest, *(stem.parent / name for name in expected)])
+            if signature is not None and self._matched.get(manifest) == signature:
+                return True
             problems = [name for name, entry in expected.items() if not (stem.parent / name).is_file()
                         or (stem.parent / name).stat().st_size != entry["size"]
                         or file_sha256(stem.parent / name) != entry["sha256"]]
         except (ValueError, KeyError, TypeError, AttributeError):
             expected, problems = {}, [manifest.name]
         if not problems:
+            self._matched[manifest] = signature
             return True
+        self._matched.pop(manifest, None)
         warnings.warn(f"{stem.relative_to(self.root)}: {', '.join(problems)} no longer match the piece's manifest "
                       "(size or sha256 changed); recomputing that piece", stacklevel=2)
         for name in [*expected, manifest.name]:
