@@ -5,9 +5,10 @@
 offline by default.
 ``blindspots-nb merge``: assemble the tables of a run whose shards all finished.
 
-The options for LST's hyperparameters and the experiment's settings are generated
-from the fields of :class:`~blindspots_nb.lst.LSTConfig` and
-:class:`~blindspots_nb.protocol.Experiment`, so a new field is an option at once.
+The options for LST's hyperparameters, the execution options and the experiment's
+settings are generated from the fields of :class:`~blindspots_nb.lst.LSTConfig`,
+:class:`~blindspots_nb.execution.Execution` and :class:`~blindspots_nb.protocol.Experiment`,
+so a new field is an option at once.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import re
 import sys
 import typing
 
+from .execution import Execution
 from .lst import LSTConfig
 from .protocol.experiment import PRESETS, Experiment
 
 # Experiment fields that are not plain options: set by the preset, --source/--models, or the LSTConfig options.
-_NOT_OPTIONS = ("source", "models", "lst", "name", "note")
+_NOT_OPTIONS = ("source", "models", "lst", "execution", "name", "note")
 
 
 def _field_help(cls) -> dict[str, str]:
@@ -84,8 +86,8 @@ def experiments_from_args(args) -> list[Experiment]:
         if not args.models:
             raise ValueError("--source needs --models (which models to run on it)")
         base = experiments[0]
-        experiments = [Experiment(args.source, tuple(args.models), base.lst, batch_size=base.batch_size,
-                                  min_conf=base.min_conf, note="custom experiment")]
+        experiments = [Experiment(args.source, tuple(args.models), base.lst, base.execution,
+                                  batch_size=base.batch_size, min_conf=base.min_conf, note="custom experiment")]
     elif args.models:
         unknown = [m for m in args.models if not any(m in e.models for e in experiments)]
         if unknown:
@@ -95,7 +97,9 @@ def experiments_from_args(args) -> list[Experiment]:
         experiments = [dataclasses.replace(e, models=tuple(m for m in e.models if m in args.models))
                        for e in experiments if any(m in e.models for m in args.models)]
     settings = _given(args, args.experiment_fields)
-    return [dataclasses.replace(e, lst=lst_config(args, e.lst, args.lst_fields), **settings) for e in experiments]
+    return [dataclasses.replace(e, lst=lst_config(args, e.lst, args.lst_fields),
+                                execution=dataclasses.replace(e.execution, **_given(args, args.execution_fields)),
+                                **settings) for e in experiments]
 
 
 def _weights_option(values: list[str] | None) -> dict[str, str]:
@@ -153,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               Experiment, exclude=_NOT_OPTIONS)
     lst_fields = add_dataclass_options(p.add_argument_group("LST (default: the preset's)"), LSTConfig,
                                        exclude=("seed",))  # each batch's LST seed comes from --seed
-    p.set_defaults(run=reproduce, experiment_fields=experiment_fields, lst_fields=lst_fields)
+    execution_fields = add_dataclass_options(p.add_argument_group("execution (default: the preset's)"), Execution)
+    p.set_defaults(run=reproduce, experiment_fields=experiment_fields, lst_fields=lst_fields,
+                   execution_fields=execution_fields)
 
     p = commands.add_parser("merge", help="assemble the tables once every shard of a run has finished")
     p.add_argument("--out", default="results/reproduce")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import __version__
+from .execution import Execution
 
 _FORMAT = "blindspots_nb.Traversal"
 _FORMAT_VERSION = 1
@@ -153,9 +154,10 @@ def orthogonal_step(gradient: torch.Tensor, direction: torch.Tensor) -> torch.Te
     return direction - coefficient * gradient
 
 
-def _preferred_layout(images: torch.Tensor) -> torch.Tensor:
-    """Channels-last layout: convolutions run faster on it, on CPU and GPU alike."""
-    return images.contiguous(memory_format=torch.channels_last)
+def _execution(execution) -> Execution:
+    if not isinstance(execution, (Execution, type(None))):
+        raise TypeError(f"execution must be an Execution, got {type(execution).__name__}")
+    return execution or Execution()
 
 
 def _class_indices(values, name: str, count: int, device) -> torch.Tensor:
@@ -231,6 +233,10 @@ def _state_problem(state: dict) -> str | None:
         LSTConfig(**state["config"])
     except (TypeError, ValueError) as error:
         return f"its config is invalid ({error})"
+    try:
+        Execution(**state.get("execution", {}))
+    except (TypeError, ValueError) as error:
+        return f"its execution options are invalid ({error})"
     tensors = {key: state[key] for key in (*_IMAGE_STATE, *_SAMPLE_STATE, "probs", "rng_state")}
     wrong = [key for key, value in tensors.items() if not isinstance(value, torch.Tensor)]
     if wrong:
@@ -279,18 +285,22 @@ class Traversal:
     >>> t.step(20); t.images; t.iteration
     >>> t.run()            # on to config.iterations
     >>> t.save("run.pt"); t2 = Traversal.load("run.pt", model)
+
+    ``execution`` says how the model runs (precision, compilation, layout), apart from
+    the algorithm's ``config``.
     """
 
     def __init__(self, model, sources: torch.Tensor, labels, targets: torch.Tensor,
-                 config: LSTConfig | None = None, target_labels=None):
+                 config: LSTConfig | None = None, target_labels=None, execution: Execution | None = None):
         self.model = model
         self.config = config or LSTConfig()
+        self.execution = _execution(execution)
         self.labels = _check_inputs(model, sources, labels, targets)
         if hasattr(model, "eval"):
             model.eval()
-        self.sources = _preferred_layout(sources.detach())
-        self.targets = _preferred_layout(targets.detach())
-        with torch.no_grad():
+        self.sources = self.execution.layout(sources.detach())
+        self.targets = self.execution.layout(targets.detach())
+        with torch.no_grad(), self.execution.scope(sources.device):
             logits = self._logits(self.sources)
             if logits.dim() != 2 or logits.shape[0] != sources.shape[0]:
                 raise ValueError(f"the model must return logits (B, classes); got {tuple(logits.shape)}")
@@ -323,12 +333,12 @@ class Traversal:
 
     # -- the model ---------------------------------------------------------------
     def _logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
+        return self.execution.logits(self.model, images)
 
     def _forward_backward(self, images: torch.Tensor):
-        """Probabilities at ``images`` and the per-sample gradient of CE(f(x), y)."""
+        """Probabilities at ``images`` and the per-sample gradient of CE(f(x), y), both float32."""
         x = images.detach().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), self.execution.scope(x.device):
             logits = self._logits(x)
             loss = F.cross_entropy(logits, self.labels, reduction="sum")
             (gradient,) = torch.autograd.grad(loss, x)
@@ -428,7 +438,7 @@ class Traversal:
         """Everything needed to resume, as tensors and plain values (no model)."""
         return {
             "format": _FORMAT, "format_version": _FORMAT_VERSION, "package_version": __version__,
-            "config": self.config.to_dict(), "iteration": self.iteration,
+            "config": self.config.to_dict(), "execution": self.execution.to_dict(), "iteration": self.iteration,
             "sources": self.sources.cpu().contiguous(), "targets": self.targets.cpu().contiguous(),
             "labels": self.labels.cpu(), "target_labels": self.target_labels.cpu(),
             "initial_confidence": self.initial_confidence.cpu(),
@@ -446,8 +456,9 @@ class Traversal:
         return path
 
     @classmethod
-    def load(cls, path, model, device=None, atol: float = 1e-4) -> "Traversal":
-        """Resume a saved traversal with ``model``.
+    def load(cls, path, model, device=None, atol: float = 1e-4,
+             execution: Execution | None = None) -> "Traversal":
+        """Resume a saved traversal with ``model``, run as ``execution`` (default: as saved).
 
         Checks that the file is a saved Traversal and that ``model`` gives the stored
         clean-source confidence (within ``atol``), i.e. that it is the same model.
@@ -475,10 +486,10 @@ class Traversal:
         if hasattr(model, "eval"):
             model.eval()
         self.config = LSTConfig(**state["config"])
+        self.execution = _execution(execution or Execution(**state.get("execution", {})))
         self.iteration = state["iteration"]
         def restore(name):
-            tensor = state[name].to(device)
-            return _preferred_layout(tensor) if tensor.dim() == 4 else tensor
+            return self.execution.layout(state[name].to(device))
         self.sources, self.targets = restore("sources"), restore("targets")
         self.labels, self.target_labels = restore("labels"), restore("target_labels")
         self.initial_confidence, self.parallel = restore("initial_confidence"), restore("parallel")
@@ -492,7 +503,7 @@ class Traversal:
             raise ValueError(f"{path} holds an inconsistent Traversal state: its rng_state is "
                              f"not a random generator's state ({error})") from error
         self.history = History.from_state_dict(state["history"])
-        with torch.no_grad():
+        with torch.no_grad(), self.execution.scope(device):
             p0 = self._logits(self.sources).softmax(1).gather(1, self.labels[:, None])[:, 0]
         gap = float((p0 - self.initial_confidence).abs().max())
         if gap > atol:
@@ -501,7 +512,7 @@ class Traversal:
         return self
 
 
-def traverse(model, sources: torch.Tensor, labels, targets: torch.Tensor,
-             config: LSTConfig | None = None, target_labels=None, progress: bool = False) -> LSTResult:
+def traverse(model, sources: torch.Tensor, labels, targets: torch.Tensor, config: LSTConfig | None = None,
+             target_labels=None, progress: bool = False, execution: Execution | None = None) -> LSTResult:
     """Run LST for ``config.iterations`` iterations and return the blind spots."""
-    return Traversal(model, sources, labels, targets, config, target_labels).run(progress).result()
+    return Traversal(model, sources, labels, targets, config, target_labels, execution).run(progress).result()

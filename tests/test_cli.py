@@ -112,13 +112,31 @@ def one_thread(monkeypatch):
     torch.set_num_threads(threads)
 
 
+def assert_tables_of_before(out: Path, fixture: str) -> None:
+    """Table 1 byte for byte as before; Table 2 as printed (2 decimals) and within 1e-6.
+
+    Table 2's triangles now evaluate each distinct grid point once, in other batches than
+    the per-pair evaluation of before; these models' float32 outputs move in the last bit
+    with the batch an image is in, so the raw means may differ in the 7th digit."""
+    assert (out / "table1.csv").read_bytes() == (FIXTURES / fixture / "table1.csv").read_bytes()
+    ours, before = ([row for row in csv.DictReader(open(folder / "table2.csv"))]
+                    for folder in (out, FIXTURES / fixture))
+    assert [row["model"] for row in ours] == [row["model"] for row in before]
+    for row, old in zip(ours, before):
+        for key, value in old.items():
+            if key.endswith(("_mean", "_std")):
+                assert f"{float(row[key]):.2f}" == f"{float(value):.2f}", (row["model"], key)
+                assert float(row[key]) == pytest.approx(float(value), abs=1e-6), (row["model"], key)
+            else:
+                assert row[key] == value
+
+
 def test_offline_preset_shortened_gives_the_tables_of_before(tmp_path, capsys, one_thread):
-    """Through papermill and the packaged notebook: Tables 1 and 2 byte for byte as the
-    reproduction gave them before the restructure (same seed, same machine kind)."""
+    """Through papermill and the packaged notebook: Tables 1 and 2 as the reproduction
+    gave them before the restructure (same seed, same machine kind)."""
     out = tmp_path / "run"
     assert main(["reproduce", "--out", str(out), *SHORT_OFFLINE]) == 0
-    for table in ("table1.csv", "table2.csv"):
-        assert (out / table).read_bytes() == (FIXTURES / "offline_short" / table).read_bytes(), table
+    assert_tables_of_before(out, "offline_short")
     executed = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
     assert executed == sorted(["fonts_fonts_cnn_shard0of1.ipynb", "fonts_fonts_cnn_at_shard0of1.ipynb",
                                "photos_efficientnet_lite0_shard0of1.ipynb"])
@@ -164,8 +182,7 @@ def test_a_wheel_install_reproduces_outside_the_clone(tmp_path):
     run = subprocess.run([venv / "bin" / "blindspots-nb", *INSTALLED_RUN, "--out", str(tmp_path / "out")],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
-    for table in ("table1.csv", "table2.csv"):
-        assert (tmp_path / "out" / table).read_bytes() == (FIXTURES / "fonts_cnn_installed" / table).read_bytes()
+    assert_tables_of_before(tmp_path / "out", "fonts_cnn_installed")
     assert (tmp_path / "out" / "notebooks" / "fonts_fonts_cnn_shard0of1.ipynb").is_file()
 
 

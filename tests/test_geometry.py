@@ -1,12 +1,13 @@
 import math
+from itertools import combinations
 
 import numpy as np
 import pytest
 import torch
 
-from blindspots_nb.geometry import (grid_coordinates, segment_confidence, source_class_confidence,
-                                    stats_from_confidence, triangle_confidence, triangle_grid, triangle_shape,
-                                    triangle_stats)
+from blindspots_nb.geometry import (grid_coordinates, segment_confidence, shared_grid_points,
+                                    source_class_confidence, stats_from_confidence, triangle_confidence,
+                                    triangle_grid, triangle_shape, triangle_stats, triangles_confidence)
 from conftest import make_tiny_cnn
 
 
@@ -40,7 +41,8 @@ def _brute_force_stats(model, source, a, b, label, divisions=10):
                 edge_b.append(c)
     values = np.array(values)
     p_src = values[0]
-    stats = {"p_src": p_src, "avg_conf": values.mean(), "path_conf": (np.mean(edge_a) + np.mean(edge_b)) / 2}
+    stats = {"p_src": p_src, "avg_conf": values.mean(), "path_conf": (np.mean(edge_a) + np.mean(edge_b)) / 2,
+             "edge_min": min(edge_a + edge_b) - p_src}
     for d in (0.0, 0.1, 0.2, 0.3):
         stats[f"frac_{d:g}"] = np.mean(values > p_src - d)
     return stats
@@ -113,3 +115,52 @@ def test_a_nan_confidence_makes_its_triangles_statistics_nan():
     for key, value in stats.items():
         assert float(value[0]) == float(alone[key]) and not math.isnan(float(alone[key])), key
         assert value[1:].isnan().all(), key  # never a silent 0 from comparisons with NaN
+
+
+@pytest.mark.parametrize("blind_spots, divisions", [(5, 10), (2, 10), (3, 4), (6, 1)])
+def test_shared_grid_points_are_the_distinct_points_of_all_triangles(blind_spots, divisions):
+    weights, vertex_index, where = shared_grid_points(blind_spots, divisions)
+    n = (divisions + 1) * (divisions + 2) // 2
+    pairs = blind_spots * (blind_spots - 1) // 2
+    inner = n - 1 - 2 * divisions  # neither the source nor an edge leaving it
+    assert len(weights) == 1 + blind_spots * divisions + pairs * inner
+    assert where.shape == (pairs, n) and sorted(set(where.flatten().tolist())) == list(range(len(weights)))
+    vertices = torch.randn(1 + blind_spots, 7, dtype=torch.float64)  # each vertex a random vector
+    distinct = torch.einsum("uk,ukd->ud", weights, vertices[vertex_index])
+    grid = triangle_grid(divisions)
+    for p, (i, j) in enumerate(combinations(range(blind_spots), 2)):
+        points = grid @ vertices[[0, 1 + i, 1 + j]]
+        assert torch.allclose(distinct[where[p]], points, atol=1e-12)
+    assert len(torch.unique(distinct.round(decimals=9), dim=0)) == len(weights)
+    assert len(shared_grid_points(5, 10)[0]) == 501  # instead of 10 * 66 = 660
+
+
+class _Counting(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.images = model, 0
+
+    def forward(self, x):
+        self.images += len(x)
+        return self.model(x)
+
+
+def test_shared_triangles_give_the_per_pair_confidences_with_501_of_660_forward_passes():
+    model = _Counting(make_tiny_cnn(sharpness=3.0))
+    generator = torch.Generator().manual_seed(0)
+    source, *spots = torch.rand(6, 3, 3, 16, 16, generator=generator)
+    labels = model(source).argmax(1)
+    model.images = 0
+    shared = triangles_confidence(model, source, spots, labels, batch_size=1)
+    assert model.images == 501 * 3
+    model.images = 0
+    per_pair = torch.stack([triangle_confidence(model, source, spots[i], spots[j], labels, batch_size=1)
+                            for i, j in combinations(range(5), 2)])
+    assert model.images == 660 * 3
+    assert torch.equal(shared, per_pair)  # each point alone in its batch: the very same bits
+    batched = triangles_confidence(model, source, spots, labels, batch_size=97)
+    assert (batched - per_pair).abs().max() < 1e-6  # other batches: float32 kernels may round otherwise
+    stats = stats_from_confidence(shared)
+    assert (stats["edge_min"] <= 0).all()  # the source itself lies on both edges
+    with pytest.raises(ValueError, match="at least 2 blind spots"):
+        triangles_confidence(model, source, spots[:1], labels)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..execution import Execution
 from ..lst import LSTConfig
 from ..sources import canonical, source_name
 
@@ -22,6 +23,8 @@ class Experiment:
     source: an image source spelling (``photos``, ``fonts:test``, ``imagenet:ROOT`` ...).
     models: registry names; the pool must suit every one of them.
     lst: LST's hyperparameters (its seed is replaced by one per source batch and round).
+    execution: how the models run (precision, compile, layout); not the algorithm, but
+        part of the run's identity, since a precision can move the numbers.
     name: the experiment's folder in the output; default: the source's kind.
     n_sources: cap on the pool size (None: the whole pool).
     per_class: pool images per class.
@@ -36,6 +39,7 @@ class Experiment:
     source: str
     models: tuple[str, ...]
     lst: LSTConfig = field(default_factory=LSTConfig)
+    execution: Execution = field(default_factory=Execution)
     name: str = ""
     n_sources: int | None = None
     per_class: int = 1
@@ -53,6 +57,8 @@ class Experiment:
         set_("name", self.name or source_name(self.source))
         if not isinstance(self.lst, LSTConfig):
             raise TypeError(f"Experiment.lst must be an LSTConfig, got {type(self.lst).__name__}")
+        if not isinstance(self.execution, Execution):
+            raise TypeError(f"Experiment.execution must be an Execution, got {type(self.execution).__name__}")
         if not self.models:
             raise ValueError("an experiment needs at least one model")
         if self.rounds < 2:
@@ -79,7 +85,8 @@ class Experiment:
 
     @classmethod
     def from_dict(cls, values: dict) -> "Experiment":
-        return cls(**{**values, "lst": LSTConfig(**values["lst"])})
+        return cls(**{**values, "lst": LSTConfig(**values["lst"]),
+                      "execution": Execution(**values.get("execution", {}))})
 
 
 PRESETS = ("offline", "paper")
@@ -103,6 +110,7 @@ def preset(name: str, data_root: str | None = None) -> list[Experiment]:
     if name == "paper":
         if not data_root:
             raise ValueError("the paper preset needs ImageNet validation images: pass --data-root")
-        return [Experiment(f"imagenet:{data_root}", PAPER_MODELS, paper,
-                           note="the paper's protocol and hyperparameters (ImageNet)")]
+        return [Experiment(f"imagenet:{data_root}", PAPER_MODELS, paper, execution=Execution(precision="tf32-conv"),
+                           note="the paper's protocol and hyperparameters (ImageNet); TF32 convolutions "
+                                "as the released code ran by PyTorch's CUDA defaults")]
     raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")

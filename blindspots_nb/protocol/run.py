@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import torch
 from tqdm.std import tqdm  # text progress: it reaches the terminal through papermill's streams too
 
 from .. import provenance
-from ..geometry import stats_from_confidence, triangle_confidence
+from ..geometry import stats_from_confidence, triangles_confidence
 from ..lst import traverse
 from ..metrics import LPIPSDistance, target_distances
 from ..sources import SOURCES, item_digest, open_source, parse_source
@@ -196,37 +197,43 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
         index = torch.tensor(list(sources))
         target_index = targets[r, index]
         result = traverse(model, images[index], labels[index], images[target_index],
-                          experiment.lst_config(_seed(experiment, b, r)))
-        distances = target_distances(result.images, images[target_index], lpips)
-        rows = [{"source": int(s), "round": r, "target": int(t), "label": int(labels[s]),
-                 "target_label": int(labels[t]), "p0": float(result.initial_confidence[i]),
-                 "confidence": float(result.confidence[i]),
-                 **{key: float(value[i]) for key, value in distances.items()}}
+                          experiment.lst_config(_seed(experiment, b, r)), execution=experiment.execution)
+        measured = {"p0": result.initial_confidence, "confidence": result.confidence,
+                    **target_distances(result.images, images[target_index], lpips)}
+        measured = {key: value.cpu().tolist() for key, value in measured.items()}  # one wait for the device
+        rows = [{"source": s, "round": r, "target": t, "label": pool["labels"][s],
+                 "target_label": pool["labels"][t], **{key: value[i] for key, value in measured.items()}}
                 for i, (s, t) in enumerate(zip(index.tolist(), target_index.tolist()))]
         store.save_blind_spots(experiment, model_name, b, r, result.images, rows)
         timings["blind_spots_s"] += time.perf_counter() - start
         timings["batches_done_now"] += 1
 
-    pairs = list(combinations(range(experiment.rounds), 2))
-    for b, sources in tqdm(batches, desc=f"{model_name} triangles", disable=not progress):
-        if store.has_triangles(experiment, model_name, b):
-            continue
-        start = time.perf_counter()
-        index = torch.tensor(list(sources))
-        spots = [store.blind_spots(experiment, model_name, b, r).to(device) for r in range(experiment.rounds)]
-        confidence = torch.stack([  # (pairs, B, grid points), one pair at a time to bound memory
-            triangle_confidence(model, images[index], spots[i], spots[j], labels[index], experiment.divisions,
-                                batch_size=max(256, experiment.batch_size)) for i, j in pairs])
-        stats = stats_from_confidence(confidence, experiment.divisions)
-        rows = [{"source": int(s), "label": int(labels[s]), "pairs": len(pairs),
-                 **{key: float(value[:, i].mean()) for key, value in stats.items()}}
-                for i, s in enumerate(index.tolist())]
-        store.save_triangles(experiment, model_name, b, rows, confidence.mean(0).float().cpu())
-        timings["triangles_s"] += time.perf_counter() - start
+    pairs = len(list(combinations(range(experiment.rounds), 2)))
+    todo = [(b, sources) for b, sources in batches if not store.has_triangles(experiment, model_name, b)]
+    def read_blind_spots(b):
+        return [store.blind_spots(experiment, model_name, b, r) for r in range(experiment.rounds)]
+    with ThreadPoolExecutor(max_workers=1) as reader:  # the next batch's blind spots load while this one runs
+        upcoming = reader.submit(read_blind_spots, todo[0][0]) if todo else None
+        for n, (b, sources) in enumerate(tqdm(todo, desc=f"{model_name} triangles", disable=not progress)):
+            start = time.perf_counter()
+            spots = [spot.to(device) for spot in upcoming.result()]
+            if n + 1 < len(todo):
+                upcoming = reader.submit(read_blind_spots, todo[n + 1][0])
+            index = torch.tensor(list(sources))
+            confidence = triangles_confidence(  # (pairs, B, grid points), each distinct point once
+                model, images[index], spots, labels[index], experiment.divisions,
+                batch_size=max(256, experiment.batch_size), execution=experiment.execution)
+            stats = stats_from_confidence(confidence, experiment.divisions)
+            per_source = {key: (value.amin(0) if key == "edge_min" else value.mean(0)).tolist()  # over pairs
+                          for key, value in stats.items()}
+            rows = [{"source": s, "label": pool["labels"][s], "pairs": pairs,
+                     **{key: value[i] for key, value in per_source.items()}} for i, s in enumerate(index.tolist())]
+            store.save_triangles(experiment, model_name, b, rows, confidence.mean(0).float())
+            timings["triangles_s"] += time.perf_counter() - start
     shard_name = f"shard{shard[0]}of{shard[1]}"
     store.save_record(experiment, model_name, shard, provenance.record(
-        model, experiment.lst_config(experiment.seed), device, experiment=experiment.to_dict(),
-        shard=shard_name, timings=timings))
+        model, experiment.lst_config(experiment.seed), device, execution=experiment.execution.to_dict(),
+        experiment=experiment.to_dict(), shard=shard_name, timings=timings))
     return timings
 
 

@@ -224,6 +224,8 @@ class RunStore:
                 if entry.name != LOCK:
                     shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         stored = json.loads(path.read_text()) if path.exists() else None
+        if stored is not None:  # as this version writes them: fields added since take their defaults
+            stored["experiments"] = [Experiment.from_dict(e).to_dict() for e in stored.get("experiments", [])]
         if stored is not None and _identity(stored) != _identity(settings) and self._has_results():
             differences = _differences(_identity(stored), _identity(settings))
             raise RunSettingsMismatch(
