@@ -676,6 +676,19 @@ def _device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def random_model(name: str, device: str | torch.device | None = None, seed: int = 0) -> Classifier:
+    """Model ``name`` with randomly initialised weights (seeded), no file needed: for
+    timing and for checking a device path, never for numbers about the model."""
+    entry = get_entry(name)
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+        torch.manual_seed(seed)
+        net = entry.build()
+    info = {**entry.info(f"random initialisation (seed {seed}): for timing only"),
+            "weights_file": None, "weights_origin": "random", "weights_url": None, "weights_sha256": None,
+            "weights_verified": False, "weights_check": "none: random weights"}
+    return Classifier(net, entry.mean, entry.std, entry.class_names(), entry.input_size, info).to(_device(device))
+
+
 def load_model(name: str, device: str | torch.device | None = None,
                weights: str | os.PathLike | None = None) -> Classifier:
     """Build model ``name`` with its weights as a :class:`Classifier` on ``device``.

@@ -399,3 +399,17 @@ def test_a_packaged_file_failing_the_hash_in_its_name_is_refused(tmp_path, monke
     monkeypatch.setitem(models._REGISTRY, "efficientnet_lite0", entry)
     with pytest.raises(models.CheckpointError, match="57934424.*reinstall the package"):
         models.weights_record("efficientnet_lite0")
+
+
+def test_random_model_is_seeded_says_so_and_leaves_the_callers_random_state_alone():
+    from blindspots_nb.models import random_model
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a, b, c = random_model("fonts_cnn", "cpu"), random_model("fonts_cnn", "cpu"), random_model("fonts_cnn", "cpu", seed=1)
+    assert torch.equal(torch.rand(3), expected)
+    first = lambda m: next(m.net.parameters())  # noqa: E731
+    assert torch.equal(first(a), first(b)) and not torch.equal(first(a), first(c))
+    assert a.info["weights_origin"] == "random" and "for timing only" in a.info["weights"]
+    assert a.info["weights_sha256"] is None

@@ -1,0 +1,178 @@
+"""Benchmark at the paper's scale: LST image-iterations per second for the engine under
+each execution option and for the released-style two-forward loop, triangle points per
+second per pair and with shared points, and the projected time of one paper row.
+
+Everything runs in this process on the same model and inputs; each timing is the
+median of ``--runs`` interleaved runs (so drifts of the machine hit all alike).
+
+    python benchmarks/paper_scale.py [--model resnet50] [--batch 196] [--device cuda]
+                                     [--options fp32,fp32-nchw,fp32-compiled,bf16] [--pretrained]
+
+Weights are random unless ``--pretrained`` (speed does not depend on them; the output
+says which). The released-style loop is the straightforward reading of the algorithm
+that the authors' code follows: forward and backward at x for the gradient, then a
+second, no-grad forward at the candidate for the acceptance test, in the default
+(NCHW-contiguous) layout and PyTorch's default precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from itertools import combinations
+
+import torch
+import torch.nn.functional as F
+
+import blindspots_nb
+from blindspots_nb import provenance
+from blindspots_nb.execution import Execution
+from blindspots_nb.geometry import triangle_confidence, triangles_confidence, triangle_grid
+from blindspots_nb.lst import LSTConfig, Traversal
+from blindspots_nb.models import load_model, module_device, predict, random_model
+
+OPTIONS = {  # name -> execution options of the engine
+    "fp32": Execution("fp32"),
+    "fp32-nchw": Execution("fp32", channels_last=False),
+    "fp32-compiled": Execution("fp32", compile=True),
+    "tf32-conv": Execution("tf32-conv"),
+    "tf32": Execution("tf32"),
+    "bf16": Execution("bf16"),
+    "bf16-compiled": Execution("bf16", compile=True),
+}
+PAPER_ROW = {"sources": 1000, "rounds": 5, "iterations": 400, "divisions": 10}
+
+
+def released_style_steps(model, x, labels, targets, p0, cfg: LSTConfig, iterations: int) -> torch.Tensor:
+    """``iterations`` LST steps with two forward passes each (the baseline)."""
+    parallel = torch.zeros_like(x)
+    for _ in range(iterations):
+        x_grad = x.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x_grad), labels, reduction="sum")
+        (g,) = torch.autograd.grad(loss, x_grad)
+        dx = targets - x
+        coefficient = (g * dx).flatten(1).sum(1) / (g * g).flatten(1).sum(1).clamp_min(1e-30)
+        dx_perp = dx - coefficient.view(-1, 1, 1, 1) * g
+        parallel = (parallel + cfg.eps / 2 * g).clamp(-cfg.eps, cfg.eps)
+        candidate = (x + cfg.step_size * dx_perp - parallel).clamp(0, 1)
+        with torch.no_grad():
+            confidence = model(candidate).softmax(1).gather(1, labels[:, None])[:, 0]
+        accept = (p0 - confidence) < cfg.delta
+        x = torch.where(accept.view(-1, 1, 1, 1), candidate, x)
+    return x
+
+
+def _timer(device: torch.device):
+    def timed(work) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        work()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+    return timed
+
+
+def medians(candidates: dict, runs: int, timed) -> dict[str, float]:
+    """Median seconds of each candidate over ``runs`` interleaved runs, after one warm-up
+    (compilation, allocator, kernel choice)."""
+    for work in candidates.values():
+        timed(work)
+    times = {name: [] for name in candidates}
+    for _ in range(runs):
+        for name, work in candidates.items():
+            times[name].append(timed(work))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--device", default=None, help="default: CUDA when available")
+    parser.add_argument("--batch", type=int, default=None, help="LST batch (default: 196 on a GPU, 4 on a CPU)")
+    parser.add_argument("--iterations", type=int, default=5, help="LST iterations per timed run")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs of each (median reported)")
+    parser.add_argument("--options", default=None,
+                        help=f"comma-separated engine options of {', '.join(OPTIONS)} "
+                             "(default: all but the TF32 ones on a CPU, where they equal fp32)")
+    parser.add_argument("--triangle-sources", type=int, default=None,
+                        help="sources in the triangle timing (default: the batch on a GPU, 1 on a CPU)")
+    parser.add_argument("--pretrained", action="store_true", help="the registry's weights instead of random ones")
+    args = parser.parse_args(argv)
+
+    model = load_model(args.model, args.device) if args.pretrained else random_model(args.model, args.device)
+    device = module_device(model)
+    gpu = device.type == "cuda"
+    batch = args.batch or (196 if gpu else 4)
+    names = (args.options.split(",") if args.options else
+             [n for n in OPTIONS if gpu or not n.startswith("tf32")])
+    unknown = [n for n in names if n not in OPTIONS]
+    if unknown:
+        parser.error(f"unknown options {unknown}; known: {', '.join(OPTIONS)}")
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(2 * batch, *model.input_size, generator=generator).to(device)
+    sources, targets = images[:batch], images[batch:]
+    labels, p0 = (value.to(device) for value in predict(model, sources))
+    cfg = LSTConfig(init_noise=0.0)
+    timed = _timer(device)
+    print(f"blindspots_nb {blindspots_nb.__version__}, torch {torch.__version__}, {args.model} "
+          f"({model.info['weights']}), batch {batch} at {model.input_size}, {provenance.device_name(device)}")
+
+    # -- LST
+    traversals = {name: Traversal(model, sources, labels, targets, cfg, execution=OPTIONS[name]) for name in names}
+    candidates = {name: (lambda t=t: t.step(args.iterations)) for name, t in traversals.items()}
+    released = Execution("tf32-conv", channels_last=False)  # PyTorch's defaults, NCHW
+
+    def released_style():
+        with torch.enable_grad(), released.scope(device):
+            released_style_steps(model, sources.clone(), labels, targets, p0, cfg, args.iterations)
+    candidates["released-style"] = released_style
+    seconds = medians(candidates, args.runs, timed)
+    rate = {name: batch * args.iterations / s for name, s in seconds.items()}
+    baseline = rate["released-style"]
+    print(f"\nLST, median of {args.runs} runs of {args.iterations} iterations: image-iterations per second")
+    for name, value in rate.items():
+        print(f"  {name:15s} {value:10.1f}   {value / baseline:5.2f}x the released-style loop")
+
+    # -- triangles over 5 blind spots per source
+    count = args.triangle_sources or (batch if gpu else 1)
+    tri_sources, *spots = torch.rand(6, count, *model.input_size, generator=generator).to(device)
+    tri_labels = predict(model, tri_sources)[0].to(device)
+    pairs = list(combinations(range(5), 2))
+    chunk = max(256, batch)
+    triangle_work = {
+        "per pair": lambda: [triangle_confidence(model, tri_sources, spots[i], spots[j], tri_labels,
+                                                 batch_size=chunk) for i, j in pairs],
+        "shared points": lambda: triangles_confidence(model, tri_sources, spots, tri_labels, batch_size=chunk),
+    }
+    grid = len(triangle_grid(PAPER_ROW["divisions"]))
+    forwards = {"per pair": len(pairs) * grid, "shared points": 501}
+    triangle_seconds = medians(triangle_work, max(1, args.runs // 2), timed)
+    print(f"\ntriangles of 5 blind spots (10 pairs, {grid}-point grid), {count} source(s), "
+          f"median of {max(1, args.runs // 2)} runs")
+    for name, s in triangle_seconds.items():
+        print(f"  {name:15s} {forwards[name]:4d} forward passes per source, {s / count:7.3f} s per source, "
+              f"{forwards[name] * count / s:9.1f} points per second")
+
+    # -- one paper row
+    blind_spot_iterations = PAPER_ROW["sources"] * PAPER_ROW["rounds"] * PAPER_ROW["iterations"]
+    def row_minutes(lst_rate, triangle_name):
+        triangles = PAPER_ROW["sources"] * triangle_seconds[triangle_name] / count
+        return (blind_spot_iterations / lst_rate + triangles) / 60
+    kept = [n for n in names if OPTIONS[n].precision != "bf16"]
+    best = max(kept, key=rate.get) if kept else max(names, key=rate.get)
+    print(f"\none paper row ({PAPER_ROW['sources']} sources x {PAPER_ROW['rounds']} rounds x "
+          f"{PAPER_ROW['iterations']} iterations, then the triangles), projected:")
+    print(f"  released-style loop, per-pair triangles: {row_minutes(baseline, 'per pair'):8.1f} min")
+    print(f"  engine {best} (best keeping fp32 numbers), shared points: "
+          f"{row_minutes(rate[best], 'shared points'):8.1f} min ({rate[best] / baseline:.2f}x on LST)")
+    fastest = max(names, key=rate.get)
+    if fastest != best:
+        print(f"  engine {fastest} (fastest), shared points: {row_minutes(rate[fastest], 'shared points'):8.1f} min")
+    return rate, triangle_seconds
+
+
+if __name__ == "__main__":
+    main()
