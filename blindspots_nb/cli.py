@@ -73,7 +73,8 @@ def demo(args):
     config = lst_config(args, LSTConfig(), args.lst_fields)
     if args.record_every is None:  # about 20 points on the history curve
         config = dataclasses.replace(config, record_every=max(1, config.iterations // 20))
-    return run_demo(args.model, args.source, args.target, config, args.out, args.device)
+    execution = dataclasses.replace(Execution(), **_given(args, args.execution_fields))
+    return run_demo(args.model, args.source, args.target, config, args.out, args.device, execution)
 
 
 # ----------------------------------------------------------------- reproduce
@@ -137,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
     p.add_argument("--out", default="results/demo")
     p.set_defaults(run=demo, lst_fields=add_dataclass_options(p.add_argument_group("LST (default: the paper's)"),
-                                                              LSTConfig))
+                                                              LSTConfig),
+                   execution_fields=add_dataclass_options(p.add_argument_group("execution"), Execution))
 
     p = commands.add_parser("reproduce", help="the paper's Tables 1 and 2 (offline preset by default)")
     p.add_argument("--preset", default="offline",

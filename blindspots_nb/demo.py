@@ -21,19 +21,21 @@ HISTORY_COLUMNS = ("source_confidence", "target_confidence", "distance", "accept
 
 
 def demo(model_name: str = "efficientnet_lite0", source: str = "coffee", target: str = "chelsea",
-         config: LSTConfig | None = None, out="results/demo", device=None) -> dict:
+         config: LSTConfig | None = None, out="results/demo", device=None, execution=None) -> dict:
     """LST from one bundled photo towards another; writes ``source.png``, ``target.png``,
-    ``blind_spot.png``, ``history.csv`` and ``record.json`` to ``out`` and returns the record."""
+    ``blind_spot.png``, ``history.csv`` and ``record.json`` to ``out`` and returns the record.
+    ``execution``: how the model runs (:class:`~blindspots_nb.execution.Execution`)."""
+    from .execution import Execution
     from .models import load_model, module_device, predict
     from .sources import pick_images
 
-    config = config or LSTConfig()
+    config, execution = config or LSTConfig(), execution or Execution()
     model = load_model(model_name, device=device)
     device = module_device(model)
     images, _ = pick_images(model, [source, target], source="photos")
     source_image, target_image = images[:1].to(device), images[1:].to(device)
     label = predict(model, source_image)[0].to(device)
-    result = traverse(model, source_image, label, target_image, config, progress=True)
+    result = traverse(model, source_image, label, target_image, config, progress=True, execution=execution)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,8 @@ def demo(model_name: str = "efficientnet_lite0", source: str = "coffee", target:
         "target_class_confidence_blind_spot": float(result.target_confidence),
         **{f"{key}_to_target": float(value) for key, value in distances.items()},
     }
-    record = provenance.record(model, config, device, data="scikit-image bundled photos", **summary)
+    record = provenance.record(model, config, device, execution=execution.to_dict(),
+                               data="scikit-image bundled photos", **summary)
     (out / "record.json").write_text(json.dumps(record, indent=2, allow_nan=True))
     print(f"{model_name}: {source} ({summary['source_class']}, p0={summary['source_confidence_clean']:.3f})"
           f" -> towards {target} ({summary['target_class']}) after {config.iterations} iterations:")
