@@ -143,9 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("reproduce", help="the paper's Tables 1 and 2 (offline preset by default)")
     p.add_argument("--preset", default="offline",
-                   help=f"{' or '.join(PRESETS)}: offline (default: FONTS CNNs and EfficientNet-Lite0 on bundled photos, CPU) or paper "
-                        "(the four ImageNet models; needs --data-root; meant for a GPU)")
-    p.add_argument("--data-root", help="the paper preset's ImageNet validation folder")
+                   help=f"{', '.join(PRESETS)}: offline (default: FONTS CNNs and EfficientNet-Lite0 on bundled "
+                        "photos, CPU), paper (the four ImageNet models; needs --data-root; meant for a GPU) or "
+                        "cifar10 (the WideResNet-28-10 pair on the CIFAR-10 test batch; needs --data-root)")
+    p.add_argument("--data-root", help="the paper preset's ImageNet validation folder, or the cifar10 preset's "
+                                       "folder holding cifar-10-batches-py/test_batch")
     p.add_argument("--models", type=lambda text: [m for m in text.split(",") if m],
                    help="comma-separated registry names: a subset of the preset, or any models with --source")
     p.add_argument("--source", help="run --models on these images: photos, fonts:test, imagenet:ROOT, "

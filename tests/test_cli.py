@@ -282,3 +282,51 @@ def test_paper_preset_without_weights_names_the_file(tmp_path, capsys, monkeypat
     assert main(["reproduce", "--preset", "paper", "--data-root", str(tmp_path / "nowhere"),
                  "--out", str(tmp_path / "out")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cifar10_preset_runs_on_a_cifar_shaped_folder_with_local_checkpoints(tmp_path):
+    """--preset cifar10 --data-root: the WideResNet pair from local files in RobustBench's
+    format (random weights; the labels are what both nets predict, so the pool rule passes)."""
+    import pickle
+
+    import numpy as np
+
+    from blindspots_nb.models import random_model
+    from test_data import _write_cifar_batch
+    from test_models import _robustbench_cifar
+
+    nets = {name: random_model(name, "cpu", seed=seed)
+            for seed, name in enumerate(("cifar10_wrn28_10", "cifar10_wrn28_10_at"))}
+    batch = _write_cifar_batch(tmp_path / "cifar" / "cifar-10-batches-py" / "test_batch", n=24)
+    images = torch.from_numpy(batch[b"data"].reshape(-1, 3, 32, 32)).float() / 255
+    with torch.no_grad():
+        predicted = [net(images).argmax(1) for net in nets.values()]
+    agree = (predicted[0] == predicted[1]).nonzero()[:, 0].tolist()
+    assert len(agree) >= 2, "the random nets should agree on some images"
+    kept = {b"batch_label": batch[b"batch_label"], b"labels": predicted[0][agree].tolist(),
+            b"data": batch[b"data"][agree], b"filenames": [batch[b"filenames"][i] for i in agree]}
+    (tmp_path / "cifar" / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(kept, protocol=2))
+    weights = []
+    for name, net in nets.items():
+        path = tmp_path / f"{name}.pt"
+        _robustbench_cifar(net.net.state_dict(), path)
+        weights += ["--weights", f"{name}={path}"]
+    out = tmp_path / "run"
+    assert main(["reproduce", "--preset", "cifar10", "--data-root", str(tmp_path / "cifar"), *weights,
+                 "--min-conf", "0", "--n-sources", "2", "--rounds", "2", "--iterations", "2", "--divisions", "2",
+                 "--batch-size", "2", "--device", "cpu", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "table1.csv")))
+    assert [(r["model"], r["dataset"]) for r in rows if r["source"] == "ours"] == [
+        ("cifar10_wrn28_10", "cifar10"), ("cifar10_wrn28_10_at", "cifar10")]
+    run = json.loads((out / "run.json").read_text())
+    assert {name: w["file"] for name, w in run["weights"].items()} == {
+        name: str((tmp_path / f"{name}.pt").resolve()) for name in nets}
+    assert run["experiments"][0]["execution"]["precision"] == "tf32-conv"
+    per_source = list(csv.DictReader(open(out / "cifar10" / "cifar10_wrn28_10" / "per_source.csv")))
+    assert len(per_source) == 2 and all(float(r["edge_min"]) <= 0 for r in per_source)
+    assert np.isfinite([float(r["path_conf"]) for r in per_source]).all()
+
+
+def test_cifar10_preset_without_data_root_says_what_to_pass(capsys):
+    assert main(["reproduce", "--preset", "cifar10"]) == 2
+    assert "pass --data-root, a folder holding cifar-10-batches-py/test_batch" in capsys.readouterr().err

@@ -89,13 +89,15 @@ class Experiment:
                       "execution": Execution(**values.get("execution", {}))})
 
 
-PRESETS = ("offline", "paper")
+PRESETS = ("offline", "paper", "cifar10")
 PAPER_MODELS = ("resnet50", "resnet50_at", "deit_small_patch16_224", "deit_small_at")
+CIFAR10_MODELS = ("cifar10_wrn28_10", "cifar10_wrn28_10_at")
 
 
 def preset(name: str, data_root: str | None = None) -> list[Experiment]:
-    """The experiments of a named preset: ``offline`` (default) or ``paper`` (ImageNet
-    validation images from ``data_root``)."""
+    """The experiments of a named preset: ``offline`` (default), ``paper`` (ImageNet
+    validation images from ``data_root``) or ``cifar10`` (the CIFAR-10 test batch under
+    ``data_root``, with the WideResNet-28-10 pair the authors' code also ran)."""
     paper = LSTConfig()
     if name == "offline":
         return [
@@ -113,4 +115,12 @@ def preset(name: str, data_root: str | None = None) -> list[Experiment]:
         return [Experiment(f"imagenet:{data_root}", PAPER_MODELS, paper, execution=Execution(precision="tf32-conv"),
                            note="the paper's protocol and hyperparameters (ImageNet); TF32 convolutions "
                                 "as the released code ran by PyTorch's CUDA defaults")]
+    if name == "cifar10":
+        if not data_root:
+            raise ValueError("the cifar10 preset needs the CIFAR-10 test batch: pass --data-root, a folder holding "
+                             "cifar-10-batches-py/test_batch (or that file)")
+        return [Experiment(f"cifar10:{data_root}", CIFAR10_MODELS, paper, per_class=100,
+                           execution=Execution(precision="tf32-conv"),
+                           note="CIFAR-10 test images, the paper's LST hyperparameters; 100 sources per class "
+                                "make the paper's 1000")]
     raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
