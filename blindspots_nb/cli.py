@@ -4,6 +4,7 @@
 ``blindspots-nb reproduce``: the paper's Tables 1 and 2 (:func:`blindspots_nb.protocol.reproduce`),
 offline by default.
 ``blindspots-nb merge``: assemble the tables of a run whose shards all finished.
+``blindspots-nb compare A B``: two finished runs' rows side by side, and how far they moved.
 
 The options for LST's hyperparameters, the execution options and the experiment's
 settings are generated from the fields of :class:`~blindspots_nb.lst.LSTConfig`,
@@ -126,6 +127,12 @@ def merge(args):
     return assemble_run(args.out)
 
 
+def compare(args):
+    from .protocol import compare_runs
+
+    print(compare_runs(args.first, args.second), end="")
+
+
 # ----------------------------------------------------------------- the parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blindspots-nb", description=__doc__,
@@ -168,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("merge", help="assemble the tables once every shard of a run has finished")
     p.add_argument("--out", default="results/reproduce")
     p.set_defaults(run=merge)
+
+    p = commands.add_parser("compare", help="two finished runs' table rows side by side (e.g. two precisions)")
+    p.add_argument("first", help="output folder of a finished run")
+    p.add_argument("second", help="output folder of another finished run of the same models")
+    p.set_defaults(run=compare)
     return parser
 
 

@@ -14,7 +14,7 @@ import torch
 
 from . import __version__
 
-_PACKAGES = ("torch", "torchvision", "timm", "lpips", "torchmetrics")
+_PACKAGES = ("torch", "torchvision", "timm", "lpips", "torchmetrics", "captum")
 
 
 def device_name(device) -> str:

@@ -372,3 +372,20 @@ def test_only_the_run_store_writes_under_the_output_folder():
     others["10_reproduce_tables.ipynb"] = "\n".join(
         cell.source for cell in notebook.cells if cell.cell_type == "code")
     assert {name: _writes(source) for name, source in others.items() if _writes(source)} == {}
+
+
+def test_compare_runs_puts_two_runs_side_by_side_in_units_of_the_first_runs_spread(tmp_path):
+    def summary(rmse, spread):
+        table2 = {key: (0.5, 0.1) for key in protocol.TABLE2_COLUMNS}
+        return {"dataset": "fonts", "n_sources": 4, "n_blind_spots": 8,
+                "table1": {"rmse": (rmse, spread), "linf": (0.5, 0.0), "ssim": (0.9, 0.1), "lpips": (math.nan, math.nan)},
+                "table2": table2}
+    RunStore(tmp_path / "fp32").save_tables({}, {"m": summary(0.10, 0.02), "only_here": summary(0.1, 0.1)})
+    RunStore(tmp_path / "bf16").save_tables({}, {"m": summary(0.13, 0.05)})
+    text = protocol.compare_runs(tmp_path / "fp32", tmp_path / "bf16")
+    rows = {line.split(" | ")[1]: line for line in text.splitlines()[2:]}
+    assert rows["RMSE"].endswith("| 0.100 ± 0.020 | 0.130 | +1.50 |")  # (0.13 - 0.10) / 0.02
+    assert rows["l_inf"].endswith("| 0 |")  # no spread and no move
+    assert "LPIPS" not in rows and "only_here" not in text  # missing numbers and unshared models are left out
+    with pytest.raises(FileNotFoundError, match="holds no finished tables"):
+        protocol.compare_runs(tmp_path / "fp32", tmp_path / "nowhere")

@@ -349,6 +349,13 @@ class RunStore:
     def read_text(self, name: str) -> str:
         return (self.root / name).read_text()
 
+    def summaries(self) -> dict:
+        """Each model's table numbers, as the finished run's tables were made from them."""
+        path = self.root / "summaries.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.root} holds no finished tables ({path.name}): finish the run first")
+        return json.loads(path.read_text())
+
     def save_run_record(self, run: dict) -> Path:
         return self._write_json(self.root / "run.json", run)
 

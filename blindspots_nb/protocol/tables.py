@@ -146,6 +146,28 @@ def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict 
     return notes
 
 
+def compare_runs(first, second, digits: int = 3) -> str:
+    """Markdown: each model's Table-1 and Table-2 means in two finished runs side by side,
+    and how far the second moved, in units of the first run's standard deviation (e.g.
+    the same preset in two precisions: do the rows move within their spread?)."""
+    runs = [RunStore(first).summaries(), RunStore(second).summaries()]
+    common = [name for name in runs[0] if name in runs[1]]
+    if not common:
+        raise ValueError(f"{first} and {second} have no model in common")
+    lines = [f"| model | column | {Path(first).name} | {Path(second).name} | moved (std of the first) |",
+             "|---|---|---|---|---|"]
+    for name in common:
+        for table, columns in (("table1", TABLE1_COLUMNS), ("table2", TABLE2_COLUMNS)):
+            for key, label in columns.items():
+                (mean_a, std_a), (mean_b, _) = runs[0][name][table][key], runs[1][name][table][key]
+                if math.isnan(mean_a) or math.isnan(mean_b):
+                    continue
+                moved = f"{(mean_b - mean_a) / std_a:+.2f}" if std_a > 0 else ("0" if mean_a == mean_b else "n/a")
+                lines.append(f"| {name} | {label} | {mean_a:.{digits}f} ± {std_a:.{digits}f} | "
+                             f"{mean_b:.{digits}f} | {moved} |")
+    return "\n".join(lines) + "\n"
+
+
 def render_tables(experiments: list[Experiment], summaries: dict, weights: dict | None = None) -> dict[str, str]:
     """table1/table2 as .md, .tex and .csv (file name -> text), ours beside the paper's."""
     notes = caption_notes(experiments, summaries, weights)
