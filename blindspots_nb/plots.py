@@ -269,12 +269,18 @@ def _show(ax, image):
 
 
 def blindspot_grid_figure(grid, class_names=None, image_names=None, caption: str = "",
-                          title: str = "Blind spots: column = source, row = target", cell: float = 1.9):
+                          title: str = "Blind spots: column = source, row = target", cell: float = 1.9,
+                          overlay=None):
     """The paper's Figure 2 (matplotlib): entry (i, j) is the blind spot with image j
-    as source and image i as target, the source-class confidence under it."""
+    as source and image i as target, the source-class confidence under it. ``overlay``:
+    maps (k, k, H, W) in [0, 1] drawn over the images, e.g. Grad-CAM from
+    :func:`blindspots_nb.saliency.grid_attribution_maps` (None: the images alone)."""
     import matplotlib.pyplot as plt
 
     k = grid.images.shape[0]
+    if overlay is not None and tuple(overlay.shape) != (k, k, *grid.images.shape[-2:]):
+        raise ValueError(f"overlay must hold one map per grid image, shape {(k, k, *grid.images.shape[-2:])}; "
+                         f"got {tuple(overlay.shape)}")
     image_names = list(image_names) if image_names is not None else [str(n) for n in range(k)]
     def class_name(n):
         label = int(grid.labels[n])
@@ -283,7 +289,10 @@ def blindspot_grid_figure(grid, class_names=None, image_names=None, caption: str
     for i in range(k):
         for j in range(k):
             ax = axes[i, j]
-            _show(ax, grid.images[i, j])
+            if overlay is None:
+                _show(ax, grid.images[i, j])
+            else:
+                _show_overlay(ax, grid.images[i, j], overlay[i, j])
             ax.set_xlabel(f"{class_name(j)[:18]}: {float(grid.confidence[i, j]):.3f}", fontsize=8)
             if i == j:
                 for spine in ax.spines.values():
@@ -293,7 +302,7 @@ def blindspot_grid_figure(grid, class_names=None, image_names=None, caption: str
         axes[0, n].set_title(f"source: {name}", fontsize=9)
         axes[n, 0].set_ylabel(f"target: {name}", fontsize=9)
     _matplotlib_caption(fig, title, caption)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.03 if overlay is None else 0.05, 1, 0.97))  # room for a caption naming the maps
     return fig
 
 
@@ -456,4 +465,147 @@ def mean_triangle_figure(mean_grid, divisions: int = 10, caption: str = "",
     ax.margins(0.08)
     _matplotlib_caption(fig, title, caption)
     fig.tight_layout(rect=(0, 0.08, 1, 0.93))
+    return fig
+
+
+# -- path widths, the authors' surface -------------------------------------------------
+def path_widths_surface(widths, quantile: float = 0.05, position_label: str = "LST iteration", caption: str = "",
+                        title: str = "Width of the high-confidence path") -> go.Figure:
+    """The authors' path-width figure: the ``quantile`` of source-class confidence under
+    orthogonal perturbations as a 3-D surface over (position along the path, l2
+    distance), mirrored in ±distance (a random orthogonal perturbation has no side,
+    so -d shows the values of +d), with the confidence on the path itself at distance 0.
+
+    ``widths``: a :class:`~blindspots_nb.paths.PathWidths` holding ``quantile``, e.g.
+    from :func:`~blindspots_nb.paths.traversal_path_widths`.
+    """
+    match = torch.isclose(widths.quantiles.double(), torch.tensor(float(quantile), dtype=torch.float64))
+    if not bool(match.any()):
+        raise ValueError(f"the widths hold the quantiles {widths.quantiles.tolist()}, not {quantile:g}")
+    radii = widths.radii.double().numpy()
+    if not bool((radii > 0).all()):
+        raise ValueError(f"radii must be positive (distance 0 is the path itself); got {radii.tolist()}")
+    order = np.argsort(radii)
+    half = widths.values[int(match.nonzero()[0, 0])].double().numpy()[order]  # (R, P), nearest first
+    distance = np.concatenate([-radii[order][::-1], [0.0], radii[order]])
+    z = np.concatenate([half[::-1], widths.center.double().numpy()[None], half])
+    fig = go.Figure(go.Surface(x=widths.positions.double().numpy(), y=distance, z=z, colorscale="Viridis",
+                               cmin=0, cmax=1, colorbar={"title": "confidence"},
+                               hovertemplate="position %{x}<br>l2 distance %{y:g}<br>confidence %{z:.3f}"
+                                             "<extra></extra>"))
+    fig.update_layout(title=_plotly_title(title, caption), height=620, margin={"t": 110, "l": 10, "r": 10, "b": 10},
+                      scene={"xaxis_title": position_label, "yaxis_title": "± l2 distance orthogonal to the path",
+                             "zaxis": {"range": [0, 1.01],
+                                       "title": f"q{quantile:g} of confidence ({widths.samples} samples)"},
+                             "camera": {"eye": {"x": 0.55, "y": -0.95, "z": 1.9}}})  # their view: 60° up, -60° round
+    return fig
+
+
+# -- attribution maps along the path -------------------------------------------------
+def _show_overlay(ax, image, heat, alpha: float = 0.5):
+    """An image with a non-negative map in [0, 1] over it (jet colours, as the released code draws Grad-CAM)."""
+    _show(ax, image)
+    ax.imshow(torch.as_tensor(heat).detach().float().cpu().numpy(), cmap="jet", vmin=0, vmax=1, alpha=alpha,
+              interpolation="bilinear")
+
+
+def saliency_strip(path, class_names=None, caption: str = "", title: str | None = None, max_frames: int = 6,
+                   cell: float = 1.7):
+    """Images along an LST path (a :class:`~blindspots_nb.saliency.PathSaliency`) with the
+    attribution map for the source class over each, the target class's maps in a third row
+    when computed; the target with its own map in the last column. At most ``max_frames``
+    evenly spaced points, the source and the blind spot included."""
+    import matplotlib.pyplot as plt
+
+    def name(label):
+        return class_names[label] if class_names is not None else str(label)
+    source_class, target_class = name(path.source_label)[:18], name(path.target_label)[:18]
+    count = len(path.steps)
+    keep = np.unique(np.round(np.linspace(0, count - 1, min(max_frames, count))).astype(int))
+    rows = 2 if path.target_class_maps is None else 3
+    fig, axes = plt.subplots(rows, len(keep) + 1, figsize=(cell * (len(keep) + 1), cell * rows + 1.4),
+                             squeeze=False)
+    for column, p in enumerate(keep):
+        _show(axes[0, column], path.images[p])
+        axes[0, column].set_title(path.steps[p][:26], fontsize=8)
+        axes[0, column].set_xlabel(f"{source_class}: {float(path.source_confidence[p]):.3f}", fontsize=8)
+        _show_overlay(axes[1, column], path.images[p], path.source_maps[p])
+        axes[1, column].set_xlabel(f"ρ source {float(path.with_source[p]):.2f}, "
+                                   f"target {float(path.with_target[p]):.2f}", fontsize=7)
+        if rows == 3:
+            _show_overlay(axes[2, column], path.images[p], path.target_class_maps[p])
+            axes[2, column].set_xlabel(f"ρ source {float(path.target_class_with_source[p]):.2f}, "
+                                       f"target {float(path.target_class_with_target[p]):.2f}", fontsize=7)
+    _show(axes[0, -1], path.target)
+    axes[0, -1].set_title("target", fontsize=8)
+    axes[0, -1].set_xlabel(f"class: {target_class}", fontsize=8)
+    _show_overlay(axes[1, -1], path.target, path.target_map)
+    axes[1, -1].set_xlabel(f"its map for {target_class}", fontsize=7)
+    if rows == 3:
+        axes[2, -1].axis("off")
+    axes[1, 0].set_ylabel(f"{path.method}:\n{source_class}", fontsize=8)
+    if rows == 3:
+        axes[2, 0].set_ylabel(f"{path.method}:\n{target_class}", fontsize=8)
+    title = title or f"{path.method} along the path, for '{source_class}' (ρ: rank correlation with the maps " \
+                     "of the source and of the target)"
+    _matplotlib_caption(fig, title, caption)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    return fig
+
+
+def saliency_correlation_figure(path, class_names=None, caption: str = "", title: str | None = None) -> go.Figure:
+    """Per point of the path (x: share of the source-target distance covered), the rank
+    correlation of the source-class map with the source's map and with the target's map;
+    dashed, the same for the target-class map when computed."""
+    def name(label):
+        return class_names[label] if class_names is not None else str(label)
+    source_class, target_class = name(path.source_label), name(path.target_label)
+    x = path.progress.double().numpy()
+    curves = [(path.with_source, f"map for '{source_class}' vs the source's map", "#1f77b4", "solid"),
+              (path.with_target, f"map for '{source_class}' vs the target's map", "#ff7f0e", "solid")]
+    if path.target_class_maps is not None:
+        curves += [(path.target_class_with_source, f"map for '{target_class}' vs the source's map", "#1f77b4", "dash"),
+                   (path.target_class_with_target, f"map for '{target_class}' vs the target's map", "#ff7f0e", "dash")]
+    fig = go.Figure([go.Scatter(x=x, y=values.double().numpy(), mode="lines+markers", name=label, text=path.steps,
+                                line={"color": color, "dash": dash},
+                                hovertemplate="%{text}<br>covered %{x:.2f}<br>ρ %{y:.3f}")
+                     for values, label, color, dash in curves])
+    title = title or f"Does the model still look at the source? {path.method}, Spearman ρ along the path"
+    fig.update_layout(title=_plotly_title(title, caption), height=480, margin={"t": 110},
+                      xaxis_title="share of the source-target l2 distance covered (0: source)",
+                      yaxis={"title": "rank correlation of the maps", "range": [-1.02, 1.02]})
+    return fig
+
+
+# -- adversarial examples beside blind spots ---------------------------------------------
+def adversarial_vs_blindspots_figure(comparisons, caption: str = "", cell: float = 1.5,
+                                     title: str = "Adversarial examples beside blind spots"):
+    """Models side by side (matplotlib), one block of columns each: source, PGD
+    adversarial example, LST blind spot, target, one row per pair (from
+    :class:`~blindspots_nb.compare.Comparison` results), the model's class and
+    confidence under every image."""
+    import matplotlib.pyplot as plt
+
+    from .compare import KINDS
+
+    comparisons = list(comparisons)
+    k = max(c.k for c in comparisons)
+    columns = len(KINDS) * len(comparisons)
+    fig, axes = plt.subplots(k, columns, figsize=(cell * columns + 0.4, (cell + 0.45) * k + 1.4), squeeze=False)
+    for block, c in enumerate(comparisons):
+        for n in range(k):
+            for column, kind in enumerate(KINDS):
+                ax = axes[n, block * len(KINDS) + column]
+                if n >= c.k:
+                    ax.axis("off")
+                    continue
+                _show(ax, c.images[kind][n])
+                name = c.class_names[int(c.predictions[kind][n])][:14]
+                changed = kind in ("adversarial", "blind spot") and int(c.predictions[kind][n]) != int(c.labels[n])
+                ax.set_xlabel(f"{name}: {float(c.confidence[kind][n]):.2f}", fontsize=7,
+                              color="tab:red" if changed else "black")
+                if n == 0:
+                    ax.set_title(f"{c.model}\n{kind}" if column == 0 else kind, fontsize=8, loc="left" if column == 0 else "center")
+    _matplotlib_caption(fig, title + " (red: the class changed)", caption)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     return fig

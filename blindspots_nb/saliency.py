@@ -1,0 +1,332 @@
+"""Attribution maps with Captum: where a classifier looks when it names a class.
+
+:func:`attribution_maps` turns Captum's attributions into one non-negative map per image,
+at the image's resolution, normalised to maximum 1 (a map that is zero everywhere stays
+zero), so that maps of different images and methods can be compared by their ranks:
+
+- ``"saliency"``: Captum's ``Saliency``, the absolute gradient of the class logit, its
+  largest value over the colour channels (Simonyan et al. 2014);
+- ``"integrated_gradients"``: Captum's ``IntegratedGradients`` from a black image
+  (option ``baseline``, a number or an image batch; ``n_steps``, default 32;
+  ``internal_batch_size``, default 16), summed over the channels, absolute value;
+- ``"gradcam"``: Captum's ``LayerGradCam`` (positive part), upsampled bilinearly with
+  ``LayerAttribution.interpolate``. The layer (option ``layer``: a module of the model
+  or its dotted name) is by default the model's *last* ``nn.Conv2d`` in registration
+  order (``model.modules()``), the last convolution before the pooling head in the
+  registry's CNNs. A model with no convolution, or whose last convolution is followed by
+  attention blocks (a ViT, whose only convolution cuts the image into patches), has no
+  such layer: pass ``layer=`` there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
+
+from .lst import LSTResult, Traversal, _check_images, _class_indices
+from .models import module_device, predict
+
+METHODS = ("saliency", "integrated_gradients", "gradcam")
+
+
+def _is_attention(module: nn.Module) -> bool:
+    return isinstance(module, nn.MultiheadAttention) or type(module).__name__.endswith("Attention")
+
+
+def gradcam_layer(model: nn.Module, layer: nn.Module | str | None = None) -> nn.Module:
+    """The layer Grad-CAM reads: ``layer`` (a module or its dotted name in ``model``), or by
+    default the last ``nn.Conv2d`` of ``model.modules()`` unless attention blocks follow it."""
+    if isinstance(layer, nn.Module):
+        return layer
+    if isinstance(layer, str):
+        try:
+            return model.get_submodule(layer)
+        except AttributeError as error:
+            raise ValueError(f"the model has no layer {layer!r} for Grad-CAM ({error})") from error
+    if layer is not None:
+        raise TypeError(f"layer must be a module of the model or its dotted name, got {type(layer).__name__}")
+    modules = list(model.modules()) if isinstance(model, nn.Module) else []
+    convolutions = [i for i, m in enumerate(modules) if isinstance(m, nn.Conv2d)]
+    if not convolutions:
+        raise ValueError("Grad-CAM needs a convolutional layer and the model has none; pass "
+                         "layer=<a module or its dotted name> whose output is a (B, C, h, w) map")
+    last = convolutions[-1]
+    if any(_is_attention(m) for m in modules[last + 1:]):
+        raise ValueError(f"the model's last convolution ({type(modules[last]).__name__}) is followed by "
+                         "attention blocks (a vision transformer): its Grad-CAM says nothing about the "
+                         "class. Pass layer=<a module or its dotted name> to choose one, or use "
+                         "method='saliency' or 'integrated_gradients'")
+    return modules[last]
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; known methods: {', '.join(METHODS)}")
+
+
+def _normalise(maps: torch.Tensor) -> torch.Tensor:
+    """Each map divided by its maximum; an all-zero map stays zero."""
+    peak = maps.flatten(1).amax(1).view(-1, 1, 1)
+    return maps / torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
+def attributions(model, images: torch.Tensor, labels, method: str = "saliency", **options) -> torch.Tensor:
+    """Captum's raw attributions for each image's label, on the model's device:
+    (B, C, H, W) absolute gradients (``"saliency"``), (B, C, H, W) signed integrated
+    gradients, whose sum is f(x) - f(baseline) of the label's logit, or (B, 1, h, w)
+    Grad-CAM at the layer's resolution. Arguments as :func:`attribution_maps`."""
+    _check_method(method)
+    allowed = {"saliency": set(), "integrated_gradients": {"baseline", "n_steps", "internal_batch_size"},
+               "gradcam": {"layer"}}[method]
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(f"method {method!r} takes no option(s) {unknown}; it takes {sorted(allowed) or 'none'}")
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a non-empty batch (B, C, H, W) in [0, 1], got {shape}")
+    _check_images("images", images)
+    device = module_device(model)
+    images = images.detach().to(device).requires_grad_(True)  # Captum warns otherwise
+    targets = _class_indices(labels, "labels", images.shape[0], device)
+    if hasattr(model, "eval"):
+        model.eval()
+    if method == "saliency":
+        return Saliency(model).attribute(images, target=targets, abs=True).detach()
+    if method == "integrated_gradients":
+        baseline = options.get("baseline", 0.0)
+        if isinstance(baseline, torch.Tensor):
+            baseline = baseline.to(device)
+        return IntegratedGradients(model).attribute(
+            images, baselines=baseline, target=targets, n_steps=options.get("n_steps", 32),
+            internal_batch_size=options.get("internal_batch_size", 16)).detach()
+    layer = gradcam_layer(model, options.get("layer"))
+    cam = LayerGradCam(model, layer).attribute(images, target=targets, relu_attributions=True)
+    if cam.dim() != 4:
+        raise ValueError(f"Grad-CAM needs a layer with (B, C, h, w) output; {type(layer).__name__} "
+                         f"gives {tuple(cam.shape)}: pass another layer=")
+    return cam.detach()
+
+
+def attribution_maps(model, images: torch.Tensor, labels, method: str = "saliency",
+                     **options) -> torch.Tensor:
+    """One attribution map per image for its label: (B, H, W) float on the CPU, >= 0,
+    each with maximum 1 (or zero everywhere). ``images`` are (B, C, H, W) in [0, 1].
+
+    ``method`` is one of :data:`METHODS`; ``options`` go to it (module docstring):
+    ``baseline``, ``n_steps``, ``internal_batch_size`` for integrated gradients,
+    ``layer`` for Grad-CAM.
+    """
+    raw = attributions(model, images, labels, method, **options)
+    if method == "saliency":
+        maps = raw.amax(1)
+    elif method == "integrated_gradients":
+        maps = raw.sum(1).abs()
+    else:
+        maps = LayerAttribution.interpolate(raw, tuple(images.shape[2:]), "bilinear")[:, 0].clamp_min(0)
+    return _normalise(maps.float().cpu())
+
+
+def rank_correlation(maps: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Spearman rank correlation of each map (P, H, W) with ``reference`` (H, W) or with
+    its own reference (P, H, W), over the pixels (ties share their mean rank), (P,)
+    float64. A constant map has no ranks to correlate: its value is NaN."""
+    from torchmetrics.functional import spearman_corrcoef
+
+    maps = maps.detach().double().cpu().flatten(1)
+    reference = reference.detach().double().cpu()
+    reference = reference.flatten().expand_as(maps) if reference.dim() == 2 else reference.flatten(1)
+    if reference.shape != maps.shape:
+        raise ValueError(f"maps {tuple(maps.shape)} and reference {tuple(reference.shape)} differ in size")
+    varying = (maps.amax(1) > maps.amin(1)) & (reference.amax(1) > reference.amin(1))
+    out = torch.full((maps.shape[0],), float("nan"), dtype=torch.float64)
+    if bool(varying.any()):
+        out[varying] = spearman_corrcoef(maps[varying].T, reference[varying].T).reshape(-1).double()
+    return out
+
+
+def _maps_in_batches(model, images, labels: torch.Tensor, method, batch_size, options):
+    return torch.cat([attribution_maps(model, chunk, part, method, **options)
+                      for chunk, part in zip(images.split(batch_size), labels.split(batch_size))])
+
+
+@dataclass
+class PathSaliency:
+    """Attribution maps along one LST path, and how they compare.
+
+    ``images[0]`` is the clean source, then the recorded steps; ``images[-1]`` is the
+    blind spot. ``source_maps[p]`` explains the source class at ``images[p]``;
+    ``target_map`` explains the target class at the target image. ``with_source[p]`` and
+    ``with_target[p]`` are the Spearman rank correlations of ``source_maps[p]`` with
+    ``source_maps[0]`` and with ``target_map``. The ``target_class_*`` fields do the
+    same for the target class at each point (None when not computed).
+    """
+
+    method: str
+    steps: list[str]                   # what each point is: "source", "iteration 8", ...
+    progress: torch.Tensor             # (P,) share of the source-target l2 distance covered
+    images: torch.Tensor               # (P, C, H, W)
+    target: torch.Tensor               # (C, H, W)
+    source_label: int
+    target_label: int
+    predicted: torch.Tensor            # (P,) the model's class at each point
+    source_confidence: torch.Tensor    # (P,) source-class confidence at each point
+    source_maps: torch.Tensor          # (P, H, W)
+    target_map: torch.Tensor           # (H, W)
+    with_source: torch.Tensor          # (P,)
+    with_target: torch.Tensor          # (P,)
+    target_class_maps: torch.Tensor | None = None        # (P, H, W)
+    target_class_with_source: torch.Tensor | None = None  # (P,) vs source_maps[0]
+    target_class_with_target: torch.Tensor | None = None  # (P,) vs target_map
+
+    @property
+    def keeps_source_class(self) -> bool:
+        """Whether the model names the source class at the blind spot."""
+        return int(self.predicted[-1]) == self.source_label
+
+    @property
+    def source_map_ahead(self) -> torch.Tensor:
+        """(P,) booleans: the source-class map resembles the source's map more than the
+        target's (by rank correlation) at each point."""
+        return self.with_source > self.with_target
+
+
+def _path_of(path, index, source, target, source_label, target_label):
+    """(images, step names, source label, target label, target image) of any accepted path."""
+    if isinstance(path, Traversal):
+        return _path_of(path.result(), index, path.sources[index] if source is None else source,
+                        path.targets[index] if target is None else target, source_label, target_label)
+    if isinstance(path, LSTResult):
+        history = path.history
+        if not history.images:
+            raise ValueError("the traversal recorded no images along its path: run it with "
+                             "LSTConfig(record_images=True), or pass the path's images")
+        if source is None or target is None:
+            raise ValueError("an LSTResult keeps neither its source nor its target image: pass "
+                             "source= and target= (or pass the Traversal)")
+        if not 0 <= index < path.images.shape[0]:
+            raise IndexError(f"index {index} is outside the traversal's {path.images.shape[0]} samples")
+        steps = [history_images[index] for history_images in history.images]
+        names = [f"iteration {i}" for i in history.iteration]
+        if history.iteration[-1] != path.iterations:
+            steps.append(path.images[index].detach().cpu())
+            names.append(f"iteration {path.iterations}")
+        names[-1] = f"blind spot ({names[-1]})"
+        images = torch.stack([source.detach().cpu(), *steps])
+        return (images, ["source", *names], int(path.labels[index]) if source_label is None else source_label,
+                int(path.target_labels[index]) if target_label is None else target_label, target)
+    images = torch.stack(list(path)) if not isinstance(path, torch.Tensor) else path
+    if images.dim() != 4 or images.shape[0] < 2:
+        raise ValueError(f"a path needs at least 2 images (P, C, H, W), source first, blind spot last; "
+                         f"got shape {tuple(images.shape)}")
+    if target is None:
+        raise ValueError("pass target= (the target image, (C, H, W)) with a path given as images")
+    names = ["source", *(f"step {p}" for p in range(1, images.shape[0] - 1)), "blind spot"]
+    return images, names, source_label, target_label, target
+
+
+def path_saliency(model, path, method: str = "saliency", index: int = 0, source: torch.Tensor | None = None,
+                  target: torch.Tensor | None = None, source_label: int | None = None,
+                  target_label: int | None = None, target_class: bool = True, batch_size: int = 16,
+                  **options) -> PathSaliency:
+    """Attribution maps for the source class along an LST path, compared with the
+    source's map and the target's map (does the model still look at the source's
+    content once that content has become invisible?).
+
+    ``path`` is a :class:`~blindspots_nb.lst.Traversal` (sample ``index``), an
+    :class:`~blindspots_nb.lst.LSTResult` with ``source=`` and ``target=`` images, or the
+    path's images (P, C, H, W), source first and blind spot last, with ``target=``. The
+    history must hold images (``LSTConfig(record_images=True)``). Labels default to the
+    traversal's, or to the model's classes of the source and the target. With
+    ``target_class`` the maps for the target class at each point are computed too (as
+    many backward passes again). ``method`` and ``options``: :func:`attribution_maps`.
+    """
+    _check_method(method)  # before any work
+    images, names, source_label, target_label, target = _path_of(path, index, source, target,
+                                                                 source_label, target_label)
+    images, target = images.detach().cpu(), target.detach().cpu()
+    if target.shape != images.shape[1:]:
+        raise ValueError(f"the target image must have the path's shape {tuple(images.shape[1:])}, "
+                         f"got {tuple(target.shape)}")
+    device = module_device(model)
+    with torch.no_grad():
+        probs = torch.cat([model(chunk.to(device)).softmax(1).cpu() for chunk in images.split(batch_size)])
+    source_label = int(probs[0].argmax()) if source_label is None else int(source_label)
+    target_label = int(predict(model, target[None])[0][0]) if target_label is None else int(target_label)
+    source_maps = _maps_in_batches(model, images, torch.full((len(images),), source_label), method, batch_size,
+                                   options)
+    target_map = attribution_maps(model, target[None], [target_label], method, **options)[0]
+    distance = (target[None] - images).flatten(1).double().norm(dim=1)
+    extra = {}
+    if target_class:
+        maps = _maps_in_batches(model, images, torch.full((len(images),), target_label), method, batch_size, options)
+        extra = {"target_class_maps": maps, "target_class_with_source": rank_correlation(maps, source_maps[0]),
+                 "target_class_with_target": rank_correlation(maps, target_map)}
+    return PathSaliency(
+        method=method, steps=names, progress=1 - distance / distance[0], images=images, target=target,
+        source_label=source_label, target_label=target_label, predicted=probs.argmax(1),
+        source_confidence=probs[:, source_label], source_maps=source_maps, target_map=target_map,
+        with_source=rank_correlation(source_maps, source_maps[0]),
+        with_target=rank_correlation(source_maps, target_map), **extra)
+
+
+def grid_attribution_maps(model, grid, method: str = "gradcam", batch_size: int = 16, **options) -> torch.Tensor:
+    """Attribution maps (k, k, H, W) of a :class:`~blindspots_nb.paths.BlindSpotGrid`: entry
+    (i, j) explains the class of source j at the grid's image (i, j), for
+    ``plots.blindspot_grid_figure(..., overlay=maps)``."""
+    k = grid.images.shape[0]
+    maps = _maps_in_batches(model, grid.images.flatten(0, 1), grid.labels.repeat(k),  # (i, j) -> label of j
+                            method, batch_size, options)
+    return maps.view(k, k, *maps.shape[1:])
+
+
+def method_caption(model, method: str, **options) -> str:
+    """What produced the maps, for a figure's caption: the method, its options (Grad-CAM's
+    layer by its name in the model) and Captum's version."""
+    from importlib.metadata import version
+
+    _check_method(method)
+    if method == "gradcam":
+        layer = gradcam_layer(model, options.get("layer"))
+        names = [name for name, module in model.named_modules() if module is layer]
+        options = {**options, "layer": names[0] if names else type(layer).__name__}
+    elif method == "integrated_gradients":
+        options = {"n_steps": 32, "baseline": 0.0, **options}
+        if isinstance(options["baseline"], torch.Tensor):
+            options["baseline"] = f"tensor {tuple(options['baseline'].shape)}"
+        options.pop("internal_batch_size", None)  # memory, not the result
+    settings = ", ".join(f"{key}={value}" for key, value in options.items())
+    return f"attribution: {method}{f' ({settings})' if settings else ''}, captum {version('captum')}"
+
+
+def describe(path: PathSaliency, class_names=None) -> str:
+    """One sentence on the result, from its numbers: at the blind spot, does the map for the
+    source class resemble the source's map or the target's?"""
+    def name(label):
+        return class_names[label] if class_names is not None else f"class {label}"
+    source, target = float(path.with_source[-1]), float(path.with_target[-1])
+    keeps = (f"the model still names '{name(path.source_label)}' ({float(path.source_confidence[-1]):.3f})"
+             if path.keeps_source_class else
+             f"the model no longer names '{name(path.source_label)}' but '{name(int(path.predicted[-1]))}'")
+    if source > target:
+        verdict = "it still looks where the source's content was, though that content is no longer visible"
+    elif target > float(path.with_target[0]):
+        verdict = "it looks where the target's content is, not where the source's was"
+    else:  # no closer to the target's map than the source's own map was
+        verdict = ("it has left the source's map, yet it is no closer to the target's map than the source's own "
+                   "map was")
+    where = path.steps[-1].removeprefix("blind spot").strip(" ()")
+    sentence = (f"At the blind spot{f' ({where})' if where else ''}, {keeps}; its "
+                f"{path.method} map for that class ranks the pixels like the source's map with ρ = {source:.2f} and "
+                f"like the target's map with ρ = {target:.2f}: {verdict} (at the source, the two maps correlate "
+                f"with ρ = {float(path.with_target[0]):.2f}).")
+    crossing = next((p for p in range(len(path.steps)) if not bool(path.source_map_ahead[p])), None)
+    if crossing is not None and 0 < crossing < len(path.steps) - 1:
+        sentence += f" The target's map takes the lead at {path.steps[crossing]}."
+    if path.target_class_maps is not None:
+        sentence += (f" The map for the target class '{name(path.target_label)}' at the blind spot correlates with "
+                     f"the target's map at ρ = {float(path.target_class_with_target[-1]):.2f} and with the source's "
+                     f"at ρ = {float(path.target_class_with_source[-1]):.2f}.")
+    return sentence
