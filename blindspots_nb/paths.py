@@ -1,5 +1,7 @@
 """Computations behind the paper's figures that are not triangle geometry: the k x k
-grid of blind spots (Figure 2) and the widths of high-confidence paths (Figure 4).
+grid of blind spots (Figure 2) and the widths of high-confidence paths (Figure 4), both
+along a path's own direction (:func:`path_widths`) and the authors' way, orthogonal to
+LST's step at each recorded iterate (:func:`traversal_path_widths`).
 
 Images are tensors in [0, 1]; drawing lives in :mod:`blindspots_nb.plots`.
 """
@@ -9,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from .lst import LSTConfig, LSTResult, traverse
-from .models import predict
+from .lst import LSTConfig, LSTResult, orthogonal_step, traverse
+from .models import module_device, predict
 
 
 @dataclass
@@ -84,7 +87,8 @@ def orthogonal_perturbations(directions: torch.Tensor, radius: float, samples: i
     flat = directions.flatten(1).double()
     norms = flat.norm(dim=1, keepdim=True)
     if bool((norms == 0).any()):
-        raise ValueError("a path direction is zero (two consecutive path points coincide)")
+        raise ValueError("a path direction is zero (two consecutive path points coincide, or an LST "
+                         "iterate stands on its target)")
     unit = flat / norms
     noise = torch.randn((flat.shape[0], samples, flat.shape[1]), generator=generator, dtype=torch.float64)
     noise = noise.to(flat.device)
@@ -141,3 +145,59 @@ def path_widths(model, points: torch.Tensor, label: int, radii=(1.0, 2.0, 4.0), 
         positions = torch.linspace(0, 1, len(points), dtype=torch.float64)
     return PathWidths(positions=torch.as_tensor(positions), radii=torch.tensor(radii, dtype=torch.float64),
                       quantiles=quantiles, values=torch.stack(values, dim=1), center=center, samples=samples)
+
+
+# The authors' path-width measurement: l2 distances and samples of their run command.
+AUTHORS_RADII = (0.5, 1.0, 1.5, 2.0)
+AUTHORS_SAMPLES = 256
+
+
+def lst_step_directions(model, images: torch.Tensor, label: int, target: torch.Tensor,
+                        batch_size: int = 128) -> torch.Tensor:
+    """LST's step direction at each image x (P, C, H, W): the part of ``target - x``
+    orthogonal to the gradient of CE(f(x), label) at x (:func:`lst.orthogonal_step`),
+    with one forward and one backward pass per image. Returns (P, C, H, W)."""
+    gradients = []
+    for chunk in images.split(batch_size):
+        x = chunk.detach().requires_grad_(True)
+        labels = torch.full((len(x),), label, dtype=torch.long, device=x.device)
+        with torch.enable_grad():  # summed over the chunk: each image gets exactly its own gradient
+            (gradient,) = torch.autograd.grad(F.cross_entropy(model(x), labels, reduction="sum"), x)
+        gradients.append(gradient)
+    return orthogonal_step(torch.cat(gradients), target - images)
+
+
+def traversal_path_widths(model, traversal, targets: torch.Tensor | None = None, index: int = 0,
+                          radii=AUTHORS_RADII, samples: int = AUTHORS_SAMPLES, quantiles=(0.05,), seed: int = 0,
+                          batch_size: int = 128) -> PathWidths:
+    """Path widths the way of the authors' released code: at each iterate a traversal
+    recorded (every ``record_every`` iterations), ``samples`` random perturbations of
+    each l2 radius orthogonal to LST's step direction at that iterate
+    (:func:`lst_step_directions`), and the quantiles of source-class confidence.
+
+    ``traversal``: a :class:`~blindspots_nb.lst.Traversal` or an ``LSTResult`` run with
+    ``LSTConfig(record_images=True)``; ``targets`` (B, C, H, W): its targets, needed for
+    an ``LSTResult``, which does not keep them; ``index``: which sample of the batch.
+    The positions of the result are the recorded iterations.
+    """
+    history = getattr(traversal, "history", None)
+    if history is None or not hasattr(traversal, "labels"):
+        raise TypeError(f"need a Traversal or an LSTResult, got {type(traversal).__name__}")
+    if not history.images:
+        raise ValueError("the traversal did not record its images: run it with "
+                         "LSTConfig(record_images=True) to measure widths along its iterates")
+    targets = getattr(traversal, "targets", None) if targets is None else targets
+    if targets is None:
+        raise ValueError("an LSTResult does not keep its targets: pass targets=, the (B, C, H, W) "
+                         "targets it was run towards")
+    images = torch.stack(history.images)  # (R, B, C, H, W)
+    if tuple(targets.shape) != tuple(images.shape[1:]):
+        raise ValueError(f"targets must have the shape {tuple(images.shape[1:])} of the recorded batch; "
+                         f"got {tuple(targets.shape)}")
+    if not 0 <= index < images.shape[1]:
+        raise IndexError(f"index {index} is outside the traversal's batch of {images.shape[1]}")
+    device = module_device(model)
+    points, label = images[:, index].to(device), int(traversal.labels[index])
+    directions = lst_step_directions(model, points, label, targets[index].to(device), batch_size)
+    return path_widths(model, points, label, radii, samples, quantiles, directions=directions,
+                       positions=torch.tensor(history.iteration), seed=seed, batch_size=batch_size)

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from blindspots_nb.lst import LSTConfig
+from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.models import predict
 from blindspots_nb.paths import (blindspot_grid, orthogonal_perturbations, path_directions, path_widths,
-                                 segment_points)
+                                 segment_points, traversal_path_widths)
 
 
 def test_orthogonal_perturbations_have_the_radius_and_are_orthogonal():
@@ -123,3 +123,90 @@ def test_blindspot_grid_is_indexed_target_row_source_column(tiny_cnn):
         assert math.isclose(float(grid.confidence[i, j]), float(reached), rel_tol=1e-4)
     with pytest.raises(ValueError, match="at least 2"):
         blindspot_grid(tiny_cnn, images[:1])
+
+
+class Recorder(nn.Module):
+    """Passes images to a model and keeps each batch it saw, and whether with gradient."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, []
+
+    def forward(self, x):
+        self.calls.append((x.detach().clone(), torch.is_grad_enabled()))
+        return self.model(x)
+
+
+def _recorded_traversal(model, record_images=True):
+    torch.manual_seed(3)  # pixels in [0.3, 0.7]: perturbations of these radii are never clipped
+    sources, targets = 0.3 + 0.4 * torch.rand(2, 3, 16, 16), 0.3 + 0.4 * torch.rand(2, 3, 16, 16)
+    config = LSTConfig(step_size=0.1, iterations=6, record_every=2, record_images=record_images)
+    return Traversal(model, sources, [2, 1], targets, config).run(), targets
+
+
+def test_traversal_path_widths_perturb_orthogonally_to_the_lst_step(tiny_cnn):
+    traversal, targets = _recorded_traversal(tiny_cnn)
+    recorder = Recorder(tiny_cnn)
+    radii, samples = (0.5, 0.25), 12
+    widths = traversal_path_widths(recorder, traversal, index=1, radii=radii, samples=samples,
+                                   quantiles=(0.05, 0.5), batch_size=20)
+    points = torch.stack(traversal.history.images)[:, 1]
+    assert widths.positions.tolist() == [0, 2, 4, 6] == traversal.history.iteration
+    # independently: the raw CE gradient at each iterate, and target - x without its part along it
+    gradients = []
+    for x in points:
+        x = x[None].clone().requires_grad_(True)
+        nn.functional.cross_entropy(tiny_cnn(x), torch.tensor([1])).backward()
+        gradients.append(x.grad[0].flatten().double())
+    gradient = torch.stack(gradients)
+    step = (targets[1] - points).flatten(1).double()
+    step = step - (step * gradient).sum(1, keepdim=True) / (gradient * gradient).sum(1, keepdim=True) * gradient
+    unit = step / step.norm(dim=1, keepdim=True)
+    # one forward+backward per recorded iterate, then the path itself, then the perturbed points
+    with_grad = torch.cat([x for x, grad in recorder.calls if grad])
+    torch.testing.assert_close(with_grad, points)
+    without = [x for x, grad in recorder.calls if not grad]
+    torch.testing.assert_close(without[0], points)
+    perturbed = torch.cat(without[1:]).reshape(len(radii), len(points), samples, -1).double()
+    offsets = perturbed - points.flatten(1).double()[None, :, None]
+    for r, radius in enumerate(radii):
+        torch.testing.assert_close(offsets[r].norm(dim=2), torch.full((4, samples), radius, dtype=torch.float64),
+                                   atol=1e-5, rtol=0)
+        assert (offsets[r] @ unit[:, :, None]).abs().max() / radius < 1e-4
+        # not orthogonal to everything: the gradient's direction is perturbed (random cosines ~ 1/28)
+        along_gradient = offsets[r] @ (gradient / gradient.norm(dim=1, keepdim=True))[:, :, None]
+        assert along_gradient.abs().max() / radius > 1e-2
+    # the quantiles are those of the model's confidence on exactly these points
+    with torch.no_grad():
+        confidence = tiny_cnn(perturbed.flatten(0, 2).view(-1, 3, 16, 16).float()).softmax(1)[:, 1]
+    expected = torch.quantile(confidence.view(len(radii), len(points), samples).double(),
+                              torch.tensor([0.05, 0.5], dtype=torch.float64), dim=2)
+    torch.testing.assert_close(widths.values, expected, atol=1e-6, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(widths.center, tiny_cnn(points).softmax(1)[:, 1])
+
+
+def test_traversal_path_widths_from_a_result_match_the_traversal_and_are_seeded(tiny_cnn):
+    traversal, targets = _recorded_traversal(tiny_cnn)
+    kwargs = dict(radii=(1.0,), samples=8, seed=5)
+    widths = traversal_path_widths(tiny_cnn, traversal, **kwargs)
+    again = traversal_path_widths(tiny_cnn, traversal.result(), targets=targets, **kwargs)
+    torch.testing.assert_close(again.values, widths.values)
+    assert widths.quantiles.tolist() == [0.05] and widths.samples == 8
+    other = traversal_path_widths(tiny_cnn, traversal, radii=(1.0,), samples=8, seed=6)
+    assert not torch.equal(other.values, widths.values)
+
+
+def test_traversal_path_widths_refuses_what_it_cannot_measure(tiny_cnn):
+    unrecorded, targets = _recorded_traversal(tiny_cnn, record_images=False)
+    with pytest.raises(ValueError, match="record_images=True"):
+        traversal_path_widths(tiny_cnn, unrecorded)
+    traversal, targets = _recorded_traversal(tiny_cnn)
+    with pytest.raises(ValueError, match="targets="):
+        traversal_path_widths(tiny_cnn, traversal.result())
+    with pytest.raises(ValueError, match="shape"):
+        traversal_path_widths(tiny_cnn, traversal.result(), targets=targets[:1])
+    with pytest.raises(IndexError, match="batch of 2"):
+        traversal_path_widths(tiny_cnn, traversal, index=2)
+    with pytest.raises(TypeError, match="Traversal or an LSTResult"):
+        traversal_path_widths(tiny_cnn, targets)

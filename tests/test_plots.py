@@ -187,3 +187,32 @@ def test_save_figure_writes_the_right_formats(tmp_path):
         plots.save_figure(go.Figure(), tmp_path / "figure.png")
     with pytest.raises(TypeError, match="cannot save"):
         plots.save_figure("not a figure", tmp_path / "x.html")
+
+
+def test_path_widths_surface_is_mirrored_with_the_path_at_distance_zero():
+    widths = PathWidths(positions=torch.tensor([0, 20, 40]), radii=torch.tensor([1.0, 0.5], dtype=torch.float64),
+                        quantiles=torch.tensor([0.05, 0.95], dtype=torch.float64),
+                        values=torch.rand(2, 2, 3, dtype=torch.float64), center=torch.rand(3), samples=256)
+    fig = plots.path_widths_surface(widths, caption=CAPTION)
+    (surface,) = fig.data
+    assert isinstance(surface, go.Surface)
+    np.testing.assert_allclose(surface.x, [0, 20, 40])
+    np.testing.assert_allclose(surface.y, [-1.0, -0.5, 0.0, 0.5, 1.0])  # radii sorted, mirrored
+    z = np.asarray(surface.z)
+    assert z.shape == (5, 3)
+    np.testing.assert_allclose(z, z[::-1])  # z at -d equals z at +d
+    np.testing.assert_allclose(z[2], widths.center.double())
+    np.testing.assert_allclose(z[3], widths.values[0, 1])  # q0.05 at radius 0.5
+    np.testing.assert_allclose(z[4], widths.values[0, 0])  # q0.05 at radius 1.0
+    scene = fig.layout.scene
+    assert scene.xaxis.title.text == "LST iteration"
+    assert "l2 distance" in scene.yaxis.title.text
+    assert "q0.05" in scene.zaxis.title.text and "256 samples" in scene.zaxis.title.text
+    assert CAPTION[:40] in fig.layout.title.text
+    np.testing.assert_allclose(np.asarray(plots.path_widths_surface(widths, quantile=0.95).data[0].z)[4],
+                               widths.values[1, 0])
+    with pytest.raises(ValueError, match="not 0.5"):
+        plots.path_widths_surface(widths, quantile=0.5)
+    widths.radii = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    with pytest.raises(ValueError, match="positive"):
+        plots.path_widths_surface(widths)
