@@ -23,10 +23,12 @@ import torch
 
 from . import provenance, sources
 from .data import ImageReadError, open_image, preprocess_for
+from .execution import Execution
 from .lst import History, LSTConfig, LSTResult, Traversal
 from .metrics import rmse
 from .models import load_model, module_device, predict
 from .plots import image_to_png
+from .saliency import attribution_maps
 
 UPLOAD_PREFIX = "upload: "
 GIVEN_IMAGES = "given images"  # the name of an image source handed over as a dataset
@@ -53,6 +55,7 @@ class Snapshot:
     rmse_to_target: float
     result: LSTResult  # with its own copy of the history, for the curves
     running: bool
+    saliency: torch.Tensor | None = None  # (H, W) of the current point, if asked for (Explorer.saliency)
 
 
 class Explorer:
@@ -66,7 +69,8 @@ class Explorer:
     of another class than the source as the model predicts it). ``config``: the
     hyperparameters (default: the paper's, recording every iteration for the curves).
     ``iterations_per_click``: what ``step()`` runs by default, and how often a
-    ``run()`` tells its listeners.
+    ``run()`` tells its listeners. ``execution``: how the model runs (precision,
+    compile, layout; default: float32 eager, channels-last).
 
     Choosing another model, image source, source, target or config starts the
     traversal anew; a change of ``config.iterations`` alone only moves where ``run()``
@@ -75,8 +79,9 @@ class Explorer:
 
     def __init__(self, model="efficientnet_lite0", images=None, source: str | None = None,
                  target: str | None = None, config: LSTConfig | None = None, iterations_per_click: int = 10,
-                 device=None):
+                 device=None, execution: Execution | None = None):
         self.device = device
+        self.execution = execution or Execution()  # how the model runs (precision, compile, layout)
         self.iterations_per_click = iterations_per_click
         self.error: Exception | None = None  # what stopped the last run(), if anything did
         self.image_sources: dict[str, object] = {spelling: spelling for spelling in OFFERED_SOURCES}
@@ -90,6 +95,7 @@ class Explorer:
         self._listeners: list[Callable[[str, str], None]] = []
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
+        self._saliency: tuple[Traversal, int, torch.Tensor] | None = None  # the last map and where it was taken
         self._running = False
         self._stop = threading.Event()
         model = self._load(model)
@@ -253,7 +259,7 @@ class Explorer:
         device = module_device(model)
         start, end = catalog[source][None].to(device), catalog[target][None].to(device)
         labels, _ = predict(model, start)
-        return Traversal(model, start, labels, end, config)
+        return Traversal(model, start, labels, end, config, execution=self.execution)
 
     def _restart(self, source: str, target: str, config: LSTConfig) -> None:
         self.pause()
@@ -328,8 +334,19 @@ class Explorer:
         return worker is None or not worker.is_alive()
 
     # -- what it reached -----------------------------------------------------------
-    def snapshot(self) -> Snapshot:
-        """The current point and what the model says of it, consistent even while running."""
+    def saliency(self) -> torch.Tensor:
+        """Where the model looks at the current point for the source class: its saliency map
+        (:func:`blindspots_nb.saliency.attribution_maps`, Captum's Saliency), (H, W) on the
+        CPU, >= 0, maximum 1. Kept until the traversal moves on, so a redraw costs nothing."""
+        with self._lock:
+            t = self.traversal
+            if self._saliency is None or self._saliency[0] is not t or self._saliency[1] != t.iteration:
+                self._saliency = t, t.iteration, attribution_maps(self._model, t.images, t.labels)[0]
+            return self._saliency[2]
+
+    def snapshot(self, saliency: bool = False) -> Snapshot:
+        """The current point and what the model says of it, consistent even while running;
+        ``saliency``: with the current point's saliency map (see :meth:`saliency`)."""
         with self._lock:
             t = self.traversal
             result = dataclasses.replace(t.result(), history=History.from_state_dict(t.history.state_dict()))
@@ -343,11 +360,13 @@ class Explorer:
                 initial_confidence=float(t.initial_confidence[0]), confidence=float(t.confidence[0]),
                 target_confidence=float(t.target_confidence[0]),
                 distance_l2=float((target - current).flatten(1).norm(dim=1)[0]),
-                rmse_to_target=float(rmse(current, target)[0]), result=result, running=self._running)
+                rmse_to_target=float(rmse(current, target)[0]), result=result, running=self._running,
+                saliency=self.saliency() if saliency else None)
 
     def caption(self) -> str:
         """What produces the traversal: model, weights, hyperparameters, device, version."""
-        return provenance.caption(self._model, self.config, module_device(self._model))
+        caption = provenance.caption(self._model, self.config, module_device(self._model))
+        return caption if self.execution == Execution() else f"{caption} | execution {self.execution}"
 
     def record(self) -> dict:
         """A JSON-serialisable record of the current point and what produced it."""
@@ -358,7 +377,7 @@ class Explorer:
             iteration=snap.iteration, accepted_steps=snap.accepted_steps,
             initial_confidence=snap.initial_confidence, source_class_confidence=snap.confidence,
             target_class_confidence=snap.target_confidence, distance_l2=snap.distance_l2,
-            rmse_to_target=snap.rmse_to_target)
+            rmse_to_target=snap.rmse_to_target, execution=self.execution.to_dict())
 
     def export(self, directory) -> dict[str, Path]:
         """Write the current point (PNG), the whole traversal (.pt, resumable with

@@ -3,8 +3,9 @@
 
 :class:`LSTExplorer` offers menus for the model, the image source, the source and
 the target image, fields for the hyperparameters and the buttons Step, Run, Pause,
-Reset and Export; it shows the source, the target, the current point, their
-difference and a plotly ``FigureWidget`` of the confidence curves, redrawn in place
+Reset and Export; it shows the source, the target, the current point (with its
+saliency map laid over it while the toggle 'saliency' is on), their difference and
+a plotly ``FigureWidget`` of the confidence curves, redrawn in place
 whenever the explorer tells it of a change (also from its background run). All
 logic lives in the explorer (``.state``); this module only shows it.
 """
@@ -16,6 +17,8 @@ import html
 
 import ipywidgets as W
 import plotly.graph_objects as go
+import torch
+from matplotlib import colormaps
 
 from .explorer import Explorer
 from .lst import LSTConfig
@@ -23,6 +26,20 @@ from .plots import confidence_figure, difference_image, image_to_png, update_con
 
 PANEL = 176  # pixels of each image panel
 MESSAGE_COLOURS = {"ok": "#2e7d32", "warning": "#b26a00", "error": "#c62828"}
+SALIENCY_COLOURS = "jet"  # matplotlib colour map of the saliency overlay, as in plots' attribution figures
+SALIENCY_TOP = 0.98  # the map's quantile from which on it shows in the brightest colour
+
+
+def saliency_overlay(image: torch.Tensor, saliency: torch.Tensor, opacity: float = 0.5) -> torch.Tensor:
+    """``image`` (C, H, W) in [0, 1] under its ``saliency`` map (H, W) >= 0 as a heat map,
+    (3, H, W) in [0, 1]: ``opacity`` of the map's colour (``SALIENCY_COLOURS``) over the
+    rest of the image. Gradient maps are sparse (a few pixels near the maximum), so the map
+    is divided by its ``SALIENCY_TOP`` quantile and clipped at 1, as Captum's own
+    visualisations clip outliers; otherwise nearly all of it would show as 0."""
+    top = float(torch.quantile(saliency.float(), SALIENCY_TOP))
+    levels = (saliency / top).clamp(0, 1) if top > 0 else saliency
+    colours = torch.from_numpy(colormaps[SALIENCY_COLOURS](levels.numpy())[..., :3]).permute(2, 0, 1)
+    return (1 - opacity) * image.expand(3, -1, -1) + opacity * colours.to(image.dtype)
 
 
 class LSTExplorer:
@@ -31,7 +48,8 @@ class LSTExplorer:
     ``model``, ``images``, ``source``, ``target``, ``iterations_per_click`` and
     ``device``: as for :class:`~blindspots_nb.explorer.Explorer`; ``step_size``,
     ``delta``, ``eps``, ``iterations``, ``init_noise``, ``seed``: its
-    :class:`~blindspots_nb.lst.LSTConfig`; ``output_dir``: where Export writes;
+    :class:`~blindspots_nb.lst.LSTConfig`; ``execution``: how the model runs
+    (:class:`~blindspots_nb.execution.Execution`); ``output_dir``: where Export writes;
     ``models``: the names offered in the model menu (None: the whole registry).
     Display the explorer as the last expression of a cell.
     """
@@ -39,10 +57,10 @@ class LSTExplorer:
     def __init__(self, model="efficientnet_lite0", source: str | None = None, target: str | None = None,
                  images=None, step_size: float = 1e-2, delta: float = 0.2, eps: float = 2e-3,
                  iterations_per_click: int = 10, iterations: int = 400, init_noise: float = 4 / 255,
-                 seed: int = 0, output_dir="results/explorer", device=None, models=None):
+                 seed: int = 0, output_dir="results/explorer", device=None, models=None, execution=None):
         config = LSTConfig(step_size=step_size, iterations=iterations, delta=delta, eps=eps, init_noise=init_noise,
                            record_every=1, seed=seed)
-        self.state = Explorer(model, images, source, target, config, iterations_per_click, device)
+        self.state = Explorer(model, images, source, target, config, iterations_per_click, device, execution)
         if models is None:
             from .models import list_models
             models = list_models()
@@ -67,8 +85,10 @@ class LSTExplorer:
         self.pause_button = W.Button(description="Pause", icon="pause", button_style="warning", disabled=True)
         self.reset_button = W.Button(description="Reset", icon="undo")
         self.export_button = W.Button(description="Export", icon="download")
+        self.saliency_toggle = W.ToggleButton(value=False, description="saliency", icon="eye",
+                                              tooltip="lay the saliency map of the source class over the current point")
         self.output_dir = W.Text(value=str(output_dir), description="export to", style=style)
-        self.panels = {name: W.Image(format="png", width=PANEL, height=PANEL)
+        self.panels = {name: W.Image(format="png", width=PANEL, height=PANEL, _dom_classes=(f"lst-{name}",))
                        for name in ("source", "target", "current", "difference")}
         self.panel_labels = {name: W.HTML() for name in self.panels}
         self.status = W.HTML()
@@ -159,6 +179,8 @@ class LSTExplorer:
             field.observe(self._on_hyperparameter, names="value")
         self.per_click.observe(self._on_per_click, names="value")
         self.upload.observe(self._on_upload, names="value")
+        self.saliency_toggle.observe(lambda _: self._attempt("Cannot show the saliency map", self._redraw),
+                                     names="value")
 
     def _layout(self):
         def panel(name):
@@ -169,7 +191,7 @@ class LSTExplorer:
             W.HBox([self.step_size, self.delta, self.eps]),
             W.HBox([self.per_click, self.iterations]),
             W.HBox([self.step_button, self.run_button, self.pause_button, self.reset_button, self.export_button,
-                    self.output_dir]),
+                    self.output_dir, self.saliency_toggle]),
             self.message,
             W.HBox([panel(name) for name in self.panels]),
             self.status,
@@ -259,10 +281,12 @@ class LSTExplorer:
 
     def _redraw(self):
         """Show the traversal's current point in the images, curves and text."""
-        snap = self.state.snapshot()
+        overlay = self.saliency_toggle.value
+        snap = self.state.snapshot(saliency=overlay)
         difference, scale = difference_image(snap.current_image, snap.source_image)
+        current = saliency_overlay(snap.current_image, snap.saliency) if overlay else snap.current_image
         for name, image in (("source", snap.source_image), ("target", snap.target_image),
-                            ("current", snap.current_image), ("difference", difference)):
+                            ("current", current), ("difference", difference)):
             self.panels[name].value = image_to_png(image, PANEL)
         source_class, target_class = snap.source_class, snap.target_class
         p0 = snap.initial_confidence
@@ -270,7 +294,8 @@ class LSTExplorer:
                                              f"{html.escape(source_class[:28])} ({p0:.3f})")
         self.panel_labels["target"].value = (f"<b>target</b>: {html.escape(snap.target)}<br>"
                                              f"{html.escape(target_class[:28])}")
-        self.panel_labels["current"].value = (f"<b>current</b>, iteration {snap.iteration}<br>"
+        self.panel_labels["current"].value = (f"<b>{'saliency' if overlay else 'current'}</b>, "
+                                              f"iteration {snap.iteration}<br>"
                                               f"{html.escape(source_class[:20])}: {snap.confidence:.3f}")
         self.panel_labels["difference"].value = (f"<b>current \u2212 source</b><br>gray = 0, "
                                                  f"extremes = \u00b1{scale:.3f}")

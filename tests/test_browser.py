@@ -1,19 +1,23 @@
-"""The explorer in a real browser: JupyterLab on localhost, headless Chromium.
+"""The explorer in a real browser: JupyterLab and the Voila app on localhost, headless Chromium.
 
-Opens ``notebooks/01_explore_lst.ipynb``, runs all cells, clicks the explorer's Step
-button and checks that the confidence plot gained points, then Run and Pause; saves
-a screenshot (after Step) to ``results/browser/``. Needs Debian's ``chromium`` and the ``playwright`` package (its
-own browser download is not used).
+JupyterLab: opens ``notebooks/01_explore_lst.ipynb``, runs all cells, clicks the
+explorer's Step button and checks that the confidence plot gained points, then Run
+and Pause. Voila: serves ``notebooks/app_explorer.ipynb`` as the app, checks that it
+opens at iteration 0 with nothing but the widgets, steps, and lays the saliency map
+over the current point. Screenshots go to ``results/browser/``. Needs Debian's
+``chromium`` and the ``playwright`` package (its own browser download is not used).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,12 +30,22 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = "01_explore_lst.ipynb"
+APP = REPO / "notebooks" / "app_explorer.ipynb"
 SCREENSHOTS = REPO / "results" / "browser"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 # Points of the source-class curve in every plotly plot on the page.
 CURVE_POINTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
     .map(plot => (plot.data && plot.data[0] && plot.data[0].x) ? plot.data[0].x.length : 0)"""
+MORE_CURVE_POINTS = f"least => Math.max(0, ...({CURVE_POINTS})()) > least"  # a wait_for_function body
+# The pixels an <img> shows, as a PNG data URL (null until it has loaded).
+PIXELS = """img => {
+    if (!img.complete || !img.naturalWidth) return null;
+    const canvas = document.createElement('canvas');
+    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+    canvas.getContext('2d').drawImage(img, 0, 0);
+    return canvas.toDataURL(); }"""
+CHANGED = f"([img, before]) => {{ const now = ({PIXELS})(img); return now !== null && now !== before; }}"
 
 
 def _free_port() -> int:
@@ -40,98 +54,168 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for_server(url: str, process: subprocess.Popen, timeout: float) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float) -> None:
+    """Wait until ``process`` (the server ``name``) listens on ``port``; it serves every
+    request from then on (a request to a page could start a kernel, so none is made)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with code {process.returncode}")
+            raise RuntimeError(f"{name} exited with code {process.returncode}")
         try:
-            with urllib.request.urlopen(f"{url}/api/status", timeout=5):
-                return
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
         except OSError:
-            time.sleep(1)
-    raise TimeoutError(f"jupyter lab did not answer at {url} within {timeout:.0f} s")
+            time.sleep(0.5)
+    raise TimeoutError(f"{name} did not listen on port {port} within {timeout:.0f} s")
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A JupyterLab server on a free localhost port, serving a copy of the notebook."""
-    root = tmp_path_factory.mktemp("lab")
-    shutil.copy(REPO / "notebooks" / NOTEBOOK, root / NOTEBOOK)
+@contextlib.contextmanager
+def _server(name: str, command: list[str], root: Path, timeout: float = 120):
+    """Run the server ``command`` (it gets ``--port``) on a free localhost port in ``root``
+    (its log: ``root/server.log``), as on a fresh machine: no user settings, kernels or IPython
+    profile; yields its URL and stops it (and its kernels) at the end."""
     port = _free_port()
-    log = open(root / "jupyter.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
-         "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--notebook-dir", str(root),
-         f"--LabApp.workspaces_dir={root / 'workspaces'}"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_server(url, process, timeout=120)
-        yield url
-    finally:
-        process.terminate()
+    fresh = {name: str(root / folder) for name, folder in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
+                                                           ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython"))}
+    with open(root / "server.log", "w") as log:
+        process = subprocess.Popen([*command, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=root,
+                                   env={**os.environ, **fresh})
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            _wait_for_port(port, process, name, timeout)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()  # both shut their kernels down on SIGTERM
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-def test_explorer_steps_in_jupyterlab(lab):
+@contextlib.contextmanager
+def _page(failure_screenshot: str):
+    """A page of headless Chromium; if the test fails, a screenshot goes to ``SCREENSHOTS``."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1300})
-            page.goto(f"{lab}/lab/tree/{NOTEBOOK}", timeout=120_000)
-            page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
-            accept = page.locator(".jp-Dialog .jp-mod-accept")
-            try:  # "Select Kernel", when JupyterLab asks
-                accept.wait_for(timeout=15_000)
-                accept.click()
-            except sync_api.TimeoutError:
-                pass
-
-            page.locator(".lm-MenuBar-item", has_text="Run").first.click()
-            page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
-
-            step = page.locator(".widget-button", has_text="Step")
-            step.wait_for(timeout=300_000)
-            # the notebook's last cell prints where it wrote the figure: all cells have run
-            page.locator(".jp-OutputArea-output", has_text="confidence.html").first.wait_for(timeout=300_000)
-            status = page.locator(".widget-html", has_text="RMSE to target").first
-            status.scroll_into_view_if_needed()
-            page.wait_for_function(f"() => Math.max(0, ...({CURVE_POINTS})()) > 1", timeout=60_000)
-            before = max(page.evaluate(CURVE_POINTS))
-            iteration_before = status.inner_text()
-
-            step.click()
-            page.wait_for_function(f"() => Math.max(0, ...({CURVE_POINTS})()) > {before}", timeout=120_000)
-            after = max(page.evaluate(CURVE_POINTS))
-            news = page.locator(".Toastify__toast button", has_text="No")  # "Jupyter news?" toast
-            if news.count():
-                news.first.click()
-            page.wait_for_timeout(1000)  # let the images and the plot finish drawing
-            page.screenshot(path=str(SCREENSHOTS / "explorer_after_step.png"))
-
-            assert after == before + 10  # one click: 'iterations per click' = 10 more points
-            assert "iteration 10" in iteration_before
-            assert "iteration 20" in status.inner_text()
-
-            # Run steps in a background thread and redraws as it goes; Pause stops it
-            page.locator(".widget-button", has_text="Run").click()
-            page.wait_for_function(f"() => Math.max(0, ...({CURVE_POINTS})()) > {after + 10}", timeout=120_000)
-            page.locator(".widget-button", has_text="Pause").click()
-            page.wait_for_function("status => !status.innerText.includes('running')", arg=status.element_handle(),
-                                   timeout=60_000)
-            paused = max(page.evaluate(CURVE_POINTS))
-            page.wait_for_timeout(3000)
-            assert max(page.evaluate(CURVE_POINTS)) == paused < 401
-            assert f"iteration {paused - 1}" in status.inner_text()
-        except Exception:
-            page.screenshot(path=str(SCREENSHOTS / "explorer_failure.png"))
-            raise
+            try:
+                yield page
+            except Exception:
+                page.screenshot(path=str(SCREENSHOTS / failure_screenshot))
+                raise
         finally:
             browser.close()
+
+
+def _curve_points(page) -> int:
+    return max(page.evaluate(CURVE_POINTS), default=0)
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server on a free localhost port, serving a copy of the notebook."""
+    shutil.copy(REPO / "notebooks" / NOTEBOOK, tmp_path / NOTEBOOK)
+    with _server("jupyter lab", [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1",
+                                 "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root",
+                                 "--notebook-dir", str(tmp_path), f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
+                 tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def voila(tmp_path):
+    """The app as ``voila notebooks/app_explorer.ipynb`` serves it (no token), on a free localhost port."""
+    with _server("voila", [sys.executable, "-m", "voila", str(APP), "--no-browser", "--Voila.ip=127.0.0.1",
+                           "--VoilaConfiguration.show_tracebacks=True"], tmp_path) as url:
+        yield url
+
+
+def test_explorer_steps_in_jupyterlab(lab):
+    with _page("explorer_failure.png") as page:
+        page.goto(f"{lab}/lab/tree/{NOTEBOOK}", timeout=120_000)
+        page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
+        accept = page.locator(".jp-Dialog .jp-mod-accept")
+        try:  # "Select Kernel", when JupyterLab asks
+            accept.wait_for(timeout=15_000)
+            accept.click()
+        except sync_api.TimeoutError:
+            pass
+
+        page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+        page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+
+        step = page.locator(".widget-button", has_text="Step")
+        step.wait_for(timeout=300_000)
+        # the notebook's last cell prints where it wrote the figure: all cells have run
+        page.locator(".jp-OutputArea-output", has_text="confidence.html").first.wait_for(timeout=300_000)
+        status = page.locator(".widget-html", has_text="RMSE to target").first
+        status.scroll_into_view_if_needed()
+        page.wait_for_function(MORE_CURVE_POINTS, arg=1, timeout=60_000)
+        before = _curve_points(page)
+        iteration_before = status.inner_text()
+
+        step.click()
+        page.wait_for_function(MORE_CURVE_POINTS, arg=before, timeout=120_000)
+        after = _curve_points(page)
+        news = page.locator(".Toastify__toast button", has_text="No")  # "Jupyter news?" toast
+        if news.count():
+            news.first.click()
+        page.wait_for_timeout(1000)  # let the images and the plot finish drawing
+        page.screenshot(path=str(SCREENSHOTS / "explorer_after_step.png"))
+
+        assert after == before + 10  # one click: 'iterations per click' = 10 more points
+        assert "iteration 10" in iteration_before
+        assert "iteration 20" in status.inner_text()
+
+        # Run steps in a background thread and redraws as it goes; Pause stops it
+        page.locator(".widget-button", has_text="Run").click()
+        page.wait_for_function(MORE_CURVE_POINTS, arg=after + 10, timeout=120_000)
+        page.locator(".widget-button", has_text="Pause").click()
+        page.wait_for_function("status => !status.innerText.includes('running')", arg=status.element_handle(),
+                               timeout=60_000)
+        paused = _curve_points(page)
+        page.wait_for_timeout(3000)
+        assert _curve_points(page) == paused < 401
+        assert f"iteration {paused - 1}" in status.inner_text()
+
+
+def test_the_voila_app_opens_clean_steps_and_shows_the_saliency(voila):
+    with _page("app_failure.png") as page:
+        page.goto(voila, timeout=180_000)  # Voila answers once it has run the notebook
+        step = page.locator(".widget-button", has_text="Step")
+        step.wait_for(timeout=120_000)
+        status = page.locator(".widget-html", has_text="RMSE to target").first
+        status.wait_for(timeout=60_000)
+        page.wait_for_function(MORE_CURVE_POINTS, arg=0, timeout=60_000)
+        # a fresh explorer and nothing else: no code, no printed text, no message of a scripted export
+        assert _curve_points(page) == 1 and "iteration 0 " in status.inner_text()
+        text = page.inner_text("body")
+        assert "Exported" not in text and "model_name" not in text and "LSTExplorer" not in text
+        assert page.locator(".jp-OutputArea-output[data-mime-type^='application/vnd.jupyter.std']").count() == 0
+
+        current = page.locator("img.lst-current").element_handle()
+        page.wait_for_function(f"img => ({PIXELS})(img) !== null", arg=current, timeout=30_000)
+        start = page.evaluate(PIXELS, current)
+        label = page.locator(".widget-html", has_text=re.compile(r"^(current|saliency), iteration"))
+        step.click()
+        page.wait_for_function(MORE_CURVE_POINTS, arg=1, timeout=120_000)
+        assert _curve_points(page) == 11  # 'iterations per click' = 10 more points
+        page.wait_for_function("status => status.innerText.includes('iteration 10 ')", arg=status.element_handle(),
+                               timeout=30_000)
+        # an <img> shows its new picture a little after it gets it: wait for the pixels to change
+        page.wait_for_function(CHANGED, arg=[current, start], timeout=30_000)
+        plain = page.evaluate(PIXELS, current)
+        assert label.inner_text().startswith("current, iteration 10")
+
+        toggle = page.locator(".widget-toggle-button", has_text="saliency")
+        toggle.click()
+        page.wait_for_function("label => label.innerText.startsWith('saliency, iteration 10')",
+                               arg=label.element_handle(), timeout=60_000)
+        page.wait_for_function(CHANGED, arg=[current, plain], timeout=30_000)
+        page.wait_for_timeout(500)  # let the plot finish drawing
+        page.screenshot(path=str(SCREENSHOTS / "app_saliency.png"))
+
+        toggle.click()  # off again: the current point as it is
+        page.wait_for_function(f"([img, plain]) => ({PIXELS})(img) === plain", arg=[current, plain], timeout=60_000)

@@ -361,3 +361,41 @@ def test_the_default_target_is_the_first_image_of_another_class():
     assert (explorer.source, explorer.target) == ("r1", "g")
     assert (explorer.snapshot().source_class, explorer.snapshot().target_class) == ("red", "green")
     assert Explorer(model, images=given, source="g", config=CONFIG).target == "r1"
+
+
+def _source_class_saliency(model, traversal) -> torch.Tensor:
+    """The saliency map by hand: |d logit_label / d pixel|, largest over the channels, over its maximum."""
+    images = traversal.images.detach().clone().requires_grad_(True)
+    logit = model(images)[0, int(traversal.labels[0])]
+    (gradient,) = torch.autograd.grad(logit, images)
+    saliency = gradient.abs().amax(1)[0]
+    return saliency / saliency.max()
+
+
+def test_saliency_is_the_source_class_map_at_the_current_point(explorer, model):
+    assert explorer.snapshot().saliency is None  # only computed when asked for
+    start = explorer.saliency()
+    assert start.shape == (16, 16) and start.min() >= 0 and start.max() == 1
+    torch.testing.assert_close(start, _source_class_saliency(model, explorer.traversal))
+    assert explorer.saliency() is start  # kept while the point stays
+
+    explorer.step(5)
+    moved = explorer.snapshot(saliency=True)
+    torch.testing.assert_close(moved.saliency, _source_class_saliency(model, explorer.traversal))
+    assert not torch.allclose(moved.saliency, start)
+    explorer.reset()  # a new traversal from the same point: the first map again
+    torch.testing.assert_close(explorer.saliency(), start)
+
+
+def test_execution_options_reach_the_explorers_traversal_record_and_caption(model, images):
+    from blindspots_nb.execution import Execution
+
+    plain = Explorer(model, images=images, source="w", target="x", config=CONFIG)
+    fast = Explorer(model, images=images, source="w", target="x", config=CONFIG, execution=Execution("bf16"))
+    assert plain.traversal.execution == Execution() and fast.traversal.execution == Execution("bf16")
+    fast.step(3)
+    assert fast.traversal._gradient.dtype == torch.float32
+    assert fast.record()["execution"]["precision"] == "bf16" and "bf16" in fast.caption()
+    assert "execution" not in plain.caption()
+    fast.reset()
+    assert fast.traversal.execution == Execution("bf16")  # a new traversal keeps the options

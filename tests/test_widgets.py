@@ -8,13 +8,15 @@ import time
 import numpy as np
 import pytest
 import torch
+from matplotlib import colormaps
 from PIL import Image
 
 from blindspots_nb.data import TensorImages
 from blindspots_nb.explorer import GIVEN_IMAGES
 from blindspots_nb.metrics import rmse
 from blindspots_nb.models import wrap
-from blindspots_nb.widgets import LSTExplorer
+from blindspots_nb.plots import image_to_png
+from blindspots_nb.widgets import PANEL, SALIENCY_COLOURS, LSTExplorer, saliency_overlay
 
 from conftest import make_tiny_cnn
 
@@ -238,3 +240,51 @@ def test_switching_image_sources_and_models(model, tmp_path):
     assert explorer.traversal.iteration == 3
     explorer.model_menu.value = "tiny"  # back to the given model
     assert explorer.model is model and explorer.collection_menu.value == "photos"
+
+
+def test_saliency_overlay_blends_the_clipped_map_in_colour_over_the_image():
+    image = torch.rand(1, 10, 10)  # one channel: the overlay is in colour
+    saliency = torch.linspace(0, 1, 100).reshape(10, 10) ** 4  # sparse, as gradient maps are
+    overlay = saliency_overlay(image, saliency, opacity=0.4)
+    assert overlay.shape == (3, 10, 10) and overlay.min() >= 0 and overlay.max() <= 1
+    colour_map = colormaps[SALIENCY_COLOURS]
+    top = np.quantile(saliency.numpy(), 0.98)  # from there on: the brightest colour
+    for row, col in ((0, 0), (4, 5), (9, 8), (9, 9)):
+        colour = torch.tensor(colour_map(min(float(saliency[row, col]) / top, 1.0))[:3], dtype=torch.float32)
+        torch.testing.assert_close(overlay[:, row, col], 0.6 * image[0, row, col] + 0.4 * colour)
+    heat = overlay - 0.6 * image  # the map's part
+    torch.testing.assert_close(heat[:, 9, 8], heat[:, 9, 9])  # both in the top 2%: clipped alike
+    torch.testing.assert_close(saliency_overlay(image, saliency / 3), saliency_overlay(image, saliency))
+    blank = saliency_overlay(image, torch.zeros(10, 10), opacity=0.4)  # no saliency at all: the lowest colour
+    torch.testing.assert_close(blank, 0.6 * image.expand(3, -1, -1)
+                               + 0.4 * torch.tensor(colour_map(0.0)[:3], dtype=torch.float32)[:, None, None])
+
+
+def test_the_saliency_toggle_lays_the_map_over_the_current_point(explorer):
+    def shown(name):
+        return _png(explorer.panels[name])
+
+    def drawn(image):
+        return np.asarray(Image.open(io.BytesIO(image_to_png(image, PANEL))))
+
+    assert not explorer.saliency_toggle.value  # off by default: the current point as it is
+    others = {name: shown(name) for name in ("source", "target", "difference")}
+    current = explorer.traversal.images[0]
+    assert np.array_equal(shown("current"), drawn(current))
+
+    explorer.saliency_toggle.value = True
+    saliency = explorer.state.saliency()
+    assert np.array_equal(shown("current"), drawn(saliency_overlay(current, saliency)))
+    assert not np.array_equal(shown("current"), drawn(current))
+    assert all(np.array_equal(shown(name), picture) for name, picture in others.items())
+    assert "<b>saliency</b>, iteration 0" in explorer.panel_labels["current"].value
+
+    explorer.step_button.click()  # the overlay follows the traversal
+    current = explorer.traversal.images[0]
+    assert explorer.state.saliency() is not saliency
+    assert np.array_equal(shown("current"), drawn(saliency_overlay(current, explorer.state.saliency())))
+    assert "<b>saliency</b>, iteration 5" in explorer.panel_labels["current"].value
+
+    explorer.saliency_toggle.value = False
+    assert np.array_equal(shown("current"), drawn(current))
+    assert "<b>current</b>, iteration 5" in explorer.panel_labels["current"].value

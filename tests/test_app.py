@@ -1,0 +1,31 @@
+"""The Voila app notebook (``notebooks/app_explorer.ipynb``) without a browser:
+papermill sets its parameters, and it shows the explorer and nothing else.
+``tests/test_browser.py`` opens it under Voila."""
+
+from pathlib import Path
+
+import nbformat
+import papermill
+from nbclient import NotebookClient
+
+APP = Path(__file__).resolve().parents[1] / "notebooks" / "app_explorer.ipynb"
+
+
+def test_papermill_sets_the_apps_parameters_and_it_shows_only_the_explorer(tmp_path):
+    code = [cell for cell in nbformat.read(APP, as_version=4).cells if cell.cell_type == "code"]
+    assert code[0].metadata.get("tags") == ["parameters"]
+    prepared = tmp_path / "app.ipynb"
+    papermill.execute_notebook(APP, prepared, prepare_only=True, parameters={
+        "model_name": "fonts_cnn", "images": "fonts:test", "source": None, "target": None,
+        "output_dir": str(tmp_path / "export")})
+    book = nbformat.read(prepared, as_version=4)
+    book.cells.append(nbformat.v4.new_code_cell(
+        "print(app.model.info['name'], app.state.image_source, app.traversal.iteration, app.saliency_toggle.value, "
+        "repr(app.message.value))"))
+    NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    *app_cells, check = [cell for cell in book.cells if cell.cell_type == "code"]
+    outputs = [output for cell in app_cells for output in cell.outputs]
+    assert [output.output_type for output in outputs] == ["execute_result"]  # no printed text, no warning
+    assert "application/vnd.jupyter.widget-view+json" in outputs[0].data
+    assert check.outputs[0].text.split() == ["fonts_cnn", "fonts:test", "0", "False", "''"]
