@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .attacks import pgd
 from .data import fonts_dataset
 from .models import FONTS_AT_EPS, Classifier, FontsCNN, get_entry, load_model, module_device
 
@@ -51,30 +52,11 @@ class TrainConfig:
         return cls(model=model, eps=eps, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-        step_size: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """l_inf PGD (Madry et al. 2018): uniform random start in the eps-box, ``steps``
-    signed-gradient ascent steps on cross-entropy (default step 2.5 eps / steps),
-    projected onto the box and [0, 1]."""
-    if eps <= 0 or steps < 1:
-        return x.detach()
-    step_size = 2.5 * eps / steps if step_size is None else step_size
-    noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)
-    x_adv = (x + (2 * noise - 1) * eps).clamp(0, 1).detach()
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        with torch.enable_grad():
-            loss = F.cross_entropy(model(x_adv), y)
-            (grad,) = torch.autograd.grad(loss, x_adv)
-        x_adv = x_adv.detach() + step_size * grad.sign()
-        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
-    return x_adv.detach()
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset, eps: float = FONTS_AT_EPS, steps: int = 20,
              batch_size: int = 128, seed: int = 0) -> dict:
-    """Clean accuracy and PGD accuracy (l_inf ``eps``, ``steps`` steps) on ``dataset``."""
+    """Clean accuracy and PGD accuracy (l_inf ``eps``, ``steps`` steps, random start; the
+    random starts of all batches drawn from ``seed``) on ``dataset``."""
     generator = torch.Generator().manual_seed(seed)
     device = module_device(model)
     clean = robust = 0
@@ -83,7 +65,7 @@ def evaluate(model: torch.nn.Module, dataset, eps: float = FONTS_AT_EPS, steps: 
         x = torch.stack([dataset[i][0] for i in idx]).to(device)
         y = torch.tensor([dataset[i][1] for i in idx], device=device)
         clean += (model(x).argmax(-1) == y).sum().item()
-        x_adv = pgd(model, x, y, eps, steps, generator=generator)
+        x_adv = pgd(model, x, y, eps, steps=steps, seed=generator)
         robust += (model(x_adv).argmax(-1) == y).sum().item()
     n = len(dataset)
     return {"n": n, "clean_acc": clean / n, "pgd_acc": robust / n, "eps": eps, "steps": steps}
@@ -106,7 +88,9 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[Classifier, dict]
     """Train a FontsCNN on the train fonts; return the frozen model and its meta data.
 
     Adam with a cosine learning-rate decay; for adversarial training every batch is
-    replaced by its PGD example, with eps ramped up linearly over the first epoch.
+    replaced by its PGD example (:func:`blindspots_nb.attacks.pgd`, ``config.steps``
+    steps of 2.5 eps / steps from a random start), with eps ramped up linearly over the
+    first epoch.
     """
     entry = get_entry(config.model)
     data = fonts_dataset("train", config.n_train, config.seed)
@@ -129,7 +113,8 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[Classifier, dict]
                 idx = order[b * config.batch_size:(b + 1) * config.batch_size]
                 x, y = data.images[idx], data.labels[idx]
                 eps = config.eps * min(1.0, (step + 1) / batches)
-                x = pgd(model, x, y, eps, config.steps, generator=generator)
+                if eps > 0:
+                    x = pgd(model, x, y, eps, steps=config.steps, seed=generator)
                 loss = F.cross_entropy(model(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

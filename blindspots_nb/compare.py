@@ -1,0 +1,255 @@
+"""Adversarial examples beside blind spots, for the same sources and targets.
+
+An adversarial example is a small change of the source that changes the model's class; a
+blind spot (LST) is a large change, towards a target, that keeps it. :func:`compare` makes
+both for one model and k (source, target) pairs: PGD at the model's threat model
+(:func:`blindspots_nb.attacks.threat_model`) and :func:`blindspots_nb.lst.traverse`, with the
+model's class and confidence for every image and the distances that matter, adversarial
+example to its source and blind spot to its target (RMSE, l_inf, SSIM). :func:`transfer`
+asks how models of one input space see each other's images: does B keep A's source class
+on A's blind spots, or see the target; do A's adversarial examples fool B.
+
+Tables come as Markdown (:func:`distance_table`, :func:`transfer_table`), each followed by
+what produced it; :func:`describe` words the numbers; figures live in
+:func:`blindspots_nb.plots.adversarial_vs_blindspots_figure`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from . import provenance
+from .attacks import ThreatModel, pgd, threat_model
+from .lst import LSTConfig, traverse
+from .metrics import linf, rmse, ssim
+from .models import module_device, predict
+from .sources import canonical, default_source
+
+KINDS = ("source", "adversarial", "blind spot", "target")
+DISTANCES = {"rmse": rmse, "linf": linf, "ssim": ssim}
+
+
+@dataclass
+class Comparison:
+    """PGD adversarial examples and LST blind spots of one model for k (source, target) pairs.
+
+    ``images[kind]``, ``predictions[kind]`` and ``confidence[kind]`` (the model's class and
+    its softmax confidence) for each kind in :data:`KINDS`; ``labels`` are the model's
+    classes of the sources (what PGD attacks and LST keeps), ``source_confidence`` the
+    confidence in them before (p0) and at the blind spots. ``distances`` holds
+    ``"adversarial to source"`` and ``"blind spot to target"``, each {rmse, linf, ssim}.
+    All tensors are on the CPU.
+    """
+
+    model: str
+    class_names: list[str]
+    names: list[tuple[str, str]]              # (source name, target name) per pair
+    images: dict[str, torch.Tensor]           # kind -> (k, C, H, W)
+    predictions: dict[str, torch.Tensor]      # kind -> (k,)
+    confidence: dict[str, torch.Tensor]       # kind -> (k,)
+    labels: torch.Tensor                      # (k,)
+    initial_confidence: torch.Tensor          # (k,) p0 in the source class
+    blind_spot_confidence: torch.Tensor       # (k,) confidence in the source class at the blind spot
+    distances: dict[str, dict[str, torch.Tensor]]
+    threat: ThreatModel
+    settings: dict = field(default_factory=dict)
+    caption: str = ""
+
+    @property
+    def k(self) -> int:
+        return len(self.labels)
+
+    @property
+    def fooled(self) -> torch.Tensor:
+        """Whether PGD changed the model's class, per pair."""
+        return self.predictions["adversarial"] != self.labels
+
+    @property
+    def kept(self) -> torch.Tensor:
+        """Whether the blind spot kept the source-class confidence within delta of p0, per pair."""
+        return self.initial_confidence - self.blind_spot_confidence < self.settings["delta"]
+
+
+def model_groups(models, image_source=None) -> list[tuple[str, list]]:
+    """Models grouped by the images they are shown: one source (``image_source``, else
+    each model's default: glyphs for FONTS models, photos for the others) and one input
+    space (input size and classes). A group's models get the same sources and targets, so
+    :func:`transfer` can exchange their images."""
+    groups: dict[tuple, tuple[str, list]] = {}
+    for model in models:
+        source = canonical(image_source or default_source(model))
+        key = (source, tuple(model.input_size), tuple(model.class_names))
+        groups.setdefault(key, (source, []))[1].append(model)
+    return list(groups.values())
+
+
+def rolled_pairs(images: torch.Tensor, names) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
+    """Sources and targets from k images: image i goes towards image i + 1 (mod k)."""
+    if images.dim() != 4 or images.shape[0] < 2 or len(names) != images.shape[0]:
+        raise ValueError(f"need at least 2 images (k, C, H, W) and one name each; got "
+                         f"{tuple(images.shape)} and {len(names)} names")
+    names = list(names)
+    return images, images.roll(-1, 0), list(zip(names, names[1:] + names[:1]))
+
+
+def _settings(threat: ThreatModel, step_size: float, steps: int, seed: int, config: LSTConfig, data: str) -> dict:
+    """The hyperparameters of a comparison, flat, for its caption."""
+    return {"data": data, "threat": str(threat), "pgd_steps": steps, "pgd_step_size": step_size,
+            "pgd_random_start": True, "seed": seed, "lst_step_size": config.step_size,
+            "lst_iterations": config.iterations, "delta": config.delta, "lst_eps": config.eps,
+            "init_noise": config.init_noise, "lst_seed": config.seed}
+
+
+def compare(model, sources: torch.Tensor, targets: torch.Tensor, config: LSTConfig | None = None,
+            eps: float | None = None, steps: int = 20, step_size: float | None = None, seed: int = 0,
+            names=None, data: str = "", progress: bool = False) -> Comparison:
+    """PGD adversarial examples (l_inf ball of ``eps``, default the model's threat model;
+    ``steps`` steps, random start seeded by ``seed``) and LST blind spots (``config``) of
+    ``model`` for the pairs (sources[i], targets[i]), with the model's own classes of the
+    sources as labels. ``data`` names where the images come from (for the caption)."""
+    if sources.shape != targets.shape:
+        raise ValueError(f"sources and targets must have the same shape, got {tuple(sources.shape)} "
+                         f"and {tuple(targets.shape)}")
+    config = config or LSTConfig()
+    threat = threat_model(model) if eps is None else ThreatModel("Linf", float(eps), "given")
+    step_size = 2.5 * threat.eps / steps if step_size is None else step_size
+    device = module_device(model)
+    sources, targets = sources.detach().to(device), targets.detach().to(device)
+    labels, _ = predict(model, sources)
+    target_labels, _ = predict(model, targets)
+    adversarial = pgd(model, sources, labels, threat.eps, step_size, steps, threat.norm, True, seed)
+    result = traverse(model, sources, labels.to(device), targets, config,
+                      target_labels=target_labels.to(device), progress=progress)
+    images = {"source": sources, "adversarial": adversarial, "blind spot": result.images, "target": targets}
+    images = {kind: image.detach().cpu() for kind, image in images.items()}
+    predictions, confidence = {}, {}
+    for kind, image in images.items():
+        predictions[kind], confidence[kind] = predict(model, image)
+    distances = {
+        "adversarial to source": {key: f(images["adversarial"], images["source"]).cpu() for key, f in DISTANCES.items()},
+        "blind spot to target": {key: f(images["blind spot"], images["target"]).cpu() for key, f in DISTANCES.items()},
+    }
+    names = list(names) if names is not None else [(f"source {i}", f"target {i}") for i in range(len(labels))]
+    settings = _settings(threat, step_size, steps, seed, config, data)
+    return Comparison(
+        model=model.info.get("name", type(model).__name__) if hasattr(model, "info") else type(model).__name__,
+        class_names=list(getattr(model, "class_names", [])) or [str(c) for c in range(int(labels.max()) + 1)],
+        names=names, images=images, predictions=predictions, confidence=confidence, labels=labels,
+        initial_confidence=result.initial_confidence.detach().cpu(),
+        blind_spot_confidence=result.confidence.detach().cpu(), distances=distances, threat=threat,
+        settings=settings, caption=provenance.caption(model, settings, device))
+
+
+# --------------------------------------------------------------------------- transfer
+
+
+@dataclass
+class Transfer:
+    """How models of one input space classify each other's images; entry [a, b] counts
+    model a's images (adversarial examples or blind spots) as model b classifies them.
+
+    ``fooled[a, b]``: a's adversarial examples that b puts outside a's source class;
+    ``keeps_source[a, b]``: a's blind spots that b puts in a's source class;
+    ``sees_target[a, b]``: a's blind spots that b puts in a's target class (a's class of the target).
+    The diagonal is each model on its own images. ``k``: pairs per model.
+    """
+
+    models: list[str]
+    fooled: torch.Tensor        # (n, n) counts
+    keeps_source: torch.Tensor  # (n, n) counts
+    sees_target: torch.Tensor   # (n, n) counts
+    k: int
+    caption: str = ""
+
+    def rate(self, name: str) -> torch.Tensor:
+        """A matrix of counts as fractions of k."""
+        return getattr(self, name).double() / self.k
+
+
+def transfer(models, comparisons) -> Transfer:
+    """The transfer matrices of models (same input size and classes) whose comparisons
+    share their sources and targets."""
+    models, comparisons = list(models), list(comparisons)
+    if len(models) != len(comparisons) or not models:
+        raise ValueError(f"need one comparison per model, got {len(models)} models and {len(comparisons)} comparisons")
+    first = comparisons[0]
+    for model, comparison in zip(models, comparisons):
+        if tuple(model.input_size) != tuple(models[0].input_size) or list(model.class_names) != list(models[0].class_names):
+            raise ValueError(f"{comparison.model} and {first.model} do not share an input space "
+                             "(input size and classes): their images cannot be exchanged")
+        if not all(torch.equal(comparison.images[kind], first.images[kind]) for kind in ("source", "target")):
+            raise ValueError(f"{comparison.model}'s comparison has other sources or targets than {first.model}'s")
+    n = len(models)
+    fooled, keeps, sees = (torch.zeros(n, n, dtype=torch.long) for _ in range(3))
+    for a, comparison in enumerate(comparisons):
+        for b, model in enumerate(models):
+            adversarial, _ = predict(model, comparison.images["adversarial"])
+            blind, _ = predict(model, comparison.images["blind spot"])
+            fooled[a, b] = int((adversarial != comparison.labels).sum())
+            keeps[a, b] = int((blind == comparison.labels).sum())
+            sees[a, b] = int((blind == comparison.predictions["target"]).sum())
+    caption = "; ".join(c.caption for c in comparisons)
+    return Transfer([c.model for c in comparisons], fooled, keeps, sees, first.k, caption)
+
+
+# --------------------------------------------------------------------------- tables and words
+
+
+def _mean_std(values: torch.Tensor) -> str:
+    values = values.double()
+    spread = float(values.std()) if len(values) > 1 else 0.0
+    return f"{float(values.mean()):.3f} ± {spread:.3f}"
+
+
+def distance_table(comparisons) -> str:
+    """Markdown: per model, PGD's success and the adversarial examples' distance to their
+    sources beside the blind spots' kept class and distance to their targets (mean ± std
+    over the pairs), then what produced each row."""
+    head = ("| model | threat model | PGD fools | adv→source RMSE | l_inf | SSIM | blind spots kept | "
+            "blind spot→target RMSE | l_inf | SSIM |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for c in comparisons:
+        adv, blind = c.distances["adversarial to source"], c.distances["blind spot to target"]
+        lines.append(f"| {c.model} | {c.threat.norm} {c.threat.eps:.4g} | {int(c.fooled.sum())}/{c.k} | "
+                     + " | ".join(_mean_std(adv[key]) for key in DISTANCES)
+                     + f" | {int(c.kept.sum())}/{c.k} | "
+                     + " | ".join(_mean_std(blind[key]) for key in DISTANCES) + " |")
+    lines += ["", *(f"{c.model}: {c.caption}" for c in comparisons)]
+    return "\n".join(lines)
+
+
+def transfer_table(result: Transfer) -> str:
+    """Markdown: for each pair (A, B), how B classifies A's adversarial examples and blind
+    spots, as counts of the k pairs, then what produced them."""
+    lines = ["| images of A | classified by B | adversarial: B fooled | blind spot: B keeps A's source class "
+             "| blind spot: B sees the target |", "|---|---|---|---|---|"]
+    for a, name_a in enumerate(result.models):
+        for b, name_b in enumerate(result.models):
+            lines.append(f"| {name_a} | {name_b} | {int(result.fooled[a, b])}/{result.k} | "
+                         f"{int(result.keeps_source[a, b])}/{result.k} | {int(result.sees_target[a, b])}/{result.k} |")
+    lines += ["", result.caption]
+    return "\n".join(lines)
+
+
+def describe(comparisons, result: Transfer | None = None) -> str:
+    """Sentences that say what the tables show, computed from their numbers."""
+    sentences = []
+    for c in comparisons:
+        adv, blind = c.distances["adversarial to source"], c.distances["blind spot to target"]
+        sentences.append(
+            f"{c.model}: PGD at {c.threat.norm} {c.threat.eps:.4g} changes the class of {int(c.fooled.sum())} of "
+            f"{c.k} sources while staying at RMSE {float(adv['rmse'].mean()):.3f} (SSIM {float(adv['ssim'].mean()):.2f}) "
+            f"from them; LST keeps the source class within delta on {int(c.kept.sum())} of {c.k} blind spots, "
+            f"which lie at RMSE {float(blind['rmse'].mean()):.3f} (l_inf {float(blind['linf'].mean()):.2f}, "
+            f"SSIM {float(blind['ssim'].mean()):.2f}) from their targets.")
+    if result is not None and len(result.models) > 1:
+        for a, name_a in enumerate(result.models):
+            for b, name_b in enumerate(result.models):
+                if a != b:
+                    sentences.append(
+                        f"{name_b} is fooled by {int(result.fooled[a, b])}/{result.k} of {name_a}'s adversarial "
+                        f"examples, keeps {name_a}'s source class on {int(result.keeps_source[a, b])}/{result.k} of "
+                        f"its blind spots and sees the target in {int(result.sees_target[a, b])}/{result.k}.")
+    return " ".join(sentences)
