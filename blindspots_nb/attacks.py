@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .models import FONTS_AT_EPS, module_device
+from .lst import _check_images
+from .models import FONTS_AT_EPS, module_device, predict
 
 NORMS = ("Linf", "L2")
 # The l_inf radius that robustness on each dataset is usually measured at (pixels in [0, 1]).
@@ -108,9 +109,7 @@ def _check_inputs(model, images, labels, eps, norm) -> tuple[torch.Tensor, torch
         raise ValueError(f"images must be a float tensor (N, C, H, W), got {shape}")
     if images.shape[0] == 0:
         raise ValueError("images is an empty batch")
-    if not bool(torch.isfinite(images).all()) or float(images.min()) < 0 or float(images.max()) > 1:
-        raise ValueError(f"images must have pixels in [0, 1] (normalisation belongs to the model), "
-                         f"got values in [{float(images.min()):.3g}, {float(images.max()):.3g}]")
+    _check_images("images", images)
     labels = torch.as_tensor(labels)
     if labels.dtype in (torch.bool,) or labels.is_floating_point() or labels.shape != (images.shape[0],):
         raise ValueError(f"labels must be {images.shape[0]} integer class indices, got "
@@ -119,6 +118,11 @@ def _check_inputs(model, images, labels, eps, norm) -> tuple[torch.Tensor, torch
     eps = _check_number("eps", eps, 0.0, 1.0 if norm == "Linf" else math.sqrt(images[0].numel()))
     device = module_device(model)
     return images.detach().to(device), labels.long().to(device), eps, norm
+
+
+def default_step_size(eps: float, steps: int) -> float:
+    """PGD's step when none is given: 2.5 eps / steps, so the walk can cross the ball."""
+    return 2.5 * eps / steps
 
 
 def _seed_of(seed) -> int:
@@ -182,7 +186,8 @@ def pgd(model, images: torch.Tensor, labels, eps: float, step_size: float | None
     images, labels, eps, norm = _check_inputs(model, images, labels, eps, norm)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    step_size = 2.5 * eps / steps if step_size is None else _check_number("step_size", step_size, 0.0, math.inf)
+    step_size = (default_step_size(eps, steps) if step_size is None
+                 else _check_number("step_size", step_size, 0.0, math.inf))
     if random_start and norm == "L2":  # Captum 0.9 broadcasts the random radii over the image width
         raise ValueError("Captum's L2 random start is broken (its radius does not broadcast over a "
                          "batch of images): use random_start=False with norm='L2'")
@@ -226,11 +231,9 @@ def autoattack(model, images: torch.Tensor, labels, eps: float, norm: str = "Lin
     return adversarial.detach().to(device)
 
 
-@torch.no_grad()
 def correct(model, images: torch.Tensor, labels) -> int:
     """How many images the model assigns to their labels."""
-    device = module_device(model)
-    return int((model(images.to(device)).argmax(1) == torch.as_tensor(labels).to(device)).sum())
+    return int((predict(model, images)[0] == torch.as_tensor(labels).cpu()).sum())
 
 
 def accuracy(model, images: torch.Tensor, labels) -> float:

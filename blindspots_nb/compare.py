@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import provenance
-from .attacks import ThreatModel, pgd, threat_model
+from .attacks import ThreatModel, default_step_size, pgd, threat_model
 from .lst import LSTConfig, traverse
 from .metrics import linf, rmse, ssim
 from .models import module_device, predict
@@ -114,19 +114,20 @@ def compare(model, sources: torch.Tensor, targets: torch.Tensor, config: LSTConf
                          f"and {tuple(targets.shape)}")
     config = config or LSTConfig()
     threat = threat_model(model) if eps is None else ThreatModel("Linf", float(eps), "given")
-    step_size = 2.5 * threat.eps / steps if step_size is None else step_size
+    step_size = default_step_size(threat.eps, steps) if step_size is None else step_size
     device = module_device(model)
     sources, targets = sources.detach().to(device), targets.detach().to(device)
-    labels, _ = predict(model, sources)
-    target_labels, _ = predict(model, targets)
+    predictions, confidence = {}, {}
+    for kind, image in (("source", sources), ("target", targets)):
+        predictions[kind], confidence[kind] = predict(model, image)
+    labels = predictions["source"]
     adversarial = pgd(model, sources, labels, threat.eps, step_size, steps, threat.norm, True, seed)
     result = traverse(model, sources, labels.to(device), targets, config,
-                      target_labels=target_labels.to(device), progress=progress)
+                      target_labels=predictions["target"].to(device), progress=progress)
     images = {"source": sources, "adversarial": adversarial, "blind spot": result.images, "target": targets}
     images = {kind: image.detach().cpu() for kind, image in images.items()}
-    predictions, confidence = {}, {}
-    for kind, image in images.items():
-        predictions[kind], confidence[kind] = predict(model, image)
+    for kind in ("adversarial", "blind spot"):
+        predictions[kind], confidence[kind] = predict(model, images[kind])
     distances = {
         "adversarial to source": {key: f(images["adversarial"], images["source"]).cpu() for key, f in DISTANCES.items()},
         "blind spot to target": {key: f(images["blind spot"], images["target"]).cpu() for key, f in DISTANCES.items()},

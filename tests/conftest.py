@@ -1,6 +1,18 @@
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (the scripts are not a package)."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_tiny_cnn(num_classes: int = 5, channels: int = 3, seed: int = 0, sharpness: float = 100.0) -> nn.Module:

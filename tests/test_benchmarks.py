@@ -1,17 +1,11 @@
 """The paper-scale benchmark runs end to end (tiny settings; its timings are not checked)."""
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
 from blindspots_nb.lst import LSTConfig, Traversal
-from conftest import make_tiny_cnn
+from conftest import load_benchmark, make_tiny_cnn
 
-_SPEC = importlib.util.spec_from_file_location(
-    "paper_scale", Path(__file__).resolve().parent.parent / "benchmarks" / "paper_scale.py")
-paper_scale = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(paper_scale)
+paper_scale = load_benchmark("paper_scale")
 
 
 def test_the_released_style_baseline_walks_where_the_engine_walks():

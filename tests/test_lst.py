@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from blindspots_nb.lst import LSTConfig, Traversal, orthogonal_step, traverse
-from conftest import make_tiny_cnn
+from conftest import load_benchmark, make_tiny_cnn
 
 
 def _images(batch=4, seed=1, low=0.0, high=1.0, size=16):
@@ -89,23 +89,12 @@ def test_rejected_samples_do_not_move():
 
 
 def _two_forward_lst(model, sources, labels, targets, cfg):
-    """The straightforward reading of the algorithm: gradient, step, a second forward to accept."""
+    """The straightforward reading of the algorithm (gradient, step, a second forward to
+    accept): the benchmark's released-style loop from the engine's noisy start."""
     p0 = model(sources).softmax(1).gather(1, labels[:, None])[:, 0]
     noise = torch.rand(sources.shape, generator=torch.Generator().manual_seed(cfg.seed), dtype=sources.dtype)
     x = (sources + cfg.init_noise * (noise - 0.5)).clamp(0, 1)
-    parallel = torch.zeros_like(x)
-    for _ in range(cfg.iterations):
-        g = _gradient(model, x, labels)
-        dx = targets - x
-        coefficient = (g * dx).flatten(1).sum(1) / (g * g).flatten(1).sum(1)
-        dx_perp = dx - coefficient.view(-1, 1, 1, 1) * g
-        parallel = (parallel + cfg.eps / 2 * g).clamp(-cfg.eps, cfg.eps)
-        x_new = (x + cfg.step_size * dx_perp - parallel).clamp(0, 1)
-        with torch.no_grad():
-            confidence = model(x_new).softmax(1).gather(1, labels[:, None])[:, 0]
-        accept = (p0 - confidence) < cfg.delta
-        x = torch.where(accept.view(-1, 1, 1, 1), x_new, x)
-    return x
+    return load_benchmark("paper_scale").released_style_steps(model, x, labels, targets, p0, cfg, cfg.iterations)
 
 
 @pytest.mark.parametrize("dtype, step_size, atol", [

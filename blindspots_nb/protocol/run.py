@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from itertools import combinations
 from pathlib import Path
 
 import torch
@@ -208,7 +208,7 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
         timings["blind_spots_s"] += time.perf_counter() - start
         timings["batches_done_now"] += 1
 
-    pairs = len(list(combinations(range(experiment.rounds), 2)))
+    pairs = math.comb(experiment.rounds, 2)
     todo = [(b, sources) for b, sources in batches if not store.has_triangles(experiment, model_name, b)]
     def read_blind_spots(b):
         return [store.blind_spots(experiment, model_name, b, r) for r in range(experiment.rounds)]
