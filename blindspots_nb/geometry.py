@@ -31,7 +31,16 @@ def triangle_grid(divisions: int = 10) -> torch.Tensor:
     return torch.cat([1 - t.sum(1, keepdim=True), t], dim=1)
 
 
-def source_class_confidence(model, images: torch.Tensor, labels, batch_size: int = 256,
+def points_per_batch(image_shape, device: torch.device | str) -> int:
+    """Images per forward pass for evaluating many points: 256 on a GPU; on a CPU as
+    many as make about 4 million input values (27 at 3x224x224, 256 at 3x32x32), since
+    there large batches of large images run slower per image (they leave the caches)."""
+    if torch.device(device).type != "cpu":
+        return 256
+    return max(1, min(256, 2**22 // math.prod(image_shape)))
+
+
+def source_class_confidence(model, images: torch.Tensor, labels, batch_size: int | None = None,
                             execution: Execution | None = None) -> torch.Tensor:
     """Softmax confidence of ``labels`` (one per image, or one for all) at ``images`` (N,)."""
     single = images.new_ones(images.shape[0], 1)
@@ -39,17 +48,19 @@ def source_class_confidence(model, images: torch.Tensor, labels, batch_size: int
 
 
 def _confidence_at_combinations(model, weights: torch.Tensor, vertices: list[torch.Tensor], labels,
-                                batch_size: int, vertex_index: torch.Tensor | None = None,
+                                batch_size: int | None, vertex_index: torch.Tensor | None = None,
                                 execution: Execution | None = None) -> torch.Tensor:
     """Source-class confidence at the points sum_k weights[n, k] * vertices[vertex_index[n, k]][b].
 
     ``vertices``: V tensors (B, C, H, W); ``weights``: (N, K); ``vertex_index``: (N, K)
     indices into ``vertices`` (default: vertex k for column k). Returns (B, N) on the
-    CPU. Points are built chunk by chunk across sources, so B * N images never sit in
-    memory at once, and no chunk waits for the host.
+    CPU. Points are built chunk by chunk across sources (``batch_size`` points per
+    forward pass, default :func:`points_per_batch`), so B * N images never sit in memory
+    at once, and no chunk waits for the host.
     """
     execution = execution or Execution()
     batch, num_points = vertices[0].shape[0], weights.shape[0]
+    batch_size = batch_size or points_per_batch(vertices[0].shape[1:], vertices[0].device)
     stacked = torch.stack([v.flatten(1) for v in vertices], dim=1)  # (B, V, D)
     weights = weights.to(device=stacked.device, dtype=stacked.dtype)
     if vertex_index is None:
@@ -73,7 +84,7 @@ def _batched(*images: torch.Tensor) -> tuple[bool, list[torch.Tensor]]:
 
 
 def triangle_confidence(model, source, blind_spot_a, blind_spot_b, label, divisions: int = 10,
-                        batch_size: int = 256, execution: Execution | None = None) -> torch.Tensor:
+                        batch_size: int | None = None, execution: Execution | None = None) -> torch.Tensor:
     """Source-class confidence at each point of ``triangle_grid(divisions)``.
 
     Images (C, H, W) give (N,); batches (B, C, H, W) with B labels give (B, N).
@@ -112,7 +123,7 @@ def shared_grid_points(blind_spots: int, divisions: int = 10) -> tuple[torch.Ten
     return torch.stack(weights), torch.tensor(vertex_index), where
 
 
-def triangles_confidence(model, source, blind_spots, label, divisions: int = 10, batch_size: int = 256,
+def triangles_confidence(model, source, blind_spots, label, divisions: int = 10, batch_size: int | None = None,
                          execution: Execution | None = None) -> torch.Tensor:
     """Source-class confidence over the triangles (source, o_i, o_j) of every pair i < j
     of ``blind_spots`` (m tensors (B, C, H, W)), each distinct point evaluated once.
@@ -128,7 +139,7 @@ def triangles_confidence(model, source, blind_spots, label, divisions: int = 10,
 
 
 def segment_confidence(model, source, blind_spot, label, steps: int = 11,
-                       batch_size: int = 256) -> torch.Tensor:
+                       batch_size: int | None = None) -> torch.Tensor:
     """Source-class confidence along the straight segment from ``source`` to ``blind_spot``
     at ``steps`` equally spaced points, both ends included ((steps,) or (B, steps))."""
     single, vertices = _batched(source, blind_spot)
@@ -165,7 +176,7 @@ def stats_from_confidence(confidence: torch.Tensor, divisions: int = 10) -> dict
 
 
 def triangle_stats(model, source, blind_spot_a, blind_spot_b, label, divisions: int = 10,
-                   batch_size: int = 256) -> dict[str, torch.Tensor]:
+                   batch_size: int | None = None) -> dict[str, torch.Tensor]:
     """Table-2 statistics of the triangle (source, blind spot A, blind spot B): p_src,
     avg_conf, frac_0 .. frac_0.3, path_conf, edge_min; batches give one value per triangle."""
     confidence = triangle_confidence(model, source, blind_spot_a, blind_spot_b, label, divisions, batch_size)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .geometry import points_per_batch
 from .lst import LSTConfig, LSTResult, orthogonal_step, traverse
 from .models import module_device, predict
 
@@ -116,7 +117,7 @@ class PathWidths:
 def path_widths(model, points: torch.Tensor, label: int, radii=(1.0, 2.0, 4.0), samples: int = 32,
                 quantiles=(0.05, 0.95), directions: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, seed: int = 0,
-                batch_size: int = 128) -> PathWidths:
+                batch_size: int | None = None) -> PathWidths:
     """How wide the high-confidence path is: at each path point and each l2 radius, the
     quantiles of class-``label`` confidence at ``samples`` random points at that
     distance, orthogonal to the path direction (the paper's Figure 4).
@@ -124,13 +125,15 @@ def path_widths(model, points: torch.Tensor, label: int, radii=(1.0, 2.0, 4.0), 
     ``points``: (P, C, H, W) points of the path (e.g. :func:`segment_points`, or a
     traversal's recorded images); ``directions`` default to :func:`path_directions`;
     ``positions`` (x axis of the figure) default to t in [0, 1]. Perturbed points are
-    clipped to [0, 1], since only they are images.
+    clipped to [0, 1], since only they are images. ``batch_size``: images per forward
+    pass (default :func:`~blindspots_nb.geometry.points_per_batch`).
     """
     if points.dim() != 4:
         raise ValueError(f"points must be a path (P, C, H, W); got {tuple(points.shape)}")
     if samples < 1 or not len(radii):
         raise ValueError("need at least one sample and one radius")
     directions = path_directions(points) if directions is None else directions.expand_as(points)
+    batch_size = batch_size or points_per_batch(points.shape[1:], points.device)
     generator = torch.Generator().manual_seed(seed)
     quantiles = torch.tensor(quantiles, dtype=torch.float64)
     values = []
@@ -153,12 +156,12 @@ AUTHORS_SAMPLES = 256
 
 
 def lst_step_directions(model, images: torch.Tensor, label: int, target: torch.Tensor,
-                        batch_size: int = 128) -> torch.Tensor:
+                        batch_size: int | None = None) -> torch.Tensor:
     """LST's step direction at each image x (P, C, H, W): the part of ``target - x``
     orthogonal to the gradient of CE(f(x), label) at x (:func:`lst.orthogonal_step`),
     with one forward and one backward pass per image. Returns (P, C, H, W)."""
     gradients = []
-    for chunk in images.split(batch_size):
+    for chunk in images.split(batch_size or points_per_batch(images.shape[1:], images.device)):
         x = chunk.detach().requires_grad_(True)
         labels = torch.full((len(x),), label, dtype=torch.long, device=x.device)
         with torch.enable_grad():  # summed over the chunk: each image gets exactly its own gradient
@@ -169,7 +172,7 @@ def lst_step_directions(model, images: torch.Tensor, label: int, target: torch.T
 
 def traversal_path_widths(model, traversal, targets: torch.Tensor | None = None, index: int = 0,
                           radii=AUTHORS_RADII, samples: int = AUTHORS_SAMPLES, quantiles=(0.05,), seed: int = 0,
-                          batch_size: int = 128) -> PathWidths:
+                          batch_size: int | None = None) -> PathWidths:
     """Path widths the way of the authors' released code: at each iterate a traversal
     recorded (every ``record_every`` iterations), ``samples`` random perturbations of
     each l2 radius orthogonal to LST's step direction at that iterate

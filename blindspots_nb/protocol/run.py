@@ -221,8 +221,7 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
                 upcoming = reader.submit(read_blind_spots, todo[n + 1][0])
             index = torch.tensor(list(sources))
             confidence = triangles_confidence(  # (pairs, B, grid points), each distinct point once
-                model, images[index], spots, labels[index], experiment.divisions,
-                batch_size=max(256, experiment.batch_size), execution=experiment.execution)
+                model, images[index], spots, labels[index], experiment.divisions, execution=experiment.execution)
             stats = stats_from_confidence(confidence, experiment.divisions)
             per_source = {key: (value.amin(0) if key == "edge_min" else value.mean(0)).tolist()  # over pairs
                           for key, value in stats.items()}
