@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from blindspots_nb.cli import build_parser, experiments_from_args, main
-from blindspots_nb.execution import PRECISIONS, Execution
+from blindspots_nb.execution import PRECISIONS, Execution, fold_batchnorm
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.protocol import Experiment, preset
 from conftest import make_tiny_cnn
+from torch import nn
 
 
 def _batch(seed=0, size=4):
@@ -90,7 +91,98 @@ def test_compiled_model_gives_the_blind_spots_of_eager_within_1e_5():
     assert (compiled.images - eager.images).abs().max() < 1e-5
     assert (compiled.confidence - eager.confidence).abs().max() < 1e-5
     again = Traversal(model, sources, labels, targets, config, execution=Execution(compile=True))
-    assert again.execution.runner(model) is compiled.execution.runner(model)  # compiled once per model
+    assert again.execution.runner(model, sources) is compiled.execution.runner(model, sources)  # compiled once
+
+
+def _cnn_with_batchnorm(seed=0):
+    """conv-BN-ReLU twice, with running statistics and affine parameters far from 0 and 1."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 8, 3, padding=1, stride=2, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(8 * 8 * 8, 5))
+    for norm in (net[1], net[4]):
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.2, 3)
+        nn.init.uniform_(norm.weight, 0.5, 2), nn.init.uniform_(norm.bias, -1, 1)
+    return net.eval()
+
+
+def _gradient(model, images, labels):
+    x = images.detach().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), labels, reduction="sum"), x)
+    return gradient
+
+
+def test_folded_batchnorm_is_the_same_function_without_the_normalisations():
+    model = _cnn_with_batchnorm()
+    images, _ = _batch()
+    folded = fold_batchnorm(model, images[:1])
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 2  # the model is left alone
+    with torch.no_grad():
+        assert (folded(images) - model(images)).abs().max() < 1e-5
+    labels = model(images).argmax(1)
+    assert torch.allclose(_gradient(folded, images, labels), _gradient(model, images, labels), rtol=1e-4, atol=1e-6)
+
+
+def test_timm_batchnorm_with_activation_keeps_its_activation():
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=7).eval()
+    for norm in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):  # statistics that matter
+        norm.running_mean.uniform_(-0.5, 0.5), norm.running_var.uniform_(0.5, 2)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    folded = fold_batchnorm(model, images[:1])
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.ReLU6) for m in folded.modules()) == sum(
+        isinstance(m, nn.ReLU6) for m in model.modules()) > 0
+    with torch.no_grad():
+        expected = model(images)
+        assert (folded(images) - expected).abs().max() < 1e-4 * (1 + expected.abs().max())
+
+
+def test_folding_refuses_a_model_in_training_mode_or_one_whose_convolution_output_is_used_twice():
+    with pytest.raises(ValueError, match="eval mode.*0"):
+        fold_batchnorm(_cnn_with_batchnorm().train(), torch.rand(1, 3, 16, 16))
+
+    class Shortcut(nn.Module):  # the convolution's output also skips its normalisation
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+            self.norm.running_mean.fill_(2.0)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return (self.norm(y) + y).mean((2, 3))
+
+    with pytest.raises(ValueError, match="changes this model's logits.*fold_batchnorm=False"):
+        fold_batchnorm(Shortcut().eval(), torch.rand(1, 3, 16, 16))
+    plain = make_tiny_cnn()
+    assert fold_batchnorm(plain, torch.rand(1, 3, 16, 16)) is plain  # nothing to fold
+
+
+def test_a_traversal_with_folded_batchnorm_finds_the_blind_spots_of_eager_within_1e_5():
+    model = _cnn_with_batchnorm(seed=1)
+    sources, targets = _batch(seed=1)
+    labels = model(sources).argmax(1)
+    config = LSTConfig(iterations=8, step_size=0.05, record_every=4)
+    eager = Traversal(model, sources, labels, targets, config).run()
+    folded = Traversal(model, sources, labels, targets, config, execution=Execution(fold_batchnorm=True)).run()
+    assert torch.equal(eager._accepted_total, folded._accepted_total) and int(eager._accepted_total.sum()) > 0
+    assert (folded.images - eager.images).abs().max() < 1e-5
+    assert (folded.confidence - eager.confidence).abs().max() < 1e-5
+
+
+def test_the_folded_model_is_made_once_and_again_when_the_weights_change():
+    model = _cnn_with_batchnorm()
+    images = torch.rand(2, 3, 16, 16)
+    execution = Execution(fold_batchnorm=True)
+    first = execution.runner(model, images)
+    assert execution.runner(model, images) is first
+    with torch.no_grad():
+        model[1].running_mean.add_(1.0)  # new statistics: the folded copy would be stale
+    again = execution.runner(model, images)
+    assert again is not first
+    with torch.no_grad():
+        assert (again(images) - model(images)).abs().max() < 1e-5
 
 
 def test_a_saved_traversal_resumes_with_its_execution_options(tmp_path):
@@ -112,8 +204,9 @@ def test_a_saved_traversal_resumes_with_its_execution_options(tmp_path):
 def test_execution_options_reach_the_experiments_and_the_paper_preset_runs_as_the_released_code():
     assert preset("paper", "/data")[0].execution == Execution("tf32-conv")
     assert all(e.execution == Execution() for e in preset("offline"))
-    args = build_parser().parse_args(["reproduce", "--precision", "bf16", "--compile", "--no-channels-last"])
-    assert {e.execution for e in experiments_from_args(args)} == {Execution("bf16", True, False)}
+    args = build_parser().parse_args(["reproduce", "--precision", "bf16", "--compile", "--no-channels-last",
+                                      "--fold-batchnorm"])
+    assert {e.execution for e in experiments_from_args(args)} == {Execution("bf16", True, False, True)}
     experiment = experiments_from_args(args)[0]
     assert Experiment.from_dict(experiment.to_dict()) == experiment
     old = experiment.to_dict()
