@@ -127,7 +127,6 @@ class Execution:
         return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
-
 def _fingerprint(model: nn.Module) -> tuple:
     """Identity, place and in-place version of every weight and buffer: changes when
     they are loaded, moved or trained."""
@@ -137,7 +136,8 @@ def _fingerprint(model: nn.Module) -> tuple:
 
 def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """A copy of ``model`` whose ``BatchNorm2d`` layers that directly follow a ``Conv2d``
-    are folded into it (``torch.nn.utils.fusion.fuse_conv_bn_eval``); eval mode only.
+    are folded into it (``torch.nn.utils.fusion.fuse_conv_bn_eval``); eval mode only, and
+    only normalisations with running statistics (the others depend on the batch).
 
     Which normalisation follows which convolution is seen by running ``example`` (a
     small batch of the model's inputs): a normalisation is folded when its input is the
@@ -160,7 +160,7 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> nn.Module:
 
     def before_norm(norm, inputs):
         conv, output = last_conv.pop("call", (None, None))
-        if inputs[0] is output:
+        if inputs[0] is output and norm.running_mean is not None:  # without statistics: batch-dependent
             pairs[names[conv]] = names[norm]
 
     hooks = [module.register_forward_hook(after_conv) if isinstance(module, nn.Conv2d)

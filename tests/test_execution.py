@@ -157,6 +157,8 @@ def test_folding_refuses_a_model_in_training_mode_or_one_whose_convolution_outpu
         fold_batchnorm(Shortcut().eval(), torch.rand(1, 3, 16, 16))
     plain = make_tiny_cnn()
     assert fold_batchnorm(plain, torch.rand(1, 3, 16, 16)) is plain  # nothing to fold
+    batch_statistics = nn.Sequential(nn.Conv2d(3, 3, 3), nn.BatchNorm2d(3, track_running_stats=False)).eval()
+    assert fold_batchnorm(batch_statistics, torch.rand(2, 3, 16, 16)) is batch_statistics
 
 
 def test_a_traversal_with_folded_batchnorm_finds_the_blind_spots_of_eager_within_1e_5():
