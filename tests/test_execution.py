@@ -77,21 +77,22 @@ def test_channels_last_is_an_option():
     assert torch.allclose(fast.run().images, plain.run().images, atol=1e-6)
 
 
-def test_compiled_model_gives_the_blind_spots_of_eager_within_1e_5():
-    """torch.compile on the CPU (the compiler builds with the machine's gcc). The model is
-    not saturated: a saturated softmax's gradient direction is ill-conditioned in float32,
-    so any change of rounding grows over the iterations (docs/algorithm.md)."""
-    model = make_tiny_cnn(sharpness=3.0)
+@pytest.mark.parametrize("option", ["compile", "fold_batchnorm"])
+def test_compiled_or_folded_model_gives_the_blind_spots_of_eager_within_1e_5(option):
+    """torch.compile runs on the CPU (the compiler builds with the machine's gcc). The
+    model is not saturated: a saturated softmax's gradient direction is ill-conditioned in
+    float32, so any change of rounding grows over the iterations (docs/algorithm.md)."""
+    model = _cnn_with_batchnorm(seed=1)
     sources, targets = _batch(seed=1)
     labels = model(sources).argmax(1)
     config = LSTConfig(iterations=8, step_size=0.05, record_every=4)
+    execution = Execution(**{option: True})
     eager = Traversal(model, sources, labels, targets, config).run()
-    compiled = Traversal(model, sources, labels, targets, config, execution=Execution(compile=True)).run()
-    assert torch.equal(eager._accepted_total, compiled._accepted_total)
-    assert (compiled.images - eager.images).abs().max() < 1e-5
-    assert (compiled.confidence - eager.confidence).abs().max() < 1e-5
-    again = Traversal(model, sources, labels, targets, config, execution=Execution(compile=True))
-    assert again.execution.runner(model, sources) is compiled.execution.runner(model, sources)  # compiled once
+    other = Traversal(model, sources, labels, targets, config, execution=execution).run()
+    assert torch.equal(eager._accepted_total, other._accepted_total) and int(eager._accepted_total.sum()) > 0
+    assert (other.images - eager.images).abs().max() < 1e-5
+    assert (other.confidence - eager.confidence).abs().max() < 1e-5
+    assert execution.runner(model, sources) is execution.runner(model, sources)  # made once per model
 
 
 def _cnn_with_batchnorm(seed=0):
@@ -159,18 +160,6 @@ def test_folding_refuses_a_model_in_training_mode_or_one_whose_convolution_outpu
     assert fold_batchnorm(plain, torch.rand(1, 3, 16, 16)) is plain  # nothing to fold
     batch_statistics = nn.Sequential(nn.Conv2d(3, 3, 3), nn.BatchNorm2d(3, track_running_stats=False)).eval()
     assert fold_batchnorm(batch_statistics, torch.rand(2, 3, 16, 16)) is batch_statistics
-
-
-def test_a_traversal_with_folded_batchnorm_finds_the_blind_spots_of_eager_within_1e_5():
-    model = _cnn_with_batchnorm(seed=1)
-    sources, targets = _batch(seed=1)
-    labels = model(sources).argmax(1)
-    config = LSTConfig(iterations=8, step_size=0.05, record_every=4)
-    eager = Traversal(model, sources, labels, targets, config).run()
-    folded = Traversal(model, sources, labels, targets, config, execution=Execution(fold_batchnorm=True)).run()
-    assert torch.equal(eager._accepted_total, folded._accepted_total) and int(eager._accepted_total.sum()) > 0
-    assert (folded.images - eager.images).abs().max() < 1e-5
-    assert (folded.confidence - eager.confidence).abs().max() < 1e-5
 
 
 def test_the_folded_model_is_made_once_and_again_when_the_weights_change():
