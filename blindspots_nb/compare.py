@@ -25,6 +25,7 @@ from .attacks import ThreatModel, default_step_size, pgd, threat_model
 from .lst import LSTConfig, traverse
 from .metrics import linf, rmse, ssim
 from .models import module_device, predict
+from .protocol.tables import mean_std
 from .sources import canonical, default_source
 
 KINDS = ("source", "adversarial", "blind spot", "target")
@@ -199,9 +200,8 @@ def transfer(models, comparisons) -> Transfer:
 
 
 def _mean_std(values: torch.Tensor) -> str:
-    values = values.double()
-    spread = float(values.std()) if len(values) > 1 else 0.0
-    return f"{float(values.mean()):.3f} ± {spread:.3f}"
+    """Mean ± population std, as the tables write it."""
+    return "{:.3f} ± {:.3f}".format(*mean_std(values.double().tolist()))
 
 
 def distance_table(comparisons) -> str:
