@@ -278,6 +278,18 @@ def _state_problem(state: dict) -> str | None:
     return None
 
 
+def forward_backward(model, images: torch.Tensor, labels: torch.Tensor, execution: Execution | None = None):
+    """Probabilities at ``images`` and the gradient of CE(f(x), y) with respect to each
+    image (the loss is summed, so each image gets exactly its own gradient), both at least
+    float32: one forward and one backward pass, as LST takes them."""
+    execution = _execution(execution)
+    x = images.detach().requires_grad_(True)
+    with torch.enable_grad(), execution.scope(x.device):
+        logits = execution.logits(model, x)
+        (gradient,) = torch.autograd.grad(F.cross_entropy(logits, labels, reduction="sum"), x)
+    return logits.detach().softmax(1), gradient
+
+
 class Traversal:
     """A stepwise LST run that can be paused, saved and resumed.
 
@@ -336,13 +348,7 @@ class Traversal:
         return self.execution.logits(self.model, images)
 
     def _forward_backward(self, images: torch.Tensor):
-        """Probabilities at ``images`` and the per-sample gradient of CE(f(x), y), both float32."""
-        x = images.detach().requires_grad_(True)
-        with torch.enable_grad(), self.execution.scope(x.device):
-            logits = self._logits(x)
-            loss = F.cross_entropy(logits, self.labels, reduction="sum")
-            (gradient,) = torch.autograd.grad(loss, x)
-        return logits.detach().softmax(1), gradient
+        return forward_backward(self.model, images, self.labels, self.execution)
 
     # -- stepping ----------------------------------------------------------------
     def step(self, n: int = 1, progress: bool = False) -> "Traversal":

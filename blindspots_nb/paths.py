@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .geometry import points_per_batch
-from .lst import LSTConfig, LSTResult, orthogonal_step, traverse
+from .lst import LSTConfig, LSTResult, forward_backward, orthogonal_step, traverse
 from .models import module_device, predict
 
 
@@ -160,13 +159,9 @@ def lst_step_directions(model, images: torch.Tensor, label: int, target: torch.T
     """LST's step direction at each image x (P, C, H, W): the part of ``target - x``
     orthogonal to the gradient of CE(f(x), label) at x (:func:`lst.orthogonal_step`),
     with one forward and one backward pass per image. Returns (P, C, H, W)."""
-    gradients = []
-    for chunk in images.split(batch_size or points_per_batch(images.shape[1:], images.device)):
-        x = chunk.detach().requires_grad_(True)
-        labels = torch.full((len(x),), label, dtype=torch.long, device=x.device)
-        with torch.enable_grad():  # summed over the chunk: each image gets exactly its own gradient
-            (gradient,) = torch.autograd.grad(F.cross_entropy(model(x), labels, reduction="sum"), x)
-        gradients.append(gradient)
+    chunks = images.split(batch_size or points_per_batch(images.shape[1:], images.device))
+    labels = torch.full((len(chunks[0]),), label, dtype=torch.long, device=images.device)
+    gradients = [forward_backward(model, chunk, labels[:len(chunk)])[1] for chunk in chunks]
     return orthogonal_step(torch.cat(gradients), target - images)
 
 
