@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import blindspots_nb
 from blindspots_nb import provenance
 from blindspots_nb.execution import Execution
-from blindspots_nb.geometry import triangle_confidence, triangles_confidence, triangle_grid
+from blindspots_nb.geometry import shared_grid_points, triangle_confidence, triangle_grid, triangles_confidence
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.models import load_model, module_device, predict, random_model
 
@@ -143,23 +143,26 @@ def main(argv=None):
     best = max(kept, key=rate.get) if kept else max(names, key=rate.get)
     fastest = max(names, key=rate.get)
 
-    # -- triangles over 5 blind spots per source
+    # -- triangles over a paper row's blind spots per source (one per round)
+    rounds, divisions = PAPER_ROW["rounds"], PAPER_ROW["divisions"]
     count = args.triangle_sources or (batch if gpu else 1)
-    tri_sources, *spots = torch.rand(6, count, *model.input_size, generator=generator).to(device)
+    tri_sources, *spots = torch.rand(1 + rounds, count, *model.input_size, generator=generator).to(device)
     tri_labels = predict(model, tri_sources)[0].to(device)
-    pairs = list(combinations(range(5), 2))
-    grid = len(triangle_grid(PAPER_ROW["divisions"]))
+    pairs = list(combinations(range(rounds), 2))
+    grid = len(triangle_grid(divisions))
+    shared = len(shared_grid_points(rounds, divisions)[0])
     triangle_work = {  # the released way: each triangle's grid in one forward pass
-        "per pair": lambda: [triangle_confidence(model, tri_sources, spots[i], spots[j], tri_labels,
+        "per pair": lambda: [triangle_confidence(model, tri_sources, spots[i], spots[j], tri_labels, divisions,
                                                  batch_size=grid, execution=released) for i, j in pairs]}
     for name in dict.fromkeys(["fp32", best, fastest]):  # at geometry.points_per_batch images per pass
         triangle_work[f"shared, {name}"] = (lambda e=OPTIONS[name]:
-                                            triangles_confidence(model, tri_sources, spots, tri_labels, execution=e))
+                                            triangles_confidence(model, tri_sources, spots, tri_labels, divisions,
+                                                                 execution=e))
     triangle_seconds = medians(triangle_work, max(1, args.runs // 2), timed)
-    print(f"\ntriangles of 5 blind spots (10 pairs, {grid}-point grid), {count} source(s), "
+    print(f"\ntriangles of {rounds} blind spots ({len(pairs)} pairs, {grid}-point grid), {count} source(s), "
           f"median of {max(1, args.runs // 2)} runs")
     for name, s in triangle_seconds.items():
-        forwards = len(pairs) * grid if name == "per pair" else 501
+        forwards = len(pairs) * grid if name == "per pair" else shared
         print(f"  {name:20s} {forwards:4d} forward passes per source, {s / count:7.3f} s per source, "
               f"{forwards * count / s:9.1f} points per second")
 

@@ -77,6 +77,13 @@ class Execution:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def describe(self) -> str:
+        """The options in words, for captions: "precision fp32", then what differs from
+        the defaults (", compiled", ", batch norms folded", ", NCHW layout")."""
+        return (f"precision {self.precision}" + (", compiled" if self.compile else "")
+                + (", batch norms folded" if self.fold_batchnorm else "")
+                + ("" if self.channels_last else ", NCHW layout"))
+
     def layout(self, images: torch.Tensor) -> torch.Tensor:
         """``images`` in the memory layout the model runs fastest on."""
         if self.channels_last and images.dim() == 4:
@@ -105,13 +112,14 @@ class Execution:
 
     def runner(self, model, images: torch.Tensor):
         """The callable that runs ``model``: ``model`` itself, or its folded and/or
-        compiled form, made once per model (``images``: an example batch for folding) and
-        made again when the model's weights change."""
+        compiled form, made once per model (``images``: an example batch for folding); a
+        folded copy is made again when the model's weights change."""
         if not (self.compile or self.fold_batchnorm):
             return model
         if not isinstance(model, nn.Module):
             raise TypeError("compile=True and fold_batchnorm=True need the model to be a torch.nn.Module")
-        key, fingerprint = (self.fold_batchnorm, self.compile), _fingerprint(model)
+        key = (self.fold_batchnorm, self.compile)
+        fingerprint = _fingerprint(model) if self.fold_batchnorm else None  # a compiled model reads live weights
         made = _runners.setdefault(model, {}).get(key)
         if made is None or made[0] != fingerprint:
             runner = fold_batchnorm(model, images[:1]) if self.fold_batchnorm else model

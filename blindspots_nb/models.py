@@ -116,7 +116,6 @@ def module_device(module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-@torch.no_grad()
 @torch.no_grad()  # a prediction is never differentiated: no graph, whatever the model's parameters
 def predict(model, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's class and its confidence for each image, on the CPU. Where images

@@ -206,6 +206,16 @@ def test_execution_options_reach_the_experiments_and_the_paper_preset_runs_as_th
     assert dataclasses.replace(experiment, execution=Execution()) != experiment  # part of a run's identity
 
 
+def test_the_tables_caption_names_every_option_that_differs_from_the_defaults():
+    from blindspots_nb.protocol.tables import caption_notes
+
+    plain, folded = preset("offline")[0], dataclasses.replace(
+        preset("offline")[0], execution=Execution("bf16", compile=True, channels_last=False, fold_batchnorm=True))
+    notes = caption_notes([plain], {})[0]
+    assert ", precision fp32" in notes and not any(word in notes for word in ("compiled", "folded", "NCHW"))
+    assert "precision bf16, compiled, batch norms folded, NCHW layout" in caption_notes([folded], {})[0]
+
+
 def test_an_unknown_precision_on_the_command_line_is_one_clear_line(capsys):
     assert main(["reproduce", "--precision", "half", "--out", "unused"]) == 2
     assert "unknown precision 'half'" in capsys.readouterr().err

@@ -133,7 +133,7 @@ def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict 
         + ", ".join(f"{k}={setting(v)}" for k, v in e.lst.to_dict().items()
                     if k not in ("record_every", "record_images", "seed"))
         + f", rounds={e.rounds}, seed={e.seed}, pool: correct with confidence > {e.min_conf}, "
-        + f"precision {e.execution.precision}{', compiled' if e.execution.compile else ''}"
+        + e.execution.describe()
         + (f" ({e.note})" if e.note else "") for e in experiments)
     notes = [f"Produced by blindspots_nb {provenance.versions()['blindspots_nb']} (details in run.json): {settings}.",
              "Mean ± std over blind spots (Table 1) and over sources (Table 2); the paper's rows are ImageNet."]
