@@ -1,0 +1,84 @@
+"""Files written whole or not at all, with the permissions a plain ``open`` would give.
+
+A writer puts its bytes into a temporary file of its own beside the destination, then
+renames it over the destination: a reader (or a second process) sees the old file or
+the new one, never a part, and a killed writer leaves at most its own temporary file.
+Temporary files are named ``.<name>.<random>`` + :data:`TEMPORARY_SUFFIX`, so that a
+clean-up can recognise this package's leftovers and leave everything else alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+TEMPORARY_SUFFIX = ".blindspots_nb.tmp"
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX) + "$")
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` can only swap it,
+    which races with other threads) where Linux says it; else by a swap."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomically(path, write: Callable[[Path], object]) -> Path:
+    """``write(temporary_path)``, then rename it to ``path``; the file gets mode
+    ``0o666 & ~umask`` as ``open`` would give it (``mkstemp`` alone makes it 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes(path, data: bytes) -> Path:
+    return write_atomically(path, lambda temporary: temporary.write_bytes(data))
+
+
+def write_text(path, text: str) -> Path:
+    return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def write_json(path, value, indent: int = 2) -> Path:
+    return write_text(path, json.dumps(value, indent=indent))
+
+
+def temporary_of(path) -> str | None:
+    """The name of the file whose temporary ``path`` is (``x.csv`` for
+    ``.x.csv.<random>`` + :data:`TEMPORARY_SUFFIX`), None for any other file."""
+    name = Path(path).name
+    return name[1:-len(TEMPORARY_SUFFIX)].rsplit(".", 1)[0] if _TEMPORARY.match(name) else None
+
+
+def remove_temporaries(folder, owned: Callable[[str], bool]) -> list[Path]:
+    """Remove the temporary files this package left in ``folder`` (a killed writer's)
+    for files whose names ``owned`` accepts; nothing else. Returns what was removed."""
+    folder, removed = Path(folder), []
+    if folder.is_symlink() or not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        name = temporary_of(entry)
+        if name is not None and owned(name) and entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
