@@ -319,7 +319,7 @@ def assemble(store: RunStore, experiments: list[Experiment] | None = None, prese
     """Tables 1 and 2, the per-model CSVs and ``run.json`` of a finished run (every shard
     done); ``experiments`` default to the stored ones."""
     experiments = experiments or store.experiments()
-    summaries = {name: summarize_model(store, e, name) for e in experiments for name in e.models}
+    summaries = {e.name: {name: summarize_model(store, e, name) for name in e.models} for e in experiments}
     written = store.save_tables(render_tables(experiments, summaries, store.weights()), summaries)
     lpips = LPIPSDistance()
     run = provenance.record(

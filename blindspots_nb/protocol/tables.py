@@ -1,11 +1,15 @@
 """Tables 1 and 2: the paper's rows, each model's summary, and Markdown/LaTeX/CSV.
 
-Rendering returns text; the run store writes it.
+Rendering returns text; the run store writes it. The summaries of a run (its
+``summaries.json``) are keyed by experiment, then model: ``{experiment: {model:
+summary}}``, since a run may study one model in two experiments.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -13,7 +17,7 @@ import torch
 from .. import provenance
 from ..geometry import DROPS
 from .experiment import Experiment
-from .store import RunStore, csv_text
+from .store import SETTINGS, RunStore, csv_text
 
 # (mean, std) per model, ImageNet, from the paper's Tables 1 and 2.
 PAPER_TABLE1 = {
@@ -37,8 +41,12 @@ PAPER_TABLE2 = {
 TABLE1_COLUMNS = {"rmse": "RMSE", "linf": "l_inf", "ssim": "SSIM", "lpips": "LPIPS"}
 TABLE2_COLUMNS = {"p_src": "p_src", "avg_conf": "Avg Delta Conf", **{f"frac_{d:g}": f"Frac d={d:g}" for d in DROPS},
                   "path_conf": "Avg Path Conf"}
+TABLE_COLUMNS = (("table1", TABLE1_COLUMNS), ("table2", TABLE2_COLUMNS))
 TABLES = (("table1", "Table 1: LST blind spot vs target", TABLE1_COLUMNS, PAPER_TABLE1, 3),
           ("table2", "Table 2: source-class confidence over triangles and paths", TABLE2_COLUMNS, PAPER_TABLE2, 2))
+# LSTConfig fields that are no setting of an experiment: its seed is replaced per batch and
+# round, and what a traversal records does not change the tables
+NOT_SETTINGS = ("record_every", "record_images", "seed")
 
 
 def summarize_model(store: RunStore, experiment: Experiment, model: str) -> dict:
@@ -72,7 +80,7 @@ def format_summary(name: str, summary: dict, digits: int = 2, with_lpips: bool =
     return "\n".join(
         f"{name} {table}: " + ", ".join(f"{label} {_cell(summary[table][key], digits)}"
                                         for key, label in columns.items() if with_lpips or key != "lpips")
-        for table, columns in (("table1", TABLE1_COLUMNS), ("table2", TABLE2_COLUMNS)))
+        for table, columns in TABLE_COLUMNS)
 
 
 def _cell(mean_std_pair, digits: int) -> str:
@@ -82,10 +90,19 @@ def _cell(mean_std_pair, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _ours(summaries: dict) -> list[tuple[str, dict]]:
+    """(row name, summary) of each model of each experiment, in the run's order: the
+    model's name, or 'experiment/model' (as its folder) for a model that more than one
+    experiment of the run studies."""
+    studies = Counter(model for models in summaries.values() for model in models)
+    return [(f"{experiment}/{model}" if studies[model] > 1 else model, summary)
+            for experiment, models in summaries.items() for model, summary in models.items()]
+
+
 def _table_rows(summaries: dict, paper: dict, table: str, columns: dict, digits: int):
     """Rows (label, cells) of one table: ours, then the paper's."""
     rows = [(f"{name} (ours, {summary['dataset']}, n={summary['n_sources']})",
-             [_cell(summary[table][key], digits) for key in columns]) for name, summary in summaries.items()]
+             [_cell(summary[table][key], digits) for key in columns]) for name, summary in _ours(summaries)]
     rows += [(f"{name} (paper, ImageNet)", [_cell(numbers[key], digits) for key in columns])
              for name, numbers in paper.items()]
     return rows
@@ -97,41 +114,57 @@ def _markdown(title: str, header: list[str], rows, notes: list[str]) -> str:
     return "\n".join(lines + [""] + [f"- {note}" for note in notes]) + "\n"
 
 
+# LaTeX's special characters in text, and what prints each
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
+                  "^": r"\textasciicircum{}", "_": r"\_", "%": r"\%", "~": r"\textasciitilde{}"}
+# the tables' own markup, as it reads once escaped -> LaTeX: the l_inf column, mean ± std, n/a*'s footnote mark
+LATEX_MARKUP = ((re.compile(r"\bl\\_inf\b"), r"$\\ell_\\infty$"), (re.compile("±"), r"$\\pm$"),
+                (re.compile(re.escape("n/a*")), r"n/a$^*$"))
+
+
+def latex_text(text: str) -> str:
+    """``text`` as LaTeX that prints it: every special character escaped first (a folder
+    or file name may hold any: ``%`` would end the line, ``\\write18`` run a command),
+    then the tables' own markup put in, so that markup is never escaped."""
+    escaped = "".join(LATEX_SPECIALS.get(character, character) for character in text)
+    for pattern, markup in LATEX_MARKUP:
+        escaped = pattern.sub(markup, escaped)
+    return escaped
+
+
 def _latex(title: str, header: list[str], rows, notes: list[str]) -> str:
-    def escape(text):
-        return (text.replace("_", r"\_").replace("±", r"$\pm$").replace("*", r"$^*$")
-                .replace("l_inf", r"$\ell_\infty$"))
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(title)}}}",
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_text(title)}}}",
              r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}", r"\toprule",
-             " & ".join(escape(h) for h in header) + r" \\", r"\midrule"]
-    lines += [" & ".join([escape(label), *(escape(c) for c in cells)]) + r" \\" for label, cells in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", *(r"\par\footnotesize " + escape(n) for n in notes),
+             " & ".join(latex_text(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join([latex_text(label), *(latex_text(c) for c in cells)]) + r" \\" for label, cells in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", *(r"\par\footnotesize " + latex_text(n) for n in notes),
               r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
 def _csv_rows(summaries: dict, paper: dict, table: str, columns: dict) -> list[dict]:
+    """One row per model: ours (named as in :func:`_ours`), then the paper's."""
+    entries = [(name, "ours", summary["dataset"], summary[table]) for name, summary in _ours(summaries)]
+    entries += [(name, "paper", "imagenet", numbers) for name, numbers in paper.items()]
     rows = []
-    for origin, entries in (("ours", {n: s[table] for n, s in summaries.items()}), ("paper", paper)):
-        for name, numbers in entries.items():
-            row = {"model": name, "source": origin,
-                   "dataset": summaries[name]["dataset"] if origin == "ours" else "imagenet"}
-            for key in columns:
-                row[f"{key}_mean"], row[f"{key}_std"] = numbers[key]
-            rows.append(row)
+    for name, origin, dataset, numbers in entries:
+        row = {"model": name, "source": origin, "dataset": dataset}
+        for key in columns:
+            row[f"{key}_mean"], row[f"{key}_std"] = numbers[key]
+        rows.append(row)
     return rows
+
+
+def _setting(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict | None = None) -> list[str]:
     """What produced the tables, in a few sentences under them: settings, weights files
     (sha256, and whether a published hash confirmed them), version."""
-    def setting(value):
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
     settings = "; ".join(
         f"{e.name} ({e.source}): {', '.join(e.models)}, LST "
-        + ", ".join(f"{k}={setting(v)}" for k, v in e.lst.to_dict().items()
-                    if k not in ("record_every", "record_images", "seed"))
+        + ", ".join(f"{k}={_setting(v)}" for k, v in e.lst.to_dict().items() if k not in NOT_SETTINGS)
         + f", rounds={e.rounds}, seed={e.seed}, pool: correct with confidence > {e.min_conf}, "
         + e.execution.describe()
         + (f" ({e.note})" if e.note else "") for e in experiments)
@@ -141,35 +174,121 @@ def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict 
         notes.append("Weights: " + "; ".join(
             f"{name} {Path(w['file']).name} sha256 {w['sha256'][:16]}, "
             + ("verified" if w["verified"] else "unverified") for name, w in weights.items()) + ".")
-    if any(math.isnan(s["table1"]["lpips"][0]) for s in summaries.values()):
+    if any(math.isnan(s["table1"]["lpips"][0]) for _, s in _ours(summaries)):
         notes.append("n/a*: LPIPS's AlexNet trunk weights were not on disk (run.json says which file to put where).")
     return notes
 
 
+def _checked(path: Path, read, remedy: str):
+    """``read()``; a file that is there but not as a run writes it (not JSON, ``null``,
+    another layout) is a ValueError naming it (a missing one raises FileNotFoundError)."""
+    try:
+        return read()
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path} is not as blindspots-nb writes it ({type(error).__name__}: {error}); "
+                         f"{remedy}") from None
+
+
+def _pair(value) -> tuple[float, float]:
+    mean, std = value
+    return float(mean), float(std)
+
+
+def read_run(folder) -> tuple[dict, dict[str, Experiment], dict[str, str]]:
+    """A finished run's table numbers ``{experiment: {model: {table: {column: (mean,
+    std)}}}}``, its experiments by name and each model's weights sha256, every file checked."""
+    store = RunStore(folder)
+    summaries = _checked(store.root / "summaries.json", lambda: {
+        experiment: {model: {table: {key: _pair(summary[table][key]) for key in columns}
+                             for table, columns in TABLE_COLUMNS} for model, summary in models.items()}
+        for experiment, models in store.summaries().items()},
+        f"blindspots-nb merge --out {store.root} writes it anew from the run's pieces")
+    remedy = "the run's settings are unknown: compare runs that blindspots-nb reproduce made"
+    experiments = _checked(store.root / SETTINGS, lambda: {e.name: e for e in store.experiments()}, remedy)
+    weights = _checked(store.root / SETTINGS, lambda: {m: w["sha256"] for m, w in store.weights().items()}, remedy)
+    unknown = sorted(set(summaries) - set(experiments))
+    if unknown:
+        raise ValueError(f"{store.root / 'summaries.json'} holds experiments {unknown} that {SETTINGS} does not: "
+                         f"blindspots-nb merge --out {store.root} writes it anew from the run's pieces")
+    return summaries, experiments, weights
+
+
+def _settings(experiment: Experiment) -> dict:
+    """An experiment's settings as 'key' or 'group.key' -> value, without its name and LST's non-settings."""
+    flat = {}
+    for key, value in experiment.to_dict().items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items() if not (key == "lst" and k in NOT_SETTINGS)})
+        elif key != "name":
+            flat[key] = value
+    return flat
+
+
 def compare_runs(first, second, digits: int = 3) -> str:
-    """Markdown: each model's Table-1 and Table-2 means in two finished runs side by side,
-    and how far the second moved, in units of the first run's standard deviation (e.g.
-    the same preset in two precisions: do the rows move within their spread?)."""
-    runs = [RunStore(first).summaries(), RunStore(second).summaries()]
-    common = [name for name in runs[0] if name in runs[1]]
-    if not common:
-        raise ValueError(f"{first} and {second} have no model in common")
-    lines = [f"| model | column | {Path(first).name} | {Path(second).name} | moved (std of the first) |",
-             "|---|---|---|---|---|"]
-    for name in common:
-        for table, columns in (("table1", TABLE1_COLUMNS), ("table2", TABLE2_COLUMNS)):
+    """Markdown: the Table-1 and Table-2 means of each model in each experiment that two
+    finished runs share (matched by experiment name and model) side by side, and how far
+    the second moved, in units of the first run's standard deviation (e.g. the same preset
+    in two precisions: do the rows move within their spread?). Above the table, every
+    setting of those experiments that differs, and weights that differ (by sha256): how
+    the models ran is what such a comparison is for, the others change what is measured.
+    Rows of experiments on another image source get no "moved": other images are not
+    comparable."""
+    folders = [Path(first), Path(second)]
+    names = [folder.name for folder in folders]
+    if names[0] == names[1]:
+        names = [str(folder) for folder in folders]
+    (ours, experiments, weights), (theirs, their_experiments, their_weights) = (read_run(f) for f in folders)
+    pairs = [(e, m) for e, models in ours.items() for m in models if m in theirs.get(e, {})]
+    if not pairs:
+        raise ValueError(f"{first} and {second} have no model of an experiment of the same name in common "
+                         f"(experiment/model: {sorted(f'{e}/{m}' for e, ms in ours.items() for m in ms)} there, "
+                         f"{sorted(f'{e}/{m}' for e, ms in theirs.items() for m in ms)} here)")
+    lines, other_images = [], set()
+    for experiment in dict.fromkeys(e for e, _ in pairs):
+        settings = [_settings(experiments[experiment]), _settings(their_experiments[experiment])]
+        for key in settings[0] | settings[1]:
+            values = [setting.get(key) for setting in settings]
+            if values[0] == values[1]:
+                continue
+            why = (": other images, so its rows are not comparable (no 'moved')" if key == "source"
+                   else " (how the models ran)" if key.startswith("execution.") else "")
+            lines.append(f"- {experiment}: {key} is {_setting(values[0])} in {names[0]}, "
+                         f"{_setting(values[1])} in {names[1]}{why}")
+            if key == "source":
+                other_images.add(experiment)
+    for model in dict.fromkeys(m for _, m in pairs):
+        digests = [weights.get(model), their_weights.get(model)]
+        if digests[0] != digests[1]:
+            lines.append(f"- weights of {model}: sha256 " + ", ".join(
+                f"{(digest or 'unknown')[:12]} in {name}" for digest, name in zip(digests, names)))
+    lines = [f"Settings that differ between {names[0]} and {names[1]}:", *lines] if lines else [
+        f"The same settings and weights in {names[0]} and {names[1]}."]
+    for name, summaries, other in ((names[0], ours, theirs), (names[1], theirs, ours)):
+        alone = [f"{e}/{m}" for e, models in summaries.items() for m in models if m not in other.get(e, {})]
+        if alone:
+            lines.append(f"Only in {name} (left out): {', '.join(alone)}.")
+    lines += ["", f"| experiment | model | column | {names[0]} | {names[1]} | moved (std of the first) |",
+              "|---|---|---|---|---|---|"]
+    for experiment, model in pairs:
+        for table, columns in TABLE_COLUMNS:
             for key, label in columns.items():
-                (mean_a, std_a), (mean_b, _) = runs[0][name][table][key], runs[1][name][table][key]
+                (mean_a, std_a), (mean_b, _) = (run[experiment][model][table][key] for run in (ours, theirs))
                 if math.isnan(mean_a) or math.isnan(mean_b):
                     continue
-                moved = f"{(mean_b - mean_a) / std_a:+.2f}" if std_a > 0 else ("0" if mean_a == mean_b else "n/a")
-                lines.append(f"| {name} | {label} | {mean_a:.{digits}f} ± {std_a:.{digits}f} | "
+                if experiment in other_images:
+                    moved = "not comparable (other images)"
+                elif std_a > 0:
+                    moved = f"{(mean_b - mean_a) / std_a:+.2f}"
+                else:
+                    moved = "0" if mean_a == mean_b else "n/a"
+                lines.append(f"| {experiment} | {model} | {label} | {mean_a:.{digits}f} ± {std_a:.{digits}f} | "
                              f"{mean_b:.{digits}f} | {moved} |")
     return "\n".join(lines) + "\n"
 
 
 def render_tables(experiments: list[Experiment], summaries: dict, weights: dict | None = None) -> dict[str, str]:
-    """table1/table2 as .md, .tex and .csv (file name -> text), ours beside the paper's."""
+    """table1/table2 as .md, .tex and .csv (file name -> text), ours beside the paper's;
+    ``summaries``: ``{experiment: {model: summarize_model(...)}}``, one row each."""
     notes = caption_notes(experiments, summaries, weights)
     texts = {}
     for table, title, columns, paper, digits in TABLES:

@@ -1,0 +1,203 @@
+"""Tables 1 and 2 and the comparison of two runs: a row for each model of each experiment,
+LaTeX that prints the names it is given (and runs none of them), and a comparison that
+pairs like with like and says what differs."""
+
+import csv
+import json
+import math
+import re
+
+import pytest
+
+from blindspots_nb import protocol
+from blindspots_nb.cli import main
+from blindspots_nb.execution import Execution
+from blindspots_nb.lst import LSTConfig
+from blindspots_nb.protocol import Experiment, RunStore
+from blindspots_nb.protocol import run as run_module
+from blindspots_nb.protocol.tables import render_tables
+
+TINY_LST = LSTConfig(iterations=5, step_size=0.05)
+
+
+def _summary(rmse, spread, dataset="fonts"):
+    """A model's table numbers: RMSE as given, l_inf without spread, LPIPS missing."""
+    return {"dataset": dataset, "n_sources": 4, "n_blind_spots": 8,
+            "table1": {"rmse": (rmse, spread), "linf": (0.5, 0.0), "ssim": (0.9, 0.1), "lpips": (math.nan, math.nan)},
+            "table2": {key: (0.5, 0.1) for key in protocol.TABLE2_COLUMNS}}
+
+
+# --------------------------------------------------------------------------- one model, two experiments
+def test_a_model_in_two_experiments_has_a_row_of_each(tmp_path):
+    experiments = [Experiment(f"fonts:{split}", ("fonts_cnn",), TINY_LST, name=f"fonts_{split}", n_sources=3,
+                              rounds=2, batch_size=3) for split in ("test", "train")]
+    store = RunStore(tmp_path)
+    store.begin(experiments, weights=run_module.weights_identity(experiments, {}))
+    for experiment in experiments:
+        protocol.prepare(experiment, store, device="cpu")
+        protocol.run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)
+    protocol.assemble(store, experiments)
+
+    ours = {row["model"]: row for row in csv.DictReader(open(tmp_path / "table1.csv")) if row["source"] == "ours"}
+    assert list(ours) == ["fonts_test/fonts_cnn", "fonts_train/fonts_cnn"]
+    summaries = json.loads((tmp_path / "summaries.json").read_text())
+    assert {e: list(models) for e, models in summaries.items()} == {"fonts_test": ["fonts_cnn"],
+                                                                     "fonts_train": ["fonts_cnn"]}
+    for experiment in experiments:  # each row has its own experiment's numbers
+        rows = list(csv.DictReader(open(tmp_path / experiment.name / "fonts_cnn" / "per_blindspot.csv")))
+        mean = sum(float(row["rmse"]) for row in rows) / len(rows)
+        row = ours[f"{experiment.name}/fonts_cnn"]
+        assert float(row["rmse_mean"]) == pytest.approx(mean, abs=1e-12)
+        assert summaries[experiment.name]["fonts_cnn"]["table1"]["rmse"][0] == float(row["rmse_mean"])
+    assert ours["fonts_test/fonts_cnn"]["rmse_mean"] != ours["fonts_train/fonts_cnn"]["rmse_mean"]
+    markdown = (tmp_path / "table2.md").read_text()
+    assert "| fonts_test/fonts_cnn (ours, fonts, n=3) |" in markdown
+    assert "| fonts_train/fonts_cnn (ours, fonts, n=3) |" in markdown
+
+
+# --------------------------------------------------------------------------- LaTeX
+# what the tables' LaTeX may hold in text, and what each prints
+PRINTS = {r"\textbackslash{}": "\\", r"\textasciicircum{}": "^", r"\textasciitilde{}": "~", r"\{": "{", r"\}": "}",
+          r"\$": "$", r"\&": "&", r"\#": "#", r"\_": "_", r"\%": "%", r"$\pm$": "±", r"$\ell_\infty$": "l_inf",
+          r"$^*$": "*"}
+_TOKEN = re.compile("|".join(re.escape(token) for token in sorted(PRINTS, key=len, reverse=True)))
+
+
+def _printed(latex_text: str) -> str:
+    """What LaTeX prints for a piece of the tables' text; fails on any special character
+    that is not part of an escape or of the tables' markup."""
+    bare = _TOKEN.sub("", latex_text)
+    assert not set(bare) & set("\\{}$&#^_%~"), f"unescaped special in {latex_text!r}"
+    return _TOKEN.sub(lambda match: PRINTS[match.group()], latex_text)
+
+
+def _tex_parts(tex: str):
+    """(rows as lists of cells, notes) of a table's LaTeX."""
+    lines = tex.splitlines()
+    body = lines[lines.index(r"\midrule") + 1:lines.index(r"\bottomrule")]
+    rows = [line.removesuffix(r" \\").split(" & ") for line in body]
+    notes = [line.removeprefix("\\par\\footnotesize ") for line in lines if line.startswith("\\par\\footnotesize ")]
+    return rows, notes
+
+
+def test_latex_prints_every_special_character_of_a_name_and_runs_none(tmp_path):
+    specials = "100% a&b $5 #1 x^2 a_b ~me {c} back\\slash"
+    experiment = Experiment(f"imagenet:/data/{specials}", ("resnet50",), note=f"note: {specials} \\input{{x}}")
+    weights = {"resnet50": {"file": "/w/my\\immediate\\write18{touch pwned}.pt", "sha256": "ab" * 32,
+                            "verified": False}}
+    texts = render_tables([experiment], {experiment.name: {"resnet50": _summary(0.1, 0.02, "imagenet")}}, weights)
+    for table in ("table1", "table2"):
+        tex, markdown = texts[f"{table}.tex"], texts[f"{table}.md"]
+        assert "\\write18" not in tex and "\\input" not in tex and "\\immediate" not in tex
+        rows, notes = _tex_parts(tex)
+        # the LaTeX prints exactly what the Markdown says: rows and notes (specials and all)
+        assert [" | ".join(_printed(cell) for cell in row) for row in rows] == [
+            line.strip("| ") for line in markdown.splitlines() if line.startswith("| ") and "(" in line]
+        assert [_printed(note) for note in notes] == [line[2:] for line in markdown.splitlines()
+                                                      if line.startswith("- ")]
+        printed = " ".join(map(_printed, notes))
+        assert f"/data/{specials}" in printed and "my\\immediate\\write18{touch pwned}.pt" in printed
+
+
+def test_latex_of_plain_names_keeps_the_tables_markup():
+    experiment = Experiment("fonts:test", ("fonts_cnn",), TINY_LST)
+    tex = render_tables([experiment], {"fonts": {"fonts_cnn": _summary(0.1, 0.02)}})["table1.tex"]
+    lines = tex.splitlines()
+    assert r"\caption{Table 1: LST blind spot vs target}" in lines
+    assert r"Model & RMSE & $\ell_\infty$ & SSIM & LPIPS \\" in lines
+    assert (r"fonts\_cnn (ours, fonts, n=4) & 0.100 $\pm$ 0.020 & 0.500 $\pm$ 0.000 & 0.900 $\pm$ 0.100 & "
+            r"n/a$^*$ \\") in lines
+    assert r"resnet50\_at (paper, ImageNet) & 0.029 $\pm$ 0.008 & 0.746 $\pm$ 0.124 & 0.915 $\pm$ 0.041 & " \
+           r"0.057 $\pm$ 0.037 \\" in lines
+    assert (r"\par\footnotesize Mean $\pm$ std over blind spots (Table 1) and over sources (Table 2); the paper's "
+            "rows are ImageNet.") in lines
+    assert any(line.startswith(r"\par\footnotesize n/a$^*$: LPIPS's AlexNet trunk") for line in lines)
+
+
+# --------------------------------------------------------------------------- compare
+def _finished_run(folder, experiments, summaries, weights=None):
+    """A run folder as a finished run leaves it, as far as compare reads it."""
+    store = RunStore(folder)
+    store.begin(experiments, weights={model: {"file": f"/w/{model}.pt", "sha256": digest, "verified": False,
+                                              "check": "none"} for model, digest in (weights or {}).items()})
+    store.save_tables({}, summaries)
+    return folder
+
+
+def _rows(text):
+    """column label -> table line of a comparison (one model)."""
+    return {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+
+
+def test_compare_puts_two_precisions_side_by_side_in_units_of_the_first_runs_spread(tmp_path):
+    fp32 = Experiment("fonts:test", ("fonts_cnn",), TINY_LST)
+    bf16 = Experiment("fonts:test", ("fonts_cnn",), TINY_LST, execution=Execution(precision="bf16"))
+    _finished_run(tmp_path / "fp32", [fp32], {"fonts": {"fonts_cnn": _summary(0.10, 0.02)}}, {"fonts_cnn": "a" * 64})
+    _finished_run(tmp_path / "bf16", [bf16], {"fonts": {"fonts_cnn": _summary(0.13, 0.05)}}, {"fonts_cnn": "a" * 64})
+    text = protocol.compare_runs(tmp_path / "fp32", tmp_path / "bf16")
+    head = text.split("\n\n")[0].splitlines()
+    assert head == ["Settings that differ between fp32 and bf16:",
+                    "- fonts: execution.precision is fp32 in fp32, bf16 in bf16 (how the models ran)"]
+    rows = _rows(text)
+    assert rows["RMSE"] == "| fonts | fonts_cnn | RMSE | 0.100 ± 0.020 | 0.130 | +1.50 |"  # (0.13 - 0.10) / 0.02
+    assert rows["l_inf"].endswith("| 0 |")  # no spread and no move
+    assert "LPIPS" not in rows  # missing numbers are left out
+    _finished_run(tmp_path / "again", [fp32], {"fonts": {"fonts_cnn": _summary(0.10, 0.02)}}, {"fonts_cnn": "a" * 64})
+    assert protocol.compare_runs(tmp_path / "fp32", tmp_path / "again").startswith(
+        "The same settings and weights in fp32 and again.\n")
+    with pytest.raises(FileNotFoundError, match="holds no finished tables"):
+        protocol.compare_runs(tmp_path / "fp32", tmp_path / "nowhere")
+
+
+def test_compare_names_what_differs_and_gives_no_move_between_other_images(tmp_path):
+    few = Experiment("fonts:test", ("fonts_cnn", "fonts_cnn_at"), LSTConfig(iterations=3), name="glyphs")
+    many = Experiment("fonts:train", ("fonts_cnn",), LSTConfig(iterations=30), name="glyphs")
+    photos = Experiment("photos", ("efficientnet_lite0",))
+    _finished_run(tmp_path / "a", [few], {"glyphs": {"fonts_cnn": _summary(0.10, 0.02),
+                                                     "fonts_cnn_at": _summary(0.2, 0.02)}},
+                  {"fonts_cnn": "a" * 64, "fonts_cnn_at": "c" * 64})
+    _finished_run(tmp_path / "b", [many, photos], {"glyphs": {"fonts_cnn": _summary(700.0, 0.02)},
+                                                   "photos": {"efficientnet_lite0": _summary(0.1, 0.1, "photos")}},
+                  {"fonts_cnn": "b" * 64, "efficientnet_lite0": "d" * 64})
+    text = protocol.compare_runs(tmp_path / "a", tmp_path / "b")
+    head = text.split("\n\n")[0].splitlines()
+    assert head[0] == "Settings that differ between a and b:"
+    assert sorted(head[1:]) == sorted([
+        "- glyphs: source is fonts:test in a, fonts:train in b: other images, so its rows are not comparable "
+        "(no 'moved')",
+        "- glyphs: models is ['fonts_cnn', 'fonts_cnn_at'] in a, ['fonts_cnn'] in b",
+        "- glyphs: lst.iterations is 3 in a, 30 in b",
+        f"- weights of fonts_cnn: sha256 {'a' * 12} in a, {'b' * 12} in b",
+        "Only in a (left out): glyphs/fonts_cnn_at.",
+        "Only in b (left out): photos/efficientnet_lite0."])
+    rows = _rows(text)
+    assert rows["RMSE"] == "| glyphs | fonts_cnn | RMSE | 0.100 ± 0.020 | 700.000 | not comparable (other images) |"
+    assert all(line.endswith("| not comparable (other images) |") for line in list(rows.values())[1:])
+    with pytest.raises(ValueError, match="no model of an experiment of the same name in common"):
+        protocol.compare_runs(tmp_path / "a", _finished_run(tmp_path / "c", [photos], {
+            "photos": {"efficientnet_lite0": _summary(0.1, 0.1, "photos")}}))
+
+
+@pytest.mark.parametrize("content", ["null", "{", "[]", '{"fonts": null}', '{"fonts": {"fonts_cnn": {"table1": {}}}}',
+                                     json.dumps({"fonts_cnn": _summary(0.1, 0.02)}),  # an earlier version's layout
+                                     json.dumps({"elsewhere": {"fonts_cnn": _summary(0.1, 0.02)}})])
+def test_compare_names_a_malformed_summaries_file_in_one_line(tmp_path, capsys, content):
+    experiment = Experiment("fonts:test", ("fonts_cnn",), TINY_LST)
+    for name in ("a", "b"):
+        _finished_run(tmp_path / name, [experiment], {"fonts": {"fonts_cnn": _summary(0.1, 0.02)}})
+    (tmp_path / "b" / "summaries.json").write_text(content)
+    for runs in (["a", "b"], ["b", "a"]):
+        assert main(["compare", *(str(tmp_path / run) for run in runs)]) == 2
+        error = capsys.readouterr().err
+        assert len(error.splitlines()) == 1 and str(tmp_path / "b" / "summaries.json") in error
+        assert f"blindspots-nb merge --out {tmp_path / 'b'}" in error
+
+
+def test_compare_names_a_malformed_settings_file(tmp_path, capsys):
+    experiment = Experiment("fonts:test", ("fonts_cnn",), TINY_LST)
+    for name in ("a", "b"):
+        _finished_run(tmp_path / name, [experiment], {"fonts": {"fonts_cnn": _summary(0.1, 0.02)}})
+    (tmp_path / "b" / "settings.json").write_text("null")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1 and str(tmp_path / "b" / "settings.json") in error
