@@ -12,6 +12,7 @@ drive it directly.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import re
@@ -21,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from . import provenance, sources
+from . import atomic, provenance, sources
 from .data import ImageReadError, open_image, preprocess_for
 from .execution import Execution
 from .lst import History, LSTConfig, LSTResult, Traversal
@@ -183,11 +184,15 @@ class Explorer:
         """Add the image file ``content`` to the catalogue and make it the target.
 
         Returns its catalogue name; raises ValueError if ``content`` is no usable image
-        (not an image, a decompression bomb, pixel values of unknown scale).
+        (not an image, a decompression bomb, pixel values of unknown scale, too large for
+        the memory).
         """
         try:
             picture = open_image(io.BytesIO(content), name)
             image = preprocess_for(self._model)(picture)
+        except MemoryError as error:
+            raise ValueError(f"cannot use the upload {name!r}: it needs more memory than this machine has "
+                             "to decode and resize; upload a smaller image") from error
         except (OSError, ValueError) as error:
             reason = error.reason if isinstance(error, ImageReadError) else str(error)
             raise ValueError(f"cannot use the upload {name!r}: {reason}") from error
@@ -381,22 +386,63 @@ class Explorer:
 
     def export(self, directory) -> dict[str, Path]:
         """Write the current point (PNG), the whole traversal (.pt, resumable with
-        ``Traversal.load``) and its record (JSON) to ``directory``; returns the paths."""
+        ``Traversal.load``) and its record (JSON) to ``directory``; returns the paths.
+
+        A name holds the model, source, target (each shortened to a bounded length) and
+        the iteration, then 10 hex digits of the sha256 of :meth:`export_identity`, so
+        exports of other models, weights, images, hyperparameters, execution options or
+        iterations never share a name. Each file is written whole or not at all
+        (:mod:`blindspots_nb.atomic`), the record last; exporting the same point again
+        writes the same content over its files (only the record's ``created`` changes).
+        """
+        if isinstance(directory, str) and not directory.strip():
+            raise ValueError("no export folder given (an empty name would mean the working folder): name a folder")
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         with self._lock:  # all three of the same iteration, even while running
             record = self.record()
-            stem = _file_stem(f"{record['model'].get('name')}_{record['source']}_to_{record['target']}"
-                              f"_it{record['iteration']}")
+            identity = hashlib.sha256(json.dumps(self.export_identity(), sort_keys=True).encode()).hexdigest()
+            stem = "_".join((_file_stem(record["model"].get("name"), 32), _file_stem(record["source"], 40), "to",
+                             _file_stem(record["target"], 40), f"it{record['iteration']}", identity[:10]))
             paths = {"image": directory / f"{stem}.png", "traversal": directory / f"{stem}.pt",
                      "record": directory / f"{stem}.json"}
-            paths["image"].write_bytes(image_to_png(self.traversal.images[0]))
-            self.traversal.save(paths["traversal"])
+            atomic.write_bytes(paths["image"], image_to_png(self.traversal.images[0]))
+            atomic.write_atomically(paths["traversal"], self.traversal.save)
         record["files"] = {key: path.name for key, path in paths.items()}
-        paths["record"].write_text(json.dumps(record, indent=2))
+        atomic.write_json(paths["record"], record)
         return paths
 
+    def export_identity(self) -> dict:
+        """What makes the current point what it is: the model's name and weights (their
+        file's sha256, else a digest of the loaded weights), the image source, the source
+        and target names and pixels, the hyperparameters, the execution options, the
+        device and the iteration."""
+        with self._lock:
+            t, info = self.traversal, provenance.model_info(self._model)
+            return {"model": info.get("name"), "weights": info.get("weights_sha256") or _weights_digest(self._model),
+                    "image_source": self._image_source, "source": self.source, "target": self.target,
+                    "pixels": _tensor_digest(t.sources, t.targets), "config": dataclasses.asdict(t.config),
+                    "execution": self.execution.to_dict(), "device": str(module_device(self._model)),
+                    "iteration": t.iteration}
 
-def _file_stem(text: str) -> str:
-    """A file name from free text: letters, digits, '-', '_' and '.' only."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:120]
+
+def _tensor_digest(*tensors: torch.Tensor) -> str:
+    """The sha256 of tensors' dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _weights_digest(model) -> str:
+    """The sha256 of a model's weights and buffers by name, for models whose ``info``
+    names no weights file (a module given in code)."""
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else {}
+    return hashlib.sha256("".join(f"{name}:{_tensor_digest(value)};" for name, value in state.items()
+                                  if isinstance(value, torch.Tensor)).encode()).hexdigest()
+
+
+def _file_stem(text: str, limit: int) -> str:
+    """A file name part from free text: letters, digits, '-', '_' and '.' only, at most ``limit`` of them."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-")[:limit]

@@ -5,6 +5,8 @@ import dataclasses
 import io
 import json
 import math
+import os
+import re
 import subprocess
 import sys
 import threading
@@ -201,8 +203,9 @@ def test_export_writes_the_point_the_traversal_and_its_record(explorer, model, t
     explorer.step(10)
     paths = explorer.export(tmp_path / "out")
     t = explorer.traversal
+    stem = re.fullmatch(r"(tiny_w_to_x_it10_[0-9a-f]{10})\.png", paths["image"].name).group(1)
     assert {key: path.name for key, path in paths.items()} == {
-        "image": "tiny_w_to_x_it10.png", "traversal": "tiny_w_to_x_it10.pt", "record": "tiny_w_to_x_it10.json"}
+        "image": f"{stem}.png", "traversal": f"{stem}.pt", "record": f"{stem}.json"}
     assert all(path.parent == tmp_path / "out" for path in paths.values())
     image = np.asarray(Image.open(paths["image"])) / 255
     np.testing.assert_allclose(image, t.images[0].permute(1, 2, 0).numpy(), atol=0.5 / 255 + 1e-6)
@@ -232,6 +235,114 @@ def test_export_writes_the_point_the_traversal_and_its_record(explorer, model, t
     explorer.step(3)
     torch.testing.assert_close(resumed.images, explorer.traversal.images)
 
+
+
+LONG = "a-photo-whose-name-goes-on-" * 6  # 162 characters: past any length a file name part keeps
+
+
+def _two_exports(case, model, images, folder):
+    """Export two points that differ only in what ``case`` names, at the same iteration."""
+    if case == "long names":
+        long_names = TensorImages(images.images, images.labels, [], [LONG + "1", LONG + "2", "y", "z"])
+        explorer = Explorer(model, images=long_names, source=LONG + "1", target="y", config=CONFIG)
+        changes = [lambda: None, lambda: explorer.choose(source=LONG + "2")]
+    else:
+        explorer = Explorer(model, images=images, source="w", target="x", config=CONFIG)
+        changes = {
+            "uploads": [lambda: explorer.add_upload("cat (1).png", image_file("RGB", (16, 16), (255, 0, 0))),
+                        lambda: explorer.add_upload("cat [1].png", image_file("RGB", (16, 16), (0, 0, 255)))],
+            "step sizes": [lambda: explorer.set_config(step_size=0.02), lambda: explorer.set_config(step_size=0.5)],
+            "weights": [lambda: None, lambda: explorer.set_model(tiny(module=make_tiny_cnn(seed=1)))],
+        }[case]
+    exported = []
+    for change in changes:
+        change()
+        explorer.step(3)
+        exported.append((explorer.export(folder), explorer.record(), explorer.traversal.images.clone()))
+    return exported
+
+
+@pytest.mark.parametrize("case", ["long names", "uploads", "step sizes", "weights"])
+def test_exports_of_different_points_never_share_a_name(model, images, tmp_path, case):
+    exported = _two_exports(case, model, images, tmp_path)
+    names = [path.name for paths, _, _ in exported for path in paths.values()]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names) and len(set(names)) == 6
+    for paths, record, point in exported:  # each export still holds its own point, none overwrote another
+        assert all(re.fullmatch(r"tiny_[\w.-]{1,90}_to_[\w.-]{1,40}_it3_[0-9a-f]{10}\.(png|pt|json)", path.name)
+                   for path in paths.values())
+        written = json.loads(paths["record"].read_text())
+        assert {key: written[key] for key in ("source", "target", "config", "model")} == \
+            {key: record[key] for key in ("source", "target", "config", "model")}
+        saved = torch.load(paths["traversal"], weights_only=True)
+        torch.testing.assert_close(saved["images"], point)
+
+
+def test_the_same_point_exported_again_has_the_same_names(explorer, tmp_path):
+    explorer.step(3)
+    first = explorer.export(tmp_path)
+    record, pt = json.loads(first["record"].read_text()), torch.load(first["traversal"], weights_only=True)
+    assert explorer.export(tmp_path) == first  # the same content written over itself, whole
+    again = json.loads(first["record"].read_text())
+    assert {**again, "created": None} == {**record, "created": None}
+    torch.testing.assert_close(torch.load(first["traversal"], weights_only=True)["images"], pt["images"])
+    explorer.step(1)
+    assert explorer.export(tmp_path)["record"] != first["record"]
+    assert len(list(tmp_path.iterdir())) == 6
+
+
+def test_exports_are_whole_while_others_write_the_same_files(model, images, tmp_path):
+    """Two explorers at the same point export over each other while a reader opens every
+    file it finds: it never sees a part of one."""
+    explorers = [Explorer(model, images=images, source="w", target="x", config=CONFIG).step(5) for _ in range(2)]
+    done, problems, loaded = threading.Event(), [], []
+
+    def export_repeatedly(explorer):
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            explorer.export(tmp_path)
+
+    def read():
+        while not done.is_set():
+            for path in tmp_path.iterdir():
+                try:
+                    if path.suffix == ".pt":
+                        loaded.append(torch.load(path, weights_only=True)["iteration"])
+                    elif path.suffix == ".json":
+                        loaded.append(json.loads(path.read_text())["iteration"])
+                except FileNotFoundError:
+                    pass
+                except Exception as error:
+                    problems.append(f"{path.name}: {type(error).__name__}: {error}")
+
+    writers = [threading.Thread(target=export_repeatedly, args=(explorer,)) for explorer in explorers]
+    reader = threading.Thread(target=read)
+    for thread in (reader, *writers):
+        thread.start()
+    for writer in writers:
+        writer.join()
+    done.set()
+    reader.join()
+    assert problems == [] and loaded and set(loaded) == {5}
+    assert sorted(path.suffix for path in tmp_path.iterdir()) == [".json", ".png", ".pt"]  # no temporaries
+
+
+def test_exported_files_have_the_umasks_mode(explorer, tmp_path):
+    before = os.umask(0o027)
+    try:
+        paths = explorer.step(2).export(tmp_path)
+    finally:
+        os.umask(before)
+    assert {path.suffix: path.stat().st_mode & 0o777 for path in paths.values()} == \
+        {".png": 0o640, ".pt": 0o640, ".json": 0o640}
+
+
+@pytest.mark.parametrize("folder", ["", "   "])
+def test_an_empty_export_folder_is_refused(explorer, tmp_path, monkeypatch, folder):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"no export folder given \(an empty name would mean the working "
+                                         r"folder\): name a folder"):
+        explorer.export(folder)
+    assert list(tmp_path.iterdir()) == []
 
 def test_uploads_become_the_target_and_follow_the_model(model, tmp_path):
     explorer = Explorer(model, images="fonts:test", config=CONFIG)
@@ -277,6 +388,21 @@ def test_uploads_are_read_as_they_are(explorer, monkeypatch):
                                          r"MAX_IMAGE_PIXELS \(now 100\)"):
         explorer.add_upload("big.png", image_file("RGB", (40, 30), (0, 0, 0)))
     assert explorer.catalog == catalog and explorer.target == key
+
+
+def test_an_upload_too_large_for_the_memory_is_a_value_error(explorer, monkeypatch):
+    catalog, target = dict(explorer.catalog), explorer.target
+
+    def preprocess_for(model):
+        def preprocess(picture):
+            raise MemoryError()
+        return preprocess
+
+    monkeypatch.setattr("blindspots_nb.explorer.preprocess_for", preprocess_for)
+    with pytest.raises(ValueError, match=r"cannot use the upload 'huge.png': it needs more memory than this "
+                                         r"machine has to decode and resize; upload a smaller image"):
+        explorer.add_upload("huge.png", image_file("RGB", (16, 16), (0, 0, 0)))
+    assert explorer.catalog == catalog and explorer.target == target
 
 
 @pytest.mark.parametrize("change, message", [

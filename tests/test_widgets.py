@@ -3,6 +3,7 @@
 import dataclasses
 import datetime
 import io
+import re
 import time
 
 import numpy as np
@@ -174,10 +175,21 @@ def test_export_button_writes_the_files_and_says_where(explorer, tmp_path):
     explorer.step(10)
     explorer.export_button.click()
     written = sorted(path.name for path in (tmp_path / "export").iterdir())
-    assert written == ["tiny_w_to_x_it10.json", "tiny_w_to_x_it10.png", "tiny_w_to_x_it10.pt"]
-    assert "tiny_w_to_x_it10.png" in explorer.message.value
+    stem = re.fullmatch(r"(tiny_w_to_x_it10_[0-9a-f]{10})\.json", written[0]).group(1)
+    assert written == [f"{stem}.json", f"{stem}.png", f"{stem}.pt"]
+    assert f"{stem}.png" in explorer.message.value
     paths = explorer.export(tmp_path / "elsewhere")
     assert paths["record"].parent == tmp_path / "elsewhere" and paths["record"].is_file()
+
+
+@pytest.mark.parametrize("folder", ["", "   "])
+def test_export_with_an_empty_field_says_so_and_writes_nothing(explorer, tmp_path, monkeypatch, folder):
+    monkeypatch.chdir(tmp_path)
+    explorer.output_dir.value = folder
+    explorer.export_button.click()
+    assert "Export failed: no export folder given (an empty name would mean the working folder): name a folder" \
+        in explorer.message.value
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_upload_adds_an_image_and_bad_files_give_a_message(explorer):
