@@ -8,27 +8,46 @@ PNG, the confidence history as CSV and a JSON record of what produced them.
 from __future__ import annotations
 
 import csv
-import json
+import io
 from pathlib import Path
 
 from torchvision.utils import save_image
 
-from . import provenance
+from . import atomic, provenance
 from .lst import LSTConfig, traverse
 from .metrics import LPIPSDistance, target_distances
 
 HISTORY_COLUMNS = ("source_confidence", "target_confidence", "distance", "accepted_total")
 
 
+class NotAFolderError(ValueError):
+    """An output folder that is a file, or a link to nothing."""
+
+
+def _check_out(out: Path) -> None:
+    """Refuse ``out`` unless it is a folder or can be made one: the nearest of it and its
+    parents that exists must be a folder (a file or a dangling link there would make
+    ``mkdir`` fail only after the traversal)."""
+    path = next(path for path in (out, *out.parents) if path.exists() or path.is_symlink())
+    if not path.is_dir():
+        what = "a link to nothing" if path.is_symlink() and not path.exists() else "a file"
+        raise NotAFolderError(f"--out {out}{'' if path == out else f': {path}'} is {what}, not a folder; "
+                              "give a folder to write to (it is made if missing)")
+
+
 def demo(model_name: str = "efficientnet_lite0", source: str = "coffee", target: str = "chelsea",
          config: LSTConfig | None = None, out="results/demo", device=None, execution=None) -> dict:
     """LST from one bundled photo towards another; writes ``source.png``, ``target.png``,
     ``blind_spot.png``, ``history.csv`` and ``record.json`` to ``out`` and returns the record.
-    ``execution``: how the model runs (:class:`~blindspots_nb.execution.Execution`)."""
+    ``execution``: how the model runs (:class:`~blindspots_nb.execution.Execution`). An ``out``
+    that cannot be a folder is refused first (:class:`NotAFolderError`); each file is
+    written whole or not at all (:mod:`blindspots_nb.atomic`)."""
     from .execution import Execution
     from .models import load_model, module_device, predict
     from .sources import pick_images
 
+    out = Path(out)
+    _check_out(out)
     config, execution = config or LSTConfig(), execution or Execution()
     model = load_model(model_name, device=device)
     device = module_device(model)
@@ -37,17 +56,16 @@ def demo(model_name: str = "efficientnet_lite0", source: str = "coffee", target:
     label = predict(model, source_image)[0].to(device)
     result = traverse(model, source_image, label, target_image, config, progress=True, execution=execution)
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     for file, image in (("source.png", source_image), ("target.png", target_image),
                         ("blind_spot.png", result.images)):
-        save_image(image.cpu(), out / file)
-    history = result.history.as_tensors()
-    with open(out / "history.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["iteration", "source_confidence", "target_confidence", "distance_l2", "accepted_total"])
-        for i, iteration in enumerate(history["iteration"].tolist()):
-            writer.writerow([iteration, *(f"{float(history[key][i, 0]):.6g}" for key in HISTORY_COLUMNS)])
+        atomic.write_atomically(out / file, lambda temporary, image=image: save_image(image.cpu(), temporary,
+                                                                                       format="png"))
+    history, table = result.history.as_tensors(), io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["iteration", "source_confidence", "target_confidence", "distance_l2", "accepted_total"])
+    for i, iteration in enumerate(history["iteration"].tolist()):
+        writer.writerow([iteration, *(f"{float(history[key][i, 0]):.6g}" for key in HISTORY_COLUMNS)])
+    atomic.write_text(out / "history.csv", table.getvalue())
     distances = target_distances(result.images, target_image, LPIPSDistance())
     summary = {
         "source": source, "target": target,
@@ -59,7 +77,7 @@ def demo(model_name: str = "efficientnet_lite0", source: str = "coffee", target:
     }
     record = provenance.record(model, config, device, execution=execution.to_dict(),
                                data="scikit-image bundled photos", **summary)
-    (out / "record.json").write_text(json.dumps(record, indent=2, allow_nan=True))
+    atomic.write_json(out / "record.json", record)
     print(f"{model_name}: {source} ({summary['source_class']}, p0={summary['source_confidence_clean']:.3f})"
           f" -> towards {target} ({summary['target_class']}) after {config.iterations} iterations:")
     print(f"  source-class confidence {summary['source_confidence_blind_spot']:.4f}, "

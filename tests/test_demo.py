@@ -1,0 +1,45 @@
+"""``blindspots-nb demo``'s output folder: one that cannot be a folder is refused before
+any work, with one line; the files are written whole, with the umask's mode."""
+
+import os
+
+import pytest
+
+from blindspots_nb import models
+from blindspots_nb.cli import main
+
+FILES = ["blind_spot.png", "history.csv", "record.json", "source.png", "target.png"]
+
+
+@pytest.mark.parametrize("kind", ["a file", "a dangling link", "under a file"])
+def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, capsys, monkeypatch, kind):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    out = {"a file": mine, "a dangling link": tmp_path / "link", "under a file": mine / "demo"}[kind]
+    if kind == "a dangling link":
+        out.symlink_to(tmp_path / "missing")
+
+    def load_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    monkeypatch.setattr(models, "load_model", load_model)
+    assert main(["demo", "--out", str(out), "--iterations", "2", "--device", "cpu"]) == 2
+    problem = {"a file": f"--out {out} is a file", "a dangling link": f"--out {out} is a link to nothing",
+               "under a file": f"--out {out}: {mine} is a file"}[kind]
+    assert capsys.readouterr().err == (f"blindspots-nb demo: error: {problem}, not a folder; "
+                                       "give a folder to write to (it is made if missing)\n")
+    assert mine.read_text() == "mine"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["notes.txt"] + (["link"] if kind == "a dangling link" else []))
+    assert kind != "a dangling link" or not out.exists()
+
+
+def test_the_demos_files_are_whole_with_the_umasks_mode(tmp_path):
+    before = os.umask(0o027)
+    try:
+        assert main(["demo", "--out", str(tmp_path / "demo"), "--iterations", "2", "--device", "cpu"]) == 0
+    finally:
+        os.umask(before)
+    written = sorted((tmp_path / "demo").iterdir())
+    assert [path.name for path in written] == FILES  # and no temporary files
+    assert {path.name: path.stat().st_mode & 0o777 for path in written} == dict.fromkeys(FILES, 0o640)
