@@ -16,6 +16,9 @@ stays valid).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import numbers
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +27,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import __version__
+from .atomic import write_atomically
 from .execution import Execution
 
 _FORMAT = "blindspots_nb.Traversal"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the model's weights_sha256 and its logits on the sources
 
 
 # The range of each real hyperparameter: (low, low included, high) and why.
@@ -37,6 +41,21 @@ _RANGES = {
     "eps": (0.0, True, 1.0, "a box on changes of pixels in [0, 1]"),
     "init_noise": (0.0, True, 1.0, "a width of noise on pixels in [0, 1]"),
 }
+
+
+# torch.Generator.manual_seed takes [-2**63, 2**64 - 1]; a negative seed is the same as seed + 2**64.
+_MAX_SEED = 2**64 - 1
+
+
+def _plain_number(name: str, value, kind: type, plain: type):
+    """``value`` as a Python ``plain`` (float or int): a number of ``kind`` (numbers.Real
+    or numbers.Integral, numpy scalars included) that is not a bool, since the config goes
+    into JSON; Python ints and floats stay as given."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"LSTConfig.{name} must be a number, got {value!r} (a {type(value).__name__})")
+    if not isinstance(value, kind):
+        raise ValueError(f"LSTConfig.{name} must be an integer, got {value!r}")
+    return value if type(value) in (int, float) else plain(value)
 
 
 @dataclass(frozen=True)
@@ -50,7 +69,9 @@ class LSTConfig:
     init_noise: in [0, 1], width a of the uniform noise added to the source at the start.
     record_every: history is recorded every this many iterations (0: start and end only).
     record_images: also keep the images at each recorded step (memory grows).
-    seed: seed of the initial noise.
+    seed: seed of the initial noise, in [0, 2**64 - 1].
+
+    Numbers may be numpy scalars: they are kept as Python ones (the config goes into JSON).
     """
 
     step_size: float = 1e-2
@@ -64,15 +85,18 @@ class LSTConfig:
 
     def __post_init__(self):
         for name, (low, closed, high, meaning) in _RANGES.items():
-            value = getattr(self, name)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not (number and (low <= value if closed else low < value) and value <= high):
+            value = _plain_number(name, getattr(self, name), numbers.Real, float)
+            if not ((low <= value if closed else low < value) and value <= high):
                 interval = f"{'[' if closed else '('}{low:g}, {high:g}]"
-                raise ValueError(f"LSTConfig.{name} must lie in {interval} ({meaning}), got {value!r}")
-        for name in ("iterations", "record_every", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"LSTConfig.{name} must be an integer >= 0, got {value!r}")
+                raise ValueError(f"LSTConfig.{name} must lie in {interval} ({meaning}), got {getattr(self, name)!r}")
+            object.__setattr__(self, name, value)
+        for name, high in (("iterations", None), ("record_every", None), ("seed", _MAX_SEED)):
+            value = _plain_number(name, getattr(self, name), numbers.Integral, int)
+            if value < 0 or (high is not None and value > high):
+                accepted = (">= 0" if high is None else
+                            "in [0, 2**64 - 1] (the seeds torch.Generator.manual_seed takes)")
+                raise ValueError(f"LSTConfig.{name} must be an integer {accepted}, got {value!r}")
+            object.__setattr__(self, name, value)
         if not isinstance(self.record_images, bool):
             raise ValueError(f"LSTConfig.record_images must be True or False, got {self.record_images!r}")
 
@@ -214,15 +238,46 @@ def _check_inputs(model, sources, labels, targets):
     return _class_indices(labels, "labels", sources.shape[0], sources.device)
 
 
-# The tensors of a saved state: B images (C, H, W) each, or one value per sample.
+def weights_sha256(model) -> str | None:
+    """The sha256 of a model's parameters and buffers: their names, dtypes, shapes and
+    bytes, in name order, read on the CPU (the same wherever the model lives and whatever
+    its memory layout); None for a model that is not a torch Module."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+# The tensors of a saved state: B images (C, H, W) each, or one value per sample; and
+# what format 2 added (the model's identity).
 _IMAGE_STATE = ("sources", "targets", "images", "parallel", "gradient")
 _SAMPLE_STATE = ("labels", "target_labels", "initial_confidence", "accepted", "accepted_total")
+_MODEL_STATE = ("weights_sha256", "source_logits")
+# The kind of each recorded quantity of the history (the others are floating point).
+_HISTORY_KIND = {"accepted": "bool", "accepted_total": "integer"}
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    return "bool" if tensor.dtype == torch.bool else "floating" if tensor.is_floating_point() else "integer"
 
 
 def _state_problem(state: dict) -> str | None:
     """What makes a loaded Traversal state inconsistent, or None: a file that was edited,
-    damaged or pieced together must not be resumed into silently wrong numbers."""
-    required = (*_IMAGE_STATE, *_SAMPLE_STATE, "probs", "rng_state", "config", "iteration", "history")
+    damaged or pieced together must not be resumed into silently wrong numbers.
+
+    Besides types, shapes and ranges, it checks what the algorithm makes true: the parallel
+    part stays in its eps box; the history holds iteration 0 and then exactly one row per
+    ``record_every`` iterations up to ``iteration`` (plus the ends of ``run``), which ties
+    ``iteration`` to the history (with ``record_every=0`` nothing does); and each sample's
+    count of accepted steps grows by at most one per iteration between recorded rows.
+    """
+    model_keys = _MODEL_STATE if state.get("format_version", 0) >= 2 else ()
+    required = (*_IMAGE_STATE, *_SAMPLE_STATE, "probs", "rng_state", "config", "iteration", "history", *model_keys)
     missing = [key for key in required if key not in state]
     if missing:
         return f"it lacks {missing}"
@@ -230,14 +285,17 @@ def _state_problem(state: dict) -> str | None:
     if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
         return f"its iteration must be an integer >= 0, got {iteration!r}"
     try:
-        LSTConfig(**state["config"])
+        config = LSTConfig(**state["config"])
     except (TypeError, ValueError) as error:
         return f"its config is invalid ({error})"
     try:
         Execution(**state.get("execution", {}))
     except (TypeError, ValueError) as error:
         return f"its execution options are invalid ({error})"
-    tensors = {key: state[key] for key in (*_IMAGE_STATE, *_SAMPLE_STATE, "probs", "rng_state")}
+    sha256 = state.get("weights_sha256")
+    if sha256 is not None and not (isinstance(sha256, str) and re.fullmatch("[0-9a-f]{64}", sha256)):
+        return f"its weights_sha256 is not a sha256 (64 hex digits), got {sha256!r}"
+    tensors = {key: state[key] for key in (*_IMAGE_STATE, *_SAMPLE_STATE, "probs", "rng_state", *model_keys[1:])}
     wrong = [key for key, value in tensors.items() if not isinstance(value, torch.Tensor)]
     if wrong:
         return f"{wrong} are not tensors"
@@ -247,34 +305,67 @@ def _state_problem(state: dict) -> str | None:
     probs = tensors["probs"]
     if probs.dim() != 2 or probs.shape[0] != shape[0]:
         return f"its probs have shape {tuple(probs.shape)}, not ({shape[0]}, classes)"
-    expected = {**{key: shape for key in _IMAGE_STATE}, **{key: shape[:1] for key in _SAMPLE_STATE}}
-    for key, want in expected.items():
-        if tuple(tensors[key].shape) != want:
-            return f"its {key} have shape {tuple(tensors[key].shape)}, but the sources {shape} need {want}"
-    for key in (*_IMAGE_STATE, "initial_confidence", "probs"):
-        value = tensors[key]
-        if value.dtype != tensors["sources"].dtype or not bool(torch.isfinite(value).all()):
-            return f"its {key} are not all finite numbers of the sources' dtype {tensors['sources'].dtype}"
+    expected = {**{key: shape for key in _IMAGE_STATE}, **{key: shape[:1] for key in _SAMPLE_STATE},
+                "source_logits": tuple(probs.shape)}
+    for key in [key for key in tensors if key in expected]:
+        if tuple(tensors[key].shape) != expected[key]:
+            return f"its {key} have shape {tuple(tensors[key].shape)}, but the sources {shape} need {expected[key]}"
+    # the model's outputs are at least float32 (Execution.logits), the images as given
+    dtypes = {key: torch.promote_types(tensors["sources"].dtype, torch.float32)
+              for key in ("initial_confidence", "probs", "source_logits")}
+    for key in [key for key in tensors if key in _IMAGE_STATE or key in dtypes]:
+        dtype = dtypes.get(key, tensors["sources"].dtype)
+        if tensors[key].dtype != dtype or not bool(torch.isfinite(tensors[key]).all()):
+            return f"its {key} are not all finite numbers of dtype {dtype}"
     for key in ("sources", "targets", "images", "initial_confidence", "probs"):
         if float(tensors[key].min()) < 0 or float(tensors[key].max()) > 1:
             return f"its {key} leave [0, 1]"
+    box = float(torch.tensor(config.eps, dtype=tensors["parallel"].dtype))  # the clamp's bound, rounded alike
+    if float(tensors["parallel"].abs().max()) > box:
+        return (f"its parallel part leaves its box [-eps, eps] (eps = {config.eps:g}): it reaches "
+                f"{float(tensors['parallel'].abs().max()):.3g}")
     for key, high in (("labels", probs.shape[1] - 1), ("target_labels", probs.shape[1] - 1),
                       ("accepted_total", iteration)):
         value = tensors[key]
-        if value.is_floating_point() or value.dtype == torch.bool or not (
-                0 <= int(value.min()) and int(value.max()) <= high):
+        if _kind(value) != "integer" or not (0 <= int(value.min()) and int(value.max()) <= high):
             return f"its {key} must be integers in [0, {high}], got {value[:8].tolist()}"
     if tensors["accepted"].dtype != torch.bool:
         return f"its accepted flags are {tensors['accepted'].dtype}, not booleans"
-    history = state["history"]
+    return _history_problem(state["history"], iteration, config.record_every, shape, tensors["accepted_total"])
+
+
+def _history_problem(history, iteration: int, every: int, shape: tuple, accepted_total: torch.Tensor) -> str | None:
+    """What makes a saved history inconsistent, in itself or with the state's ``iteration``
+    and ``accepted_total`` (see :func:`_state_problem`), or None."""
     if not isinstance(history, dict) or any(key not in history for key in ("iteration", *History._TENSOR_FIELDS)):
         return "its history is incomplete"
-    rows = len(history["iteration"])
-    if any(len(history[key]) != rows for key in History._TENSOR_FIELDS if key != "images") \
-            or len(history["images"]) not in (0, rows):
-        return f"its history fields disagree in length (iterations recorded: {rows})"
-    if any(not isinstance(i, int) or not 0 <= i <= iteration for i in history["iteration"]):
-        return f"its history records iterations outside [0, {iteration}]"
+    recorded = history["iteration"]
+    if any(len(history[key]) != len(recorded) for key in History._TENSOR_FIELDS if key != "images") \
+            or len(history["images"]) not in (0, len(recorded)):
+        return f"its history fields disagree in length (iterations recorded: {len(recorded)})"
+    if any(not isinstance(i, int) or isinstance(i, bool) for i in recorded) or recorded[:1] != [0] \
+            or any(a >= b for a, b in zip(recorded, recorded[1:])) or recorded[-1] > iteration:
+        return f"its history's iterations must rise from 0 to at most its iteration {iteration}, got {recorded[:8]}"
+    if every:
+        regular = [i for i in recorded if i % every == 0]
+        if len(regular) != iteration // every + 1 or any(i != k * every for k, i in enumerate(regular)):
+            return (f"its iteration {iteration} does not fit its history: recording every {every} iterations, "
+                    f"it would hold iterations 0, {every}, ..., {iteration // every * every}, but holds "
+                    f"{regular[:8]}{' ...' if len(regular) > 8 else ''}")
+    for key in History._TENSOR_FIELDS:
+        want, kind = (shape if key == "images" else shape[:1]), _HISTORY_KIND.get(key, "floating")
+        if any(not isinstance(row, torch.Tensor) or tuple(row.shape) != want or _kind(row) != kind
+               for row in history[key]):
+            return f"its history's {key} are not all {kind} tensors of shape {want}"
+    before, before_total = 0, torch.zeros_like(accepted_total)
+    for at, total, name in [*((i, t, f"history's accepted_total at iteration {i}")
+                              for i, t in zip(recorded, history["accepted_total"])),
+                            (iteration, accepted_total, "accepted_total")]:
+        gained = total.long() - before_total.long()
+        if int(gained.min()) < 0 or int(gained.max()) > at - before:
+            return (f"its {name}, {total[:8].tolist()}, cannot follow {before_total[:8].tolist()} at iteration "
+                    f"{before}: at most one step per iteration is accepted, and none is taken back")
+        before, before_total = at, total
     return None
 
 
@@ -322,6 +413,7 @@ class Traversal:
             num_classes = logits.shape[1]
             if int(self.labels.min()) < 0 or int(self.labels.max()) >= num_classes:
                 raise ValueError(f"labels must lie in [0, {num_classes}); got {self.labels.tolist()}")
+            self._source_logits = logits  # with the weights' sha256, what identifies the model in a saved state
             self.initial_confidence = logits.softmax(1).gather(1, self.labels[:, None])[:, 0]
             if target_labels is None:
                 target_labels = self._logits(self.targets).argmax(1)
@@ -452,22 +544,30 @@ class Traversal:
             "gradient": self._gradient.cpu().contiguous(), "probs": self._probs.cpu(),
             "accepted": self._accepted.cpu(), "accepted_total": self._accepted_total.cpu(),
             "rng_state": self._generator.get_state(), "history": self.history.state_dict(),
+            "weights_sha256": weights_sha256(self.model), "source_logits": self._source_logits.cpu(),
         }
 
     def save(self, path) -> Path:
-        """Write the whole state of the traversal (not the model) to ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.state_dict(), path)
-        return path
+        """Write the whole state of the traversal (not the model, but its weights' sha256)
+        to ``path``, whole or not at all."""
+        state = self.state_dict()
+        return write_atomically(path, lambda temporary: torch.save(state, temporary))
 
     @classmethod
-    def load(cls, path, model, device=None, atol: float = 1e-4,
+    def load(cls, path, model, device=None, atol: float = 1e-4, rtol: float = 1e-2,
              execution: Execution | None = None) -> "Traversal":
         """Resume a saved traversal with ``model``, run as ``execution`` (default: as saved).
 
-        Checks that the file is a saved Traversal and that ``model`` gives the stored
-        clean-source confidence (within ``atol``), i.e. that it is the same model.
+        Refuses a file that is not a saved Traversal, an inconsistent state (see
+        :func:`_state_problem`), and a model other than the one the traversal ran with:
+        its parameters and buffers must have the saved :func:`weights_sha256` (the model
+        given, not a folded or compiled copy; a plain function has none), its logits on the
+        clean sources must be the saved ones within ``rtol`` of their range, and its
+        source-class confidence there the saved one within ``atol``. Files of format 1 hold
+        neither sha256 nor logits: for them only the confidence is checked, which a model
+        saturated on the sources hardly tells apart from another. Last, the stored
+        probabilities and gradient must be the model's at the stored images
+        (:meth:`_cache_problem`).
         """
         path = Path(path)
         if not path.is_file():
@@ -478,9 +578,10 @@ class Traversal:
             raise ValueError(f"{path} is not a saved blindspots_nb Traversal ({error})") from error
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a saved blindspots_nb Traversal")
-        if state.get("format_version", 0) > _FORMAT_VERSION:
-            raise ValueError(f"{path} was written by a newer blindspots_nb "
-                             f"({state.get('package_version')}); this is {__version__}")
+        version = state.get("format_version", 0)
+        if not isinstance(version, int) or isinstance(version, bool) or version > _FORMAT_VERSION:
+            raise ValueError(f"{path} was written by a newer blindspots_nb ({state.get('package_version')}, "
+                             f"format version {version!r}); this is {__version__}")
         problem = _state_problem(state)
         if problem:
             raise ValueError(f"{path} holds an inconsistent Traversal state: {problem}")
@@ -510,12 +611,64 @@ class Traversal:
                              f"not a random generator's state ({error})") from error
         self.history = History.from_state_dict(state["history"])
         with torch.no_grad(), self.execution.scope(device):
-            p0 = self._logits(self.sources).softmax(1).gather(1, self.labels[:, None])[:, 0]
+            logits = self._logits(self.sources)
+        problem = self._model_problem(state, logits, atol, rtol)
+        if problem:
+            raise ValueError(f"the model does not match the saved traversal {path}: {problem}")
+        self._source_logits = state["source_logits"].to(device) if "source_logits" in state else logits
+        problem = self._cache_problem(atol)
+        if problem:
+            raise ValueError(f"{path} holds an inconsistent Traversal state: {problem}")
+        return self
+
+    def _model_problem(self, state: dict, logits: torch.Tensor, atol: float, rtol: float) -> str | None:
+        """How the model shows that it is not the one ``state`` was saved with, or None;
+        ``logits``: its logits on the stored sources."""
+        saved, now = state.get("weights_sha256"), weights_sha256(self.model)
+        if saved and now and saved != now:
+            return (f"its parameters and buffers differ from those the traversal ran with (sha256 {now[:16]}..., "
+                    f"saved {saved[:16]}...): it is another model, or has other weights")
+        if logits.shape != state["probs"].shape:
+            return (f"it gives logits of shape {tuple(logits.shape)} for the stored sources, the traversal "
+                    f"{tuple(state['probs'].shape)}")
+        if "source_logits" in state:
+            saved_logits = state["source_logits"].to(logits)
+            gap = (logits - saved_logits).abs().amax(1)
+            allowed = rtol * (saved_logits.amax(1) - saved_logits.amin(1)).clamp(min=1)
+            if bool((gap > allowed).any()):
+                i = int((gap > allowed).nonzero()[0])
+                return (f"its logits on the stored sources differ from the saved ones (source {i}: by "
+                        f"{float(gap[i]):.3g}, more than rtol = {rtol:g} of their range allows, {float(allowed[i]):.3g})")
+        p0 = logits.softmax(1).gather(1, self.labels[:, None])[:, 0]
         gap = float((p0 - self.initial_confidence).abs().max())
         if gap > atol:
-            raise ValueError(f"the model does not match the saved traversal {path}: its source-class "
-                             f"confidence on the stored sources differs by up to {gap:.3g} (> {atol})")
-        return self
+            return f"its source-class confidence on the stored sources differs by up to {gap:.3g} (> {atol})"
+        return None
+
+    def _cache_problem(self, atol: float) -> str | None:
+        """Whether the stored probabilities and gradient are what they cache: the model's
+        at the stored images, recomputed by one forward-backward pass; None if they are.
+
+        Probabilities must agree within ``atol``. The gradient J^T (p - e_y) shrinks with
+        the probability off the source class, m = 1 - p_y: probabilities known to ``atol``
+        move it by about atol / m of its size, and rounding (bf16, another device) by less
+        than its size. So each sample's stored gradient must lie within (1 + atol / m) times
+        the recomputed gradient's norm of it (within its norm where m = 0, where that norm
+        is zero): a scaled, sign-flipped or foreign gradient is refused.
+        """
+        probs, gradient = self._forward_backward(self._x)
+        gap = float((probs - self._probs).abs().max())
+        if gap > atol:
+            return f"its probs are not the model's probabilities at its images (they differ by up to {gap:.3g} > {atol})"
+        off_source = probs.scatter(1, self.labels[:, None], 0).sum(1).double()  # 1 - p_y without cancellation
+        size = gradient.flatten(1).double().norm(dim=1)
+        allowed = torch.where(off_source > 0, size * (1 + atol / off_source), size)
+        miss = (self._gradient - gradient).flatten(1).double().norm(dim=1)
+        if bool((miss > allowed).any()):
+            i = int((miss > allowed).nonzero()[0])
+            return (f"its gradient is not the model's gradient at its images (sample {i}: it is {float(miss[i]):.3g} "
+                    f"away, more than the {float(allowed[i]):.3g} that its norm {float(size[i]):.3g} and atol allow)")
+        return None
 
 
 def traverse(model, sources: torch.Tensor, labels, targets: torch.Tensor, config: LSTConfig | None = None,

@@ -1,11 +1,16 @@
+import json
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blindspots_nb.lst import LSTConfig, Traversal, orthogonal_step, traverse
+from blindspots_nb.data import fonts_dataset
+from blindspots_nb.execution import Execution
+from blindspots_nb.lst import LSTConfig, Traversal, orthogonal_step, traverse, weights_sha256
+from blindspots_nb.models import load_model
 from conftest import load_benchmark, make_tiny_cnn
 
 
@@ -114,7 +119,8 @@ def test_fused_engine_matches_two_forward_reference(dtype, step_size, atol):
         assert not result.history.as_tensors()["accepted"].all()
 
 
-def test_save_load_resume_is_identical_to_uninterrupted(tmp_path, tiny_cnn):
+@pytest.mark.parametrize("format_1", [False, True], ids=["current format", "format 1"])
+def test_save_load_resume_is_identical_to_uninterrupted(tmp_path, tiny_cnn, format_1):
     sources, targets = _images(seed=7), _images(seed=8)
     labels = tiny_cnn(sources).argmax(1)
     cfg = LSTConfig(step_size=0.05, iterations=30, delta=0.1, eps=5e-3, record_every=5, seed=11)
@@ -122,6 +128,10 @@ def test_save_load_resume_is_identical_to_uninterrupted(tmp_path, tiny_cnn):
 
     paused = Traversal(tiny_cnn, sources, labels, targets, cfg).step(12)
     path = paused.save(tmp_path / "run.pt")
+    if format_1:  # a file saved before the model's sha256 and logits were kept
+        state = torch.load(path, weights_only=True)
+        torch.save({**{k: v for k, v in state.items() if k not in ("weights_sha256", "source_logits")},
+                    "format_version": 1}, path)
     resumed = Traversal.load(path, make_tiny_cnn()).run()
 
     assert resumed.iteration == uninterrupted.iteration == 30
@@ -145,6 +155,43 @@ def test_load_rejects_other_models_and_foreign_files(tmp_path, tiny_cnn):
         Traversal.load(tmp_path / "text.pt", tiny_cnn)
     with pytest.raises(FileNotFoundError):
         Traversal.load(tmp_path / "missing.pt", tiny_cnn)
+
+
+def test_load_refuses_another_model_that_the_confidence_cannot_tell_apart(tmp_path):
+    normal, robust = load_model("fonts_cnn"), load_model("fonts_cnn_at")
+    glyphs = fonts_dataset("test", n=20, seed=0, size=32)
+    sources, labels, targets = glyphs.images[[13, 17]], glyphs.labels[[13, 17]], glyphs.images[[2, 4]]
+    with torch.no_grad():
+        normal_p0, robust_p0 = (m(sources).softmax(1).gather(1, labels[:, None]) for m in (normal, robust))
+    assert (normal_p0 - robust_p0).abs().max() < 1e-4  # both saturated: the source confidence cannot tell
+    path = Traversal(normal, sources, labels, targets, LSTConfig(iterations=4)).step(2).save(tmp_path / "t.pt")
+    with pytest.raises(ValueError, match="does not match the saved traversal .*t.pt: its parameters and buffers "
+                                         "differ .*another model, or has other weights"):
+        Traversal.load(path, robust)
+    state = torch.load(path, weights_only=True)
+    torch.save({**state, "weights_sha256": None}, tmp_path / "unhashed.pt")  # as saved with a plain function
+    with pytest.raises(ValueError, match=r"does not match .*its logits on the stored sources differ from the "
+                                         r"saved ones \(source 0: by \d+\.\d+, more than rtol = 0.01"):
+        Traversal.load(tmp_path / "unhashed.pt", robust)
+    assert Traversal.load(tmp_path / "unhashed.pt", normal).iteration == 2
+
+
+def test_weights_sha256_identifies_the_weights_given_not_their_place_or_execution(tmp_path):
+    digest = weights_sha256(make_tiny_cnn())
+    assert weights_sha256(make_tiny_cnn().to(memory_format=torch.channels_last)) == digest
+    assert weights_sha256(make_tiny_cnn(seed=1)) != digest
+    nudged = make_tiny_cnn()
+    with torch.no_grad():
+        nudged[0].bias[0] = torch.nextafter(nudged[0].bias[0], torch.tensor(1.0))  # one float step
+    assert weights_sha256(nudged) != digest
+    assert weights_sha256(lambda x: x) is None
+    # folded: the traversal runs a copy without batch norms, but identifies the model given
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 14 * 14, 5)).eval()
+    sources, targets = _images(seed=24), _images(seed=25)
+    folded = Execution(fold_batchnorm=True)
+    path = Traversal(model, sources, model(sources).argmax(1), targets, execution=folded).step(1).save(tmp_path / "t.pt")
+    assert torch.load(path, weights_only=True)["weights_sha256"] == weights_sha256(model)
+    assert Traversal.load(path, model).iteration == 1
 
 
 def test_end_to_end_reaches_target_keeping_confidence(tiny_cnn):
@@ -215,7 +262,7 @@ def test_bad_inputs_get_clear_errors(tiny_cnn, change, message):
 
 
 @pytest.mark.parametrize("change", [
-    dict(delta=2), dict(delta=0), dict(delta=True), dict(init_noise=5), dict(init_noise=-0.1),
+    dict(delta=2), dict(delta=0), dict(init_noise=5), dict(init_noise=-0.1),
     dict(step_size=1e9), dict(step_size=0), dict(step_size=float("nan")), dict(eps=-1e-3), dict(eps=1.5),
 ], ids=lambda change: ",".join(f"{k}={v}" for k, v in change.items()))
 def test_config_refuses_values_out_of_range(change):
@@ -232,6 +279,31 @@ def test_config_accepts_the_ends_of_each_range_and_refuses_other_types():
         LSTConfig(iterations=2.5)
     with pytest.raises(ValueError, match="step_size"):
         LSTConfig(step_size="0.1")
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(delta=True), r"LSTConfig.delta must be a number, got True \(a bool\)"),
+    (dict(step_size="0.1"), r"LSTConfig.step_size must be a number, got '0.1' \(a str\)"),
+    (dict(iterations="100"), r"LSTConfig.iterations must be a number, got '100' \(a str\)"),
+    (dict(record_every=False), r"LSTConfig.record_every must be a number, got False \(a bool\)"),
+    (dict(iterations=np.float64(100)), r"LSTConfig.iterations must be an integer, got np.float64\(100.0\)"),
+    (dict(seed=2**64), r"LSTConfig.seed must be an integer in \[0, 2\*\*64 - 1\] \(the seeds "
+                       r"torch.Generator.manual_seed takes\), got 18446744073709551616"),
+    (dict(seed=-1), r"LSTConfig.seed must be an integer in \[0, 2\*\*64 - 1\] .*, got -1"),
+], ids=lambda value: ",".join(f"{k}={v!r}" for k, v in value.items()) if isinstance(value, dict) else "")
+def test_config_refuses_non_numbers_and_seeds_the_generator_cannot_take(change, message):
+    with pytest.raises(ValueError, match=message):
+        LSTConfig(**change)
+
+
+def test_config_takes_numpy_numbers_as_python_ones():
+    config = LSTConfig(step_size=np.float32(0.01), iterations=np.int64(100), delta=np.float64(0.5),
+                       seed=np.uint64(2**64 - 1))
+    values = config.to_dict()
+    assert [type(values[k]) for k in ("step_size", "iterations", "delta", "seed")] == [float, int, float, int]
+    assert (values["step_size"], values["iterations"], values["seed"]) == (pytest.approx(0.01), 100, 2**64 - 1)
+    assert json.loads(json.dumps(values)) == values
+    torch.Generator().manual_seed(config.seed)  # the largest seed the config takes seeds the generator
 
 
 class NaNAt(nn.Module):
@@ -296,6 +368,23 @@ def _edited(state, key, value):
     ("history", lambda h: {**h, "iteration": h["iteration"][:1]}, "history fields disagree in length"),
     ("rng_state", torch.zeros(3, dtype=torch.uint8), "rng_state is not a random generator's state"),
     ("sources", None, r"\['sources'\] are not tensors"),
+    ("parallel", lambda x: torch.full_like(x, 0.5),
+     r"parallel part leaves its box \[-eps, eps\] \(eps = 0.002\): it reaches 0.5"),
+    ("gradient", lambda x: x * 1e30, r"gradient is not the model's gradient at its images \(sample 0: it is "),
+    ("gradient", lambda x: -x, r"gradient is not the model's gradient at its images"),
+    ("probs", lambda x: x.roll(1, 1), r"probs are not the model's probabilities at its images"),
+    ("accepted", lambda x: torch.full_like(x, 7, dtype=torch.long), "accepted flags are torch.int64, not booleans"),
+    ("accepted_total", lambda x: (x + 1) % 3, r"its accepted_total, \[\d, \d, \d, \d\], cannot follow "
+                                             r"\[2, 2, 2, 2\] at iteration 2: at most one step per iteration"),
+    ("iteration", 10**9, r"its iteration 1000000000 does not fit its history: recording every 1 iterations, it would "
+                         r"hold iterations 0, 1, ..., 1000000000, but holds \[0, 1, 2\]"),
+    ("history", lambda h: {**h, "accepted_total": [t + 1 for t in h["accepted_total"]]},
+     r"history's accepted_total at iteration 0, \[1, 1, 1, 1\], cannot follow \[0, 0, 0, 0\]"),
+    ("history", lambda h: {**h, "iteration": [0, 2, 1]}, r"history's iterations must rise from 0"),
+    ("history", lambda h: {**h, "distance": [d.long() for d in h["distance"]]},
+     r"history's distance are not all floating tensors of shape \(4,\)"),
+    ("source_logits", lambda x: x[:, :3], r"source_logits have shape \(4, 3\)"),
+    ("weights_sha256", "abc", "its weights_sha256 is not a sha256"),
 ])
 def test_load_refuses_inconsistent_states(tmp_path, tiny_cnn, key, value, message):
     sources, targets = _images(seed=20), _images(seed=21)
