@@ -20,6 +20,24 @@ TEMPORARY_SUFFIX = ".blindspots_nb.tmp"
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX) + "$")
 
 
+class NotAFolderError(ValueError):
+    """A folder to write to that is a file, a link to nothing, or lies under a file."""
+
+
+def check_folder(folder, label: str = "the folder") -> Path:
+    """``folder``, once it is known to be a folder or makable as one: the nearest of it and
+    its parents that exists must be a folder (a file or a dangling link there would make
+    the first write fail only after the work)."""
+    folder = Path(folder)
+    path = next(path for path in (folder, *folder.parents) if path.exists() or path.is_symlink())
+    if not path.is_dir():
+        what = f"a link to {os.readlink(path)}, which does not exist" if path.is_symlink() and not path.exists() \
+            else "a file, not a folder"
+        raise NotAFolderError(f"{label} {folder}{'' if path == folder else f': {path}'} is {what}; "
+                              "name a folder to write to (it is made if missing)")
+    return folder
+
+
 def current_umask() -> int:
     """The process's umask, read without changing it (``os.umask`` can only swap it,
     which races with other threads) where Linux says it; else by a swap."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
 from torchvision.utils import save_image
 
@@ -20,34 +19,18 @@ from .metrics import LPIPSDistance, target_distances
 HISTORY_COLUMNS = ("source_confidence", "target_confidence", "distance", "accepted_total")
 
 
-class NotAFolderError(ValueError):
-    """An output folder that is a file, or a link to nothing."""
-
-
-def _check_out(out: Path) -> None:
-    """Refuse ``out`` unless it is a folder or can be made one: the nearest of it and its
-    parents that exists must be a folder (a file or a dangling link there would make
-    ``mkdir`` fail only after the traversal)."""
-    path = next(path for path in (out, *out.parents) if path.exists() or path.is_symlink())
-    if not path.is_dir():
-        what = "a link to nothing" if path.is_symlink() and not path.exists() else "a file"
-        raise NotAFolderError(f"--out {out}{'' if path == out else f': {path}'} is {what}, not a folder; "
-                              "give a folder to write to (it is made if missing)")
-
-
 def demo(model_name: str = "efficientnet_lite0", source: str = "coffee", target: str = "chelsea",
          config: LSTConfig | None = None, out="results/demo", device=None, execution=None) -> dict:
     """LST from one bundled photo towards another; writes ``source.png``, ``target.png``,
     ``blind_spot.png``, ``history.csv`` and ``record.json`` to ``out`` and returns the record.
     ``execution``: how the model runs (:class:`~blindspots_nb.execution.Execution`). An ``out``
-    that cannot be a folder is refused first (:class:`NotAFolderError`); each file is
-    written whole or not at all (:mod:`blindspots_nb.atomic`)."""
+    that cannot be a folder is refused first (:class:`~blindspots_nb.atomic.NotAFolderError`);
+    each file is written whole or not at all (:mod:`blindspots_nb.atomic`)."""
     from .execution import Execution
     from .models import load_model, module_device, predict
     from .sources import pick_images
 
-    out = Path(out)
-    _check_out(out)
+    out = atomic.check_folder(out, "--out")
     config, execution = config or LSTConfig(), execution or Execution()
     model = load_model(model_name, device=device)
     device = module_device(model)

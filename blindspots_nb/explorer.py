@@ -397,7 +397,7 @@ class Explorer:
         """
         if isinstance(directory, str) and not directory.strip():
             raise ValueError("no export folder given (an empty name would mean the working folder): name a folder")
-        directory = Path(directory)
+        directory = atomic.check_folder(directory, "the export folder")
         with self._lock:  # all three of the same iteration, even while running
             record = self.record()
             identity = hashlib.sha256(json.dumps(self.export_identity(), sort_keys=True).encode()).hexdigest()

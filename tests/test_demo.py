@@ -24,10 +24,11 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, cap
 
     monkeypatch.setattr(models, "load_model", load_model)
     assert main(["demo", "--out", str(out), "--iterations", "2", "--device", "cpu"]) == 2
-    problem = {"a file": f"--out {out} is a file", "a dangling link": f"--out {out} is a link to nothing",
-               "under a file": f"--out {out}: {mine} is a file"}[kind]
-    assert capsys.readouterr().err == (f"blindspots-nb demo: error: {problem}, not a folder; "
-                                       "give a folder to write to (it is made if missing)\n")
+    problem = {"a file": f"--out {out} is a file, not a folder",
+               "a dangling link": f"--out {out} is a link to {tmp_path / 'missing'}, which does not exist",
+               "under a file": f"--out {out}: {mine} is a file, not a folder"}[kind]
+    assert capsys.readouterr().err == (f"blindspots-nb demo: error: {problem}; "
+                                       "name a folder to write to (it is made if missing)\n")
     assert mine.read_text() == "mine"
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
         ["notes.txt"] + (["link"] if kind == "a dangling link" else []))

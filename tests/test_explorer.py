@@ -344,6 +344,15 @@ def test_an_empty_export_folder_is_refused(explorer, tmp_path, monkeypatch, fold
         explorer.export(folder)
     assert list(tmp_path.iterdir()) == []
 
+
+def test_an_export_folder_that_is_a_file_is_refused(explorer, tmp_path):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    with pytest.raises(ValueError, match=f"the export folder {mine} is a file, not a folder"):
+        explorer.export(mine)
+    assert mine.read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
 def test_uploads_become_the_target_and_follow_the_model(model, tmp_path):
     explorer = Explorer(model, images="fonts:test", config=CONFIG)
     events = listen(explorer)
