@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import re
 import sys
 import typing
@@ -190,7 +191,19 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"blindspots-nb {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the file system said no: full, read-only, not permitted ...
+        print(f"blindspots-nb {args.command}: error: {_os_error(error)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _os_error(error: OSError) -> str:
+    """One line for a file system's refusal, and what to do about the common ones."""
+    where = f" ({error.filename})" if error.filename else ""
+    hint = {errno.ENOSPC: "; free some space and run the same command again: finished pieces are kept",
+            errno.EROFS: "; use an output folder on a writable file system",
+            errno.EACCES: "; use an output folder you may write to"}.get(error.errno, "")
+    return f"{error.strerror or error}{where}{hint}"
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ import ast
 import csv
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import nbformat
@@ -306,7 +305,7 @@ def test_one_run_at_a_time_and_a_killed_holder_is_recognised(tmp_path, capsys):
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
-    (tmp_path / ".fonts.json.x1.tmp").write_text("left by the killed run")
+    (tmp_path / ".table1.csv.x1abcdef.blindspots_nb.tmp").write_text("left by the killed run")
     with RunStore(tmp_path).hold():
         assert f"taking over the lock of a run that ended without releasing it (pid {holder.pid}" in \
             capsys.readouterr().out
@@ -340,7 +339,7 @@ def test_writers_of_one_path_never_collide_and_readers_see_whole_files(tmp_path)
 
 
 # ----------------------------------------------------------------- only the store writes
-WRITING_CALLS = {("torch", "save"), ("os", "replace"), ("os", "rename"), ("os", "remove"), ("shutil", "rmtree"),
+WRITING_CALLS = {("torch", "save"), ("atomic", "write_atomically"), ("os", "replace"), ("os", "rename"), ("os", "remove"), ("shutil", "rmtree"),
                  ("shutil", "copy"), ("shutil", "move"), ("json", "dump"), ("papermill", "execute_notebook")}
 WRITING_METHODS = {"write_text", "write_bytes", "mkdir", "touch", "unlink", "rmdir", "savefig", "to_csv",
                    "execute_notebook"}
@@ -364,7 +363,7 @@ def _writes(source: str) -> list[str]:
 
 def test_only_the_run_store_writes_under_the_output_folder():
     store_source = (PACKAGE / "protocol" / "store.py").read_text()
-    assert {"torch.save", "os.replace", "open", "shutil.rmtree", "papermill.execute_notebook"} <= set(
+    assert {"torch.save", "atomic.write_atomically", "open", "papermill.execute_notebook"} <= set(
         _writes(store_source))  # the scan sees writes where they are
     others = {path.name: path.read_text() for path in (PACKAGE / "protocol").glob("*.py") if path.name != "store.py"}
     others["cli.py"] = (PACKAGE / "cli.py").read_text()
@@ -372,20 +371,3 @@ def test_only_the_run_store_writes_under_the_output_folder():
     others["10_reproduce_tables.ipynb"] = "\n".join(
         cell.source for cell in notebook.cells if cell.cell_type == "code")
     assert {name: _writes(source) for name, source in others.items() if _writes(source)} == {}
-
-
-def test_compare_runs_puts_two_runs_side_by_side_in_units_of_the_first_runs_spread(tmp_path):
-    def summary(rmse, spread):
-        table2 = {key: (0.5, 0.1) for key in protocol.TABLE2_COLUMNS}
-        return {"dataset": "fonts", "n_sources": 4, "n_blind_spots": 8,
-                "table1": {"rmse": (rmse, spread), "linf": (0.5, 0.0), "ssim": (0.9, 0.1), "lpips": (math.nan, math.nan)},
-                "table2": table2}
-    RunStore(tmp_path / "fp32").save_tables({}, {"m": summary(0.10, 0.02), "only_here": summary(0.1, 0.1)})
-    RunStore(tmp_path / "bf16").save_tables({}, {"m": summary(0.13, 0.05)})
-    text = protocol.compare_runs(tmp_path / "fp32", tmp_path / "bf16")
-    rows = {line.split(" | ")[1]: line for line in text.splitlines()[2:]}
-    assert rows["RMSE"].endswith("| 0.100 ± 0.020 | 0.130 | +1.50 |")  # (0.13 - 0.10) / 0.02
-    assert rows["l_inf"].endswith("| 0 |")  # no spread and no move
-    assert "LPIPS" not in rows and "only_here" not in text  # missing numbers and unshared models are left out
-    with pytest.raises(FileNotFoundError, match="holds no finished tables"):
-        protocol.compare_runs(tmp_path / "fp32", tmp_path / "nowhere")

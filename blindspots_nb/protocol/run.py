@@ -271,6 +271,25 @@ def run_notebook(store: RunStore, experiment: Experiment, model: str, shard=(0, 
         cwd=str(store.root), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr)
 
 
+def notebooks_to_run(store: RunStore, experiment: Experiment, model: str, shard: tuple[int, int],
+                     rank: int = 0) -> list[tuple[tuple[int, int], str]]:
+    """The shards whose notebook this process runs for ``model``, each with why: its own
+    shard while the model is unfinished; once it is finished, on rank 0, every notebook
+    that is damaged (cut, stopped by an error or Ctrl-C), and its own shard if no whole
+    report is left. A finished model with a whole report is skipped, with a word."""
+    if not store.model_finished(experiment, model):
+        return [(shard, "")]
+    if rank != 0:
+        return []
+    reports = store.reports(experiment, model)
+    damaged = [(s, f": its report {why}, made again") for s, why in reports.items() if why is not None]
+    if not any(why is None for why in reports.values()) and not any(s == shard for s, _ in damaged):
+        damaged.append((shard, ": finished, but its report is missing, made again"))
+    if not damaged:
+        print(f"{model} on {experiment.name}: finished in {store.root}, skipped (--force recomputes)")
+    return damaged
+
+
 def reproduce(experiments: list[Experiment], out, device=None, weights: dict[str, str] | None = None,
               shard: tuple[int, int] | None = None, force: bool = False, preset: str | None = None) -> dict | None:
     """Run the protocol for every model of ``experiments`` into ``out`` and assemble the
@@ -280,6 +299,7 @@ def reproduce(experiments: list[Experiment], out, device=None, weights: dict[str
     weights = dict(weights or {})
     check_inputs(experiments, weights)
     store = RunStore(out)
+    store.check_folder(force)
     with distributed.launch(device) as (rank, world, device):
         shard = shard or (rank, world)
         with store.hold() if rank == 0 else contextlib.nullcontext():
@@ -290,12 +310,10 @@ def reproduce(experiments: list[Experiment], out, device=None, weights: dict[str
             distributed.barrier()
             for experiment in experiments:
                 for name in experiment.models:
-                    if store.model_finished(experiment, name):
-                        print(f"{name} on {experiment.name}: finished in {store.root}, skipped (--force recomputes)")
-                        continue
-                    print(f"{name} on {experiment.name}: running the notebook (shard {shard[0]}/{shard[1]})",
-                          flush=True)
-                    run_notebook(store, experiment, name, shard, device, weights.get(name))
+                    for notebook_shard, why in notebooks_to_run(store, experiment, name, shard, rank):
+                        print(f"{name} on {experiment.name}: running the notebook (shard {notebook_shard[0]}/"
+                              f"{notebook_shard[1]}){why}", flush=True)
+                        run_notebook(store, experiment, name, notebook_shard, device, weights.get(name))
             distributed.barrier()
             if rank != 0:
                 return None

@@ -13,13 +13,20 @@ Nothing else in the package builds a path under the output folder or writes ther
     table1.{md,tex,csv}, table2.{md,tex,csv}, summaries.json, run.json
     .lock                                                who holds the folder now
 
+A folder is a run folder when its ``settings.json`` says so; the store writes only
+these names, and ``force`` removes only these names (a folder holding anything else is
+refused, naming what is there). Every name read from the folder (an experiment's or a
+model's folder, a manifest's files) is checked before it is used: nothing outside the
+folder is ever written or removed.
+
 Every file is written whole or not at all (a temporary file of its own, then a
-rename). A finished piece of work (a pool, a batch's blind spots of one round, a
+rename, :mod:`blindspots_nb.atomic`). A finished piece of work (a pool, a batch's blind spots of one round, a
 batch's triangles) has a manifest, ``*.manifest.json``, with the size and sha256 of
 each of its files, written last: a piece is trusted only when its files match its
-manifest, and recomputed (with a word to the user) when they do not. One run at a
-time holds the folder (:meth:`RunStore.hold`); a lock left by a killed run is
-recognised and taken over.
+manifest, and recomputed (with a word to the user) when they do not; the manifest also
+names the settings the piece was made with, and a piece of other settings (a shard of
+another run copied in) is refused. One run at a time holds the folder
+(:meth:`RunStore.hold`); a lock left by a killed run is recognised and taken over.
 """
 
 from __future__ import annotations
@@ -28,25 +35,39 @@ import contextlib
 import csv
 import datetime
 import fcntl
+import hashlib
 import io
 import json
 import math
 import os
-import shutil
+import re
 import socket
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from .. import atomic
 from ..checksums import file_sha256
 from .experiment import Experiment
 
 SETTINGS = "settings.json"
 LOCK = ".lock"
-TEMPORARY_SUFFIX = ".tmp"
+RUN_FORMAT = "blindspots_nb run"
+REPORTS = "notebooks"
+
+# The names a run writes, by kind of folder: a file pattern and the kinds of its subfolders
+# ("*": any other folder name; experiments and models are named by the run's settings).
+_LAYOUT = {
+    "root": (r"(settings|run|summaries)\.json|table[12]\.(md|tex|csv)|\.lock", {REPORTS: "reports", "*": "experiment"}),
+    "reports": (r".+_shard\d+of\d+\.ipynb", {}),
+    "experiment": (r"pool\.json(\.manifest\.json)?", {"*": "model"}),
+    "model": (r"record_shard\d+of\d+\.json|per_blindspot\.csv|per_source\.csv",
+              {"blind_spots": "blind_spots", "triangles": "triangles"}),
+    "blind_spots": (r"b\d{4,}_r\d+\.(pt|csv|manifest\.json)", {}),
+    "triangles": (r"b\d{4,}\.(pt|csv|manifest\.json)", {}),
+}
 
 
 class RunSettingsMismatch(RuntimeError):
@@ -57,10 +78,56 @@ class RunFolderBusy(RuntimeError):
     """Another run holds the output folder."""
 
 
+class RunFolderError(ValueError):
+    """The output folder cannot be used as it is (not a folder, not a run's, damaged, not writable)."""
+
+
 def _identity(settings: dict) -> dict:
     """What makes two runs the same: the experiments, and each weights file by its sha256
     (the same file at another path is the same weights)."""
-    return {**settings, "weights": {name: w["sha256"] for name, w in settings.get("weights", {}).items()}}
+    return {"experiments": settings["experiments"],
+            "weights": {name: w["sha256"] for name, w in settings["weights"].items()}}
+
+
+def _component(name: str, what: str) -> str:
+    """``name`` as one folder name under the output folder: never a path, never hidden."""
+    if not isinstance(name, str) or not name or name in (".", "..") or name.startswith(".") \
+            or any(c in name for c in "/\\\0"):
+        raise RunFolderError(f"{what} {name!r} cannot name a folder of a run (it must be one plain folder name, "
+                             "without '/', not starting with '.')")
+    return name
+
+
+def _survey(folder: Path, kind: str = "root", relative: str = "") -> tuple[list[Path], list[Path], list[str]]:
+    """The files and folders under ``folder`` that a run writes (its own temporary files
+    included), and the others, as relative names. Links are never followed: a run makes none."""
+    pattern, subfolders = _LAYOUT[kind]
+    files, folders, foreign = [], [], []
+    for entry in sorted(folder.iterdir()):
+        name = relative + entry.name
+        if entry.is_symlink():
+            foreign.append(name)
+        elif entry.is_dir():
+            sub = subfolders.get(entry.name, subfolders.get("*"))
+            if sub is None or entry.name.startswith("."):
+                foreign.append(name + "/")
+                continue
+            more = _survey(entry, sub, name + "/")
+            if entry.name not in subfolders and not more[0]:  # a folder of any name is a run's if it holds its files
+                foreign.append(name + "/")
+                continue
+            files += more[0]
+            folders += more[1] + [entry]
+            foreign += more[2]
+        elif re.fullmatch(pattern, entry.name) or re.fullmatch(pattern, atomic.temporary_of(entry) or ""):
+            files.append(entry)
+        else:
+            foreign.append(name)
+    return files, folders, foreign
+
+
+def _listing(names: list[str], limit: int = 8) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _differences(old, new, prefix="") -> list[str]:
@@ -85,7 +152,13 @@ class RunStore:
     """One output folder of ``blindspots-nb reproduce``."""
 
     def __init__(self, root):
-        self.root = Path(root)
+        root = Path(root)
+        try:
+            str(root).encode("utf-8")
+        except UnicodeEncodeError:
+            raise RunFolderError(f"the output folder {os.fsdecode(bytes(root))!r} is not valid UTF-8: name it in "
+                                 "UTF-8 (its path is passed to the notebooks as text)") from None
+        self.root = root
         # manifest -> its files' (size, mtime, inode) when they last matched it: a piece
         # unchanged since then is not hashed again (a run checks each piece several times)
         self._matched: dict[Path, tuple] = {}
@@ -94,22 +167,22 @@ class RunStore:
         return f"RunStore({str(self.root)!r})"
 
     # -- writing --------------------------------------------------------------------
+    def _inside(self, path: Path) -> Path:
+        """``path``, once its folder is known to lie inside the output folder (a link in the
+        folder must not lead a write or a removal elsewhere)."""
+        folder = path.parent.resolve()
+        if not folder.is_relative_to(self.root.resolve()):
+            raise RunFolderError(f"{path.parent} leads outside the output folder {self.root} (to {folder}); "
+                                 "a run writes only inside its folder")
+        return path
+
     def _write_atomically(self, path: Path, write) -> Path:
         """``write(temporary_path)``, then rename it to ``path``: readers see the old file or
         the new one, never a part; every writer has a temporary file of its own."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
-        os.close(handle)
-        try:
-            write(Path(temporary))
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic.write_atomically(self._inside(path), write)
 
     def _write_text(self, path: Path, text: str) -> Path:
-        return self._write_atomically(path, lambda temporary: temporary.write_text(text))
+        return self._write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
     def _write_json(self, path: Path, value, indent: int = 2) -> Path:
         return self._write_text(path, json.dumps(value, indent=indent))
@@ -120,6 +193,14 @@ class RunStore:
     def _write_tensor(self, path: Path, tensor: torch.Tensor) -> Path:
         return self._write_atomically(path, lambda temporary: torch.save(tensor.detach().cpu().contiguous(),
                                                                          temporary))
+
+    def _read_json(self, path: Path):
+        """A JSON file of the run; a clear error naming it when it is not JSON."""
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise RunFolderError(f"{path} is not valid JSON ({error}): it was changed or cut outside this tool; "
+                                 "restore it, or start the run anew in another folder (or with --force)") from None
 
     # -- finished pieces ------------------------------------------------------------
     @staticmethod
@@ -134,46 +215,93 @@ class RunStore:
         except FileNotFoundError:
             return None
 
-    def _seal(self, stem: Path, files: list[Path]):
-        """Mark a piece finished: the size and sha256 of each of its files, written last."""
+    def settings_digest(self, experiment: Experiment) -> str:
+        """What a piece of ``experiment`` was made with: the experiment and its models'
+        weights (sha256), as one hash written into each of its pieces' manifests."""
+        weights = self.weights()
+        identity = {"experiment": experiment.to_dict(),
+                    "weights": {m: weights[m]["sha256"] if m in weights else None for m in experiment.models}}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+    def _seal(self, stem: Path, files: list[Path], experiment: Experiment):
+        """Mark a piece finished: the size and sha256 of each of its files and the settings
+        it was made with, written last."""
         manifest = self._write_json(self._manifest_path(stem), {
-            path.name: {"size": path.stat().st_size, "sha256": file_sha256(path)} for path in files})
+            "files": {path.name: {"size": path.stat().st_size, "sha256": file_sha256(path)} for path in files},
+            "settings": self.settings_digest(experiment)})
         self._matched[manifest] = self._signature([manifest, *files])
 
-    def _finished(self, stem: Path) -> bool:
-        """Whether a piece is finished and its files are as its manifest says. A piece that
-        fails the check is removed (so that it is recomputed) and the user is told."""
+    def _piece(self, stem: Path, names: list[str], experiment: Experiment) -> str:
+        """'finished' when the piece's files are as its manifest says, 'to do' when there is
+        no manifest or the piece fails its check (its manifest is then removed, so that the
+        piece is recomputed, and the user is told), 'other settings' when it was made with
+        other settings than ``experiment``'s. Only the piece's own names are ever read."""
         manifest = self._manifest_path(stem)
         if not manifest.exists():
-            return False
+            return "to do"
+        files = [stem.parent / name for name in names]
+        signature = self._signature([manifest, *files])
+        if signature is not None and self._matched.get(manifest) == signature:
+            return "finished"
         try:
-            expected = json.loads(manifest.read_text())
-            signature = self._signature([manifest, *(stem.parent / name for name in expected)])
-            if signature is not None and self._matched.get(manifest) == signature:
-                return True
-            problems = [name for name, entry in expected.items() if not (stem.parent / name).is_file()
-                        or (stem.parent / name).stat().st_size != entry["size"]
-                        or file_sha256(stem.parent / name) != entry["sha256"]]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            expected, problems = {}, [manifest.name]
+            record = json.loads(manifest.read_text(encoding="utf-8"))
+            expected = record["files"]
+            if sorted(expected) != sorted(names):  # a manifest names its piece's files, no others
+                raise ValueError
+            if record["settings"] != self.settings_digest(experiment):
+                return "other settings"
+            problems = [f.name for f in files if not f.is_file() or f.stat().st_size != expected[f.name]["size"]
+                        or file_sha256(f) != expected[f.name]["sha256"]]
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+            problems = [manifest.name]
         if not problems:
             self._matched[manifest] = signature
-            return True
+            return "finished"
         self._matched.pop(manifest, None)
         warnings.warn(f"{stem.relative_to(self.root)}: {', '.join(problems)} no longer match the piece's manifest "
-                      "(size or sha256 changed); recomputing that piece", stacklevel=2)
-        for name in [*expected, manifest.name]:
-            (stem.parent / name).unlink(missing_ok=True)
-        return False
+                      "(size or sha256 changed); recomputing that piece", stacklevel=3)
+        manifest.unlink(missing_ok=True)
+        return "to do"
+
+    def _finished(self, stem: Path, names: list[str], experiment: Experiment) -> bool:
+        state = self._piece(stem, names, experiment)
+        if state == "other settings":
+            raise self._other_settings([stem])
+        return state == "finished"
+
+    def _other_settings(self, stems: list[Path]) -> RunSettingsMismatch:
+        return RunSettingsMismatch(
+            f"{self.root}: {_listing([str(s.relative_to(self.root)) for s in stems])} were made with other settings "
+            f"than the run's {SETTINGS} (a shard of another run copied in?); they are not mixed into this run. "
+            "Remove them, or put each run in its own folder")
 
     # -- who holds the folder ---------------------------------------------------------
+    def check_folder(self, force: bool = False) -> None:
+        """Refuse a folder a run must not use: a file or a dangling link instead of a folder,
+        or a folder that holds something other than a run's files and is not a run folder
+        (or, with ``force``, whose other files would have to go)."""
+        atomic.check_folder(self.root, "the output folder")
+        if not self.root.is_dir():
+            return
+        _, _, foreign = _survey(self.root)
+        if foreign and (force or not (self.root / SETTINGS).is_file()):
+            raise RunFolderError(
+                f"{self.root} holds files that are not a run's ({_listing(foreign)}): "
+                + ("--force removes only what a run wrote, so it leaves this folder alone; move those files, "
+                   "or use another output folder" if force else
+                   "a run starts only in a new or empty folder or in a run folder; use another output folder"))
+
     @contextlib.contextmanager
     def hold(self):
         """Hold the folder for one run: a second run is refused with a message naming the
         holder. The OS releases the lock when its process ends, so a lock left by a killed
         run is recognised (its file still names it) and taken over."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle = open(self.root / LOCK, "a+")
+        self.check_folder()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(self.root / LOCK, "a+")
+        except OSError as error:
+            raise RunFolderError(f"cannot use the output folder {self.root}: {error.strerror}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -192,8 +320,10 @@ class RunStore:
             handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since "
                          f"{datetime.datetime.now().isoformat(timespec='seconds')}: {' '.join(sys.argv)}")
             handle.flush()
-            for temporary in self.root.rglob(f".*{TEMPORARY_SUFFIX}"):  # left by a killed run
-                temporary.unlink(missing_ok=True)
+            files, _, _ = _survey(self.root)
+            for temporary in files:  # left by a killed run: this store's own temporary files only
+                if atomic.temporary_of(temporary) is not None:
+                    temporary.unlink(missing_ok=True)
             yield self
         finally:
             handle.seek(0)
@@ -204,7 +334,7 @@ class RunStore:
 
     @staticmethod
     def _read_rows(path: Path) -> list[dict]:
-        with open(path, newline="") as handle:
+        with open(path, newline="", encoding="utf-8") as handle:
             return list(csv.DictReader(handle))
 
     # -- the settings -----------------------------------------------------------------
@@ -212,20 +342,22 @@ class RunStore:
         """Start or resume a run of ``experiments`` with ``weights`` (model -> identity of
         its weights file): the folder's settings must be these, else
         :class:`RunSettingsMismatch` lists the differences. Settings that produced no
-        result yet (a start that failed) are simply replaced. ``force`` removes everything
-        the folder holds first."""
+        result yet (a start that failed) are simply replaced. ``force`` first removes what
+        a run wrote in the folder, and only that (see :meth:`check_folder`)."""
         names = [e.name for e in experiments]
         if len(set(names)) != len(names):
             raise ValueError(f"two experiments of a run share a name ({names}); give each its own name")
-        settings = {"experiments": [e.to_dict() for e in experiments], "weights": weights or {}}
+        for experiment in experiments:
+            self._experiment_dir(experiment)  # every name a folder name
+            for model in experiment.models:
+                self._model_dir(experiment, model)
+        settings = {"format": RUN_FORMAT, "experiments": [e.to_dict() for e in experiments],
+                    "weights": weights or {}}
         path = self.root / SETTINGS
+        self.check_folder(force)
         if force:
-            for entry in self.root.iterdir() if self.root.is_dir() else ():
-                if entry.name != LOCK:
-                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-        stored = json.loads(path.read_text()) if path.exists() else None
-        if stored is not None:  # as this version writes them: fields added since take their defaults
-            stored["experiments"] = [Experiment.from_dict(e).to_dict() for e in stored.get("experiments", [])]
+            self._remove_run()
+        stored = self._settings() if path.exists() else None
         if stored is not None and _identity(stored) != _identity(settings) and self._has_results():
             differences = _differences(_identity(stored), _identity(settings))
             raise RunSettingsMismatch(
@@ -234,21 +366,58 @@ class RunStore:
                 "that run.")
         self._write_json(path, settings)
 
+    def _remove_run(self):
+        """Remove every file and folder a run wrote here (the lock stays: it is held)."""
+        files, folders, _ = _survey(self.root)
+        for path in files:
+            if path.name != LOCK or path.parent != self.root:
+                path.unlink(missing_ok=True)
+        for folder in folders:  # deepest first, as _survey lists them
+            folder.rmdir()
+        self._matched.clear()
+
     def _has_results(self) -> bool:
         """Whether any piece of work was finished in this folder."""
         return any(self.root.glob("*/pool.json"))
 
-    def weights(self) -> dict:
-        """The identity of each model's weights file, as the run's settings hold it."""
-        return json.loads((self.root / SETTINGS).read_text()).get("weights", {})
-
-    def experiments(self) -> list[Experiment]:
-        """The experiments of the run this folder holds."""
+    def _settings(self) -> dict:
+        """The run's settings as this version writes them (fields added since take their
+        defaults); a clear error naming the file and the problem when they are damaged."""
         path = self.root / SETTINGS
         if not path.is_file():
             raise FileNotFoundError(f"{self.root} holds no run (no {SETTINGS}): start one with "
                                     f"blindspots-nb reproduce --out {self.root}")
-        return [Experiment.from_dict(e) for e in json.loads(path.read_text())["experiments"]]
+        value = self._read_json(path)
+        problem = None
+        if not isinstance(value, dict):
+            problem = f"it holds a JSON {type(value).__name__}, not the run's settings"
+        elif not {"experiments", "weights"} <= set(value) or set(value) - {"format", "experiments", "weights"}:
+            problem = (f"its fields are {sorted(value)}; a run's settings have experiments, weights and "
+                       "format")
+        elif not isinstance(value["experiments"], list) or not isinstance(value["weights"], dict) or not all(
+                isinstance(w, dict) and isinstance(w.get("sha256"), str) for w in value["weights"].values()):
+            problem = "experiments must be a list and weights a mapping of model to file identity"
+        else:
+            try:
+                experiments = [Experiment.from_dict(e) for e in value["experiments"]]
+                for experiment in experiments:
+                    self._experiment_dir(experiment)
+                    for model in experiment.models:
+                        self._model_dir(experiment, model)
+            except (TypeError, KeyError, ValueError, AttributeError) as error:
+                problem = f"an experiment cannot be read ({error})"
+        if problem:
+            raise RunFolderError(f"{path} is damaged: {problem}. Restore it, or start the run anew in another "
+                                 "folder (or with --force)")
+        return {**value, "experiments": [e.to_dict() for e in experiments]}
+
+    def weights(self) -> dict:
+        """The identity of each model's weights file, as the run's settings hold it."""
+        return self._settings()["weights"]
+
+    def experiments(self) -> list[Experiment]:
+        """The experiments of the run this folder holds."""
+        return [Experiment.from_dict(e) for e in self._settings()["experiments"]]
 
     def experiment(self, name: str) -> Experiment:
         """The stored experiment called ``name``."""
@@ -259,21 +428,24 @@ class RunStore:
         raise ValueError(f"{self.root} has no experiment {name!r}; it has {[e.name for e in experiments]}")
 
     # -- the pool ---------------------------------------------------------------------
+    def _experiment_dir(self, experiment: Experiment) -> Path:
+        return self.root / _component(experiment.name, "the experiment name")
+
     def _pool_path(self, experiment: Experiment) -> Path:
-        return self.root / experiment.name / "pool.json"
+        return self._experiment_dir(experiment) / "pool.json"
 
     def pool(self, experiment: Experiment) -> dict | None:
         """The experiment's pool record, None before it was selected (or if it failed its check)."""
         path = self._pool_path(experiment)
-        return json.loads(path.read_text()) if self._finished(path) else None
+        return self._read_json(path) if self._finished(path, [path.name], experiment) else None
 
     def save_pool(self, experiment: Experiment, record: dict):
         path = self._write_json(self._pool_path(experiment), record, indent=1)
-        self._seal(path, [path])
+        self._seal(path, [path], experiment)
 
     # -- one model's pieces -------------------------------------------------------------
     def _model_dir(self, experiment: Experiment, model: str) -> Path:
-        return self.root / experiment.name / model
+        return self._experiment_dir(experiment) / _component(model, "the model name")
 
     def _blind_spots_stem(self, experiment, model, batch: int, round_: int) -> Path:
         return self._model_dir(experiment, model) / "blind_spots" / f"b{batch:04d}_r{round_}"
@@ -281,58 +453,74 @@ class RunStore:
     def _triangles_stem(self, experiment, model, batch: int) -> Path:
         return self._model_dir(experiment, model) / "triangles" / f"b{batch:04d}"
 
+    @staticmethod
+    def _piece_files(stem: Path) -> list[Path]:
+        """A batch's tensor and its rows: the files of a blind-spot or a triangle piece."""
+        return [stem.with_suffix(".pt"), stem.with_suffix(".csv")]
+
+    def _piece_finished(self, stem: Path, experiment) -> bool:
+        return self._finished(stem, [f.name for f in self._piece_files(stem)], experiment)
+
     def has_blind_spots(self, experiment, model, batch: int, round_: int) -> bool:
-        return self._finished(self._blind_spots_stem(experiment, model, batch, round_))
+        return self._piece_finished(self._blind_spots_stem(experiment, model, batch, round_), experiment)
 
     def save_blind_spots(self, experiment, model, batch: int, round_: int, images: torch.Tensor, rows: list[dict]):
         """A batch's blind spots of one round and their rows, then its manifest."""
-        stem = self._blind_spots_stem(experiment, model, batch, round_)
-        self._seal(stem, [self._write_tensor(stem.with_suffix(".pt"), images),
-                          self._write_rows(stem.with_suffix(".csv"), rows)])
+        tensor, table = self._piece_files(self._blind_spots_stem(experiment, model, batch, round_))
+        self._seal(tensor.with_suffix(""), [self._write_tensor(tensor, images), self._write_rows(table, rows)],
+                   experiment)
 
     def blind_spots(self, experiment, model, batch: int, round_: int) -> torch.Tensor:
         path = self._blind_spots_stem(experiment, model, batch, round_).with_suffix(".pt")
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def has_triangles(self, experiment, model, batch: int) -> bool:
-        return self._finished(self._triangles_stem(experiment, model, batch))
+        return self._piece_finished(self._triangles_stem(experiment, model, batch), experiment)
 
     def save_triangles(self, experiment, model, batch: int, rows: list[dict], mean_grid: torch.Tensor):
         """A batch's Table-2 rows and each source's confidence at the grid points averaged
         over its pairs, (sources, points), then its manifest."""
-        stem = self._triangles_stem(experiment, model, batch)
-        self._seal(stem, [self._write_tensor(stem.with_suffix(".pt"), mean_grid),
-                          self._write_rows(stem.with_suffix(".csv"), rows)])
+        tensor, table = self._piece_files(self._triangles_stem(experiment, model, batch))
+        self._seal(tensor.with_suffix(""), [self._write_tensor(tensor, mean_grid), self._write_rows(table, rows)],
+                   experiment)
+
+    def _batches(self, experiment) -> range:
+        return range(math.ceil(len(self.pool(experiment)["labels"]) / experiment.batch_size))
 
     def mean_triangle_grid(self, experiment, model) -> torch.Tensor:
         """Every source's pair-averaged grid confidences, (sources, points), in source order."""
-        files = sorted((self._model_dir(experiment, model) / "triangles").glob("b*.pt"))
-        return torch.cat([torch.load(f, map_location="cpu", weights_only=True) for f in files])
+        return torch.cat([torch.load(self._triangles_stem(experiment, model, b).with_suffix(".pt"), map_location="cpu",
+                                     weights_only=True) for b in self._batches(experiment)])
 
     def save_record(self, experiment, model, shard: tuple[int, int], record: dict):
         self._write_json(self._model_dir(experiment, model) / f"record_shard{shard[0]}of{shard[1]}.json", record)
 
     def records(self, experiment) -> dict[str, dict]:
         """The shard records of every model of the experiment, by 'model/record_shardIofN'."""
-        return {f"{path.parent.name}/{path.stem}": json.loads(path.read_text())
-                for path in sorted((self.root / experiment.name).glob("*/record_shard*.json"))}
+        return {f"{model}/{path.stem}": self._read_json(path) for model in experiment.models
+                for path in sorted(self._model_dir(experiment, model).glob("record_shard*.json"))}
 
     def model_finished(self, experiment, model) -> bool:
-        """Whether every source batch of the pool has all its blind spots and its triangles."""
-        pool = self.pool(experiment)
-        if pool is None:
+        """Whether every source batch of the pool has all its blind spots and its triangles;
+        refuses pieces made with other settings than the run's, naming every one."""
+        if self.pool(experiment) is None:
             return False
-        batches = range(math.ceil(len(pool["labels"]) / experiment.batch_size))
-        return all(self.has_triangles(experiment, model, b) for b in batches) and all(
-            self.has_blind_spots(experiment, model, b, r) for b in batches for r in range(experiment.rounds))
+        stems = [self._blind_spots_stem(experiment, model, b, r) for b in self._batches(experiment)
+                 for r in range(experiment.rounds)] + [self._triangles_stem(experiment, model, b)
+                                                        for b in self._batches(experiment)]
+        states = {stem: self._piece(stem, [f.name for f in self._piece_files(stem)], experiment) for stem in stems}
+        other = [stem for stem, state in states.items() if state == "other settings"]
+        if other:
+            raise self._other_settings(other)
+        return all(state == "finished" for state in states.values())
 
     def blind_spot_rows(self, experiment, model) -> list[dict]:
-        folder = self._model_dir(experiment, model) / "blind_spots"
-        return [row for path in sorted(folder.glob("b*_r*.csv")) for row in self._read_rows(path)]
+        return [row for b in self._batches(experiment) for r in range(experiment.rounds)
+                for row in self._read_rows(self._blind_spots_stem(experiment, model, b, r).with_suffix(".csv"))]
 
     def source_rows(self, experiment, model) -> list[dict]:
-        folder = self._model_dir(experiment, model) / "triangles"
-        return [row for path in sorted(folder.glob("b*.csv")) for row in self._read_rows(path)]
+        return [row for b in self._batches(experiment)
+                for row in self._read_rows(self._triangles_stem(experiment, model, b).with_suffix(".csv"))]
 
     def save_model_rows(self, experiment, model, blind_spots: list[dict], sources: list[dict]):
         folder = self._model_dir(experiment, model)
@@ -347,25 +535,55 @@ class RunStore:
         return written
 
     def read_text(self, name: str) -> str:
-        return (self.root / name).read_text()
+        return (self.root / name).read_text(encoding="utf-8")
 
     def summaries(self) -> dict:
         """Each model's table numbers, as the finished run's tables were made from them."""
         path = self.root / "summaries.json"
         if not path.is_file():
             raise FileNotFoundError(f"{self.root} holds no finished tables ({path.name}): finish the run first")
-        return json.loads(path.read_text())
+        return self._read_json(path)
 
     def save_run_record(self, run: dict) -> Path:
         return self._write_json(self.root / "run.json", run)
 
     # -- the executed notebooks -------------------------------------------------------------
+    def _report_path(self, experiment, model, shard: tuple[int, int]) -> Path:
+        name = f"{experiment.name}_{_component(model, 'the model name')}_shard{shard[0]}of{shard[1]}.ipynb"
+        return self.root / REPORTS / name
+
+    def reports(self, experiment, model) -> dict[tuple[int, int], str | None]:
+        """The model's executed notebooks by shard, each with what is wrong with it (None:
+        nothing; a report is whole when it ran every cell without an error and drew its
+        figures). A notebook cut by a full disk or stopped by Ctrl-C is not a report."""
+        import nbformat
+
+        found = {}
+        prefix = f"{experiment.name}_{model}_shard"
+        for path in sorted((self.root / REPORTS).glob("*.ipynb")):
+            match = re.fullmatch(re.escape(prefix) + r"(\d+)of(\d+)\.ipynb", path.name)
+            if not match:
+                continue
+            try:
+                cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+            except Exception as error:  # nbformat raises JSON, schema and encoding errors alike
+                found[int(match[1]), int(match[2])] = f"not a notebook ({type(error).__name__})"
+                continue
+            errors = [o.get("ename", "an error") for c in cells for o in c.get("outputs", [])
+                      if o.get("output_type") == "error"]
+            figures = [o for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+            found[int(match[1]), int(match[2])] = (
+                f"stopped with {errors[0]}" if errors else
+                "not run to its end" if any(c.get("execution_count") is None for c in cells) else
+                None if figures else "without its figures")
+        return found
+
     def execute_notebook(self, notebook: Path, experiment, model, shard: tuple[int, int], parameters: dict,
                          **papermill_options) -> Path:
         """Run ``notebook`` with papermill, keeping the executed copy in ``notebooks/``."""
         import papermill
 
-        executed = self.root / "notebooks" / f"{experiment.name}_{model}_shard{shard[0]}of{shard[1]}.ipynb"
+        executed = self._inside(self._report_path(experiment, model, shard))
         executed.parent.mkdir(parents=True, exist_ok=True)
         try:
             papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, **papermill_options)

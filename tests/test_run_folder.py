@@ -1,0 +1,303 @@
+"""A run folder is input like any other: the tool never removes or writes what it did not
+write, never mixes pieces of other settings, repairs its broken reports, and answers a
+damaged or unusable folder with one clear line."""
+
+import errno
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from blindspots_nb import protocol
+from blindspots_nb.cli import main
+from blindspots_nb.lst import LSTConfig
+from blindspots_nb.protocol import Experiment, RunSettingsMismatch, RunStore
+from blindspots_nb.protocol import run as run_module
+from blindspots_nb.protocol import store as store_module
+
+TINY_LST = LSTConfig(iterations=3, step_size=0.05)
+TINY_RUN = ["reproduce", "--models", "fonts_cnn", "--n-sources", "3", "--rounds", "2", "--iterations", "3",
+            "--batch-size", "2", "--divisions", "2", "--device", "cpu"]
+
+
+def _experiment(**changes):
+    settings = dict(source="fonts:test", models=("fonts_cnn",), lst=TINY_LST, n_sources=3, rounds=2, batch_size=2,
+                    divisions=2)
+    return Experiment(**{**settings, **changes})
+
+
+def _prepared(root, experiment=None):
+    store, experiment = RunStore(root), experiment or _experiment()
+    store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
+    protocol.prepare(experiment, store, device="cpu")
+    return store, experiment
+
+
+def _user_files(folder: Path) -> dict[str, bytes]:
+    files = {"thesis/chapter1.tex": b"\\chapter{One}", "notes.txt": b"do not lose"}
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    return files
+
+
+# ----------------------------------------------------------------- 1. --force
+def test_force_never_empties_a_folder_that_is_not_a_run(tmp_path, capsys):
+    folder = tmp_path / "home"
+    files = _user_files(folder)
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    for out in (folder, link):
+        assert main([*TINY_RUN, "--out", str(out), "--force"]) == 2
+        error = capsys.readouterr().err
+        assert "holds files that are not a run's (notes.txt, thesis/)" in error
+        assert "--force removes only what a run wrote" in error
+        assert main([*TINY_RUN, "--out", str(out)]) == 2  # nor does a run start there
+        assert "holds files that are not a run's" in capsys.readouterr().err
+    assert {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == files
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "thesis"]  # not even a lock file
+
+
+def test_force_removes_only_what_the_run_wrote(tmp_path):
+    store, experiment = _prepared(tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "fonts_fonts_cnn_shard0of1.ipynb").write_text("{}")
+    (tmp_path / "fonts" / "mine.txt").write_text("a user's file inside the run folder")
+    with pytest.raises(ValueError, match=r"not a run's \(fonts/mine.txt\)"):
+        store.begin([experiment], force=True)
+    assert store.pool(experiment) is not None and (tmp_path / "notebooks").is_dir()  # nothing removed
+    (tmp_path / "fonts" / "mine.txt").unlink()
+    (tmp_path / "fonts" / "elsewhere").symlink_to(tmp_path.parent)
+    with pytest.raises(ValueError, match=r"not a run's \(fonts/elsewhere\)"):  # links are never followed
+        store.begin([experiment], force=True)
+    (tmp_path / "fonts" / "elsewhere").unlink()
+    with store.hold():
+        store.begin([experiment], force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "settings.json"]
+
+
+# ----------------------------------------------------------------- 2. paths read from the folder
+def test_a_manifest_cannot_remove_or_read_files_outside_its_piece(tmp_path):
+    victim = tmp_path / "victim" / "data.txt"
+    victim.parent.mkdir()
+    victim.write_text("a colleague's data")
+    store, experiment = _prepared(tmp_path / "run")
+    manifest = tmp_path / "run" / "fonts" / "pool.json.manifest.json"
+    record = json.loads(manifest.read_text())
+    record["files"]["../../victim/data.txt"] = {"size": 1, "sha256": "0" * 64}
+    manifest.write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match="recomputing that piece"):
+        assert RunStore(tmp_path / "run").pool(experiment) is None
+    assert victim.read_text() == "a colleague's data"
+    assert (tmp_path / "run" / "fonts" / "pool.json").is_file()  # the piece's file is rewritten, not removed
+
+
+@pytest.mark.parametrize("field, value", [("name", "../../outside"), ("models", ["../escape"]),
+                                          ("models", [".hidden"])])
+def test_names_in_the_settings_never_lead_outside_the_folder(tmp_path, capsys, field, value):
+    store, _ = _prepared(tmp_path / "run")
+    settings = json.loads((tmp_path / "run" / "settings.json").read_text())
+    settings["experiments"][0][field] = value
+    (tmp_path / "run" / "settings.json").write_text(json.dumps(settings))
+    assert main(["merge", "--out", str(tmp_path / "run")]) == 2
+    assert "cannot name a folder of a run" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_linked_folder_inside_the_run_is_not_written_through(tmp_path):
+    store, experiment = _prepared(tmp_path / "run")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "run" / "fonts" / "fonts_cnn").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="leads outside the output folder"):
+        protocol.run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+# ----------------------------------------------------------------- 3. temporary files
+def test_starting_a_run_removes_only_its_own_temporary_files(tmp_path):
+    store, experiment = _prepared(tmp_path)
+    ours = [tmp_path / ".table1.csv.abcd1234.blindspots_nb.tmp",
+            tmp_path / "fonts" / ".pool.json.x_y12345.blindspots_nb.tmp"]
+    users = [tmp_path / ".draft.tmp", tmp_path / "fonts" / ".cache.tmp", tmp_path / "inner" / ".vim.swp.tmp",
+             tmp_path / "inner" / ".table1.csv.abcd1234.blindspots_nb.tmp"]  # a run of its own in a subfolder
+    for path in ours + users:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("x")
+    with store.hold():
+        pass
+    assert [p.exists() for p in ours] == [False, False]
+    assert all(p.read_text() == "x" for p in users)
+
+
+# ----------------------------------------------------------------- 4. shards of other settings
+def test_merge_refuses_pieces_made_with_other_settings(tmp_path, capsys):
+    three, four = _experiment(), _experiment(lst=LSTConfig(iterations=4, step_size=0.05))
+    store, _ = _prepared(tmp_path / "a", three)
+    protocol.run_model(three, "fonts_cnn", store, shard=(0, 2), device="cpu", progress=False)
+    other, _ = _prepared(tmp_path / "b", four)
+    protocol.run_model(four, "fonts_cnn", other, shard=(1, 2), device="cpu", progress=False)
+    for kind in ("blind_spots", "triangles"):  # shard 1's pieces copied beside shard 0's
+        for path in (tmp_path / "b" / "fonts" / "fonts_cnn" / kind).iterdir():
+            shutil.copy(path, tmp_path / "a" / "fonts" / "fonts_cnn" / kind / path.name)
+    assert main(["merge", "--out", str(tmp_path / "a")]) == 2
+    error = capsys.readouterr().err
+    assert "fonts/fonts_cnn/blind_spots/b0001_r0, fonts/fonts_cnn/blind_spots/b0001_r1, " \
+           "fonts/fonts_cnn/triangles/b0001 were made with other settings" in error
+    assert not (tmp_path / "a" / "table1.csv").exists()
+    with pytest.raises(RunSettingsMismatch, match="b0001_r0"):  # a resumed run does not take them either
+        protocol.run_model(three, "fonts_cnn", store, shard=(1, 2), device="cpu", progress=False)
+
+
+# ----------------------------------------------------------------- 6. reports
+def _notebook(path: Path, outputs: list[dict], executed: bool = True):
+    cell = nbformat.v4.new_code_cell("x", execution_count=1 if executed else None)
+    cell.outputs = [nbformat.from_dict(o) for o in outputs]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+
+
+FIGURE = {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo="}, "metadata": {}}
+
+
+def test_a_finished_model_with_a_broken_report_runs_its_notebook_again(tmp_path, monkeypatch, capsys):
+    store, experiment = _prepared(tmp_path)
+    protocol.run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)
+    report = tmp_path / "notebooks" / "fonts_fonts_cnn_shard0of1.ipynb"
+    assert run_module.notebooks_to_run(store, experiment, "fonts_cnn", (0, 1)) == [
+        ((0, 1), ": finished, but its report is missing, made again")]
+    _notebook(report, [FIGURE])
+    assert run_module.notebooks_to_run(store, experiment, "fonts_cnn", (0, 1)) == []
+    assert "finished in" in capsys.readouterr().out
+    interrupted = {"output_type": "error", "ename": "KeyboardInterrupt", "evalue": "", "traceback": []}
+    for outputs, executed, why in (([FIGURE, interrupted], True, "stopped with KeyboardInterrupt"),
+                                   ([], False, "not run to its end"), ([], True, "without its figures")):
+        _notebook(report, outputs, executed)
+        assert run_module.notebooks_to_run(store, experiment, "fonts_cnn", (0, 1)) == [
+            ((0, 1), f": its report {why}, made again")]
+    report.write_text(report.read_text()[:40])  # cut by a full disk
+    assert run_module.notebooks_to_run(store, experiment, "fonts_cnn", (0, 1))[0][1].startswith(
+        ": its report not a notebook")
+    _notebook(report, [FIGURE])
+    _notebook(tmp_path / "notebooks" / "fonts_fonts_cnn_shard1of2.ipynb", [], executed=False)  # a shard's, broken
+    assert run_module.notebooks_to_run(store, experiment, "fonts_cnn", (0, 1)) == [
+        ((1, 2), ": its report not run to its end, made again")]
+    assert run_module.notebooks_to_run(store, experiment, "fonts_cnn", (1, 2), rank=1) == []  # rank 0 repairs
+
+
+def test_a_rerun_repairs_a_cut_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY_RUN, "--out", str(out)]) == 0
+    report = out / "notebooks" / "fonts_fonts_cnn_shard0of1.ipynb"
+    tables = (out / "table1.csv").read_bytes()
+    report.write_bytes(report.read_bytes()[:65536 // 8])
+    capsys.readouterr()
+    assert main([*TINY_RUN, "--out", str(out)]) == 0
+    assert "its report not a notebook" in capsys.readouterr().out
+    assert store_module.RunStore(out).reports(_experiment(), "fonts_cnn") == {(0, 1): None}
+    assert (out / "table1.csv").read_bytes() == tables
+    shutil.rmtree(out / "notebooks")
+    assert main([*TINY_RUN, "--out", str(out)]) == 0
+    assert "its report is missing, made again" in capsys.readouterr().out and report.is_file()
+
+
+# ----------------------------------------------------------------- 12. permissions
+def test_result_files_follow_the_umask(tmp_path):
+    from blindspots_nb import atomic
+
+    previous = os.umask(0o027)
+    try:
+        store, experiment = _prepared(tmp_path)
+    finally:
+        os.umask(previous)
+    for path in (tmp_path / "settings.json", tmp_path / "fonts" / "pool.json",
+                 tmp_path / "fonts" / "pool.json.manifest.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
+    assert atomic.current_umask() == previous
+
+
+# ----------------------------------------------------------------- one clear line each
+def test_an_output_folder_that_is_a_file_or_a_dangling_link(tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert main([*TINY_RUN, "--out", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main([*TINY_RUN, "--out", str(tmp_path / "dangling")]) == 2
+    assert "which does not exist" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "mine" and not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[]", "holds a JSON list, not the run's settings"),
+    ('{"experiments": []}', "its fields are ['experiments']"),
+    ("{not json", "is not valid JSON"),
+    ("EXTRA", "an experiment cannot be read"),
+    ("MISSING", "an experiment cannot be read"),
+])
+def test_a_damaged_settings_file_is_named(tmp_path, capsys, content, message):
+    store, experiment = _prepared(tmp_path)
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    if content == "EXTRA":
+        settings["experiments"][0]["colour"] = "blue"
+    elif content == "MISSING":
+        del settings["experiments"][0]["models"]
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(settings) if content in ("EXTRA", "MISSING") else content)
+    for command in (["merge", "--out", str(tmp_path)], [*TINY_RUN, "--out", str(tmp_path)]):
+        assert main(command) == 2
+        error = capsys.readouterr().err
+        assert str(path) in error and message in error and error.count("\n") == 1
+
+
+def test_a_damaged_pool_record_is_named(tmp_path, capsys):
+    store, experiment = _prepared(tmp_path)
+    (tmp_path / "fonts" / "fonts_cnn").mkdir()
+    (tmp_path / "fonts" / "fonts_cnn" / "record_shard0of1.json").write_text("{cut")
+    with pytest.raises(ValueError, match="record_shard0of1.json is not valid JSON"):
+        store.records(experiment)
+
+
+def test_a_full_disk_stops_with_one_line_and_the_rerun_gives_the_same_tables(tmp_path, capsys, monkeypatch):
+    from blindspots_nb import atomic
+
+    assert main([*TINY_RUN, "--out", str(tmp_path / "whole")]) == 0
+    real, calls = atomic.write_atomically, {"n": 0}
+
+    def full_disk(path, write):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, write)
+
+    monkeypatch.setattr(atomic, "write_atomically", full_disk)
+    assert main([*TINY_RUN, "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err  # the notebook's progress bars, then one line
+    last = error.strip().splitlines()[-1]
+    assert last.startswith("blindspots-nb reproduce: error: No space left on device") and "Traceback" not in error
+    assert "run the same command again: finished pieces are kept" in last
+    monkeypatch.setattr(atomic, "write_atomically", real)
+    assert main([*TINY_RUN, "--out", str(tmp_path / "run")]) == 0
+    for table in ("table1.csv", "table2.csv"):
+        assert (tmp_path / "run" / table).read_bytes() == (tmp_path / "whole" / table).read_bytes()
+    assert not [p for p in (tmp_path / "run").rglob("*") if atomic.temporary_of(p)]
+
+
+def test_a_read_only_folder_is_one_line_even_for_a_finished_run(tmp_path, capsys, monkeypatch):
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    store, experiment = _prepared(tmp_path)
+    monkeypatch.setattr(store_module, "open", read_only, raising=False)
+    assert main(["merge", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert f"cannot use the output folder {tmp_path}: Read-only file system" in error and error.count("\n") == 1
+
+
+def test_an_output_folder_that_is_not_utf8_is_refused_before_anything_is_made(tmp_path, capsys):
+    out = os.fsdecode(bytes(tmp_path) + b"/r\xe9sultats")
+    assert main([*TINY_RUN, "--out", out]) == 2
+    assert "is not valid UTF-8" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
