@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .atomic import write_atomically
 from .execution import Execution
+from .validation import MAX_SEED, plain_number
 
 _FORMAT = "blindspots_nb.Traversal"
 _FORMAT_VERSION = 2  # 2: the model's weights_sha256 and its logits on the sources
@@ -41,21 +41,6 @@ _RANGES = {
     "eps": (0.0, True, 1.0, "a box on changes of pixels in [0, 1]"),
     "init_noise": (0.0, True, 1.0, "a width of noise on pixels in [0, 1]"),
 }
-
-
-# torch.Generator.manual_seed takes [-2**63, 2**64 - 1]; a negative seed is the same as seed + 2**64.
-_MAX_SEED = 2**64 - 1
-
-
-def _plain_number(name: str, value, kind: type, plain: type):
-    """``value`` as a Python ``plain`` (float or int): a number of ``kind`` (numbers.Real
-    or numbers.Integral, numpy scalars included) that is not a bool, since the config goes
-    into JSON; Python ints and floats stay as given."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"LSTConfig.{name} must be a number, got {value!r} (a {type(value).__name__})")
-    if not isinstance(value, kind):
-        raise ValueError(f"LSTConfig.{name} must be an integer, got {value!r}")
-    return value if type(value) in (int, float) else plain(value)
 
 
 @dataclass(frozen=True)
@@ -85,13 +70,13 @@ class LSTConfig:
 
     def __post_init__(self):
         for name, (low, closed, high, meaning) in _RANGES.items():
-            value = _plain_number(name, getattr(self, name), numbers.Real, float)
+            value = plain_number(f"LSTConfig.{name}", getattr(self, name))
             if not ((low <= value if closed else low < value) and value <= high):
                 interval = f"{'[' if closed else '('}{low:g}, {high:g}]"
                 raise ValueError(f"LSTConfig.{name} must lie in {interval} ({meaning}), got {getattr(self, name)!r}")
             object.__setattr__(self, name, value)
-        for name, high in (("iterations", None), ("record_every", None), ("seed", _MAX_SEED)):
-            value = _plain_number(name, getattr(self, name), numbers.Integral, int)
+        for name, high in (("iterations", None), ("record_every", None), ("seed", MAX_SEED)):
+            value = plain_number(f"LSTConfig.{name}", getattr(self, name), integral=True)
             if value < 0 or (high is not None and value > high):
                 accepted = (">= 0" if high is None else
                             "in [0, 2**64 - 1] (the seeds torch.Generator.manual_seed takes)")

@@ -301,3 +301,19 @@ def test_an_output_folder_that_is_not_utf8_is_refused_before_anything_is_made(tm
     assert main([*TINY_RUN, "--out", out]) == 2
     assert "is not valid UTF-8" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_seeds_beyond_the_generator_and_numpy_numbers(tmp_path, capsys):
+    import numpy as np
+
+    assert main([*TINY_RUN, "--seed", str(2**64), "--out", str(tmp_path / "run")]) == 2
+    assert "Experiment.seed must be an integer in [0, 2**64 - 1]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    experiment = _experiment(rounds=np.int64(2), min_conf=np.float32(0.5), seed=np.uint64(2**64 - 1),
+                             lst=LSTConfig(step_size=np.float32(0.05), iterations=np.int64(3)))
+    assert Experiment.from_dict(json.loads(json.dumps(experiment.to_dict()))) == experiment
+    assert type(experiment.seed) is int and experiment.seed == 2**64 - 1 and type(experiment.min_conf) is float
+    with pytest.raises(ValueError, match="Experiment.rounds must be an integer, got 2.5"):
+        _experiment(rounds=2.5)
+    with pytest.raises(ValueError, match="Experiment.min_conf must be a number, got '0.5'"):
+        _experiment(min_conf="0.5")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ..execution import Execution
 from ..lst import LSTConfig
 from ..sources import canonical, source_name
+from ..validation import MAX_SEED, plain_number
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ class Experiment:
 
     def __post_init__(self):
         set_ = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731 (frozen dataclass)
+        for key in ("per_class", "rounds", "batch_size", "divisions", "seed", "min_conf") + (
+                ("n_sources",) if self.n_sources is not None else ()):
+            set_(key, plain_number(f"Experiment.{key}", getattr(self, key), integral=key != "min_conf"))
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"Experiment.seed must be an integer in [0, 2**64 - 1] (the seeds "
+                             f"torch.Generator.manual_seed takes), got {self.seed}")
         set_("source", canonical(self.source))
         set_("models", tuple(self.models))
         set_("name", self.name or source_name(self.source))
