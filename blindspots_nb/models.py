@@ -14,11 +14,12 @@ Where weights come from, in order:
 4. a download from the published URL into that cache (skipped when
    ``BLINDSPOTS_NB_OFFLINE=1``).
 
-Checkpoints are read with ``torch.load(..., weights_only=True)``; no pickled code
-ever runs. Every file's sha256 goes into ``model.info`` with where it came from and
-whether it matched a published hash (the prefix in a torch-hub-style file name such as
-``alexnet-owt-7be5be79.pth``, or the digest pinned for a shipped file); a file that
-does not match the hash it claims is refused. :func:`weights_record` gives that record
+Checkpoints are read with safetensors or ``torch.load(..., weights_only=True)``, told
+apart by their content, not their name; no pickled code ever runs. Every file's sha256
+goes into ``model.info`` with where it came from and whether it matched a published
+hash (the prefix in a torch-hub-style file name such as ``alexnet-owt-7be5be79.pth``,
+or the digest pinned for a shipped file); a file that does not match the hash it
+claims is refused. :func:`weights_record` gives that record
 without building the model.
 """
 
@@ -333,17 +334,27 @@ def _load_failure(path: Path, origin: str, err: Exception) -> CheckpointError:
     return CheckpointError(f"{path} is not a readable checkpoint ({detail}). {_REMEDY[origin]}")
 
 
+def _is_safetensors(path: Path) -> bool:
+    """Whether a file is in the safetensors format, known by its content whatever its
+    name: an 8-byte header length, then the header's JSON object. Torch files begin
+    otherwise (a zip archive, or a pickle's protocol and magic number)."""
+    with open(path, "rb") as handle:
+        return handle.read(9)[8:] == b"{"
+
+
 def _read(path: Path, origin: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read a .safetensors or torch file without executing pickled code.
+    """Read a safetensors or torch file (told apart by content, not by name: a
+    safetensors file saved as ``.pth`` loads) without executing pickled code.
 
     Returns the state dict and the file's top-level ``meta`` dict (empty if none).
     ``origin`` ("user file", "packaged", "cache", "downloaded") picks the advice of an error.
     """
     try:
-        if path.suffix == ".safetensors":
+        if _is_safetensors(path):
             from safetensors.torch import load_file
             return load_file(str(path)), {}
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as handle:  # a file object: torch.load goes by content, not by suffix
+            obj = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as err:
         raise _load_failure(path, origin, err) from err
     meta = obj.get("meta") if isinstance(obj, Mapping) else None

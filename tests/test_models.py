@@ -357,6 +357,22 @@ def test_bad_weights_files_get_clear_errors(tmp_path):
         load_model("efficientnet_lite0", weights=wrong)
 
 
+@pytest.mark.parametrize("filename, writer", [
+    ("weights.pth", _hf_safetensors),  # a safetensors file named like a torch file
+    ("weights.safetensors", lambda sd, path: torch.save(sd, path)),  # and the other way round
+])
+def test_checkpoints_are_read_by_content_not_by_name(filename, writer, tmp_path):
+    net = models.FontsCNN()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.uniform_(-0.3, 0.3)
+    writer(net.state_dict(), tmp_path / filename)
+    model = load_model("fonts_cnn", device="cpu", weights=tmp_path / filename)
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model(x), net((x - 0.5) / 0.5))
+    assert model.info["weights_file"] == str(tmp_path / filename)
+
+
 class _Evil:
     """Stands for any pickled object; weights_only loading must refuse it."""
 
