@@ -9,6 +9,7 @@ Datasets yield ``(image, label)`` and carry ``class_names`` and per-image ``name
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import re
@@ -72,6 +73,11 @@ def _scaled_to_unit(image: Image.Image) -> Image.Image:
     return Image.fromarray((values / top).astype(np.float32), mode="F")
 
 
+# How many times the crop's pixels a whole resize may make before only the cropped
+# region is resampled (see Preprocess._resized_and_cropped).
+_WHOLE_RESIZE_LIMIT = 64
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """PIL image -> (C, H, W) tensor in [0, 1]: drop alpha onto white, convert to RGB
@@ -80,7 +86,9 @@ class Preprocess:
 
     16-bit and other high-bit-depth grayscale images (modes ``I;16*``, ``I``, ``F``) are
     scaled to [0, 1] by their own range, not clipped (see :func:`_scaled_to_unit`).
-    Pillow reads 16-bit RGB files as 8-bit RGB, already scaled.
+    Pillow reads 16-bit RGB files as 8-bit RGB, already scaled. Whatever cannot be
+    preprocessed (a colour mode Pillow cannot convert, values of unknown scale, too
+    little memory) raises a ValueError.
     """
 
     input_size: tuple[int, int, int]
@@ -90,20 +98,74 @@ class Preprocess:
         import torchvision.transforms.functional as TF
 
         c, h, w = self.input_size
+        try:
+            converted = self.convert(image)
+            if converted.size != (w, h):
+                converted = self._resized_and_cropped(converted)
+            tensor = TF.to_tensor(converted)  # "F" images keep their values; 8-bit ones are divided by 255
+        except MemoryError as err:
+            raise ValueError(f"not enough memory to preprocess the {image.width} x {image.height} "
+                             "pixel image; make it smaller") from err
+        return tensor.expand(c, -1, -1).clone() if converted.mode == "F" else tensor
+
+    def convert(self, image: Image.Image) -> Image.Image:
+        """``image`` in the mode its tensor is made from: RGB or L, or F for high bit
+        depths; a ValueError for a colour mode Pillow cannot convert (LAB to L)."""
         if image.mode in _HIGH_BIT_DEPTH_TOP:
-            image = _scaled_to_unit(image)
-        elif image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+            return _scaled_to_unit(image)
+        if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
             rgba = image.convert("RGBA")
             image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image.alpha_composite(rgba)
-        if image.mode != "F":
-            image = image.convert("RGB" if c == 3 else "L")
-        if image.size != (w, h):
-            image = TF.resize(image, round(min(h, w) / self.crop_pct),
-                              interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-            image = TF.center_crop(image, [h, w])
-        tensor = TF.to_tensor(image)  # "F" images keep their values; 8-bit ones are divided by 255
-        return tensor.expand(c, -1, -1).clone() if image.mode == "F" else tensor
+        mode = "RGB" if self.input_size[0] == 3 else "L"
+        try:
+            return image.convert(mode)
+        except ValueError as err:
+            raise ValueError(f"Pillow cannot convert its colour mode {image.mode} to {mode} ({err}); "
+                             "save it as an RGB or grayscale image") from err
+
+    def check_mode(self, image: Image.Image) -> None:
+        """Raise the ValueError that :meth:`convert` would for ``image``'s colour mode,
+        converting one pixel only (pixel values are checked when the image is used)."""
+        if image.mode not in _HIGH_BIT_DEPTH_TOP:
+            self.convert(image.crop((0, 0, 1, 1)))
+
+    def _resized_and_cropped(self, image: Image.Image) -> Image.Image:
+        """torchvision's ``Resize(round(min(H, W) / crop_pct))`` then ``CenterCrop((H, W))``.
+
+        Where the whole resized image would be large (over :data:`_WHOLE_RESIZE_LIMIT`
+        times the crop: an aspect ratio beyond about 50:1 at ``crop_pct`` 0.875), only
+        the region that the crop keeps is resampled, from the input pixels the filter
+        reaches (Pillow's ``resize(box=...)``), so the work is bounded by the output: a
+        60000 x 1 image would otherwise become 256 x 15 million pixels (12 GB) first.
+        Those pixels differ from the whole resize's by rounding only (Pillow holds the
+        box in single precision; 8-bit images round twice: a level or two of 255), so
+        ordinary images take the whole resize and keep their pixels exactly.
+        """
+        import torchvision.transforms.functional as TF
+
+        _, h, w = self.input_size
+        short = round(min(h, w) / self.crop_pct)
+        width, height = image.size
+        resized = ((short, int(short * height / width)) if width <= height
+                   else (int(short * width / height), short))  # torchvision's sizes
+        if resized[0] * resized[1] <= _WHOLE_RESIZE_LIMIT * h * w:
+            image = TF.resize(image, short, interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        else:
+            region, box, kept = [], [], []
+            for size, new, crop in zip(image.size, resized, (w, h)):
+                start, length = max(0, int(round((new - crop) / 2.0))), min(new, crop)
+                first, last = start * size / new, (start + length) * size / new
+                reach = max(size / new, 1.0) + 1  # the bilinear filter's support, and a pixel
+                low, high = max(0, math.floor(first - reach)), min(size, math.ceil(last + reach))
+                region.append((low, high))
+                box.append((first - low, last - low))
+                kept.append(length)
+            (x0, x1), (y0, y1) = region
+            (left, right), (top, bottom) = box
+            image = image.crop((x0, y0, x1, y1)).resize(tuple(kept), Image.BILINEAR,
+                                                        box=(left, top, right, bottom))
+        return TF.center_crop(image, [h, w])  # pads with black where the image is smaller
 
 
 def preprocess_for(target, crop_pct: float | None = None) -> Preprocess:
@@ -159,16 +221,18 @@ def open_image(file, name: str | None = None, reduced: bool = False) -> Image.Im
     raise ImageReadError(name, reason)
 
 
-def _readable_files(files: list[tuple[Path, object]], caller: str):
-    """The ``(path, label)`` pairs whose files decode as images, and ``(path, reason)``
-    for the others, which a warning of ``caller`` lists."""
+def _readable_files(files: list[tuple[Path, object]], caller: str, transform: Preprocess):
+    """The ``(path, label)`` pairs whose files decode as images in a colour mode that
+    ``transform`` converts, and ``(path, reason)`` for the others, which a warning of
+    ``caller`` lists."""
     kept, skipped = [], []
     for path, label in files:
         try:
-            open_image(path, reduced=True).close()
+            with open_image(path, reduced=True) as image:
+                transform.check_mode(image)
             kept.append((path, label))
-        except ImageReadError as err:
-            skipped.append((str(path), err.reason))
+        except ValueError as err:
+            skipped.append((str(path), getattr(err, "reason", str(err))))
     if skipped:
         listing = "; ".join(f"{p} ({r})" for p, r in skipped[:10])
         warnings.warn(f"{caller}: skipped {len(skipped)} file(s) that are not readable "
@@ -351,7 +415,8 @@ _WNID = re.compile(r"^n\d{8}$")
 def imagenet_val(root: str | os.PathLike, size=224) -> ImageFiles:
     """ImageNet validation images in class folders: ``root/<wnid>/*`` or
     ``root/val/<wnid>/*``. Labels follow timm's class order; decoded on access. Files
-    that are not readable images are skipped with a warning listing them (``skipped``)."""
+    that are not readable images (or in a colour mode that cannot be converted) are
+    skipped with a warning listing them (``skipped``)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"ImageNet folder {root} does not exist")
@@ -373,11 +438,12 @@ def imagenet_val(root: str | os.PathLike, size=224) -> ImageFiles:
              for p in sorted(d.iterdir()) if p.is_file() and not p.name.startswith(".")]
     if not files:
         raise ValueError(f"no image files in the class folders of {folder}")
-    readable, skipped = _readable_files(files, "imagenet_val")
+    transform = preprocess_for(size)
+    readable, skipped = _readable_files(files, "imagenet_val", transform)
     if not readable:
         raise ValueError(f"no readable images in the class folders of {folder}")
     return ImageFiles([p for p, _ in readable], torch.tensor([label for _, label in readable]),
-                      list(imagenet_class_names()), preprocess_for(size), skipped)
+                      list(imagenet_class_names()), transform, skipped)
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -460,15 +526,22 @@ def _class_index(label, class_names: Sequence[str]) -> int:
                      f"(e.g. {', '.join(repr(c) for c in class_names[:3])})")
 
 
+def _first_few(names: Sequence[str], count: int = 5) -> str:
+    """The first ``count`` names, comma-separated, with "..." when there are more."""
+    return ", ".join(names[:count]) + (", ..." if len(names) > count else "")
+
+
 def image_folder(path: str | os.PathLike, size=224, label=None,
                  class_names: Sequence[str] | None = None) -> ImageFiles:
     """A user's images, preprocessed for ``size`` (an int, (C, H, W) or a model).
 
     ``path`` is an image file or a folder. Labels come from ``label`` (for all images),
-    else from subfolder names (``path/<class>/*``), else are unknown (-1). Labels are
-    class indices or names of ``class_names`` (default: the model's, else ImageNet's).
-    Grayscale and RGBA images are converted and any size is resized; files that are
-    not readable images are skipped with a warning listing them.
+    else from subfolder names (``path/<class>/*``), else are unknown (-1); images beside
+    class subfolders have no label and are refused (ValueError naming them), not mixed
+    in unlabelled. Labels are class indices or names of ``class_names`` (default: the
+    model's, else ImageNet's). Grayscale and RGBA images are converted and any size is
+    resized; files that are not readable images (or in a colour mode that cannot be
+    converted) are skipped with a warning listing them.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -482,12 +555,19 @@ def image_folder(path: str | os.PathLike, size=224, label=None,
         files = [(p, label) for p in sorted(path.iterdir()) if p.is_file()]
         if label is None:
             files += [(p, d.name) for d in subdirs for p in sorted(d.iterdir()) if p.is_file()]
-    readable, skipped = _readable_files(files, "image_folder")
+    transform = preprocess_for(size)
+    readable, skipped = _readable_files(files, "image_folder", transform)
+    loose = [file.name for file, lab in readable if lab is None]
+    classes = sorted({lab for _, lab in readable if lab is not None})
+    if loose and classes:
+        raise ValueError(f"{path} has class folders ({_first_few(classes)}) and {len(loose)} image(s) "
+                         f"beside them ({_first_few(loose)}), which would have no label: move those into "
+                         "a class folder, or into a folder of their own to use them unlabelled")
     paths = [file for file, _ in readable]
     labels = [-1 if lab is None else _class_index(lab, names) for _, lab in readable]
     if not paths:
         raise ValueError(f"no readable images in {path}")
-    return ImageFiles(paths, torch.tensor(labels), names, preprocess_for(size), skipped)
+    return ImageFiles(paths, torch.tensor(labels), names, transform, skipped)
 
 
 # --------------------------------------------------------------------------- pool selection

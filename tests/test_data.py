@@ -1,7 +1,10 @@
 """Image sources: preprocessing, glyphs, real-dataset layouts, a user's folder, the pool."""
 
+import os
 import pickle
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +13,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from blindspots_nb.data import (TensorImages, cifar10, fonts_dataset, image_folder, imagenet_val,
-                                preprocess_for, sample_images, select_pool)
+from blindspots_nb.data import (SAMPLE_IMAGES, TensorImages, cifar10, fonts_dataset, image_folder,
+                                imagenet_val, preprocess_for, sample_images, select_pool)
 from blindspots_nb.models import wrap
 
 
@@ -35,6 +38,89 @@ def test_preprocess_resizes_crops_and_converts():
     assert torch.allclose(clear, torch.ones_like(clear))
     with pytest.raises(ValueError, match="size must be"):
         preprocess_for((5, 32, 32))
+
+
+def _resize_then_crop(prep, image):
+    """The preprocessing as it was: resize the whole image, then centre-crop."""
+    import torchvision.transforms.functional as TF
+
+    c, h, w = prep.input_size
+    if image.mode != "F":
+        image = image.convert("RGB" if c == 3 else "L")
+    if image.size != (w, h):
+        image = TF.resize(image, round(min(h, w) / prep.crop_pct),
+                          interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        image = TF.center_crop(image, [h, w])
+    return TF.to_tensor(image).expand(c, -1, -1)
+
+
+TARGETS = [((3, 224, 224), None), ((1, 32, 32), None), ((3, 224, 224), 0.95), ((3, 16, 32), 1.0)]
+
+
+@pytest.mark.parametrize("size, crop_pct", TARGETS)
+def test_preprocessing_keeps_the_pixels_of_ordinary_images_exactly(size, crop_pct):
+    from skimage import data as skdata
+
+    prep = preprocess_for(size, crop_pct)
+    rng = np.random.default_rng(0)
+    photos = [Image.fromarray(getattr(skdata, name)()) for name in SAMPLE_IMAGES]
+    noise = [Image.fromarray(rng.integers(0, 256, (int(rng.integers(8, 500)), int(rng.integers(8, 500)), 3),
+                                          dtype=np.uint8)) for _ in range(20)]
+    odd = [Image.new("L", (12, 400), 90), Image.new("RGB", (900, 20), "red"),
+           Image.fromarray(rng.random((300, 450), dtype=np.float32))]
+    for image in photos + noise + odd:
+        assert torch.equal(prep(image), _resize_then_crop(prep, image)), image.size
+
+
+@pytest.mark.parametrize("size, crop_pct", TARGETS)
+def test_extreme_aspect_ratios_keep_their_pixels_up_to_rounding(size, crop_pct):
+    prep = preprocess_for(size, crop_pct)
+    rng = np.random.default_rng(1)
+    for width, height in [(15000, 7), (7, 15000), (3000, 40), (1, 300)]:
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        for image in (Image.fromarray(pixels), Image.fromarray(pixels[..., 0].astype(np.float32) / 255)):
+            ours = prep(image)
+            assert ours.shape == size
+            torch.testing.assert_close(ours, _resize_then_crop(prep, image), atol=2 / 255 + 1e-6, rtol=0)
+
+
+BOUNDED = """
+import resource, sys
+from PIL import Image
+from blindspots_nb.data import open_image, preprocess_for
+
+prep = preprocess_for(224)
+prep(Image.new("RGB", (300, 200)))  # imports and threads start before the limit
+with open("/proc/self/status") as status:
+    vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.getrlimit(resource.RLIMIT_AS)[1]))
+for path in sys.argv[1:]:
+    print(tuple(prep(open_image(path)).shape))
+"""
+
+
+def test_a_tiny_file_of_an_extreme_aspect_ratio_is_preprocessed_in_bounded_memory(tmp_path):
+    # 60000 x 1 pixels: resized whole (shorter side to 256) they would take 12 GB
+    Image.new("RGB", (60000, 1), "teal").save(tmp_path / "wide.png")
+    Image.new("L", (1, 60000), 30).save(tmp_path / "tall.png")
+    assert (tmp_path / "wide.png").stat().st_size < 100_000
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", BOUNDED, str(tmp_path / "wide.png"), str(tmp_path / "tall.png")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]  # within 1 GB more than at the start
+    assert done.stdout.split("\n")[:2] == ["(3, 224, 224)", "(3, 224, 224)"]
+    wide = preprocess_for(224)(Image.open(tmp_path / "wide.png"))
+    teal = torch.tensor([0, 128, 128]) / 255
+    torch.testing.assert_close(wide, teal.view(3, 1, 1).expand(3, 224, 224))
+
+
+def test_too_little_memory_is_a_value_error_naming_the_image(monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(Image.Image, "resize", exhausted)
+    with pytest.raises(ValueError, match="not enough memory to preprocess the 300 x 200 pixel image"):
+        preprocess_for(224)(Image.new("RGB", (300, 200)))
 
 
 def test_fonts_dataset_is_deterministic_balanced_and_split_by_font():
@@ -138,6 +224,26 @@ def test_image_folder_labels(tmp_path):
         image_folder(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="no such image folder"):
         image_folder(tmp_path / "missing")
+
+
+def test_images_beside_class_folders_are_refused_not_left_unlabelled(tmp_path):
+    _jpeg(tmp_path / "espresso" / "cup.jpg")
+    _jpeg(tmp_path / "tabby" / "cat.jpg")
+    _jpeg(tmp_path / "stray.png")
+    (tmp_path / "notes.txt").write_text("not an image: skipped as before")
+    with pytest.warns(UserWarning, match="notes.txt"), pytest.raises(
+            ValueError, match=r"has class folders \(espresso, tabby\) and 1 image\(s\) beside them \(stray.png\), "
+                              "which would have no label: move those into a class folder"):
+        image_folder(tmp_path)
+    with pytest.warns(UserWarning, match="notes.txt"):  # one label for all: the loose files only
+        assert image_folder(tmp_path, label="espresso").names == [str(tmp_path / "stray.png")]
+    (tmp_path / "stray.png").unlink()
+    with pytest.warns(UserWarning, match="notes.txt"):  # a loose file that is no image is skipped
+        assert image_folder(tmp_path).labels.tolist() == [967, 281]
+    loose = tmp_path / "loose"
+    _jpeg(loose / "a.png")
+    (loose / "thumbnails").mkdir()  # a subfolder with no images makes no classes
+    assert image_folder(loose).labels.tolist() == [-1]
 
 
 # ---------------------------------------------------------------- select_pool

@@ -1,6 +1,7 @@
 """The one registry of image sources: every spelling opens, bad ones are explained."""
 
 import pickle
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -88,6 +89,18 @@ def test_folders_imagenet_and_cifar10(tmp_path):
         source_images(f"cifar10:{path}", _model((3, 16, 16)))
     with pytest.raises(FileNotFoundError, match="no such image folder"):
         open_source(f"folder:{tmp_path / 'nowhere'}", _model())
+
+
+def test_a_folder_skips_an_image_whose_colour_mode_cannot_be_converted(tmp_path):
+    for n in range(2):
+        Image.new("RGB", (24, 20), (80 * n, 0, 0)).save(tmp_path / f"fish{n}.png")
+    Image.new("LAB", (40, 30)).save(tmp_path / "lab.tif")  # Pillow reads it, but cannot make it grayscale
+    with pytest.warns(UserWarning, match=r"skipped 1 file\(s\).*lab.tif \(Pillow cannot convert its colour "
+                                         "mode LAB to L"):
+        folder = open_source(f"folder:{tmp_path}", _model((1, 16, 16), dataset="fonts"))
+    assert [Path(path).name for path, _ in folder.skipped] == ["lab.tif"]
+    assert [Path(name).name for name in folder.names] == ["fish0.png", "fish1.png"]
+    torch.testing.assert_close(folder[1][0], torch.full((1, 16, 16), round(0.299 * 80) / 255))
 
 
 def test_an_open_dataset_passes_through_and_names_are_checked():
