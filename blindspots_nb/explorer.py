@@ -25,7 +25,8 @@ import torch
 from . import atomic, provenance, sources
 from .data import ImageReadError, open_image, preprocess_for
 from .execution import Execution
-from .lst import History, LSTConfig, LSTResult, Traversal
+from .checksums import tensors_sha256
+from .lst import History, LSTConfig, LSTResult, Traversal, weights_sha256
 from .metrics import rmse
 from .models import load_model, module_device, predict
 from .plots import image_to_png
@@ -412,35 +413,17 @@ class Explorer:
         return paths
 
     def export_identity(self) -> dict:
-        """What makes the current point what it is: the model's name and weights (their
-        file's sha256, else a digest of the loaded weights), the image source, the source
-        and target names and pixels, the hyperparameters, the execution options, the
-        device and the iteration."""
+        """What makes the current point what it is: the model's name and weights (the
+        sha256 of its parameters and buffers as loaded), the image source, the source and
+        target names and pixels, the hyperparameters, the execution options, the device
+        and the iteration."""
         with self._lock:
             t, info = self.traversal, provenance.model_info(self._model)
-            return {"model": info.get("name"), "weights": info.get("weights_sha256") or _weights_digest(self._model),
+            return {"model": info.get("name"), "weights": weights_sha256(self._model),
                     "image_source": self._image_source, "source": self.source, "target": self.target,
-                    "pixels": _tensor_digest(t.sources, t.targets), "config": dataclasses.asdict(t.config),
-                    "execution": self.execution.to_dict(), "device": str(module_device(self._model)),
-                    "iteration": t.iteration}
-
-
-def _tensor_digest(*tensors: torch.Tensor) -> str:
-    """The sha256 of tensors' dtypes, shapes and bytes."""
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _weights_digest(model) -> str:
-    """The sha256 of a model's weights and buffers by name, for models whose ``info``
-    names no weights file (a module given in code)."""
-    state = model.state_dict() if isinstance(model, torch.nn.Module) else {}
-    return hashlib.sha256("".join(f"{name}:{_tensor_digest(value)};" for name, value in state.items()
-                                  if isinstance(value, torch.Tensor)).encode()).hexdigest()
+                    "pixels": tensors_sha256({"sources": t.sources, "targets": t.targets}),
+                    "config": dataclasses.asdict(t.config), "execution": self.execution.to_dict(),
+                    "device": str(module_device(self._model)), "iteration": t.iteration}
 
 
 def _file_stem(text: str, limit: int) -> str:

@@ -16,7 +16,6 @@ stays valid).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .atomic import write_atomically
+from .checksums import tensors_sha256
 from .execution import Execution
 from .validation import MAX_SEED, plain_number
 
@@ -229,13 +229,7 @@ def weights_sha256(model) -> str | None:
     its memory layout); None for a model that is not a torch Module."""
     if not isinstance(model, torch.nn.Module):
         return None
-    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
+    return tensors_sha256({**dict(model.named_parameters()), **dict(model.named_buffers())})
 
 
 # The tensors of a saved state: B images (C, H, W) each, or one value per sample; and
