@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 import blindspots_nb
-from blindspots_nb import provenance
+from blindspots_nb.tools import provenance
 from blindspots_nb.execution import Execution
-from blindspots_nb.geometry import shared_grid_points, triangle_confidence, triangle_grid, triangles_confidence
+from blindspots_nb.analysis.geometry import shared_grid_points, triangle_confidence, triangle_grid, triangles_confidence
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.models import load_model, module_device, predict, random_model
 

@@ -12,9 +12,9 @@ import io
 
 from torchvision.utils import save_image
 
-from . import atomic, provenance
+from .tools import atomic, provenance
 from .lst import LSTConfig, traverse
-from .metrics import LPIPSDistance, target_distances
+from .analysis.metrics import LPIPSDistance, target_distances
 
 HISTORY_COLUMNS = ("source_confidence", "target_confidence", "distance", "accepted_total")
 
@@ -24,11 +24,11 @@ def demo(model_name: str = "efficientnet_lite0", source: str = "coffee", target:
     """LST from one bundled photo towards another; writes ``source.png``, ``target.png``,
     ``blind_spot.png``, ``history.csv`` and ``record.json`` to ``out`` and returns the record.
     ``execution``: how the model runs (:class:`~blindspots_nb.execution.Execution`). An ``out``
-    that cannot be a folder is refused first (:class:`~blindspots_nb.atomic.NotAFolderError`);
-    each file is written whole or not at all (:mod:`blindspots_nb.atomic`)."""
+    that cannot be a folder is refused first (:class:`~blindspots_nb.tools.atomic.NotAFolderError`);
+    each file is written whole or not at all (:mod:`blindspots_nb.tools.atomic`)."""
     from .execution import Execution
     from .models import load_model, module_device, predict
-    from .sources import pick_images
+    from .data.sources import pick_images
 
     out = atomic.check_folder(out, "--out")
     config, execution = config or LSTConfig(), execution or Execution()

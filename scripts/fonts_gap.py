@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from blindspots_nb.data import select_pool
 from blindspots_nb.lst import LSTConfig, Traversal, orthogonal_step
 from blindspots_nb.models import load_model
-from blindspots_nb.sources import open_source
+from blindspots_nb.data.sources import open_source
 
 MODELS = ("fonts_cnn", "fonts_cnn_at")
 

@@ -3,8 +3,8 @@
 On the first ``--n`` glyphs of an image source (default ``fonts:test``, fonts unseen in
 training), for each model at its threat model (``fonts_cnn_at``: its adversarial
 training's l_inf 0.2; ``fonts_cnn``: the FONTS standard, also 0.2) or at ``--eps``.
-PGD is :func:`blindspots_nb.attacks.pgd` (Captum; step 2.5 eps / steps, random start),
-AutoAttack :func:`blindspots_nb.attacks.autoattack` (torchattacks, the standard version);
+PGD is :func:`blindspots_nb.analysis.attacks.pgd` (Captum; step 2.5 eps / steps, random start),
+AutoAttack :func:`blindspots_nb.analysis.attacks.autoattack` (torchattacks, the standard version);
 both are seeded by ``--seed``. Prints the command, a Markdown table and what produced it::
 
     OMP_NUM_THREADS=2 .venv/bin/python scripts/robustness.py --n 500
@@ -19,10 +19,10 @@ from importlib import metadata
 
 import torch
 
-from blindspots_nb import provenance
-from blindspots_nb.attacks import robustness
+from blindspots_nb.tools import provenance
+from blindspots_nb.analysis.attacks import robustness
 from blindspots_nb.models import load_model
-from blindspots_nb.sources import canonical, open_source
+from blindspots_nb.data.sources import canonical, open_source
 
 
 def labelled_images(model, source: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:

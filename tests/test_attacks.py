@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from blindspots_nb import attacks
-from blindspots_nb.attacks import autoattack, default_eps, fgsm, pgd, threat_model
-from blindspots_nb.compare import Comparison, compare, describe, distance_table, rolled_pairs, transfer, transfer_table
+from blindspots_nb.analysis import attacks
+from blindspots_nb.analysis.attacks import autoattack, default_eps, fgsm, pgd, threat_model
+from blindspots_nb.analysis.compare import Comparison, compare, describe, distance_table, rolled_pairs, transfer, transfer_table
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.models import FONTS_AT_EPS, wrap
 from conftest import make_tiny_cnn

@@ -19,9 +19,9 @@ from PIL import Image
 
 from blindspots_nb import __version__
 from blindspots_nb.data import TensorImages
-from blindspots_nb.explorer import GIVEN_IMAGES, Explorer
+from blindspots_nb.explorer.state import GIVEN_IMAGES, Explorer
 from blindspots_nb.lst import LSTConfig, Traversal
-from blindspots_nb.metrics import rmse
+from blindspots_nb.analysis.metrics import rmse
 from blindspots_nb.models import wrap
 
 from conftest import make_tiny_cnn
@@ -79,7 +79,7 @@ def image_file(mode, size, colour) -> bytes:
 
 
 def test_the_explorer_needs_no_widgets():
-    code = "import sys, blindspots_nb.explorer; print(sorted(m for m in sys.modules if 'ipywidgets' in m))"
+    code = "import sys, blindspots_nb.explorer.state; print(sorted(m for m in sys.modules if 'ipywidgets' in m))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -407,7 +407,7 @@ def test_an_upload_too_large_for_the_memory_is_a_value_error(explorer, monkeypat
             raise MemoryError()
         return preprocess
 
-    monkeypatch.setattr("blindspots_nb.explorer.preprocess_for", preprocess_for)
+    monkeypatch.setattr("blindspots_nb.explorer.state.preprocess_for", preprocess_for)
     with pytest.raises(ValueError, match=r"cannot use the upload 'huge.png': it needs more memory than this "
                                          r"machine has to decode and resize; upload a smaller image"):
         explorer.add_upload("huge.png", image_file("RGB", (16, 16), (0, 0, 0)))

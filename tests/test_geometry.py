@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from blindspots_nb.geometry import (grid_coordinates, segment_confidence, shared_grid_points,
+from blindspots_nb.analysis.geometry import (grid_coordinates, segment_confidence, shared_grid_points,
                                     source_class_confidence, stats_from_confidence, triangle_confidence,
                                     triangle_grid, triangle_shape, triangle_stats, triangles_confidence)
 from conftest import make_tiny_cnn

@@ -7,9 +7,9 @@ import torch
 import torchvision
 from skimage.metrics import structural_similarity
 
-from blindspots_nb import metrics
-from blindspots_nb.checksums import file_sha256
-from blindspots_nb.metrics import (LPIPSDistance, linf, lpips_trunk_path, lpips_trunk_url, rmse, ssim,
+from blindspots_nb.analysis import metrics
+from blindspots_nb.tools.checksums import file_sha256
+from blindspots_nb.analysis.metrics import (LPIPSDistance, linf, lpips_trunk_path, lpips_trunk_url, rmse, ssim,
                                    target_distances)
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from blindspots_nb import models
-from blindspots_nb.checksums import file_sha256, published_hash_prefix
+from blindspots_nb.tools.checksums import file_sha256, published_hash_prefix
 from blindspots_nb.data import sample_images
 from blindspots_nb.models import (CheckpointError, WeightsNotFoundError, get_entry, list_models,
                                   load_model, weights_record, wrap)

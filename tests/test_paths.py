@@ -6,7 +6,7 @@ from torch import nn
 
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.models import predict
-from blindspots_nb.paths import (blindspot_grid, orthogonal_perturbations, path_directions, path_widths,
+from blindspots_nb.analysis.paths import (blindspot_grid, orthogonal_perturbations, path_directions, path_widths,
                                  segment_points, traversal_path_widths)
 
 

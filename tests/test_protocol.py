@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from blindspots_nb import protocol
-from blindspots_nb.checksums import file_sha256
+from blindspots_nb.tools.checksums import file_sha256
 from blindspots_nb.lst import LSTConfig
+from blindspots_nb.models import CHECKPOINT_DIR
 from blindspots_nb.protocol import Experiment, RunSettingsMismatch, RunStore
 from blindspots_nb.protocol import run as run_module
 
@@ -127,7 +128,7 @@ def test_tables_hold_ours_and_the_papers(uninterrupted):
     markdown = (store.root / "table2.md").read_text()
     assert "| fonts_cnn_at (ours, fonts, n=5) |" in markdown and "Avg Path Conf" in markdown
     assert "iterations=30" in markdown and "rounds=3" in markdown  # says what produced it
-    digest = file_sha256(Path(protocol.__file__).parent.parent / "checkpoints" / "fonts_cnn.pt")
+    digest = file_sha256(CHECKPOINT_DIR / "fonts_cnn.pt")
     assert f"fonts_cnn fonts_cnn.pt sha256 {digest[:16]}, verified" in markdown
     assert r"\begin{tabular}" in (store.root / "table1.tex").read_text()
     run = json.loads((store.root / "run.json").read_text())
@@ -205,8 +206,6 @@ def test_a_start_that_failed_does_not_block_the_corrected_rerun(tmp_path):
 
 
 def test_other_weights_are_part_of_the_settings(tmp_path):
-    from blindspots_nb.models import CHECKPOINT_DIR
-
     store, experiment = RunStore(tmp_path), _fonts_experiment()
     store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
     protocol.prepare(experiment, store, device="cpu")

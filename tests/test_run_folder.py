@@ -206,7 +206,7 @@ def test_a_rerun_repairs_a_cut_report(tmp_path, capsys):
 
 # ----------------------------------------------------------------- 12. permissions
 def test_result_files_follow_the_umask(tmp_path):
-    from blindspots_nb import atomic
+    from blindspots_nb.tools import atomic
 
     previous = os.umask(0o027)
     try:
@@ -261,7 +261,7 @@ def test_a_damaged_pool_record_is_named(tmp_path, capsys):
 
 
 def test_a_full_disk_stops_with_one_line_and_the_rerun_gives_the_same_tables(tmp_path, capsys, monkeypatch):
-    from blindspots_nb import atomic
+    from blindspots_nb.tools import atomic
 
     assert main([*TINY_RUN, "--out", str(tmp_path / "whole")]) == 0
     real, calls = atomic.write_atomically, {"n": 0}

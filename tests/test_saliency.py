@@ -1,4 +1,4 @@
-"""Attribution maps (blindspots_nb.saliency) against independent computations, and their plots."""
+"""Attribution maps (blindspots_nb.analysis.saliency) against independent computations, and their plots."""
 
 from types import SimpleNamespace
 
@@ -10,7 +10,7 @@ from torch import nn
 
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.plots import blindspot_grid_figure, saliency_correlation_figure, saliency_strip
-from blindspots_nb.saliency import (METHODS, attribution_maps, attributions, describe, gradcam_layer,
+from blindspots_nb.analysis.saliency import (METHODS, attribution_maps, attributions, describe, gradcam_layer,
                                     grid_attribution_maps, method_caption, path_saliency, rank_correlation)
 
 matplotlib.use("Agg")

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from blindspots_nb.data import TensorImages, fonts_dataset
-from blindspots_nb.sources import (PHOTO_PICKS, canonical, default_source, open_source, parse_source, pick_images,
+from blindspots_nb.data.sources import (PHOTO_PICKS, canonical, default_source, open_source, parse_source, pick_images,
                                    source_images, spellings)
 
 

@@ -13,11 +13,11 @@ from matplotlib import colormaps
 from PIL import Image
 
 from blindspots_nb.data import TensorImages
-from blindspots_nb.explorer import GIVEN_IMAGES
-from blindspots_nb.metrics import rmse
+from blindspots_nb.explorer.state import GIVEN_IMAGES
+from blindspots_nb.analysis.metrics import rmse
 from blindspots_nb.models import wrap
 from blindspots_nb.plots import image_to_png
-from blindspots_nb.widgets import PANEL, SALIENCY_COLOURS, LSTExplorer, saliency_overlay
+from blindspots_nb.explorer.view import PANEL, SALIENCY_COLOURS, LSTExplorer, saliency_overlay
 
 from conftest import make_tiny_cnn
 

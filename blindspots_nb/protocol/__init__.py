@@ -10,11 +10,9 @@
 """
 
 from .experiment import PRESETS, Experiment, preset
-from .run import (NOTEBOOK, assemble, derangements, merge, parse_shard, pool_images, prepare, reproduce, run_model,
-                  source_batches)
+from .run import NOTEBOOK, assemble, derangements, merge, parse_shard, pool_images, prepare, reproduce, run_model, source_batches
 from .store import RunFolderBusy, RunSettingsMismatch, RunStore
-from .tables import (PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE2_COLUMNS, compare_runs, format_summary,
-                     summarize_model)
+from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE2_COLUMNS, compare_runs, format_summary, summarize_model
 
 __all__ = ["PRESETS", "Experiment", "preset", "NOTEBOOK", "assemble", "derangements", "merge", "parse_shard",
            "pool_images", "prepare", "reproduce", "run_model", "source_batches", "RunFolderBusy", "RunSettingsMismatch", "RunStore",

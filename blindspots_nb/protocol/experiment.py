@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from ..execution import Execution
 from ..lst import LSTConfig
-from ..sources import canonical, source_name
-from ..validation import MAX_SEED, plain_number
+from ..data.sources import canonical, source_name
+from ..tools.validation import MAX_SEED, plain_number
 
 
 @dataclass(frozen=True)

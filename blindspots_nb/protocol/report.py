@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import provenance
+from ..tools import provenance
 from .experiment import Experiment
 from .run import pool_images, stored_pool
 from .store import RunStore

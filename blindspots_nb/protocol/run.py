@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 from tqdm.std import tqdm  # text progress: it reaches the terminal through papermill's streams too
 
-from .. import provenance
-from ..geometry import stats_from_confidence, triangles_confidence
+from ..tools import provenance
+from ..analysis.geometry import stats_from_confidence, triangles_confidence
 from ..lst import traverse
-from ..metrics import LPIPSDistance, target_distances
-from ..sources import SOURCES, item_digest, open_source, parse_source
+from ..analysis.metrics import LPIPSDistance, target_distances
+from ..data.sources import SOURCES, item_digest, open_source, parse_source
 from . import distributed
 from .experiment import Experiment
 from .store import RunSettingsMismatch, RunStore

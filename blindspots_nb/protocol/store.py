@@ -20,7 +20,7 @@ model's folder, a manifest's files) is checked before it is used: nothing outsid
 folder is ever written or removed.
 
 Every file is written whole or not at all (a temporary file of its own, then a
-rename, :mod:`blindspots_nb.atomic`). A finished piece of work (a pool, a batch's blind spots of one round, a
+rename, :mod:`blindspots_nb.tools.atomic`). A finished piece of work (a pool, a batch's blind spots of one round, a
 batch's triangles) has a manifest, ``*.manifest.json``, with the size and sha256 of
 each of its files, written last: a piece is trusted only when its files match its
 manifest, and recomputed (with a word to the user) when they do not; the manifest also
@@ -48,8 +48,8 @@ from pathlib import Path
 
 import torch
 
-from .. import atomic
-from ..checksums import file_sha256
+from ..tools import atomic
+from ..tools.checksums import file_sha256
 from .experiment import Experiment
 
 SETTINGS = "settings.json"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .. import provenance
-from ..geometry import DROPS
+from ..tools import provenance
+from ..analysis.geometry import DROPS
 from .experiment import Experiment
 from .store import SETTINGS, RunStore, csv_text
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from .geometry import points_per_batch
-from .lst import LSTConfig, LSTResult, forward_backward, orthogonal_step, traverse
-from .models import module_device, predict
+from ..lst import LSTConfig, LSTResult, forward_backward, orthogonal_step, traverse
+from ..models import module_device, predict
 
 
 @dataclass
@@ -125,7 +125,7 @@ def path_widths(model, points: torch.Tensor, label: int, radii=(1.0, 2.0, 4.0), 
     traversal's recorded images); ``directions`` default to :func:`path_directions`;
     ``positions`` (x axis of the figure) default to t in [0, 1]. Perturbed points are
     clipped to [0, 1], since only they are images. ``batch_size``: images per forward
-    pass (default :func:`~blindspots_nb.geometry.points_per_batch`).
+    pass (default :func:`~blindspots_nb.analysis.geometry.points_per_batch`).
     """
     if points.dim() != 4:
         raise ValueError(f"points must be a path (P, C, H, W); got {tuple(points.shape)}")

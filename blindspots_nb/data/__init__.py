@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from .models import (CIFAR10_CLASSES, FONTS_CLASSES, imagenet_class_names, imagenet_wnids,
-                     module_device)
+from ..models import CIFAR10_CLASSES, FONTS_CLASSES, imagenet_class_names, imagenet_wnids, module_device
 
 _SIZE_HELP = "an int, (H, W), (C, H, W) with C in (1, 3), or a model with .input_size"
 

@@ -12,7 +12,7 @@ from importlib import metadata
 
 import torch
 
-from . import __version__
+from .. import __version__
 
 _PACKAGES = ("torch", "torchvision", "timm", "lpips", "torchmetrics", "captum")
 
@@ -48,7 +48,7 @@ def record(model=None, config=None, device=None, **extra) -> dict:
     if model is not None:
         out["model"] = model_info(model)
         if device is None:
-            from .models import module_device
+            from ..models import module_device
             device = module_device(model)
     if config is not None:
         out["config"] = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from .checksums import file_sha256, hash_mismatch, published_hash_prefix
+from ..tools.checksums import file_sha256, hash_mismatch, published_hash_prefix
 
 
 def rmse(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -25,8 +25,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from . import data
-from .checksums import file_sha256
+from .. import data
+from ..tools.checksums import file_sha256
 
 FONTS_GLYPHS = 1000  # glyphs in a FONTS source (balanced over the 10 letters)
 EXPLORER_LIMIT = 100  # images the explorer and notebooks take from the start of a large source

@@ -3,7 +3,7 @@
 An adversarial example is a small change of the source that changes the model's class; a
 blind spot (LST) is a large change, towards a target, that keeps it. :func:`compare` makes
 both for one model and k (source, target) pairs: PGD at the model's threat model
-(:func:`blindspots_nb.attacks.threat_model`) and :func:`blindspots_nb.lst.traverse`, with the
+(:func:`blindspots_nb.analysis.attacks.threat_model`) and :func:`blindspots_nb.lst.traverse`, with the
 model's class and confidence for every image and the distances that matter, adversarial
 example to its source and blind spot to its target (RMSE, l_inf, SSIM). :func:`transfer`
 asks how models of one input space see each other's images: does B keep A's source class
@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import provenance
+from ..tools import provenance
 from .attacks import ThreatModel, default_step_size, pgd, threat_model
-from .lst import LSTConfig, traverse
+from ..lst import LSTConfig, traverse
 from .metrics import linf, rmse, ssim
-from .models import module_device, predict
-from .protocol.tables import mean_std
-from .sources import canonical, default_source
+from ..models import module_device, predict
+from ..protocol.tables import mean_std
+from ..data.sources import canonical, default_source
 
 KINDS = ("source", "adversarial", "blind spot", "target")
 DISTANCES = {"rmse": rmse, "linf": linf, "ssim": ssim}

@@ -8,7 +8,7 @@ model is any module mapping [0, 1] images to logits (a registry model normalises
 * :func:`pgd`: ``steps`` signed-gradient steps of ``step_size`` (default 2.5 eps / steps)
   from a uniform random start in the ball, each projected onto the ball and [0, 1]
   (Madry et al. 2018). This is the one PGD of the project: adversarial training and the
-  evaluation in :mod:`blindspots_nb.train` call it too;
+  evaluation in :mod:`blindspots_nb.models.train` call it too;
 * :func:`autoattack`: the standard AutoAttack (Croce & Hein 2020: APGD-CE, APGD-T, FAB-T,
   Square with 5000 queries) from ``torchattacks``.
 
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .lst import _check_images
-from .models import FONTS_AT_EPS, module_device, predict
+from ..lst import _check_images
+from ..models import FONTS_AT_EPS, module_device, predict
 
 NORMS = ("Linf", "L2")
 # The l_inf radius that robustness on each dataset is usually measured at (pixels in [0, 1]).

@@ -5,7 +5,7 @@ chosen source and target images, the hyperparameters and a stepwise
 :class:`~blindspots_nb.lst.Traversal` from the source towards the target. It steps
 in the foreground or in a background thread, exports what it reached, and tells
 its listeners (see :meth:`Explorer.on_change`) whenever its state changes, so that
-a view (:class:`blindspots_nb.widgets.LSTExplorer`) can redraw. Code and tests
+a view (:class:`blindspots_nb.explorer.view.LSTExplorer`) can redraw. Code and tests
 drive it directly.
 """
 
@@ -22,15 +22,16 @@ from typing import Callable
 
 import torch
 
-from . import atomic, provenance, sources
-from .data import ImageReadError, open_image, preprocess_for
-from .execution import Execution
-from .checksums import tensors_sha256
-from .lst import History, LSTConfig, LSTResult, Traversal, weights_sha256
-from .metrics import rmse
-from .models import load_model, module_device, predict
-from .plots import image_to_png
-from .saliency import attribution_maps
+from ..tools import atomic, provenance
+from ..data import sources
+from ..data import ImageReadError, open_image, preprocess_for
+from ..execution import Execution
+from ..tools.checksums import tensors_sha256
+from ..lst import History, LSTConfig, LSTResult, Traversal, weights_sha256
+from ..analysis.metrics import rmse
+from ..models import load_model, module_device, predict
+from ..plots import image_to_png
+from ..analysis.saliency import attribution_maps
 
 UPLOAD_PREFIX = "upload: "
 GIVEN_IMAGES = "given images"  # the name of an image source handed over as a dataset
@@ -66,7 +67,7 @@ class Explorer:
     ``model``: a registry name (see ``models.list_models``; loaded once, on ``device``,
     None: CUDA when available) or a classifier taking images in [0, 1] with
     ``class_names``, ``input_size`` and ``info``. ``images``: an image source spelling
-    (see :mod:`blindspots_nb.sources`; None: the model's default) or an open dataset.
+    (see :mod:`blindspots_nb.data.sources`; None: the model's default) or an open dataset.
     ``source``/``target``: image names (default: the first image, and the first image
     of another class than the source as the model predicts it). ``config``: the
     hyperparameters (default: the paper's, recording every iteration for the curves).
@@ -342,7 +343,7 @@ class Explorer:
     # -- what it reached -----------------------------------------------------------
     def saliency(self) -> torch.Tensor:
         """Where the model looks at the current point for the source class: its saliency map
-        (:func:`blindspots_nb.saliency.attribution_maps`, Captum's Saliency), (H, W) on the
+        (:func:`blindspots_nb.analysis.saliency.attribution_maps`, Captum's Saliency), (H, W) on the
         CPU, >= 0, maximum 1. Kept until the traversal moves on, so a redraw costs nothing."""
         with self._lock:
             t = self.traversal
@@ -393,7 +394,7 @@ class Explorer:
         the iteration, then 10 hex digits of the sha256 of :meth:`export_identity`, so
         exports of other models, weights, images, hyperparameters, execution options or
         iterations never share a name. Each file is written whole or not at all
-        (:mod:`blindspots_nb.atomic`), the record last; exporting the same point again
+        (:mod:`blindspots_nb.tools.atomic`), the record last; exporting the same point again
         writes the same content over its files (only the record's ``created`` changes).
         """
         if isinstance(directory, str) and not directory.strip():

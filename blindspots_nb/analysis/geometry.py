@@ -12,7 +12,7 @@ from itertools import combinations
 
 import torch
 
-from .execution import Execution
+from ..execution import Execution
 
 DROPS = (0.0, 0.1, 0.2, 0.3)
 

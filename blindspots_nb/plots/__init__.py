@@ -4,7 +4,7 @@
 
 Interactive figures are plotly (written as HTML), image panels matplotlib (written
 as PNG; animations as GIF or MP4). Every figure takes a ``caption``, the line from
-:func:`blindspots_nb.provenance.caption` that says what produced it.
+:func:`blindspots_nb.tools.provenance.caption` that says what produced it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .geometry import grid_coordinates
+from ..analysis.geometry import grid_coordinates
 
 CORNERS = ("source", "blind spot A", "blind spot B")
 
@@ -274,7 +274,7 @@ def blindspot_grid_figure(grid, class_names=None, image_names=None, caption: str
     """The paper's Figure 2 (matplotlib): entry (i, j) is the blind spot with image j
     as source and image i as target, the source-class confidence under it. ``overlay``:
     maps (k, k, H, W) in [0, 1] drawn over the images, e.g. Grad-CAM from
-    :func:`blindspots_nb.saliency.grid_attribution_maps` (None: the images alone)."""
+    :func:`blindspots_nb.analysis.saliency.grid_attribution_maps` (None: the images alone)."""
     import matplotlib.pyplot as plt
 
     k = grid.images.shape[0]
@@ -476,8 +476,8 @@ def path_widths_surface(widths, quantile: float = 0.05, position_label: str = "L
     distance), mirrored in ±distance (a random orthogonal perturbation has no side,
     so -d shows the values of +d), with the confidence on the path itself at distance 0.
 
-    ``widths``: a :class:`~blindspots_nb.paths.PathWidths` holding ``quantile``, e.g.
-    from :func:`~blindspots_nb.paths.traversal_path_widths`.
+    ``widths``: a :class:`~blindspots_nb.analysis.paths.PathWidths` holding ``quantile``, e.g.
+    from :func:`~blindspots_nb.analysis.paths.traversal_path_widths`.
     """
     match = torch.isclose(widths.quantiles.double(), torch.tensor(float(quantile), dtype=torch.float64))
     if not bool(match.any()):
@@ -511,7 +511,7 @@ def _show_overlay(ax, image, heat, alpha: float = 0.5):
 
 def saliency_strip(path, class_names=None, caption: str = "", title: str | None = None, max_frames: int = 6,
                    cell: float = 1.7):
-    """Images along an LST path (a :class:`~blindspots_nb.saliency.PathSaliency`) with the
+    """Images along an LST path (a :class:`~blindspots_nb.analysis.saliency.PathSaliency`) with the
     attribution map for the source class over each, the target class's maps in a third row
     when computed; the target with its own map in the last column. At most ``max_frames``
     evenly spaced points, the source and the blind spot included."""
@@ -582,11 +582,11 @@ def adversarial_vs_blindspots_figure(comparisons, caption: str = "", cell: float
                                      title: str = "Adversarial examples beside blind spots"):
     """Models side by side (matplotlib), one block of columns each: source, PGD
     adversarial example, LST blind spot, target, one row per pair (from
-    :class:`~blindspots_nb.compare.Comparison` results), the model's class and
+    :class:`~blindspots_nb.analysis.compare.Comparison` results), the model's class and
     confidence under every image."""
     import matplotlib.pyplot as plt
 
-    from .compare import KINDS
+    from ..analysis.compare import KINDS
 
     comparisons = list(comparisons)
     k = max(c.k for c in comparisons)

@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checksums import file_sha256, hash_mismatch, published_hash_prefix
+from ..tools.checksums import file_sha256, hash_mismatch, published_hash_prefix
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -462,7 +462,7 @@ def _shipped(filename: str) -> Callable[[], Path]:
         if not path.is_file():
             raise WeightsNotFoundError(
                 f"{path} is missing from the installed package; retrain it with "
-                f"python -m blindspots_nb.train --model {filename[:-3]} --out {path}")
+                f"python -m blindspots_nb.models.train --model {filename[:-3]} --out {path}")
         return path
     return locate
 
@@ -485,7 +485,7 @@ def _fonts(name, sha256, **kw) -> ModelEntry:
     return ModelEntry(name=name, architecture="FontsCNN", build=FontsCNN, dataset="fonts",
                       mean=(0.5,), std=(0.5,), input_size=(1, 32, 32),
                       class_names=lambda: FONTS_CLASSES, locate=_shipped(f"{name}.pt"),
-                      crop_pct=1.0, source="blindspots_nb.train", sha256=sha256, **kw)
+                      crop_pct=1.0, source="blindspots_nb.models.train", sha256=sha256, **kw)
 
 
 _REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
@@ -516,7 +516,7 @@ _REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
              eps=8 / 255, url=_gdrive("1-WJWpAZLlmc4gJ8XXNf7IETjnSZzaCNp"),
              filename="Wu2020Adversarial_extra.pt",
              source="Wu et al. 2020, RobustBench Wu2020Adversarial_extra (CIFAR-10)"),
-    # the shipped files' digests: retraining them (python -m blindspots_nb.train) means a new pin
+    # the shipped files' digests: retraining them (python -m blindspots_nb.models.train) means a new pin
     _fonts("fonts_cnn", sha256="8f4ab505a928e9f18a75626c8f836f6ad99e2491b31f3214e313f269059e16cb"),
     _fonts("fonts_cnn_at", sha256="faed3c0c715a59c3a9b6309f6d4f9f9c69006119773e5056515a9bc187a24a2d",
            training="adversarial", threat_model="linf", eps=FONTS_AT_EPS),

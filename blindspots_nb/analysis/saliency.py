@@ -26,8 +26,8 @@ import torch
 import torch.nn as nn
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 
-from .lst import LSTResult, Traversal, _check_images, _class_indices
-from .models import module_device, predict
+from ..lst import LSTResult, Traversal, _check_images, _class_indices
+from ..models import module_device, predict
 
 METHODS = ("saliency", "integrated_gradients", "gradcam")
 
@@ -273,7 +273,7 @@ def path_saliency(model, path, method: str = "saliency", index: int = 0, source:
 
 
 def grid_attribution_maps(model, grid, method: str = "gradcam", batch_size: int = 16, **options) -> torch.Tensor:
-    """Attribution maps (k, k, H, W) of a :class:`~blindspots_nb.paths.BlindSpotGrid`: entry
+    """Attribution maps (k, k, H, W) of a :class:`~blindspots_nb.analysis.paths.BlindSpotGrid`: entry
     (i, j) explains the class of source j at the grid's image (i, j), for
     ``plots.blindspot_grid_figure(..., overlay=maps)``."""
     k = grid.images.shape[0]

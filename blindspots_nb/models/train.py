@@ -2,12 +2,12 @@
 
 Retrain the shipped checkpoints (deterministic; a few CPU minutes each)::
 
-    python -m blindspots_nb.train --model fonts_cnn --out blindspots_nb/checkpoints/fonts_cnn.pt
-    python -m blindspots_nb.train --model fonts_cnn_at --out blindspots_nb/checkpoints/fonts_cnn_at.pt
+    python -m blindspots_nb.models.train --model fonts_cnn --out blindspots_nb/models/checkpoints/fonts_cnn.pt
+    python -m blindspots_nb.models.train --model fonts_cnn_at --out blindspots_nb/models/checkpoints/fonts_cnn_at.pt
 
 Evaluate clean and PGD accuracy on the test fonts::
 
-    python -m blindspots_nb.train --eval fonts_cnn fonts_cnn_at
+    python -m blindspots_nb.models.train --eval fonts_cnn fonts_cnn_at
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import pgd
-from .data import fonts_dataset
-from .models import FONTS_AT_EPS, Classifier, FontsCNN, get_entry, load_model, module_device
+from ..analysis.attacks import pgd
+from ..data import fonts_dataset
+from . import FONTS_AT_EPS, Classifier, FontsCNN, get_entry, load_model, module_device
 
 
 @dataclass
@@ -88,7 +88,7 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[Classifier, dict]
     """Train a FontsCNN on the train fonts; return the frozen model and its meta data.
 
     Adam with a cosine learning-rate decay; for adversarial training every batch is
-    replaced by its PGD example (:func:`blindspots_nb.attacks.pgd`, ``config.steps``
+    replaced by its PGD example (:func:`blindspots_nb.analysis.attacks.pgd`, ``config.steps``
     steps of 2.5 eps / steps from a random start), with eps ramped up linearly over the
     first epoch.
     """
@@ -140,7 +140,7 @@ def save(model: Classifier, meta: dict, path: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m blindspots_nb.train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m blindspots_nb.models.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["fonts_cnn", "fonts_cnn_at"])
     parser.add_argument("--out", help="where to write the checkpoint (.pt)")

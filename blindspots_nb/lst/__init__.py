@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import __version__
-from .atomic import write_atomically
-from .checksums import tensors_sha256
-from .execution import Execution
-from .validation import MAX_SEED, plain_number
+from .. import __version__
+from ..tools.atomic import write_atomically
+from ..tools.checksums import tensors_sha256
+from ..execution import Execution
+from ..tools.validation import MAX_SEED, plain_number
 
 _FORMAT = "blindspots_nb.Traversal"
 _FORMAT_VERSION = 2  # 2: the model's weights_sha256 and its logits on the sources
@@ -565,7 +565,7 @@ class Traversal:
         if problem:
             raise ValueError(f"{path} holds an inconsistent Traversal state: {problem}")
         if device is None:
-            from .models import module_device
+            from ..models import module_device
             device = module_device(model)
         self = cls.__new__(cls)
         self.model = model

@@ -1,5 +1,5 @@
 """The live LST explorer of ``notebooks/01_explore_lst.ipynb``: ipywidgets around an
-:class:`~blindspots_nb.explorer.Explorer`.
+:class:`~blindspots_nb.explorer.state.Explorer`.
 
 :class:`LSTExplorer` offers menus for the model, the image source, the source and
 the target image, fields for the hyperparameters and the buttons Step, Run, Pause,
@@ -20,9 +20,9 @@ import plotly.graph_objects as go
 import torch
 from matplotlib import colormaps
 
-from .explorer import Explorer
-from .lst import LSTConfig
-from .plots import confidence_figure, difference_image, image_to_png, update_confidence_figure
+from .state import Explorer
+from ..lst import LSTConfig
+from ..plots import confidence_figure, difference_image, image_to_png, update_confidence_figure
 
 PANEL = 176  # pixels of each image panel
 MESSAGE_COLOURS = {"ok": "#2e7d32", "warning": "#b26a00", "error": "#c62828"}
@@ -46,7 +46,7 @@ class LSTExplorer:
     """Step through Level Set Traversal from a source towards a target image, live.
 
     ``model``, ``images``, ``source``, ``target``, ``iterations_per_click`` and
-    ``device``: as for :class:`~blindspots_nb.explorer.Explorer`; ``step_size``,
+    ``device``: as for :class:`~blindspots_nb.explorer.state.Explorer`; ``step_size``,
     ``delta``, ``eps``, ``iterations``, ``init_noise``, ``seed``: its
     :class:`~blindspots_nb.lst.LSTConfig`; ``execution``: how the model runs
     (:class:`~blindspots_nb.execution.Execution`); ``output_dir``: where Export writes;
@@ -62,7 +62,7 @@ class LSTExplorer:
                            record_every=1, seed=seed)
         self.state = Explorer(model, images, source, target, config, iterations_per_click, device, execution)
         if models is None:
-            from .models import list_models
+            from ..models import list_models
             models = list_models()
         self._quiet = False  # set while the view changes its own widgets
         style = {"description_width": "initial"}
