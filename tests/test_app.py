@@ -6,11 +6,13 @@ from pathlib import Path
 
 import nbformat
 import papermill
+import pytest
 from nbclient import NotebookClient
 
 APP = Path(__file__).resolve().parents[1] / "notebooks" / "app_explorer.ipynb"
 
 
+@pytest.mark.slow
 def test_papermill_sets_the_apps_parameters_and_it_shows_only_the_explorer(tmp_path):
     code = [cell for cell in nbformat.read(APP, as_version=4).cells if cell.cell_type == "code"]
     assert code[0].metadata.get("tags") == ["parameters"]

@@ -131,6 +131,7 @@ def assert_tables_of_before(out: Path, fixture: str) -> None:
                 assert row[key] == value
 
 
+@pytest.mark.slow
 def test_offline_preset_shortened_gives_the_tables_of_before(tmp_path, capsys, one_thread):
     """Through papermill and the packaged notebook: Tables 1 and 2 as the reproduction
     gave them before the restructure (same seed, same machine kind)."""
@@ -160,6 +161,7 @@ INSTALLED_RUN = ["reproduce", "--models", "fonts_cnn", "--n-sources", "4", "--ro
                  "--batch-size", "2", "--device", "cpu"]
 
 
+@pytest.mark.slow
 def test_a_wheel_install_reproduces_outside_the_clone(tmp_path):
     """`pip install .` (not editable) into a fresh venv that reuses this one's packages
     for the dependencies: the command runs the packaged notebook from anywhere."""
@@ -197,6 +199,7 @@ KILL_MOMENTS = {  # the file whose appearance marks the moment
 }
 
 
+@pytest.mark.slow
 def test_kill_9_at_any_moment_then_rerun_gives_the_same_tables(tmp_path):
     import signal
     import time
@@ -223,6 +226,7 @@ def test_kill_9_at_any_moment_then_rerun_gives_the_same_tables(tmp_path):
         assert json.loads((out / "run.json").read_text())["experiments"][0]["models"] == ["fonts_cnn"]
 
 
+@pytest.mark.slow
 def test_a_changed_image_in_an_interrupted_run_is_refused_cleanly(tmp_path, capsys):
     """An ImageNet-shaped folder whose pool file changes between a killed run and its rerun:
     the rerun stops with a message naming the file, not a traceback and not mixed tables."""
@@ -248,6 +252,7 @@ def test_a_changed_image_in_an_interrupted_run_is_refused_cleanly(tmp_path, caps
     assert f"{Path(pool['names'][2]).name} changed (sha256)" in error and "Traceback" not in error
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
                     reason="torchrun is not installed beside this Python")
 def test_torchrun_two_processes_match_one(tmp_path):
@@ -284,6 +289,7 @@ def test_paper_preset_without_weights_names_the_file(tmp_path, capsys, monkeypat
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cifar10_preset_runs_on_a_cifar_shaped_folder_with_local_checkpoints(tmp_path):
     """--preset cifar10 --data-root: the WideResNet pair from local files in RobustBench's
     format (random weights; the labels are what both nets predict, so the pool rule passes)."""

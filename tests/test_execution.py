@@ -56,16 +56,6 @@ def test_bf16_runs_the_model_in_bfloat16_but_keeps_gradient_and_acceptance_in_fl
     assert not torch.equal(traversal.images, eager.images)
 
 
-def test_the_tf32_precisions_compute_what_fp32_computes_on_a_cpu():
-    model = make_tiny_cnn(sharpness=3.0)
-    sources, targets = _batch()
-    labels = model(sources).argmax(1)
-    config = LSTConfig(iterations=5, step_size=0.05)
-    runs = [Traversal(model, sources, labels, targets, config, execution=Execution(p)).run().images
-            for p in ("fp32", "tf32-conv", "tf32")]
-    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
-
-
 def test_channels_last_is_an_option():
     model = make_tiny_cnn()
     sources, targets = _batch()

@@ -79,16 +79,6 @@ def test_an_experiment_holds_its_lst_config_and_round_trips():
             _fonts_experiment(**bad)
 
 
-def test_presets_are_built_from_lst_defaults():
-    fonts, photos = protocol.preset("offline")
-    assert fonts.lst == LSTConfig() and fonts.source == "fonts:test"
-    assert photos.lst == dataclasses.replace(LSTConfig(), step_size=4e-2, iterations=100)
-    (paper,) = protocol.preset("paper", "/data/val")
-    assert paper.lst == LSTConfig() and paper.source == "imagenet:/data/val" and paper.name == "imagenet"
-    with pytest.raises(ValueError, match="unknown preset 'nope'; known: offline, paper"):
-        protocol.preset("nope")
-
-
 def test_protocol_files_and_rules(uninterrupted):
     store, _ = uninterrupted
     pool = json.loads((store.root / "fonts" / "pool.json").read_text())

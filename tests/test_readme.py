@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 README = (REPOSITORY / "README.md").read_text()
 OUTSIDE = ("SPEC" + ".md", "RECIPES" + ".md", "../" + "shared")  # notes kept beside the repository, not in it
 
 
+@pytest.mark.slow
 def test_the_api_example_runs_as_written(tmp_path):
     example = re.search(r"## Using it\n\n```python\n(.*?)```", README, flags=re.DOTALL).group(1)
     run = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=600)

@@ -188,6 +188,7 @@ def test_a_finished_model_with_a_broken_report_runs_its_notebook_again(tmp_path,
     assert run_module.notebooks_to_run(store, experiment, "fonts_cnn", (1, 2), rank=1) == []  # rank 0 repairs
 
 
+@pytest.mark.slow
 def test_a_rerun_repairs_a_cut_report(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*TINY_RUN, "--out", str(out)]) == 0
@@ -260,6 +261,7 @@ def test_a_damaged_pool_record_is_named(tmp_path, capsys):
         store.records(experiment)
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_with_one_line_and_the_rerun_gives_the_same_tables(tmp_path, capsys, monkeypatch):
     from blindspots_nb.tools import atomic
 
