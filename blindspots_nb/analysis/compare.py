@@ -23,9 +23,8 @@ import torch
 from ..tools import provenance
 from .attacks import ThreatModel, default_step_size, pgd, threat_model
 from ..lst import LSTConfig, traverse
-from .metrics import linf, rmse, ssim
+from .metrics import linf, mean_std, rmse, ssim
 from ..models import module_device, predict
-from ..protocol.tables import mean_std
 from ..data.sources import canonical, default_source
 
 KINDS = ("source", "adversarial", "blind spot", "target")

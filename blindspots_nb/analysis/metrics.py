@@ -1,6 +1,7 @@
 """Distances between blind spots and their targets (the paper's Table 1).
 
-All functions take batches (B, C, H, W) in [0, 1] and return one value per sample.
+All distances take batches (B, C, H, W) in [0, 1] and return one value per sample;
+:func:`mean_std` summarises a column of them (the tables' mean ± std).
 RMSE = l2 / sqrt(C*H*W); l_inf; SSIM (Gaussian window 11, sigma 1.5, data range 1,
 from torchmetrics); LPIPS (the ``lpips`` package: AlexNet trunk, v0.1 linear heads,
 inputs scaled to [-1, 1]).
@@ -22,6 +23,14 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from ..tools.checksums import file_sha256, hash_mismatch, published_hash_prefix
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and (population) standard deviation; NaN when any value is missing."""
+    tensor = torch.tensor(values, dtype=torch.float64)
+    if len(values) == 0 or torch.isnan(tensor).any():
+        return (math.nan, math.nan)
+    return (float(tensor.mean()), float(tensor.std(unbiased=False)))
 
 
 def rmse(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -12,10 +12,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import torch
-
 from ..tools import provenance
 from ..analysis.geometry import DROPS
+from ..analysis.metrics import mean_std
 from .experiment import Experiment
 from .store import SETTINGS, RunStore, csv_text
 
@@ -64,14 +63,6 @@ def summarize_model(store: RunStore, experiment: Experiment, model: str) -> dict
         "table1": {key: mean_std([float(row[key]) for row in blind_spots]) for key in TABLE1_COLUMNS},
         "table2": {key: mean_std([float(row[key]) for row in sources]) for key in TABLE2_COLUMNS},
     }
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and (population) standard deviation; NaN when any value is missing."""
-    tensor = torch.tensor(values, dtype=torch.float64)
-    if len(values) == 0 or torch.isnan(tensor).any():
-        return (math.nan, math.nan)
-    return (float(tensor.mean()), float(tensor.std(unbiased=False)))
 
 
 def format_summary(name: str, summary: dict, digits: int = 2, with_lpips: bool = True) -> str:
