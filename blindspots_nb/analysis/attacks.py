@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..lst import _check_images
 from ..models import FONTS_AT_EPS, module_device, predict
+from ..tools.tensors import check_images as _check_images
 
 NORMS = ("Linf", "L2")
 # The l_inf radius that robustness on each dataset is usually measured at (pixels in [0, 1]).

@@ -26,8 +26,9 @@ import torch
 import torch.nn as nn
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 
-from ..lst import LSTResult, Traversal, _check_images, _class_indices
+from ..lst import LSTResult, Traversal
 from ..models import module_device, predict
+from ..tools.tensors import check_images as _check_images, class_indices as _class_indices
 
 METHODS = ("saliency", "integrated_gradients", "gradcam")
 

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..tools.atomic import write_atomically
 from ..tools.checksums import tensors_sha256
+from ..tools.tensors import check_images, class_indices, l2_distance
 from ..execution import Execution
 from ..tools.validation import MAX_SEED, plain_number
 
@@ -169,35 +170,10 @@ def _execution(execution) -> Execution:
     return execution or Execution()
 
 
-def _class_indices(values, name: str, count: int, device) -> torch.Tensor:
-    """``values`` as ``count`` class indices (a long tensor); floats and booleans are
-    refused rather than truncated to some class."""
-    labels = torch.as_tensor(values, device=device)
-    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
-        raise ValueError(f"{name} must be integer class indices, got {labels.dtype} values "
-                         f"{labels.reshape(-1)[:5].tolist()}")
-    labels = labels.long().reshape(-1)
-    if labels.numel() != count:
-        raise ValueError(f"need one label per source: {count} sources, {labels.numel()} {name}")
-    return labels
-
-
 def _model_dtype(model) -> torch.dtype | None:
     """The dtype of the model's first floating parameter or buffer (None if it has none)."""
     tensors = [*model.parameters(), *model.buffers()] if isinstance(model, torch.nn.Module) else []
     return next((t.dtype for t in tensors if t.is_floating_point()), None)
-
-
-def _check_images(name: str, images: torch.Tensor) -> None:
-    """Refuse NaN, infinite and out-of-[0, 1] pixels (NaN would pass a range test)."""
-    finite = torch.isfinite(images)
-    if not bool(finite.all()):
-        raise ValueError(f"{name} hold {int((~finite).sum())} NaN or infinite pixels; images must have "
-                         "finite pixels in [0, 1]")
-    low, high = float(images.min()), float(images.max())
-    if low < 0 or high > 1:
-        raise ValueError(f"{name} must have pixels in [0, 1]; found range [{low:.3g}, {high:.3g}]. "
-                         "Normalisation belongs inside the model.")
 
 
 def _check_inputs(model, sources, labels, targets):
@@ -219,8 +195,8 @@ def _check_inputs(model, sources, labels, targets):
         if images.dtype != dtype:  # never cast silently: the caller decides the precision
             raise ValueError(f"{name} are {images.dtype} but {holder} {dtype}: convert the images "
                              f"with .to({dtype}) (or the model with .to({images.dtype}))")
-        _check_images(name, images)
-    return _class_indices(labels, "labels", sources.shape[0], sources.device)
+        check_images(name, images)
+    return class_indices(labels, "labels", sources.shape[0], sources.device)
 
 
 def weights_sha256(model) -> str | None:
@@ -396,7 +372,7 @@ class Traversal:
             self.initial_confidence = logits.softmax(1).gather(1, self.labels[:, None])[:, 0]
             if target_labels is None:
                 target_labels = self._logits(self.targets).argmax(1)
-        self.target_labels = _class_indices(target_labels, "target_labels", sources.shape[0], sources.device)
+        self.target_labels = class_indices(target_labels, "target_labels", sources.shape[0], sources.device)
         if int(self.target_labels.min()) < 0 or int(self.target_labels.max()) >= num_classes:
             raise ValueError(f"target_labels must lie in [0, {num_classes}); got {self.target_labels.tolist()}")
 
@@ -482,7 +458,7 @@ class Traversal:
         h.iteration.append(self.iteration)
         h.source_confidence.append(self.confidence.cpu())
         h.target_confidence.append(self.target_confidence.cpu())
-        h.distance.append((self.targets - self._x).flatten(1).norm(dim=1).cpu())
+        h.distance.append(l2_distance(self.targets, self._x).cpu())
         h.accepted.append(self._accepted.cpu())
         h.accepted_total.append(self._accepted_total.cpu())
         if self.config.record_images:

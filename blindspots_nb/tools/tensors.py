@@ -1,0 +1,40 @@
+"""Checks and per-sample measures of image batches, shared by LST, the attacks, the
+saliency maps and the explorer so that each refuses the same inputs with the same words
+and measures the same distance."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_images(name: str, images: torch.Tensor) -> None:
+    """Refuse NaN, infinite and out-of-[0, 1] pixels (NaN would pass a range test)."""
+    finite = torch.isfinite(images)
+    if not bool(finite.all()):
+        raise ValueError(f"{name} hold {int((~finite).sum())} NaN or infinite pixels; images must have "
+                         "finite pixels in [0, 1]")
+    low, high = float(images.min()), float(images.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"{name} must have pixels in [0, 1]; found range [{low:.3g}, {high:.3g}]. "
+                         "Normalisation belongs inside the model.")
+
+
+def class_indices(values, name: str, count: int, device) -> torch.Tensor:
+    """``values`` as ``count`` class indices (a long tensor); floats and booleans are
+    refused rather than truncated to some class."""
+    labels = torch.as_tensor(values, device=device)
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"{name} must be integer class indices, got {labels.dtype} values "
+                         f"{labels.reshape(-1)[:5].tolist()}")
+    labels = labels.long().reshape(-1)
+    if labels.numel() != count:
+        raise ValueError(f"need one label per source: {count} sources, {labels.numel()} {name}")
+    return labels
+
+
+def l2_distance(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The l2 distance between ``a[i]`` and ``b[i]`` for each sample, shape (B,); ``a`` and
+    ``b`` broadcast (one image against a batch: ``l2_distance(target[None], images)``).
+    The difference is taken in the images' dtype, its norm in ``dtype`` (default: the same)."""
+    difference = (a - b).flatten(1)
+    return (difference if dtype is None else difference.to(dtype)).norm(dim=1)
