@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from blindspots_nb import models
+from blindspots_nb.execution import Execution
 from blindspots_nb.tools.checksums import file_sha256, published_hash_prefix
 from blindspots_nb.data import sample_images
 from blindspots_nb.models import (CheckpointError, WeightsNotFoundError, get_entry, list_models,
@@ -66,6 +67,33 @@ def test_wrap_normalises_inside():
     json.dumps(model.info)
     with pytest.raises(ValueError, match="3 values"):
         wrap(net, mean=(0.5,), std=(0.5,), class_names=["a", "b"], input_size=(3, 1, 1))
+
+
+def _conv_bn_classifier(classes=4):
+    torch.manual_seed(0)
+    net = _randomise(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                   nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes)))
+    return wrap(net, mean=(0.5,) * 3, std=(0.25,) * 3, class_names="abcd"[:classes], input_size=(3, 8, 8))
+
+
+def test_class_confidence_is_the_softmax_at_each_label_in_batches_and_execution_options():
+    model = _conv_bn_classifier()
+    x = torch.rand(7, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    with torch.no_grad():
+        probs = torch.softmax(model(x), dim=-1)
+    expected = torch.stack([probs[n, label] for n, label in enumerate(labels.tolist())])
+    confidence = models.class_confidence(model, x, labels, batch_size=3)
+    assert confidence.device.type == "cpu" and not confidence.requires_grad
+    torch.testing.assert_close(confidence, expected)
+    torch.testing.assert_close(models.class_confidence(model, x, 2), probs[:, 2])  # one label for all
+    folded = models.class_confidence(model, x, labels, Execution(fold_batchnorm=True, channels_last=False))
+    torch.testing.assert_close(folded, expected, atol=1e-5, rtol=1e-4)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = torch.softmax(model(x).float(), dim=-1)[torch.arange(7), labels]
+    torch.testing.assert_close(models.class_confidence(model, x, labels, Execution(precision="bf16")), bf16)
+    with pytest.raises(ValueError, match="one label per image or one for all; got 2 labels for 7 images"):
+        models.class_confidence(model, x, [0, 1])
 
 
 # ---------------------------------------------------------------- published formats
@@ -405,10 +433,6 @@ def test_device_none_picks_cuda_when_available():
 
 
 def test_a_packaged_file_failing_the_hash_in_its_name_is_refused(tmp_path, monkeypatch):
-    import dataclasses
-
-    from blindspots_nb import models
-
     altered = tmp_path / "efficientnet-lite0-57934424.pth"
     torch.save({"weight": torch.zeros(1)}, altered)
     entry = dataclasses.replace(models.get_entry("efficientnet_lite0"), locate=lambda: altered)

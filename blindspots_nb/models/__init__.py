@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..tools.checksums import file_sha256, hash_mismatch, published_hash_prefix
+from .classifier import Classifier, class_confidence, module_device, predict, wrap
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,80 +55,6 @@ class WeightsNotFoundError(FileNotFoundError):
 
 class CheckpointError(RuntimeError):
     """A weights file exists but does not fit the model's architecture or format."""
-
-
-# --------------------------------------------------------------------------- wrapper
-
-
-class Classifier(nn.Module):
-    """A classifier of images in [0, 1]: ``(x - mean) / std`` then the network.
-
-    Attributes: ``net`` (the wrapped module), ``class_names`` (list of str),
-    ``input_size`` ((C, H, W)), ``info`` (plain dict describing the model).
-    """
-
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
-                 class_names: Sequence[str], input_size: tuple[int, int, int],
-                 info: Mapping | None = None):
-        super().__init__()
-        channels = input_size[0]
-        if len(mean) != channels or len(std) != channels:
-            raise ValueError(f"mean and std need {channels} values (one per input channel), "
-                             f"got {len(mean)} and {len(std)}")
-        if any(s <= 0 for s in std):
-            raise ValueError(f"std must be positive, got {tuple(std)}")
-        self.net = net
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        self.class_names = list(class_names)
-        self.input_size = tuple(int(v) for v in input_size)
-        self.info = {"num_classes": len(self.class_names), "input_size": list(self.input_size),
-                     "mean": [float(v) for v in mean], "std": [float(v) for v in std],
-                     **dict(info or {})}
-        self.eval()
-        self.requires_grad_(False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.input_size[0]:
-            raise ValueError(f"{self.info.get('name', 'model')} expects images of shape "
-                             f"(N, {self.input_size[0]}, H, W) with pixels in [0, 1], "
-                             f"got {tuple(x.shape)}")
-        return self.net((x - self.mean) / self.std)
-
-    def extra_repr(self) -> str:
-        return f"name={self.info.get('name')!r}, input_size={self.input_size}"
-
-
-def wrap(module: nn.Module, mean: Sequence[float], std: Sequence[float],
-         class_names: Sequence[str], input_size: tuple[int, int, int] = (3, 224, 224),
-         name: str = "custom", device: str | torch.device | None = None) -> Classifier:
-    """Wrap a user's module (which expects normalised inputs) as a :class:`Classifier`
-    on ``device`` (default: where the module is)."""
-    info = {"name": name, "architecture": type(module).__name__, "weights": "user module",
-            "training": "unknown", "threat_model": None, "eps": None, "dataset": None}
-    model = Classifier(module, mean, std, class_names, input_size, info)
-    return model.to(device if device is not None else module_device(module))
-
-
-def module_device(module) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU if it has none, or if
-    it is a plain callable)."""
-    tensors = (getattr(module, attribute, lambda: iter(()))() for attribute in ("parameters", "buffers"))
-    tensor = next((t for group in tensors for t in group), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
-
-
-@torch.no_grad()  # a prediction is never differentiated: no graph, whatever the model's parameters
-def predict(model, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's class and its confidence for each image, on the CPU. Where images
-    carry no label, the model's own prediction is the label."""
-    device = module_device(model)
-    labels, confidence = [], []
-    for chunk in images.split(batch_size):
-        top = model(chunk.to(device)).softmax(1).max(1)
-        labels.append(top.indices.cpu())
-        confidence.append(top.values.cpu())
-    return torch.cat(labels), torch.cat(confidence)
 
 
 # --------------------------------------------------------------------------- architectures

@@ -1,0 +1,106 @@
+"""The model as the analyses see it: a :class:`Classifier` of images in [0, 1], and what
+is asked of one (its device, its prediction, its confidence in a given class)."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..execution import Execution
+
+
+class Classifier(nn.Module):
+    """A classifier of images in [0, 1]: ``(x - mean) / std`` then the network.
+
+    Attributes: ``net`` (the wrapped module), ``class_names`` (list of str),
+    ``input_size`` ((C, H, W)), ``info`` (plain dict describing the model).
+    """
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
+                 class_names: Sequence[str], input_size: tuple[int, int, int],
+                 info: Mapping | None = None):
+        super().__init__()
+        channels = input_size[0]
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"mean and std need {channels} values (one per input channel), "
+                             f"got {len(mean)} and {len(std)}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std must be positive, got {tuple(std)}")
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.class_names = list(class_names)
+        self.input_size = tuple(int(v) for v in input_size)
+        self.info = {"num_classes": len(self.class_names), "input_size": list(self.input_size),
+                     "mean": [float(v) for v in mean], "std": [float(v) for v in std],
+                     **dict(info or {})}
+        self.eval()
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.input_size[0]:
+            raise ValueError(f"{self.info.get('name', 'model')} expects images of shape "
+                             f"(N, {self.input_size[0]}, H, W) with pixels in [0, 1], "
+                             f"got {tuple(x.shape)}")
+        return self.net((x - self.mean) / self.std)
+
+    def extra_repr(self) -> str:
+        return f"name={self.info.get('name')!r}, input_size={self.input_size}"
+
+
+def wrap(module: nn.Module, mean: Sequence[float], std: Sequence[float],
+         class_names: Sequence[str], input_size: tuple[int, int, int] = (3, 224, 224),
+         name: str = "custom", device: str | torch.device | None = None) -> Classifier:
+    """Wrap a user's module (which expects normalised inputs) as a :class:`Classifier`
+    on ``device`` (default: where the module is)."""
+    info = {"name": name, "architecture": type(module).__name__, "weights": "user module",
+            "training": "unknown", "threat_model": None, "eps": None, "dataset": None}
+    model = Classifier(module, mean, std, class_names, input_size, info)
+    return model.to(device if device is not None else module_device(module))
+
+
+def module_device(module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU if it has none, or if
+    it is a plain callable)."""
+    tensors = (getattr(module, attribute, lambda: iter(()))() for attribute in ("parameters", "buffers"))
+    tensor = next((t for group in tensors for t in group), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+@torch.no_grad()  # a prediction is never differentiated: no graph, whatever the model's parameters
+def predict(model, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's class and its confidence for each image, on the CPU. Where images
+    carry no label, the model's own prediction is the label."""
+    device = module_device(model)
+    labels, confidence = [], []
+    for chunk in images.split(batch_size):
+        top = model(chunk.to(device)).softmax(1).max(1)
+        labels.append(top.indices.cpu())
+        confidence.append(top.values.cpu())
+    return torch.cat(labels), torch.cat(confidence)
+
+
+def class_confidence(model, images: torch.Tensor, labels, execution: Execution | None = None,
+                     batch_size: int = 64) -> torch.Tensor:
+    """The softmax probability the model gives each image's label, on the CPU: the
+    source-class confidence of the analyses.
+
+    ``images``: (N, C, H, W); ``labels``: N labels, or one for all. Runs ``batch_size``
+    images per forward pass, as ``execution`` says (precision, layout, folding,
+    compilation; default :class:`~blindspots_nb.execution.Execution`), without a graph.
+    """
+    execution = execution or Execution()
+    device = module_device(model)
+    labels = torch.as_tensor(labels).long().reshape(-1)
+    if labels.numel() not in (1, len(images)):
+        raise ValueError(f"class_confidence needs one label per image or one for all; "
+                         f"got {labels.numel()} labels for {len(images)} images")
+    labels = labels.expand(len(images))
+    confidence = []
+    with torch.inference_mode(), execution.scope(device):
+        for chunk, chunk_labels in zip(images.split(batch_size), labels.split(batch_size)):
+            probs = execution.logits(model, chunk.to(device)).softmax(1)
+            confidence.append(probs.gather(1, chunk_labels.to(device)[:, None])[:, 0].cpu())
+    return torch.cat(confidence)
