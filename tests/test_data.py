@@ -14,8 +14,9 @@ import torch.nn as nn
 from PIL import Image
 
 from blindspots_nb.data import (SAMPLE_IMAGES, TensorImages, cifar10, fonts_dataset, image_folder,
-                                imagenet_val, preprocess_for, sample_images, select_pool)
+                                imagenet_val, preprocess_for, sample_images)
 from blindspots_nb.models import wrap
+from blindspots_nb.protocol.pool import select_pool
 
 
 def test_sample_images_at_model_sizes():
@@ -246,7 +247,7 @@ def test_images_beside_class_folders_are_refused_not_left_unlabelled(tmp_path):
     assert image_folder(loose).labels.tolist() == [-1]
 
 
-# ---------------------------------------------------------------- select_pool
+# ---------------------------------------------------------------- the protocol's pool rule (protocol.pool)
 
 
 class _Table(nn.Module):

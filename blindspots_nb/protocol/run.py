@@ -90,7 +90,7 @@ def _labelled(dataset, model):
 
 def prepare(experiment: Experiment, store: RunStore, device=None, weights: dict | None = None) -> dict:
     """Select the pool and draw the derangements, once: later calls read the stored pool."""
-    from ..data import select_pool
+    from .pool import select_pool
     from ..models import load_model
 
     stored = store.pool(experiment)

@@ -1,0 +1,110 @@
+"""The protocol's pool rule: for each class, the first images of an image source that
+every model classifies correctly with confidence above ``min_conf``.
+
+It runs the models (batches of the images a class still needs), so it belongs to the
+protocol rather than to the image sources it reads.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+
+import torch
+
+from ..models import module_device
+
+@dataclass(eq=False)
+class Pool:
+    """The protocol's pool: images every model classifies correctly with confidence
+    above ``min_conf``; at most ``per_class`` per class, first ones in dataset order.
+
+    ``confidences[i, m]``: model m's softmax probability of ``labels[i]``.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: list[int]
+    names: list[str]
+    class_names: list[str]
+    confidences: torch.Tensor
+    models: list[str]
+    per_class: int
+    min_conf: float
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _next_batch(pending: deque, labels, count, per_class: int, batch_size: int) -> list[int]:
+    """Pop up to ``batch_size`` indices, in order, of classes not yet full, taking no more
+    images of a class than it still needs; the others stay pending, in order."""
+    batch, taken, deferred = [], Counter(), []
+    while pending and len(batch) < batch_size:
+        i = pending.popleft()
+        c = labels[i]
+        if count[c] >= per_class:
+            continue
+        if count[c] + taken[c] >= per_class:
+            deferred.append(i)
+            continue
+        taken[c] += 1
+        batch.append(i)
+    pending.extendleft(reversed(deferred))
+    return batch
+
+
+@torch.no_grad()
+def select_pool(models, dataset, per_class: int = 1, min_conf: float = 0.6,
+                batch_size: int = 64) -> Pool:
+    """For each class, the first ``per_class`` images of ``dataset`` (in its order) that
+    every model in ``models`` (one model or a list) classifies correctly with softmax
+    confidence above ``min_conf``. Images of classes already full are never evaluated,
+    so a class-sorted ImageNet folder costs about one forward pass per class."""
+    models = list(models) if isinstance(models, (list, tuple)) else [models]
+    if not models:
+        raise ValueError("select_pool needs at least one model")
+    if per_class < 1 or not 0 <= min_conf < 1:
+        raise ValueError(f"need per_class >= 1 and 0 <= min_conf < 1, got {per_class}, {min_conf}")
+    class_names = list(getattr(dataset, "class_names", []) or models[0].class_names)
+    num_classes = len(class_names)
+    for m in models:
+        if len(m.class_names) != num_classes:
+            raise ValueError(f"model {m.info.get('name')} has {len(m.class_names)} classes, "
+                             f"the dataset {num_classes}")
+    labels = getattr(dataset, "labels", None)
+    labels = ([int(v) for v in labels] if labels is not None
+              else [dataset[i][1] for i in range(len(dataset))])
+    bad = next((i for i, v in enumerate(labels) if not 0 <= v < num_classes), None)
+    if bad is not None:
+        raise ValueError(f"label {labels[bad]} of dataset item {bad} is unknown or outside the "
+                         f"{num_classes} classes; select_pool needs labelled images")
+    count = [0] * num_classes
+    kept = {}  # dataset index -> (image, confidences)
+    pending = deque(range(len(dataset)))
+    while batch := _next_batch(pending, labels, count, per_class, batch_size):
+        x = torch.stack([dataset[i][0] for i in batch])
+        y = torch.tensor([labels[i] for i in batch])
+        conf = []
+        for m in models:
+            if tuple(x.shape[1:]) != tuple(m.input_size):
+                raise ValueError(f"dataset images are {tuple(x.shape[1:])} but model "
+                                 f"{m.info.get('name')} expects {tuple(m.input_size)}; build the "
+                                 "dataset with size=model")
+            probs = m(x.to(module_device(m))).softmax(-1).cpu()
+            right = probs.argmax(-1) == y
+            conf.append(torch.where(right, probs.gather(1, y[:, None])[:, 0], torch.zeros(())))
+        conf = torch.stack(conf, 1)
+        for j in (conf > min_conf).all(1).nonzero()[:, 0].tolist():
+            count[int(y[j])] += 1
+            kept[batch[j]] = (x[j], conf[j])
+    indices = sorted(kept)
+    names = list(getattr(dataset, "names", []) or map(str, range(len(dataset))))
+    c, h, w = models[0].input_size
+    return Pool(images=torch.stack([kept[i][0] for i in indices]) if kept else torch.empty(0, c, h, w),
+                labels=torch.tensor([labels[i] for i in indices], dtype=torch.long),
+                indices=indices, names=[names[i] for i in indices], class_names=class_names,
+                confidences=(torch.stack([kept[i][1] for i in indices]) if kept
+                             else torch.empty(0, len(models))),
+                models=[m.info.get("name", "model") for m in models],
+                per_class=per_class, min_conf=float(min_conf))
