@@ -28,8 +28,8 @@ import torch
 from .. import data
 from ..tools.checksums import file_sha256
 
-FONTS_GLYPHS = 1000  # glyphs in a FONTS source (balanced over the 10 letters)
-EXPLORER_LIMIT = 100  # images the explorer and notebooks take from the start of a large source
+FONTS_GLYPHS = 1000  # glyphs in a FONTS image source (balanced over the 10 letters)
+EXPLORER_LIMIT = 100  # images the explorer and notebooks take from the start of a large image source
 # Photos the ImageNet models name confidently (espresso, tabby/Egyptian cat, tripod, ...).
 PHOTO_PICKS = ("coffee", "chelsea", "camera", "astronaut", "rocket", "moon")
 
@@ -71,7 +71,7 @@ SOURCES: dict[str, SourceKind] = {
 
 
 def spellings() -> list[str]:
-    """How each kind of source is written, e.g. ``['photos', 'fonts:test|train', ...]``."""
+    """How each kind of image source is written, e.g. ``['photos', 'fonts:test|train', ...]``."""
     return [name + (f":{kind.argument}" if kind.argument else "") for name, kind in SOURCES.items()]
 
 
@@ -93,28 +93,30 @@ def parse_source(spelling: str) -> tuple[str, str | None]:
 
 
 def source_name(spelling: str) -> str:
-    """The kind of a source (``'imagenet'`` for ``'imagenet:/data/val'``): a short, path-free name."""
+    """The kind of an image source (``'imagenet'`` for ``'imagenet:/data/val'``): a short, path-free name."""
     return parse_source(spelling)[0]
 
 
 def canonical(spelling: str) -> str:
-    """The one way of writing a source: ``'fonts'`` -> ``'fonts:test'``, ``'Imagenet: /x'`` -> ``'imagenet:/x'``."""
+    """The one way of writing an image source: ``'fonts'`` -> ``'fonts:test'``,
+    ``'Imagenet: /x'`` -> ``'imagenet:/x'``."""
     name, argument = parse_source(spelling)
     return name if argument is None else f"{name}:{argument}"
 
 
-def open_source(spelling, size=224, seed: int = 0):
-    """The dataset a spelling names, preprocessed for ``size`` (an int, (C, H, W) or a model).
+def open_source(image_source, size=224, seed: int = 0):
+    """The dataset an image source's spelling names, preprocessed for ``size`` (an int,
+    (C, H, W) or a model).
 
-    An already open dataset (anything with ``names``) is returned as it is. ``seed``
-    draws the glyphs of a FONTS source.
+    An image source already open (a dataset: anything with ``names``) is returned as it
+    is. ``seed`` draws the glyphs of a FONTS image source.
     """
-    if not isinstance(spelling, (str, Path)):
-        if hasattr(spelling, "names") and hasattr(spelling, "__getitem__"):
-            return spelling
+    if not isinstance(image_source, (str, Path)):
+        if hasattr(image_source, "names") and hasattr(image_source, "__getitem__"):
+            return image_source
         raise TypeError(f"an image source is a spelling ({', '.join(spellings())}) or a dataset, "
-                        f"got {type(spelling).__name__}")
-    name, argument = parse_source(spelling)
+                        f"got {type(image_source).__name__}")
+    name, argument = parse_source(image_source)
     return SOURCES[name].open(argument, size, seed)
 
 
@@ -130,28 +132,28 @@ def default_source(model) -> str:
     return "fonts:test" if getattr(model, "info", {}).get("dataset") == "fonts" else "photos"
 
 
-def source_images(spelling, model, limit: int = EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str]]:
-    """The first ``limit`` images of a source at ``model``'s input size, (N, C, H, W) in
-    [0, 1], with short names (file names, not paths)."""
-    dataset = open_source(spelling, model)
+def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str]]:
+    """The first ``limit`` images of an image source (a spelling or a dataset) at
+    ``model``'s input size, (N, C, H, W) in [0, 1], with short names (file names, not paths)."""
+    dataset = open_source(image_source, model)
     count = min(len(dataset), limit)
     images = torch.stack([dataset[i][0] for i in range(count)]) if count else torch.empty(0)
     if count == 0:
-        raise ValueError(f"{spelling!r} holds no images")
+        raise ValueError(f"{image_source!r} holds no images")
     if tuple(images.shape[1:]) != tuple(model.input_size):
-        raise ValueError(f"{spelling!r} holds images of shape {tuple(images.shape[1:])}, but the model expects "
+        raise ValueError(f"{image_source!r} holds images of shape {tuple(images.shape[1:])}, but the model expects "
                          f"{tuple(model.input_size)}")
     return images, [Path(str(name)).name for name in dataset.names[:count]]
 
 
 def pick_images(model, names: Sequence[str] | None = None, k: int = 3,
                 source=None) -> tuple[torch.Tensor, list[str]]:
-    """``k`` images of a source (default: the model's) by name; without names, photos
+    """``k`` images of an image source (default: the model's) by name; without names, photos
     from ``PHOTO_PICKS``, glyphs of the first k letters, else the first k images."""
-    source = source or default_source(model)
-    images, all_names = source_images(source, model)
+    image_source = source or default_source(model)
+    images, all_names = source_images(image_source, model)
     if names is None:
-        kind = source_name(source) if isinstance(source, (str, Path)) else None
+        kind = source_name(image_source) if isinstance(image_source, (str, Path)) else None
         if kind == "photos":
             names = PHOTO_PICKS[:k]
         elif kind == "fonts":
@@ -163,6 +165,6 @@ def pick_images(model, names: Sequence[str] | None = None, k: int = 3,
             names = all_names[:k]
     unknown = [name for name in names if name not in all_names]
     if unknown:
-        raise ValueError(f"no images {unknown} in {source!r}; it has {all_names[:20]}"
+        raise ValueError(f"no images {unknown} in {image_source!r}; it has {all_names[:20]}"
                          + (" ..." if len(all_names) > 20 else ""))
     return images[[all_names.index(name) for name in names]], list(names)
