@@ -42,7 +42,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from blindspots_nb.data import select_pool
+from blindspots_nb.protocol.pool import select_pool
 from blindspots_nb.lst import LSTConfig, Traversal, orthogonal_step
 from blindspots_nb.models import load_model
 from blindspots_nb.data.sources import open_source

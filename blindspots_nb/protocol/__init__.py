@@ -5,15 +5,17 @@
 - :mod:`.store`: the run store, which owns every path and write under an output folder;
 - :mod:`.run`: prepare each pool once, then per model and shard (torchrun included),
   then assemble;
-- :mod:`.tables`: the paper's rows, the summaries, Markdown/LaTeX/CSV;
+- :mod:`.tables`: the paper's rows, the summaries, Markdown/LaTeX/CSV, two runs compared;
 - :mod:`.report`: what the executed notebook of a model shows.
 """
 
-from .experiment import PRESETS, Experiment, preset
-from .run import NOTEBOOK, assemble, derangements, merge, parse_shard, pool_images, prepare, reproduce, run_model, source_batches
-from .store import RunFolderBusy, RunSettingsMismatch, RunStore
-from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE2_COLUMNS, compare_runs, format_summary, summarize_model
+from ..tools.lazy import lazy_exports
 
-__all__ = ["PRESETS", "Experiment", "preset", "NOTEBOOK", "assemble", "derangements", "merge", "parse_shard",
-           "pool_images", "prepare", "reproduce", "run_model", "source_batches", "RunFolderBusy", "RunSettingsMismatch", "RunStore",
-           "PAPER_TABLE1", "PAPER_TABLE2", "TABLE1_COLUMNS", "TABLE2_COLUMNS", "format_summary", "summarize_model"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "experiment": ("PRESETS", "Experiment", "preset"),
+    "run": ("NOTEBOOK", "assemble", "derangements", "merge", "parse_shard", "pool_images", "prepare", "reproduce",
+            "run_model", "source_batches"),
+    "store": ("RunFolderBusy", "RunFolderError", "RunSettingsMismatch", "RunStore"),
+    "tables": ("PAPER_TABLE1", "PAPER_TABLE2", "TABLE1_COLUMNS", "TABLE2_COLUMNS", "compare_runs", "format_summary",
+               "summarize_model"),
+})
