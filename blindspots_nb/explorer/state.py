@@ -27,6 +27,7 @@ from ..data import sources
 from ..data import ImageReadError, open_image, preprocess_for
 from ..execution import Execution
 from ..tools.checksums import tensors_sha256
+from ..tools.tensors import l2_distance
 from ..lst import History, LSTConfig, LSTResult, Traversal, weights_sha256
 from ..analysis.metrics import rmse
 from ..models import load_model, module_device, predict
@@ -366,7 +367,7 @@ class Explorer:
                 accepted_steps=int(t.history.accepted_total[-1][0]),
                 initial_confidence=float(t.initial_confidence[0]), confidence=float(t.confidence[0]),
                 target_confidence=float(t.target_confidence[0]),
-                distance_l2=float((target - current).flatten(1).norm(dim=1)[0]),
+                distance_l2=float(l2_distance(target, current)[0]),
                 rmse_to_target=float(rmse(current, target)[0]), result=result, running=self._running,
                 saliency=self.saliency() if saliency else None)
 
