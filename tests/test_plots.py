@@ -216,3 +216,29 @@ def test_path_widths_surface_is_mirrored_with_the_path_at_distance_zero():
     widths.radii = torch.tensor([0.0, 1.0], dtype=torch.float64)
     with pytest.raises(ValueError, match="positive"):
         plots.path_widths_surface(widths)
+
+
+def test_saliency_overlay_blends_the_clipped_map_in_colour_over_the_image():
+    from matplotlib import colormaps
+
+    image = torch.rand(1, 10, 10)  # one channel: the overlay is in colour
+    saliency = torch.linspace(0, 1, 100).reshape(10, 10) ** 4  # sparse, as gradient maps are
+    overlay = plots.saliency_overlay(image, saliency, opacity=0.4)
+    assert overlay.shape == (3, 10, 10) and overlay.min() >= 0 and overlay.max() <= 1
+    colour_map = colormaps[plots.SALIENCY_COLOURS]
+
+    def blended(row, col, level):
+        colour = torch.tensor(colour_map(level)[:3], dtype=torch.float32)
+        return 0.6 * image[0, row, col] + 0.4 * colour
+
+    top = np.quantile(saliency.numpy(), plots.SALIENCY_TOP)  # from there on: the brightest colour
+    for row, col in ((0, 0), (4, 5), (9, 8), (9, 9)):
+        torch.testing.assert_close(overlay[:, row, col], blended(row, col, min(float(saliency[row, col]) / top, 1.0)))
+    heat = overlay - 0.6 * image  # the map's part
+    torch.testing.assert_close(heat[:, 9, 8], heat[:, 9, 9])  # both in the top 2%: clipped alike
+    torch.testing.assert_close(plots.saliency_overlay(image, saliency / 3), plots.saliency_overlay(image, saliency))
+    blank = plots.saliency_overlay(image, torch.zeros(10, 10), opacity=0.4)  # no saliency at all: the lowest colour
+    torch.testing.assert_close(blank[:, 2, 3], blended(2, 3, 0.0))
+    lone = torch.zeros(10, 10)
+    lone[2, 3] = 0.25  # sparser than the top 2%: scaled by its maximum instead
+    torch.testing.assert_close(plots.saliency_overlay(image, lone, opacity=0.4)[:, 2, 3], blended(2, 3, 1.0))

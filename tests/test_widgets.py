@@ -5,19 +5,20 @@ import datetime
 import io
 import re
 import time
+from types import SimpleNamespace
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from matplotlib import colormaps
 from PIL import Image
 
 from blindspots_nb.data import TensorImages
 from blindspots_nb.explorer.state import GIVEN_IMAGES
 from blindspots_nb.analysis.metrics import rmse
 from blindspots_nb.models import wrap
-from blindspots_nb.plots import image_to_png
-from blindspots_nb.explorer.view import PANEL, SALIENCY_COLOURS, LSTExplorer, saliency_overlay
+from blindspots_nb.plots import blindspot_grid_figure, image_to_png, saliency_overlay
+from blindspots_nb.explorer.view import PANEL, LSTExplorer
 
 from conftest import make_tiny_cnn
 
@@ -254,24 +255,6 @@ def test_switching_image_sources_and_models(model, tmp_path):
     assert explorer.model is model and explorer.collection_menu.value == "photos"
 
 
-def test_saliency_overlay_blends_the_clipped_map_in_colour_over_the_image():
-    image = torch.rand(1, 10, 10)  # one channel: the overlay is in colour
-    saliency = torch.linspace(0, 1, 100).reshape(10, 10) ** 4  # sparse, as gradient maps are
-    overlay = saliency_overlay(image, saliency, opacity=0.4)
-    assert overlay.shape == (3, 10, 10) and overlay.min() >= 0 and overlay.max() <= 1
-    colour_map = colormaps[SALIENCY_COLOURS]
-    top = np.quantile(saliency.numpy(), 0.98)  # from there on: the brightest colour
-    for row, col in ((0, 0), (4, 5), (9, 8), (9, 9)):
-        colour = torch.tensor(colour_map(min(float(saliency[row, col]) / top, 1.0))[:3], dtype=torch.float32)
-        torch.testing.assert_close(overlay[:, row, col], 0.6 * image[0, row, col] + 0.4 * colour)
-    heat = overlay - 0.6 * image  # the map's part
-    torch.testing.assert_close(heat[:, 9, 8], heat[:, 9, 9])  # both in the top 2%: clipped alike
-    torch.testing.assert_close(saliency_overlay(image, saliency / 3), saliency_overlay(image, saliency))
-    blank = saliency_overlay(image, torch.zeros(10, 10), opacity=0.4)  # no saliency at all: the lowest colour
-    torch.testing.assert_close(blank, 0.6 * image.expand(3, -1, -1)
-                               + 0.4 * torch.tensor(colour_map(0.0)[:3], dtype=torch.float32)[:, None, None])
-
-
 def test_the_saliency_toggle_lays_the_map_over_the_current_point(explorer):
     def shown(name):
         return _png(explorer.panels[name])
@@ -300,3 +283,17 @@ def test_the_saliency_toggle_lays_the_map_over_the_current_point(explorer):
     explorer.saliency_toggle.value = False
     assert np.array_equal(shown("current"), drawn(current))
     assert "<b>current</b>, iteration 5" in explorer.panel_labels["current"].value
+
+
+def test_the_explorer_and_the_figures_draw_a_map_alike(explorer):
+    """One map, one picture: the saliency panel shows the colours of the grid figure's overlay."""
+    explorer.saliency_toggle.value = True
+    current, saliency = explorer.traversal.images[0], explorer.state.saliency()
+    assert float(saliency.max()) > 0
+    grid = SimpleNamespace(images=current[None, None], labels=torch.tensor([0]), confidence=torch.ones(1, 1))
+    figure = blindspot_grid_figure(grid, overlay=saliency[None, None])
+    drawn = np.asarray(figure.axes[0].images[0].get_array())  # (H, W, 3) in [0, 1]
+    plt.close(figure)
+    zoom = PANEL // current.shape[-1]  # the panel enlarges each pixel to zoom x zoom, without smoothing
+    shown = _png(explorer.panels["current"])[::zoom, ::zoom]
+    assert shown.shape == drawn.shape and np.array_equal(shown, np.round(drawn * 255).astype(np.uint8))

@@ -4,8 +4,9 @@
 :class:`LSTExplorer` offers menus for the model, the image source, the source and
 the target image, fields for the hyperparameters and the buttons Step, Run, Pause,
 Reset and Export; it shows the source, the target, the current point (with its
-saliency map laid over it while the toggle 'saliency' is on), their difference and
-a plotly ``FigureWidget`` of the confidence curves, redrawn in place
+saliency map laid over it while the toggle 'saliency' is on, as the figures lay maps:
+:func:`blindspots_nb.plots.saliency_overlay`), their difference and a plotly
+``FigureWidget`` of the confidence curves, redrawn in place
 whenever the explorer tells it of a change (also from its background run). All
 logic lives in the explorer (``.state``); this module only shows it.
 """
@@ -17,29 +18,13 @@ import html
 
 import ipywidgets as W
 import plotly.graph_objects as go
-import torch
-from matplotlib import colormaps
 
 from .state import Explorer
 from ..lst import LSTConfig
-from ..plots import confidence_figure, difference_image, image_to_png, update_confidence_figure
+from ..plots import confidence_figure, difference_image, image_to_png, saliency_overlay, update_confidence_figure
 
 PANEL = 176  # pixels of each image panel
 MESSAGE_COLOURS = {"ok": "#2e7d32", "warning": "#b26a00", "error": "#c62828"}
-SALIENCY_COLOURS = "jet"  # matplotlib colour map of the saliency overlay, as in plots' attribution figures
-SALIENCY_TOP = 0.98  # the map's quantile from which on it shows in the brightest colour
-
-
-def saliency_overlay(image: torch.Tensor, saliency: torch.Tensor, opacity: float = 0.5) -> torch.Tensor:
-    """``image`` (C, H, W) in [0, 1] under its ``saliency`` map (H, W) >= 0 as a heat map,
-    (3, H, W) in [0, 1]: ``opacity`` of the map's colour (``SALIENCY_COLOURS``) over the
-    rest of the image. Gradient maps are sparse (a few pixels near the maximum), so the map
-    is divided by its ``SALIENCY_TOP`` quantile and clipped at 1, as Captum's own
-    visualisations clip outliers; otherwise nearly all of it would show as 0."""
-    top = float(torch.quantile(saliency.float(), SALIENCY_TOP))
-    levels = (saliency / top).clamp(0, 1) if top > 0 else saliency
-    colours = torch.from_numpy(colormaps[SALIENCY_COLOURS](levels.numpy())[..., :3]).permute(2, 0, 1)
-    return (1 - opacity) * image.expand(3, -1, -1) + opacity * colours.to(image.dtype)
 
 
 class LSTExplorer:
