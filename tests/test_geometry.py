@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from blindspots_nb.execution import Execution
 from blindspots_nb.analysis.geometry import (grid_coordinates, segment_confidence, shared_grid_points,
-                                    source_class_confidence, stats_from_confidence, triangle_confidence,
-                                    triangle_grid, triangle_shape, triangle_stats, triangles_confidence)
+                                             stats_from_confidence, triangle_confidence, triangle_grid,
+                                             triangle_shape, triangle_stats, triangles_confidence)
+from blindspots_nb.models import class_confidence
 from conftest import make_tiny_cnn
 
 
@@ -82,10 +84,19 @@ def test_segment_confidence_endpoints():
     label = int(model(source[None]).argmax())
     values = segment_confidence(model, source, end, label, steps=11)
     assert values.shape == (11,)
-    expected_ends = source_class_confidence(model, torch.stack([source, end]), label)
+    expected_ends = class_confidence(model, torch.stack([source, end]), label)
     assert torch.allclose(values[[0, -1]], expected_ends, atol=1e-6)
-    middle = source_class_confidence(model, ((source + end) / 2)[None], label)
+    middle = class_confidence(model, ((source + end) / 2)[None], label)
     assert values[5] == pytest.approx(float(middle), abs=1e-6)
+
+
+def test_segment_confidence_runs_as_the_execution_says():
+    model = make_tiny_cnn(sharpness=1.0)
+    source, end = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    fp32 = segment_confidence(model, source, end, 1)
+    bf16 = segment_confidence(model, source, end, 1, execution=Execution(precision="bf16"))
+    assert not torch.equal(bf16, fp32)
+    torch.testing.assert_close(bf16, fp32, atol=2e-2, rtol=0)
 
 
 def test_triangle_shape_keeps_lengths_and_angle():

@@ -9,8 +9,8 @@ from skimage.metrics import structural_similarity
 
 from blindspots_nb.analysis import metrics
 from blindspots_nb.tools.checksums import file_sha256
-from blindspots_nb.analysis.metrics import (LPIPSDistance, linf, lpips_trunk_path, lpips_trunk_url, rmse, ssim,
-                                   target_distances)
+from blindspots_nb.analysis.metrics import (LPIPSDistance, linf, lpips_trunk_path, lpips_trunk_url, mean_std, rmse,
+                                            ssim, target_distances)
 
 
 def _pair(seed=0, shape=(3, 3, 32, 32)):
@@ -18,6 +18,11 @@ def _pair(seed=0, shape=(3, 3, 32, 32)):
     a = torch.rand(shape, generator=generator)
     b = (a + 0.2 * torch.randn(shape, generator=generator)).clamp(0, 1)
     return a, b
+
+
+def test_mean_std_is_the_population_one_and_nan_when_a_value_is_missing():
+    assert mean_std([1.0, 3.0]) == (2.0, 1.0)
+    assert all(np.isnan(mean_std([1.0, float("nan")]))) and all(np.isnan(mean_std([])))
 
 
 def test_rmse_and_linf_match_numpy():

@@ -4,10 +4,12 @@ import pytest
 import torch
 from torch import nn
 
+from blindspots_nb.execution import Execution
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.models import predict
+from conftest import make_tiny_cnn
 from blindspots_nb.analysis.paths import (blindspot_grid, orthogonal_perturbations, path_directions, path_widths,
-                                 segment_points, traversal_path_widths)
+                                          segment_points, traversal_path_widths)
 
 
 def test_orthogonal_perturbations_have_the_radius_and_are_orthogonal():
@@ -93,6 +95,16 @@ def test_path_widths_quantiles_are_ordered_and_radius_zero_gives_the_path(tiny_c
     assert spread[2].mean() > spread[1].mean() > 0
     assert widths.positions.tolist() == [0, 1, 2, 3, 4]
     assert widths.samples == 16
+
+
+def test_path_widths_run_as_the_execution_says():
+    model = make_tiny_cnn(sharpness=1.0)
+    points = segment_points(*torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3)), 4)
+    fp32 = path_widths(model, points, 1, radii=(1.0,), samples=8)
+    bf16 = path_widths(model, points, 1, radii=(1.0,), samples=8, execution=Execution(precision="bf16"))
+    for measured, reference in ((bf16.center, fp32.center), (bf16.values, fp32.values)):
+        assert not torch.equal(measured, reference)
+        torch.testing.assert_close(measured, reference, atol=2e-2, rtol=0)
 
 
 def test_path_widths_rejects_bad_input(tiny_cnn):

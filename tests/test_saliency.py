@@ -3,15 +3,18 @@
 from types import SimpleNamespace
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
 from torch import nn
 
+from blindspots_nb.execution import Execution
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.plots import blindspot_grid_figure, saliency_correlation_figure, saliency_strip
 from blindspots_nb.analysis.saliency import (METHODS, attribution_maps, attributions, describe, gradcam_layer,
-                                    grid_attribution_maps, method_caption, path_saliency, rank_correlation)
+                                             grid_attribution_maps, method_caption, path_saliency,
+                                             rank_correlation)
 
 matplotlib.use("Agg")
 
@@ -157,6 +160,15 @@ def test_path_saliency_follows_the_recorded_steps(tiny_cnn):
     torch.testing.assert_close(from_images.with_source, from_result.with_source)
 
 
+def test_path_saliency_confidences_run_as_the_execution_says():
+    model, images = _linear(), _images(4, seed=5)
+    fp32 = path_saliency(model, images[:3], target=images[3], target_class=False)
+    bf16 = path_saliency(model, images[:3], target=images[3], target_class=False,
+                         execution=Execution(precision="bf16"))
+    assert not torch.equal(bf16.source_confidence, fp32.source_confidence)
+    torch.testing.assert_close(bf16.source_confidence, fp32.source_confidence, atol=2e-2, rtol=0)
+
+
 def test_path_saliency_errors(tiny_cnn):
     images = _images(2)
     traversal = Traversal(tiny_cnn, images[:1], [0], images[1:], LSTConfig(iterations=2, record_every=1))
@@ -195,8 +207,9 @@ def test_plots_from_a_path_and_the_grid_overlay(tiny_cnn):
                            confidence=torch.ones(2, 2))
     plain = blindspot_grid_figure(grid)
     overlaid = blindspot_grid_figure(grid, overlay=torch.rand(2, 2, 16, 16))
-    assert [len(ax.images) for ax in plain.axes] == [1] * 4
-    assert [len(ax.images) for ax in overlaid.axes] == [2] * 4
+    assert len(plain.axes) == len(overlaid.axes) == 4
+    assert not any(np.array_equal(a.images[-1].get_array(), b.images[-1].get_array())
+                   for a, b in zip(plain.axes, overlaid.axes))  # each image shows its map
     with pytest.raises(ValueError, match="one map per grid image"):
         blindspot_grid_figure(grid, overlay=torch.rand(2, 16, 16))
 

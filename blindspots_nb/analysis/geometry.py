@@ -13,6 +13,7 @@ from itertools import combinations
 import torch
 
 from ..execution import Execution
+from ..models import class_confidence
 
 DROPS = (0.0, 0.1, 0.2, 0.3)
 
@@ -40,13 +41,6 @@ def points_per_batch(image_shape, device: torch.device | str) -> int:
     return max(1, min(256, 2**22 // math.prod(image_shape)))
 
 
-def source_class_confidence(model, images: torch.Tensor, labels, batch_size: int | None = None,
-                            execution: Execution | None = None) -> torch.Tensor:
-    """Softmax confidence of ``labels`` (one per image, or one for all) at ``images`` (N,)."""
-    single = images.new_ones(images.shape[0], 1)
-    return _confidence_at_combinations(model, single, [images], labels, batch_size, execution=execution)[:, 0]
-
-
 def _confidence_at_combinations(model, weights: torch.Tensor, vertices: list[torch.Tensor], labels,
                                 batch_size: int | None, vertex_index: torch.Tensor | None = None,
                                 execution: Execution | None = None) -> torch.Tensor:
@@ -56,7 +50,7 @@ def _confidence_at_combinations(model, weights: torch.Tensor, vertices: list[tor
     indices into ``vertices`` (default: vertex k for column k). Returns (B, N) on the
     CPU. Points are built chunk by chunk across sources (``batch_size`` points per
     forward pass, default :func:`points_per_batch`), so B * N images never sit in memory
-    at once, and no chunk waits for the host.
+    at once; each chunk's confidence is :func:`~blindspots_nb.models.class_confidence`.
     """
     execution = execution or Execution()
     batch, num_points = vertices[0].shape[0], weights.shape[0]
@@ -73,9 +67,9 @@ def _confidence_at_combinations(model, weights: torch.Tensor, vertices: list[tor
         for chunk in flat_index.split(batch_size):
             b, n = chunk // num_points, chunk % num_points
             points = torch.einsum("pk,pkd->pd", weights[n], stacked[b[:, None], vertex_index[n]]).clamp(0, 1)
-            probs = execution.logits(model, points.view(-1, *vertices[0].shape[1:])).softmax(1)
-            out.append(probs.gather(1, labels[b, None])[:, 0])
-    return torch.cat(out).view(batch, num_points).cpu()
+            out.append(class_confidence(model, points.view(-1, *vertices[0].shape[1:]), labels[b], execution,
+                                        batch_size))
+    return torch.cat(out).view(batch, num_points)
 
 
 def _batched(*images: torch.Tensor) -> tuple[bool, list[torch.Tensor]]:
@@ -138,13 +132,14 @@ def triangles_confidence(model, source, blind_spots, label, divisions: int = 10,
     return confidence[:, where].permute(1, 0, 2)
 
 
-def segment_confidence(model, source, blind_spot, label, steps: int = 11,
-                       batch_size: int | None = None) -> torch.Tensor:
+def segment_confidence(model, source, blind_spot, label, steps: int = 11, batch_size: int | None = None,
+                       execution: Execution | None = None) -> torch.Tensor:
     """Source-class confidence along the straight segment from ``source`` to ``blind_spot``
     at ``steps`` equally spaced points, both ends included ((steps,) or (B, steps))."""
     single, vertices = _batched(source, blind_spot)
     t = torch.linspace(0, 1, steps, dtype=torch.float64)[:, None]
-    confidence = _confidence_at_combinations(model, torch.cat([1 - t, t], dim=1), vertices, label, batch_size)
+    confidence = _confidence_at_combinations(model, torch.cat([1 - t, t], dim=1), vertices, label, batch_size,
+                                             execution=execution)
     return confidence[0] if single else confidence
 
 
@@ -176,10 +171,11 @@ def stats_from_confidence(confidence: torch.Tensor, divisions: int = 10) -> dict
 
 
 def triangle_stats(model, source, blind_spot_a, blind_spot_b, label, divisions: int = 10,
-                   batch_size: int | None = None) -> dict[str, torch.Tensor]:
+                   batch_size: int | None = None, execution: Execution | None = None) -> dict[str, torch.Tensor]:
     """Table-2 statistics of the triangle (source, blind spot A, blind spot B): p_src,
     avg_conf, frac_0 .. frac_0.3, path_conf, edge_min; batches give one value per triangle."""
-    confidence = triangle_confidence(model, source, blind_spot_a, blind_spot_b, label, divisions, batch_size)
+    confidence = triangle_confidence(model, source, blind_spot_a, blind_spot_b, label, divisions, batch_size,
+                                     execution)
     return stats_from_confidence(confidence, divisions)
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from .geometry import points_per_batch
+from ..execution import Execution
 from ..lst import LSTConfig, LSTResult, forward_backward, orthogonal_step, traverse
-from ..models import module_device, predict
+from ..models import class_confidence, module_device, predict
 
 
 @dataclass
@@ -34,24 +35,25 @@ class BlindSpotGrid:
     result: LSTResult
 
 
-def blindspot_grid(model, images: torch.Tensor, config: LSTConfig | None = None,
-                   progress: bool = False) -> BlindSpotGrid:
-    """Run LST from each of k images towards each other one, in one batch.
+def blindspot_grid(model, images: torch.Tensor, config: LSTConfig | None = None, progress: bool = False,
+                   execution: Execution | None = None) -> BlindSpotGrid:
+    """Run LST from each of k images towards each other one, in one batch, as ``execution``
+    says (default :class:`~blindspots_nb.execution.Execution`).
 
     The labels are the model's own predictions on the images.
     """
     if images.dim() != 4 or images.shape[0] < 2:
         raise ValueError(f"need a batch of at least 2 images (k, C, H, W); got {tuple(images.shape)}")
     k = images.shape[0]
-    labels, clean_confidence = predict(model, images)
+    labels = predict(model, images)[0]
     pairs = [(i, j) for i in range(k) for j in range(k) if i != j]
     target_index = torch.tensor([i for i, _ in pairs])
     source_index = torch.tensor([j for _, j in pairs])
     device = images.device
     result = traverse(model, images[source_index], labels[source_index].to(device), images[target_index],
-                      config, target_labels=labels[target_index].to(device), progress=progress)
+                      config, target_labels=labels[target_index].to(device), progress=progress, execution=execution)
     grid = images.detach().cpu()[None].repeat(k, 1, 1, 1, 1)  # [i, j] = image j
-    confidence = torch.diag(clean_confidence)
+    confidence = torch.diag(class_confidence(model, images, labels, execution))
     blind_spots, reached = result.images.detach().cpu(), result.confidence.detach().cpu()
     for n, (i, j) in enumerate(pairs):
         grid[i, j] = blind_spots[n]
@@ -116,7 +118,7 @@ class PathWidths:
 def path_widths(model, points: torch.Tensor, label: int, radii=(1.0, 2.0, 4.0), samples: int = 32,
                 quantiles=(0.05, 0.95), directions: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, seed: int = 0,
-                batch_size: int | None = None) -> PathWidths:
+                batch_size: int | None = None, execution: Execution | None = None) -> PathWidths:
     """How wide the high-confidence path is: at each path point and each l2 radius, the
     quantiles of class-``label`` confidence at ``samples`` random points at that
     distance, orthogonal to the path direction (the paper's Figure 4).
@@ -125,7 +127,8 @@ def path_widths(model, points: torch.Tensor, label: int, radii=(1.0, 2.0, 4.0), 
     traversal's recorded images); ``directions`` default to :func:`path_directions`;
     ``positions`` (x axis of the figure) default to t in [0, 1]. Perturbed points are
     clipped to [0, 1], since only they are images. ``batch_size``: images per forward
-    pass (default :func:`~blindspots_nb.analysis.geometry.points_per_batch`).
+    pass (default :func:`~blindspots_nb.analysis.geometry.points_per_batch`); ``execution``:
+    how they run (default :class:`~blindspots_nb.execution.Execution`).
     """
     if points.dim() != 4:
         raise ValueError(f"points must be a path (P, C, H, W); got {tuple(points.shape)}")
@@ -135,14 +138,12 @@ def path_widths(model, points: torch.Tensor, label: int, radii=(1.0, 2.0, 4.0), 
     batch_size = batch_size or points_per_batch(points.shape[1:], points.device)
     generator = torch.Generator().manual_seed(seed)
     quantiles = torch.tensor(quantiles, dtype=torch.float64)
+    center = class_confidence(model, points, label, execution, batch_size)
     values = []
-    with torch.no_grad():
-        center = model(points).softmax(1)[:, label].cpu()
-        for radius in radii:
-            perturbed = (points[:, None] + orthogonal_perturbations(directions, radius, samples, generator))
-            flat = perturbed.clamp(0, 1).flatten(0, 1)
-            confidence = torch.cat([model(chunk).softmax(1)[:, label].cpu() for chunk in flat.split(batch_size)])
-            values.append(torch.quantile(confidence.view(len(points), samples).double(), quantiles, dim=1))
+    for radius in radii:
+        perturbed = (points[:, None] + orthogonal_perturbations(directions, radius, samples, generator))
+        confidence = class_confidence(model, perturbed.clamp(0, 1).flatten(0, 1), label, execution, batch_size)
+        values.append(torch.quantile(confidence.view(len(points), samples).double(), quantiles, dim=1))
     if positions is None:
         positions = torch.linspace(0, 1, len(points), dtype=torch.float64)
     return PathWidths(positions=torch.as_tensor(positions), radii=torch.tensor(radii, dtype=torch.float64),
@@ -155,19 +156,20 @@ AUTHORS_SAMPLES = 256
 
 
 def lst_step_directions(model, images: torch.Tensor, label: int, target: torch.Tensor,
-                        batch_size: int | None = None) -> torch.Tensor:
+                        batch_size: int | None = None, execution: Execution | None = None) -> torch.Tensor:
     """LST's step direction at each image x (P, C, H, W): the part of ``target - x``
     orthogonal to the gradient of CE(f(x), label) at x (:func:`lst.orthogonal_step`),
-    with one forward and one backward pass per image. Returns (P, C, H, W)."""
+    with one forward and one backward pass per image, run as ``execution`` says.
+    Returns (P, C, H, W)."""
     chunks = images.split(batch_size or points_per_batch(images.shape[1:], images.device))
     labels = torch.full((len(chunks[0]),), label, dtype=torch.long, device=images.device)
-    gradients = [forward_backward(model, chunk, labels[:len(chunk)])[1] for chunk in chunks]
+    gradients = [forward_backward(model, chunk, labels[:len(chunk)], execution)[1] for chunk in chunks]
     return orthogonal_step(torch.cat(gradients), target - images)
 
 
 def traversal_path_widths(model, traversal, targets: torch.Tensor | None = None, index: int = 0,
                           radii=AUTHORS_RADII, samples: int = AUTHORS_SAMPLES, quantiles=(0.05,), seed: int = 0,
-                          batch_size: int | None = None) -> PathWidths:
+                          batch_size: int | None = None, execution: Execution | None = None) -> PathWidths:
     """Path widths the way of the authors' released code: at each iterate a traversal
     recorded (every ``record_every`` iterations), ``samples`` random perturbations of
     each l2 radius orthogonal to LST's step direction at that iterate
@@ -176,7 +178,9 @@ def traversal_path_widths(model, traversal, targets: torch.Tensor | None = None,
     ``traversal``: a :class:`~blindspots_nb.lst.Traversal` or an ``LSTResult`` run with
     ``LSTConfig(record_images=True)``; ``targets`` (B, C, H, W): its targets, needed for
     an ``LSTResult``, which does not keep them; ``index``: which sample of the batch.
-    The positions of the result are the recorded iterations.
+    The positions of the result are the recorded iterations. ``execution``: how the
+    passes run (default :class:`~blindspots_nb.execution.Execution`, whatever the
+    traversal ran with).
     """
     history = getattr(traversal, "history", None)
     if history is None or not hasattr(traversal, "labels"):
@@ -196,6 +200,7 @@ def traversal_path_widths(model, traversal, targets: torch.Tensor | None = None,
         raise IndexError(f"index {index} is outside the traversal's batch of {images.shape[1]}")
     device = module_device(model)
     points, label = images[:, index].to(device), int(traversal.labels[index])
-    directions = lst_step_directions(model, points, label, targets[index].to(device), batch_size)
+    directions = lst_step_directions(model, points, label, targets[index].to(device), batch_size, execution)
     return path_widths(model, points, label, radii, samples, quantiles, directions=directions,
-                       positions=torch.tensor(history.iteration), seed=seed, batch_size=batch_size)
+                       positions=torch.tensor(history.iteration), seed=seed, batch_size=batch_size,
+                       execution=execution)

@@ -27,8 +27,10 @@ import torch.nn as nn
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 
 from ..lst import LSTResult, Traversal
-from ..models import module_device, predict
+from ..execution import Execution
+from ..models import class_confidence, module_device, predict
 from ..tools.tensors import check_images as _check_images, class_indices as _class_indices
+from ..tools.tensors import l2_distance
 
 METHODS = ("saliency", "integrated_gradients", "gradcam")
 
@@ -231,7 +233,7 @@ def _path_of(path, index, source, target, source_label, target_label):
 def path_saliency(model, path, method: str = "saliency", index: int = 0, source: torch.Tensor | None = None,
                   target: torch.Tensor | None = None, source_label: int | None = None,
                   target_label: int | None = None, target_class: bool = True, batch_size: int = 16,
-                  **options) -> PathSaliency:
+                  execution: Execution | None = None, **options) -> PathSaliency:
     """Attribution maps for the source class along an LST path, compared with the
     source's map and the target's map (does the model still look at the source's
     content once that content has become invisible?).
@@ -243,6 +245,9 @@ def path_saliency(model, path, method: str = "saliency", index: int = 0, source:
     traversal's, or to the model's classes of the source and the target. With
     ``target_class`` the maps for the target class at each point are computed too (as
     many backward passes again). ``method`` and ``options``: :func:`attribution_maps`.
+    ``execution`` runs the source-class confidences (default
+    :class:`~blindspots_nb.execution.Execution`); the attributions run the model itself,
+    whose layers Captum hooks.
     """
     _check_method(method)  # before any work
     images, names, source_label, target_label, target = _path_of(path, index, source, target,
@@ -251,15 +256,13 @@ def path_saliency(model, path, method: str = "saliency", index: int = 0, source:
     if target.shape != images.shape[1:]:
         raise ValueError(f"the target image must have the path's shape {tuple(images.shape[1:])}, "
                          f"got {tuple(target.shape)}")
-    device = module_device(model)
-    with torch.no_grad():
-        probs = torch.cat([model(chunk.to(device)).softmax(1).cpu() for chunk in images.split(batch_size)])
-    source_label = int(probs[0].argmax()) if source_label is None else int(source_label)
+    predicted = predict(model, images, batch_size)[0]
+    source_label = int(predicted[0]) if source_label is None else int(source_label)
     target_label = int(predict(model, target[None])[0][0]) if target_label is None else int(target_label)
     source_maps = _maps_in_batches(model, images, torch.full((len(images),), source_label), method, batch_size,
                                    options)
     target_map = attribution_maps(model, target[None], [target_label], method, **options)[0]
-    distance = (target[None] - images).flatten(1).double().norm(dim=1)
+    distance = l2_distance(target[None], images, torch.float64)
     extra = {}
     if target_class:
         maps = _maps_in_batches(model, images, torch.full((len(images),), target_label), method, batch_size, options)
@@ -267,8 +270,9 @@ def path_saliency(model, path, method: str = "saliency", index: int = 0, source:
                  "target_class_with_target": rank_correlation(maps, target_map)}
     return PathSaliency(
         method=method, steps=names, progress=1 - distance / distance[0], images=images, target=target,
-        source_label=source_label, target_label=target_label, predicted=probs.argmax(1),
-        source_confidence=probs[:, source_label], source_maps=source_maps, target_map=target_map,
+        source_label=source_label, target_label=target_label, predicted=predicted,
+        source_confidence=class_confidence(model, images, source_label, execution, batch_size),
+        source_maps=source_maps, target_map=target_map,
         with_source=rank_correlation(source_maps, source_maps[0]),
         with_target=rank_correlation(source_maps, target_map), **extra)
 
