@@ -4,7 +4,7 @@ On the first ``--n`` glyphs of an image source (default ``fonts:test``, fonts un
 training), for each model at its threat model (``fonts_cnn_at``: its adversarial
 training's l_inf 0.2; ``fonts_cnn``: the FONTS standard, also 0.2) or at ``--eps``.
 PGD is :func:`blindspots_nb.analysis.attacks.pgd` (Captum; step 2.5 eps / steps, random start),
-AutoAttack :func:`blindspots_nb.analysis.attacks.autoattack` (torchattacks, the standard version);
+AutoAttack :func:`blindspots_nb.analysis.attacks.autoattack` (pyautoattack, the standard version);
 both are seeded by ``--seed``. Prints the command, a Markdown table and what produced it::
 
     OMP_NUM_THREADS=2 .venv/bin/python scripts/robustness.py --n 500
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = {"data": f"{canonical(args.source)} first {args.n}", "pgd_steps": args.steps,
                     "pgd_step_size": 2.5 * r.eps / args.steps, "autoattack": "standard", "seed": args.seed}
         captions.append(provenance.caption(model, settings, model.mean.device))
-    versions = {package: metadata.version(package) for package in ("torch", "captum", "torchattacks")}
+    versions = {package: metadata.version(package) for package in ("torch", "captum", "pyautoattack")}
     print()
     for caption in captions:
         print(caption)

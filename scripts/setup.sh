@@ -7,8 +7,6 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3.11}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 -e '.[test]'
-# AutoAttack; --no-deps: its metadata pins requests~=2.25.1, which it never imports (docs/models.md)
-.venv/bin/pip install --quiet --no-deps torchattacks==3.5.1
 if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null; then
   if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
   $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null

@@ -1,4 +1,4 @@
-"""Adversarial examples: FGSM and PGD from Captum, AutoAttack from torchattacks.
+"""Adversarial examples: FGSM and PGD from Captum, AutoAttack from its authors' package.
 
 Every attack takes images in [0, 1] and labels, and returns images in [0, 1] within the
 ``eps``-ball of the inputs (``norm`` "Linf" or "L2"), untargeted on cross-entropy. The
@@ -10,13 +10,14 @@ model is any module mapping [0, 1] images to logits (a registry model normalises
   (Madry et al. 2018). This is the one PGD of the project: adversarial training and the
   evaluation in :mod:`blindspots_nb.models.train` call it too;
 * :func:`autoattack`: the standard AutoAttack (Croce & Hein 2020: APGD-CE, APGD-T, FAB-T,
-  Square with 5000 queries) from ``torchattacks``.
+  Square with 5000 queries) from ``pyautoattack``, the authors' reference code on PyPI.
 
 Captum's steps skip gradient entries below ``1e-6`` by default; here every non-zero
 entry moves (``zero_thresh = 0``), as in the textbook PGD: a confident model's gradients
-are tiny but still point somewhere. Captum and torchattacks draw their random starts from
-torch's global generator; here each call seeds a forked copy of it (``seed``), so the
-result depends on the seed alone and the caller's random state is left as it was.
+are tiny but still point somewhere. Captum draws its random starts from torch's global
+generator, and AutoAttack seeds that generator itself; here each call seeds a forked copy
+of it (``seed``), so the result depends on the seed alone and the caller's random state
+is left as it was.
 
 :func:`threat_model` reads a model's threat model from ``model.info`` (its adversarial
 training's norm and eps); a normally trained model gets its dataset's standard radius
@@ -26,6 +27,7 @@ attacked alike.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -42,7 +44,6 @@ NORMS = ("Linf", "L2")
 # The l_inf radius that robustness on each dataset is usually measured at (pixels in [0, 1]).
 STANDARD_EPS = {"fonts": FONTS_AT_EPS, "imagenet": 4 / 255, "cifar10": 8 / 255}
 AUTOATTACK_TARGET_CLASSES = 9  # APGD-T and FAB-T of the standard version attack the 9 most likely other classes
-TORCHATTACKS_INSTALL = "pip install --no-deps torchattacks==3.5.1"
 
 
 @dataclass(frozen=True)
@@ -199,21 +200,33 @@ def pgd(model, images: torch.Tensor, labels, eps: float, step_size: float | None
     return adversarial.detach().to(device)
 
 
-def _torchattacks():
+@contextmanager
+def _autoattack_log(verbose: bool):
+    """AutoAttack logs its progress at DEBUG level to the "auto-attack" logger; when
+    ``verbose``, inside, that goes to stderr."""
+    if not verbose:
+        yield
+        return
+    logger = logging.getLogger("auto-attack")
+    handler, level = logging.StreamHandler(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
     try:
-        import torchattacks
-    except ImportError as error:
-        raise ImportError(f"AutoAttack needs torchattacks: {TORCHATTACKS_INSTALL} (--no-deps: its "
-                          "metadata pins an old requests that it never imports; see docs/models.md)") from error
-    return torchattacks
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def autoattack(model, images: torch.Tensor, labels, eps: float, norm: str = "Linf", seed: int = 0,
                verbose: bool = False) -> torch.Tensor:
-    """The standard AutoAttack (torchattacks): APGD-CE, APGD-T and FAB-T on the 9 most
-    likely other classes, Square (5000 queries); each image keeps the first attack's
-    example that fools the model (else the last one's). Deterministic given ``seed``."""
-    torchattacks = _torchattacks()
+    """The standard AutoAttack (``pyautoattack``, Croce and Hein's code): APGD-CE, APGD-T
+    and FAB-T on the 9 most likely other classes (all others when fewer), Square (5000
+    queries), each on the images that the attacks before left correctly classified. An
+    image keeps the first example that fools the model; one that none fools, or that
+    the model gets wrong already, comes back unchanged. Deterministic given ``seed``."""
+    from pyautoattack import AutoAttack
+
     device = images.device
     images, labels, eps, norm = _check_inputs(model, images, labels, eps, norm)
     seed = _seed_of(seed)
@@ -222,12 +235,12 @@ def autoattack(model, images: torch.Tensor, labels, eps: float, norm: str = "Lin
     if classes < 4:
         raise ValueError(f"AutoAttack needs a model of at least 4 classes (APGD-T's targeted DLR loss "
                          f"compares the 4 largest logits), got {classes}")
-    # torchattacks targets n_classes - 1 classes; the standard version targets 9 of them
-    attack = torchattacks.AutoAttack(model, norm=norm, eps=eps, version="standard",
-                                     n_classes=min(classes, AUTOATTACK_TARGET_CLASSES + 1), seed=seed,
-                                     verbose=verbose)
-    with _seeded(seed, images.device):
-        adversarial = attack(images, labels)
+    attack = AutoAttack(model, norm=norm, eps=eps, version="standard", device=images.device, seed=seed)
+    attack.verbose = verbose
+    targets = min(classes - 1, AUTOATTACK_TARGET_CLASSES)  # the package would index past a model's classes
+    attack.apgd_targeted.n_target_classes = attack.fab.n_target_classes = targets
+    with _seeded(seed, images.device), _autoattack_log(verbose):
+        adversarial, _ = attack.run_standard_evaluation(images, labels, batch_size=len(images))
     return adversarial.detach().to(device)
 
 
