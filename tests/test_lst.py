@@ -1,5 +1,7 @@
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -305,6 +307,13 @@ def test_config_takes_numpy_numbers_as_python_ones():
     assert json.loads(json.dumps(values)) == values
     torch.Generator().manual_seed(config.seed)  # the largest seed the config takes seeds the generator
 
+
+
+def test_the_config_imports_without_torch():
+    """The command line builds its options from LSTConfig; its --help must not wait for torch."""
+    code = "import sys, blindspots_nb.lst.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 class NaNAt(nn.Module):
     """The tiny CNN, but sample 1 gets NaN logits at the ``at``-th call to forward
