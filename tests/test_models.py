@@ -15,6 +15,7 @@ from blindspots_nb import models
 from blindspots_nb.execution import Execution
 from blindspots_nb.tools.checksums import file_sha256, published_hash_prefix
 from blindspots_nb.data import sample_images
+from blindspots_nb.models import hub, registry
 from blindspots_nb.models import (CheckpointError, WeightsNotFoundError, get_entry, list_models,
                                   load_model, weights_record, wrap)
 
@@ -173,7 +174,14 @@ def published(tmp_path_factory):
     return make
 
 
-@pytest.mark.parametrize("name", list(PUBLISHED))
+# building these networks takes seconds each; test_each_published_format_loads_into_a_small_net
+# reads their formats in the everyday loop
+SLOW_TO_BUILD = {"resnet50", "deit_small_patch16_224", "resnet50_at", "deit_small_at",
+                 "cifar10_wrn28_10", "cifar10_wrn28_10_at"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_TO_BUILD else name
+                                  for name in PUBLISHED])
 def test_online_entry_loads_its_published_format(name, published):
     path, net, entry = published(name)
     model = load_model(name, device="cpu", weights=path)
@@ -187,6 +195,15 @@ def test_online_entry_loads_its_published_format(name, published):
     assert len(model.class_names) == expected.shape[1]
     assert model.info["weights"] == str(path)
     json.dumps(model.info)
+
+
+@pytest.mark.parametrize("writer", sorted({writer for _, writer in PUBLISHED.values()}, key=lambda w: w.__name__))
+def test_each_published_format_loads_into_a_small_net(writer, tmp_path):
+    net = _randomise(models.FontsCNN())
+    writer(net.state_dict(), tmp_path / "weights")
+    model = load_model("fonts_cnn", device="cpu", weights=tmp_path / "weights")
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model(x), net((x - 0.5) / 0.5))
 
 
 def test_paper_models_are_described():
@@ -204,7 +221,7 @@ def test_random_cache_file_is_recorded_as_unverified_not_as_published(published,
     cached = tmp_path / entry.filename
     cached.symlink_to(path)
     monkeypatch.setenv("BLINDSPOTS_NB_CACHE", str(tmp_path))
-    monkeypatch.setattr(models, "_download", lambda *a, **k: pytest.fail("tried to download"))
+    monkeypatch.setattr(hub, "_download", lambda *a, **k: pytest.fail("tried to download"))
     info = load_model("resnet50", device="cpu").info
     assert info["weights_file"] == info["weights"] == str(cached)
     assert info["weights_origin"] == "cache" and info["weights_url"] == entry.url
@@ -250,7 +267,7 @@ def hub_entry(tmp_path, monkeypatch):
     published = made.rename(folder / f"fonts_hub-{file_sha256(made)[:8]}.pt")
     entry = dataclasses.replace(get_entry("fonts_cnn"), name="fonts_hub", locate=None, sha256=None,
                                 url=published.as_uri(), filename=published.name, source="test hub")
-    monkeypatch.setitem(models._REGISTRY, "fonts_hub", entry)
+    monkeypatch.setitem(registry._REGISTRY, "fonts_hub", entry)
     monkeypatch.setenv("BLINDSPOTS_NB_CACHE", str(tmp_path / "cache"))
     return entry, published
 
@@ -259,7 +276,7 @@ def test_cache_file_matching_its_published_prefix_is_verified(hub_entry, tmp_pat
     entry, published = hub_entry
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / entry.filename).write_bytes(published.read_bytes())
-    monkeypatch.setattr(models, "_download", lambda *a, **k: pytest.fail("tried to download"))
+    monkeypatch.setattr(hub, "_download", lambda *a, **k: pytest.fail("tried to download"))
     info = load_model("fonts_hub", device="cpu").info
     assert info["weights_origin"] == "cache" and info["weights_verified"] is True
     assert info["weights_check"] == ("verified against the hash prefix published in its file name "
@@ -281,13 +298,13 @@ def test_cache_file_failing_its_published_prefix_is_refused(hub_entry, tmp_path)
 def test_download_is_checked_against_the_published_prefix(hub_entry, tmp_path, monkeypatch):
     entry, published = hub_entry
     calls = []
-    real_download = models._download
+    real_download = hub._download
 
     def spy(url, dst, **kwargs):
         calls.append((url, kwargs))
         return real_download(url, dst, **kwargs)
 
-    monkeypatch.setattr(models, "_download", spy)
+    monkeypatch.setattr(hub, "_download", spy)
     info = load_model("fonts_hub", device="cpu").info
     prefix = published_hash_prefix(entry.filename)
     assert calls == [(entry.url, {"hash_prefix": prefix})]
@@ -337,7 +354,7 @@ def test_shipped_fonts_files_are_verified_against_their_pins(tmp_path, monkeypat
     assert info["weights_check"] == "verified against the sha256 pinned for fonts_cnn's packaged file"
     # an altered installation is refused, not passed off as the shipped model
     _fonts_file(tmp_path / "fonts_cnn.pt", seed=3)
-    monkeypatch.setattr(models, "CHECKPOINT_DIR", tmp_path)
+    monkeypatch.setattr(hub, "CHECKPOINT_DIR", tmp_path)
     with pytest.raises(CheckpointError, match="fonts_cnn.pt failed its hash check: expected sha256 "
                                               f"{get_entry('fonts_cnn').sha256}.*reinstall"):
         load_model("fonts_cnn", device="cpu")
@@ -349,7 +366,7 @@ def test_missing_weights_offline_say_which_file_goes_where(name, tmp_path, monke
 
     def no_network(url, dst, **kwargs):
         raise OSError("Network is unreachable")
-    monkeypatch.setattr(models, "_download", no_network)
+    monkeypatch.setattr(hub, "_download", no_network)
     entry = get_entry(name)
     with pytest.raises(WeightsNotFoundError) as err:
         load_model(name, device="cpu")
@@ -361,7 +378,7 @@ def test_missing_weights_offline_say_which_file_goes_where(name, tmp_path, monke
 def test_offline_switch_skips_the_download(tmp_path, monkeypatch):
     monkeypatch.setenv("BLINDSPOTS_NB_CACHE", str(tmp_path))
     monkeypatch.setenv("BLINDSPOTS_NB_OFFLINE", "1")
-    monkeypatch.setattr(models, "_download", lambda *a, **k: pytest.fail("tried to download"))
+    monkeypatch.setattr(hub, "_download", lambda *a, **k: pytest.fail("tried to download"))
     with pytest.raises(WeightsNotFoundError, match="offline"):
         load_model("cifar10_wrn28_10_at")
 
@@ -426,17 +443,26 @@ def test_pickled_objects_are_refused_plainly(payload, named, tmp_path, monkeypat
         load_model("cifar10_wrn28_10", device="cpu")
 
 
-def test_device_none_picks_cuda_when_available():
+def test_device_none_is_the_cpu_without_cuda_and_a_named_device_is_kept(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for model in (load_model("fonts_cnn"), models.random_model("fonts_cnn")):
+        assert {t.device.type for t in model.state_dict().values()} == {"cpu"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a named device wins
+    assert {t.device.type for t in load_model("fonts_cnn", device="cpu").state_dict().values()} == {"cpu"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_none_is_cuda_where_there_is_one():
     model = load_model("fonts_cnn")
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert next(model.parameters()).device.type == expected
+    assert all(t.is_cuda for t in model.state_dict().values())  # the normaliser's buffers too
+    assert model(torch.rand(2, 1, 32, 32, device="cuda")).is_cuda
 
 
 def test_a_packaged_file_failing_the_hash_in_its_name_is_refused(tmp_path, monkeypatch):
     altered = tmp_path / "efficientnet-lite0-57934424.pth"
     torch.save({"weight": torch.zeros(1)}, altered)
     entry = dataclasses.replace(models.get_entry("efficientnet_lite0"), locate=lambda: altered)
-    monkeypatch.setitem(models._REGISTRY, "efficientnet_lite0", entry)
+    monkeypatch.setitem(registry._REGISTRY, "efficientnet_lite0", entry)
     with pytest.raises(models.CheckpointError, match="57934424.*reinstall the package"):
         models.weights_record("efficientnet_lite0")
 

@@ -20,11 +20,13 @@ def scores(test_split):
             for name in ("fonts_cnn", "fonts_cnn_at")}
 
 
+@pytest.mark.slow  # the scores fixture: PGD on 400 glyphs for both models
 def test_fonts_cnn_is_accurate_on_unseen_fonts(scores):
     assert scores["fonts_cnn"]["clean_acc"] > 0.95
     assert scores["fonts_cnn_at"]["clean_acc"] > 0.9
 
 
+@pytest.mark.slow  # the scores fixture: PGD on 400 glyphs for both models
 def test_adversarial_training_makes_fonts_cnn_at_robust(scores):
     assert scores["fonts_cnn"]["pgd_acc"] < 0.2
     assert scores["fonts_cnn_at"]["pgd_acc"] > scores["fonts_cnn"]["pgd_acc"] + 0.5

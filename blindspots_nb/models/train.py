@@ -26,7 +26,11 @@ from tqdm.auto import tqdm
 
 from ..analysis.attacks import pgd
 from ..data import fonts_dataset
-from . import FONTS_AT_EPS, Classifier, FontsCNN, get_entry, load_model, module_device
+from .architectures import FontsCNN
+from .classes import FONTS_AT_EPS
+from .classifier import Classifier, module_device
+from .factory import load_model
+from .registry import get_entry
 
 
 @dataclass

