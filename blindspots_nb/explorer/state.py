@@ -26,8 +26,7 @@ from ..tools import atomic, provenance
 from ..data import sources
 from ..data import ImageReadError, open_image, preprocess_for
 from ..execution import Execution
-from ..tools.checksums import tensors_sha256
-from ..tools.tensors import l2_distance
+from ..tools.tensors import l2_distance, tensors_sha256
 from ..lst import History, LSTConfig, LSTResult, Traversal, weights_sha256
 from ..analysis.metrics import rmse
 from ..models import load_model, module_device, predict

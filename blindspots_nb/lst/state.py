@@ -15,7 +15,7 @@ import torch
 
 from .. import __version__
 from ..execution import Execution
-from ..tools.checksums import tensors_sha256
+from ..tools.tensors import tensors_sha256
 from ..tools.tensors import l2_distance
 from .config import LSTConfig
 from .history import History

@@ -11,10 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
-
-import torch
 
 _CHUNK = 1 << 20
 _NAME_HASH = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
@@ -27,17 +24,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
-    return digest.hexdigest()
-
-
-def tensors_sha256(tensors: Mapping[str, "torch.Tensor"]) -> str:
-    """The sha256 of named tensors: their names, dtypes, shapes and bytes, in name order,
-    read on the CPU (the same wherever they live and whatever their memory layout)."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 

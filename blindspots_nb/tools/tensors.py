@@ -4,6 +4,9 @@ and measures the same distance."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
+
 import torch
 
 
@@ -38,3 +41,14 @@ def l2_distance(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype | None = No
     The difference is taken in the images' dtype, its norm in ``dtype`` (default: the same)."""
     difference = (a - b).flatten(1)
     return (difference if dtype is None else difference.to(dtype)).norm(dim=1)
+
+
+def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """The sha256 of named tensors: their names, dtypes, shapes and bytes, in name order,
+    read on the CPU (the same wherever they live and whatever their memory layout)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
