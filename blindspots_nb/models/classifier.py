@@ -3,6 +3,8 @@ is asked of one (its device, its prediction, its confidence in a given class).""
 
 from __future__ import annotations
 
+import contextlib
+
 from typing import Mapping, Sequence
 
 import torch
@@ -69,14 +71,24 @@ def module_device(module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-@torch.no_grad()  # a prediction is never differentiated: no graph, whatever the model's parameters
-def predict(model, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's class and its confidence for each image, on the CPU. Where images
-    carry no label, the model's own prediction is the label."""
+def _probabilities(model, images: torch.Tensor, execution: Execution | None, batch_size: int):
+    """The softmax of ``batch_size`` images at a time, on the model's device, without a
+    graph: the model called plainly (``execution`` None) or as ``execution`` says."""
     device = module_device(model)
+    with torch.no_grad(), execution.scope(device) if execution else contextlib.nullcontext():
+        for chunk in images.split(batch_size):
+            chunk = chunk.to(device)
+            yield (execution.logits(model, chunk) if execution else model(chunk)).softmax(1)
+
+
+def predict(model, images: torch.Tensor, batch_size: int = 64,
+            execution: Execution | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's class and its confidence for each image, on the CPU. Where images
+    carry no label, the model's own prediction is the label. ``execution``: how the model
+    runs (default: called as it is)."""
     labels, confidence = [], []
-    for chunk in images.split(batch_size):
-        top = model(chunk.to(device)).softmax(1).max(1)
+    for probs in _probabilities(model, images, execution, batch_size):
+        top = probs.max(1)
         labels.append(top.indices.cpu())
         confidence.append(top.values.cpu())
     return torch.cat(labels), torch.cat(confidence)
@@ -91,16 +103,10 @@ def class_confidence(model, images: torch.Tensor, labels, execution: Execution |
     images per forward pass, as ``execution`` says (precision, layout, folding,
     compilation; default :class:`~blindspots_nb.execution.Execution`), without a graph.
     """
-    execution = execution or Execution()
-    device = module_device(model)
     labels = torch.as_tensor(labels).long().reshape(-1)
     if labels.numel() not in (1, len(images)):
         raise ValueError(f"class_confidence needs one label per image or one for all; "
                          f"got {labels.numel()} labels for {len(images)} images")
-    labels = labels.expand(len(images))
-    confidence = []
-    with torch.inference_mode(), execution.scope(device):
-        for chunk, chunk_labels in zip(images.split(batch_size), labels.split(batch_size)):
-            probs = execution.logits(model, chunk.to(device)).softmax(1)
-            confidence.append(probs.gather(1, chunk_labels.to(device)[:, None])[:, 0].cpu())
-    return torch.cat(confidence)
+    chunks = _probabilities(model, images, execution or Execution(), batch_size)
+    return torch.cat([probs.gather(1, chunk_labels.to(probs.device)[:, None])[:, 0].cpu()
+                      for probs, chunk_labels in zip(chunks, labels.expand(len(images)).split(batch_size))])

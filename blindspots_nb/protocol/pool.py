@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models import module_device
+from ..execution import Execution
+from ..models import predict
 
 @dataclass(eq=False)
 class Pool:
@@ -54,13 +55,15 @@ def _next_batch(pending: deque, labels, count, per_class: int, batch_size: int) 
     return batch
 
 
-@torch.no_grad()
 def select_pool(models, dataset, per_class: int = 1, min_conf: float = 0.6,
-                batch_size: int = 64) -> Pool:
+                batch_size: int = 64, execution: Execution | None = None) -> Pool:
     """For each class, the first ``per_class`` images of ``dataset`` (in its order) that
     every model in ``models`` (one model or a list) classifies correctly with softmax
-    confidence above ``min_conf``. Images of classes already full are never evaluated,
-    so a class-sorted ImageNet folder costs about one forward pass per class."""
+    confidence above ``min_conf``, the models run as ``execution`` says (default:
+    :class:`~blindspots_nb.execution.Execution`). Images of classes already full are
+    never evaluated, so a class-sorted ImageNet folder costs about one forward pass per
+    class."""
+    execution = execution or Execution()
     models = list(models) if isinstance(models, (list, tuple)) else [models]
     if not models:
         raise ValueError("select_pool needs at least one model")
@@ -91,9 +94,8 @@ def select_pool(models, dataset, per_class: int = 1, min_conf: float = 0.6,
                 raise ValueError(f"dataset images are {tuple(x.shape[1:])} but model "
                                  f"{m.info.get('name')} expects {tuple(m.input_size)}; build the "
                                  "dataset with size=model")
-            probs = m(x.to(module_device(m))).softmax(-1).cpu()
-            right = probs.argmax(-1) == y
-            conf.append(torch.where(right, probs.gather(1, y[:, None])[:, 0], torch.zeros(())))
+            predicted, confidence = predict(m, x, len(x), execution)
+            conf.append(torch.where(predicted == y, confidence, torch.zeros(())))  # correct: the label's
         conf = torch.stack(conf, 1)
         for j in (conf > min_conf).all(1).nonzero()[:, 0].tolist():
             count[int(y[j])] += 1

@@ -29,6 +29,7 @@ import torch
 from tqdm.std import tqdm  # text progress: it reaches the terminal through papermill's streams too
 
 from ..tools import provenance
+from ..tools.deprecation import renamed_keywords
 from ..analysis.geometry import stats_from_confidence, triangles_confidence
 from ..lst import traverse
 from ..analysis.metrics import LPIPSDistance, target_distances
@@ -98,15 +99,16 @@ def prepare(experiment: Experiment, store: RunStore, device=None, weights: dict 
         return stored
     weights = weights or {}
     models = [load_model(name, device=device, weights=weights.get(name)) for name in experiment.models]
-    dataset = _labelled(open_source(experiment.source, models[0], seed=experiment.seed), models[0])
-    pool = select_pool(models, dataset, per_class=experiment.per_class, min_conf=experiment.min_conf)
+    dataset = _labelled(open_source(experiment.image_source, models[0], seed=experiment.seed), models[0])
+    pool = select_pool(models, dataset, per_class=experiment.per_class, min_conf=experiment.min_conf,
+                       execution=experiment.execution)
     keep = len(pool) if experiment.n_sources is None else min(len(pool), experiment.n_sources)
     if keep < 2:
-        raise ValueError(f"only {len(pool)} image(s) of {experiment.source} pass the pool rule (correct, "
+        raise ValueError(f"only {len(pool)} image(s) of {experiment.image_source} pass the pool rule (correct, "
                          f"confidence > {experiment.min_conf} under {', '.join(experiment.models)}); "
                          "LST's derangements need at least 2")
     record = {
-        "source": experiment.source, "indices": pool.indices[:keep], "names": pool.names[:keep],
+        "image_source": experiment.image_source, "indices": pool.indices[:keep], "names": pool.names[:keep],
         "sha256": [item_digest(dataset, i) for i in pool.indices[:keep]],
         "labels": pool.labels[:keep].tolist(), "class_names": [pool.class_names[i] for i in pool.labels[:keep]],
         "confidence": {m: pool.confidences[:keep, j].tolist() for j, m in enumerate(experiment.models)},
@@ -122,15 +124,15 @@ def stored_pool(store: RunStore, experiment: Experiment) -> dict:
     """The experiment's pool; an error that says what to run when it was never prepared."""
     pool = store.pool(experiment)
     if pool is None:
-        raise RuntimeError(f"{store.root} has no pool for {experiment.name} yet: start the run with "
-                           f"blindspots-nb reproduce --out {store.root} (it prepares every pool once)")
+        raise RuntimeError(f"{store.out_dir} has no pool for {experiment.name} yet: start the run with "
+                           f"blindspots-nb reproduce --out-dir {store.out_dir} (it prepares every pool once)")
     return pool
 
 
 def pool_images(experiment: Experiment, pool: dict, model) -> torch.Tensor:
     """The pool's images at ``model``'s input size, in [0, 1], found by name; refuses
     images that are gone or whose files changed since the pool was selected."""
-    dataset = open_source(experiment.source, model, seed=experiment.seed)
+    dataset = open_source(experiment.image_source, model, seed=experiment.seed)
     return torch.stack([dataset[i][0] for i in locate_pool(experiment, pool, dataset)])
 
 
@@ -148,7 +150,7 @@ def locate_pool(experiment: Experiment, pool: dict, dataset) -> list[int]:
         indices.append(index)
     if problems:
         raise RunSettingsMismatch(
-            f"the images of {experiment.name} ({experiment.source}) are not those its pool was selected from: "
+            f"the images of {experiment.name} ({experiment.image_source}) are not those its pool was selected from: "
             f"{'; '.join(problems[:6])}{' ...' if len(problems) > 6 else ''}. Restore them, use another output "
             "folder, or --force to start anew")
     return indices
@@ -198,7 +200,7 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
         target_index = targets[r, index]
         result = traverse(model, images[index], labels[index], images[target_index],
                           experiment.lst_config(_seed(experiment, b, r)), execution=experiment.execution)
-        measured = {"p0": result.initial_confidence, "confidence": result.confidence,
+        measured = {"initial_confidence": result.initial_confidence, "confidence": result.confidence,
                     **target_distances(result.images, images[target_index], lpips)}
         measured = {key: value.cpu().tolist() for key, value in measured.items()}  # one wait for the device
         rows = [{"source": s, "round": r, "target": t, "label": pool["labels"][s],
@@ -242,7 +244,7 @@ def check_inputs(experiments: list[Experiment], weights: dict[str, str]):
     from ..models import get_entry
 
     for experiment in experiments:
-        kind, argument = parse_source(experiment.source)
+        kind, argument = parse_source(experiment.image_source)
         if SOURCES[kind].argument in ("ROOT", "PATH") and not Path(argument).expanduser().exists():
             raise FileNotFoundError(f"data root {argument} (for {experiment.name}) does not exist")
         for name in experiment.models:
@@ -257,7 +259,7 @@ def check_inputs(experiments: list[Experiment], weights: dict[str, str]):
 def notebook_parameters(experiment: Experiment, model: str, store: RunStore, shard=(0, 1), device=None,
                         weights=None) -> dict:
     """The papermill parameters of the packaged notebook: what identifies the work."""
-    return {"out_dir": str(store.root.resolve()), "experiment": experiment.name, "model": model,
+    return {"out_dir": str(store.out_dir.resolve()), "experiment": experiment.name, "model": model,
             "shard": f"{shard[0]}/{shard[1]}", "device": None if device is None else str(device),
             "weights": None if weights is None else str(weights)}
 
@@ -268,7 +270,7 @@ def run_notebook(store: RunStore, experiment: Experiment, model: str, shard=(0, 
     kept in the output folder, as the report of that model."""
     return store.execute_notebook(
         NOTEBOOK, experiment, model, shard, notebook_parameters(experiment, model, store, shard, device, weights),
-        cwd=str(store.root), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr)
+        cwd=str(store.out_dir), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr)
 
 
 def notebooks_to_run(store: RunStore, experiment: Experiment, model: str, shard: tuple[int, int],
@@ -286,19 +288,20 @@ def notebooks_to_run(store: RunStore, experiment: Experiment, model: str, shard:
     if not any(why is None for why in reports.values()) and not any(s == shard for s, _ in damaged):
         damaged.append((shard, ": finished, but its report is missing, made again"))
     if not damaged:
-        print(f"{model} on {experiment.name}: finished in {store.root}, skipped (--force recomputes)")
+        print(f"{model} on {experiment.name}: finished in {store.out_dir}, skipped (--force recomputes)")
     return damaged
 
 
-def reproduce(experiments: list[Experiment], out, device=None, weights: dict[str, str] | None = None,
+@renamed_keywords(out="out_dir")
+def reproduce(experiments: list[Experiment], out_dir, device=None, weights: dict[str, str] | None = None,
               shard: tuple[int, int] | None = None, force: bool = False, preset: str | None = None) -> dict | None:
-    """Run the protocol for every model of ``experiments`` into ``out`` and assemble the
+    """Run the protocol for every model of ``experiments`` into ``out_dir`` and assemble the
     tables once all is done. Resumes a killed run; under torchrun each process is a shard
     and rank 0 writes the tables. Returns the run record (None on a shard that did not
     write the tables)."""
     weights = dict(weights or {})
     check_inputs(experiments, weights)
-    store = RunStore(out)
+    store = RunStore(out_dir)
     store.check_folder(force)
     with distributed.launch(device) as (rank, world, device):
         shard = shard or (rank, world)
@@ -321,14 +324,15 @@ def reproduce(experiments: list[Experiment], out, device=None, weights: dict[str
                           if not store.model_finished(e, name)]
             if unfinished:
                 print(f"shard {shard[0]}/{shard[1]} done; still missing: {', '.join(unfinished)}. "
-                      f"Run the other shards, then: blindspots-nb merge --out {store.root}")
+                      f"Run the other shards, then: blindspots-nb merge --out-dir {store.out_dir}")
                 return None
             return assemble(store, experiments, preset=preset)
 
 
-def merge(out) -> dict:
+@renamed_keywords(out="out_dir")
+def merge(out_dir) -> dict:
     """Assemble the tables of a run whose shards all finished."""
-    store = RunStore(out)
+    store = RunStore(out_dir)
     with store.hold():
         return assemble(store)
 
@@ -351,5 +355,5 @@ def assemble(store: RunStore, experiments: list[Experiment] | None = None, prese
     store.save_run_record(run)
     print(store.read_text("table1.md"))
     print(store.read_text("table2.md"))
-    print(f"wrote {', '.join(sorted(written))}, run.json and per-model CSVs in {store.root}")
+    print(f"wrote {', '.join(sorted(written))}, run.json and per-model CSVs in {store.out_dir}")
     return run
