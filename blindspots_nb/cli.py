@@ -26,7 +26,7 @@ from .lst import LSTConfig
 from .protocol.experiment import PRESETS, Experiment
 
 # Experiment fields that are not plain options: set by the preset, --source/--models, or the LSTConfig options.
-_NOT_OPTIONS = ("source", "models", "lst", "execution", "name", "note")
+_NOT_OPTIONS = ("image_source", "models", "lst", "execution", "name", "note")
 
 
 def _field_help(cls) -> dict[str, str]:

@@ -13,58 +13,61 @@ import io
 from torchvision.utils import save_image
 
 from .tools import atomic, provenance
+from .tools.deprecation import renamed_keywords
 from .lst import LSTConfig, traverse
 from .analysis.metrics import LPIPSDistance, target_distances
 
 HISTORY_COLUMNS = ("source_confidence", "target_confidence", "distance", "accepted_total")
 
 
+@renamed_keywords(out="out_dir")
 def demo(model_name: str = "efficientnet_lite0", source: str = "coffee", target: str = "chelsea",
-         config: LSTConfig | None = None, out="results/demo", device=None, execution=None) -> dict:
+         config: LSTConfig | None = None, out_dir="results/demo", device=None, execution=None) -> dict:
     """LST from one bundled photo towards another; writes ``source.png``, ``target.png``,
-    ``blind_spot.png``, ``history.csv`` and ``record.json`` to ``out`` and returns the record.
-    ``execution``: how the model runs (:class:`~blindspots_nb.execution.Execution`). An ``out``
+    ``blind_spot.png``, ``history.csv`` and ``record.json`` to ``out_dir`` and returns the record.
+    ``execution``: how the model runs (:class:`~blindspots_nb.execution.Execution`). An ``out_dir``
     that cannot be a folder is refused first (:class:`~blindspots_nb.tools.atomic.NotAFolderError`);
     each file is written whole or not at all (:mod:`blindspots_nb.tools.atomic`)."""
     from .execution import Execution
     from .models import load_model, module_device, predict
     from .data.sources import pick_images
 
-    out = atomic.check_folder(out, "--out")
+    out_dir = atomic.check_folder(out_dir, "--out-dir")
     config, execution = config or LSTConfig(), execution or Execution()
     model = load_model(model_name, device=device)
     device = module_device(model)
-    images, _ = pick_images(model, [source, target], source="photos")
+    images, _ = pick_images(model, [source, target], image_source="photos")
     source_image, target_image = images[:1].to(device), images[1:].to(device)
     label = predict(model, source_image)[0].to(device)
     result = traverse(model, source_image, label, target_image, config, progress=True, execution=execution)
 
     for file, image in (("source.png", source_image), ("target.png", target_image),
                         ("blind_spot.png", result.images)):
-        atomic.write_atomically(out / file, lambda temporary, image=image: save_image(image.cpu(), temporary,
+        atomic.write_atomically(out_dir / file, lambda temporary, image=image: save_image(image.cpu(), temporary,
                                                                                        format="png"))
     history, table = result.history.as_tensors(), io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["iteration", "source_confidence", "target_confidence", "distance_l2", "accepted_total"])
     for i, iteration in enumerate(history["iteration"].tolist()):
         writer.writerow([iteration, *(f"{float(history[key][i, 0]):.6g}" for key in HISTORY_COLUMNS)])
-    atomic.write_text(out / "history.csv", table.getvalue())
+    atomic.write_text(out_dir / "history.csv", table.getvalue())
     distances = target_distances(result.images, target_image, LPIPSDistance())
     summary = {
         "source": source, "target": target,
         "source_class": model.class_names[int(label)], "target_class": model.class_names[int(result.target_labels)],
-        "source_confidence_clean": float(result.initial_confidence),
-        "source_confidence_blind_spot": float(result.confidence),
-        "target_class_confidence_blind_spot": float(result.target_confidence),
+        "initial_confidence": float(result.initial_confidence),  # the clean source's, in its class
+        "confidence": float(result.confidence),  # the blind spot's, in the source's class
+        "target_confidence": float(result.target_confidence),  # the blind spot's, in the target's class
         **{f"{key}_to_target": float(value) for key, value in distances.items()},
     }
     record = provenance.record(model, config, device, execution=execution.to_dict(),
                                data="scikit-image bundled photos", **summary)
-    atomic.write_json(out / "record.json", record)
-    print(f"{model_name}: {source} ({summary['source_class']}, p0={summary['source_confidence_clean']:.3f})"
+    atomic.write_json(out_dir / "record.json", record)
+    print(f"{model_name}: {source} ({summary['source_class']}, initial confidence "
+          f"{summary['initial_confidence']:.3f})"
           f" -> towards {target} ({summary['target_class']}) after {config.iterations} iterations:")
-    print(f"  source-class confidence {summary['source_confidence_blind_spot']:.4f}, "
+    print(f"  source-class confidence {summary['confidence']:.4f}, "
           f"RMSE to target {summary['rmse_to_target']:.4f}, l_inf {summary['linf_to_target']:.3f}, "
           f"SSIM {summary['ssim_to_target']:.3f}, LPIPS {summary['lpips_to_target']:.3f}")
-    print(f"  wrote {out}/source.png, target.png, blind_spot.png, history.csv, record.json")
+    print(f"  wrote {out_dir}/source.png, target.png, blind_spot.png, history.csv, record.json")
     return record

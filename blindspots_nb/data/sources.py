@@ -21,12 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .. import data
 from ..tools.checksums import file_sha256
+from ..tools.deprecation import renamed_keywords
+
+if TYPE_CHECKING:
+    import torch
 
 FONTS_GLYPHS = 1000  # glyphs in a FONTS image source (balanced over the 10 letters)
 EXPLORER_LIMIT = 100  # images the explorer and notebooks take from the start of a large image source
@@ -35,6 +37,8 @@ PHOTO_PICKS = ("coffee", "chelsea", "camera", "astronaut", "rocket", "moon")
 
 
 def _photos(argument, size, seed):
+    import torch  # here, not at the top: the command line's --help reads this module's spellings
+
     images, names = data.sample_images(size)
     return data.TensorImages(images, torch.full((len(names),), -1), [], names)
 
@@ -135,6 +139,8 @@ def default_source(model) -> str:
 def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str]]:
     """The first ``limit`` images of an image source (a spelling or a dataset) at
     ``model``'s input size, (N, C, H, W) in [0, 1], with short names (file names, not paths)."""
+    import torch  # here, not at the top: the command line's --help reads this module's spellings
+
     dataset = open_source(image_source, model)
     count = min(len(dataset), limit)
     images = torch.stack([dataset[i][0] for i in range(count)]) if count else torch.empty(0)
@@ -146,11 +152,13 @@ def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[tor
     return images, [Path(str(name)).name for name in dataset.names[:count]]
 
 
+@renamed_keywords(source="image_source")
 def pick_images(model, names: Sequence[str] | None = None, k: int = 3,
-                source=None) -> tuple[torch.Tensor, list[str]]:
-    """``k`` images of an image source (default: the model's) by name; without names, photos
-    from ``PHOTO_PICKS``, glyphs of the first k letters, else the first k images."""
-    image_source = source or default_source(model)
+                image_source=None) -> tuple[torch.Tensor, list[str]]:
+    """``k`` images of ``image_source`` (a spelling or a dataset; default: the model's) by
+    name; without names, photos from ``PHOTO_PICKS``, glyphs of the first k letters, else
+    the first k images. (``source=``: the old, deprecated name of ``image_source=``.)"""
+    image_source = image_source or default_source(model)
     images, all_names = source_images(image_source, model)
     if names is None:
         kind = source_name(image_source) if isinstance(image_source, (str, Path)) else None

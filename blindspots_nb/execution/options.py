@@ -39,7 +39,7 @@ PRECISIONS = {
 class Execution:
     """How forward and backward passes run.
 
-    precision: one of fp32, tf32-conv, tf32, bf16 (see the module's docstring).
+    precision: one of fp32, tf32-conv, tf32, bf16 (what each means: :data:`PRECISIONS`).
     compile: run the model through ``torch.compile`` (compiled once per model).
     channels_last: keep images in channels-last layout (faster convolutions).
     fold_batchnorm: run a copy of the model with its batch normalisations folded into
@@ -62,7 +62,7 @@ class Execution:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def describe(self) -> str:
+    def in_words(self) -> str:
         """The options in words, for captions: "precision fp32", then what differs from
         the defaults (", compiled", ", batch norms folded", ", NCHW layout")."""
         return (f"precision {self.precision}" + (", compiled" if self.compile else "")

@@ -26,6 +26,7 @@ from ..tools import atomic, provenance
 from ..data import sources
 from ..data import ImageReadError, open_image, preprocess_for
 from ..execution import Execution
+from ..tools.deprecation import renamed_keywords
 from ..tools.tensors import l2_distance, tensors_sha256
 from ..lst import History, LSTConfig, LSTResult, Traversal, weights_sha256
 from ..analysis.metrics import rmse
@@ -51,7 +52,7 @@ class Snapshot:
     current_image: torch.Tensor
     iteration: int
     accepted_steps: int  # up to the last recorded iteration (every one with record_every=1)
-    initial_confidence: float  # p0, the source-class confidence of the clean source
+    initial_confidence: float  # the source-class confidence of the clean source
     confidence: float  # source-class confidence at the current point
     target_confidence: float
     distance_l2: float  # from the current point to the target
@@ -66,8 +67,9 @@ class Explorer:
 
     ``model``: a registry name (see ``models.list_models``; loaded once, on ``device``,
     None: CUDA when available) or a classifier taking images in [0, 1] with
-    ``class_names``, ``input_size`` and ``info``. ``images``: an image source spelling
-    (see :mod:`blindspots_nb.data.sources`; None: the model's default) or an open dataset.
+    ``class_names``, ``input_size`` and ``info``. ``image_source``: an image source spelling
+    (see :mod:`blindspots_nb.data.sources`; None: the model's default) or an open dataset
+    (``images=``: its old, deprecated name).
     ``source``/``target``: image names (default: the first image, and the first image
     of another class than the source as the model predicts it). ``config``: the
     hyperparameters (default: the paper's, recording every iteration for the curves).
@@ -80,7 +82,8 @@ class Explorer:
     stops. A model or image source that fails to load changes nothing and raises.
     """
 
-    def __init__(self, model="efficientnet_lite0", images=None, source: str | None = None,
+    @renamed_keywords(images="image_source")
+    def __init__(self, model="efficientnet_lite0", image_source=None, source: str | None = None,
                  target: str | None = None, config: LSTConfig | None = None, iterations_per_click: int = 10,
                  device=None, execution: Execution | None = None):
         self.device = device
@@ -102,7 +105,7 @@ class Explorer:
         self._running = False
         self._stop = threading.Event()
         model = self._load(model)
-        self._switch(model, sources.default_source(model) if images is None else images, source, target)
+        self._switch(model, sources.default_source(model) if image_source is None else image_source, source, target)
 
     # -- listeners -----------------------------------------------------------------
     def on_change(self, callback: Callable[[str, str], None]) -> None:
@@ -151,14 +154,14 @@ class Explorer:
         """
         previous = self._model
         model = self._load(model)
-        images = self.image_sources[self._image_source]
+        image_source = self.image_sources[self._image_source]
         if self._image_source == sources.default_source(previous):
-            images = sources.default_source(model)
-        self._switch(model, images)
+            image_source = sources.default_source(model)
+        self._switch(model, image_source)
 
-    def set_images(self, images) -> None:
-        """Take images from ``images`` (a spelling, a name in ``image_sources`` or a dataset)."""
-        self._switch(self._model, images)
+    def set_image_source(self, image_source) -> None:
+        """Take images from ``image_source`` (a spelling, a name in ``image_sources`` or a dataset)."""
+        self._switch(self._model, image_source)
 
     def choose(self, source: str | None = None, target: str | None = None) -> None:
         """Choose the source and target images by name (None: keep the current one)."""
@@ -215,18 +218,18 @@ class Explorer:
             self._models[model] = load_model(model, device=self.device)
         return self._models[model]
 
-    def _named_source(self, images) -> tuple[str, object]:
-        """The name under which ``images`` are offered, and what opens them."""
-        if not isinstance(images, (str, Path)):
-            return GIVEN_IMAGES, images
-        if str(images) in self.image_sources:
-            return str(images), self.image_sources[str(images)]
-        spelling = sources.canonical(str(images))
+    def _named_source(self, image_source) -> tuple[str, object]:
+        """The name under which ``image_source`` is offered, and what opens it."""
+        if not isinstance(image_source, (str, Path)):
+            return GIVEN_IMAGES, image_source
+        if str(image_source) in self.image_sources:
+            return str(image_source), self.image_sources[str(image_source)]
+        spelling = sources.canonical(str(image_source))
         return spelling, spelling
 
-    def _catalog(self, model, images) -> dict[str, torch.Tensor]:
-        """Name -> image of ``images`` at ``model``'s input size, uploads included."""
-        found, names = sources.source_images(images, model)
+    def _catalog(self, model, image_source) -> dict[str, torch.Tensor]:
+        """Name -> image of ``image_source`` at ``model``'s input size, uploads included."""
+        found, names = sources.source_images(image_source, model)
         catalog = dict(zip(names, found))
         preprocess = preprocess_for(model)
         catalog.update((key, preprocess(picture)) for key, picture in self._uploads.items())
@@ -248,17 +251,17 @@ class Explorer:
             target = others[0] if others else names[min(1, len(names) - 1)]
         return source, target
 
-    def _switch(self, model, images, source: str | None = None, target: str | None = None) -> None:
-        """Use ``model`` and ``images`` and start anew; everything is loaded before
+    def _switch(self, model, image_source, source: str | None = None, target: str | None = None) -> None:
+        """Use ``model`` and ``image_source`` and start anew; everything is loaded before
         anything changes, so a failure leaves the explorer as it was."""
         self.pause()
-        name, images = self._named_source(images)
-        catalog = self._catalog(model, images)
+        name, image_source = self._named_source(image_source)
+        catalog = self._catalog(model, image_source)
         source, target = self._choice(model, catalog, source, target)
         traversal = self._traversal(model, catalog, source, target, self._config)
         with self._lock:
             self._model, self._image_source, self.catalog = model, name, catalog
-            self.image_sources[name] = images
+            self.image_sources[name] = image_source
         self._adopt(traversal, source, target)
 
     # -- the traversal -------------------------------------------------------------
@@ -382,13 +385,14 @@ class Explorer:
             self._model, snap.result.config, module_device(self._model), source=snap.source, target=snap.target,
             image_source=self._image_source, source_class=snap.source_class, target_class=snap.target_class,
             iteration=snap.iteration, accepted_steps=snap.accepted_steps,
-            initial_confidence=snap.initial_confidence, source_class_confidence=snap.confidence,
-            target_class_confidence=snap.target_confidence, distance_l2=snap.distance_l2,
+            initial_confidence=snap.initial_confidence, confidence=snap.confidence,
+            target_confidence=snap.target_confidence, distance_l2=snap.distance_l2,
             rmse_to_target=snap.rmse_to_target, execution=self.execution.to_dict())
 
-    def export(self, directory) -> dict[str, Path]:
+    @renamed_keywords(directory="out_dir")
+    def export(self, out_dir) -> dict[str, Path]:
         """Write the current point (PNG), the whole traversal (.pt, resumable with
-        ``Traversal.load``) and its record (JSON) to ``directory``; returns the paths.
+        ``Traversal.load``) and its record (JSON) to ``out_dir``; returns the paths.
 
         A name holds the model, source, target (each shortened to a bounded length) and
         the iteration, then 10 hex digits of the sha256 of :meth:`export_identity`, so
@@ -397,16 +401,16 @@ class Explorer:
         (:mod:`blindspots_nb.tools.atomic`), the record last; exporting the same point again
         writes the same content over its files (only the record's ``created`` changes).
         """
-        if isinstance(directory, str) and not directory.strip():
+        if isinstance(out_dir, str) and not out_dir.strip():
             raise ValueError("no export folder given (an empty name would mean the working folder): name a folder")
-        directory = atomic.check_folder(directory, "the export folder")
+        out_dir = atomic.check_folder(out_dir, "the export folder")
         with self._lock:  # all three of the same iteration, even while running
             record = self.record()
             identity = hashlib.sha256(json.dumps(self.export_identity(), sort_keys=True).encode()).hexdigest()
             stem = "_".join((_file_stem(record["model"].get("name"), 32), _file_stem(record["source"], 40), "to",
                              _file_stem(record["target"], 40), f"it{record['iteration']}", identity[:10]))
-            paths = {"image": directory / f"{stem}.png", "traversal": directory / f"{stem}.pt",
-                     "record": directory / f"{stem}.json"}
+            paths = {"image": out_dir / f"{stem}.png", "traversal": out_dir / f"{stem}.pt",
+                     "record": out_dir / f"{stem}.json"}
             atomic.write_bytes(paths["image"], image_to_png(self.traversal.images[0]))
             atomic.write_atomically(paths["traversal"], self.traversal.save)
         record["files"] = {key: path.name for key, path in paths.items()}

@@ -20,6 +20,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from .state import Explorer
+from ..tools.deprecation import renamed_keywords
 from ..lst import LSTConfig
 from ..plots import confidence_figure, difference_image, image_to_png, saliency_overlay, update_confidence_figure
 
@@ -30,29 +31,31 @@ MESSAGE_COLOURS = {"ok": "#2e7d32", "warning": "#b26a00", "error": "#c62828"}
 class LSTExplorer:
     """Step through Level Set Traversal from a source towards a target image, live.
 
-    ``model``, ``images``, ``source``, ``target``, ``iterations_per_click`` and
+    ``model``, ``image_source``, ``source``, ``target``, ``iterations_per_click`` and
     ``device``: as for :class:`~blindspots_nb.explorer.state.Explorer`; ``step_size``,
     ``delta``, ``eps``, ``iterations``, ``init_noise``, ``seed``: its
     :class:`~blindspots_nb.lst.LSTConfig`; ``execution``: how the model runs
-    (:class:`~blindspots_nb.execution.Execution`); ``output_dir``: where Export writes;
+    (:class:`~blindspots_nb.execution.Execution`); ``out_dir``: where Export writes;
     ``models``: the names offered in the model menu (None: the whole registry).
-    Display the explorer as the last expression of a cell.
+    Display the explorer as the last expression of a cell. (``images=`` and
+    ``output_dir=``: the old, deprecated names of ``image_source=`` and ``out_dir=``.)
     """
 
+    @renamed_keywords(images="image_source", output_dir="out_dir")
     def __init__(self, model="efficientnet_lite0", source: str | None = None, target: str | None = None,
-                 images=None, step_size: float = 1e-2, delta: float = 0.2, eps: float = 2e-3,
+                 image_source=None, step_size: float = 1e-2, delta: float = 0.2, eps: float = 2e-3,
                  iterations_per_click: int = 10, iterations: int = 400, init_noise: float = 4 / 255,
-                 seed: int = 0, output_dir="results/explorer", device=None, models=None, execution=None):
+                 seed: int = 0, out_dir="results/explorer", device=None, models=None, execution=None):
         config = LSTConfig(step_size=step_size, iterations=iterations, delta=delta, eps=eps, init_noise=init_noise,
                            record_every=1, seed=seed)
-        self.state = Explorer(model, images, source, target, config, iterations_per_click, device, execution)
+        self.state = Explorer(model, image_source, source, target, config, iterations_per_click, device, execution)
         if models is None:
             from ..models import list_models
             models = list_models()
         self._quiet = False  # set while the view changes its own widgets
         style = {"description_width": "initial"}
         self.model_menu = W.Dropdown(options=list(models), description="model", style=style)
-        self.collection_menu = W.Dropdown(description="images", style=style)
+        self.image_source_menu = W.Dropdown(description="images", style=style)
         self.source_menu = W.Dropdown(description="source", style=style)
         self.target_menu = W.Dropdown(description="target", style=style)
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload image")
@@ -72,7 +75,7 @@ class LSTExplorer:
         self.export_button = W.Button(description="Export", icon="download")
         self.saliency_toggle = W.ToggleButton(value=False, description="saliency", icon="eye",
                                               tooltip="lay the saliency map of the source class over the current point")
-        self.output_dir = W.Text(value=str(output_dir), description="export to", style=style)
+        self.out_dir = W.Text(value=str(out_dir), description="export to", style=style)
         self.panels = {name: W.Image(format="png", width=PANEL, height=PANEL, _dom_classes=(f"lst-{name}",))
                        for name in ("source", "target", "current", "difference")}
         self.panel_labels = {name: W.HTML() for name in self.panels}
@@ -126,10 +129,11 @@ class LSTExplorer:
         self.state.reset()
         return self
 
-    def export(self, directory=None):
-        """Write the current point, the traversal and its record to ``directory``
+    @renamed_keywords(directory="out_dir")
+    def export(self, out_dir=None):
+        """Write the current point, the traversal and its record to ``out_dir``
         (default: the 'export to' field); returns the paths."""
-        paths = self.state.export(directory or self.output_dir.value)
+        paths = self.state.export(out_dir or self.out_dir.value)
         self._say(f"Exported {html.escape(str(paths['image']))} with its record "
                   f"{html.escape(paths['record'].name)} and state {html.escape(paths['traversal'].name)}.", "ok")
         return paths
@@ -157,7 +161,7 @@ class LSTExplorer:
         self.reset_button.on_click(lambda _: self.reset())
         self.export_button.on_click(lambda _: self._attempt("Export failed", self.export))
         self.model_menu.observe(self._on_model, names="value")
-        self.collection_menu.observe(self._on_collection, names="value")
+        self.image_source_menu.observe(self._on_image_source, names="value")
         for menu in (self.source_menu, self.target_menu):
             menu.observe(self._on_choice, names="value")
         for field in (self.step_size, self.delta, self.eps, self.iterations):
@@ -171,12 +175,12 @@ class LSTExplorer:
         def panel(name):
             return W.VBox([self.panel_labels[name], self.panels[name]], layout=W.Layout(width=f"{PANEL + 16}px"))
         return W.VBox([
-            W.HBox([self.model_menu, self.collection_menu, self.upload]),
+            W.HBox([self.model_menu, self.image_source_menu, self.upload]),
             W.HBox([self.source_menu, self.target_menu]),
             W.HBox([self.step_size, self.delta, self.eps]),
             W.HBox([self.per_click, self.iterations]),
             W.HBox([self.step_button, self.run_button, self.pause_button, self.reset_button, self.export_button,
-                    self.output_dir, self.saliency_toggle]),
+                    self.out_dir, self.saliency_toggle]),
             self.message,
             W.HBox([panel(name) for name in self.panels]),
             self.status,
@@ -209,9 +213,9 @@ class LSTExplorer:
         if not self._quiet and self._attempt(f"Could not load {change['new']}", self.state.set_model, change["new"]):
             self._say(f"Loaded model {html.escape(change['new'])}.", "ok")
 
-    def _on_collection(self, change):
+    def _on_image_source(self, change):
         if not self._quiet:
-            self._attempt(f"Could not load {change['new']}", self.state.set_images, change["new"])
+            self._attempt(f"Could not load {change['new']}", self.state.set_image_source, change["new"])
 
     def _on_choice(self, change):
         if not self._quiet and change["new"] is not None:
@@ -254,7 +258,7 @@ class LSTExplorer:
             if state.model_name not in self.model_menu.options:
                 self.model_menu.options = [state.model_name, *self.model_menu.options]
             self.model_menu.value = state.model_name
-            for menu, options, value in ((self.collection_menu, list(state.image_sources), state.image_source),
+            for menu, options, value in ((self.image_source_menu, list(state.image_sources), state.image_source),
                                          (self.source_menu, list(state.catalog), state.source),
                                          (self.target_menu, list(state.catalog), state.target)):
                 if list(menu.options) != options:
@@ -274,9 +278,9 @@ class LSTExplorer:
                             ("current", current), ("difference", difference)):
             self.panels[name].value = image_to_png(image, PANEL)
         source_class, target_class = snap.source_class, snap.target_class
-        p0 = snap.initial_confidence
+        initial_confidence = snap.initial_confidence
         self.panel_labels["source"].value = (f"<b>source</b>: {html.escape(snap.source)}<br>"
-                                             f"{html.escape(source_class[:28])} ({p0:.3f})")
+                                             f"{html.escape(source_class[:28])} ({initial_confidence:.3f})")
         self.panel_labels["target"].value = (f"<b>target</b>: {html.escape(snap.target)}<br>"
                                              f"{html.escape(target_class[:28])}")
         self.panel_labels["current"].value = (f"<b>{'saliency' if overlay else 'current'}</b>, "
@@ -287,7 +291,8 @@ class LSTExplorer:
         update_confidence_figure(self.figure, snap.result, class_names=(source_class, target_class))
         self.status.value = (
             f"<b>iteration {snap.iteration}</b> \u00b7 {html.escape(source_class[:30])}: {snap.confidence:.4f} "
-            f"(p0 {p0:.4f}, rejected below {p0 - snap.result.config.delta:.4f}) \u00b7 "
+            f"(initially {initial_confidence:.4f}, rejected below {initial_confidence - snap.result.config.delta:.4f})"
+            " \u00b7 "
             f"{html.escape(target_class[:30])}: {snap.target_confidence:.4f} \u00b7 RMSE to target "
             f"{snap.rmse_to_target:.4f} \u00b7 accepted steps {snap.accepted_steps}/{snap.iteration}"
             + (" \u00b7 <i>running</i>" if snap.running else ""))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ..execution import Execution
 from ..lst import LSTConfig
 from ..data.sources import canonical, source_name
+from ..tools.deprecation import renamed_keys
 from ..tools.validation import MAX_SEED, plain_number
 
 
@@ -21,12 +22,12 @@ from ..tools.validation import MAX_SEED, plain_number
 class Experiment:
     """One image source, the models studied on it, the pool rule and LST's hyperparameters.
 
-    source: an image source spelling (``photos``, ``fonts:test``, ``imagenet:ROOT`` ...).
+    image_source: an image source spelling (``photos``, ``fonts:test``, ``imagenet:ROOT`` ...).
     models: registry names; the pool must suit every one of them.
     lst: LST's hyperparameters (its seed is replaced by one per source batch and round).
     execution: how the models run (precision, compile, layout); not the algorithm, but
         part of the run's identity, since a precision can move the numbers.
-    name: the experiment's folder in the output; default: the source's kind.
+    name: the experiment's folder in the output; default: the image source's kind.
     n_sources: cap on the pool size (None: the whole pool).
     per_class: pool images per class.
     min_conf: pool rule: correct with confidence above this under every model.
@@ -37,7 +38,7 @@ class Experiment:
     note: what a reader of the tables should know about this experiment.
     """
 
-    source: str
+    image_source: str
     models: tuple[str, ...]
     lst: LSTConfig = field(default_factory=LSTConfig)
     execution: Execution = field(default_factory=Execution)
@@ -59,9 +60,9 @@ class Experiment:
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"Experiment.seed must be an integer in [0, 2**64 - 1] (the seeds "
                              f"torch.Generator.manual_seed takes), got {self.seed}")
-        set_("source", canonical(self.source))
+        set_("image_source", canonical(self.image_source))
         set_("models", tuple(self.models))
-        set_("name", self.name or source_name(self.source))
+        set_("name", self.name or source_name(self.image_source))
         if not isinstance(self.lst, LSTConfig):
             raise TypeError(f"Experiment.lst must be an LSTConfig, got {type(self.lst).__name__}")
         if not isinstance(self.execution, Execution):
@@ -80,9 +81,9 @@ class Experiment:
             raise ValueError(f"min_conf must lie in [0, 1), got {self.min_conf}")
 
     @property
-    def source_kind(self) -> str:
-        """The source's kind (``imagenet`` for ``imagenet:/data/val``), as the tables name it."""
-        return source_name(self.source)
+    def image_source_kind(self) -> str:
+        """The image source's kind (``imagenet`` for ``imagenet:/data/val``), as the tables name it."""
+        return source_name(self.image_source)
 
     def lst_config(self, seed: int) -> LSTConfig:
         return dataclasses.replace(self.lst, seed=seed)
@@ -92,6 +93,9 @@ class Experiment:
 
     @classmethod
     def from_dict(cls, values: dict) -> "Experiment":
+        """The experiment :meth:`to_dict` wrote (a ``source`` key, written before it was
+        ``image_source``, is read too)."""
+        values = renamed_keys(values, "experiment settings", source="image_source")
         return cls(**{**values, "lst": LSTConfig(**values["lst"]),
                       "execution": Execution(**values.get("execution", {}))})
 

@@ -24,7 +24,7 @@ class ModelReport:
     targets: torch.Tensor        # (k, C, H, W)
     source_classes: list[str]
     target_classes: list[str]
-    initial_confidence: list[float]   # p0 of each source
+    initial_confidence: list[float]   # the source-class confidence of each clean source
     confidence: list[float]           # source-class confidence at each blind spot
     mean_grid: torch.Tensor      # (points,) confidence at each grid point, averaged over pairs and sources
     divisions: int
@@ -49,8 +49,8 @@ def model_report(store: RunStore, experiment: Experiment, model_name: str, weigh
         model=model_name, sources=images[:count], blind_spots=store.blind_spots(experiment, model_name, 0, 0)[:count],
         targets=images[count:], source_classes=[pool["class_names"][s] for s in sources],
         target_classes=[pool["class_names"][t] for t in targets],
-        initial_confidence=[float(rows[s]["p0"]) for s in sources],
+        initial_confidence=[float(rows[s]["initial_confidence"]) for s in sources],
         confidence=[float(rows[s]["confidence"]) for s in sources],
         mean_grid=store.mean_triangle_grid(experiment, model_name).double().mean(0),
         divisions=experiment.divisions,
-        caption=provenance.caption(model, experiment.lst, "cpu") + f" | {experiment.name}: {experiment.source}")
+        caption=provenance.caption(model, experiment.lst, "cpu") + f" | {experiment.name}: {experiment.image_source}")

@@ -50,6 +50,7 @@ import torch
 
 from ..tools import atomic
 from ..tools.checksums import file_sha256
+from ..tools.deprecation import renamed_keys, renamed_keywords
 from .experiment import Experiment
 
 SETTINGS = "settings.json"
@@ -151,28 +152,29 @@ def csv_text(rows: list[dict]) -> str:
 class RunStore:
     """One output folder of ``blindspots-nb reproduce``."""
 
-    def __init__(self, root):
-        root = Path(root)
+    @renamed_keywords(root="out_dir")
+    def __init__(self, out_dir):
+        out_dir = Path(out_dir)
         try:
-            str(root).encode("utf-8")
+            str(out_dir).encode("utf-8")
         except UnicodeEncodeError:
-            raise RunFolderError(f"the output folder {os.fsdecode(bytes(root))!r} is not valid UTF-8: name it in "
+            raise RunFolderError(f"the output folder {os.fsdecode(bytes(out_dir))!r} is not valid UTF-8: name it in "
                                  "UTF-8 (its path is passed to the notebooks as text)") from None
-        self.root = root
+        self.out_dir = out_dir
         # manifest -> its files' (size, mtime, inode) when they last matched it: a piece
         # unchanged since then is not hashed again (a run checks each piece several times)
         self._matched: dict[Path, tuple] = {}
 
     def __repr__(self) -> str:
-        return f"RunStore({str(self.root)!r})"
+        return f"RunStore({str(self.out_dir)!r})"
 
     # -- writing --------------------------------------------------------------------
     def _inside(self, path: Path) -> Path:
         """``path``, once its folder is known to lie inside the output folder (a link in the
         folder must not lead a write or a removal elsewhere)."""
         folder = path.parent.resolve()
-        if not folder.is_relative_to(self.root.resolve()):
-            raise RunFolderError(f"{path.parent} leads outside the output folder {self.root} (to {folder}); "
+        if not folder.is_relative_to(self.out_dir.resolve()):
+            raise RunFolderError(f"{path.parent} leads outside the output folder {self.out_dir} (to {folder}); "
                                  "a run writes only inside its folder")
         return path
 
@@ -217,9 +219,12 @@ class RunStore:
 
     def settings_digest(self, experiment: Experiment) -> str:
         """What a piece of ``experiment`` was made with: the experiment and its models'
-        weights (sha256), as one hash written into each of its pieces' manifests."""
+        weights (sha256), as one hash written into each of its pieces' manifests. The
+        image source is hashed under the key the first run folders wrote, ``source``, so
+        that a run started before it was renamed ``image_source`` still resumes."""
         weights = self.weights()
-        identity = {"experiment": experiment.to_dict(),
+        settings = {"source" if key == "image_source" else key: value for key, value in experiment.to_dict().items()}
+        identity = {"experiment": settings,
                     "weights": {m: weights[m]["sha256"] if m in weights else None for m in experiment.models}}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
@@ -258,7 +263,7 @@ class RunStore:
             self._matched[manifest] = signature
             return "finished"
         self._matched.pop(manifest, None)
-        warnings.warn(f"{stem.relative_to(self.root)}: {', '.join(problems)} no longer match the piece's manifest "
+        warnings.warn(f"{stem.relative_to(self.out_dir)}: {', '.join(problems)} no longer match the piece's manifest "
                       "(size or sha256 changed); recomputing that piece", stacklevel=3)
         manifest.unlink(missing_ok=True)
         return "to do"
@@ -271,7 +276,7 @@ class RunStore:
 
     def _other_settings(self, stems: list[Path]) -> RunSettingsMismatch:
         return RunSettingsMismatch(
-            f"{self.root}: {_listing([str(s.relative_to(self.root)) for s in stems])} were made with other settings "
+            f"{self.out_dir}: {_listing([str(s.relative_to(self.out_dir)) for s in stems])} were made with other settings "
             f"than the run's {SETTINGS} (a shard of another run copied in?); they are not mixed into this run. "
             "Remove them, or put each run in its own folder")
 
@@ -280,13 +285,13 @@ class RunStore:
         """Refuse a folder a run must not use: a file or a dangling link instead of a folder,
         or a folder that holds something other than a run's files and is not a run folder
         (or, with ``force``, whose other files would have to go)."""
-        atomic.check_folder(self.root, "the output folder")
-        if not self.root.is_dir():
+        atomic.check_folder(self.out_dir, "the output folder")
+        if not self.out_dir.is_dir():
             return
-        _, _, foreign = _survey(self.root)
-        if foreign and (force or not (self.root / SETTINGS).is_file()):
+        _, _, foreign = _survey(self.out_dir)
+        if foreign and (force or not (self.out_dir / SETTINGS).is_file()):
             raise RunFolderError(
-                f"{self.root} holds files that are not a run's ({_listing(foreign)}): "
+                f"{self.out_dir} holds files that are not a run's ({_listing(foreign)}): "
                 + ("--force removes only what a run wrote, so it leaves this folder alone; move those files, "
                    "or use another output folder" if force else
                    "a run starts only in a new or empty folder or in a run folder; use another output folder"))
@@ -298,29 +303,29 @@ class RunStore:
         run is recognised (its file still names it) and taken over."""
         self.check_folder()
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            handle = open(self.root / LOCK, "a+")
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(self.out_dir / LOCK, "a+")
         except OSError as error:
-            raise RunFolderError(f"cannot use the output folder {self.root}: {error.strerror}") from None
+            raise RunFolderError(f"cannot use the output folder {self.out_dir}: {error.strerror}") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "a process that has not said who it is"
             handle.close()
-            raise RunFolderBusy(f"{self.root} is in use by another run ({holder}); wait until it ends, or "
+            raise RunFolderBusy(f"{self.out_dir} is in use by another run ({holder}); wait until it ends, or "
                                 "use another output folder") from None
         try:
             handle.seek(0)
             stale = handle.read().strip()
             if stale:
-                print(f"{self.root}: taking over the lock of a run that ended without releasing it ({stale})")
+                print(f"{self.out_dir}: taking over the lock of a run that ended without releasing it ({stale})")
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since "
                          f"{datetime.datetime.now().isoformat(timespec='seconds')}: {' '.join(sys.argv)}")
             handle.flush()
-            files, _, _ = _survey(self.root)
+            files, _, _ = _survey(self.out_dir)
             for temporary in files:  # left by a killed run: this store's own temporary files only
                 if atomic.temporary_of(temporary) is not None:
                     temporary.unlink(missing_ok=True)
@@ -353,7 +358,7 @@ class RunStore:
                 self._model_dir(experiment, model)
         settings = {"format": RUN_FORMAT, "experiments": [e.to_dict() for e in experiments],
                     "weights": weights or {}}
-        path = self.root / SETTINGS
+        path = self.out_dir / SETTINGS
         self.check_folder(force)
         if force:
             self._remove_run()
@@ -361,16 +366,16 @@ class RunStore:
         if stored is not None and _identity(stored) != _identity(settings) and self._has_results():
             differences = _differences(_identity(stored), _identity(settings))
             raise RunSettingsMismatch(
-                f"{self.root} holds a run with other settings ({'; '.join(differences[:6])}"
+                f"{self.out_dir} holds a run with other settings ({'; '.join(differences[:6])}"
                 f"{' ...' if len(differences) > 6 else ''}). Use another output folder, or --force to replace "
                 "that run.")
         self._write_json(path, settings)
 
     def _remove_run(self):
         """Remove every file and folder a run wrote here (the lock stays: it is held)."""
-        files, folders, _ = _survey(self.root)
+        files, folders, _ = _survey(self.out_dir)
         for path in files:
-            if path.name != LOCK or path.parent != self.root:
+            if path.name != LOCK or path.parent != self.out_dir:
                 path.unlink(missing_ok=True)
         for folder in folders:  # deepest first, as _survey lists them
             folder.rmdir()
@@ -378,15 +383,15 @@ class RunStore:
 
     def _has_results(self) -> bool:
         """Whether any piece of work was finished in this folder."""
-        return any(self.root.glob("*/pool.json"))
+        return any(self.out_dir.glob("*/pool.json"))
 
     def _settings(self) -> dict:
         """The run's settings as this version writes them (fields added since take their
         defaults); a clear error naming the file and the problem when they are damaged."""
-        path = self.root / SETTINGS
+        path = self.out_dir / SETTINGS
         if not path.is_file():
-            raise FileNotFoundError(f"{self.root} holds no run (no {SETTINGS}): start one with "
-                                    f"blindspots-nb reproduce --out {self.root}")
+            raise FileNotFoundError(f"{self.out_dir} holds no run (no {SETTINGS}): start one with "
+                                    f"blindspots-nb reproduce --out-dir {self.out_dir}")
         value = self._read_json(path)
         problem = None
         if not isinstance(value, dict):
@@ -425,19 +430,22 @@ class RunStore:
         for experiment in experiments:
             if experiment.name == name:
                 return experiment
-        raise ValueError(f"{self.root} has no experiment {name!r}; it has {[e.name for e in experiments]}")
+        raise ValueError(f"{self.out_dir} has no experiment {name!r}; it has {[e.name for e in experiments]}")
 
     # -- the pool ---------------------------------------------------------------------
     def _experiment_dir(self, experiment: Experiment) -> Path:
-        return self.root / _component(experiment.name, "the experiment name")
+        return self.out_dir / _component(experiment.name, "the experiment name")
 
     def _pool_path(self, experiment: Experiment) -> Path:
         return self._experiment_dir(experiment) / "pool.json"
 
     def pool(self, experiment: Experiment) -> dict | None:
-        """The experiment's pool record, None before it was selected (or if it failed its check)."""
+        """The experiment's pool record, None before it was selected (or if it failed its
+        check). A ``source`` key, written before it was ``image_source``, is read too."""
         path = self._pool_path(experiment)
-        return self._read_json(path) if self._finished(path, [path.name], experiment) else None
+        if not self._finished(path, [path.name], experiment):
+            return None
+        return renamed_keys(self._read_json(path), str(path), source="image_source")
 
     def save_pool(self, experiment: Experiment, record: dict):
         path = self._write_json(self._pool_path(experiment), record, indent=1)
@@ -515,7 +523,9 @@ class RunStore:
         return all(state == "finished" for state in states.values())
 
     def blind_spot_rows(self, experiment, model) -> list[dict]:
-        return [row for b in self._batches(experiment) for r in range(experiment.rounds)
+        """Every blind spot's row (``p0``, written before it was ``initial_confidence``, is read too)."""
+        return [renamed_keys(row, f"blind-spot rows of {model} on {experiment.name}", p0="initial_confidence")
+                for b in self._batches(experiment) for r in range(experiment.rounds)
                 for row in self._read_rows(self._blind_spots_stem(experiment, model, b, r).with_suffix(".csv"))]
 
     def source_rows(self, experiment, model) -> list[dict]:
@@ -530,27 +540,27 @@ class RunStore:
     # -- the tables and the run record ----------------------------------------------------
     def save_tables(self, texts: dict[str, str], summaries: dict) -> dict[str, Path]:
         """Write the tables (file name -> text) and the summaries behind them."""
-        written = {name: self._write_text(self.root / name, text) for name, text in texts.items()}
-        self._write_json(self.root / "summaries.json", summaries)
+        written = {name: self._write_text(self.out_dir / name, text) for name, text in texts.items()}
+        self._write_json(self.out_dir / "summaries.json", summaries)
         return written
 
     def read_text(self, name: str) -> str:
-        return (self.root / name).read_text(encoding="utf-8")
+        return (self.out_dir / name).read_text(encoding="utf-8")
 
     def summaries(self) -> dict:
         """Each model's table numbers, as the finished run's tables were made from them."""
-        path = self.root / "summaries.json"
+        path = self.out_dir / "summaries.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{self.root} holds no finished tables ({path.name}): finish the run first")
+            raise FileNotFoundError(f"{self.out_dir} holds no finished tables ({path.name}): finish the run first")
         return self._read_json(path)
 
     def save_run_record(self, run: dict) -> Path:
-        return self._write_json(self.root / "run.json", run)
+        return self._write_json(self.out_dir / "run.json", run)
 
     # -- the executed notebooks -------------------------------------------------------------
     def _report_path(self, experiment, model, shard: tuple[int, int]) -> Path:
         name = f"{experiment.name}_{_component(model, 'the model name')}_shard{shard[0]}of{shard[1]}.ipynb"
-        return self.root / REPORTS / name
+        return self.out_dir / REPORTS / name
 
     def reports(self, experiment, model) -> dict[tuple[int, int], str | None]:
         """The model's executed notebooks by shard, each with what is wrong with it (None:
@@ -560,7 +570,7 @@ class RunStore:
 
         found = {}
         prefix = f"{experiment.name}_{model}_shard"
-        for path in sorted((self.root / REPORTS).glob("*.ipynb")):
+        for path in sorted((self.out_dir / REPORTS).glob("*.ipynb")):
             match = re.fullmatch(re.escape(prefix) + r"(\d+)of(\d+)\.ipynb", path.name)
             if not match:
                 continue

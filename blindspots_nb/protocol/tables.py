@@ -52,14 +52,14 @@ def summarize_model(store: RunStore, experiment: Experiment, model: str) -> dict
     """A finished model's per-batch rows -> per_blindspot.csv and per_source.csv, and
     its (mean, std) per table column."""
     if not store.model_finished(experiment, model):
-        raise RuntimeError(f"{model} on {experiment.name} is not finished in {store.root}: "
+        raise RuntimeError(f"{model} on {experiment.name} is not finished in {store.out_dir}: "
                            "run the remaining shards first")
     blind_spots = sorted(store.blind_spot_rows(experiment, model),
                          key=lambda row: (int(row["source"]), int(row["round"])))
     sources = sorted(store.source_rows(experiment, model), key=lambda row: int(row["source"]))
     store.save_model_rows(experiment, model, blind_spots, sources)
     return {
-        "dataset": experiment.source_kind, "n_sources": len(sources), "n_blind_spots": len(blind_spots),
+        "dataset": experiment.image_source_kind, "n_sources": len(sources), "n_blind_spots": len(blind_spots),
         "table1": {key: mean_std([float(row[key]) for row in blind_spots]) for key in TABLE1_COLUMNS},
         "table2": {key: mean_std([float(row[key]) for row in sources]) for key in TABLE2_COLUMNS},
     }
@@ -154,10 +154,10 @@ def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict 
     """What produced the tables, in a few sentences under them: settings, weights files
     (sha256, and whether a published hash confirmed them), version."""
     settings = "; ".join(
-        f"{e.name} ({e.source}): {', '.join(e.models)}, LST "
+        f"{e.name} ({e.image_source}): {', '.join(e.models)}, LST "
         + ", ".join(f"{k}={_setting(v)}" for k, v in e.lst.to_dict().items() if k not in NOT_SETTINGS)
         + f", rounds={e.rounds}, seed={e.seed}, pool: correct with confidence > {e.min_conf}, "
-        + e.execution.describe()
+        + e.execution.in_words()
         + (f" ({e.note})" if e.note else "") for e in experiments)
     notes = [f"Produced by blindspots_nb {provenance.versions()['blindspots_nb']} (details in run.json): {settings}.",
              "Mean ± std over blind spots (Table 1) and over sources (Table 2); the paper's rows are ImageNet."]
@@ -189,18 +189,18 @@ def read_run(folder) -> tuple[dict, dict[str, Experiment], dict[str, str]]:
     """A finished run's table numbers ``{experiment: {model: {table: {column: (mean,
     std)}}}}``, its experiments by name and each model's weights sha256, every file checked."""
     store = RunStore(folder)
-    summaries = _checked(store.root / "summaries.json", lambda: {
+    summaries = _checked(store.out_dir / "summaries.json", lambda: {
         experiment: {model: {table: {key: _pair(summary[table][key]) for key in columns}
                              for table, columns in TABLE_COLUMNS} for model, summary in models.items()}
         for experiment, models in store.summaries().items()},
-        f"blindspots-nb merge --out {store.root} writes it anew from the run's pieces")
+        f"blindspots-nb merge --out-dir {store.out_dir} writes it anew from the run's pieces")
     remedy = "the run's settings are unknown: compare runs that blindspots-nb reproduce made"
-    experiments = _checked(store.root / SETTINGS, lambda: {e.name: e for e in store.experiments()}, remedy)
-    weights = _checked(store.root / SETTINGS, lambda: {m: w["sha256"] for m, w in store.weights().items()}, remedy)
+    experiments = _checked(store.out_dir / SETTINGS, lambda: {e.name: e for e in store.experiments()}, remedy)
+    weights = _checked(store.out_dir / SETTINGS, lambda: {m: w["sha256"] for m, w in store.weights().items()}, remedy)
     unknown = sorted(set(summaries) - set(experiments))
     if unknown:
-        raise ValueError(f"{store.root / 'summaries.json'} holds experiments {unknown} that {SETTINGS} does not: "
-                         f"blindspots-nb merge --out {store.root} writes it anew from the run's pieces")
+        raise ValueError(f"{store.out_dir / 'summaries.json'} holds experiments {unknown} that {SETTINGS} does not: "
+                         f"blindspots-nb merge --out-dir {store.out_dir} writes it anew from the run's pieces")
     return summaries, experiments, weights
 
 
@@ -241,11 +241,11 @@ def compare_runs(first, second, digits: int = 3) -> str:
             values = [setting.get(key) for setting in settings]
             if values[0] == values[1]:
                 continue
-            why = (": other images, so its rows are not comparable (no 'moved')" if key == "source"
+            why = (": other images, so its rows are not comparable (no 'moved')" if key == "image_source"
                    else " (how the models ran)" if key.startswith("execution.") else "")
             lines.append(f"- {experiment}: {key} is {_setting(values[0])} in {names[0]}, "
                          f"{_setting(values[1])} in {names[1]}{why}")
-            if key == "source":
+            if key == "image_source":
                 other_images.add(experiment)
     for model in dict.fromkeys(m for _, m in pairs):
         digests = [weights.get(model), their_weights.get(model)]
