@@ -34,7 +34,7 @@ class LSTExplorer:
     ``model``, ``image_source``, ``source``, ``target``, ``iterations_per_click`` and
     ``device``: as for :class:`~blindspots_nb.explorer.state.Explorer`; ``step_size``,
     ``delta``, ``eps``, ``iterations``, ``init_noise``, ``seed``: its
-    :class:`~blindspots_nb.lst.LSTConfig`; ``execution``: how the model runs
+    :class:`~blindspots_nb.lst.LSTConfig` (with LSTConfig's defaults); ``execution``: how the model runs
     (:class:`~blindspots_nb.execution.Execution`); ``out_dir``: where Export writes;
     ``models``: the names offered in the model menu (None: the whole registry).
     Display the explorer as the last expression of a cell. (``images=`` and
@@ -43,9 +43,10 @@ class LSTExplorer:
 
     @renamed_keywords(images="image_source", output_dir="out_dir")
     def __init__(self, model="efficientnet_lite0", source: str | None = None, target: str | None = None,
-                 image_source=None, step_size: float = 1e-2, delta: float = 0.2, eps: float = 2e-3,
-                 iterations_per_click: int = 10, iterations: int = 400, init_noise: float = 4 / 255,
-                 seed: int = 0, out_dir="results/explorer", device=None, models=None, execution=None):
+                 image_source=None, step_size: float = LSTConfig.step_size, delta: float = LSTConfig.delta,
+                 eps: float = LSTConfig.eps, iterations_per_click: int = 10, iterations: int = LSTConfig.iterations,
+                 init_noise: float = LSTConfig.init_noise, seed: int = LSTConfig.seed, out_dir="results/explorer",
+                 device=None, models=None, execution=None):
         config = LSTConfig(step_size=step_size, iterations=iterations, delta=delta, eps=eps, init_noise=init_noise,
                            record_every=1, seed=seed)
         self.state = Explorer(model, image_source, source, target, config, iterations_per_click, device, execution)
