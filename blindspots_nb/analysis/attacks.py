@@ -1,11 +1,13 @@
 """Adversarial examples: FGSM and PGD from Captum, AutoAttack from its authors' package.
 
 Every attack takes images in [0, 1] and labels, and returns images in [0, 1] within the
-``eps``-ball of the inputs (``norm`` "Linf" or "L2"), untargeted on cross-entropy. The
+ball of ``radius`` around the inputs (``norm`` "Linf" or "L2"), untargeted on cross-entropy. The
 model is any module mapping [0, 1] images to logits (a registry model normalises inside).
+The attack's radius is ``radius`` (``eps`` is LST's parallel box; ``eps=``, the attacks'
+old name of ``radius=``, is still accepted, with a DeprecationWarning).
 
-* :func:`fgsm`: one signed-gradient step of size ``eps`` (Goodfellow et al. 2015);
-* :func:`pgd`: ``steps`` signed-gradient steps of ``step_size`` (default 2.5 eps / steps)
+* :func:`fgsm`: one signed-gradient step of size ``radius`` (Goodfellow et al. 2015);
+* :func:`pgd`: ``steps`` signed-gradient steps of ``step_size`` (default 2.5 radius / steps)
   from a uniform random start in the ball, each projected onto the ball and [0, 1]
   (Madry et al. 2018). This is the one PGD of the project: adversarial training and the
   evaluation in :mod:`blindspots_nb.models.train` call it too;
@@ -20,8 +22,8 @@ of it (``seed``), so the result depends on the seed alone and the caller's rando
 is left as it was.
 
 :func:`threat_model` reads a model's threat model from ``model.info`` (its adversarial
-training's norm and eps); a normally trained model gets its dataset's standard radius
-(:data:`STANDARD_EPS`), so a normal and an adversarially trained model of one dataset are
+training's norm and radius); a normally trained model gets its dataset's standard radius
+(:data:`STANDARD_RADIUS`), so a normal and an adversarially trained model of one dataset are
 attacked alike.
 """
 
@@ -37,27 +39,28 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..models import FONTS_AT_EPS, module_device, predict
+from ..models import FONTS_AT_RADIUS, module_device, predict
+from ..tools.deprecation import renamed_keywords
 from ..tools.tensors import check_images as _check_images
 
 NORMS = ("Linf", "L2")
 # The l_inf radius that robustness on each dataset is usually measured at (pixels in [0, 1]).
-STANDARD_EPS = {"fonts": FONTS_AT_EPS, "imagenet": 4 / 255, "cifar10": 8 / 255}
+STANDARD_RADIUS = {"fonts": FONTS_AT_RADIUS, "imagenet": 4 / 255, "cifar10": 8 / 255}
 AUTOATTACK_TARGET_CLASSES = 9  # APGD-T and FAB-T of the standard version attack the 9 most likely other classes
 
 
 @dataclass(frozen=True)
 class ThreatModel:
-    """An l_p ball around each image: ``norm`` ("Linf" or "L2"), radius ``eps``, and
+    """An l_p ball around each image: ``norm`` ("Linf" or "L2"), ``radius``, and
     where the radius comes from (``origin``: the model's adversarial training, or its
     dataset's standard)."""
 
     norm: str
-    eps: float
+    radius: float
     origin: str
 
     def __str__(self) -> str:
-        return f"{self.norm} eps {self.eps:.4g} ({self.origin})"
+        return f"{self.norm} radius {self.radius:.4g} ({self.origin})"
 
 
 def canonical_norm(norm: str) -> str:
@@ -70,25 +73,25 @@ def canonical_norm(norm: str) -> str:
 
 
 def threat_model(model) -> ThreatModel:
-    """The model's own threat model from ``model.info`` (``threat_model``, ``eps``) when it
+    """The model's own threat model from ``model.info`` (``threat_model``, ``radius``) when it
     was adversarially trained, else the l_inf ball of its dataset's standard radius."""
     info = getattr(model, "info", None) or {}
     name = info.get("name", type(model).__name__)
-    if info.get("threat_model") and info.get("eps"):
-        return ThreatModel(canonical_norm(info["threat_model"]), float(info["eps"]),
+    if info.get("threat_model") and info.get("radius"):
+        return ThreatModel(canonical_norm(info["threat_model"]), float(info["radius"]),
                            f"{name}'s adversarial training")
     dataset = str(info.get("dataset") or "")
     key = "imagenet" if dataset.startswith("imagenet") else dataset
-    if key not in STANDARD_EPS:
+    if key not in STANDARD_RADIUS:
         raise ValueError(f"{name} has no threat model in its info and its dataset {dataset or 'is unknown'}"
-                         f" has no standard radius (known: {', '.join(STANDARD_EPS)}): pass eps explicitly")
-    return ThreatModel("Linf", STANDARD_EPS[key], f"the {key} standard")
+                         f" has no standard radius (known: {', '.join(STANDARD_RADIUS)}): pass radius explicitly")
+    return ThreatModel("Linf", STANDARD_RADIUS[key], f"the {key} standard")
 
 
-def default_eps(model) -> float:
-    """The radius to attack ``model`` at: its own adversarial-training eps, or its
+def default_radius(model) -> float:
+    """The radius to attack ``model`` at: its own adversarial-training radius, or its
     dataset's standard (FONTS 0.2, ImageNet 4/255, CIFAR-10 8/255)."""
-    return threat_model(model).eps
+    return threat_model(model).radius
 
 
 # --------------------------------------------------------------------------- checks
@@ -102,9 +105,9 @@ def _check_number(name: str, value, low: float, high: float, low_included: bool 
     return float(value)
 
 
-def _check_inputs(model, images, labels, eps, norm) -> tuple[torch.Tensor, torch.Tensor, float, str]:
+def _check_inputs(model, images, labels, radius, norm) -> tuple[torch.Tensor, torch.Tensor, float, str]:
     """Images (N, C, H, W) in [0, 1] and N integer labels on the model's device, a valid
-    eps and norm; raises ValueError saying which is wrong."""
+    radius and norm; raises ValueError saying which is wrong."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"images must be a float tensor (N, C, H, W), got {shape}")
@@ -116,14 +119,14 @@ def _check_inputs(model, images, labels, eps, norm) -> tuple[torch.Tensor, torch
         raise ValueError(f"labels must be {images.shape[0]} integer class indices, got "
                          f"{labels.dtype} of shape {tuple(labels.shape)}")
     norm = canonical_norm(norm)
-    eps = _check_number("eps", eps, 0.0, 1.0 if norm == "Linf" else math.sqrt(images[0].numel()))
+    radius = _check_number("radius", radius, 0.0, 1.0 if norm == "Linf" else math.sqrt(images[0].numel()))
     device = module_device(model)
-    return images.detach().to(device), labels.long().to(device), eps, norm
+    return images.detach().to(device), labels.long().to(device), radius, norm
 
 
-def default_step_size(eps: float, steps: int) -> float:
-    """PGD's step when none is given: 2.5 eps / steps, so the walk can cross the ball."""
-    return 2.5 * eps / steps
+def default_step_size(radius: float, steps: int) -> float:
+    """PGD's step when none is given: 2.5 radius / steps, so the walk can cross the ball."""
+    return 2.5 * radius / steps
 
 
 def _seed_of(seed) -> int:
@@ -161,22 +164,24 @@ def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- attacks
 
 
-def fgsm(model, images: torch.Tensor, labels, eps: float) -> torch.Tensor:
-    """FGSM (Captum): ``clip(x + eps * sign(grad_x CE(model(x), y)), 0, 1)``, l_inf."""
+@renamed_keywords(eps="radius")
+def fgsm(model, images: torch.Tensor, labels, radius: float) -> torch.Tensor:
+    """FGSM (Captum): ``clip(x + radius * sign(grad_x CE(model(x), y)), 0, 1)``, l_inf."""
     from captum.robust import FGSM
 
     device = images.device
-    images, labels, eps, _ = _check_inputs(model, images, labels, eps, "Linf")
+    images, labels, radius, _ = _check_inputs(model, images, labels, radius, "Linf")
     attack = FGSM(model, loss_func=_cross_entropy, lower_bound=0.0, upper_bound=1.0)
     attack.zero_thresh = 0.0
     with _captum_quiet():
-        return attack.perturb(images, eps, labels).detach().to(device)
+        return attack.perturb(images, radius, labels).detach().to(device)
 
 
-def pgd(model, images: torch.Tensor, labels, eps: float, step_size: float | None = None, steps: int = 20,
+@renamed_keywords(eps="radius")
+def pgd(model, images: torch.Tensor, labels, radius: float, step_size: float | None = None, steps: int = 20,
         norm: str = "Linf", random_start: bool = True, seed: int | torch.Generator = 0) -> torch.Tensor:
-    """PGD (Captum) in the ``norm`` ball of radius ``eps``: ``steps`` gradient steps of
-    ``step_size`` (default 2.5 eps / steps; signed for Linf), each projected onto the ball
+    """PGD (Captum) in the ``norm`` ball of ``radius``: ``steps`` gradient steps of
+    ``step_size`` (default 2.5 radius / steps; signed for Linf), each projected onto the ball
     and [0, 1], from a uniform random point of the ball when ``random_start``.
 
     ``seed`` (an int, or a torch.Generator that draws one per call) fixes the random start.
@@ -184,10 +189,10 @@ def pgd(model, images: torch.Tensor, labels, eps: float, step_size: float | None
     from captum.robust import PGD
 
     device = images.device
-    images, labels, eps, norm = _check_inputs(model, images, labels, eps, norm)
+    images, labels, radius, norm = _check_inputs(model, images, labels, radius, norm)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    step_size = (default_step_size(eps, steps) if step_size is None
+    step_size = (default_step_size(radius, steps) if step_size is None
                  else _check_number("step_size", step_size, 0.0, math.inf))
     if random_start and norm == "L2":  # Captum 0.9 broadcasts the random radii over the image width
         raise ValueError("Captum's L2 random start is broken (its radius does not broadcast over a "
@@ -195,7 +200,7 @@ def pgd(model, images: torch.Tensor, labels, eps: float, step_size: float | None
     attack = PGD(model, loss_func=_cross_entropy, lower_bound=0.0, upper_bound=1.0)
     attack.fgsm.zero_thresh = 0.0
     with _seeded(_seed_of(seed), images.device), _captum_quiet():
-        adversarial = attack.perturb(images, radius=eps, step_size=step_size, step_num=steps, target=labels,
+        adversarial = attack.perturb(images, radius=radius, step_size=step_size, step_num=steps, target=labels,
                                      random_start=random_start, norm=norm)
     return adversarial.detach().to(device)
 
@@ -218,7 +223,8 @@ def _autoattack_log(verbose: bool):
         logger.setLevel(level)
 
 
-def autoattack(model, images: torch.Tensor, labels, eps: float, norm: str = "Linf", seed: int = 0,
+@renamed_keywords(eps="radius")
+def autoattack(model, images: torch.Tensor, labels, radius: float, norm: str = "Linf", seed: int = 0,
                verbose: bool = False) -> torch.Tensor:
     """The standard AutoAttack (``pyautoattack``, Croce and Hein's code): APGD-CE, APGD-T
     and FAB-T on the 9 most likely other classes (all others when fewer), Square (5000
@@ -228,14 +234,14 @@ def autoattack(model, images: torch.Tensor, labels, eps: float, norm: str = "Lin
     from pyautoattack import AutoAttack
 
     device = images.device
-    images, labels, eps, norm = _check_inputs(model, images, labels, eps, norm)
+    images, labels, radius, norm = _check_inputs(model, images, labels, radius, norm)
     seed = _seed_of(seed)
     with torch.no_grad():
         classes = model(images[:1]).shape[1]
     if classes < 4:
         raise ValueError(f"AutoAttack needs a model of at least 4 classes (APGD-T's targeted DLR loss "
                          f"compares the 4 largest logits), got {classes}")
-    attack = AutoAttack(model, norm=norm, eps=eps, version="standard", device=images.device, seed=seed)
+    attack = AutoAttack(model, norm=norm, eps=radius, version="standard", device=images.device, seed=seed)
     attack.verbose = verbose
     targets = min(classes - 1, AUTOATTACK_TARGET_CLASSES)  # the package would index past a model's classes
     attack.apgd_targeted.n_target_classes = attack.fab.n_target_classes = targets
@@ -261,7 +267,7 @@ class Robustness:
 
     n: int
     norm: str
-    eps: float
+    radius: float
     pgd_steps: int
     clean: float
     pgd: float
@@ -270,11 +276,12 @@ class Robustness:
     autoattack_seconds: float
 
 
-def robustness(model, images: torch.Tensor, labels, eps: float | None = None, steps: int = 20, seed: int = 0,
+@renamed_keywords(eps="radius")
+def robustness(model, images: torch.Tensor, labels, radius: float | None = None, steps: int = 20, seed: int = 0,
                batch_size: int = 250) -> Robustness:
-    """Clean, PGD-``steps`` and AutoAttack accuracy at ``eps`` (default: the model's threat
+    """Clean, PGD-``steps`` and AutoAttack accuracy at ``radius`` (default: the model's threat
     model), over batches of ``batch_size`` images."""
-    threat = threat_model(model) if eps is None else ThreatModel("Linf", eps, "given")
+    threat = threat_model(model) if radius is None else ThreatModel("Linf", radius, "given")
     labels = torch.as_tensor(labels)
     counts = {"clean": 0, "pgd": 0, "autoattack": 0}
     seconds = {"pgd": 0.0, "autoattack": 0.0}
@@ -282,14 +289,14 @@ def robustness(model, images: torch.Tensor, labels, eps: float | None = None, st
     for start in range(0, len(images), batch_size):
         x, y = images[start:start + batch_size], labels[start:start + batch_size]
         counts["clean"] += correct(model, x, y)
-        for name, attack in (("pgd", lambda: pgd(model, x, y, threat.eps, steps=steps, norm=threat.norm,
+        for name, attack in (("pgd", lambda: pgd(model, x, y, threat.radius, steps=steps, norm=threat.norm,
                                                  seed=generator)),
-                             ("autoattack", lambda: autoattack(model, x, y, threat.eps, threat.norm,
+                             ("autoattack", lambda: autoattack(model, x, y, threat.radius, threat.norm,
                                                                seed=_seed_of(generator)))):
             began = time.perf_counter()
             adversarial = attack()
             seconds[name] += time.perf_counter() - began
             counts[name] += correct(model, adversarial, y)
     n = len(images)
-    return Robustness(n, threat.norm, threat.eps, steps, counts["clean"] / n, counts["pgd"] / n,
+    return Robustness(n, threat.norm, threat.radius, steps, counts["clean"] / n, counts["pgd"] / n,
                       counts["autoattack"] / n, seconds["pgd"], seconds["autoattack"])

@@ -10,7 +10,7 @@ asks how models of one input space see each other's images: does B keep A's sour
 on A's blind spots, or see the target; do A's adversarial examples fool B.
 
 Tables come as Markdown (:func:`distance_table`, :func:`transfer_table`), each followed by
-what produced it; :func:`describe` words the numbers; figures live in
+what produced it; :func:`comparison_sentences` words the numbers; figures live in
 :func:`blindspots_nb.plots.adversarial_vs_blindspots_figure`.
 """
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..tools import provenance
+from ..tools.deprecation import renamed_keywords
 from .attacks import ThreatModel, default_step_size, pgd, threat_model
 from ..lst import LSTConfig, traverse
 from .metrics import linf, mean_std, rmse, ssim
@@ -37,8 +38,8 @@ class Comparison:
 
     ``images[kind]``, ``predictions[kind]`` and ``confidence[kind]`` (the model's class and
     its softmax confidence) for each kind in :data:`KINDS`; ``labels`` are the model's
-    classes of the sources (what PGD attacks and LST keeps), ``source_confidence`` the
-    confidence in them before (p0) and at the blind spots. ``distances`` holds
+    classes of the sources (what PGD attacks and LST keeps), ``initial_confidence`` and
+    ``blind_spot_confidence`` the confidence in them before and at the blind spots. ``distances`` holds
     ``"adversarial to source"`` and ``"blind spot to target"``, each {rmse, linf, ssim}.
     All tensors are on the CPU.
     """
@@ -50,7 +51,7 @@ class Comparison:
     predictions: dict[str, torch.Tensor]      # kind -> (k,)
     confidence: dict[str, torch.Tensor]       # kind -> (k,)
     labels: torch.Tensor                      # (k,)
-    initial_confidence: torch.Tensor          # (k,) p0 in the source class
+    initial_confidence: torch.Tensor          # (k,) the clean source's confidence in its class
     blind_spot_confidence: torch.Tensor       # (k,) confidence in the source class at the blind spot
     distances: dict[str, dict[str, torch.Tensor]]
     threat: ThreatModel
@@ -68,20 +69,20 @@ class Comparison:
 
     @property
     def kept(self) -> torch.Tensor:
-        """Whether the blind spot kept the source-class confidence within delta of p0, per pair."""
+        """Whether the blind spot kept the source-class confidence within delta of its initial confidence, per pair."""
         return self.initial_confidence - self.blind_spot_confidence < self.settings["delta"]
 
 
 def model_groups(models, image_source=None) -> list[tuple[str, list]]:
-    """Models grouped by the images they are shown: one source (``image_source``, else
+    """Models grouped by the images they are shown: one image source (``image_source``, else
     each model's default: glyphs for FONTS models, photos for the others) and one input
     space (input size and classes). A group's models get the same sources and targets, so
     :func:`transfer` can exchange their images."""
     groups: dict[tuple, tuple[str, list]] = {}
     for model in models:
-        source = canonical(image_source or default_source(model))
-        key = (source, tuple(model.input_size), tuple(model.class_names))
-        groups.setdefault(key, (source, []))[1].append(model)
+        spelling = canonical(image_source or default_source(model))
+        key = (spelling, tuple(model.input_size), tuple(model.class_names))
+        groups.setdefault(key, (spelling, []))[1].append(model)
     return list(groups.values())
 
 
@@ -98,14 +99,15 @@ def _settings(threat: ThreatModel, step_size: float, steps: int, seed: int, conf
     """The hyperparameters of a comparison, flat, for its caption."""
     return {"data": data, "threat": str(threat), "pgd_steps": steps, "pgd_step_size": step_size,
             "pgd_random_start": True, "seed": seed, "lst_step_size": config.step_size,
-            "lst_iterations": config.iterations, "delta": config.delta, "lst_eps": config.eps,
+            "lst_iterations": config.iterations, "delta": config.delta, "eps": config.eps,
             "init_noise": config.init_noise, "lst_seed": config.seed}
 
 
+@renamed_keywords(eps="radius")
 def compare(model, sources: torch.Tensor, targets: torch.Tensor, config: LSTConfig | None = None,
-            eps: float | None = None, steps: int = 20, step_size: float | None = None, seed: int = 0,
+            radius: float | None = None, steps: int = 20, step_size: float | None = None, seed: int = 0,
             names=None, data: str = "", progress: bool = False) -> Comparison:
-    """PGD adversarial examples (l_inf ball of ``eps``, default the model's threat model;
+    """PGD adversarial examples (l_inf ball of ``radius``, default the model's threat model;
     ``steps`` steps, random start seeded by ``seed``) and LST blind spots (``config``) of
     ``model`` for the pairs (sources[i], targets[i]), with the model's own classes of the
     sources as labels. ``data`` names where the images come from (for the caption)."""
@@ -113,15 +115,15 @@ def compare(model, sources: torch.Tensor, targets: torch.Tensor, config: LSTConf
         raise ValueError(f"sources and targets must have the same shape, got {tuple(sources.shape)} "
                          f"and {tuple(targets.shape)}")
     config = config or LSTConfig()
-    threat = threat_model(model) if eps is None else ThreatModel("Linf", float(eps), "given")
-    step_size = default_step_size(threat.eps, steps) if step_size is None else step_size
+    threat = threat_model(model) if radius is None else ThreatModel("Linf", float(radius), "given")
+    step_size = default_step_size(threat.radius, steps) if step_size is None else step_size
     device = module_device(model)
     sources, targets = sources.detach().to(device), targets.detach().to(device)
     predictions, confidence = {}, {}
     for kind, image in (("source", sources), ("target", targets)):
         predictions[kind], confidence[kind] = predict(model, image)
     labels = predictions["source"]
-    adversarial = pgd(model, sources, labels, threat.eps, step_size, steps, threat.norm, True, seed)
+    adversarial = pgd(model, sources, labels, threat.radius, step_size, steps, threat.norm, True, seed)
     result = traverse(model, sources, labels.to(device), targets, config,
                       target_labels=predictions["target"].to(device), progress=progress)
     images = {"source": sources, "adversarial": adversarial, "blind spot": result.images, "target": targets}
@@ -212,7 +214,7 @@ def distance_table(comparisons) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for c in comparisons:
         adv, blind = c.distances["adversarial to source"], c.distances["blind spot to target"]
-        lines.append(f"| {c.model} | {c.threat.norm} {c.threat.eps:.4g} | {int(c.fooled.sum())}/{c.k} | "
+        lines.append(f"| {c.model} | {c.threat.norm} {c.threat.radius:.4g} | {int(c.fooled.sum())}/{c.k} | "
                      + " | ".join(_mean_std(adv[key]) for key in DISTANCES)
                      + f" | {int(c.kept.sum())}/{c.k} | "
                      + " | ".join(_mean_std(blind[key]) for key in DISTANCES) + " |")
@@ -233,13 +235,13 @@ def transfer_table(result: Transfer) -> str:
     return "\n".join(lines)
 
 
-def describe(comparisons, result: Transfer | None = None) -> str:
+def comparison_sentences(comparisons, result: Transfer | None = None) -> str:
     """Sentences that say what the tables show, computed from their numbers."""
     sentences = []
     for c in comparisons:
         adv, blind = c.distances["adversarial to source"], c.distances["blind spot to target"]
         sentences.append(
-            f"{c.model}: PGD at {c.threat.norm} {c.threat.eps:.4g} changes the class of {int(c.fooled.sum())} of "
+            f"{c.model}: PGD at {c.threat.norm} {c.threat.radius:.4g} changes the class of {int(c.fooled.sum())} of "
             f"{c.k} sources while staying at RMSE {float(adv['rmse'].mean()):.3f} (SSIM {float(adv['ssim'].mean()):.2f}) "
             f"from them; LST keeps the source class within delta on {int(c.kept.sum())} of {c.k} blind spots, "
             f"which lie at RMSE {float(blind['rmse'].mean()):.3f} (l_inf {float(blind['linf'].mean()):.2f}, "

@@ -14,6 +14,7 @@ import torch
 
 from ..execution import Execution
 from ..models import class_confidence
+from ..tools.deprecation import renamed_keywords
 
 DROPS = (0.0, 0.1, 0.2, 0.3)
 
@@ -32,8 +33,8 @@ def triangle_grid(divisions: int = 10) -> torch.Tensor:
     return torch.cat([1 - t.sum(1, keepdim=True), t], dim=1)
 
 
-def points_per_batch(image_shape, device: torch.device | str) -> int:
-    """Images per forward pass for evaluating many points: 256 on a GPU; on a CPU as
+def default_points_per_pass(image_shape, device: torch.device | str) -> int:
+    """Points (images) per forward pass for evaluating many of them, when not given: 256 on a GPU; on a CPU as
     many as make about 4 million input values (27 at 3x224x224, 256 at 3x32x32), since
     there large batches of large images run slower per image (they leave the caches)."""
     if torch.device(device).type != "cpu":
@@ -42,19 +43,19 @@ def points_per_batch(image_shape, device: torch.device | str) -> int:
 
 
 def _confidence_at_combinations(model, weights: torch.Tensor, vertices: list[torch.Tensor], labels,
-                                batch_size: int | None, vertex_index: torch.Tensor | None = None,
+                                points_per_pass: int | None, vertex_index: torch.Tensor | None = None,
                                 execution: Execution | None = None) -> torch.Tensor:
     """Source-class confidence at the points sum_k weights[n, k] * vertices[vertex_index[n, k]][b].
 
     ``vertices``: V tensors (B, C, H, W); ``weights``: (N, K); ``vertex_index``: (N, K)
     indices into ``vertices`` (default: vertex k for column k). Returns (B, N) on the
-    CPU. Points are built chunk by chunk across sources (``batch_size`` points per
-    forward pass, default :func:`points_per_batch`), so B * N images never sit in memory
+    CPU. Points are built chunk by chunk across sources (``points_per_pass`` points per
+    forward pass, default :func:`default_points_per_pass`), so B * N images never sit in memory
     at once; each chunk's confidence is :func:`~blindspots_nb.models.class_confidence`.
     """
     execution = execution or Execution()
     batch, num_points = vertices[0].shape[0], weights.shape[0]
-    batch_size = batch_size or points_per_batch(vertices[0].shape[1:], vertices[0].device)
+    points_per_pass = points_per_pass or default_points_per_pass(vertices[0].shape[1:], vertices[0].device)
     stacked = torch.stack([v.flatten(1) for v in vertices], dim=1)  # (B, V, D)
     weights = weights.to(device=stacked.device, dtype=stacked.dtype)
     if vertex_index is None:
@@ -64,11 +65,11 @@ def _confidence_at_combinations(model, weights: torch.Tensor, vertices: list[tor
     flat_index = torch.arange(batch * num_points, device=stacked.device)
     out = []
     with torch.inference_mode(), execution.scope(stacked.device):
-        for chunk in flat_index.split(batch_size):
+        for chunk in flat_index.split(points_per_pass):
             b, n = chunk // num_points, chunk % num_points
             points = torch.einsum("pk,pkd->pd", weights[n], stacked[b[:, None], vertex_index[n]]).clamp(0, 1)
             out.append(class_confidence(model, points.view(-1, *vertices[0].shape[1:]), labels[b], execution,
-                                        batch_size))
+                                        points_per_pass))
     return torch.cat(out).view(batch, num_points)
 
 
@@ -77,14 +78,18 @@ def _batched(*images: torch.Tensor) -> tuple[bool, list[torch.Tensor]]:
     return single, [image.unsqueeze(0) if single else image for image in images]
 
 
+@renamed_keywords(batch_size="points_per_pass")
 def triangle_confidence(model, source, blind_spot_a, blind_spot_b, label, divisions: int = 10,
-                        batch_size: int | None = None, execution: Execution | None = None) -> torch.Tensor:
+                        points_per_pass: int | None = None, execution: Execution | None = None) -> torch.Tensor:
     """Source-class confidence at each point of ``triangle_grid(divisions)``.
 
     Images (C, H, W) give (N,); batches (B, C, H, W) with B labels give (B, N).
+    ``points_per_pass``: grid points per forward pass (default
+    :func:`default_points_per_pass`; ``batch_size=`` is its old, deprecated name, here
+    and in the other functions of this module).
     """
     single, vertices = _batched(source, blind_spot_a, blind_spot_b)
-    confidence = _confidence_at_combinations(model, triangle_grid(divisions), vertices, label, batch_size,
+    confidence = _confidence_at_combinations(model, triangle_grid(divisions), vertices, label, points_per_pass,
                                              execution=execution)
     return confidence[0] if single else confidence
 
@@ -117,7 +122,8 @@ def shared_grid_points(blind_spots: int, divisions: int = 10) -> tuple[torch.Ten
     return torch.stack(weights), torch.tensor(vertex_index), where
 
 
-def triangles_confidence(model, source, blind_spots, label, divisions: int = 10, batch_size: int | None = None,
+@renamed_keywords(batch_size="points_per_pass")
+def triangles_confidence(model, source, blind_spots, label, divisions: int = 10, points_per_pass: int | None = None,
                          execution: Execution | None = None) -> torch.Tensor:
     """Source-class confidence over the triangles (source, o_i, o_j) of every pair i < j
     of ``blind_spots`` (m tensors (B, C, H, W)), each distinct point evaluated once.
@@ -127,18 +133,19 @@ def triangles_confidence(model, source, blind_spots, label, divisions: int = 10,
     instead of 660 for 5 blind spots.
     """
     weights, vertex_index, where = shared_grid_points(len(blind_spots), divisions)
-    confidence = _confidence_at_combinations(model, weights, [source, *blind_spots], label, batch_size,
+    confidence = _confidence_at_combinations(model, weights, [source, *blind_spots], label, points_per_pass,
                                              vertex_index=vertex_index, execution=execution)
     return confidence[:, where].permute(1, 0, 2)
 
 
-def segment_confidence(model, source, blind_spot, label, steps: int = 11, batch_size: int | None = None,
+@renamed_keywords(batch_size="points_per_pass")
+def segment_confidence(model, source, blind_spot, label, steps: int = 11, points_per_pass: int | None = None,
                        execution: Execution | None = None) -> torch.Tensor:
     """Source-class confidence along the straight segment from ``source`` to ``blind_spot``
     at ``steps`` equally spaced points, both ends included ((steps,) or (B, steps))."""
     single, vertices = _batched(source, blind_spot)
     t = torch.linspace(0, 1, steps, dtype=torch.float64)[:, None]
-    confidence = _confidence_at_combinations(model, torch.cat([1 - t, t], dim=1), vertices, label, batch_size,
+    confidence = _confidence_at_combinations(model, torch.cat([1 - t, t], dim=1), vertices, label, points_per_pass,
                                              execution=execution)
     return confidence[0] if single else confidence
 
@@ -170,11 +177,12 @@ def stats_from_confidence(confidence: torch.Tensor, divisions: int = 10) -> dict
     return {name: value.masked_fill(broken, math.nan) for name, value in stats.items()}
 
 
+@renamed_keywords(batch_size="points_per_pass")
 def triangle_stats(model, source, blind_spot_a, blind_spot_b, label, divisions: int = 10,
-                   batch_size: int | None = None, execution: Execution | None = None) -> dict[str, torch.Tensor]:
+                   points_per_pass: int | None = None, execution: Execution | None = None) -> dict[str, torch.Tensor]:
     """Table-2 statistics of the triangle (source, blind spot A, blind spot B): p_src,
     avg_conf, frac_0 .. frac_0.3, path_conf, edge_min; batches give one value per triangle."""
-    confidence = triangle_confidence(model, source, blind_spot_a, blind_spot_b, label, divisions, batch_size,
+    confidence = triangle_confidence(model, source, blind_spot_a, blind_spot_b, label, divisions, points_per_pass,
                                      execution)
     return stats_from_confidence(confidence, divisions)
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .geometry import points_per_batch
+from .geometry import default_points_per_pass
 from ..execution import Execution
+from ..tools.deprecation import renamed_keywords
 from ..lst import LSTConfig, LSTResult, forward_backward, orthogonal_step, traverse
 from ..models import class_confidence, module_device, predict
 
@@ -115,10 +116,11 @@ class PathWidths:
     samples: int
 
 
+@renamed_keywords(batch_size="points_per_pass")
 def path_widths(model, points: torch.Tensor, label: int, radii=(1.0, 2.0, 4.0), samples: int = 32,
                 quantiles=(0.05, 0.95), directions: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, seed: int = 0,
-                batch_size: int | None = None, execution: Execution | None = None) -> PathWidths:
+                points_per_pass: int | None = None, execution: Execution | None = None) -> PathWidths:
     """How wide the high-confidence path is: at each path point and each l2 radius, the
     quantiles of class-``label`` confidence at ``samples`` random points at that
     distance, orthogonal to the path direction (the paper's Figure 4).
@@ -126,23 +128,24 @@ def path_widths(model, points: torch.Tensor, label: int, radii=(1.0, 2.0, 4.0), 
     ``points``: (P, C, H, W) points of the path (e.g. :func:`segment_points`, or a
     traversal's recorded images); ``directions`` default to :func:`path_directions`;
     ``positions`` (x axis of the figure) default to t in [0, 1]. Perturbed points are
-    clipped to [0, 1], since only they are images. ``batch_size``: images per forward
-    pass (default :func:`~blindspots_nb.analysis.geometry.points_per_batch`); ``execution``:
-    how they run (default :class:`~blindspots_nb.execution.Execution`).
+    clipped to [0, 1], since only they are images. ``points_per_pass``: images per forward
+    pass (default :func:`~blindspots_nb.analysis.geometry.default_points_per_pass`;
+    ``batch_size=`` is its old, deprecated name, here and in the other functions of this
+    module); ``execution``: how they run (default :class:`~blindspots_nb.execution.Execution`).
     """
     if points.dim() != 4:
         raise ValueError(f"points must be a path (P, C, H, W); got {tuple(points.shape)}")
     if samples < 1 or not len(radii):
         raise ValueError("need at least one sample and one radius")
     directions = path_directions(points) if directions is None else directions.expand_as(points)
-    batch_size = batch_size or points_per_batch(points.shape[1:], points.device)
+    points_per_pass = points_per_pass or default_points_per_pass(points.shape[1:], points.device)
     generator = torch.Generator().manual_seed(seed)
     quantiles = torch.tensor(quantiles, dtype=torch.float64)
-    center = class_confidence(model, points, label, execution, batch_size)
+    center = class_confidence(model, points, label, execution, points_per_pass)
     values = []
     for radius in radii:
         perturbed = (points[:, None] + orthogonal_perturbations(directions, radius, samples, generator))
-        confidence = class_confidence(model, perturbed.clamp(0, 1).flatten(0, 1), label, execution, batch_size)
+        confidence = class_confidence(model, perturbed.clamp(0, 1).flatten(0, 1), label, execution, points_per_pass)
         values.append(torch.quantile(confidence.view(len(points), samples).double(), quantiles, dim=1))
     if positions is None:
         positions = torch.linspace(0, 1, len(points), dtype=torch.float64)
@@ -155,21 +158,23 @@ AUTHORS_RADII = (0.5, 1.0, 1.5, 2.0)
 AUTHORS_SAMPLES = 256
 
 
+@renamed_keywords(batch_size="points_per_pass")
 def lst_step_directions(model, images: torch.Tensor, label: int, target: torch.Tensor,
-                        batch_size: int | None = None, execution: Execution | None = None) -> torch.Tensor:
+                        points_per_pass: int | None = None, execution: Execution | None = None) -> torch.Tensor:
     """LST's step direction at each image x (P, C, H, W): the part of ``target - x``
     orthogonal to the gradient of CE(f(x), label) at x (:func:`lst.orthogonal_step`),
     with one forward and one backward pass per image, run as ``execution`` says.
     Returns (P, C, H, W)."""
-    chunks = images.split(batch_size or points_per_batch(images.shape[1:], images.device))
+    chunks = images.split(points_per_pass or default_points_per_pass(images.shape[1:], images.device))
     labels = torch.full((len(chunks[0]),), label, dtype=torch.long, device=images.device)
     gradients = [forward_backward(model, chunk, labels[:len(chunk)], execution)[1] for chunk in chunks]
     return orthogonal_step(torch.cat(gradients), target - images)
 
 
+@renamed_keywords(batch_size="points_per_pass")
 def traversal_path_widths(model, traversal, targets: torch.Tensor | None = None, index: int = 0,
                           radii=AUTHORS_RADII, samples: int = AUTHORS_SAMPLES, quantiles=(0.05,), seed: int = 0,
-                          batch_size: int | None = None, execution: Execution | None = None) -> PathWidths:
+                          points_per_pass: int | None = None, execution: Execution | None = None) -> PathWidths:
     """Path widths the way of the authors' released code: at each iterate a traversal
     recorded (every ``record_every`` iterations), ``samples`` random perturbations of
     each l2 radius orthogonal to LST's step direction at that iterate
@@ -200,7 +205,7 @@ def traversal_path_widths(model, traversal, targets: torch.Tensor | None = None,
         raise IndexError(f"index {index} is outside the traversal's batch of {images.shape[1]}")
     device = module_device(model)
     points, label = images[:, index].to(device), int(traversal.labels[index])
-    directions = lst_step_directions(model, points, label, targets[index].to(device), batch_size, execution)
+    directions = lst_step_directions(model, points, label, targets[index].to(device), points_per_pass, execution)
     return path_widths(model, points, label, radii, samples, quantiles, directions=directions,
-                       positions=torch.tensor(history.iteration), seed=seed, batch_size=batch_size,
+                       positions=torch.tensor(history.iteration), seed=seed, points_per_pass=points_per_pass,
                        execution=execution)

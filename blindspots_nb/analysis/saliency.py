@@ -306,7 +306,7 @@ def method_caption(model, method: str, **options) -> str:
     return f"attribution: {method}{f' ({settings})' if settings else ''}, captum {version('captum')}"
 
 
-def describe(path: PathSaliency, class_names=None) -> str:
+def saliency_sentences(path: PathSaliency, class_names=None) -> str:
     """One sentence on the result, from its numbers: at the blind spot, does the map for the
     source class resemble the source's map or the target's?"""
     def name(label):

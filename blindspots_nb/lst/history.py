@@ -55,7 +55,7 @@ class LSTResult:
 
     images: torch.Tensor              # (B, C, H, W) blind spots in [0, 1]
     confidence: torch.Tensor          # (B,) source-class confidence at the blind spots
-    initial_confidence: torch.Tensor  # (B,) p0, source-class confidence of the clean sources
+    initial_confidence: torch.Tensor  # (B,) source-class confidence of the clean sources (p0 in the paper)
     target_confidence: torch.Tensor   # (B,) target-class confidence at the blind spots
     labels: torch.Tensor              # (B,) source classes
     target_labels: torch.Tensor       # (B,) target classes

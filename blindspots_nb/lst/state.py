@@ -191,8 +191,7 @@ def model_problem(model, state: dict, logits: torch.Tensor, labels: torch.Tensor
             i = int((gap > allowed).nonzero()[0])
             return (f"its logits on the stored sources differ from the saved ones (source {i}: by "
                     f"{float(gap[i]):.3g}, more than rtol = {rtol:g} of their range allows, {float(allowed[i]):.3g})")
-    p0 = logits.softmax(1).gather(1, labels[:, None])[:, 0]
-    gap = float((p0 - initial_confidence).abs().max())
+    gap = float((logits.softmax(1).gather(1, labels[:, None])[:, 0] - initial_confidence).abs().max())
     if gap > atol:
         return f"its source-class confidence on the stored sources differs by up to {gap:.3g} (> {atol})"
     return None

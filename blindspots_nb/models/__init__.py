@@ -21,7 +21,7 @@ The files, in the order a model is made (as timm keeps registry, hub and factory
 from ..tools.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "classes": ("IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_CLASSES", "FONTS_CLASSES", "FONTS_AT_EPS",
+    "classes": ("IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_CLASSES", "FONTS_CLASSES", "FONTS_AT_RADIUS",
                 "imagenet_class_names", "imagenet_wnids"),
     "classifier": ("Classifier", "wrap", "module_device", "predict", "class_confidence"),
     "architectures": ("WideResNet", "FontsCNN"),

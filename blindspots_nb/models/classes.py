@@ -13,7 +13,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 FONTS_CLASSES = tuple("ABCDEFGHIJ")
-FONTS_AT_EPS = 0.2  # l_inf radius of fonts_cnn_at's PGD adversarial training (pixels in [0, 1])
+FONTS_AT_RADIUS = 0.2  # l_inf radius of fonts_cnn_at's PGD adversarial training (pixels in [0, 1])
 
 
 @lru_cache(maxsize=None)

@@ -58,7 +58,7 @@ def wrap(module: nn.Module, mean: Sequence[float], std: Sequence[float],
     """Wrap a user's module (which expects normalised inputs) as a :class:`Classifier`
     on ``device`` (default: where the module is)."""
     info = {"name": name, "architecture": type(module).__name__, "weights": "user module",
-            "training": "unknown", "threat_model": None, "eps": None, "dataset": None}
+            "training": "unknown", "threat_model": None, "radius": None, "dataset": None}
     model = Classifier(module, mean, std, class_names, input_size, info)
     return model.to(device if device is not None else module_device(module))
 

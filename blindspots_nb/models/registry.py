@@ -14,7 +14,7 @@ import torch.nn as nn
 from ..tools.checksums import published_hash_prefix
 from .architectures import FontsCNN, WideResNet, deit_small_convstem, timm_builder, torchvision_resnet50
 from .checkpoint_formats import match_by_position, match_published_names
-from .classes import CIFAR10_CLASSES, FONTS_AT_EPS, FONTS_CLASSES, IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
+from .classes import CIFAR10_CLASSES, FONTS_AT_RADIUS, FONTS_CLASSES, IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
 from .hub import efficientnet_lite0_file, shipped_file
 
 
@@ -38,7 +38,7 @@ class ModelEntry:
     class_names: Callable[[], Sequence[str]]
     training: str = "normal"
     threat_model: str | None = None
-    eps: float | None = None
+    radius: float | None = None  # the l_p radius of its adversarial training
     source: str = ""
     url: str | None = None
     filename: str | None = None
@@ -59,7 +59,7 @@ class ModelEntry:
 
     def info(self, weights: str) -> dict:
         return {"name": self.name, "architecture": self.architecture, "weights": weights,
-                "training": self.training, "threat_model": self.threat_model, "eps": self.eps,
+                "training": self.training, "threat_model": self.threat_model, "radius": self.radius,
                 "dataset": self.dataset, "source": self.source, "crop_pct": self.crop_pct,
                 "mean": list(self.mean), "std": list(self.std)}
 
@@ -106,25 +106,25 @@ _REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
               filename="timm--deit_small_patch16_224.fb_in1k.safetensors",
               source="timm deit_small_patch16_224.fb_in1k"),
     _imagenet("resnet50_at", "torchvision resnet50", torchvision_resnet50,
-              training="adversarial", threat_model="linf", eps=4 / 255,
+              training="adversarial", threat_model="linf", radius=4 / 255,
               url=_hf("madrylab/robust-imagenet-models", "resnet50_linf_eps4.0.ckpt"),
               filename="resnet50_linf_eps4.0.ckpt",
               source="Salman et al. 2020, RobustBench Salman2020Do_R50"),
     _imagenet("deit_small_at", "timm deit_small_patch16_224 with ConvStem",
-              deit_small_convstem, training="adversarial", threat_model="linf", eps=4 / 255,
+              deit_small_convstem, training="adversarial", threat_model="linf", radius=4 / 255,
               url=_gdrive("1-1sUYXnj6bDXacIKI3KKqn4rlkmL-ZI2"),
               filename="Singh2023Revisiting_ViT-S-ConvStem.pt",
               source="Singh et al. 2023, RobustBench Singh2023Revisiting_ViT-S-ConvStem"),
     _cifar10("cifar10_wrn28_10", sub_block1=False, url=_gdrive("1t98aEuzeTL8P7Kpd5DIrCoCL21BNZUhC"),
              filename="Standard.pt", source="RobustBench Standard (CIFAR-10)"),
     _cifar10("cifar10_wrn28_10_at", sub_block1=True, training="adversarial", threat_model="linf",
-             eps=8 / 255, url=_gdrive("1-WJWpAZLlmc4gJ8XXNf7IETjnSZzaCNp"),
+             radius=8 / 255, url=_gdrive("1-WJWpAZLlmc4gJ8XXNf7IETjnSZzaCNp"),
              filename="Wu2020Adversarial_extra.pt",
              source="Wu et al. 2020, RobustBench Wu2020Adversarial_extra (CIFAR-10)"),
     # the shipped files' digests: retraining them (python -m blindspots_nb.models.train) means a new pin
     _fonts("fonts_cnn", sha256="8f4ab505a928e9f18a75626c8f836f6ad99e2491b31f3214e313f269059e16cb"),
     _fonts("fonts_cnn_at", sha256="faed3c0c715a59c3a9b6309f6d4f9f9c69006119773e5056515a9bc187a24a2d",
-           training="adversarial", threat_model="linf", eps=FONTS_AT_EPS),
+           training="adversarial", threat_model="linf", radius=FONTS_AT_RADIUS),
 ]}
 
 

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from ..analysis.attacks import pgd
 from ..data import fonts_dataset
 from .architectures import FontsCNN
-from .classes import FONTS_AT_EPS
+from ..tools.deprecation import add_renamed_option, renamed_keywords
+from .classes import FONTS_AT_RADIUS
 from .classifier import Classifier, module_device
 from .factory import load_model
 from .registry import get_entry
@@ -35,7 +36,8 @@ from .registry import get_entry
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters of one training run; ``eps > 0`` means PGD adversarial training."""
+    """Hyperparameters of one training run; ``radius > 0`` means PGD adversarial training
+    (l_inf, pixels in [0, 1])."""
 
     model: str = "fonts_cnn"
     epochs: int = 6
@@ -43,7 +45,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 3e-3
     seed: int = 0
-    eps: float = 0.0
+    radius: float = 0.0
     steps: int = 7
     threads: int = 1
 
@@ -52,14 +54,15 @@ class TrainConfig:
         """The configuration the shipped checkpoint of ``model`` was trained with."""
         if model not in ("fonts_cnn", "fonts_cnn_at"):
             raise ValueError(f"train.py trains fonts_cnn or fonts_cnn_at, not {model!r}")
-        eps = FONTS_AT_EPS if model == "fonts_cnn_at" else 0.0
-        return cls(model=model, eps=eps, **{k: v for k, v in overrides.items() if v is not None})
+        radius = FONTS_AT_RADIUS if model == "fonts_cnn_at" else 0.0
+        return cls(model=model, radius=radius, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset, eps: float = FONTS_AT_EPS, steps: int = 20,
+@renamed_keywords(eps="radius")
+def evaluate(model: torch.nn.Module, dataset, radius: float = FONTS_AT_RADIUS, steps: int = 20,
              batch_size: int = 128, seed: int = 0) -> dict:
-    """Clean accuracy and PGD accuracy (l_inf ``eps``, ``steps`` steps, random start; the
+    """Clean accuracy and PGD accuracy (l_inf ``radius``, ``steps`` steps, random start; the
     random starts of all batches drawn from ``seed``) on ``dataset``."""
     generator = torch.Generator().manual_seed(seed)
     device = module_device(model)
@@ -69,10 +72,10 @@ def evaluate(model: torch.nn.Module, dataset, eps: float = FONTS_AT_EPS, steps: 
         x = torch.stack([dataset[i][0] for i in idx]).to(device)
         y = torch.tensor([dataset[i][1] for i in idx], device=device)
         clean += (model(x).argmax(-1) == y).sum().item()
-        x_adv = pgd(model, x, y, eps, steps=steps, seed=generator)
+        x_adv = pgd(model, x, y, radius, steps=steps, seed=generator)
         robust += (model(x_adv).argmax(-1) == y).sum().item()
     n = len(dataset)
-    return {"n": n, "clean_acc": clean / n, "pgd_acc": robust / n, "eps": eps, "steps": steps}
+    return {"n": n, "clean_acc": clean / n, "pgd_acc": robust / n, "radius": radius, "steps": steps}
 
 
 @contextmanager
@@ -93,7 +96,7 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[Classifier, dict]
 
     Adam with a cosine learning-rate decay; for adversarial training every batch is
     replaced by its PGD example (:func:`blindspots_nb.analysis.attacks.pgd`, ``config.steps``
-    steps of 2.5 eps / steps from a random start), with eps ramped up linearly over the
+    steps of 2.5 radius / steps from a random start), with the radius ramped up linearly over the
     first epoch.
     """
     entry = get_entry(config.model)
@@ -116,9 +119,9 @@ def train(config: TrainConfig, progress: bool = True) -> tuple[Classifier, dict]
             for b in range(batches):
                 idx = order[b * config.batch_size:(b + 1) * config.batch_size]
                 x, y = data.images[idx], data.labels[idx]
-                eps = config.eps * min(1.0, (step + 1) / batches)
-                if eps > 0:
-                    x = pgd(model, x, y, eps, steps=config.steps, seed=generator)
+                radius = config.radius * min(1.0, (step + 1) / batches)
+                if radius > 0:
+                    x = pgd(model, x, y, radius, steps=config.steps, seed=generator)
                 loss = F.cross_entropy(model(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -151,16 +154,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval", nargs="+", metavar="MODEL",
                         help="evaluate these models (or .pt files of fonts_cnn) instead of training")
     for name, kind in [("epochs", int), ("n-train", int), ("batch-size", int), ("lr", float),
-                       ("seed", int), ("eps", float), ("steps", int), ("threads", int)]:
+                       ("seed", int), ("radius", float), ("steps", int), ("threads", int)]:
         parser.add_argument(f"--{name}", type=kind, default=None)
-    parser.add_argument("--eval-eps", type=float, default=FONTS_AT_EPS)
+    parser.add_argument("--eval-radius", type=float, default=FONTS_AT_RADIUS)
+    add_renamed_option(parser, "--eps", "--radius", type=float)
+    add_renamed_option(parser, "--eval-eps", "--eval-radius", type=float)
     parser.add_argument("--eval-steps", type=int, default=20)
     parser.add_argument("--n-test", type=int, default=2000)
     args = parser.parse_args(argv)
     test = fonts_dataset("test", args.n_test, seed=0)
 
     def report(name: str, model: torch.nn.Module) -> dict:
-        result = {"model": name, **evaluate(model, test, args.eval_eps, args.eval_steps)}
+        result = {"model": name, **evaluate(model, test, args.eval_radius, args.eval_steps)}
         print(json.dumps(result))
         return result
 
@@ -174,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give --model and --out to train, or --eval MODEL ...")
     config = TrainConfig.for_model(
         args.model, epochs=args.epochs, n_train=args.n_train, batch_size=args.batch_size,
-        lr=args.lr, seed=args.seed, eps=args.eps, steps=args.steps, threads=args.threads)
+        lr=args.lr, seed=args.seed, radius=args.radius, steps=args.steps, threads=args.threads)
     model, meta = train(config)
     meta["test"] = report(args.model, model)
     print(f"saved {save(model, meta, args.out)} after {meta['train_seconds']} s")

@@ -12,7 +12,8 @@ from .figures import plotly_title
 
 def confidence_curves(result, index: int = 0) -> dict[str, np.ndarray]:
     """Per recorded iteration of sample ``index`` of an ``LSTResult``: source- and
-    target-class confidence, RMSE to the target, and the rejection bound p0 - delta."""
+    target-class confidence, RMSE to the target, and the rejection bound: the initial
+    confidence minus delta."""
     history = result.history.as_tensors()
     pixels = result.images[index].numel()
     iteration = history["iteration"].numpy()
@@ -34,7 +35,7 @@ def confidence_figure(result, index: int = 0, class_names: tuple[str, str] | Non
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.08)
     fig.add_trace(go.Scatter(mode="lines+markers", marker_size=3, line_color="#1f77b4"), row=1, col=1)
     fig.add_trace(go.Scatter(mode="lines+markers", marker_size=3, line_color="#d62728"), row=1, col=1)
-    fig.add_trace(go.Scatter(mode="lines", name="p0 \u2212 \u03b4 (rejection bound)",
+    fig.add_trace(go.Scatter(mode="lines", name="initial confidence \u2212 \u03b4 (rejection bound)",
                              line={"color": "gray", "dash": "dash"}), row=1, col=1)
     fig.add_trace(go.Scatter(mode="lines+markers", marker_size=3, name="RMSE to target",
                              line_color="#2ca02c"), row=2, col=1)
