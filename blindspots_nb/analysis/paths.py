@@ -1,7 +1,8 @@
 """Computations behind the paper's figures that are not triangle geometry: the k x k
 grid of blind spots (Figure 2) and the widths of high-confidence paths (Figure 4), both
 along a path's own direction (:func:`path_widths`) and the authors' way, orthogonal to
-LST's step at each recorded iterate (:func:`traversal_path_widths`).
+LST's step at each recorded iterate (:func:`traversal_path_widths`), by kind of path
+(:func:`widths_along`); and the path one traversal recorded (:func:`recorded_path`).
 
 Images are tensors in [0, 1]; drawing lives in :mod:`blindspots_nb.plots`.
 """
@@ -35,6 +36,13 @@ class BlindSpotGrid:
     pairs: list[tuple[int, int]]
     result: LSTResult
 
+    def path(self, source: int, target: int) -> RecordedPath:
+        """The recorded path from image ``source`` towards image ``target`` (the grid's
+        traversals must have run with ``LSTConfig(record_images=True)``)."""
+        if source == target:
+            raise ValueError(f"no traversal from image {source} to itself: the diagonal holds the images")
+        return recorded_path(self.result, self.pairs.index((target, source)))
+
 
 def blindspot_grid(model, images: torch.Tensor, config: LSTConfig | None = None, progress: bool = False,
                    execution: Execution | None = None) -> BlindSpotGrid:
@@ -60,6 +68,29 @@ def blindspot_grid(model, images: torch.Tensor, config: LSTConfig | None = None,
         grid[i, j] = blind_spots[n]
         confidence[i, j] = reached[n]
     return BlindSpotGrid(grid, confidence, labels, pairs, result)
+
+
+@dataclass
+class RecordedPath:
+    """What one traversal of a batch recorded along its path: the images, their
+    source-class confidence and the iterations they were recorded at."""
+
+    index: int                # the traversal's place in its batch
+    images: torch.Tensor      # (R, C, H, W) on the CPU
+    confidence: torch.Tensor  # (R,)
+    iterations: torch.Tensor  # (R,)
+
+
+def recorded_path(result, index: int = 0) -> RecordedPath:
+    """The path traversal ``index`` of ``result`` (an ``LSTResult`` or a
+    :class:`~blindspots_nb.lst.Traversal`, run with ``LSTConfig(record_images=True)``) recorded."""
+    if not result.history.images:
+        raise ValueError("the traversal did not record its images: run it with LSTConfig(record_images=True)")
+    history = result.history.as_tensors()
+    if not 0 <= index < history["images"].shape[1]:
+        raise IndexError(f"index {index} is outside the traversal's batch of {history['images'].shape[1]}")
+    return RecordedPath(index, history["images"][:, index], history["source_confidence"][:, index],
+                        history["iteration"])
 
 
 def segment_points(start: torch.Tensor, end: torch.Tensor, steps: int = 11) -> torch.Tensor:
@@ -209,3 +240,42 @@ def traversal_path_widths(model, traversal, targets: torch.Tensor | None = None,
     return path_widths(model, points, label, radii, samples, quantiles, directions=directions,
                        positions=torch.tensor(history.iteration), seed=seed, points_per_pass=points_per_pass,
                        execution=execution)
+
+
+# The paths whose widths widths_along measures, and what a position along each is.
+PATH_KINDS = {"segment": "t: (1 − t) source + t blind spot", "traversal": "LST iteration",
+              "traversal-authors": "LST iteration"}
+
+
+def width_settings(kind: str, radii=None, samples: int | None = None) -> tuple[list[float], int]:
+    """The l2 radii and the samples per radius :func:`widths_along` measures a kind of
+    path with, unless given: the authors' (:data:`AUTHORS_RADII`, :data:`AUTHORS_SAMPLES`)
+    for ``"traversal-authors"``, else 1, 2, 5 and 10 with 16 samples."""
+    if kind not in PATH_KINDS:
+        raise ValueError(f"the path must be one of {', '.join(map(repr, PATH_KINDS))}, not {kind!r}")
+    authors = kind == "traversal-authors"
+    return list(radii or (AUTHORS_RADII if authors else (1.0, 2.0, 5.0, 10.0))), samples or (
+        AUTHORS_SAMPLES if authors else 16)
+
+
+def widths_along(model, traversal, kind: str = "segment", points: int = 6, radii=None, samples: int | None = None,
+                 quantiles=(0.05, 0.95), index: int = 0, execution: Execution | None = None) -> PathWidths:
+    """The widths of one path of a :class:`~blindspots_nb.lst.Traversal` (sample
+    ``index``), by kind of path (:data:`PATH_KINDS`): ``"segment"``, ``points`` points on
+    the straight segment from the source to the blind spot; ``"traversal"``, the
+    iterates LST recorded; both perturbed orthogonally to the path's own direction
+    (:func:`path_widths`). ``"traversal-authors"``: the recorded iterates perturbed
+    orthogonally to LST's step there (:func:`traversal_path_widths`). The traversal
+    kinds need ``LSTConfig(record_images=True)``. ``radii`` and ``samples``:
+    :func:`width_settings`; ``execution``: how the passes run."""
+    radii, samples = width_settings(kind, radii, samples)
+    if kind == "traversal-authors":
+        return traversal_path_widths(model, traversal, index=index, radii=radii, samples=samples,
+                                     quantiles=quantiles, execution=execution)
+    label = int(traversal.labels[index])
+    if kind == "segment":
+        path, positions = segment_points(traversal.sources[index], traversal.result().images[index], points), None
+    else:
+        recorded = recorded_path(traversal, index)
+        path, positions = recorded.images.to(traversal.sources.device), recorded.iterations
+    return path_widths(model, path, label, radii, samples, quantiles, positions=positions, execution=execution)

@@ -287,6 +287,14 @@ def grid_attribution_maps(model, grid, method: str = "gradcam", batch_size: int 
     return maps.view(k, k, *maps.shape[1:])
 
 
+def method_options(method: str, layer=None, n_steps: int | None = None) -> dict:
+    """The options of ``method`` among those given (None: the method's default):
+    Grad-CAM's ``layer``, integrated gradients' ``n_steps``; saliency takes none."""
+    _check_method(method)
+    given = {"gradcam": {"layer": layer}, "integrated_gradients": {"n_steps": n_steps}}.get(method, {})
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def method_caption(model, method: str, **options) -> str:
     """What produced the maps, for a figure's caption: the method, its options (Grad-CAM's
     layer by its name in the model) and Captum's version."""
@@ -335,3 +343,13 @@ def saliency_sentences(path: PathSaliency, class_names=None) -> str:
                      f"the target's map at ρ = {float(path.target_class_with_target[-1]):.2f} and with the source's "
                      f"at ρ = {float(path.target_class_with_source[-1]):.2f}.")
     return sentence
+
+
+def saliency_record(path: PathSaliency, class_names) -> dict:
+    """``path``'s correlations as JSON values, with the class names and its sentence
+    (:func:`saliency_sentences`): what a record beside the figures holds
+    (:func:`~blindspots_nb.tools.provenance.write_record`)."""
+    return {"method": path.method, "source_class": class_names[path.source_label],
+            "target_class": class_names[path.target_label], "steps": path.steps,
+            "progress": path.progress.tolist(), "with_source": path.with_source.tolist(),
+            "with_target": path.with_target.tolist(), "sentence": saliency_sentences(path, class_names)}

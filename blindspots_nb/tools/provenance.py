@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import platform
 from importlib import metadata
+from pathlib import Path
 
 import torch
 
+from . import atomic
 from .. import __version__
 
 _PACKAGES = ("torch", "torchvision", "timm", "lpips", "torchmetrics", "captum")
@@ -57,6 +60,12 @@ def record(model=None, config=None, device=None, **extra) -> dict:
     out["versions"] = versions()
     out.update(extra)
     return out
+
+
+def write_record(path, model=None, config=None, device=None, **extra) -> Path:
+    """Write :func:`record` as a JSON file (whole or not at all); values JSON cannot hold
+    (a path, a module given as an option) are written as their text."""
+    return atomic.write_text(path, json.dumps(record(model, config, device, **extra), indent=2, default=str))
 
 
 def caption(model=None, config=None, device=None) -> str:
