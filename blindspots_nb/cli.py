@@ -8,8 +8,9 @@ offline by default.
 
 The options for LST's hyperparameters, the execution options and the experiment's
 settings are generated from the fields of :class:`~blindspots_nb.lst.LSTConfig`,
-:class:`~blindspots_nb.execution.Execution` and :class:`~blindspots_nb.protocol.Experiment`,
-so a new field is an option at once.
+:class:`~blindspots_nb.execution.Execution` and :class:`~blindspots_nb.protocol.Experiment`
+(their help from the fields' lines in the classes' docstrings), so a new field is an
+option at once. Only light modules are imported here: ``--help`` answers without torch.
 """
 
 from __future__ import annotations
@@ -17,21 +18,54 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import inspect
 import re
 import sys
 import typing
 
-from .execution import Execution
-from .lst import LSTConfig
+from .execution.options import PRECISIONS, Execution
+from .lst.config import LSTConfig
 from .protocol.experiment import PRESETS, Experiment
+from .tools.deprecation import add_renamed_option
 
-# Experiment fields that are not plain options: set by the preset, --source/--models, or the LSTConfig options.
+DESCRIPTION = """\
+Explore the blind spots of vision models with Level Set Traversal (LST): walk from a
+source image towards a target image while the model keeps the source's class and
+confidence, and reproduce the paper's tables."""
+EPILOG = "Each command has its own options: blindspots-nb COMMAND --help."
+
+# Experiment fields that are not plain options: set by the preset, --image-source/--models, or the LSTConfig options.
 _NOT_OPTIONS = ("image_source", "models", "lst", "execution", "name", "note")
 
 
-def _field_help(cls) -> dict[str, str]:
-    """``name: help`` lines of a dataclass's docstring."""
-    return dict(re.findall(r"^\s*(\w+): (.+)$", cls.__doc__ or "", flags=re.MULTILINE))
+def plain(text: str) -> str:
+    """Docstring markup as plain text: ``x`` -> x, :class:`~a.b.C` -> C, :func:`f` -> f."""
+    text = re.sub(r":\w+:`~[\w.]*?(\w+)`", r"\1", text)
+    return re.sub(r":\w+:`([^`]+)`", r"\1", text).replace("``", "")
+
+
+def field_help(cls) -> dict[str, str]:
+    """Each field's help in a dataclass's docstring: its line ``name: help`` and the more
+    indented lines below it, as plain text."""
+    helps, name = {}, None
+    for line in inspect.cleandoc(cls.__doc__ or "").splitlines():
+        field = re.match(r"(\w+): (.+)", line)
+        if field:
+            name, helps[field[1]] = field[1], field[2]
+        elif name and line.startswith(" ") and line.strip():
+            helps[name] += " " + line.strip()
+        else:
+            name = None
+    return {key: plain(value) for key, value in helps.items()}
+
+
+def _shown(value) -> str:
+    """A default as the help shows it."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _option_type(annotation):
@@ -40,21 +74,23 @@ def _option_type(annotation):
     return arguments[0] if arguments else annotation
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls, exclude=()) -> list[str]:
-    """One ``--field-name`` option per field of ``cls`` (defaults None: not given).
-    Returns the field names."""
-    hints, help_text, names = typing.get_type_hints(cls), _field_help(cls), []
+def add_dataclass_options(parser, cls, exclude=(), preset: bool = False, defaults: dict | None = None,
+                          helps: dict | None = None) -> list[str]:
+    """One ``--field-name`` option per field of ``cls`` (None when not given), its help
+    from the docstring (or ``helps``) with its default: the field's (or as ``defaults``
+    words it), or with ``preset`` the preset's. Returns the field names."""
+    hints, help_text, names = typing.get_type_hints(cls), {**field_help(cls), **(helps or {})}, []
     for field in dataclasses.fields(cls):
         if field.name in exclude:
             continue
-        kind = _option_type(hints[field.name])
-        flag = "--" + field.name.replace("_", "-")
+        default = (defaults or {}).get(field.name, _shown(field.default))
+        text = help_text.get(field.name, "").rstrip(".") + (
+            f" (default: the preset's; {default} where the preset sets none)" if preset else f" (default: {default})")
+        kind, flag = _option_type(hints[field.name]), "--" + field.name.replace("_", "-")
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text.get(field.name))
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text.replace("%", "%%"))
         else:
-            parser.add_argument(flag, type=kind, default=None, help=help_text.get(field.name),
-                                metavar=field.name.upper())
+            parser.add_argument(flag, type=kind, default=None, help=text.replace("%", "%%"), metavar=field.name.upper())
         names.append(field.name)
     return names
 
@@ -76,7 +112,7 @@ def demo(args):
     if args.record_every is None:  # about 20 points on the history curve
         config = dataclasses.replace(config, record_every=max(1, config.iterations // 20))
     execution = dataclasses.replace(Execution(), **_given(args, args.execution_fields))
-    return run_demo(args.model, args.source, args.target, config, args.out, args.device, execution)
+    return run_demo(args.model, args.source, args.target, config, args.out_dir, args.device, execution)
 
 
 # ----------------------------------------------------------------- reproduce
@@ -85,18 +121,18 @@ def experiments_from_args(args) -> list[Experiment]:
     from .protocol import preset
 
     experiments = preset(args.preset, args.data_root)
-    if args.source:  # a custom experiment: these models on this source
+    if args.image_source:  # a custom experiment: these models on these images
         if not args.models:
-            raise ValueError("--source needs --models (which models to run on it)")
+            raise ValueError("--image-source needs --models (which models to run on it)")
         base = experiments[0]
-        experiments = [Experiment(args.source, tuple(args.models), base.lst, base.execution,
+        experiments = [Experiment(args.image_source, tuple(args.models), base.lst, base.execution,
                                   batch_size=base.batch_size, min_conf=base.min_conf, note="custom experiment")]
     elif args.models:
         unknown = [m for m in args.models if not any(m in e.models for e in experiments)]
         if unknown:
             raise ValueError(f"{', '.join(unknown)} not in preset {args.preset!r} "
                              f"({', '.join(m for e in experiments for m in e.models)}); "
-                             "pass --source to say which images they run on")
+                             "pass --image-source to say which images they run on")
         experiments = [dataclasses.replace(e, models=tuple(m for m in e.models if m in args.models))
                        for e in experiments if any(m in e.models for m in args.models)]
     settings = _given(args, args.experiment_fields)
@@ -118,14 +154,14 @@ def _weights_option(values: list[str] | None) -> dict[str, str]:
 def reproduce(args):
     from .protocol import parse_shard, reproduce as run
 
-    return run(experiments_from_args(args), args.out, device=args.device, weights=_weights_option(args.weights),
+    return run(experiments_from_args(args), args.out_dir, device=args.device, weights=_weights_option(args.weights),
                shard=parse_shard(args.shard) if args.shard else None, force=args.force, preset=args.preset)
 
 
 def merge(args):
     from .protocol import merge as assemble_run
 
-    return assemble_run(args.out)
+    return assemble_run(args.out_dir)
 
 
 def compare(args):
@@ -135,49 +171,80 @@ def compare(args):
 
 
 # ----------------------------------------------------------------- the parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="blindspots-nb", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("demo", help="one LST traversal between two bundled photos (offline)")
-    p.add_argument("--model", default="efficientnet_lite0")
-    p.add_argument("--source", default="coffee", help="a bundled photo")
-    p.add_argument("--target", default="chelsea", help="a bundled photo")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
-    p.add_argument("--out", default="results/demo")
-    p.set_defaults(run=demo, lst_fields=add_dataclass_options(p.add_argument_group("LST (default: the paper's)"),
-                                                              LSTConfig),
-                   execution_fields=add_dataclass_options(p.add_argument_group("execution"), Execution))
+DEVICE_HELP = "cpu, cuda, cuda:1, ... (default: CUDA when available, else the CPU)"
+PRECISION_HELP = "how the passes compute: " + "; ".join(f"{name}: {meaning}" for name, meaning in PRECISIONS.items())
 
-    p = commands.add_parser("reproduce", help="the paper's Tables 1 and 2 (offline preset by default)")
+
+def _out_dir_option(parser, default: str, what: str) -> None:
+    """--out-dir (and its old name --out, deprecated)."""
+    parser.add_argument("--out-dir", default=default, metavar="FOLDER", help=f"{what} (default: {default})")
+    add_renamed_option(parser, "--out", "--out-dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blindspots-nb", description=DESCRIPTION, epilog=EPILOG)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = commands.add_parser(
+        "demo", help="one LST traversal between two bundled photos (offline, a CPU is enough)",
+        description="LST from one bundled photo towards another; writes the source, the target and the blind "
+                    "spot (PNG), the confidence history (CSV) and a record of what produced them (JSON).")
+    p.add_argument("--model", default="efficientnet_lite0",
+                   help="the model, a registry name such as efficientnet_lite0, fonts_cnn or resnet50 "
+                        "(docs/models.md lists them; default: efficientnet_lite0, shipped with the package)")
+    p.add_argument("--source", default="coffee",
+                   help="the bundled photo LST starts from, e.g. coffee, chelsea, camera, astronaut, rocket "
+                        "(default: coffee)")
+    p.add_argument("--target", default="chelsea", help="the bundled photo LST walks towards (default: chelsea)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
+    _out_dir_option(p, "results/demo", "where the demo writes its files")
+    p.set_defaults(run=demo, lst_fields=add_dataclass_options(
+        p.add_argument_group("LST hyperparameters (default: the paper's)"), LSTConfig,
+        defaults={"record_every": "iterations // 20, about 20 points on the curve"}),
+        execution_fields=add_dataclass_options(p.add_argument_group("execution"), Execution,
+                                               helps={"precision": PRECISION_HELP}))
+
+    p = commands.add_parser(
+        "reproduce", help="the paper's Tables 1 and 2 (offline preset by default)",
+        description="The paper's Tables 1 and 2 by its protocol, for the models and images of a preset. A rerun "
+                    "in the same output folder resumes; shards (--shard or torchrun) split the work.")
     p.add_argument("--preset", default="offline",
-                   help=f"{', '.join(PRESETS)}: offline (default: FONTS CNNs and EfficientNet-Lite0 on bundled "
-                        "photos, CPU), paper (the four ImageNet models; needs --data-root; meant for a GPU) or "
-                        "cifar10 (the WideResNet-28-10 pair on the CIFAR-10 test batch; needs --data-root)")
+                   help=f"{', '.join(PRESETS)}: offline (FONTS CNNs and EfficientNet-Lite0 on bundled "
+                        "photos, a CPU is enough), paper (the four ImageNet models; needs --data-root; meant for a "
+                        "GPU) or cifar10 (the WideResNet-28-10 pair on the CIFAR-10 test batch; needs --data-root) "
+                        "(default: offline)")
     p.add_argument("--data-root", help="the paper preset's ImageNet validation folder, or the cifar10 preset's "
-                                       "folder holding cifar-10-batches-py/test_batch")
+                                       "folder holding cifar-10-batches-py/test_batch (default: none; the offline "
+                                       "preset needs none)")
     p.add_argument("--models", type=lambda text: [m for m in text.split(",") if m],
-                   help="comma-separated registry names: a subset of the preset, or any models with --source")
-    p.add_argument("--source", help="run --models on these images: photos, fonts:test, imagenet:ROOT, "
-                                    "cifar10:ROOT or folder:PATH")
-    p.add_argument("--weights", action="append", metavar="MODEL=PATH", help="a local checkpoint for a model")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
-    p.add_argument("--shard", help="i/n: do only shard i of n (sources split by batch); torchrun sets it")
-    p.add_argument("--out", default="results/reproduce")
+                   help="comma-separated registry names: a subset of the preset, or any models with "
+                        "--image-source (default: the preset's)")
+    p.add_argument("--image-source", help="run --models on these images: photos, fonts:test, imagenet:ROOT, "
+                                          "cifar10:ROOT or folder:PATH (default: the preset's)")
+    add_renamed_option(p, "--source", "--image-source")
+    p.add_argument("--weights", action="append", metavar="MODEL=PATH",
+                   help="a local checkpoint for a model (default: the registry's published weights)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
+    p.add_argument("--shard", help="i/n: do only shard i of n (sources split by batch); torchrun sets it "
+                                   "(default: all the work)")
+    _out_dir_option(p, "results/reproduce", "the run's output folder")
     p.add_argument("--force", action="store_true", help="recompute, replacing what the output folder holds")
-    experiment_fields = add_dataclass_options(p.add_argument_group("experiment (default: the preset's)"),
-                                              Experiment, exclude=_NOT_OPTIONS)
-    lst_fields = add_dataclass_options(p.add_argument_group("LST (default: the preset's)"), LSTConfig,
+    experiment_fields = add_dataclass_options(p.add_argument_group("experiment"), Experiment,
+                                              exclude=_NOT_OPTIONS, preset=True)
+    lst_fields = add_dataclass_options(p.add_argument_group("LST hyperparameters"), LSTConfig, preset=True,
                                        exclude=("seed",))  # each batch's LST seed comes from --seed
-    execution_fields = add_dataclass_options(p.add_argument_group("execution (default: the preset's)"), Execution)
+    execution_fields = add_dataclass_options(p.add_argument_group("execution"), Execution, preset=True,
+                                             helps={"precision": PRECISION_HELP})
     p.set_defaults(run=reproduce, experiment_fields=experiment_fields, lst_fields=lst_fields,
                    execution_fields=execution_fields)
 
-    p = commands.add_parser("merge", help="assemble the tables once every shard of a run has finished")
-    p.add_argument("--out", default="results/reproduce")
+    p = commands.add_parser("merge", help="assemble the tables once every shard of a run has finished",
+                            description="Tables 1 and 2 of a run whose shards have all finished.")
+    _out_dir_option(p, "results/reproduce", "the run's output folder")
     p.set_defaults(run=merge)
 
-    p = commands.add_parser("compare", help="two finished runs' table rows side by side (e.g. two precisions)")
+    p = commands.add_parser("compare", help="two finished runs' table rows side by side (e.g. two precisions)",
+                            description="Two finished runs' table rows side by side, the settings that differ, "
+                                        "and how far each row moved in units of the first run's spread.")
     p.add_argument("first", help="output folder of a finished run")
     p.add_argument("second", help="output folder of another finished run of the same models")
     p.set_defaults(run=compare)

@@ -11,10 +11,11 @@ from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from blindspots_nb.analysis import attacks
-from blindspots_nb.analysis.attacks import autoattack, default_eps, fgsm, pgd, threat_model
-from blindspots_nb.analysis.compare import Comparison, compare, describe, distance_table, rolled_pairs, transfer, transfer_table
+from blindspots_nb.analysis.attacks import autoattack, default_radius, fgsm, pgd, threat_model
+from blindspots_nb.analysis.compare import (Comparison, compare, comparison_sentences, distance_table, rolled_pairs,
+                                            transfer, transfer_table)
 from blindspots_nb.lst import LSTConfig
-from blindspots_nb.models import FONTS_AT_EPS, wrap
+from blindspots_nb.models import FONTS_AT_RADIUS, wrap
 from conftest import make_tiny_cnn
 
 
@@ -33,18 +34,18 @@ def _images(n=6, seed=0, shape=(3, 16, 16)):
     return images
 
 
-def _reference_pgd(model, x, y, eps, step_size, steps, seed):
+def _reference_pgd(model, x, y, radius, step_size, steps, seed):
     """Textbook l_inf PGD, written out: the random start drawn as torch.rand_like under
     torch.manual_seed(seed), then signed gradient steps of the summed cross-entropy,
-    each projected onto the eps-box around x and onto [0, 1]."""
+    each projected onto the radius-box around x and onto [0, 1]."""
     torch.manual_seed(seed)
-    x_adv = (x + (torch.rand_like(x) * 2 - 1) * eps).clamp(0, 1)
+    x_adv = (x + (torch.rand_like(x) * 2 - 1) * radius).clamp(0, 1)
     for _ in range(steps):
         x_adv = x_adv.detach().requires_grad_(True)
         loss = F.cross_entropy(model(x_adv), y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x_adv)
         x_adv = x_adv.detach() + step_size * grad.sign()
-        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+        x_adv = torch.min(torch.max(x_adv, x - radius), x + radius).clamp(0, 1)
     return x_adv.detach()
 
 
@@ -52,7 +53,7 @@ def test_pgd_stays_in_the_linf_ball_and_in_the_unit_box():
     model = _tiny_model()
     x = _images()
     y = model(x).argmax(1)
-    x_adv = pgd(model, x, y, eps=0.05, steps=5)
+    x_adv = pgd(model, x, y, radius=0.05, steps=5)
     assert (x_adv - x).abs().max() <= 0.05 + 1e-6
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     assert (x_adv - x).abs().max() > 0.049  # it does move, to the edge of the ball
@@ -63,19 +64,19 @@ def test_pgd_agrees_with_a_reference_pgd_and_is_seeded():
     model = _tiny_model()
     x = _images()
     y = model(x).argmax(1)
-    ours = pgd(model, x, y, eps=0.1, step_size=0.02, steps=8, seed=3)
+    ours = pgd(model, x, y, radius=0.1, step_size=0.02, steps=8, seed=3)
     reference = _reference_pgd(model, x, y, 0.1, 0.02, 8, seed=3)
     assert torch.allclose(ours, reference, atol=1e-6)
     assert (model(ours).argmax(1) != y).any()  # it is an attack: some classes change
     # the seed decides the random start; the caller's random state is left alone
     state = torch.random.get_rng_state()
-    assert torch.equal(pgd(model, x, y, eps=0.1, steps=3, seed=3), pgd(model, x, y, eps=0.1, steps=3, seed=3))
-    assert not torch.equal(pgd(model, x, y, eps=0.1, steps=3, seed=3), pgd(model, x, y, eps=0.1, steps=3, seed=4))
+    assert torch.equal(pgd(model, x, y, radius=0.1, steps=3, seed=3), pgd(model, x, y, radius=0.1, steps=3, seed=3))
+    assert not torch.equal(pgd(model, x, y, radius=0.1, steps=3, seed=3), pgd(model, x, y, radius=0.1, steps=3, seed=4))
     assert torch.equal(torch.random.get_rng_state(), state)
     # a generator gives a fresh, reproducible start per call (a training loop's batches)
-    first = [pgd(model, x, y, eps=0.1, steps=1, seed=generator)
+    first = [pgd(model, x, y, radius=0.1, steps=1, seed=generator)
              for generator in [torch.Generator().manual_seed(0)] for _ in range(2)]
-    again = [pgd(model, x, y, eps=0.1, steps=1, seed=generator)
+    again = [pgd(model, x, y, radius=0.1, steps=1, seed=generator)
              for generator in [torch.Generator().manual_seed(0)] for _ in range(2)]
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
     assert not torch.equal(first[0], first[1])
@@ -86,7 +87,7 @@ def test_pgd_moves_a_confident_model_whose_gradients_are_tiny():
     model = _tiny_model(sharpness=100.0)
     x = _images()
     y = model(x).argmax(1)
-    x_adv = pgd(model, x, y, eps=0.05, steps=3, random_start=False)
+    x_adv = pgd(model, x, y, radius=0.05, steps=3, random_start=False)
     assert (x_adv - x).abs().amax(dim=(1, 2, 3)).min() > 0.02
 
 
@@ -100,7 +101,7 @@ def test_fgsm_is_the_closed_form_sign_gradient_step_on_a_linear_model():
         p = (x.flatten(1) @ linear.weight.T + linear.bias).softmax(1)
         gradient = (p - F.one_hot(y, 4).float()) @ linear.weight
     expected = (x + 0.1 * gradient.sign().view_as(x)).clamp(0, 1)
-    assert torch.allclose(fgsm(model, x, y, eps=0.1), expected, atol=1e-7)
+    assert torch.allclose(fgsm(model, x, y, radius=0.1), expected, atol=1e-7)
 
 
 def _autoattack_case():
@@ -113,19 +114,19 @@ def _autoattack_case():
     return model, x, y
 
 
-def _in_ball(x_adv, x, eps):
-    return bool((x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1)
+def _in_ball(x_adv, x, radius):
+    return bool((x_adv - x).abs().max() <= radius + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1)
 
 
 def test_autoattack_fools_every_image_at_a_large_radius_and_leaves_wrong_ones_alone():
     model, x, y = _autoattack_case()
     state = torch.random.get_rng_state()
-    x_adv = autoattack(model, x, y, eps=0.5, seed=0)  # APGD-CE alone fools them all
+    x_adv = autoattack(model, x, y, radius=0.5, seed=0)  # APGD-CE alone fools them all
     assert torch.equal(torch.random.get_rng_state(), state)
     assert _in_ball(x_adv, x, 0.5) and attacks.accuracy(model, x_adv, y) == 0.0
     assert torch.equal(x_adv[:2], x[:2])  # already wrong: not attacked
     with pytest.raises(ValueError, match="at least 4 classes"):
-        autoattack(nn.Sequential(nn.Flatten(), nn.Linear(2 * 4 * 4, 3)), x, y % 3, eps=0.5)
+        autoattack(nn.Sequential(nn.Flatten(), nn.Linear(2 * 4 * 4, 3)), x, y % 3, radius=0.5)
 
 
 @pytest.mark.slow
@@ -133,21 +134,21 @@ def test_autoattack_runs_all_four_attacks_deterministically_with_fewer_than_ten_
     # at this radius some images survive APGD-CE, so APGD-T and FAB-T (on the 4 other
     # classes there are) and Square run too, about a minute on a CPU core
     model, x, y = _autoattack_case()
-    x_adv = autoattack(model, x, y, eps=0.03, seed=0)
+    x_adv = autoattack(model, x, y, radius=0.03, seed=0)
     assert _in_ball(x_adv, x, 0.03)
     assert 0 < attacks.accuracy(model, x_adv, y) <= attacks.accuracy(model, x, y)
     assert torch.equal(x_adv[:2], x[:2])
-    assert torch.equal(autoattack(model, x, y, eps=0.03, seed=0), x_adv)
+    assert torch.equal(autoattack(model, x, y, radius=0.03, seed=0), x_adv)
 
 
 def test_threat_model_comes_from_model_info_or_the_dataset_standard():
-    at = SimpleNamespace(info={"name": "a", "threat_model": "linf", "eps": 4 / 255, "dataset": "imagenet"})
+    at = SimpleNamespace(info={"name": "a", "threat_model": "linf", "radius": 4 / 255, "dataset": "imagenet"})
     assert threat_model(at) == attacks.ThreatModel("Linf", 4 / 255, "a's adversarial training")
-    assert default_eps(SimpleNamespace(info={"name": "n", "threat_model": None, "eps": None,
-                                             "dataset": "fonts"})) == FONTS_AT_EPS
-    assert default_eps(SimpleNamespace(info={"dataset": "imagenet-1k"})) == 4 / 255
-    assert default_eps(SimpleNamespace(info={"dataset": "cifar10"})) == 8 / 255
-    with pytest.raises(ValueError, match="pass eps explicitly"):
+    assert default_radius(SimpleNamespace(info={"name": "n", "threat_model": None, "radius": None,
+                                             "dataset": "fonts"})) == FONTS_AT_RADIUS
+    assert default_radius(SimpleNamespace(info={"dataset": "imagenet-1k"})) == 4 / 255
+    assert default_radius(SimpleNamespace(info={"dataset": "cifar10"})) == 8 / 255
+    with pytest.raises(ValueError, match="pass radius explicitly"):
         threat_model(_tiny_model())  # a user's module: no dataset, no threat model
 
 
@@ -155,24 +156,25 @@ def test_bad_inputs_get_clear_errors():
     model = _tiny_model()
     x = _images(2)
     y = torch.tensor([0, 1])
-    for eps in (0.0, -0.1, 1.5, float("nan"), True):
-        with pytest.raises(ValueError, match="eps must lie in"):
-            pgd(model, x, y, eps=eps)
+    for radius in (0.0, -0.1, 1.5, float("nan"), True):
+        with pytest.raises(ValueError, match="radius must lie in"):
+            pgd(model, x, y, radius=radius)
     with pytest.raises(ValueError, match=r"pixels in \[0, 1\]"):
-        pgd(model, x * 2, y, eps=0.1)
+        pgd(model, x * 2, y, radius=0.1)
     with pytest.raises(ValueError, match=r"pixels in \[0, 1\]"):
-        fgsm(model, x - 0.5, y, eps=0.1)
+        fgsm(model, x - 0.5, y, radius=0.1)
     with pytest.raises(ValueError, match="unknown norm 'L3'"):
-        pgd(model, x, y, eps=0.1, norm="L3")
+        pgd(model, x, y, radius=0.1, norm="L3")
     with pytest.raises(ValueError, match="labels must be 2 integer"):
-        pgd(model, x, y.float(), eps=0.1)
+        pgd(model, x, y.float(), radius=0.1)
     with pytest.raises(ValueError, match="float tensor"):
-        pgd(model, x[0], y, eps=0.1)
+        pgd(model, x[0], y, radius=0.1)
     with pytest.raises(ValueError, match="steps must be"):
-        pgd(model, x, y, eps=0.1, steps=0)
+        pgd(model, x, y, radius=0.1, steps=0)
     with pytest.raises(ValueError, match="random_start=False"):
-        pgd(model, x, y, eps=1.0, norm="L2")
-    assert (pgd(model, x, y, eps=1.0, norm="l2", random_start=False, steps=3) - x).flatten(1).norm(dim=1).max() <= 1 + 1e-5
+        pgd(model, x, y, radius=1.0, norm="L2")
+    ball = pgd(model, x, y, radius=1.0, norm="l2", random_start=False, steps=3)
+    assert (ball - x).flatten(1).norm(dim=1).max() <= 1 + 1e-5
 
 
 # --------------------------------------------------------------------------- compare
@@ -190,7 +192,7 @@ def comparison():
 
 def test_compare_reports_the_models_view_and_distances_of_each_image(comparison):
     model, c = comparison
-    assert c.threat == attacks.ThreatModel("Linf", FONTS_AT_EPS, "the fonts standard")
+    assert c.threat == attacks.ThreatModel("Linf", FONTS_AT_RADIUS, "the fonts standard")
     assert c.names == [("a", "b"), ("b", "c"), ("c", "a")]
     assert torch.equal(c.images["target"], c.images["source"].roll(-1, 0))
     for kind, images in c.images.items():
@@ -216,7 +218,7 @@ def test_compare_reports_the_models_view_and_distances_of_each_image(comparison)
     assert distances["linf"].max() > 0 and c.distances["adversarial to source"]["linf"].max() <= 0.2 + 1e-6
     table = distance_table([c])
     assert f"| tiny | Linf 0.2 | {int(c.fooled.sum())}/3 |" in table and "data=random" in table
-    assert f"on {int(c.kept.sum())} of 3 blind spots" in describe([c])
+    assert f"on {int(c.kept.sum())} of 3 blind spots" in comparison_sentences([c])
 
 
 def _constructed(labels, adversarial_classes, blind_spot_classes, target_classes):

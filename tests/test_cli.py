@@ -26,15 +26,15 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 def test_demo_writes_images_history_and_record(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--iterations", "4", "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["demo", "--iterations", "4", "--device", "cpu", "--out-dir", str(out)]) == 0
     for name in ("source.png", "target.png", "blind_spot.png"):
         with Image.open(out / name) as image:
             assert image.size == (224, 224)
     record = json.loads((out / "record.json").read_text())
     assert record["model"]["name"] == "efficientnet_lite0"
     assert record["config"]["iterations"] == 4 and record["device"].startswith("cpu")
-    assert record["source_class"] == "espresso" and record["source_confidence_clean"] > 0.9
-    assert abs(record["source_confidence_clean"] - record["source_confidence_blind_spot"]) < 0.2
+    assert record["source_class"] == "espresso" and record["initial_confidence"] > 0.9
+    assert abs(record["initial_confidence"] - record["confidence"]) < 0.2
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert [int(row["iteration"]) for row in rows] == [0, 1, 2, 3, 4]
     assert float(rows[-1]["distance_l2"]) < float(rows[0]["distance_l2"])
@@ -42,9 +42,9 @@ def test_demo_writes_images_history_and_record(tmp_path, capsys):
 
 
 def test_demo_unknown_photo_and_model(tmp_path, capsys):
-    assert main(["demo", "--model", "resnet_9000", "--out", str(tmp_path)]) == 2
+    assert main(["demo", "--model", "resnet_9000", "--out-dir", str(tmp_path)]) == 2
     assert "unknown model 'resnet_9000'" in capsys.readouterr().err
-    assert main(["demo", "--source", "mona_lisa", "--out", str(tmp_path)]) == 2
+    assert main(["demo", "--source", "mona_lisa", "--out-dir", str(tmp_path)]) == 2
     assert "no images ['mona_lisa'] in 'photos'; it has ['astronaut'" in capsys.readouterr().err
 
 
@@ -71,10 +71,10 @@ def test_options_come_from_the_dataclasses():
     (["--preset", "nope"], "unknown preset 'nope'"),
     (["--preset", "paper"], "needs ImageNet validation images"),
     (["--models", "resnet_9000"], "not in preset 'offline'"),
-    (["--source", "fonts:test", "--models", "resnet_9000"], "resnet_9000"),
-    (["--source", "fonts:test"], "--source needs --models"),
-    (["--source", "mnist", "--models", "fonts_cnn"], "unknown image source 'mnist'; write one of: photos"),
-    (["--source", "imagenet:/no/such/folder", "--models", "efficientnet_lite0"], "/no/such/folder"),
+    (["--image-source", "fonts:test", "--models", "resnet_9000"], "resnet_9000"),
+    (["--image-source", "fonts:test"], "--image-source needs --models"),
+    (["--image-source", "mnist", "--models", "fonts_cnn"], "unknown image source 'mnist'; write one of: photos"),
+    (["--image-source", "imagenet:/no/such/folder", "--models", "efficientnet_lite0"], "/no/such/folder"),
     (["--models", "fonts_cnn", "--weights", "fonts_cnn=/no/such.pt"], "/no/such.pt"),
     (["--models", "fonts_cnn", "--weights", "fonts_cnn"], "--weights takes MODEL=PATH"),
     (["--shard", "3/2"], "need 0 <= i < n"),
@@ -87,14 +87,14 @@ def test_options_come_from_the_dataclasses():
     (["--step-size", "1e9"], "LSTConfig.step_size"),
 ])
 def test_bad_input_gets_a_clear_message(tmp_path, capsys, args, message):
-    assert main(["reproduce", "--out", str(tmp_path / "out"), *args]) == 2
+    assert main(["reproduce", "--out-dir", str(tmp_path / "out"), *args]) == 2
     assert message in capsys.readouterr().err
 
 
 def test_imagenet_root_that_is_not_imagenet_shaped(tmp_path, capsys):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.txt").write_text("not an image")
-    assert main(["reproduce", "--out", str(tmp_path / "out"), "--source", f"imagenet:{tmp_path / 'photos'}",
+    assert main(["reproduce", "--out-dir", str(tmp_path / "out"), "--image-source", f"imagenet:{tmp_path / 'photos'}",
                  "--models", "efficientnet_lite0"]) == 2
     assert "ImageNet" in capsys.readouterr().err
 
@@ -136,7 +136,7 @@ def test_offline_preset_shortened_gives_the_tables_of_before(tmp_path, capsys, o
     """Through papermill and the packaged notebook: Tables 1 and 2 as the reproduction
     gave them before the restructure (same seed, same machine kind)."""
     out = tmp_path / "run"
-    assert main(["reproduce", "--out", str(out), *SHORT_OFFLINE]) == 0
+    assert main(["reproduce", "--out-dir", str(out), *SHORT_OFFLINE]) == 0
     assert_tables_of_before(out, "offline_short")
     executed = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
     assert executed == sorted(["fonts_fonts_cnn_shard0of1.ipynb", "fonts_fonts_cnn_at_shard0of1.ipynb",
@@ -151,9 +151,9 @@ def test_offline_preset_shortened_gives_the_tables_of_before(tmp_path, capsys, o
     assert run["experiments"][0]["lst"]["iterations"] == 10
     assert "timings" in run["models_and_shards"]["fonts_cnn/record_shard0of1"]
     capsys.readouterr()
-    assert main(["reproduce", "--out", str(out), *SHORT_OFFLINE]) == 0  # a rerun skips what is finished
+    assert main(["reproduce", "--out-dir", str(out), *SHORT_OFFLINE]) == 0  # a rerun skips what is finished
     assert capsys.readouterr().out.count("skipped") == 3
-    assert main(["reproduce", "--out", str(out), *SHORT_OFFLINE[:-2], "--iterations", "11"]) == 2
+    assert main(["reproduce", "--out-dir", str(out), *SHORT_OFFLINE[:-2], "--iterations", "11"]) == 2
     assert "iterations: 10 there, 11 now" in capsys.readouterr().err
 
 
@@ -181,7 +181,7 @@ def test_a_wheel_install_reproduces_outside_the_clone(tmp_path):
     where = subprocess.run([python, "-c", "import blindspots_nb; print(blindspots_nb.__file__)"], cwd=tmp_path,
                            env=env, check=True, capture_output=True, text=True).stdout
     assert where.startswith(site) and not where.startswith(str(REPOSITORY))
-    run = subprocess.run([venv / "bin" / "blindspots-nb", *INSTALLED_RUN, "--out", str(tmp_path / "out")],
+    run = subprocess.run([venv / "bin" / "blindspots-nb", *INSTALLED_RUN, "--out-dir", str(tmp_path / "out")],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert_tables_of_before(tmp_path / "out", "fonts_cnn_installed")
@@ -205,19 +205,19 @@ def test_kill_9_at_any_moment_then_rerun_gives_the_same_tables(tmp_path):
     import time
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    whole = subprocess.run([sys.executable, *KILLED_RUN, "--out", str(tmp_path / "whole")], env=env,
+    whole = subprocess.run([sys.executable, *KILLED_RUN, "--out-dir", str(tmp_path / "whole")], env=env,
                            capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-3000:]
     for moment, marker in KILL_MOMENTS.items():
         out = tmp_path / moment.replace(" ", "_")
-        run = subprocess.Popen([sys.executable, *KILLED_RUN, "--out", str(out)], env=env, start_new_session=True,
+        run = subprocess.Popen([sys.executable, *KILLED_RUN, "--out-dir", str(out)], env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 300
         while not (out / marker).exists() and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         os.killpg(run.pid, signal.SIGKILL)  # the run and papermill's kernel, at once
         run.wait()
-        rerun = subprocess.run([sys.executable, *KILLED_RUN, "--out", str(out)], env=env, capture_output=True,
+        rerun = subprocess.run([sys.executable, *KILLED_RUN, "--out-dir", str(out)], env=env, capture_output=True,
                                text=True, timeout=600)
         assert rerun.returncode == 0, (moment, rerun.stderr[-3000:])
         for table in ("table1.csv", "table2.csv"):
@@ -238,8 +238,8 @@ def test_a_changed_image_in_an_interrupted_run_is_refused_cleanly(tmp_path, caps
         folder = tmp_path / "glyphs" / "ABCDEFGHIJ"[int(label)]
         folder.mkdir(parents=True, exist_ok=True)
         save_image(image, folder / f"g{i:02d}.png")
-    args = ["reproduce", "--source", f"folder:{tmp_path / 'glyphs'}", "--models", "fonts_cnn", "--n-sources", "4",
-            "--rounds", "2", "--iterations", "5", "--batch-size", "2", "--device", "cpu", "--out",
+    args = ["reproduce", "--image-source", f"folder:{tmp_path / 'glyphs'}", "--models", "fonts_cnn", "--n-sources", "4",
+            "--rounds", "2", "--iterations", "5", "--batch-size", "2", "--device", "cpu", "--out-dir",
             str(tmp_path / "out")]
     assert main(args) == 0
     pool = json.loads((tmp_path / "out" / "folder" / "pool.json").read_text())
@@ -260,11 +260,11 @@ def test_torchrun_two_processes_match_one(tmp_path):
               "--iterations", "20", "--batch-size", "2", "--device", "cpu"]
     # torchrun gives each process one thread; the single run gets the same, so floats agree bit for bit
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    single = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "single")], env=env,
+    single = subprocess.run([sys.executable, *common, "--out-dir", str(tmp_path / "single")], env=env,
                             capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    two = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", *common, "--out", str(tmp_path / "two")],
+    two = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", *common, "--out-dir", str(tmp_path / "two")],
                          env=env, capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     executed = sorted(p.name for p in (tmp_path / "two" / "notebooks").glob("*.ipynb"))
@@ -280,12 +280,12 @@ def test_paper_preset_without_weights_names_the_file(tmp_path, capsys, monkeypat
     folder.mkdir(parents=True)
     Image.new("RGB", (300, 300)).save(folder / "a.JPEG")
     assert main(["reproduce", "--preset", "paper", "--data-root", str(tmp_path / "val"),
-                 "--out", str(tmp_path / "out")]) == 2
+                 "--out-dir", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
     assert str(tmp_path / "cache" / "timm--resnet50.a1_in1k.safetensors") in error
     assert "--weights resnet50=PATH" in error
     assert main(["reproduce", "--preset", "paper", "--data-root", str(tmp_path / "nowhere"),
-                 "--out", str(tmp_path / "out")]) == 2
+                 "--out-dir", str(tmp_path / "out")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -320,7 +320,7 @@ def test_cifar10_preset_runs_on_a_cifar_shaped_folder_with_local_checkpoints(tmp
     out = tmp_path / "run"
     assert main(["reproduce", "--preset", "cifar10", "--data-root", str(tmp_path / "cifar"), *weights,
                  "--min-conf", "0", "--n-sources", "2", "--rounds", "2", "--iterations", "2", "--divisions", "2",
-                 "--batch-size", "2", "--device", "cpu", "--out", str(out)]) == 0
+                 "--batch-size", "2", "--device", "cpu", "--out-dir", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "table1.csv")))
     assert [(r["model"], r["dataset"]) for r in rows if r["source"] == "ours"] == [
         ("cifar10_wrn28_10", "cifar10"), ("cifar10_wrn28_10_at", "cifar10")]

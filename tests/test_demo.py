@@ -20,13 +20,13 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, cap
         out.symlink_to(tmp_path / "missing")
 
     def load_model(*args, **kwargs):
-        raise AssertionError("the model was loaded before --out was checked")
+        raise AssertionError("the model was loaded before --out-dir was checked")
 
     monkeypatch.setattr(models, "load_model", load_model)
-    assert main(["demo", "--out", str(out), "--iterations", "2", "--device", "cpu"]) == 2
-    problem = {"a file": f"--out {out} is a file, not a folder",
-               "a dangling link": f"--out {out} is a link to {tmp_path / 'missing'}, which does not exist",
-               "under a file": f"--out {out}: {mine} is a file, not a folder"}[kind]
+    assert main(["demo", "--out-dir", str(out), "--iterations", "2", "--device", "cpu"]) == 2
+    problem = {"a file": f"--out-dir {out} is a file, not a folder",
+               "a dangling link": f"--out-dir {out} is a link to {tmp_path / 'missing'}, which does not exist",
+               "under a file": f"--out-dir {out}: {mine} is a file, not a folder"}[kind]
     assert capsys.readouterr().err == (f"blindspots-nb demo: error: {problem}; "
                                        "name a folder to write to (it is made if missing)\n")
     assert mine.read_text() == "mine"
@@ -38,7 +38,7 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, cap
 def test_the_demos_files_are_whole_with_the_umasks_mode(tmp_path):
     before = os.umask(0o027)
     try:
-        assert main(["demo", "--out", str(tmp_path / "demo"), "--iterations", "2", "--device", "cpu"]) == 0
+        assert main(["demo", "--out-dir", str(tmp_path / "demo"), "--iterations", "2", "--device", "cpu"]) == 0
     finally:
         os.umask(before)
     written = sorted((tmp_path / "demo").iterdir())

@@ -207,5 +207,5 @@ def test_the_tables_caption_names_every_option_that_differs_from_the_defaults():
 
 
 def test_an_unknown_precision_on_the_command_line_is_one_clear_line(capsys):
-    assert main(["reproduce", "--precision", "half", "--out", "unused"]) == 2
+    assert main(["reproduce", "--precision", "half", "--out-dir", "unused"]) == 2
     assert "unknown precision 'half'" in capsys.readouterr().err

@@ -62,7 +62,7 @@ def images():
 
 @pytest.fixture
 def explorer(model, images):
-    return Explorer(model, images=images, source="w", target="x", config=CONFIG, iterations_per_click=5)
+    return Explorer(model, image_source=images, source="w", target="x", config=CONFIG, iterations_per_click=5)
 
 
 def listen(explorer):
@@ -130,7 +130,7 @@ def test_run_steps_in_the_background_and_pause_stops_it(explorer):
 
 def test_an_error_in_the_background_is_kept_and_told(images):
     module = Breakable()
-    explorer = Explorer(tiny(module=module), images=images, config=CONFIG)
+    explorer = Explorer(tiny(module=module), image_source=images, config=CONFIG)
     events = listen(explorer)
     module.broken = True
     explorer.run()
@@ -196,7 +196,7 @@ def test_an_unknown_image_name_is_a_clear_error(explorer, model, images):
         explorer.choose(source="nope")
     assert (explorer.source, explorer.traversal.iteration) == ("w", 2)
     with pytest.raises(ValueError, match="no image 'nope'"):
-        Explorer(model, images=images, target="nope")
+        Explorer(model, image_source=images, target="nope")
 
 
 def test_export_writes_the_point_the_traversal_and_its_record(explorer, model, tmp_path):
@@ -219,8 +219,8 @@ def test_export_writes_the_point_the_traversal_and_its_record(explorer, model, t
     assert record["target_class"] == "abcde"[int(t.target_labels[0])]
     assert record["accepted_steps"] == int(t.history.accepted_total[-1][0])
     assert record["initial_confidence"] == pytest.approx(float(t.initial_confidence[0]))
-    assert record["source_class_confidence"] == pytest.approx(float(t.confidence[0]))
-    assert record["target_class_confidence"] == pytest.approx(float(t.target_confidence[0]))
+    assert record["confidence"] == pytest.approx(float(t.confidence[0]))
+    assert record["target_confidence"] == pytest.approx(float(t.target_confidence[0]))
     distance = float((t.targets - t.images).norm())
     assert record["distance_l2"] == pytest.approx(distance, rel=1e-5)
     assert record["rmse_to_target"] == pytest.approx(distance / math.sqrt(3 * 16 * 16), rel=1e-5)
@@ -244,10 +244,10 @@ def _two_exports(case, model, images, folder):
     """Export two points that differ only in what ``case`` names, at the same iteration."""
     if case == "long names":
         long_names = TensorImages(images.images, images.labels, [], [LONG + "1", LONG + "2", "y", "z"])
-        explorer = Explorer(model, images=long_names, source=LONG + "1", target="y", config=CONFIG)
+        explorer = Explorer(model, image_source=long_names, source=LONG + "1", target="y", config=CONFIG)
         changes = [lambda: None, lambda: explorer.choose(source=LONG + "2")]
     else:
-        explorer = Explorer(model, images=images, source="w", target="x", config=CONFIG)
+        explorer = Explorer(model, image_source=images, source="w", target="x", config=CONFIG)
         changes = {
             "uploads": [lambda: explorer.add_upload("cat (1).png", image_file("RGB", (16, 16), (255, 0, 0))),
                         lambda: explorer.add_upload("cat [1].png", image_file("RGB", (16, 16), (0, 0, 255)))],
@@ -293,7 +293,7 @@ def test_the_same_point_exported_again_has_the_same_names(explorer, tmp_path):
 def test_exports_are_whole_while_others_write_the_same_files(model, images, tmp_path):
     """Two explorers at the same point export over each other while a reader opens every
     file it finds: it never sees a part of one."""
-    explorers = [Explorer(model, images=images, source="w", target="x", config=CONFIG).step(5) for _ in range(2)]
+    explorers = [Explorer(model, image_source=images, source="w", target="x", config=CONFIG).step(5) for _ in range(2)]
     done, problems, loaded = threading.Event(), [], []
 
     def export_repeatedly(explorer):
@@ -354,7 +354,7 @@ def test_an_export_folder_that_is_a_file_is_refused(explorer, tmp_path):
 
 
 def test_uploads_become_the_target_and_follow_the_model(model, tmp_path):
-    explorer = Explorer(model, images="fonts:test", config=CONFIG)
+    explorer = Explorer(model, image_source="fonts:test", config=CONFIG)
     events = listen(explorer)
     key = explorer.add_upload("red.png", image_file("RGBA", (40, 24), (255, 0, 0, 255)))
     assert key == "upload: red.png" and explorer.target == key
@@ -445,12 +445,12 @@ def test_a_model_or_source_that_fails_changes_nothing(explorer, model, tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValueError, match="no readable images"):
-        explorer.set_images(f"folder:{empty}")
+        explorer.set_image_source(f"folder:{empty}")
     with pytest.raises(ValueError, match="unknown image source"):
-        explorer.set_images("nowhere")
+        explorer.set_image_source("nowhere")
     wrong_size = TensorImages(torch.rand(2, 3, 8, 8), torch.full((2,), -1), [], ["p", "q"])
     with pytest.raises(ValueError, match="the model expects"):
-        explorer.set_images(wrong_size)
+        explorer.set_image_source(wrong_size)
     assert unchanged() and explorer.traversal.iteration == 3
     assert list(explorer.image_sources) == ["photos", "fonts:test", GIVEN_IMAGES]
 
@@ -458,15 +458,15 @@ def test_a_model_or_source_that_fails_changes_nothing(explorer, model, tmp_path)
     folder.mkdir()
     for name, colour in (("red.png", (255, 0, 0)), ("blue.png", (0, 0, 255))):
         Image.new("RGB", (20, 20), colour).save(folder / name)
-    explorer.set_images(f"folder:{folder}")
+    explorer.set_image_source(f"folder:{folder}")
     assert explorer.image_source == f"folder:{folder}" and sorted(explorer.catalog) == ["blue.png", "red.png"]
     assert explorer.traversal.iteration == 0 and explorer.source == "blue.png"  # w: gone
-    explorer.set_images(GIVEN_IMAGES)  # the given images stay on offer
+    explorer.set_image_source(GIVEN_IMAGES)  # the given images stay on offer
     assert list(explorer.catalog) == NAMES and explorer.image_source == GIVEN_IMAGES and explorer.source == "w"
 
 
 def test_a_model_switch_takes_the_new_models_default_source(model):
-    explorer = Explorer(model, images="photos", config=CONFIG)
+    explorer = Explorer(model, image_source="photos", config=CONFIG)
     assert "coffee" in explorer.catalog
     explorer.set_model("fonts_cnn")  # shipped with the package: glyphs, one channel, 32 x 32
     assert explorer.model_name == "fonts_cnn" and explorer.image_source == "fonts:test"
@@ -492,10 +492,10 @@ def test_the_default_target_is_the_first_image_of_another_class():
     images = torch.zeros(4, 3, 8, 8)
     images[0, 0] = images[1, 0] = images[2, 1] = images[3, 2] = 0.8  # red, red, green, blue
     given = TensorImages(images, torch.full((4,), -1), [], ["r1", "r2", "g", "b"])
-    explorer = Explorer(model, images=given, config=CONFIG)
+    explorer = Explorer(model, image_source=given, config=CONFIG)
     assert (explorer.source, explorer.target) == ("r1", "g")
     assert (explorer.snapshot().source_class, explorer.snapshot().target_class) == ("red", "green")
-    assert Explorer(model, images=given, source="g", config=CONFIG).target == "r1"
+    assert Explorer(model, image_source=given, source="g", config=CONFIG).target == "r1"
 
 
 def _source_class_saliency(model, traversal) -> torch.Tensor:
@@ -525,8 +525,8 @@ def test_saliency_is_the_source_class_map_at_the_current_point(explorer, model):
 def test_execution_options_reach_the_explorers_traversal_record_and_caption(model, images):
     from blindspots_nb.execution import Execution
 
-    plain = Explorer(model, images=images, source="w", target="x", config=CONFIG)
-    fast = Explorer(model, images=images, source="w", target="x", config=CONFIG, execution=Execution("bf16"))
+    plain = Explorer(model, image_source=images, source="w", target="x", config=CONFIG)
+    fast = Explorer(model, image_source=images, source="w", target="x", config=CONFIG, execution=Execution("bf16"))
     assert plain.traversal.execution == Execution() and fast.traversal.execution == Execution("bf16")
     fast.step(3)
     assert fast.traversal._gradient.dtype == torch.float32

@@ -55,7 +55,7 @@ def test_triangle_stats_match_brute_force():
     generator = torch.Generator().manual_seed(0)
     source, a, b = (torch.rand(3, 3, 16, 16, generator=generator))
     label = int(model(source[None]).argmax())
-    ours = triangle_stats(model, source, a, b, label, batch_size=17)
+    ours = triangle_stats(model, source, a, b, label, points_per_pass=17)
     expected = _brute_force_stats(model, source, a, b, label)
     assert set(ours) == set(expected)
     for key, value in expected.items():
@@ -68,7 +68,7 @@ def test_batched_triangles_equal_single_ones():
     generator = torch.Generator().manual_seed(1)
     sources, a, b = torch.rand(3, 4, 3, 16, 16, generator=generator)
     labels = model(sources).argmax(1)
-    batched = triangle_confidence(model, sources, a, b, labels, batch_size=50)
+    batched = triangle_confidence(model, sources, a, b, labels, points_per_pass=50)
     assert batched.shape == (4, 66)
     for i in range(4):
         single = triangle_confidence(model, sources[i], a[i], b[i], int(labels[i]))
@@ -162,14 +162,14 @@ def test_shared_triangles_give_the_per_pair_confidences_with_501_of_660_forward_
     source, *spots = torch.rand(6, 3, 3, 16, 16, generator=generator)
     labels = model(source).argmax(1)
     model.images = 0
-    shared = triangles_confidence(model, source, spots, labels, batch_size=1)
+    shared = triangles_confidence(model, source, spots, labels, points_per_pass=1)
     assert model.images == 501 * 3
     model.images = 0
-    per_pair = torch.stack([triangle_confidence(model, source, spots[i], spots[j], labels, batch_size=1)
+    per_pair = torch.stack([triangle_confidence(model, source, spots[i], spots[j], labels, points_per_pass=1)
                             for i, j in combinations(range(5), 2)])
     assert model.images == 660 * 3
     assert torch.equal(shared, per_pair)  # each point alone in its batch: the very same bits
-    batched = triangles_confidence(model, source, spots, labels, batch_size=97)
+    batched = triangles_confidence(model, source, spots, labels, points_per_pass=97)
     assert (batched - per_pair).abs().max() < 1e-6  # other batches: float32 kernels may round otherwise
     stats = stats_from_confidence(shared)
     assert (stats["edge_min"] <= 0).all()  # the source itself lies on both edges

@@ -98,10 +98,11 @@ def test_rejected_samples_do_not_move():
 def _two_forward_lst(model, sources, labels, targets, cfg):
     """The straightforward reading of the algorithm (gradient, step, a second forward to
     accept): the benchmark's released-style loop from the engine's noisy start."""
-    p0 = model(sources).softmax(1).gather(1, labels[:, None])[:, 0]
+    initial_confidence = model(sources).softmax(1).gather(1, labels[:, None])[:, 0]
     noise = torch.rand(sources.shape, generator=torch.Generator().manual_seed(cfg.seed), dtype=sources.dtype)
     x = (sources + cfg.init_noise * (noise - 0.5)).clamp(0, 1)
-    return load_benchmark("paper_scale").released_style_steps(model, x, labels, targets, p0, cfg, cfg.iterations)
+    return load_benchmark("paper_scale").released_style_steps(model, x, labels, targets, initial_confidence, cfg,
+                                                              cfg.iterations)
 
 
 @pytest.mark.parametrize("dtype, step_size, atol", [

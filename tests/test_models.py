@@ -208,9 +208,9 @@ def test_each_published_format_loads_into_a_small_net(writer, tmp_path):
 
 def test_paper_models_are_described():
     at = get_entry("resnet50_at")
-    assert (at.training, at.threat_model, at.eps) == ("adversarial", "linf", 4 / 255)
+    assert (at.training, at.threat_model, at.radius) == ("adversarial", "linf", 4 / 255)
     assert "Salman2020Do_R50" in at.source and at.url.startswith("https://")
-    assert get_entry("deit_small_at").eps == 4 / 255
+    assert get_entry("deit_small_at").radius == 4 / 255
     assert get_entry("cifar10_wrn28_10").std == (1.0, 1.0, 1.0)
 
 

@@ -161,7 +161,7 @@ def test_traversal_path_widths_perturb_orthogonally_to_the_lst_step(tiny_cnn):
     recorder = Recorder(tiny_cnn)
     radii, samples = (0.5, 0.25), 12
     widths = traversal_path_widths(recorder, traversal, index=1, radii=radii, samples=samples,
-                                   quantiles=(0.05, 0.5), batch_size=20)
+                                   quantiles=(0.05, 0.5), points_per_pass=20)
     points = torch.stack(traversal.history.images)[:, 1]
     assert widths.positions.tolist() == [0, 2, 4, 6] == traversal.history.iteration
     # independently: the raw CE gradient at each iterate, and target - x without its part along it

@@ -23,8 +23,8 @@ PACKAGE = Path(protocol.__file__).resolve().parent.parent
 
 
 def _fonts_experiment(**changes):
-    settings = dict(source="fonts:test", models=("fonts_cnn", "fonts_cnn_at"), lst=SMALL_LST, n_sources=5, rounds=3,
-                    batch_size=2)
+    settings = dict(image_source="fonts:test", models=("fonts_cnn", "fonts_cnn_at"), lst=SMALL_LST, n_sources=5,
+                    rounds=3, batch_size=2)
     settings.update(changes)
     return Experiment(**settings)
 
@@ -41,9 +41,9 @@ def _run(experiment, store, shards=((0, 1),)):
         for name in experiment.models:
             protocol.run_model(experiment, name, store, shard=shard, device="cpu", progress=False)
     protocol.assemble(store, [experiment])
-    folder = store.root / "fonts"
+    folder = store.out_dir / "fonts"
     return {name: (folder / name / "per_blindspot.csv").read_text() + (folder / name / "per_source.csv").read_text()
-            for name in experiment.models} | {table: (store.root / table).read_text()
+            for name in experiment.models} | {table: (store.out_dir / table).read_text()
                                               for table in ("table1.csv", "table2.csv")}
 
 
@@ -74,24 +74,24 @@ def test_an_experiment_holds_its_lst_config_and_round_trips():
         Experiment("photos", ("efficientnet_lite0",), lst={"iterations": 3})
     for bad, message in ((dict(rounds=1), "rounds must be >= 2"), (dict(n_sources=1), "n_sources must be >= 2"),
                          (dict(batch_size=0), "batch_size"), (dict(models=()), "at least one model"),
-                         (dict(source="mnist"), "unknown image source")):
+                         (dict(image_source="mnist"), "unknown image source")):
         with pytest.raises(ValueError, match=message):
             _fonts_experiment(**bad)
 
 
 def test_protocol_files_and_rules(uninterrupted):
     store, _ = uninterrupted
-    pool = json.loads((store.root / "fonts" / "pool.json").read_text())
+    pool = json.loads((store.out_dir / "fonts" / "pool.json").read_text())
     assert len(pool["labels"]) == 5 and len(set(pool["labels"])) == 5  # one image per class
     for confidences in pool["confidence"].values():
         assert min(confidences) > 0.6
-    rows = list(csv.DictReader(open(store.root / "fonts" / "fonts_cnn" / "per_blindspot.csv")))
+    rows = list(csv.DictReader(open(store.out_dir / "fonts" / "fonts_cnn" / "per_blindspot.csv")))
     assert len(rows) == 5 * 3
     for row in rows:
         assert row["source"] != row["target"]
-        assert float(row["p0"]) - float(row["confidence"]) < 0.2  # LST kept the confidence within delta
+        assert float(row["initial_confidence"]) - float(row["confidence"]) < 0.2  # LST kept the confidence within delta
         assert 0 <= float(row["rmse"]) <= float(row["linf"]) <= 1 and -1 <= float(row["ssim"]) <= 1
-    sources = list(csv.DictReader(open(store.root / "fonts" / "fonts_cnn" / "per_source.csv")))
+    sources = list(csv.DictReader(open(store.out_dir / "fonts" / "fonts_cnn" / "per_source.csv")))
     assert len(sources) == 5 and all(row["pairs"] == "3" for row in sources)
     for row in sources:
         fractions = [float(row[f"frac_{d:g}"]) for d in (0.0, 0.1, 0.2, 0.3)]
@@ -100,28 +100,28 @@ def test_protocol_files_and_rules(uninterrupted):
     assert grid.shape == (5, 66)
     assert torch.allclose(grid.double().mean(1), torch.tensor([float(r["avg_conf"]) for r in sources],
                                                               dtype=torch.float64), atol=1e-6)
-    assert not list(store.root.rglob("*.tmp"))
+    assert not list(store.out_dir.rglob("*.tmp"))
 
 
 def test_tables_hold_ours_and_the_papers(uninterrupted):
     store, _ = uninterrupted
-    table1 = list(csv.DictReader(open(store.root / "table1.csv")))
+    table1 = list(csv.DictReader(open(store.out_dir / "table1.csv")))
     assert [row["model"] for row in table1 if row["source"] == "ours"] == ["fonts_cnn", "fonts_cnn_at"]
     assert {row["model"] for row in table1 if row["source"] == "paper"} == set(protocol.PAPER_TABLE1)
     resnet = next(row for row in table1 if row["model"] == "resnet50")
     assert float(resnet["rmse_mean"]) == 0.008 and float(resnet["linf_std"]) == 0.020
     ours = next(row for row in table1 if row["model"] == "fonts_cnn")
-    rows = list(csv.DictReader(open(store.root / "fonts" / "fonts_cnn" / "per_blindspot.csv")))
+    rows = list(csv.DictReader(open(store.out_dir / "fonts" / "fonts_cnn" / "per_blindspot.csv")))
     rmse = torch.tensor([float(row["rmse"]) for row in rows], dtype=torch.float64)
     assert float(ours["rmse_mean"]) == pytest.approx(float(rmse.mean()), abs=1e-12)
     assert float(ours["rmse_std"]) == pytest.approx(float(rmse.std(unbiased=False)), abs=1e-12)
-    markdown = (store.root / "table2.md").read_text()
+    markdown = (store.out_dir / "table2.md").read_text()
     assert "| fonts_cnn_at (ours, fonts, n=5) |" in markdown and "Avg Path Conf" in markdown
     assert "iterations=30" in markdown and "rounds=3" in markdown  # says what produced it
     digest = file_sha256(CHECKPOINT_DIR / "fonts_cnn.pt")
     assert f"fonts_cnn fonts_cnn.pt sha256 {digest[:16]}, verified" in markdown
-    assert r"\begin{tabular}" in (store.root / "table1.tex").read_text()
-    run = json.loads((store.root / "run.json").read_text())
+    assert r"\begin{tabular}" in (store.out_dir / "table1.tex").read_text()
+    run = json.loads((store.out_dir / "run.json").read_text())
     assert run["models_and_shards"]["fonts_cnn/record_shard0of1"]["model"]["name"] == "fonts_cnn"
 
 
@@ -190,7 +190,7 @@ def test_output_folder_with_other_settings_is_refused(tmp_path):
 
 def test_a_start_that_failed_does_not_block_the_corrected_rerun(tmp_path):
     store = RunStore(tmp_path)
-    store.begin([_fonts_experiment(source="imagenet:/wrong/folder")])  # then failed before any result
+    store.begin([_fonts_experiment(image_source="imagenet:/wrong/folder")])  # then failed before any result
     store.begin([_fonts_experiment()])
     assert store.experiments() == [_fonts_experiment()]
 
@@ -239,7 +239,7 @@ def test_an_unchanged_piece_is_hashed_once(uninterrupted, monkeypatch):
     store, _ = uninterrupted
     hashed = []
     monkeypatch.setattr(store_module, "file_sha256", lambda path: hashed.append(path) or file_sha256(path))
-    fresh = RunStore(store.root)
+    fresh = RunStore(store.out_dir)
     files = 1 + 3 * 3 * 2 + 3 * 2  # pool.json; 3 batches x 3 rounds of (.pt, .csv); 3 batches of triangles
     assert fresh.model_finished(_fonts_experiment(), "fonts_cnn") and len(hashed) == files
     assert fresh.model_finished(_fonts_experiment(), "fonts_cnn") and len(hashed) == files  # none again

@@ -25,13 +25,13 @@ TINY_RUN = ["reproduce", "--models", "fonts_cnn", "--n-sources", "3", "--rounds"
 
 
 def _experiment(**changes):
-    settings = dict(source="fonts:test", models=("fonts_cnn",), lst=TINY_LST, n_sources=3, rounds=2, batch_size=2,
+    settings = dict(image_source="fonts:test", models=("fonts_cnn",), lst=TINY_LST, n_sources=3, rounds=2, batch_size=2,
                     divisions=2)
     return Experiment(**{**settings, **changes})
 
 
-def _prepared(root, experiment=None):
-    store, experiment = RunStore(root), experiment or _experiment()
+def _prepared(out_dir, experiment=None):
+    store, experiment = RunStore(out_dir), experiment or _experiment()
     store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
     protocol.prepare(experiment, store, device="cpu")
     return store, experiment
@@ -52,11 +52,11 @@ def test_force_never_empties_a_folder_that_is_not_a_run(tmp_path, capsys):
     link = tmp_path / "link"
     link.symlink_to(folder)
     for out in (folder, link):
-        assert main([*TINY_RUN, "--out", str(out), "--force"]) == 2
+        assert main([*TINY_RUN, "--out-dir", str(out), "--force"]) == 2
         error = capsys.readouterr().err
         assert "holds files that are not a run's (notes.txt, thesis/)" in error
         assert "--force removes only what a run wrote" in error
-        assert main([*TINY_RUN, "--out", str(out)]) == 2  # nor does a run start there
+        assert main([*TINY_RUN, "--out-dir", str(out)]) == 2  # nor does a run start there
         assert "holds files that are not a run's" in capsys.readouterr().err
     assert {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == files
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "thesis"]  # not even a lock file
@@ -103,7 +103,7 @@ def test_names_in_the_settings_never_lead_outside_the_folder(tmp_path, capsys, f
     settings = json.loads((tmp_path / "run" / "settings.json").read_text())
     settings["experiments"][0][field] = value
     (tmp_path / "run" / "settings.json").write_text(json.dumps(settings))
-    assert main(["merge", "--out", str(tmp_path / "run")]) == 2
+    assert main(["merge", "--out-dir", str(tmp_path / "run")]) == 2
     assert "cannot name a folder of a run" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
@@ -143,7 +143,7 @@ def test_merge_refuses_pieces_made_with_other_settings(tmp_path, capsys):
     for kind in ("blind_spots", "triangles"):  # shard 1's pieces copied beside shard 0's
         for path in (tmp_path / "b" / "fonts" / "fonts_cnn" / kind).iterdir():
             shutil.copy(path, tmp_path / "a" / "fonts" / "fonts_cnn" / kind / path.name)
-    assert main(["merge", "--out", str(tmp_path / "a")]) == 2
+    assert main(["merge", "--out-dir", str(tmp_path / "a")]) == 2
     error = capsys.readouterr().err
     assert "fonts/fonts_cnn/blind_spots/b0001_r0, fonts/fonts_cnn/blind_spots/b0001_r1, " \
            "fonts/fonts_cnn/triangles/b0001 were made with other settings" in error
@@ -191,17 +191,17 @@ def test_a_finished_model_with_a_broken_report_runs_its_notebook_again(tmp_path,
 @pytest.mark.slow
 def test_a_rerun_repairs_a_cut_report(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main([*TINY_RUN, "--out", str(out)]) == 0
+    assert main([*TINY_RUN, "--out-dir", str(out)]) == 0
     report = out / "notebooks" / "fonts_fonts_cnn_shard0of1.ipynb"
     tables = (out / "table1.csv").read_bytes()
     report.write_bytes(report.read_bytes()[:65536 // 8])
     capsys.readouterr()
-    assert main([*TINY_RUN, "--out", str(out)]) == 0
+    assert main([*TINY_RUN, "--out-dir", str(out)]) == 0
     assert "its report not a notebook" in capsys.readouterr().out
     assert store_module.RunStore(out).reports(_experiment(), "fonts_cnn") == {(0, 1): None}
     assert (out / "table1.csv").read_bytes() == tables
     shutil.rmtree(out / "notebooks")
-    assert main([*TINY_RUN, "--out", str(out)]) == 0
+    assert main([*TINY_RUN, "--out-dir", str(out)]) == 0
     assert "its report is missing, made again" in capsys.readouterr().out and report.is_file()
 
 
@@ -224,9 +224,9 @@ def test_result_files_follow_the_umask(tmp_path):
 def test_an_output_folder_that_is_a_file_or_a_dangling_link(tmp_path, capsys):
     (tmp_path / "file").write_text("mine")
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
-    assert main([*TINY_RUN, "--out", str(tmp_path / "file")]) == 2
+    assert main([*TINY_RUN, "--out-dir", str(tmp_path / "file")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
-    assert main([*TINY_RUN, "--out", str(tmp_path / "dangling")]) == 2
+    assert main([*TINY_RUN, "--out-dir", str(tmp_path / "dangling")]) == 2
     assert "which does not exist" in capsys.readouterr().err
     assert (tmp_path / "file").read_text() == "mine" and not (tmp_path / "nowhere").exists()
 
@@ -247,7 +247,7 @@ def test_a_damaged_settings_file_is_named(tmp_path, capsys, content, message):
         del settings["experiments"][0]["models"]
     path = tmp_path / "settings.json"
     path.write_text(json.dumps(settings) if content in ("EXTRA", "MISSING") else content)
-    for command in (["merge", "--out", str(tmp_path)], [*TINY_RUN, "--out", str(tmp_path)]):
+    for command in (["merge", "--out-dir", str(tmp_path)], [*TINY_RUN, "--out-dir", str(tmp_path)]):
         assert main(command) == 2
         error = capsys.readouterr().err
         assert str(path) in error and message in error and error.count("\n") == 1
@@ -265,7 +265,7 @@ def test_a_damaged_pool_record_is_named(tmp_path, capsys):
 def test_a_full_disk_stops_with_one_line_and_the_rerun_gives_the_same_tables(tmp_path, capsys, monkeypatch):
     from blindspots_nb.tools import atomic
 
-    assert main([*TINY_RUN, "--out", str(tmp_path / "whole")]) == 0
+    assert main([*TINY_RUN, "--out-dir", str(tmp_path / "whole")]) == 0
     real, calls = atomic.write_atomically, {"n": 0}
 
     def full_disk(path, write):
@@ -275,13 +275,13 @@ def test_a_full_disk_stops_with_one_line_and_the_rerun_gives_the_same_tables(tmp
         return real(path, write)
 
     monkeypatch.setattr(atomic, "write_atomically", full_disk)
-    assert main([*TINY_RUN, "--out", str(tmp_path / "run")]) == 2
+    assert main([*TINY_RUN, "--out-dir", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err  # the notebook's progress bars, then one line
     last = error.strip().splitlines()[-1]
     assert last.startswith("blindspots-nb reproduce: error: No space left on device") and "Traceback" not in error
     assert "run the same command again: finished pieces are kept" in last
     monkeypatch.setattr(atomic, "write_atomically", real)
-    assert main([*TINY_RUN, "--out", str(tmp_path / "run")]) == 0
+    assert main([*TINY_RUN, "--out-dir", str(tmp_path / "run")]) == 0
     for table in ("table1.csv", "table2.csv"):
         assert (tmp_path / "run" / table).read_bytes() == (tmp_path / "whole" / table).read_bytes()
     assert not [p for p in (tmp_path / "run").rglob("*") if atomic.temporary_of(p)]
@@ -293,14 +293,14 @@ def test_a_read_only_folder_is_one_line_even_for_a_finished_run(tmp_path, capsys
 
     store, experiment = _prepared(tmp_path)
     monkeypatch.setattr(store_module, "open", read_only, raising=False)
-    assert main(["merge", "--out", str(tmp_path)]) == 2
+    assert main(["merge", "--out-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert f"cannot use the output folder {tmp_path}: Read-only file system" in error and error.count("\n") == 1
 
 
 def test_an_output_folder_that_is_not_utf8_is_refused_before_anything_is_made(tmp_path, capsys):
     out = os.fsdecode(bytes(tmp_path) + b"/r\xe9sultats")
-    assert main([*TINY_RUN, "--out", out]) == 2
+    assert main([*TINY_RUN, "--out-dir", out]) == 2
     assert "is not valid UTF-8" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -308,7 +308,7 @@ def test_an_output_folder_that_is_not_utf8_is_refused_before_anything_is_made(tm
 def test_seeds_beyond_the_generator_and_numpy_numbers(tmp_path, capsys):
     import numpy as np
 
-    assert main([*TINY_RUN, "--seed", str(2**64), "--out", str(tmp_path / "run")]) == 2
+    assert main([*TINY_RUN, "--seed", str(2**64), "--out-dir", str(tmp_path / "run")]) == 2
     assert "Experiment.seed must be an integer in [0, 2**64 - 1]" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     experiment = _experiment(rounds=np.int64(2), min_conf=np.float32(0.5), seed=np.uint64(2**64 - 1),

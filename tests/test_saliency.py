@@ -12,9 +12,9 @@ from torch import nn
 from blindspots_nb.execution import Execution
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.plots import blindspot_grid_figure, saliency_correlation_figure, saliency_strip
-from blindspots_nb.analysis.saliency import (METHODS, attribution_maps, attributions, describe, gradcam_layer,
+from blindspots_nb.analysis.saliency import (METHODS, attribution_maps, attributions, gradcam_layer,
                                              grid_attribution_maps, method_caption, path_saliency,
-                                             rank_correlation)
+                                             rank_correlation, saliency_sentences)
 
 matplotlib.use("Agg")
 
@@ -221,7 +221,7 @@ def test_caption_and_sentence_follow_the_numbers(tiny_cnn):
     traversal = Traversal(tiny_cnn, images[:1], tiny_cnn(images[:1]).argmax(1), images[1:],
                           LSTConfig(step_size=0.2, iterations=4, record_every=2, record_images=True)).run()
     path = path_saliency(tiny_cnn, traversal, "saliency", target_class=False)
-    sentence = describe(path)
+    sentence = saliency_sentences(path)
     assert sentence.startswith("At the blind spot (iteration 4), ")
     assert f"ρ = {float(path.with_source[-1]):.2f} and like the target's map with ρ = " \
            f"{float(path.with_target[-1]):.2f}" in sentence
@@ -232,4 +232,4 @@ def test_caption_and_sentence_follow_the_numbers(tiny_cnn):
                             ((0.1, 0.6), "it looks where the target's content is"),
                             ((0.1, 0.2), "no closer to the target's map than the source's own map was")):
         path.with_source[-1], path.with_target[-1] = values
-        assert verdict in describe(path)
+        assert verdict in saliency_sentences(path)

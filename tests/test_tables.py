@@ -163,8 +163,8 @@ def test_compare_names_what_differs_and_gives_no_move_between_other_images(tmp_p
     head = text.split("\n\n")[0].splitlines()
     assert head[0] == "Settings that differ between a and b:"
     assert sorted(head[1:]) == sorted([
-        "- glyphs: source is fonts:test in a, fonts:train in b: other images, so its rows are not comparable "
-        "(no 'moved')",
+        "- glyphs: image_source is fonts:test in a, fonts:train in b: other images, so its rows are not "
+        "comparable (no 'moved')",
         "- glyphs: models is ['fonts_cnn', 'fonts_cnn_at'] in a, ['fonts_cnn'] in b",
         "- glyphs: lst.iterations is 3 in a, 30 in b",
         f"- weights of fonts_cnn: sha256 {'a' * 12} in a, {'b' * 12} in b",
@@ -190,7 +190,7 @@ def test_compare_names_a_malformed_summaries_file_in_one_line(tmp_path, capsys, 
         assert main(["compare", *(str(tmp_path / run) for run in runs)]) == 2
         error = capsys.readouterr().err
         assert len(error.splitlines()) == 1 and str(tmp_path / "b" / "summaries.json") in error
-        assert f"blindspots-nb merge --out {tmp_path / 'b'}" in error
+        assert f"blindspots-nb merge --out-dir {tmp_path / 'b'}" in error
 
 
 def test_compare_names_a_malformed_settings_file(tmp_path, capsys):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from blindspots_nb.data import fonts_dataset
-from blindspots_nb.models import FONTS_AT_EPS, load_model
+from blindspots_nb.models import FONTS_AT_RADIUS, load_model
 from blindspots_nb.analysis.attacks import pgd
 from blindspots_nb.models.train import TrainConfig, evaluate, main, train
 
@@ -16,7 +16,7 @@ def test_split():
 
 @pytest.fixture(scope="module")
 def scores(test_split):
-    return {name: evaluate(load_model(name, device="cpu"), test_split, FONTS_AT_EPS, steps=10)
+    return {name: evaluate(load_model(name, device="cpu"), test_split, FONTS_AT_RADIUS, steps=10)
             for name in ("fonts_cnn", "fonts_cnn_at")}
 
 
@@ -34,16 +34,16 @@ def test_adversarial_training_makes_fonts_cnn_at_robust(scores):
 
 def test_shipped_models_describe_their_training():
     info = load_model("fonts_cnn_at", device="cpu").info
-    assert (info["training"], info["threat_model"], info["eps"]) == ("adversarial", "linf",
-                                                                     FONTS_AT_EPS)
-    assert info["checkpoint_meta"]["eps"] == FONTS_AT_EPS
+    assert (info["training"], info["threat_model"], info["radius"]) == ("adversarial", "linf",
+                                                                     FONTS_AT_RADIUS)
+    assert info["checkpoint_meta"]["eps"] == FONTS_AT_RADIUS  # the shipped files' meta, written before radius
     assert load_model("fonts_cnn", device="cpu").info["checkpoint_meta"]["eps"] == 0.0
 
 
 def test_pgd_stays_in_the_box(test_split):
     model = load_model("fonts_cnn", device="cpu")
     x, y = test_split.images[:16], test_split.labels[:16]
-    x_adv = pgd(model, x, y, eps=0.1, steps=3)
+    x_adv = pgd(model, x, y, radius=0.1, steps=3)
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and 0 <= x_adv.min() and x_adv.max() <= 1
 
 
@@ -53,7 +53,7 @@ def test_training_is_deterministic():
     second, _ = train(config, progress=False)
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name
-    assert meta["eps"] == FONTS_AT_EPS and meta["n_train"] == 192
+    assert meta["radius"] == FONTS_AT_RADIUS and meta["n_train"] == 192
 
 
 def test_command_line_trains_saves_and_evaluates(tmp_path, capsys):

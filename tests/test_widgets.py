@@ -39,8 +39,8 @@ def images():
 
 @pytest.fixture
 def explorer(model, images, tmp_path):
-    return LSTExplorer(model, images=images, source="w", target="x", models=[], iterations_per_click=5,
-                       iterations=30, output_dir=tmp_path / "export")
+    return LSTExplorer(model, image_source=images, source="w", target="x", models=[], iterations_per_click=5,
+                       iterations=30, out_dir=tmp_path / "export")
 
 
 def _png(image_widget) -> np.ndarray:
@@ -56,8 +56,8 @@ def test_initial_state(explorer):
     assert explorer.traversal.iteration == 0
     assert (explorer.source_menu.value, explorer.target_menu.value) == ("w", "x")
     assert list(explorer.source_menu.options) == NAMES
-    assert explorer.collection_menu.value == GIVEN_IMAGES
-    assert list(explorer.collection_menu.options) == ["photos", "fonts:test", GIVEN_IMAGES]
+    assert explorer.image_source_menu.value == GIVEN_IMAGES
+    assert list(explorer.image_source_menu.options) == ["photos", "fonts:test", GIVEN_IMAGES]
     assert explorer.model_menu.value == "tiny"
     assert (explorer.delta.value, explorer.iterations.value, explorer.per_click.value) == (0.2, 30, 5)
     assert len(explorer.figure.data[0].x) == 1
@@ -188,7 +188,7 @@ def test_export_button_writes_the_files_and_says_where(explorer, tmp_path):
 @pytest.mark.parametrize("folder", ["", "   "])
 def test_export_with_an_empty_field_says_so_and_writes_nothing(explorer, tmp_path, monkeypatch, folder):
     monkeypatch.chdir(tmp_path)
-    explorer.output_dir.value = folder
+    explorer.out_dir.value = folder
     explorer.export_button.click()
     assert "Export failed: no export folder given (an empty name would mean the working folder): name a folder" \
         in explorer.message.value
@@ -214,7 +214,7 @@ def test_upload_adds_an_image_and_bad_files_give_a_message(explorer):
 
 
 def test_a_model_that_cannot_be_loaded_keeps_the_current_one(model, images, tmp_path):
-    explorer = LSTExplorer(model, images=images, models=["no_such_model"], output_dir=tmp_path)
+    explorer = LSTExplorer(model, image_source=images, models=["no_such_model"], out_dir=tmp_path)
     assert list(explorer.model_menu.options) == ["tiny", "no_such_model"]
     explorer.model_menu.value = "no_such_model"
     assert "Could not load no_such_model: unknown model" in explorer.message.value
@@ -225,7 +225,7 @@ def test_a_model_that_cannot_be_loaded_keeps_the_current_one(model, images, tmp_
 
 def test_unknown_image_name_is_a_clear_error(model, images):
     with pytest.raises(ValueError, match="no image 'nope'"):
-        LSTExplorer(model, images=images, models=[], source="nope")
+        LSTExplorer(model, image_source=images, models=[], source="nope")
 
 
 @pytest.mark.slow  # loads a shipped model and renders its glyphs: several seconds
@@ -234,28 +234,28 @@ def test_switching_image_sources_and_models(model, tmp_path):
     folder.mkdir()
     for name, colour in (("red.png", (255, 0, 0)), ("blue.png", (0, 0, 255))):
         Image.new("RGB", (20, 20), colour).save(folder / name)
-    explorer = LSTExplorer(model, images=f"folder:{folder}", models=["fonts_cnn"], output_dir=tmp_path / "out")
-    assert explorer.collection_menu.value == f"folder:{folder}"
-    assert list(explorer.collection_menu.options) == ["photos", "fonts:test", f"folder:{folder}"]
+    explorer = LSTExplorer(model, image_source=f"folder:{folder}", models=["fonts_cnn"], out_dir=tmp_path / "out")
+    assert explorer.image_source_menu.value == f"folder:{folder}"
+    assert list(explorer.image_source_menu.options) == ["photos", "fonts:test", f"folder:{folder}"]
     assert sorted(explorer.source_menu.options) == ["blue.png", "red.png"]
 
-    explorer.collection_menu.value = "photos"
+    explorer.image_source_menu.value = "photos"
     assert "coffee" in explorer.source_menu.options and explorer.traversal.sources.shape == (1, 3, 16, 16)
     for file in folder.iterdir():
         file.unlink()
-    explorer.collection_menu.value = f"folder:{folder}"  # now empty: a message, the photos stay
+    explorer.image_source_menu.value = f"folder:{folder}"  # now empty: a message, the photos stay
     assert f"Could not load folder:{folder}: no readable images" in explorer.message.value
-    assert explorer.collection_menu.value == "photos" and "coffee" in explorer.catalog
+    assert explorer.image_source_menu.value == "photos" and "coffee" in explorer.catalog
 
     explorer.model_menu.value = "fonts_cnn"  # a shipped FONTS model: glyphs, one channel, 32 x 32
     assert "Loaded model fonts_cnn" in explorer.message.value
-    assert explorer.model.info["name"] == "fonts_cnn" and explorer.collection_menu.value == "fonts:test"
+    assert explorer.model.info["name"] == "fonts_cnn" and explorer.image_source_menu.value == "fonts:test"
     assert explorer.traversal.sources.shape == (1, 1, 32, 32)
     assert explorer.source_menu.value in explorer.catalog and "coffee" not in explorer.source_menu.options
     explorer.step(3)
     assert explorer.traversal.iteration == 3
     explorer.model_menu.value = "tiny"  # back to the given model
-    assert explorer.model is model and explorer.collection_menu.value == "photos"
+    assert explorer.model is model and explorer.image_source_menu.value == "photos"
 
 
 def test_the_saliency_toggle_lays_the_map_over_the_current_point(explorer):

@@ -276,8 +276,8 @@ class RunStore:
 
     def _other_settings(self, stems: list[Path]) -> RunSettingsMismatch:
         return RunSettingsMismatch(
-            f"{self.out_dir}: {_listing([str(s.relative_to(self.out_dir)) for s in stems])} were made with other settings "
-            f"than the run's {SETTINGS} (a shard of another run copied in?); they are not mixed into this run. "
+            f"{self.out_dir}: {_listing([str(s.relative_to(self.out_dir)) for s in stems])} were made with other "
+            f"settings than the run's {SETTINGS} (a shard of another run copied in?); they are not mixed into this run. "
             "Remove them, or put each run in its own folder")
 
     # -- who holds the folder ---------------------------------------------------------
