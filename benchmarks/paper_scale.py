@@ -47,7 +47,8 @@ OPTIONS = {  # name -> execution options of the engine
 PAPER_ROW = {"sources": 1000, "rounds": 5, "iterations": 400, "divisions": 10}
 
 
-def released_style_steps(model, x, labels, targets, p0, cfg: LSTConfig, iterations: int) -> torch.Tensor:
+def released_style_steps(model, x, labels, targets, initial_confidence, cfg: LSTConfig,
+                         iterations: int) -> torch.Tensor:
     """``iterations`` LST steps with two forward passes each (the baseline)."""
     parallel = torch.zeros_like(x)
     for _ in range(iterations):
@@ -61,7 +62,7 @@ def released_style_steps(model, x, labels, targets, p0, cfg: LSTConfig, iteratio
         candidate = (x + cfg.step_size * dx_perp - parallel).clamp(0, 1)
         with torch.no_grad():
             confidence = model(candidate).softmax(1).gather(1, labels[:, None])[:, 0]
-        accept = (p0 - confidence) < cfg.delta
+        accept = (initial_confidence - confidence) < cfg.delta
         x = torch.where(accept.view(-1, 1, 1, 1), candidate, x)
     return x
 
@@ -117,7 +118,7 @@ def main(argv=None):
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(2 * batch, *model.input_size, generator=generator).to(device)
     sources, targets = images[:batch], images[batch:]
-    labels, p0 = (value.to(device) for value in predict(model, sources))
+    labels, initial_confidence = (value.to(device) for value in predict(model, sources))
     cfg = LSTConfig(init_noise=0.0)
     timed = _timer(device)
     print(f"blindspots_nb {blindspots_nb.__version__}, torch {torch.__version__}, {args.model} "
@@ -130,7 +131,7 @@ def main(argv=None):
 
     def released_style():
         with torch.enable_grad(), released.scope(device):
-            released_style_steps(model, sources.clone(), labels, targets, p0, cfg, args.iterations)
+            released_style_steps(model, sources.clone(), labels, targets, initial_confidence, cfg, args.iterations)
     candidates["released-style"] = released_style
     seconds = medians(candidates, args.runs, timed)
     rate = {name: batch * args.iterations / s for name, s in seconds.items()}
@@ -153,8 +154,8 @@ def main(argv=None):
     shared = len(shared_grid_points(rounds, divisions)[0])
     triangle_work = {  # the released way: each triangle's grid in one forward pass
         "per pair": lambda: [triangle_confidence(model, tri_sources, spots[i], spots[j], tri_labels, divisions,
-                                                 batch_size=grid, execution=released) for i, j in pairs]}
-    for name in dict.fromkeys(["fp32", best, fastest]):  # at geometry.points_per_batch images per pass
+                                                 points_per_pass=grid, execution=released) for i, j in pairs]}
+    for name in dict.fromkeys(["fp32", best, fastest]):  # at geometry.default_points_per_pass images per pass
         triangle_work[f"shared, {name}"] = (lambda e=OPTIONS[name]:
                                             triangles_confidence(model, tri_sources, spots, tri_labels, divisions,
                                                                  execution=e))

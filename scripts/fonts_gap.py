@@ -9,8 +9,8 @@ eps = 0 on both models, plus two counterfactual controls, and prints three table
 
 1. Outcome: RMSE to the target; ||d_t|| / ||d_0|| at t = T/4, T/2, T beside (1 - eta)^t,
    the decay if every step were accepted and removed the fraction eta of the whole gap;
-   acceptance rate over the run and over its last 100 iterations; confidence - p0 at
-   the end.
+   acceptance rate over the run and over its last 100 iterations; confidence minus the
+   initial confidence at the end.
 2. Where the final gap lies: share of ||d_T||^2 along g_T (the one direction the
    projected step never moves in); cos(g_t, g_t-1) over accepted steps of the last 100
    iterations (how slowly the gradient turns); pixels where the parallel accumulator
@@ -192,13 +192,13 @@ def main(argv=None):
     print("\n1. Outcome (medians over sources; RMSE also as mean)")
     head = (f"{'model':<13}{'variant':<16}{'RMSE med':>9}{'RMSE mean':>10}"
             + "".join(f"{f'gap t={t}':>11}" for t in ts)
-            + f"{'acc all':>8}{f'acc last{min(100, T)}':>12}{'conf-p0':>9}")
+            + f"{'acc all':>8}{f'acc last{min(100, T)}':>12}{'conf-init':>10}")
     print(head)
     print(f"{'':<13}{'(1-eta)^t':<16}{'':>9}{'':>10}" + "".join(f"{(1 - eta) ** t:>11.3f}" for t in ts))
     for model, name, r in results:
         print(f"{model:<13}{name:<16}{fmt(med(r['rmse'])):>9}{fmt(float(r['rmse'].mean())):>10}"
               + "".join(f"{fmt(med(r['ratio'][t])):>11}" for t in ts)
-              + f"{fmt(med(r['acc_all'])):>8}{fmt(med(r['acc_late'])):>12}{fmt(med(r['conf_drop'])):>9}")
+              + f"{fmt(med(r['acc_all'])):>8}{fmt(med(r['acc_late'])):>12}{fmt(med(r['conf_drop'])):>10}")
 
     print(f"\n2. Where the final gap d = target - x lies (medians over sources; |d| on saturated "
           f"pixels pooled; eps/eta = {base.eps / eta:.2f})")

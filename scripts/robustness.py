@@ -2,8 +2,8 @@
 
 On the first ``--n`` glyphs of an image source (default ``fonts:test``, fonts unseen in
 training), for each model at its threat model (``fonts_cnn_at``: its adversarial
-training's l_inf 0.2; ``fonts_cnn``: the FONTS standard, also 0.2) or at ``--eps``.
-PGD is :func:`blindspots_nb.analysis.attacks.pgd` (Captum; step 2.5 eps / steps, random start),
+training's l_inf 0.2; ``fonts_cnn``: the FONTS standard, also 0.2) or at ``--radius``.
+PGD is :func:`blindspots_nb.analysis.attacks.pgd` (Captum; step 2.5 radius / steps, random start),
 AutoAttack :func:`blindspots_nb.analysis.attacks.autoattack` (pyautoattack, the standard version);
 both are seeded by ``--seed``. Prints the command, a Markdown table and what produced it::
 
@@ -23,26 +23,29 @@ from blindspots_nb.tools import provenance
 from blindspots_nb.analysis.attacks import robustness
 from blindspots_nb.models import load_model
 from blindspots_nb.data.sources import canonical, open_source
+from blindspots_nb.tools.deprecation import add_renamed_option
 
 
-def labelled_images(model, source: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` images of ``source`` at the model's input size, with their labels."""
-    dataset = open_source(source, model)
+def labelled_images(model, image_source: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` images of ``image_source`` at the model's input size, with their labels."""
+    dataset = open_source(image_source, model)
     if len(dataset) < n:
-        raise SystemExit(f"{source} holds {len(dataset)} images, fewer than --n {n}")
+        raise SystemExit(f"{image_source} holds {len(dataset)} images, fewer than --n {n}")
     images = torch.stack([dataset[i][0] for i in range(n)])
     labels = torch.tensor([int(dataset[i][1]) for i in range(n)])
     if bool((labels < 0).any()):
-        raise SystemExit(f"{source} is unlabelled: robust accuracy needs labels")
+        raise SystemExit(f"{image_source} is unlabelled: robust accuracy needs labels")
     return images, labels
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["fonts_cnn", "fonts_cnn_at"])
-    parser.add_argument("--source", default="fonts:test", help="a labelled image source (default fonts:test)")
-    parser.add_argument("--n", type=int, default=500, help="images, from the start of the source")
-    parser.add_argument("--eps", type=float, default=None, help="l_inf radius (default: each model's threat model)")
+    parser.add_argument("--image-source", default="fonts:test", help="a labelled image source (default fonts:test)")
+    parser.add_argument("--n", type=int, default=500, help="images, from the start of the image source")
+    parser.add_argument("--radius", type=float, default=None, help="l_inf radius (default: each model's threat model)")
+    add_renamed_option(parser, "--source", "--image-source")
+    add_renamed_option(parser, "--eps", "--radius", type=float)
     parser.add_argument("--steps", type=int, default=20, help="PGD steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=250)
@@ -55,12 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     captions = []
     for name in args.models:
         model = load_model(name, device=args.device)
-        images, labels = labelled_images(model, args.source, args.n)
-        r = robustness(model, images, labels, args.eps, args.steps, args.seed, args.batch_size)
-        print(f"| {name} | {r.n} | {r.norm} {r.eps:.4g} | {r.clean:.1%} | {r.pgd:.1%} | {r.autoattack:.1%} | "
+        images, labels = labelled_images(model, args.image_source, args.n)
+        r = robustness(model, images, labels, args.radius, args.steps, args.seed, args.batch_size)
+        print(f"| {name} | {r.n} | {r.norm} {r.radius:.4g} | {r.clean:.1%} | {r.pgd:.1%} | {r.autoattack:.1%} | "
               f"{r.pgd_seconds:.0f} | {r.autoattack_seconds:.0f} |", flush=True)
-        settings = {"data": f"{canonical(args.source)} first {args.n}", "pgd_steps": args.steps,
-                    "pgd_step_size": 2.5 * r.eps / args.steps, "autoattack": "standard", "seed": args.seed}
+        settings = {"data": f"{canonical(args.image_source)} first {args.n}", "pgd_steps": args.steps,
+                    "pgd_step_size": 2.5 * r.radius / args.steps, "autoattack": "standard", "seed": args.seed}
         captions.append(provenance.caption(model, settings, model.mean.device))
     versions = {package: metadata.version(package) for package in ("torch", "captum", "pyautoattack")}
     print()
