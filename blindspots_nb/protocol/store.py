@@ -277,8 +277,8 @@ class RunStore:
     def _other_settings(self, stems: list[Path]) -> RunSettingsMismatch:
         return RunSettingsMismatch(
             f"{self.out_dir}: {_listing([str(s.relative_to(self.out_dir)) for s in stems])} were made with other "
-            f"settings than the run's {SETTINGS} (a shard of another run copied in?); they are not mixed into this run. "
-            "Remove them, or put each run in its own folder")
+            f"settings than the run's {SETTINGS} (a shard of another run copied in?); they are not mixed into this "
+            "run. Remove them, or put each run in its own folder")
 
     # -- who holds the folder ---------------------------------------------------------
     def check_folder(self, force: bool = False) -> None:
