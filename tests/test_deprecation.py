@@ -38,6 +38,12 @@ def test_old_keys_are_read_under_their_new_names():
         "image_source": "photos", "source": 3}  # the new key wins; nothing to warn about
 
 
+def test_experiment_takes_its_old_field_name():
+    with pytest.warns(DeprecationWarning, match="source= is deprecated, use image_source="):
+        old = Experiment(source="fonts", models=("fonts_cnn",))
+    assert old == Experiment("fonts:test", ("fonts_cnn",))
+
+
 def test_a_run_folder_written_before_the_renaming_is_read(tmp_path):
     experiment = Experiment("fonts:test", ("fonts_cnn",), LSTConfig(iterations=3), n_sources=2, rounds=2)
     store = RunStore(tmp_path)

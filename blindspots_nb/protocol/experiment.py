@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ..execution import Execution
 from ..lst import LSTConfig
 from ..data.sources import canonical, source_name
-from ..tools.deprecation import renamed_keys
+from ..tools.deprecation import renamed_keys, renamed_keywords
 from ..tools.validation import MAX_SEED, plain_number
 
 
@@ -99,6 +99,9 @@ class Experiment:
         return cls(**{**values, "lst": LSTConfig(**values["lst"]),
                       "execution": Execution(**values.get("execution", {}))})
 
+
+# Experiment(source=...), the field's name before it was image_source, still works (deprecated).
+Experiment.__init__ = renamed_keywords(source="image_source")(Experiment.__init__)
 
 PRESETS = ("offline", "paper", "cifar10")
 PAPER_MODELS = ("resnet50", "resnet50_at", "deit_small_patch16_224", "deit_small_at")
