@@ -187,7 +187,7 @@ def comparison():
     images = _images(3, seed=2)
     sources, targets, names = rolled_pairs(images, ["a", "b", "c"])
     config = LSTConfig(step_size=0.2, iterations=5, record_every=0)
-    return model, compare(model, sources, targets, config, steps=5, names=names, data="random")
+    return model, compare(model, sources, targets, config, steps=5, names=names, image_source="random")
 
 
 def test_compare_reports_the_models_view_and_distances_of_each_image(comparison):
@@ -217,7 +217,7 @@ def test_compare_reports_the_models_view_and_distances_of_each_image(comparison)
             assert distances["ssim"][i] == pytest.approx(float(direct), abs=1e-6)
     assert distances["linf"].max() > 0 and c.distances["adversarial to source"]["linf"].max() <= 0.2 + 1e-6
     table = distance_table([c])
-    assert f"| tiny | Linf 0.2 | {int(c.fooled.sum())}/3 |" in table and "data=random" in table
+    assert f"| tiny | Linf 0.2 | {int(c.fooled.sum())}/3 |" in table and "image_source=random" in table
     assert f"on {int(c.kept.sum())} of 3 blind spots" in comparison_sentences([c])
 
 

@@ -38,3 +38,16 @@ def test_nothing_refers_to_files_outside_the_repository():
         if path.suffix in (".py", ".md", ".ipynb", ".toml", ".yml", ".sh") and path.is_file():
             text = path.read_text()
             assert not any(outside in text for outside in OUTSIDE), name
+
+
+def test_the_package_tree_names_every_module_and_no_other():
+    block = re.search(r"<!-- package-tree -->\n```\n(.*?)```", README, flags=re.DOTALL).group(1)
+    named = set()
+    for line in block.splitlines()[1:]:
+        words = line.split("—")[0].split()
+        folder = words[0] if words[0].endswith("/") else ""
+        named |= {f"{folder}{name}.py" for name in (words[1:] if folder else words)}
+    package = REPOSITORY / "blindspots_nb"
+    modules = {str(path.relative_to(package)) for path in package.rglob("*.py")
+               if path.name not in ("__init__.py", "__main__.py") and "checkpoints" not in path.parts}
+    assert named == modules

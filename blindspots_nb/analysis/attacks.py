@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from ..models import FONTS_AT_RADIUS, module_device, predict
 from ..tools.deprecation import renamed_keywords
-from ..tools.tensors import check_images as _check_images
+from ..tools.tensors import check_images
 
 NORMS = ("Linf", "L2")
 # The l_inf radius that robustness on each dataset is usually measured at (pixels in [0, 1]).
@@ -113,7 +113,7 @@ def _check_inputs(model, images, labels, radius, norm) -> tuple[torch.Tensor, to
         raise ValueError(f"images must be a float tensor (N, C, H, W), got {shape}")
     if images.shape[0] == 0:
         raise ValueError("images is an empty batch")
-    _check_images("images", images)
+    check_images("images", images)
     labels = torch.as_tensor(labels)
     if labels.dtype in (torch.bool,) or labels.is_floating_point() or labels.shape != (images.shape[0],):
         raise ValueError(f"labels must be {images.shape[0]} integer class indices, got "

@@ -95,22 +95,23 @@ def rolled_pairs(images: torch.Tensor, names) -> tuple[torch.Tensor, torch.Tenso
     return images, images.roll(-1, 0), list(zip(names, names[1:] + names[:1]))
 
 
-def _settings(threat: ThreatModel, step_size: float, steps: int, seed: int, config: LSTConfig, data: str) -> dict:
+def _settings(threat: ThreatModel, step_size: float, steps: int, seed: int, config: LSTConfig,
+              image_source: str) -> dict:
     """The hyperparameters of a comparison, flat, for its caption."""
-    return {"data": data, "threat": str(threat), "pgd_steps": steps, "pgd_step_size": step_size,
+    return {"image_source": image_source, "threat": str(threat), "pgd_steps": steps, "pgd_step_size": step_size,
             "pgd_random_start": True, "seed": seed, "lst_step_size": config.step_size,
             "lst_iterations": config.iterations, "delta": config.delta, "eps": config.eps,
             "init_noise": config.init_noise, "lst_seed": config.seed}
 
 
-@renamed_keywords(eps="radius")
+@renamed_keywords(eps="radius", data="image_source")
 def compare(model, sources: torch.Tensor, targets: torch.Tensor, config: LSTConfig | None = None,
             radius: float | None = None, steps: int = 20, step_size: float | None = None, seed: int = 0,
-            names=None, data: str = "", progress: bool = False) -> Comparison:
+            names=None, image_source: str = "", progress: bool = False) -> Comparison:
     """PGD adversarial examples (l_inf ball of ``radius``, default the model's threat model;
     ``steps`` steps, random start seeded by ``seed``) and LST blind spots (``config``) of
     ``model`` for the pairs (sources[i], targets[i]), with the model's own classes of the
-    sources as labels. ``data`` names where the images come from (for the caption)."""
+    sources as labels. ``image_source`` names where the images come from (for the caption)."""
     if sources.shape != targets.shape:
         raise ValueError(f"sources and targets must have the same shape, got {tuple(sources.shape)} "
                          f"and {tuple(targets.shape)}")
@@ -135,7 +136,7 @@ def compare(model, sources: torch.Tensor, targets: torch.Tensor, config: LSTConf
         "blind spot to target": {key: f(images["blind spot"], images["target"]).cpu() for key, f in DISTANCES.items()},
     }
     names = list(names) if names is not None else [(f"source {i}", f"target {i}") for i in range(len(labels))]
-    settings = _settings(threat, step_size, steps, seed, config, data)
+    settings = _settings(threat, step_size, steps, seed, config, image_source)
     return Comparison(
         model=model.info.get("name", type(model).__name__) if hasattr(model, "info") else type(model).__name__,
         class_names=list(getattr(model, "class_names", [])) or [str(c) for c in range(int(labels.max()) + 1)],

@@ -29,8 +29,7 @@ from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Sal
 from ..lst import LSTResult, Traversal
 from ..execution import Execution
 from ..models import class_confidence, module_device, predict
-from ..tools.tensors import check_images as _check_images, class_indices as _class_indices
-from ..tools.tensors import l2_distance
+from ..tools.tensors import check_images, class_indices, l2_distance
 
 METHODS = ("saliency", "integrated_gradients", "gradcam")
 
@@ -90,10 +89,10 @@ def attributions(model, images: torch.Tensor, labels, method: str = "saliency", 
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"images must be a non-empty batch (B, C, H, W) in [0, 1], got {shape}")
-    _check_images("images", images)
+    check_images("images", images)
     device = module_device(model)
     images = images.detach().to(device).requires_grad_(True)  # Captum warns otherwise
-    targets = _class_indices(labels, "labels", images.shape[0], device)
+    targets = class_indices(labels, "labels", images.shape[0], device)
     if hasattr(model, "eval"):
         model.eval()
     if method == "saliency":

@@ -6,7 +6,9 @@ chosen source and target images, the hyperparameters and a stepwise
 in the foreground or in a background thread, exports what it reached, and tells
 its listeners (see :meth:`Explorer.on_change`) whenever its state changes, so that
 a view (:class:`blindspots_nb.explorer.view.LSTExplorer`) can redraw. Code and tests
-drive it directly.
+drive it directly. It is one class a little over 400 lines because every change of
+its state goes through one lock (the background run shares it), which splitting it
+would spread over files.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The run store: every path and every write under a reproduction's output folder.
 
 Nothing else in the package builds a path under the output folder or writes there
-(a test scans the code for it). The layout::
+(a test scans the code for it), which is why this module is longer than the others: the
+layout, the checks of everything read back from the folder and every write stay in one
+place. The layout::
 
     settings.json                       the experiments of the run (checked on every rerun)
     <experiment>/pool.json              the pool and its derangements

@@ -1,0 +1,4 @@
+"""Small pieces shared by the whole package: whole-file writes (:mod:`.atomic`), hashes
+of files (:mod:`.checksums`) and tensors (:mod:`.tensors`), checks of user numbers
+(:mod:`.validation`), what produced a result (:mod:`.provenance`), old names with a
+warning (:mod:`.deprecation`) and lazy package re-exports (:mod:`.lazy`)."""
