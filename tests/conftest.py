@@ -1,31 +1,6 @@
-import importlib.util
-from pathlib import Path
-
 import pytest
-import torch
-from torch import nn
 
-
-def load_benchmark(name: str):
-    """A script of benchmarks/ as a module (the scripts are not a package)."""
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def make_tiny_cnn(num_classes: int = 5, channels: int = 3, seed: int = 0, sharpness: float = 100.0) -> nn.Module:
-    """A small random CNN for 16x16 images, its logits scaled so that it is confident."""
-    torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1, stride=2), nn.Tanh(),
-        nn.Flatten(), nn.Linear(8 * 8 * 8, num_classes),
-    )
-    with torch.no_grad():
-        net[-1].weight.mul_(sharpness)
-    return net.eval()
+from helpers import make_tiny_cnn
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from blindspots_nb.analysis.compare import (Comparison, compare, comparison_sent
                                             transfer, transfer_table)
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.models import FONTS_AT_RADIUS, wrap
-from conftest import make_tiny_cnn
+from helpers import make_tiny_cnn
 
 
 def _tiny_model(sharpness=1.0, seed=0):

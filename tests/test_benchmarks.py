@@ -3,7 +3,7 @@
 import torch
 
 from blindspots_nb.lst import LSTConfig, Traversal
-from conftest import load_benchmark, make_tiny_cnn
+from helpers import load_benchmark, make_tiny_cnn
 
 paper_scale = load_benchmark("paper_scale")
 

@@ -11,7 +11,7 @@ from blindspots_nb.lst import LSTConfig
 from blindspots_nb.models import wrap
 from blindspots_nb.protocol import Experiment, RunStore
 from blindspots_nb.tools.deprecation import renamed_keys, renamed_keywords
-from conftest import make_tiny_cnn
+from helpers import make_tiny_cnn
 
 
 def test_an_old_keyword_is_passed_under_its_new_name():

@@ -10,7 +10,7 @@ from blindspots_nb.cli import build_parser, experiments_from_args, main
 from blindspots_nb.execution import PRECISIONS, Execution, fold_batchnorm
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.protocol import Experiment, preset
-from conftest import make_tiny_cnn
+from helpers import make_tiny_cnn
 from torch import nn
 
 

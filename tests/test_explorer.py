@@ -24,7 +24,7 @@ from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.analysis.metrics import rmse
 from blindspots_nb.models import wrap
 
-from conftest import make_tiny_cnn
+from helpers import make_tiny_cnn
 
 NAMES = ["w", "x", "y", "z"]
 CONFIG = LSTConfig(iterations=30, record_every=1)

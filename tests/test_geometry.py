@@ -10,7 +10,7 @@ from blindspots_nb.analysis.geometry import (grid_coordinates, segment_confidenc
                                              stats_from_confidence, triangle_confidence, triangle_grid,
                                              triangle_shape, triangle_stats, triangles_confidence)
 from blindspots_nb.models import class_confidence
-from conftest import make_tiny_cnn
+from helpers import make_tiny_cnn
 
 
 def test_grid_has_66_exact_points_with_vertices_and_edges():

@@ -13,7 +13,7 @@ from blindspots_nb.data import fonts_dataset
 from blindspots_nb.execution import Execution
 from blindspots_nb.lst import LSTConfig, Traversal, orthogonal_step, traverse, weights_sha256
 from blindspots_nb.models import load_model
-from conftest import load_benchmark, make_tiny_cnn
+from helpers import load_benchmark, make_tiny_cnn
 
 
 def _images(batch=4, seed=1, low=0.0, high=1.0, size=16):

@@ -7,7 +7,7 @@ from torch import nn
 from blindspots_nb.execution import Execution
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.models import predict
-from conftest import make_tiny_cnn
+from helpers import make_tiny_cnn
 from blindspots_nb.analysis.paths import (blindspot_grid, orthogonal_perturbations, path_directions, path_widths,
                                           segment_points, traversal_path_widths)
 

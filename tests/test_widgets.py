@@ -20,7 +20,7 @@ from blindspots_nb.models import wrap
 from blindspots_nb.plots import blindspot_grid_figure, image_to_png, saliency_overlay
 from blindspots_nb.explorer.view import PANEL, LSTExplorer
 
-from conftest import make_tiny_cnn
+from helpers import make_tiny_cnn
 
 NAMES = ["w", "x", "y", "z"]
 
