@@ -280,7 +280,6 @@ def test_one_run_at_a_time_and_a_killed_holder_is_recognised(tmp_path, capsys):
     import signal
     import subprocess
     import sys
-    import time
 
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from blindspots_nb.protocol import RunStore\n"

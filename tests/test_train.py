@@ -6,7 +6,7 @@ import torch
 from blindspots_nb.data import fonts_dataset
 from blindspots_nb.models import FONTS_AT_RADIUS, load_model
 from blindspots_nb.analysis.attacks import pgd
-from blindspots_nb.models.train import TrainConfig, evaluate, main, train
+from blindspots_nb.train import TrainConfig, evaluate, main, train
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ old name of ``radius=``, is still accepted, with a DeprecationWarning).
 * :func:`pgd`: ``steps`` signed-gradient steps of ``step_size`` (default 2.5 radius / steps)
   from a uniform random start in the ball, each projected onto the ball and [0, 1]
   (Madry et al. 2018). This is the one PGD of the project: adversarial training and the
-  evaluation in :mod:`blindspots_nb.models.train` call it too;
+  evaluation in :mod:`blindspots_nb.train` call it too;
 * :func:`autoattack`: the standard AutoAttack (Croce & Hein 2020: APGD-CE, APGD-T, FAB-T,
   Square with 5000 queries) from ``pyautoattack``, the authors' reference code on PyPI.
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..execution import Execution
 from ..tools.atomic import write_atomically
-from ..tools.tensors import check_images, class_indices, l2_distance
+from ..tools.tensors import check_images, class_indices, l2_distance, module_device
 from .config import LSTConfig
 from .history import History, LSTResult
 from .state import FORMAT, FORMAT_VERSION, cache_problem, model_problem, read_state, weights_sha256
@@ -244,7 +244,6 @@ class Traversal:
         path = Path(path)
         state = read_state(path)
         if device is None:
-            from ..models import module_device
             device = module_device(model)
         self = cls.__new__(cls)
         self.model = model

@@ -11,11 +11,11 @@ The files, in the order a model is made (as timm keeps registry, hub and factory
 - ``classifier``: the :class:`Classifier` wrapper and what is asked of a model
   (``module_device``, ``predict``, ``class_confidence``);
 - ``architectures``: the networks that are not timm's or torchvision's as they are;
-- ``registry``: one :class:`ModelEntry` per name (``list_models``, ``get_entry``, ``timm:<name>``);
+- ``entry``: :class:`ModelEntry`, what the registry holds for one model;
+- ``registry``: one entry per name (``list_models``, ``get_entry``, ``timm:<name>``);
 - ``hub``: where weights come from (argument, package, cache, download) and their hash check;
 - ``checkpoint_formats``: reading the published file formats without running pickled code;
-- ``factory``: ``load_model``, ``random_model``, ``weights_record``;
-- ``train``: training and evaluating the FONTS CNNs (``python -m blindspots_nb.models.train``).
+- ``factory``: ``load_model``, ``random_model``, ``weights_record``.
 """
 
 from ..tools.lazy import lazy_exports
@@ -25,7 +25,8 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
                 "imagenet_class_names", "imagenet_wnids"),
     "classifier": ("Classifier", "wrap", "module_device", "predict", "class_confidence"),
     "architectures": ("WideResNet", "FontsCNN"),
-    "registry": ("ModelEntry", "list_models", "get_entry"),
+    "entry": ("ModelEntry",),
+    "registry": ("list_models", "get_entry"),
     "hub": ("CHECKPOINT_DIR", "WeightsNotFoundError", "cache_dir"),
     "checkpoint_formats": ("CheckpointError",),
     "factory": ("load_model", "random_model", "weights_record"),

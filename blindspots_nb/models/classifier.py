@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..execution import Execution
+from ..tools.tensors import module_device
 
 
 class Classifier(nn.Module):
@@ -61,14 +62,6 @@ def wrap(module: nn.Module, mean: Sequence[float], std: Sequence[float],
             "training": "unknown", "threat_model": None, "radius": None, "dataset": None}
     model = Classifier(module, mean, std, class_names, input_size, info)
     return model.to(device if device is not None else module_device(module))
-
-
-def module_device(module) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU if it has none, or if
-    it is a plain callable)."""
-    tensors = (getattr(module, attribute, lambda: iter(()))() for attribute in ("parameters", "buffers"))
-    tensor = next((t for group in tensors for t in group), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def _probabilities(model, images: torch.Tensor, execution: Execution | None, batch_size: int):

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 
 from ..tools.checksums import file_sha256, hash_mismatch, published_hash_prefix
 from .checkpoint_formats import REMEDY, CheckpointError
+from .entry import ModelEntry
 
-if TYPE_CHECKING:
-    from .registry import ModelEntry
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 
@@ -50,7 +49,7 @@ def shipped_file(filename: str) -> Callable[[], Path]:
         if not path.is_file():
             raise WeightsNotFoundError(
                 f"{path} is missing from the installed package; retrain it with "
-                f"python -m blindspots_nb.models.train --model {filename[:-3]} --out {path}")
+                f"python -m blindspots_nb.train --model {filename[:-3]} --out {path}")
         return path
     return locate
 

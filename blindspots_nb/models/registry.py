@@ -5,63 +5,12 @@ how to normalise its inputs, its classes, and where its weights are published;
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
-import torch.nn as nn
-
-from ..tools.checksums import published_hash_prefix
 from .architectures import FontsCNN, WideResNet, deit_small_convstem, timm_builder, torchvision_resnet50
-from .checkpoint_formats import match_by_position, match_published_names
+from .checkpoint_formats import match_by_position
 from .classes import CIFAR10_CLASSES, FONTS_AT_RADIUS, FONTS_CLASSES, IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
+from .entry import ModelEntry
 from .hub import efficientnet_lite0_file, shipped_file
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """Everything needed to build one model and find its weights.
-
-    ``url``/``filename``: published location and cache file name (online entries);
-    ``locate``: returns the local file for packaged weights; ``sha256``: the digest
-    pinned for that packaged file (shipped with this package); ``convert`` maps the
-    file's state dict onto ``build()``'s names.
-    """
-
-    name: str
-    architecture: str
-    build: Callable[[], nn.Module]
-    dataset: str
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    input_size: tuple[int, int, int]
-    class_names: Callable[[], Sequence[str]]
-    training: str = "normal"
-    threat_model: str | None = None
-    radius: float | None = None  # the l_p radius of its adversarial training
-    source: str = ""
-    url: str | None = None
-    filename: str | None = None
-    locate: Callable[[], Path] | None = None
-    convert: Callable[[Mapping, nn.Module], Mapping] = match_published_names
-    crop_pct: float = 0.875
-    sha256: str | None = None
-
-    def published_hash(self) -> tuple[str, str] | None:
-        """The hash (whole or prefix) the entry's own file must have, and where it is
-        stated; None where nothing is published (Hugging Face, RobustBench, PyPI files)."""
-        if self.sha256:
-            return self.sha256, f"the sha256 pinned for {self.name}'s packaged file"
-        prefix = published_hash_prefix(self.filename) if self.filename else None
-        if prefix:
-            return prefix, f"the hash prefix published in its file name {self.filename}"
-        return None
-
-    def info(self, weights: str) -> dict:
-        return {"name": self.name, "architecture": self.architecture, "weights": weights,
-                "training": self.training, "threat_model": self.threat_model, "radius": self.radius,
-                "dataset": self.dataset, "source": self.source, "crop_pct": self.crop_pct,
-                "mean": list(self.mean), "std": list(self.std)}
 
 
 def _gdrive(file_id: str) -> str:
@@ -90,7 +39,7 @@ def _fonts(name, sha256, **kw) -> ModelEntry:
     return ModelEntry(name=name, architecture="FontsCNN", build=FontsCNN, dataset="fonts",
                       mean=(0.5,), std=(0.5,), input_size=(1, 32, 32),
                       class_names=lambda: FONTS_CLASSES, locate=shipped_file(f"{name}.pt"),
-                      crop_pct=1.0, source="blindspots_nb.models.train", sha256=sha256, **kw)
+                      crop_pct=1.0, source="blindspots_nb.train", sha256=sha256, **kw)
 
 
 _REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
@@ -121,7 +70,7 @@ _REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
              radius=8 / 255, url=_gdrive("1-WJWpAZLlmc4gJ8XXNf7IETjnSZzaCNp"),
              filename="Wu2020Adversarial_extra.pt",
              source="Wu et al. 2020, RobustBench Wu2020Adversarial_extra (CIFAR-10)"),
-    # the shipped files' digests: retraining them (python -m blindspots_nb.models.train) means a new pin
+    # the shipped files' digests: retraining them (python -m blindspots_nb.train) means a new pin
     _fonts("fonts_cnn", sha256="8f4ab505a928e9f18a75626c8f836f6ad99e2491b31f3214e313f269059e16cb"),
     _fonts("fonts_cnn_at", sha256="faed3c0c715a59c3a9b6309f6d4f9f9c69006119773e5056515a9bc187a24a2d",
            training="adversarial", threat_model="linf", radius=FONTS_AT_RADIUS),

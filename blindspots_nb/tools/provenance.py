@@ -51,7 +51,7 @@ def record(model=None, config=None, device=None, **extra) -> dict:
     if model is not None:
         out["model"] = model_info(model)
         if device is None:
-            from ..models import module_device
+            from .tensors import module_device  # imports torch: only when a model is given
             device = module_device(model)
     if config is not None:
         out["config"] = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)

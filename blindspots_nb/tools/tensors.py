@@ -52,3 +52,11 @@ def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
         digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
+
+
+def module_device(module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU if it has none, or if
+    it is a plain callable)."""
+    tensors = (getattr(module, attribute, lambda: iter(()))() for attribute in ("parameters", "buffers"))
+    tensor = next((t for group in tensors for t in group), None)
+    return tensor.device if tensor is not None else torch.device("cpu")

@@ -2,12 +2,12 @@
 
 Retrain the shipped checkpoints (deterministic; a few CPU minutes each)::
 
-    python -m blindspots_nb.models.train --model fonts_cnn --out blindspots_nb/models/checkpoints/fonts_cnn.pt
-    python -m blindspots_nb.models.train --model fonts_cnn_at --out blindspots_nb/models/checkpoints/fonts_cnn_at.pt
+    python -m blindspots_nb.train --model fonts_cnn --out blindspots_nb/models/checkpoints/fonts_cnn.pt
+    python -m blindspots_nb.train --model fonts_cnn_at --out blindspots_nb/models/checkpoints/fonts_cnn_at.pt
 
 Evaluate clean and PGD accuracy on the test fonts::
 
-    python -m blindspots_nb.models.train --eval fonts_cnn fonts_cnn_at
+    python -m blindspots_nb.train --eval fonts_cnn fonts_cnn_at
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..analysis.attacks import pgd
-from ..data import fonts_dataset
-from .architectures import FontsCNN
-from ..tools.deprecation import add_renamed_option, renamed_keywords
-from .classes import FONTS_AT_RADIUS
-from .classifier import Classifier, module_device
-from .factory import load_model
-from .registry import get_entry
+from .analysis.attacks import pgd
+from .data import fonts_dataset
+from .models.architectures import FontsCNN
+from .models.classes import FONTS_AT_RADIUS
+from .models.classifier import Classifier, module_device
+from .models.factory import load_model
+from .models.registry import get_entry
+from .tools.deprecation import add_renamed_option, renamed_keywords
 
 
 @dataclass
@@ -147,7 +147,7 @@ def save(model: Classifier, meta: dict, path: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m blindspots_nb.models.train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m blindspots_nb.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["fonts_cnn", "fonts_cnn_at"])
     parser.add_argument("--out", help="where to write the checkpoint (.pt)")
