@@ -227,8 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="i/n: do only shard i of n (sources split by batch); torchrun sets it "
                                    "(default: all the work)")
     _out_dir_option(p, "results/reproduce", "the run's output folder")
-    p.add_argument("--force", action="store_true", help="start anew: remove what an earlier run wrote in the output folder, and only that "
-                   "(a folder holding other files is refused)")
+    p.add_argument("--force", action="store_true", help="start anew: remove what an earlier run wrote in the "
+                                                        "output folder, and only that (a folder holding other "
+                                                        "files is refused)")
     experiment_fields = add_dataclass_options(p.add_argument_group("experiment"), Experiment,
                                               exclude=_NOT_OPTIONS, preset=True)
     lst_fields = add_dataclass_options(p.add_argument_group("LST hyperparameters"), LSTConfig, preset=True,
