@@ -15,6 +15,7 @@ from PIL import Image
 
 from blindspots_nb.data import (SAMPLE_IMAGES, TensorImages, cifar10, fonts_dataset, image_folder,
                                 imagenet_val, preprocess_for, sample_images)
+from blindspots_nb.data.sources import open_source
 from blindspots_nb.models import wrap
 from blindspots_nb.protocol.pool import select_pool
 
@@ -225,6 +226,29 @@ def test_image_folder_labels(tmp_path):
         image_folder(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="no such image folder"):
         image_folder(tmp_path / "missing")
+
+
+class _ShapesModel:
+    """Not a registry model: only what image_folder reads from a model (its class names, input size)."""
+
+    class_names = ["circle", "square", "triangle"]
+    input_size = (3, 32, 32)
+    info: dict = {}
+
+
+def test_class_folders_take_labels_from_any_models_own_class_names(tmp_path):
+    _jpeg(tmp_path / "square" / "a.png")
+    _jpeg(tmp_path / "circle" / "b.png")
+    ds = image_folder(tmp_path, size=_ShapesModel())
+    assert ds.labels.tolist() == [0, 1] and ds.class_names == _ShapesModel.class_names
+    assert ds[0][0].shape == (3, 32, 32)
+    labelled = open_source(f"folder:{tmp_path}", _ShapesModel())  # as the protocol opens it
+    assert labelled.labels.tolist() == [0, 1]
+    _jpeg(tmp_path / "hexagon" / "c.png")
+    _jpeg(tmp_path / "oval" / "d.png")
+    with pytest.raises(ValueError, match=r"class folder\(s\) hexagon, oval that are not classes of the model; "
+                                         r"its 3 classes are circle, square, triangle"):
+        image_folder(tmp_path, size=_ShapesModel())
 
 
 def test_images_beside_class_folders_are_refused_not_left_unlabelled(tmp_path):

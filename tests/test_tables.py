@@ -114,6 +114,32 @@ def test_latex_of_plain_names_keeps_the_tables_markup():
     assert any(line.startswith(r"\par\footnotesize n/a$^*$: LPIPS's AlexNet trunk") for line in lines)
 
 
+# --------------------------------------------------------------------------- a user's folder
+def _folder_tables(folder, **options):
+    experiment = Experiment(f"folder:{folder}", ("fonts_cnn",), TINY_LST)
+    return render_tables([experiment], {experiment.name: {"fonts_cnn": _summary(0.1, 0.02, "folder")}}, **options)
+
+
+def test_a_folder_of_ones_own_leaves_the_paper_rows_out_and_says_where_its_labels_came_from(tmp_path):
+    (tmp_path / "labelled" / "A").mkdir(parents=True)
+    (tmp_path / "labelled" / "A" / "a.png").write_bytes(b"")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes(b"")
+    texts = _folder_tables(tmp_path / "labelled")
+    assert "(paper, ImageNet)" not in texts["table1.md"] and "resnet50" not in texts["table2.csv"]
+    assert "fonts_cnn (ours, folder, n=4)" in texts["table1.md"]
+    assert f"folder:{tmp_path / 'labelled'}): fonts_cnn, LST" in texts["table1.md"]
+    assert "(labelled by folder)." in texts["table1.md"] and "the paper's ImageNet rows are left out." in texts[
+        "table2.md"]
+    assert "(no class folders: the model's own prediction is the label)" in _folder_tables(tmp_path / "flat")[
+        "table1.md"]
+    asked = _folder_tables(tmp_path / "labelled", paper_rows=True)
+    assert "| resnet50 (paper, ImageNet) |" in asked["table1.md"] and "the paper's rows are ImageNet." in asked[
+        "table1.md"]
+    assert [row["model"] for row in csv.DictReader(asked["table2.csv"].splitlines())][1:] == list(
+        protocol.PAPER_TABLE2)
+
+
 # --------------------------------------------------------------------------- compare
 def _finished_run(folder, experiments, summaries, weights=None):
     """A run folder as a finished run leaves it, as far as compare reads it."""

@@ -24,5 +24,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "fonts": ("font_split", "fonts_dataset", "matplotlib_fonts"),
     "imagenet": ("imagenet_val",),
     "cifar": ("cifar10",),
-    "folder": ("image_folder",),
+    "folder": ("has_class_folders", "image_folder"),
 })

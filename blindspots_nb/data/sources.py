@@ -124,6 +124,17 @@ def open_source(image_source, size=224, seed: int = 0):
     return SOURCES[name].open(argument, size, seed)
 
 
+def labels_in_words(spelling: str) -> str | None:
+    """Where a user's folder's labels come from, for a caption: "labelled by folder" (class
+    subfolders named after the model's classes) or the model's own prediction (no class
+    subfolders); None for the other kinds, whose labels (or their absence) are their own."""
+    name, argument = parse_source(spelling)
+    if name != "folder":
+        return None
+    return ("labelled by folder" if data.has_class_folders(argument)
+            else "no class folders: the model's own prediction is the label")
+
+
 def item_digest(dataset, index: int) -> str | None:
     """The sha256 of the file behind a dataset's image (None for images made in memory:
     bundled photos, glyphs, a CIFAR-10 batch), so that a changed file is noticed."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..tools import provenance
 from ..analysis.geometry import DROPS
 from ..analysis.metrics import mean_std
+from ..data.sources import labels_in_words
 from .experiment import Experiment
 from .store import SETTINGS, RunStore, csv_text
 
@@ -150,17 +151,20 @@ def _setting(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict | None = None) -> list[str]:
-    """What produced the tables, in a few sentences under them: settings, weights files
-    (sha256, and whether a published hash confirmed them), version."""
+def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict | None = None,
+                  paper_rows: bool = True) -> list[str]:
+    """What produced the tables, in a few sentences under them: settings (with where a
+    user's folder's labels came from), weights files (sha256, and whether a published
+    hash confirmed them), version, and whether the paper's ImageNet rows are shown."""
     settings = "; ".join(
         f"{e.name} ({e.image_source}): {', '.join(e.models)}, LST "
         + ", ".join(f"{k}={_setting(v)}" for k, v in e.lst.to_dict().items() if k not in NOT_SETTINGS)
         + f", rounds={e.rounds}, seed={e.seed}, pool: correct with confidence > {e.min_conf}, "
         + e.execution.in_words()
-        + (f" ({e.note})" if e.note else "") for e in experiments)
+        + "".join(f" ({text})" for text in (e.note, labels_in_words(e.image_source)) if text) for e in experiments)
     notes = [f"Produced by blindspots_nb {provenance.versions()['blindspots_nb']} (details in run.json): {settings}.",
-             "Mean ± std over blind spots (Table 1) and over sources (Table 2); the paper's rows are ImageNet."]
+             "Mean ± std over blind spots (Table 1) and over sources (Table 2); "
+             + ("the paper's rows are ImageNet." if paper_rows else "the paper's ImageNet rows are left out.")]
     if weights:
         notes.append("Weights: " + "; ".join(
             f"{name} {Path(w['file']).name} sha256 {w['sha256'][:16]}, "
@@ -277,12 +281,24 @@ def compare_runs(first, second, digits: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_tables(experiments: list[Experiment], summaries: dict, weights: dict | None = None) -> dict[str, str]:
+def shows_paper_rows(experiments: list[Experiment]) -> bool:
+    """The default of :func:`render_tables`' ``paper_rows``: the paper's ImageNet rows
+    stand beside ours unless an experiment studies a user's own images (``folder:PATH``),
+    which the paper's numbers say nothing about."""
+    return not any(e.image_source_kind == "folder" for e in experiments)
+
+
+def render_tables(experiments: list[Experiment], summaries: dict, weights: dict | None = None,
+                  paper_rows: bool | None = None) -> dict[str, str]:
     """table1/table2 as .md, .tex and .csv (file name -> text), ours beside the paper's;
-    ``summaries``: ``{experiment: {model: summarize_model(...)}}``, one row each."""
-    notes = caption_notes(experiments, summaries, weights)
+    ``summaries``: ``{experiment: {model: summarize_model(...)}}``, one row each.
+    ``paper_rows``: whether the paper's ImageNet rows are shown (None:
+    :func:`shows_paper_rows`, i.e. not for a user's own folder)."""
+    paper_rows = shows_paper_rows(experiments) if paper_rows is None else paper_rows
+    notes = caption_notes(experiments, summaries, weights, paper_rows)
     texts = {}
     for table, title, columns, paper, digits in TABLES:
+        paper = paper if paper_rows else {}
         header = ["Model", *columns.values()]
         rows = _table_rows(summaries, paper, table, columns, digits)
         texts[f"{table}.md"] = _markdown(title, header, rows, notes)
