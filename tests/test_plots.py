@@ -1,9 +1,13 @@
 import io
+import os
+import shutil
+import sys
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+from matplotlib.text import Text
 from PIL import Image
 
 from blindspots_nb import plots
@@ -139,17 +143,59 @@ def test_blindspot_grid_figure(tiny_cnn):
     assert any(CAPTION in text.get_text() for text in fig.texts)
 
 
+def _strip_iterations(fig):
+    return [int(ax.get_xlabel().splitlines()[0].removeprefix("iteration ")) for ax in fig.axes]
+
+
 def test_path_strip_keeps_first_and_last_frames(result):
     history = result.history.as_tensors()
     fig = plots.path_strip(history["images"][:, 0], history["source_confidence"][:, 0], history["iteration"],
                            "espresso", CAPTION, max_frames=3)
-    labels = [ax.get_xlabel() for ax in fig.axes]
-    assert [label.splitlines()[0] for label in labels] == ["iteration 0", "iteration 6", "iteration 12"]
-    assert labels[-1].endswith(f"{float(history['source_confidence'][-1, 0]):.3f}")
+    assert _strip_iterations(fig) == [0, 6, 12]
+    assert fig.axes[-1].get_xlabel().endswith(f"{float(history['source_confidence'][-1, 0]):.3f}")
     with pytest.raises(ValueError, match="one confidence"):
         plots.path_strip(history["images"][:, 0], history["source_confidence"][:2, 0], history["iteration"])
+    with pytest.raises(ValueError, match="at least 2"):
+        plots.path_strip(history["images"][:, 0], history["source_confidence"][:, 0], history["iteration"], max_frames=1)
 
 
+@pytest.mark.parametrize("iterations, max_frames, expected", [
+    (range(0, 41, 4), 8, [0, 8, 16, 24, 32, 40]),  # 11 records: rounding indices gave 0, 4, 12, 16, 24, ...
+    (range(0, 401, 20), 8, [0, 80, 160, 240, 320, 400]),
+    (range(0, 29, 4), 8, list(range(0, 29, 4))),  # all 8 records fit
+    (range(0, 49, 4), 5, [0, 12, 24, 36, 48]),
+])
+def test_path_strip_frames_are_evenly_spaced_where_the_record_allows(iterations, max_frames, expected):
+    import matplotlib.pyplot as plt
+
+    iterations = list(iterations)
+    fig = plots.path_strip(torch.rand(len(iterations), 1, 4, 4), torch.rand(len(iterations)), iterations,
+                           max_frames=max_frames)
+    assert _strip_iterations(fig) == expected
+    plt.close(fig)
+
+
+def test_path_strip_frames_fall_back_to_the_nearest_when_no_even_grid_fits():
+    import matplotlib.pyplot as plt
+
+    iterations = [*range(0, 49, 4), 50]  # stopped at 50, off the record grid: no even spacing but the ends
+    fig = plots.path_strip(torch.rand(len(iterations), 1, 4, 4), torch.rand(len(iterations)), iterations)
+    chosen = _strip_iterations(fig)
+    plt.close(fig)
+    assert len(chosen) == 8 and chosen[0] == 0 and chosen[-1] == 50
+    step = 50 / 7
+    assert all(abs(value - n * step) <= 2 for n, value in enumerate(chosen))  # within half a record of the grid
+
+
+def test_path_strip_title_sits_just_above_the_images(result):
+    history = result.history.as_tensors()
+    fig = plots.path_strip(history["images"][:, 0], history["source_confidence"][:, 0], history["iteration"],
+                           "espresso", CAPTION, title="the path")
+    renderer = fig.canvas.get_renderer()
+    (title,) = [text.get_window_extent(renderer) for text in fig.findobj(Text) if text.get_text() == "the path"]
+    images_top = max(ax.get_window_extent(renderer).y1 for ax in fig.axes)
+    gap_inches = (title.y0 - images_top) / fig.dpi
+    assert 0 < gap_inches < 0.2  # the strip's empty band above the images is gone
 def test_path_animation_writes_a_gif_with_one_frame_per_record(result, tmp_path):
     history = result.history.as_tensors()
     animation = plots.path_animation(history["images"][:, 0], history["source_confidence"][:, 0],
@@ -174,19 +220,79 @@ def test_path_widths_figure_bands_match_the_quantiles():
         assert low.fill == "tonexty"
 
 
-def test_save_figure_writes_the_right_formats(tmp_path):
+MAGIC = {".png": (b"\x89PNG\r\n\x1a\n",), ".svg": (b"<svg", b"<?xml"), ".pdf": (b"%PDF",)}
+
+
+def test_save_figure_writes_matplotlib_as_png_svg_and_pdf(tmp_path):
     import matplotlib.pyplot as plt
 
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    for suffix, magic in MAGIC.items():
+        path = plots.save_figure(fig, tmp_path / f"figure{suffix}")
+        assert path.read_bytes().lstrip().startswith(magic), suffix
+    dense = plots.save_figure(fig, tmp_path / "dense.png", dpi=240)
+    with Image.open(tmp_path / "figure.png") as low, Image.open(dense) as high:
+        assert high.width == pytest.approx(2 * low.width, abs=2)
+    with pytest.raises(ValueError, match=r"\.png, \.svg or \.pdf, not figure\.jpg"):
+        plots.save_figure(fig, tmp_path / "figure.jpg")
+    plt.close(fig)
+
+
+def test_save_figure_writes_plotly_as_html_and_refuses_other_suffixes(tmp_path):
     html = plots.save_figure(plots.star_figure(torch.rand(2, 3)), tmp_path / "sub" / "star.html", include_plotlyjs="cdn")
     assert "plotly" in html.read_text()
-    fig = plt.figure()
-    png = plots.save_figure(fig, tmp_path / "figure.png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    plt.close(fig)
-    with pytest.raises(ValueError, match=".html"):
-        plots.save_figure(go.Figure(), tmp_path / "figure.png")
+    with pytest.raises(ValueError, match=r"\.html, \.png, \.svg or \.pdf, not figure\.gif"):
+        plots.save_figure(go.Figure(), tmp_path / "figure.gif")
     with pytest.raises(TypeError, match="cannot save"):
         plots.save_figure("not a figure", tmp_path / "x.html")
+
+
+def test_plotly_pictures_without_kaleido_say_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "kaleido", None)  # import kaleido fails
+    with pytest.raises(plots.RendererMissingError, match=r"needs kaleido: pip install 'kaleido>=1'.*apt-get install chromium"):
+        plots.save_figure(go.Figure(), tmp_path / "figure.pdf")
+    assert not (tmp_path / "figure.pdf").exists()
+
+
+def test_plotly_pictures_without_a_browser_say_what_to_install(tmp_path, monkeypatch):
+    pytest.importorskip("kaleido")
+    from choreographer.browsers.chromium import Chromium
+
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chromium"))
+    with pytest.raises(plots.RendererMissingError, match="no-chromium is not an executable.*apt-get install chromium"):
+        plots.save_figure(go.Figure(), tmp_path / "figure.png")
+    monkeypatch.setenv("BROWSER_PATH", "")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(Chromium, "find_browser", classmethod(lambda cls, **options: None))
+    with pytest.raises(plots.RendererMissingError, match="no Chrome or Chromium found.*set BROWSER_PATH"):
+        plots.save_figure(go.Figure(), tmp_path / "figure.svg")
+
+
+def test_plotly_renderer_points_kaleido_at_the_system_chromium(monkeypatch):
+    pytest.importorskip("kaleido")
+    system = shutil.which("chromium")
+    if system is None:
+        pytest.skip("no chromium on the PATH (apt-get install chromium)")
+    monkeypatch.setenv("BROWSER_PATH", "")  # unset; restored after the test
+    assert plots.plotly_renderer() == system
+    assert os.environ["BROWSER_PATH"] == system
+
+
+@pytest.mark.slow  # each picture starts the browser: about 3 s apiece
+def test_save_figure_draws_plotly_as_png_svg_and_pdf(tmp_path, monkeypatch):
+    pytest.importorskip("kaleido", reason="plotly pictures need kaleido (pip install 'kaleido>=1')")
+    monkeypatch.setenv("BROWSER_PATH", os.environ.get("BROWSER_PATH", ""))  # whatever save_figure sets, undone after
+    try:
+        plots.plotly_renderer()
+    except plots.RendererMissingError as error:
+        pytest.skip(str(error))
+    fig = go.Figure(go.Surface(z=[[0, 1], [1, 0.5]]))
+    for suffix, magic in MAGIC.items():
+        path = plots.save_figure(fig, tmp_path / f"surface{suffix}")
+        assert path.read_bytes().lstrip().startswith(magic), suffix
+    with Image.open(tmp_path / "surface.png") as picture:
+        assert picture.width == plots.figures.PLOTLY_PICTURE_WIDTH
 
 
 def test_path_widths_surface_is_mirrored_with_the_path_at_distance_zero():

@@ -2,8 +2,9 @@
 ``BlindSpotGrid``, ``PathSaliency``, ``Comparison``, ``ModelReport``), never from models:
 computing lives in ``lst`` and ``analysis``.
 
-Interactive figures are plotly (written as HTML), image panels matplotlib (written
-as PNG; animations as GIF or MP4). Every figure takes a ``caption``, the line from
+Interactive figures are plotly (written as HTML, or as PNG, SVG or PDF where kaleido
+and a Chromium are installed), image panels matplotlib (written as PNG, SVG or PDF;
+animations as GIF or MP4). Every figure takes a ``caption``, the line from
 :func:`blindspots_nb.tools.provenance.caption` that says what produced it.
 
 One module per kind of result: ``images`` (tensors as arrays, PNG and data URIs, the
@@ -19,7 +20,7 @@ from ..tools.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "images": ("difference_image", "image_to_data_uri", "image_to_png", "to_array"),
-    "figures": ("save_figure",),
+    "figures": ("RendererMissingError", "plotly_renderer", "save_figure"),
     "curves": ("confidence_curves", "confidence_figure", "update_confidence_figure"),
     "triangles": ("CORNERS", "mean_triangle_figure", "star_figure", "triangle_cells", "triangle_contour",
                   "triangle_surface"),

@@ -60,15 +60,42 @@ def _path_inputs(images, confidence, iterations):
     return images, confidence, iterations
 
 
+def _even_frames(iterations, max_frames: int) -> np.ndarray:
+    """Indices of at most ``max_frames`` recorded frames, the first and the last included,
+    whose iterations are evenly spaced where the record allows it: the most frames, down
+    to half of ``max_frames``, that fall exactly on an even grid from the first iteration
+    to the last (11 records 0, 4, ..., 40 and 8 frames at most: the 6 at 0, 8, ..., 40);
+    where none do, ``max_frames`` frames nearest to an even grid. Rounding frame indices
+    instead gives uneven labels (0, 4, 12, 16, 24, ...)."""
+    iterations = np.asarray(iterations, dtype=float)
+    if max_frames < 2:
+        raise ValueError(f"max_frames must be at least 2 (the first and the last frame); got {max_frames}")
+    if len(iterations) <= max_frames:
+        return np.arange(len(iterations))
+
+    def nearest(count):
+        grid = np.linspace(iterations[0], iterations[-1], count)
+        keep = np.unique(np.abs(iterations[None, :] - grid[:, None]).argmin(axis=1))
+        return keep, len(keep) == count and np.allclose(iterations[keep], grid)
+
+    for count in range(max_frames, max(2, (max_frames + 1) // 2) - 1, -1):
+        keep, exact = nearest(count)
+        if exact:
+            return keep
+    return nearest(max_frames)[0]
+
+
 def path_strip(images, confidence, iterations, class_name: str = "source class", caption: str = "",
                title: str = "The path of one traversal", max_frames: int = 8, cell: float = 1.7):
     """The paper's Figure 1 (matplotlib): images along a traversal, the iteration and
-    the source-class confidence under each; at most ``max_frames`` evenly spaced
-    frames, the first and the last included."""
+    the source-class confidence under each; at most ``max_frames`` frames at evenly spaced
+    iterations (:func:`_even_frames`), the first and the last included. The title sits just
+    above the images, so a saved or displayed strip (``bbox_inches="tight"``) has no empty
+    band above them."""
     import matplotlib.pyplot as plt
 
     images, confidence, iterations = _path_inputs(images, confidence, iterations)
-    keep = np.unique(np.round(np.linspace(0, len(images) - 1, min(max_frames, len(images)))).astype(int))
+    keep = _even_frames(iterations, max_frames)
     images, confidence, iterations = images[keep], confidence[keep], iterations[keep]
     fig, axes = plt.subplots(1, len(images), figsize=(cell * len(images), cell + 1.3), squeeze=False)
     for ax, image, value, iteration in zip(axes[0], images, confidence, iterations):
@@ -76,6 +103,9 @@ def path_strip(images, confidence, iterations, class_name: str = "source class",
         ax.set_xlabel(f"iteration {int(iteration)}\n{class_name[:18]}: {value:.3f}", fontsize=8)
     matplotlib_caption(fig, title, caption)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    for ax in axes[0]:
+        ax.apply_aspect()  # square images are narrower than their slot: find where they really are
+    fig.suptitle(title, y=max(ax.get_position().y1 for ax in axes[0]) + 0.03, va="bottom")
     return fig
 
 
