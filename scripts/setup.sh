@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine with Python 3.11: a virtual environment in
 # .venv holding torch, this package and its test/Jupyter extras.
-# --browser also installs Debian's chromium (for the browser test of the widgets).
+# --browser also installs Debian's chromium (for the browser test of the widgets, and for
+# plotly figures saved as PNG/SVG/PDF: kaleido, in the extras, drives it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3.11}
