@@ -1,6 +1,7 @@
 """Command line: parses arguments and calls the library.
 
-``blindspots-nb demo``: one traversal between two bundled photos (:func:`blindspots_nb.demo.demo`).
+``blindspots-nb demo``: one traversal between two images of the model's own image source
+(:func:`blindspots_nb.demo.demo`).
 ``blindspots-nb reproduce``: the paper's Tables 1 and 2 (:func:`blindspots_nb.protocol.reproduce`),
 offline by default.
 ``blindspots-nb merge``: assemble the tables of a run whose shards all finished.
@@ -112,7 +113,8 @@ def demo(args):
     if args.record_every is None:  # about 20 points on the history curve
         config = dataclasses.replace(config, record_every=max(1, config.iterations // 20))
     execution = dataclasses.replace(Execution(), **_given(args, args.execution_fields))
-    return run_demo(args.model, args.source, args.target, config, args.out_dir, args.device, execution)
+    return run_demo(args.model, args.source, args.target, config, args.out_dir, args.device, execution,
+                    image_source=args.image_source)
 
 
 # ----------------------------------------------------------------- reproduce
@@ -185,16 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blindspots-nb", description=DESCRIPTION, epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = commands.add_parser(
-        "demo", help="one LST traversal between two bundled photos (offline, a CPU is enough)",
-        description="LST from one bundled photo towards another; writes the source, the target and the blind "
-                    "spot (PNG), the confidence history (CSV) and a record of what produced them (JSON).")
+        "demo", help="one LST traversal between two images of the model's (offline, a CPU is enough)",
+        description="LST from one image towards another (by default two of the model's own image source: "
+                    "bundled photos for ImageNet models, glyphs for FONTS models); writes the source, the target "
+                    "and the blind spot (PNG), the confidence history (CSV) and a record of what produced them "
+                    "(JSON).")
     p.add_argument("--model", default="efficientnet_lite0",
                    help="the model, a registry name such as efficientnet_lite0, fonts_cnn or resnet50 "
                         "(docs/models.md lists them; default: efficientnet_lite0, shipped with the package)")
-    p.add_argument("--source", default="coffee",
-                   help="the bundled photo LST starts from, e.g. coffee, chelsea, camera, astronaut, rocket "
-                        "(default: coffee)")
-    p.add_argument("--target", default="chelsea", help="the bundled photo LST walks towards (default: chelsea)")
+    p.add_argument("--image-source", help="where the images come from: photos, fonts:test, imagenet:ROOT, "
+                                          "cifar10:ROOT or folder:PATH (default: the model's: fonts:test for "
+                                          "FONTS models, photos for the others)")
+    p.add_argument("--source", help="the image LST starts from, by name: a photo (coffee, chelsea, camera, "
+                                    "astronaut, rocket, ...), a glyph (A13) or a file name (default: the "
+                                    "model's first default image: coffee for photos, a glyph A for FONTS)")
+    p.add_argument("--target", help="the image LST walks towards, by name (default: the model's next default "
+                                    "image: chelsea for photos, a glyph B for FONTS)")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
     _out_dir_option(p, "results/demo", "where the demo writes its files")
     p.set_defaults(run=demo, lst_fields=add_dataclass_options(

@@ -1,8 +1,9 @@
-"""One traversal between two bundled photos, written as files a user opens.
+"""One traversal between two images of a model's own image source, written as files a user opens.
 
-``blindspots-nb demo`` calls :func:`demo`: LST from scikit-image's "coffee" towards
-"chelsea" on the offline ImageNet model, then the source, target and blind spot as
-PNG, the confidence history as CSV and a JSON record of what produced them.
+``blindspots-nb demo`` calls :func:`demo`: LST from one image towards another (by
+default the model's: scikit-image's "coffee" towards "chelsea" on the offline ImageNet
+model, a glyph A towards a B on a FONTS model), then the source, target and blind spot
+as PNG, the confidence history as CSV and a JSON record of what produced them.
 """
 
 from __future__ import annotations
@@ -21,22 +22,26 @@ HISTORY_COLUMNS = ("source_confidence", "target_confidence", "distance", "accept
 
 
 @renamed_keywords(out="out_dir")
-def demo(model_name: str = "efficientnet_lite0", source: str = "coffee", target: str = "chelsea",
-         config: LSTConfig | None = None, out_dir="results/demo", device=None, execution=None) -> dict:
-    """LST from one bundled photo towards another; writes ``source.png``, ``target.png``,
+def demo(model_name: str = "efficientnet_lite0", source: str | None = None, target: str | None = None,
+         config: LSTConfig | None = None, out_dir="results/demo", device=None, execution=None,
+         image_source: str | None = None) -> dict:
+    """LST from one image of ``image_source`` towards another; writes ``source.png``, ``target.png``,
     ``blind_spot.png``, ``history.csv`` and ``record.json`` to ``out_dir`` and returns the record.
+    None follows the model: its image source (:func:`~blindspots_nb.data.sources.default_source`)
+    and its default images there (:func:`~blindspots_nb.data.sources.pick_images`).
     ``execution``: how the model runs (:class:`~blindspots_nb.execution.Execution`). An ``out_dir``
     that cannot be a folder is refused first (:class:`~blindspots_nb.tools.atomic.NotAFolderError`);
     each file is written whole or not at all (:mod:`blindspots_nb.tools.atomic`)."""
     from .execution import Execution
     from .models import load_model, module_device, predict
-    from .data.sources import pick_images
+    from .data.sources import default_source, pick_images
 
     out_dir = atomic.check_folder(out_dir, "--out-dir")
     config, execution = config or LSTConfig(), execution or Execution()
     model = load_model(model_name, device=device)
     device = module_device(model)
-    images, _ = pick_images(model, [source, target], image_source="photos")
+    image_source = image_source or default_source(model)
+    images, (source, target) = pick_images(model, [source, target], image_source=image_source)
     source_image, target_image = images[:1].to(device), images[1:].to(device)
     label = predict(model, source_image)[0].to(device)
     result = traverse(model, source_image, label, target_image, config, progress=True, execution=execution)
@@ -61,7 +66,7 @@ def demo(model_name: str = "efficientnet_lite0", source: str = "coffee", target:
         **{f"{key}_to_target": float(value) for key, value in distances.items()},
     }
     record = provenance.record(model, config, device, execution=execution.to_dict(),
-                               data="scikit-image bundled photos", **summary)
+                               data=image_source, **summary)
     atomic.write_json(out_dir / "record.json", record)
     print(f"{model_name}: {source} ({summary['source_class']}, initial confidence "
           f"{summary['initial_confidence']:.3f})"

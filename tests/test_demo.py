@@ -1,6 +1,7 @@
 """``blindspots-nb demo``'s output folder: one that cannot be a folder is refused before
 any work, with one line; the files are written whole, with the umask's mode."""
 
+import json
 import os
 
 import pytest
@@ -44,3 +45,21 @@ def test_the_demos_files_are_whole_with_the_umasks_mode(tmp_path):
     written = sorted((tmp_path / "demo").iterdir())
     assert [path.name for path in written] == FILES  # and no temporary files
     assert {path.name: path.stat().st_mode & 0o777 for path in written} == dict.fromkeys(FILES, 0o640)
+
+
+def test_the_demo_follows_the_model_its_image_source_and_default_images(tmp_path, capsys):
+    """A FONTS model's demo walks a glyph A towards a glyph B (not the coffee photo), and
+    takes glyphs by their short names."""
+    assert main(["demo", "--model", "fonts_cnn", "--out-dir", str(tmp_path / "a"), "--iterations", "2",
+                 "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "a" / "record.json").read_text())
+    assert (record["data"], record["source_class"], record["target_class"]) == ("fonts:test", "A", "B")
+    assert record["source"].startswith("A") and record["target"].startswith("B")
+    assert "fonts_cnn: A" in capsys.readouterr().out
+    assert main(["demo", "--model", "fonts_cnn", "--source", "A13", "--target", "C24", "--out-dir",
+                 str(tmp_path / "b"), "--iterations", "2", "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "b" / "record.json").read_text())
+    assert (record["source"], record["target_class"]) == ("A13 (STIXGeneralItalic)", "C")
+    assert main(["demo", "--model", "fonts_cnn", "--source", "coffee", "--out-dir", str(tmp_path / "c"),
+                 "--iterations", "2", "--device", "cpu"]) == 2
+    assert "no images ['coffee'] in 'fonts:test'" in capsys.readouterr().err

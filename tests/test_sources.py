@@ -112,3 +112,20 @@ def test_an_open_dataset_passes_through_and_names_are_checked():
         pick_images(_model(), ["coffee", "nope"])
     with pytest.raises(TypeError, match="spelling"):
         open_source(42)
+
+
+def test_unnamed_images_are_the_sources_defaults_not_named_otherwise():
+    assert pick_images(_model(), ["chelsea", None], k=2)[1] == ["chelsea", "coffee"]
+    assert pick_images(_model(), [None, "coffee"])[1] == ["chelsea", "coffee"]
+    fonts = _model((1, 32, 32), dataset="fonts")
+    defaults = pick_images(fonts, k=2)[1]
+    assert [name[0] for name in defaults] == ["A", "B"]
+    short = defaults[1].split(" (")[0]  # a glyph's name without its font
+    images, names = pick_images(fonts, [short, None])
+    assert names == [defaults[1], defaults[0]]
+    torch.testing.assert_close(images, pick_images(fonts, defaults[::-1])[0])
+    dataset = TensorImages(torch.rand(2, 3, 16, 16), torch.tensor([-1, -1]), [], ["p", "q"])
+    assert pick_images(_model(), [None, "p"], image_source=dataset)[1] == ["q", "p"]
+    assert pick_images(_model(), k=3, image_source=dataset)[1] == ["p", "q"]  # all there are
+    with pytest.raises(ValueError, match=r"7 images asked for, but 'photos' has only \['astronaut'"):
+        pick_images(_model(), [None] * 7)  # the photos' defaults are PHOTO_PICKS

@@ -69,9 +69,9 @@ def image_folder(path: str | os.PathLike, size=224, label=None,
     class subfolders have no label and are refused (ValueError naming them), not mixed
     in unlabelled. Labels are class indices or names of ``class_names`` (default: the
     model's own ``class_names``, else ImageNet's); class folders that name none are refused
-    together (ValueError naming them and the model's first classes). Grayscale and RGBA images are converted and any size is
-    resized; files that are not readable images (or in a colour mode that cannot be
-    converted) are skipped with a warning listing them.
+    together (ValueError naming them and the model's first classes). Grayscale and RGBA
+    images are converted and any size is resized; files that are not readable images (or
+    in a colour mode that cannot be converted) are skipped with a warning listing them.
     """
     path = Path(path).expanduser()
     if not path.exists():

@@ -163,27 +163,46 @@ def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[tor
     return images, [Path(str(name)).name for name in dataset.names[:count]]
 
 
+def _default_names(image_source, all_names: list[str], k: int) -> list[str]:
+    """The default images of a source: photos from ``PHOTO_PICKS``, glyphs of the first
+    k letters, else its first k images."""
+    kind = source_name(image_source) if isinstance(image_source, (str, Path)) else None
+    if kind == "photos":
+        return list(PHOTO_PICKS[:k])
+    if kind == "fonts":
+        first = {}
+        for name in all_names:
+            first.setdefault(name[0], name)
+        return [first[letter] for letter in sorted(first)][:k]
+    return all_names[:k]
+
+
+def _short(name: str) -> str:
+    """A glyph's name without its font: ``'A13 (cmss10)'`` -> ``'A13'``."""
+    return name.split(" (")[0]
+
+
 @renamed_keywords(source="image_source")
-def pick_images(model, names: Sequence[str] | None = None, k: int = 3,
+def pick_images(model, names: Sequence[str | None] | None = None, k: int = 3,
                 image_source=None) -> tuple[torch.Tensor, list[str]]:
-    """``k`` images of ``image_source`` (a spelling or a dataset; default: the model's) by
-    name; without names, photos from ``PHOTO_PICKS``, glyphs of the first k letters, else
-    the first k images. (``source=``: the old, deprecated name of ``image_source=``.)"""
+    """``k`` images of ``image_source`` (a spelling or a dataset; default: the model's,
+    :func:`default_source`) by name (a glyph's also without its font: ``A13``); without
+    names, or for a None among them, its default images not named otherwise: photos from
+    ``PHOTO_PICKS``, glyphs of the first letters, else the first images. (``source=``:
+    the old, deprecated name of ``image_source=``.)"""
     image_source = image_source or default_source(model)
     images, all_names = source_images(image_source, model)
-    if names is None:
-        kind = source_name(image_source) if isinstance(image_source, (str, Path)) else None
-        if kind == "photos":
-            names = PHOTO_PICKS[:k]
-        elif kind == "fonts":
-            first = {}
-            for name in all_names:
-                first.setdefault(name[0], name)
-            names = [first[letter] for letter in sorted(first)][:k]
-        else:
-            names = all_names[:k]
-    unknown = [name for name in names if name not in all_names]
+    names = _default_names(image_source, all_names, k) if names is None else list(names)
+    short = {}
+    for name in all_names:
+        short.setdefault(_short(name), name)
+    names = [None if name is None else name if name in all_names else short.get(name, name) for name in names]
+    unknown = [name for name in names if name is not None and name not in all_names]
     if unknown:
         raise ValueError(f"no images {unknown} in {image_source!r}; it has {all_names[:20]}"
                          + (" ..." if len(all_names) > 20 else ""))
-    return images[[all_names.index(name) for name in names]], list(names)
+    spare = [name for name in _default_names(image_source, all_names, len(all_names)) if name not in names]
+    if names.count(None) > len(spare):
+        raise ValueError(f"{len(names)} images asked for, but {image_source!r} has only {all_names}")
+    names = [spare.pop(0) if name is None else name for name in names]
+    return images[[all_names.index(name) for name in names]], names
