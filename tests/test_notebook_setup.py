@@ -40,6 +40,27 @@ def test_set_up_gives_the_model_its_images_on_its_device_and_a_caption(tmp_path)
     assert default.caption == provenance.caption(default.model, LSTConfig(), default.device)
 
 
+
+@pytest.mark.slow
+def test_a_notebook_follows_the_model_to_its_own_images(tmp_path):
+    """Notebook 02 with a FONTS model and nothing else said takes glyphs (the model's
+    image source and default images), not the photos an ImageNet model gets."""
+    import papermill
+
+    root = Path(__file__).resolve().parents[1]
+    executed = tmp_path / "02.ipynb"
+    papermill.execute_notebook(str(root / "notebooks" / "02_triangles_and_star.ipynb"), str(executed),
+                               parameters={"model_name": "fonts_cnn", "iterations": 5,
+                                           "out_dir": str(tmp_path / "out")},
+                               cwd=str(root / "notebooks"), progress_bar=False)
+    text = "".join("".join(output.get("text", "")) for cell in json.loads(executed.read_text())["cells"]
+                   for output in cell.get("outputs", []))
+    assert text.startswith("fonts_cnn [")  # the caption
+    sources = [line for line in text.splitlines() if line.startswith("source ")]
+    assert len(sources) == 1 and sources[0].startswith("source A") and ": A, confidence" in sources[0]
+    assert [line.split()[3][0] for line in text.splitlines() if line.startswith("blind spot towards")] == list("BCDE")
+    assert (tmp_path / "out" / "star.html").is_file()
+
 def test_traverse_from_first_runs_the_first_image_towards_each_other_one(tiny_cnn):
     images = torch.rand(3, 3, 16, 16)
     setup = NotebookSetup(tiny_cnn, images, ["a", "b", "c"], torch.device("cpu"), RECORDING, "", Path("."))
