@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from blindspots_nb.data import TensorImages, fonts_dataset
-from blindspots_nb.data.sources import (PHOTO_PICKS, canonical, default_source, open_source, parse_source, pick_images,
-                                   source_images, spellings)
+from blindspots_nb.data.sources import (PHOTO_PICKS, canonical, default_names, default_source, open_source,
+                                        parse_source, pick_images, source_images, spellings)
 
 
 def _model(input_size=(3, 16, 16), dataset="imagenet"):
@@ -115,6 +115,9 @@ def test_an_open_dataset_passes_through_and_names_are_checked():
 
 
 def test_unnamed_images_are_the_sources_defaults_not_named_otherwise():
+    assert default_names("photos", ["astronaut", "coffee", "chelsea"], 2) == ["coffee", "chelsea"]
+    assert default_names("fonts:test", ["B0 (x)", "A1 (y)", "B2 (x)"], 3) == ["A1 (y)", "B0 (x)"]
+    assert default_names("folder:/images", ["b.png", "a.png"], 1) == ["b.png"]
     assert pick_images(_model(), ["chelsea", None], k=2)[1] == ["chelsea", "coffee"]
     assert pick_images(_model(), [None, "coffee"])[1] == ["chelsea", "coffee"]
     fonts = _model((1, 32, 32), dataset="fonts")

@@ -163,9 +163,10 @@ def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[tor
     return images, [Path(str(name)).name for name in dataset.names[:count]]
 
 
-def _default_names(image_source, all_names: list[str], k: int) -> list[str]:
-    """The default images of a source: photos from ``PHOTO_PICKS``, glyphs of the first
-    k letters, else its first k images."""
+def default_names(image_source, all_names: list[str], k: int) -> list[str]:
+    """The names of a source's ``k`` default images, given all its names (``all_names``):
+    photos from ``PHOTO_PICKS``, glyphs of the first k letters, else its first k images.
+    What :func:`pick_images` takes when no names are given."""
     kind = source_name(image_source) if isinstance(image_source, (str, Path)) else None
     if kind == "photos":
         return list(PHOTO_PICKS[:k])
@@ -192,7 +193,7 @@ def pick_images(model, names: Sequence[str | None] | None = None, k: int = 3,
     the old, deprecated name of ``image_source=``.)"""
     image_source = image_source or default_source(model)
     images, all_names = source_images(image_source, model)
-    names = _default_names(image_source, all_names, k) if names is None else list(names)
+    names = default_names(image_source, all_names, k) if names is None else list(names)
     short = {}
     for name in all_names:
         short.setdefault(_short(name), name)
@@ -201,7 +202,7 @@ def pick_images(model, names: Sequence[str | None] | None = None, k: int = 3,
     if unknown:
         raise ValueError(f"no images {unknown} in {image_source!r}; it has {all_names[:20]}"
                          + (" ..." if len(all_names) > 20 else ""))
-    spare = [name for name in _default_names(image_source, all_names, len(all_names)) if name not in names]
+    spare = [name for name in default_names(image_source, all_names, len(all_names)) if name not in names]
     if names.count(None) > len(spare):
         raise ValueError(f"{len(names)} images asked for, but {image_source!r} has only {all_names}")
     names = [spare.pop(0) if name is None else name for name in names]
