@@ -13,6 +13,7 @@ from .checkpoint_formats import CheckpointError, load_into, read_checkpoint
 from .classifier import Classifier
 from .hub import find_weights, weights_identity
 from .registry import get_entry
+from .spec import is_spec, load_spec
 
 
 def weights_record(name: str, weights: str | os.PathLike | None = None) -> dict:
@@ -20,8 +21,12 @@ def weights_record(name: str, weights: str | os.PathLike | None = None) -> dict:
     would, without building the model: the ``weights*`` keys of its ``info``.
 
     Raises :class:`~blindspots_nb.models.checkpoint_formats.CheckpointError` for a file
-    that fails the hash it claims.
+    that fails the hash it claims. A factory spec's model is built (on the CPU) and
+    fingerprinted: its parameters are its identity.
     """
+    if is_spec(name):
+        info = load_spec(name, "cpu", weights).info
+        return {key: value for key, value in info.items() if key.startswith("weights")}
     entry = get_entry(name)
     return weights_identity(entry, *find_weights(entry, weights))
 
@@ -51,8 +56,12 @@ def load_model(name: str, device: str | torch.device | None = None,
 
     ``device=None`` picks CUDA when available. ``weights=PATH`` loads a local file
     in the entry's published format instead of the default source. ``info`` records
-    the file's identity (:func:`weights_record`'s keys).
+    the file's identity (:func:`weights_record`'s keys). ``name`` may be a factory spec,
+    ``path/to/file.py:function`` or ``package.module:function`` (see
+    :mod:`blindspots_nb.models.spec`).
     """
+    if is_spec(name):
+        return load_spec(name, device, weights)
     entry = get_entry(name)
     path, origin = find_weights(entry, weights)
     identity = weights_identity(entry, path, origin)

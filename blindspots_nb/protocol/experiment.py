@@ -23,7 +23,9 @@ class Experiment:
     """One image source, the models studied on it, the pool rule and LST's hyperparameters.
 
     image_source: an image source spelling (``photos``, ``fonts:test``, ``imagenet:ROOT`` ...).
-    models: registry names; the pool must suit every one of them.
+    models: registry names or factory specs (``path/to/file.py:function``,
+        ``package.module:function``: see :mod:`blindspots_nb.models.spec`); the pool must
+        suit every one of them. Checked when the experiment is built.
     lst: LST's hyperparameters (its seed is replaced by one per source batch and round).
     execution: how the models run (precision, compile, layout); not the algorithm, but
         part of the run's identity, since a precision can move the numbers.
@@ -53,6 +55,8 @@ class Experiment:
     note: str = ""
 
     def __post_init__(self):
+        from ..models.spec import checked_model_name  # imports torch: not at import time (the CLI's --help)
+
         set_ = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731 (frozen dataclass)
         for key in ("per_class", "rounds", "batch_size", "divisions", "seed", "min_conf") + (
                 ("n_sources",) if self.n_sources is not None else ()):
@@ -60,8 +64,13 @@ class Experiment:
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"Experiment.seed must be an integer in [0, 2**64 - 1] (the seeds "
                              f"torch.Generator.manual_seed takes), got {self.seed}")
+        if not isinstance(self.image_source, str):
+            raise TypeError(f"Experiment.image_source is an image source's spelling (photos, fonts:test, "
+                            f"folder:PATH, imagenet:ROOT, ...), got {type(self.image_source).__name__}: each "
+                            "process of a run opens the images itself")
         set_("image_source", canonical(self.image_source))
-        set_("models", tuple(self.models))
+        models = self.models if isinstance(self.models, (list, tuple)) else (self.models,)
+        set_("models", tuple(checked_model_name(m) for m in models))
         set_("name", self.name or source_name(self.image_source))
         if not isinstance(self.lst, LSTConfig):
             raise TypeError(f"Experiment.lst must be an LSTConfig, got {type(self.lst).__name__}")

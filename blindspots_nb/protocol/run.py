@@ -157,8 +157,9 @@ def locate_pool(experiment: Experiment, pool: dict, dataset) -> list[int]:
 
 
 def weights_identity(experiments: list[Experiment], weights: dict[str, str]) -> dict[str, dict]:
-    """Each model's weights file, its sha256 and whether that matched a published hash:
-    part of a run's settings, so that other weights are never mixed into a run."""
+    """Each model's weights file, its sha256 and whether that matched a published hash
+    (a factory spec's model: the fingerprint of its parameters and buffers): part of a
+    run's settings, so that other weights are never mixed into a run."""
     from ..models import weights_record
 
     identity = {}
@@ -181,8 +182,10 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
     model = load_model(model_name, device=device, weights=weights)
     expected = store.weights().get(model_name)
     if expected and model.info["weights_sha256"] != expected["sha256"]:
-        raise RunSettingsMismatch(f"{model_name}'s weights file {model.info['weights_file']} is not the one this "
-                                  f"run started with ({expected['file']}, sha256 {expected['sha256'][:12]}...)")
+        what = ("parameters and buffers are not those" if model.info.get("spec")
+                else f"weights file {model.info['weights_file']} is not the one")
+        raise RunSettingsMismatch(f"{model_name}'s {what} this run started with "
+                                  f"({expected['file']}, sha256 {expected['sha256'][:12]}...)")
     device = module_device(model)
     images = pool_images(experiment, pool, model).to(device)
     labels = torch.tensor(pool["labels"], device=device)
@@ -240,15 +243,17 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
 
 # ----------------------------------------------------------------- the whole run
 def check_inputs(experiments: list[Experiment], weights: dict[str, str]):
-    """Fail before any work on a missing data folder, an unknown model or a missing weights file."""
+    """Fail before any work on a missing data folder, an unknown model, a factory spec that
+    does not import, or a missing weights file."""
     from ..models import get_entry
+    from ..models.spec import factory, is_spec
 
     for experiment in experiments:
         kind, argument = parse_source(experiment.image_source)
         if SOURCES[kind].argument in ("ROOT", "PATH") and not Path(argument).expanduser().exists():
             raise FileNotFoundError(f"data root {argument} (for {experiment.name}) does not exist")
         for name in experiment.models:
-            get_entry(name)  # raises a ValueError listing the known names
+            factory(name) if is_spec(name) else get_entry(name)  # a ValueError saying what is wrong
     for name, path in weights.items():
         if not any(name in e.models for e in experiments):
             raise ValueError(f"--weights {name}=...: {name} is not a model of this run")
@@ -292,6 +297,13 @@ def notebooks_to_run(store: RunStore, experiment: Experiment, model: str, shard:
     return damaged
 
 
+def _canonical_keys(weights: dict[str, str]) -> dict[str, str]:
+    """``--weights`` by model as the experiments name them (a factory file's path made absolute)."""
+    from ..models.spec import canonical_spec, is_spec
+
+    return {canonical_spec(name) if is_spec(name) else name: path for name, path in weights.items()}
+
+
 @renamed_keywords(out="out_dir")
 def reproduce(experiments: list[Experiment], out_dir, device=None, weights: dict[str, str] | None = None,
               shard: tuple[int, int] | None = None, force: bool = False, preset: str | None = None) -> dict | None:
@@ -299,7 +311,7 @@ def reproduce(experiments: list[Experiment], out_dir, device=None, weights: dict
     tables once all is done. Resumes a killed run; under torchrun each process is a shard
     and rank 0 writes the tables. Returns the run record (None on a shard that did not
     write the tables)."""
-    weights = dict(weights or {})
+    weights = _canonical_keys(weights or {})
     check_inputs(experiments, weights)
     store = RunStore(out_dir)
     store.check_folder(force)

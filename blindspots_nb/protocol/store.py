@@ -12,6 +12,10 @@ place. The layout::
     <experiment>/<model>/record_shard0of1.json           what produced a shard's work
     <experiment>/<model>/per_blindspot.csv, per_source.csv
     notebooks/<experiment>_<model>_shard0of1.ipynb       the executed notebooks
+
+``<model>`` is a registry name, or for a factory spec (``file.py:build``, which holds '/'
+and ':') its function's name and a short hash of the spec (``build-1a2b3c4d``:
+:func:`~blindspots_nb.models.spec.model_folder`).
     table1.{md,tex,csv}, table2.{md,tex,csv}, summaries.json, run.json
     .lock                                                who holds the folder now
 
@@ -54,6 +58,7 @@ from ..tools import atomic
 from ..tools.checksums import file_sha256
 from ..tools.deprecation import renamed_keys, renamed_keywords
 from .experiment import Experiment
+from ..models.spec import model_folder
 
 SETTINGS = "settings.json"
 LOCK = ".lock"
@@ -455,7 +460,7 @@ class RunStore:
 
     # -- one model's pieces -------------------------------------------------------------
     def _model_dir(self, experiment: Experiment, model: str) -> Path:
-        return self._experiment_dir(experiment) / _component(model, "the model name")
+        return self._experiment_dir(experiment) / _component(model_folder(model), "the model name")
 
     def _blind_spots_stem(self, experiment, model, batch: int, round_: int) -> Path:
         return self._model_dir(experiment, model) / "blind_spots" / f"b{batch:04d}_r{round_}"
@@ -506,8 +511,8 @@ class RunStore:
         self._write_json(self._model_dir(experiment, model) / f"record_shard{shard[0]}of{shard[1]}.json", record)
 
     def records(self, experiment) -> dict[str, dict]:
-        """The shard records of every model of the experiment, by 'model/record_shardIofN'."""
-        return {f"{model}/{path.stem}": self._read_json(path) for model in experiment.models
+        """The shard records of every model of the experiment, by '<model folder>/record_shardIofN'."""
+        return {f"{model_folder(model)}/{path.stem}": self._read_json(path) for model in experiment.models
                 for path in sorted(self._model_dir(experiment, model).glob("record_shard*.json"))}
 
     def model_finished(self, experiment, model) -> bool:
@@ -561,7 +566,7 @@ class RunStore:
 
     # -- the executed notebooks -------------------------------------------------------------
     def _report_path(self, experiment, model, shard: tuple[int, int]) -> Path:
-        name = f"{experiment.name}_{_component(model, 'the model name')}_shard{shard[0]}of{shard[1]}.ipynb"
+        name = f"{experiment.name}_{_component(model_folder(model), 'the model name')}_shard{shard[0]}of{shard[1]}.ipynb"
         return self.out_dir / REPORTS / name
 
     def reports(self, experiment, model) -> dict[tuple[int, int], str | None]:
@@ -571,7 +576,7 @@ class RunStore:
         import nbformat
 
         found = {}
-        prefix = f"{experiment.name}_{model}_shard"
+        prefix = f"{experiment.name}_{model_folder(model)}_shard"
         for path in sorted((self.out_dir / REPORTS).glob("*.ipynb")):
             match = re.fullmatch(re.escape(prefix) + r"(\d+)of(\d+)\.ipynb", path.name)
             if not match:

@@ -1,0 +1,185 @@
+"""A model given by where its code lives: ``package.module:function`` or
+``path/to/file.py:function`` (the convention of ``uvicorn module:app`` and entry points).
+
+Everything that takes a registry name (``load_model``, ``--models``, ``Experiment.models``,
+the notebooks' ``model_name``, the explorer) takes such a spec too. Each process imports
+the factory itself from the spec's text, so a spec crosses papermill's kernel and
+torchrun's processes where a model object cannot.
+
+The factory is called with no arguments and returns either
+
+- a classifier of images in [0, 1] with ``class_names``, ``input_size`` and ``info``
+  (what :func:`~blindspots_nb.models.wrap` returns: ``return wrap(net, mean, std, classes, (3, 32, 32))``), or
+- a dict of what ``wrap`` needs: ``{"module": net, "mean": ..., "std": ..., "class_names": ...,
+  "input_size": (C, H, W)}``.
+
+Its weights are part of a run's identity: the model's ``info["weights_sha256"]`` is the
+sha256 of its parameters and buffers (a factory should seed any random initialisation,
+or every process gets another model and the run refuses it). ``weights=PATH``
+(``--weights SPEC=PATH``) loads a state dict saved with ``torch.save(net.state_dict(), PATH)``
+into the wrapped network (the classifier's ``net``), strictly, after the factory ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..tools.tensors import tensors_sha256
+from .checkpoint_formats import CheckpointError
+from .classifier import Classifier, wrap
+from .registry import list_models
+
+FORM = "'path/to/file.py:function' or 'package.module:function'"
+_NAME = r"[A-Za-z_]\w*"
+_MODULE = re.compile(rf"{_NAME}(\.{_NAME})*")
+
+
+class ModelSpecError(ValueError):
+    """A factory spec that is malformed or does not give a classifier."""
+
+
+def is_spec(name) -> bool:
+    """Whether ``name`` is a factory spec rather than a registry name (``timm:<name>`` is one of those)."""
+    return isinstance(name, str) and ":" in name and not name.startswith("timm:")
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``'a/b.py:build'`` -> ``('a/b.py', 'build')``; ``'pkg.mod:build'`` -> ``('pkg.mod', 'build')``."""
+    target, _, function = str(spec).rpartition(":")
+    if not target or not re.fullmatch(_NAME, function) or not (
+            target.endswith(".py") or _MODULE.fullmatch(target)):
+        raise ModelSpecError(f"{spec!r} is not a model factory spec: write {FORM}")
+    return target, function
+
+
+def canonical_spec(spec: str) -> str:
+    """The one way of writing a spec: a file's path made absolute (a notebook's kernel runs
+    in the output folder), a module's name as it is."""
+    target, function = parse_spec(spec)
+    if target.endswith(".py"):
+        target = str(Path(target).expanduser().resolve())
+    return f"{target}:{function}"
+
+
+def model_folder(name: str) -> str:
+    """A model's folder name in a run: a registry name as it is; a spec (which holds '/'
+    and ':') as its function's name and a short hash of the canonical spec, ``build-1a2b3c4d``."""
+    if not is_spec(name):
+        return name
+    spec = canonical_spec(name)
+    return f"{parse_spec(spec)[1]}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
+
+
+def checked_model_name(name) -> str:
+    """``name`` as an experiment holds it: a known registry name, ``timm:<name>``, or a
+    well-formed factory spec (canonical); anything else is refused, saying what is accepted.
+    The factory itself is imported only when the model is loaded."""
+    if isinstance(name, nn.Module):
+        raise ModelSpecError(f"pass a registry name or a factory spec {FORM}, not a model object "
+                             f"({type(name).__name__}): each process of a run imports the model itself")
+    if not isinstance(name, str):
+        raise ModelSpecError(f"a model is a registry name or a factory spec {FORM}, got {type(name).__name__}")
+    if is_spec(name):
+        return canonical_spec(name)
+    if name.startswith("timm:") or name in list_models():
+        return name
+    raise ModelSpecError(f"unknown model {name!r}; known models: {', '.join(list_models())}; "
+                         f"'timm:<name>' for any timm model; or a factory spec {FORM}")
+
+
+def _import(target: str, spec: str):
+    if target.endswith(".py"):
+        path = Path(target).expanduser().resolve()
+        if not path.is_file():
+            raise ModelSpecError(f"model factory {spec!r}: no such file {path}")
+        name = f"_blindspots_nb_factory_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+        loader = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[name] = module  # dataclasses and pickling look modules up by name
+        try:
+            loader.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return module
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as err:
+        if err.name and target.startswith(err.name):
+            raise ModelSpecError(f"model factory {spec!r}: no module named {err.name!r} "
+                                 "(is it installed, or on PYTHONPATH?)") from None
+        raise
+
+
+def factory(spec: str):
+    """The function a spec names, imported (the file run or the module imported)."""
+    target, function = parse_spec(spec)
+    module = _import(target, spec)
+    if not hasattr(module, function):
+        public = sorted(n for n, v in vars(module).items()  # the functions it defines, not those it imports
+                        if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
+        raise ModelSpecError(f"model factory {spec!r}: {target} has no {function!r}"
+                             + (f"; it has {', '.join(public)}" if public else ""))
+    made = getattr(module, function)
+    if not callable(made):
+        raise ModelSpecError(f"model factory {spec!r}: {function} is not a function (type {type(made).__name__})")
+    return made
+
+
+def _classifier(made, spec: str) -> Classifier:
+    if isinstance(made, dict):
+        missing = {"module", "mean", "std", "class_names", "input_size"} - set(made)
+        if missing:
+            raise ModelSpecError(f"model factory {spec!r} returned a dict without {', '.join(sorted(missing))}: "
+                                 "a dict gives module, mean, std, class_names and input_size (what wrap takes)")
+        made = wrap(**made)
+    if not isinstance(made, nn.Module):
+        raise ModelSpecError(f"model factory {spec!r} returned a {type(made).__name__}, not a module: return "
+                             "wrap(net, mean, std, class_names, input_size) or a dict of those")
+    missing = [key for key in ("class_names", "input_size", "info") if not hasattr(made, key)]
+    if missing:
+        raise ModelSpecError(f"model factory {spec!r} returned a module without {', '.join(missing)}: return "
+                             "blindspots_nb.models.wrap(net, mean, std, class_names, input_size), which gives "
+                             "the class names, the input size and the normalisation")
+    return made
+
+
+def load_spec(spec: str, device: str | torch.device | None = None,
+              weights: str | os.PathLike | None = None) -> Classifier:
+    """The classifier a factory spec makes, on ``device`` (None: CUDA when available),
+    with ``weights`` (a state dict of its ``net``) loaded, and the fingerprint of its
+    parameters and buffers as ``info["weights_sha256"]``."""
+    spec = canonical_spec(spec)
+    build = factory(spec)
+    with torch.random.fork_rng(devices=[]):  # a factory's seeding leaves the caller's random state alone
+        model = _classifier(build(), spec)
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"--weights {spec}={weights}: no such file")
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            getattr(model, "net", model).load_state_dict(state_dict)
+        except (RuntimeError, TypeError, AttributeError) as err:
+            raise CheckpointError(f"{path} does not fit {spec}'s network: {err}") from None
+    device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.eval().requires_grad_(False).to(device)
+    fingerprint = tensors_sha256({**dict(model.named_parameters()), **dict(model.named_buffers())})
+    target = parse_spec(spec)[0]
+    origin = Path(weights).resolve() if weights is not None else (
+        target if target.endswith(".py") else getattr(sys.modules[target], "__file__", target))
+    model.info = {**model.info, "name": spec, "spec": spec,
+                  "weights": f"state dict {origin}" if weights is not None else f"made by {spec}",
+                  "weights_file": str(origin), "weights_origin": "file" if weights is not None else "factory",
+                  "weights_url": None, "weights_sha256": fingerprint, "weights_verified": False,
+                  "weights_check": "none: the sha256 of the model's parameters and buffers identifies it"}
+    return model

@@ -1,0 +1,211 @@
+"""A model given by where its code lives (``file.py:function``, ``package.module:function``):
+loading, the message for each bad spec, the checks ``Experiment`` makes when it is built,
+and a whole run of the tables through papermill and torchrun on a factory model."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from blindspots_nb.cli import main
+from blindspots_nb.models import ModelSpecError, load_model, model_folder, predict
+from blindspots_nb.protocol import Experiment
+
+FACTORY = '''
+import torch
+import torch.nn as nn
+from blindspots_nb.models import wrap
+
+SEED = {seed}
+
+
+def build():
+    """A 3-class CNN for 32x32 images, seeded random weights, its logits scaled to be confident."""
+    torch.manual_seed(SEED)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, stride=2),
+                        nn.Tanh(), nn.Flatten(), nn.Linear(8 * 16 * 16, 3))
+    with torch.no_grad():
+        net[-1].weight.mul_(30)
+    return wrap(net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), ["circle", "square", "triangle"], (3, 32, 32), name="tiny")
+
+
+def as_dict():
+    model = build()
+    return {{"module": model.net, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+            "class_names": model.class_names, "input_size": (3, 32, 32)}}
+
+
+def bare():
+    return build().net
+
+
+def nothing():
+    return None
+
+
+NOT_A_FUNCTION = 3
+'''
+
+
+def write_factory(folder: Path, seed: int = 0) -> Path:
+    path = folder / "tiny_factory.py"
+    path.write_text(FACTORY.format(seed=seed))
+    return path
+
+
+@pytest.fixture
+def factory_file(tmp_path):
+    return write_factory(tmp_path)
+
+
+# ----------------------------------------------------------------- loading
+def test_a_spec_loads_as_a_classifier_with_its_fingerprint(factory_file, tmp_path):
+    model = load_model(f"{factory_file}:build", device="cpu")
+    assert model.class_names == ["circle", "square", "triangle"] and model.input_size == (3, 32, 32)
+    assert model.info["spec"] == f"{factory_file}:build" and len(model.info["weights_sha256"]) == 64
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+    # the dict convention gives the same model; another seed another fingerprint
+    assert load_model(f"{factory_file}:as_dict", device="cpu").info["weights_sha256"] == model.info["weights_sha256"]
+    (tmp_path / "other").mkdir()
+    other = load_model(f"{write_factory(tmp_path / 'other', seed=1)}:build", device="cpu")
+    assert other.info["weights_sha256"] != model.info["weights_sha256"]
+    # --weights SPEC=PATH: a state dict of the wrapped net, loaded after the factory ran
+    torch.save(other.net.state_dict(), tmp_path / "other.pt")
+    loaded = load_model(f"{factory_file}:build", device="cpu", weights=tmp_path / "other.pt")
+    assert loaded.info["weights_sha256"] == other.info["weights_sha256"]
+    assert loaded.info["weights_file"] == str((tmp_path / "other.pt").resolve())
+
+
+def test_a_module_spec_imports_by_name(factory_file, monkeypatch):
+    monkeypatch.syspath_prepend(str(factory_file.parent))
+    monkeypatch.delitem(sys.modules, "tiny_factory", raising=False)
+    model = load_model("tiny_factory:build", device="cpu")
+    assert model.info["weights_sha256"] == load_model(f"{factory_file}:build", device="cpu").info["weights_sha256"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{folder}/missing.py:build", "no such file"),
+    ("no_such_package_xyz.models:build", "no module named 'no_such_package_xyz'"),
+    ("{file}:buld", "has no 'buld'; it has as_dict, bare, build, nothing$"),
+    ("{file}:NOT_A_FUNCTION", "NOT_A_FUNCTION is not a function \\(type int\\)"),
+    ("{file}:nothing", "returned a NoneType, not a module"),
+    ("{file}:bare", "returned a module without class_names, input_size, info"),
+    ("{folder}/x.txt:build", "is not a model factory spec"),
+    ("{file}:", "is not a model factory spec"),
+])
+def test_each_bad_spec_has_its_message(factory_file, spec, message):
+    spec = spec.format(folder=factory_file.parent, file=factory_file)
+    with pytest.raises(ModelSpecError, match=message):
+        load_model(spec, device="cpu")
+
+
+def test_the_cli_refuses_a_bad_spec_in_one_line(factory_file, tmp_path, capsys):
+    assert main(["reproduce", "--models", f"{factory_file}:nothing", "--image-source", f"folder:{tmp_path}",
+                 "--out-dir", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert "returned a NoneType, not a module" in error and "Traceback" not in error
+
+
+# ----------------------------------------------------------------- validation at the door
+def test_experiment_checks_its_models_when_built(factory_file):
+    with pytest.raises(ModelSpecError, match="not a model object"):
+        Experiment("photos", (load_model(f"{factory_file}:build", device="cpu"),))
+    with pytest.raises(ModelSpecError, match="unknown model 'resnet5'.*factory spec"):
+        Experiment("photos", ("resnet5",))
+    with pytest.raises(ModelSpecError, match="not a model factory spec"):
+        Experiment("photos", ("some/dir:build",))
+    with pytest.raises(TypeError, match="image source's spelling"):
+        Experiment(torch.zeros(3), ("fonts_cnn",))
+    with pytest.raises(ValueError, match="unknown image source"):
+        Experiment("pictures", ("fonts_cnn",))
+    assert Experiment("fonts", "fonts_cnn").models == ("fonts_cnn",)  # one name, not its letters
+    relative = os.path.relpath(factory_file)
+    assert Experiment("photos", (f"{relative}:build",)).models == (f"{factory_file}:build",)
+
+
+def test_a_spec_model_has_a_safe_folder_name(factory_file):
+    folder = model_folder(f"{factory_file}:build")
+    assert folder.startswith("build-") and "/" not in folder and ":" not in folder
+    assert folder == model_folder(os.path.relpath(factory_file) + ":build")  # the same file, the same folder
+    assert folder != model_folder(f"{factory_file}:as_dict")
+    assert model_folder("fonts_cnn") == "fonts_cnn"
+
+
+# ----------------------------------------------------------------- whole runs
+def labelled_folder(root: Path, spec: str, labelled: bool = True) -> Path:
+    """Random images the model classifies confidently, in subfolders named by the model's own
+    class for them (``labelled``) or all in one folder."""
+    model = load_model(spec, device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(200, 3, 32, 32, generator=generator)
+    images = (images * 255).round() / 255  # what a PNG holds
+    labels, confidence = predict(model, images)
+    for c, name in enumerate(model.class_names):
+        chosen = [i for i in confidence.argsort(descending=True).tolist() if labels[i] == c][:2]
+        assert chosen, f"the test model never predicts {name}"
+        for i in chosen:
+            folder = root / name if labelled else root
+            folder.mkdir(parents=True, exist_ok=True)
+            array = (images[i].permute(1, 2, 0) * 255).round().byte().numpy()
+            Image.fromarray(array).save(folder / f"{name}_{i}.png")
+    return root
+
+
+def reproduce_args(spec: str, data: Path, out: Path) -> list[str]:
+    return ["reproduce", "--models", spec, "--image-source", f"folder:{data}", "--n-sources", "3", "--rounds", "2",
+            "--iterations", "3", "--divisions", "2", "--batch-size", "2", "--min-conf", "0", "--device", "cpu",
+            "--out-dir", str(out)]
+
+
+@pytest.mark.slow
+def test_reproduce_runs_a_factory_model_resumes_and_refuses_changed_parameters(tmp_path, capsys):
+    factory_file = write_factory(tmp_path)
+    spec = f"{factory_file}:build"
+    data = labelled_folder(tmp_path / "shapes", spec)
+    out = tmp_path / "run"
+    assert main(reproduce_args(spec, data, out)) == 0
+    folder = model_folder(spec)
+    assert (out / "folder" / folder / "per_source.csv").is_file()
+    assert (out / "notebooks" / f"folder_{folder}_shard0of1.ipynb").is_file()
+    pool = json.loads((out / "folder" / "pool.json").read_text())
+    assert sorted(pool["class_names"]) == ["circle", "square", "triangle"]
+    table1 = (out / "table1.csv").read_text()
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["weights"][spec]["sha256"] == load_model(spec, device="cpu").info["weights_sha256"]
+    capsys.readouterr()
+
+    assert main(reproduce_args(spec, data, out)) == 0  # resume: nothing left to do
+    assert "finished in" in capsys.readouterr().out and (out / "table1.csv").read_text() == table1
+
+    write_factory(tmp_path, seed=1)  # other parameters under the finished run
+    assert main(reproduce_args(spec, data, out)) == 2
+    error = capsys.readouterr().err
+    assert "holds a run with other settings" in error and f"weights.{spec}" in error and "Traceback" not in error
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+                    reason="torchrun is not installed beside this Python")
+def test_torchrun_two_processes_match_one_on_a_factory_model(tmp_path):
+    spec = f"{write_factory(tmp_path)}:build"
+    data = labelled_folder(tmp_path / "shapes", spec)
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # as torchrun gives each process: floats agree bit for bit
+    single = subprocess.run([sys.executable, "-m", "blindspots_nb", *reproduce_args(spec, data, tmp_path / "single")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    two = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "blindspots_nb",
+                          *reproduce_args(spec, data, tmp_path / "two")], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    folder = model_folder(spec)
+    assert sorted(p.name for p in (tmp_path / "two" / "notebooks").glob("*.ipynb")) == [
+        f"folder_{folder}_shard0of2.ipynb", f"folder_{folder}_shard1of2.ipynb"]
+    for table in ("table1.csv", "table2.csv"):
+        assert (tmp_path / "two" / table).read_text() == (tmp_path / "single" / table).read_text()
