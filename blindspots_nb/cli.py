@@ -224,13 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
                                        "folder holding cifar-10-batches-py/test_batch (default: none; the offline "
                                        "preset needs none)")
     p.add_argument("--models", type=lambda text: [m for m in text.split(",") if m],
-                   help="comma-separated registry names: a subset of the preset, or any models with "
-                        "--image-source (default: the preset's)")
+                   help="comma-separated registry names (a subset of the preset), or with --image-source any "
+                        "models: registry names or factory specs path/to/file.py:function or "
+                        "package.module:function (default: the preset's)")
     p.add_argument("--image-source", help="run --models on these images: photos, fonts:test, imagenet:ROOT, "
                                           "cifar10:ROOT or folder:PATH (default: the preset's)")
     add_renamed_option(p, "--source", "--image-source")
     p.add_argument("--weights", action="append", metavar="MODEL=PATH",
-                   help="a local checkpoint for a model (default: the registry's published weights)")
+                   help="a local checkpoint for a model (default: the registry's published weights); for a "
+                        "factory spec, a state dict of the network it wraps")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--shard", help="i/n: do only shard i of n (sources split by batch); torchrun sets it "
                                    "(default: all the work)")
