@@ -116,7 +116,7 @@ def test_latex_of_plain_names_keeps_the_tables_markup():
 
 # --------------------------------------------------------------------------- a user's folder
 def _folder_tables(folder, **options):
-    experiment = Experiment(f"folder:{folder}", ("fonts_cnn",), TINY_LST)
+    experiment = Experiment(f"folder:{folder}", ("fonts_cnn",), TINY_LST, **options.pop("experiment", {}))
     return render_tables([experiment], {experiment.name: {"fonts_cnn": _summary(0.1, 0.02, "folder")}}, **options)
 
 
@@ -129,10 +129,10 @@ def test_a_folder_of_ones_own_leaves_the_paper_rows_out_and_says_where_its_label
     assert "(paper, ImageNet)" not in texts["table1.md"] and "resnet50" not in texts["table2.csv"]
     assert "fonts_cnn (ours, folder, n=4)" in texts["table1.md"]
     assert f"folder:{tmp_path / 'labelled'}): fonts_cnn, LST" in texts["table1.md"]
-    assert "(labelled by folder)." in texts["table1.md"] and "the paper's ImageNet rows are left out." in texts[
+    assert "precision fp32 (labelled by folder)." in texts["table1.md"] and "the paper's ImageNet rows are left out." in texts[
         "table2.md"]
-    assert "(no class folders: the model's own prediction is the label)" in _folder_tables(tmp_path / "flat")[
-        "table1.md"]
+    assert "(mine; no class folders: the model's own prediction is the label)." in _folder_tables(
+        tmp_path / "flat", experiment={"note": "mine"})["table1.md"]
     asked = _folder_tables(tmp_path / "labelled", paper_rows=True)
     assert "| resnet50 (paper, ImageNet) |" in asked["table1.md"] and "the paper's rows are ImageNet." in asked[
         "table1.md"]

@@ -151,6 +151,12 @@ def _setting(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _remarks(experiment: Experiment) -> str:
+    """An experiment's note and where a user's folder's labels came from, in parentheses."""
+    remarks = [text for text in (experiment.note, labels_in_words(experiment.image_source)) if text]
+    return f" ({'; '.join(remarks)})" if remarks else ""
+
+
 def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict | None = None,
                   paper_rows: bool = True) -> list[str]:
     """What produced the tables, in a few sentences under them: settings (with where a
@@ -161,7 +167,7 @@ def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict 
         + ", ".join(f"{k}={_setting(v)}" for k, v in e.lst.to_dict().items() if k not in NOT_SETTINGS)
         + f", rounds={e.rounds}, seed={e.seed}, pool: correct with confidence > {e.min_conf}, "
         + e.execution.in_words()
-        + "".join(f" ({text})" for text in (e.note, labels_in_words(e.image_source)) if text) for e in experiments)
+        + _remarks(e) for e in experiments)
     notes = [f"Produced by blindspots_nb {provenance.versions()['blindspots_nb']} (details in run.json): {settings}.",
              "Mean ± std over blind spots (Table 1) and over sources (Table 2); "
              + ("the paper's rows are ImageNet." if paper_rows else "the paper's ImageNet rows are left out.")]
