@@ -96,15 +96,16 @@ def test_a_manifest_cannot_remove_or_read_files_outside_its_piece(tmp_path):
     assert (tmp_path / "run" / "fonts" / "pool.json").is_file()  # the piece's file is rewritten, not removed
 
 
-@pytest.mark.parametrize("field, value", [("name", "../../outside"), ("models", ["../escape"]),
-                                          ("models", [".hidden"])])
-def test_names_in_the_settings_never_lead_outside_the_folder(tmp_path, capsys, field, value):
+@pytest.mark.parametrize("field, value, message", [  # a model name is refused already as an Experiment's
+    ("name", "../../outside", "cannot name a folder of a run"), ("models", ["../escape"], "unknown model '../escape'"),
+    ("models", [".hidden"], "unknown model '.hidden'")])
+def test_names_in_the_settings_never_lead_outside_the_folder(tmp_path, capsys, field, value, message):
     store, _ = _prepared(tmp_path / "run")
     settings = json.loads((tmp_path / "run" / "settings.json").read_text())
     settings["experiments"][0][field] = value
     (tmp_path / "run" / "settings.json").write_text(json.dumps(settings))
     assert main(["merge", "--out-dir", str(tmp_path / "run")]) == 2
-    assert "cannot name a folder of a run" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
