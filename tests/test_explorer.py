@@ -498,6 +498,15 @@ def test_the_default_target_is_the_first_image_of_another_class():
     assert Explorer(model, image_source=given, source="g", config=CONFIG).target == "r1"
 
 
+def test_each_model_starts_on_its_image_sources_default_images():
+    """Photos for an ImageNet model (coffee towards chelsea, as the notebooks and the demo
+    take them), glyphs A towards B for a FONTS model."""
+    photos = Explorer("efficientnet_lite0", config=CONFIG)
+    assert (photos.source, photos.target) == ("coffee", "chelsea")
+    glyphs = Explorer("fonts_cnn", config=CONFIG)
+    assert (glyphs.source[0], glyphs.target[0]) == ("A", "B")
+
+
 def _source_class_saliency(model, traversal) -> torch.Tensor:
     """The saliency map by hand: |d logit_label / d pixel|, largest over the channels, over its maximum."""
     images = traversal.images.detach().clone().requires_grad_(True)

@@ -167,7 +167,8 @@ class Explorer:
 
     def choose(self, source: str | None = None, target: str | None = None) -> None:
         """Choose the source and target images by name (None: keep the current one)."""
-        source, target = self._choice(self._model, self.catalog, source, target)
+        source, target = self._choice(self._model, self.catalog, self.image_sources[self._image_source], source,
+                                      target)
         if (source, target) != (self.source, self.target):
             self._restart(source, target, self.config)
 
@@ -237,20 +238,24 @@ class Explorer:
         catalog.update((key, preprocess(picture)) for key, picture in self._uploads.items())
         return catalog
 
-    def _choice(self, model, catalog, source: str | None, target: str | None) -> tuple[str, str]:
+    def _choice(self, model, catalog, image_source, source: str | None, target: str | None) -> tuple[str, str]:
         """Source and target names: those asked for, else the current ones while the
-        catalogue holds them, else the first image and the first of another class."""
+        catalogue holds them, else the image source's default images (as the notebooks
+        and the demo take them: photos the ImageNet models know, glyphs A, B, ...): the
+        first, and the first of another class."""
         for name in (source, target):
             if name is not None and name not in catalog:
                 raise ValueError(f"no image {name!r}; choose one of {list(catalog)}")
         names = list(catalog)
-        source = source or (self.source if self.source in catalog else names[0])
+        preferred = [name for name in sources.default_names(image_source, names, len(names)) if name in catalog]
+        order = preferred + [name for name in names if name not in preferred]
+        source = source or (self.source if self.source in catalog else order[0])
         if target is None and self.target in catalog:
             target = self.target
         if target is None:
-            labels, _ = predict(model, torch.stack(list(catalog.values())))
-            others = [name for name, label in zip(names, labels) if label != labels[names.index(source)]]
-            target = others[0] if others else names[min(1, len(names) - 1)]
+            labels = dict(zip(names, predict(model, torch.stack(list(catalog.values())))[0].tolist()))
+            others = [name for name in order if labels[name] != labels[source]]
+            target = others[0] if others else order[min(1, len(order) - 1)]
         return source, target
 
     def _switch(self, model, image_source, source: str | None = None, target: str | None = None) -> None:
@@ -259,7 +264,7 @@ class Explorer:
         self.pause()
         name, image_source = self._named_source(image_source)
         catalog = self._catalog(model, image_source)
-        source, target = self._choice(model, catalog, source, target)
+        source, target = self._choice(model, catalog, image_source, source, target)
         traversal = self._traversal(model, catalog, source, target, self._config)
         with self._lock:
             self._model, self._image_source, self.catalog = model, name, catalog
