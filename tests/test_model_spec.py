@@ -129,6 +129,24 @@ def test_experiment_checks_its_models_when_built(factory_file):
     assert Experiment("photos", (f"{relative}:build",)).models == (f"{factory_file}:build",)
 
 
+def test_weights_for_a_spec_by_any_spelling_are_its_identity(factory_file, tmp_path, monkeypatch):
+    """--weights SPEC=PATH with the spec written relative to the working folder: the run's
+    settings record the fingerprint of the model with that state dict loaded."""
+    from blindspots_nb.protocol.run import reproduce
+
+    model = load_model(f"{factory_file}:build", device="cpu")
+    with torch.no_grad():
+        model.net[-1].bias.add_(1)
+    torch.save(model.net.state_dict(), tmp_path / "tuned.pt")
+    monkeypatch.chdir(factory_file.parent)
+    experiment = Experiment(f"folder:{tmp_path}", ("tiny_factory.py:build",))
+    with pytest.raises(ValueError, match="no readable images"):  # no images: the run stops after its settings
+        reproduce([experiment], tmp_path / "run", device="cpu", weights={"tiny_factory.py:build": "tuned.pt"})
+    recorded = json.loads((tmp_path / "run" / "settings.json").read_text())["weights"]
+    assert recorded[f"{factory_file}:build"]["sha256"] == load_model(
+        f"{factory_file}:build", device="cpu", weights=tmp_path / "tuned.pt").info["weights_sha256"]
+
+
 def test_a_spec_model_has_a_safe_folder_name(factory_file):
     folder = model_folder(f"{factory_file}:build")
     assert folder.startswith("build-") and "/" not in folder and ":" not in folder

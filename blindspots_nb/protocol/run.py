@@ -297,11 +297,13 @@ def notebooks_to_run(store: RunStore, experiment: Experiment, model: str, shard:
     return damaged
 
 
-def _canonical_keys(weights: dict[str, str]) -> dict[str, str]:
-    """``--weights`` by model as the experiments name them (a factory file's path made absolute)."""
+def _canonical_weights(weights: dict[str, str]) -> dict[str, str]:
+    """``--weights`` by model as the experiments name them (a factory file's path made
+    absolute), each file's path made absolute too: the notebooks run in the output folder."""
     from ..models.spec import canonical_spec, is_spec
 
-    return {canonical_spec(name) if is_spec(name) else name: path for name, path in weights.items()}
+    return {canonical_spec(name) if is_spec(name) else name: str(Path(path).expanduser().resolve())
+            for name, path in weights.items()}
 
 
 @renamed_keywords(out="out_dir")
@@ -311,7 +313,7 @@ def reproduce(experiments: list[Experiment], out_dir, device=None, weights: dict
     tables once all is done. Resumes a killed run; under torchrun each process is a shard
     and rank 0 writes the tables. Returns the run record (None on a shard that did not
     write the tables)."""
-    weights = _canonical_keys(weights or {})
+    weights = _canonical_weights(weights or {})
     check_inputs(experiments, weights)
     store = RunStore(out_dir)
     store.check_folder(force)
