@@ -157,13 +157,20 @@ def reproduce(args):
     from .protocol import parse_shard, reproduce as run
 
     return run(experiments_from_args(args), args.out_dir, device=args.device, weights=_weights_option(args.weights),
-               shard=parse_shard(args.shard) if args.shard else None, force=args.force, preset=args.preset)
+               shard=parse_shard(args.shard) if args.shard else None, force=args.force, preset=args.preset,
+               paper_rows=args.paper_rows)
+
+
+def _paper_rows_option(parser) -> None:
+    parser.add_argument("--paper-rows", action=argparse.BooleanOptionalAction, default=None,
+                        help="show the paper's ImageNet rows beside ours (default: shown, unless the images are a "
+                             "folder:PATH of your own)")
 
 
 def merge(args):
     from .protocol import merge as assemble_run
 
-    return assemble_run(args.out_dir)
+    return assemble_run(args.out_dir, paper_rows=args.paper_rows)
 
 
 def compare(args):
@@ -237,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="i/n: do only shard i of n (sources split by batch); torchrun sets it "
                                    "(default: all the work)")
     _out_dir_option(p, "results/reproduce", "the run's output folder")
+    _paper_rows_option(p)
     p.add_argument("--force", action="store_true", help="start anew: remove what an earlier run wrote in the "
                                                         "output folder, and only that (a folder holding other "
                                                         "files is refused)")
@@ -252,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("merge", help="assemble the tables once every shard of a run has finished",
                             description="Tables 1 and 2 of a run whose shards have all finished.")
     _out_dir_option(p, "results/reproduce", "the run's output folder")
+    _paper_rows_option(p)
     p.set_defaults(run=merge)
 
     p = commands.add_parser("compare", help="two finished runs' table rows side by side (e.g. two precisions)",

@@ -227,3 +227,21 @@ def test_compare_names_a_malformed_settings_file(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
     error = capsys.readouterr().err
     assert len(error.splitlines()) == 1 and str(tmp_path / "b" / "settings.json") in error
+
+
+def test_paper_rows_are_shown_or_left_out_as_asked(tmp_path):
+    experiment = Experiment("fonts:test", ("fonts_cnn",), LSTConfig(iterations=2, step_size=0.05), n_sources=2,
+                            rounds=2, batch_size=2, divisions=2)
+    store = RunStore(tmp_path)
+    store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
+    protocol.prepare(experiment, store, device="cpu")
+    protocol.run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)
+
+    def sources_of_rows():
+        return {row["source"] for row in csv.DictReader(open(tmp_path / "table1.csv"))}
+
+    protocol.merge(tmp_path)  # the default for the FONTS glyphs: beside the paper's rows
+    assert sources_of_rows() == {"ours", "paper"}
+    protocol.merge(tmp_path, paper_rows=False)
+    assert sources_of_rows() == {"ours"}
+    assert "the paper's ImageNet rows are left out" in (tmp_path / "table1.md").read_text()

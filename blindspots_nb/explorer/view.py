@@ -52,7 +52,7 @@ class LSTExplorer:
         self.state = Explorer(model, image_source, source, target, config, iterations_per_click, device, execution)
         if models is None:
             from ..models import list_models
-            models = list_models()
+            models = list_models() + ([model] if isinstance(model, str) and model not in list_models() else [])
         self._quiet = False  # set while the view changes its own widgets
         style = {"description_width": "initial"}
         self.model_menu = W.Dropdown(options=list(models), description="model", style=style)

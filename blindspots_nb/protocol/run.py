@@ -308,11 +308,13 @@ def _canonical_weights(weights: dict[str, str]) -> dict[str, str]:
 
 @renamed_keywords(out="out_dir")
 def reproduce(experiments: list[Experiment], out_dir, device=None, weights: dict[str, str] | None = None,
-              shard: tuple[int, int] | None = None, force: bool = False, preset: str | None = None) -> dict | None:
+              shard: tuple[int, int] | None = None, force: bool = False, preset: str | None = None,
+              paper_rows: bool | None = None) -> dict | None:
     """Run the protocol for every model of ``experiments`` into ``out_dir`` and assemble the
     tables once all is done. Resumes a killed run; under torchrun each process is a shard
-    and rank 0 writes the tables. Returns the run record (None on a shard that did not
-    write the tables)."""
+    and rank 0 writes the tables. ``paper_rows``: show the paper's ImageNet rows (None:
+    unless the images are a user's folder). Returns the run record (None on a shard that
+    did not write the tables)."""
     weights = _canonical_weights(weights or {})
     check_inputs(experiments, weights)
     store = RunStore(out_dir)
@@ -340,23 +342,24 @@ def reproduce(experiments: list[Experiment], out_dir, device=None, weights: dict
                 print(f"shard {shard[0]}/{shard[1]} done; still missing: {', '.join(unfinished)}. "
                       f"Run the other shards, then: blindspots-nb merge --out-dir {store.out_dir}")
                 return None
-            return assemble(store, experiments, preset=preset)
+            return assemble(store, experiments, preset=preset, paper_rows=paper_rows)
 
 
 @renamed_keywords(out="out_dir")
-def merge(out_dir) -> dict:
+def merge(out_dir, paper_rows: bool | None = None) -> dict:
     """Assemble the tables of a run whose shards all finished."""
     store = RunStore(out_dir)
     with store.hold():
-        return assemble(store)
+        return assemble(store, paper_rows=paper_rows)
 
 
-def assemble(store: RunStore, experiments: list[Experiment] | None = None, preset: str | None = None) -> dict:
+def assemble(store: RunStore, experiments: list[Experiment] | None = None, preset: str | None = None,
+             paper_rows: bool | None = None) -> dict:
     """Tables 1 and 2, the per-model CSVs and ``run.json`` of a finished run (every shard
     done); ``experiments`` default to the stored ones."""
     experiments = experiments or store.experiments()
     summaries = {e.name: {name: summarize_model(store, e, name) for name in e.models} for e in experiments}
-    written = store.save_tables(render_tables(experiments, summaries, store.weights()), summaries)
+    written = store.save_tables(render_tables(experiments, summaries, store.weights(), paper_rows), summaries)
     lpips = LPIPSDistance()
     run = provenance.record(
         command=" ".join(sys.argv), preset=preset, experiments=[e.to_dict() for e in experiments],

@@ -86,8 +86,10 @@ def _ours(summaries: dict) -> list[tuple[str, dict]]:
     """(row name, summary) of each model of each experiment, in the run's order: the
     model's name, or 'experiment/model' (as its folder) for a model that more than one
     experiment of the run studies."""
+    from ..models import model_folder  # a factory spec's row is named as its folder: build-1a2b3c4d
+
     studies = Counter(model for models in summaries.values() for model in models)
-    return [(f"{experiment}/{model}" if studies[model] > 1 else model, summary)
+    return [(f"{experiment}/{model_folder(model)}" if studies[model] > 1 else model_folder(model), summary)
             for experiment, models in summaries.items() for model, summary in models.items()]
 
 
