@@ -228,3 +228,32 @@ def test_torchrun_two_processes_match_one_on_a_factory_model(tmp_path):
         f"folder_{folder}_shard0of2.ipynb", f"folder_{folder}_shard1of2.ipynb"]
     for table in ("table1.csv", "table2.csv"):
         assert (tmp_path / "two" / table).read_text() == (tmp_path / "single" / table).read_text()
+
+
+def test_the_explorer_steps_a_factory_model_on_its_labelled_folder(factory_file, tmp_path):
+    from blindspots_nb.explorer import Explorer
+    from blindspots_nb.lst import LSTConfig
+
+    spec = f"{factory_file}:build"
+    data = labelled_folder(tmp_path / "shapes", spec)
+    explorer = Explorer(spec, image_source=f"folder:{data}", config=LSTConfig(iterations=3, record_every=1))
+    explorer.step(3)
+    snapshot = explorer.snapshot()
+    assert snapshot.iteration == 3 and snapshot.source_class != snapshot.target_class
+    assert {snapshot.source_class, snapshot.target_class} <= {"circle", "square", "triangle"}
+
+
+@pytest.mark.slow
+def test_notebook_01_runs_a_factory_model_on_its_labelled_folder(factory_file, tmp_path):
+    import nbformat
+    import papermill
+
+    spec = f"{factory_file}:build"
+    data = labelled_folder(tmp_path / "shapes", spec)
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "01_explore_lst.ipynb"
+    papermill.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), cwd=str(tmp_path), progress_bar=False,
+                               parameters={"model_name": spec, "image_source": f"folder:{data}",
+                                           "out_dir": str(tmp_path / "figures")})
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "Traceback" not in printed and any(name in printed for name in ("circle", "square", "triangle"))
