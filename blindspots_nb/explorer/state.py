@@ -29,8 +29,8 @@ from ..data import sources
 from ..data import ImageReadError, open_image, preprocess_for
 from ..execution import Execution
 from ..tools.deprecation import renamed_keywords
-from ..tools.tensors import l2_distance, tensors_sha256
-from ..lst import History, LSTConfig, LSTResult, Traversal, weights_sha256
+from ..tools.tensors import l2_distance, tensors_sha256, weights_sha256
+from ..lst import History, LSTConfig, LSTResult, Traversal
 from ..analysis.metrics import rmse
 from ..models import load_model, module_device, predict
 from ..plots import image_to_png

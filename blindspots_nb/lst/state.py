@@ -15,22 +15,13 @@ import torch
 
 from .. import __version__
 from ..execution import Execution
-from ..tools.tensors import tensors_sha256
+from ..tools.tensors import weights_sha256
 from ..tools.tensors import l2_distance
 from .config import LSTConfig
 from .history import History
 
 FORMAT = "blindspots_nb.Traversal"
 FORMAT_VERSION = 2  # 2: the model's weights_sha256 and its logits on the sources
-
-
-def weights_sha256(model) -> str | None:
-    """The sha256 of a model's parameters and buffers: their names, dtypes, shapes and
-    bytes, in name order, read on the CPU (the same wherever the model lives and whatever
-    its memory layout); None for a model that is not a torch Module."""
-    if not isinstance(model, torch.nn.Module):
-        return None
-    return tensors_sha256({**dict(model.named_parameters()), **dict(model.named_buffers())})
 
 
 # The tensors of a saved state: B images (C, H, W) each, or one value per sample; and

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..tools.tensors import tensors_sha256
+from ..tools.tensors import weights_sha256
 from .checkpoint_formats import CheckpointError
 from .classifier import Classifier, wrap
 from .registry import list_models
@@ -173,7 +173,7 @@ def load_spec(spec: str, device: str | torch.device | None = None,
             raise CheckpointError(f"{path} does not fit {spec}'s network: {err}") from None
     device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     model = model.eval().requires_grad_(False).to(device)
-    fingerprint = tensors_sha256({**dict(model.named_parameters()), **dict(model.named_buffers())})
+    fingerprint = weights_sha256(model)
     target = parse_spec(spec)[0]
     origin = Path(weights).resolve() if weights is not None else (
         target if target.endswith(".py") else getattr(sys.modules[target], "__file__", target))

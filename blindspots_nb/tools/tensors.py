@@ -60,3 +60,12 @@ def module_device(module) -> torch.device:
     tensors = (getattr(module, attribute, lambda: iter(()))() for attribute in ("parameters", "buffers"))
     tensor = next((t for group in tensors for t in group), None)
     return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def weights_sha256(model) -> str | None:
+    """The sha256 of a model's parameters and buffers: their names, dtypes, shapes and
+    bytes, in name order, read on the CPU (the same wherever the model lives and whatever
+    its memory layout); None for a model that is not a torch Module."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    return tensors_sha256({**dict(model.named_parameters()), **dict(model.named_buffers())})
