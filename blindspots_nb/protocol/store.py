@@ -226,12 +226,9 @@ class RunStore:
 
     def settings_digest(self, experiment: Experiment) -> str:
         """What a piece of ``experiment`` was made with: the experiment and its models'
-        weights (sha256), as one hash written into each of its pieces' manifests. The
-        image source is hashed under the key the first run folders wrote, ``source``, so
-        that a run started before it was renamed ``image_source`` still resumes."""
+        weights (sha256), as one hash written into each of its pieces' manifests."""
         weights = self.weights()
-        settings = {"source" if key == "image_source" else key: value for key, value in experiment.to_dict().items()}
-        identity = {"experiment": settings,
+        identity = {"experiment": experiment.to_dict(),
                     "weights": {m: weights[m]["sha256"] if m in weights else None for m in experiment.models}}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
