@@ -10,105 +10,22 @@ over the current point. Screenshots go to ``results/browser/``. Needs Debian's
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
+from browser import CHANGED, PIXELS, REPO, SCREENSHOTS, page as browser_page, server, sync_api
+
 pytestmark = pytest.mark.slow  # a JupyterLab or Voila server and a real browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
-                                                             "(pip install playwright)")
-
-REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = "01_explore_lst.ipynb"
 APP = REPO / "notebooks" / "app_explorer.ipynb"
-SCREENSHOTS = REPO / "results" / "browser"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 # Points of the source-class curve in every plotly plot on the page.
 CURVE_POINTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
     .map(plot => (plot.data && plot.data[0] && plot.data[0].x) ? plot.data[0].x.length : 0)"""
 MORE_CURVE_POINTS = f"least => Math.max(0, ...({CURVE_POINTS})()) > least"  # a wait_for_function body
-# The pixels an <img> shows, as a PNG data URL (null until it has loaded).
-PIXELS = """img => {
-    if (!img.complete || !img.naturalWidth) return null;
-    const canvas = document.createElement('canvas');
-    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-    canvas.getContext('2d').drawImage(img, 0, 0);
-    return canvas.toDataURL(); }"""
-CHANGED = f"([img, before]) => {{ const now = ({PIXELS})(img); return now !== null && now !== before; }}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float) -> None:
-    """Wait until ``process`` (the server ``name``) listens on ``port``; it serves every
-    request from then on (a request to a page could start a kernel, so none is made)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with code {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{name} did not listen on port {port} within {timeout:.0f} s")
-
-
-@contextlib.contextmanager
-def _server(name: str, command: list[str], root: Path, timeout: float = 120):
-    """Run the server ``command`` (it gets ``--port``) on a free localhost port in ``root``
-    (its log: ``root/server.log``), as on a fresh machine: no user settings, kernels or IPython
-    profile; yields its URL and stops it (and its kernels) at the end."""
-    port = _free_port()
-    fresh = {name: str(root / folder) for name, folder in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
-                                                           ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython"))}
-    with open(root / "server.log", "w") as log:
-        process = subprocess.Popen([*command, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=root,
-                                   env={**os.environ, **fresh})
-        try:
-            _wait_for_port(port, process, name, timeout)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()  # both shut their kernels down on SIGTERM
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-@contextlib.contextmanager
-def _page(failure_screenshot: str):
-    """A page of headless Chromium; if the test fails, a screenshot goes to ``SCREENSHOTS``."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1300})
-            try:
-                yield page
-            except Exception:
-                page.screenshot(path=str(SCREENSHOTS / failure_screenshot))
-                raise
-        finally:
-            browser.close()
 
 
 def _curve_points(page) -> int:
@@ -119,7 +36,7 @@ def _curve_points(page) -> int:
 def lab(tmp_path):
     """A JupyterLab server on a free localhost port, serving a copy of the notebook."""
     shutil.copy(REPO / "notebooks" / NOTEBOOK, tmp_path / NOTEBOOK)
-    with _server("jupyter lab", [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1",
+    with server("jupyter lab", [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1",
                                  "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root",
                                  "--notebook-dir", str(tmp_path), f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
                  tmp_path) as url:
@@ -129,13 +46,13 @@ def lab(tmp_path):
 @pytest.fixture
 def voila(tmp_path):
     """The app as ``voila notebooks/app_explorer.ipynb`` serves it (no token), on a free localhost port."""
-    with _server("voila", [sys.executable, "-m", "voila", str(APP), "--no-browser", "--Voila.ip=127.0.0.1",
+    with server("voila", [sys.executable, "-m", "voila", str(APP), "--no-browser", "--Voila.ip=127.0.0.1",
                            "--VoilaConfiguration.show_tracebacks=True"], tmp_path) as url:
         yield url
 
 
 def test_explorer_steps_in_jupyterlab(lab):
-    with _page("explorer_failure.png") as page:
+    with browser_page("explorer_failure.png") as page:
         page.goto(f"{lab}/lab/tree/{NOTEBOOK}", timeout=120_000)
         page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
         accept = page.locator(".jp-Dialog .jp-mod-accept")
@@ -184,7 +101,7 @@ def test_explorer_steps_in_jupyterlab(lab):
 
 
 def test_the_voila_app_opens_clean_steps_and_shows_the_saliency(voila):
-    with _page("app_failure.png") as page:
+    with browser_page("app_failure.png") as page:
         page.goto(voila, timeout=180_000)  # Voila answers once it has run the notebook
         step = page.locator(".widget-button", has_text="Step")
         step.wait_for(timeout=120_000)

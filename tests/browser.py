@@ -1,0 +1,97 @@
+"""A real browser for the tests: localhost Jupyter servers and headless Chromium pages.
+
+Importing this module skips the importing test module unless Debian's ``chromium`` and the
+``playwright`` package (its own browser download is not used) are installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
+                                                             "(pip install playwright)")
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "results" / "browser"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+# The pixels an <img> shows, as a PNG data URL (null until it has loaded).
+PIXELS = """img => {
+    if (!img.complete || !img.naturalWidth) return null;
+    const canvas = document.createElement('canvas');
+    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+    canvas.getContext('2d').drawImage(img, 0, 0);
+    return canvas.toDataURL(); }"""
+CHANGED = f"([img, before]) => {{ const now = ({PIXELS})(img); return now !== null && now !== before; }}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float) -> None:
+    """Wait until ``process`` (the server ``name``) listens on ``port``; it serves every
+    request from then on (a request to a page could start a kernel, so none is made)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{name} did not listen on port {port} within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def server(name: str, command: list[str], root: Path, timeout: float = 120):
+    """Run the server ``command`` (it gets ``--port``) on a free localhost port in ``root``
+    (its log: ``root/server.log``), as on a fresh machine: no user settings, kernels or IPython
+    profile; yields its URL and stops it (and its kernels) at the end."""
+    port = free_port()
+    fresh = {name: str(root / folder) for name, folder in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
+                                                           ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython"))}
+    with open(root / "server.log", "w") as log:
+        process = subprocess.Popen([*command, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=root,
+                                   env={**os.environ, **fresh})
+        try:
+            wait_for_port(port, process, name, timeout)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()  # both shut their kernels down on SIGTERM
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextlib.contextmanager
+def page(failure_screenshot: str):
+    """A page of headless Chromium; if the test fails, a screenshot goes to ``SCREENSHOTS``."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1300})
+            try:
+                yield page
+            except Exception:
+                page.screenshot(path=str(SCREENSHOTS / failure_screenshot))
+                raise
+        finally:
+            browser.close()
