@@ -1,0 +1,322 @@
+"""The layer where the target disappears: along an LST path, how similar each layer's
+representation of the iterate is to its representation of the source and of the target.
+
+The pixels of a blind spot show (nearly) the target; the model still calls it the
+source. Somewhere between the input and the logits the representation of the iterate
+stops resembling the target's and resembles the source's: :func:`layer_similarity`
+measures, for every recorded iterate and every chosen layer (forward hooks), the cosine
+of the flattened activations per path and the linear CKA over the batch of paths
+(:func:`linear_cka`); :func:`disappearance` names the first depth at which the
+target is no longer the nearer one. The question is that of model metamers (Feather et
+al., NeurIPS 2019): which stages of a network still tell apart inputs it treats alike.
+
+Computing only: :mod:`blindspots_nb.plots.layers` draws the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .geometry import default_points_per_pass
+from ..execution import Execution
+from ..tools import provenance
+from ..tools.tensors import check_images, module_device
+
+PIXELS = "pixels"  # row 0 of every result: the images themselves, before the model
+MEASURES = ("cosine", "cka")
+
+
+def available_layers(model) -> list[str]:
+    """The names of every submodule of ``model`` (``model.named_modules()``), in the
+    order they were defined: the names :func:`layer_similarity` accepts."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def default_layers(model) -> list[str]:
+    """The layers measured unless chosen: the children of the network (of ``model.net`` for
+    a :class:`~blindspots_nb.models.Classifier`, whose own forward only normalises), each
+    ``nn.Sequential`` child replaced by its own children. For the FONTS CNN: the nine
+    conv/ReLU/pool modules of ``features`` and the four of ``head``; for timm's
+    EfficientNet: the stem, each of the seven stages of ``blocks``, the head and the
+    classifier."""
+    net, prefix = (model.net, "net.") if isinstance(getattr(model, "net", None), torch.nn.Module) else (model, "")
+    names = []
+    for name, child in net.named_children():
+        if isinstance(child, torch.nn.Sequential) and len(child):
+            names += [f"{prefix}{name}.{inner}" for inner, _ in child.named_children()]
+        else:
+            names.append(prefix + name)
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no submodules to measure: pass layers= (its modules: none)")
+    return names
+
+
+def _check_layers(model, layers) -> list[str]:
+    layers = default_layers(model) if layers is None else list(layers)
+    known = set(available_layers(model))
+    unknown = [name for name in layers if name not in known]
+    if unknown:
+        raise ValueError(f"no layer named {', '.join(map(repr, unknown))} in {type(model).__name__}; "
+                         f"its layers: {', '.join(available_layers(model))}")
+    if PIXELS in layers or len(set(layers)) != len(layers):
+        raise ValueError(f"layers must be distinct module names (row {PIXELS!r} is always added): got {layers}")
+    if not layers:
+        raise ValueError("layers is empty: name at least one module, or pass None for the default layers")
+    return layers
+
+
+def layer_activations(model, images: torch.Tensor, layers, execution: Execution | None = None) -> dict:
+    """The outputs of the modules named ``layers`` when ``model`` runs on ``images``
+    (N, C, H, W), each flattened to (N, D) and cast to at least float32, on the model's
+    device, without a graph; the hooks are removed afterwards, whatever happens.
+
+    Runs the model itself, in the precision and layout ``execution`` says: compilation and
+    batch-norm folding run a copy whose modules are not the model's, so they do not apply.
+    A module that does not run, runs twice in one pass (a shared module) or gives something
+    other than a tensor is refused, naming it.
+    """
+    execution = execution or Execution()
+    modules = dict(model.named_modules())
+    outputs: dict[str, list] = {name: [] for name in layers}
+
+    def keep(name):
+        def hook(module, inputs, output):
+            outputs[name].append(output)
+        return hook
+
+    handles = []
+    try:
+        for name in layers:
+            handles.append(modules[name].register_forward_hook(keep(name)))
+        device = module_device(model)
+        with torch.no_grad(), execution.scope(device):
+            model(execution.layout(images.to(device)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    activations = {}
+    for name, seen in outputs.items():
+        if len(seen) != 1:
+            raise ValueError(f"layer {name!r} ran {len(seen)} times in one forward pass; measure a module that "
+                             "runs exactly once (not a shared or unused one)")
+        if not isinstance(seen[0], torch.Tensor):
+            raise ValueError(f"layer {name!r} gives a {type(seen[0]).__name__}, not a tensor: choose a module "
+                             "whose output is one tensor")
+        output = seen[0].flatten(1)
+        activations[name] = output.to(torch.promote_types(output.dtype, torch.float32))
+    return activations
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Linear centred kernel alignment of two representations of the same N examples
+    (Kornblith, Norouzi, Lee and Hinton, "Similarity of Neural Network Representations
+    Revisited", ICML 2019): with X, Y the (N, D) flattened, column-centred features,
+    ``<XX^T, YY^T>_F / (||XX^T||_F ||YY^T||_F)``, which equals
+    ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)``. In [0, 1]; 1 for representations equal
+    up to an orthogonal transform and an isotropic scaling. Computed in float64 through
+    the N x N Gram matrices (cheap for wide layers). Needs N >= 3: with two examples
+    the centred Gram matrices are always proportional and CKA is 1. NaN when every
+    example has the same representation in x or y."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"CKA compares representations of the same examples: got {x.shape[0]} and {y.shape[0]}")
+    if x.shape[0] < 3:
+        raise ValueError(f"linear CKA needs at least 3 examples (with 2 it is always 1); got {x.shape[0]}")
+    grams = []
+    for features in (x, y):
+        features = features.flatten(1).double()
+        features = features - features.mean(0)
+        grams.append(features @ features.T)
+    return (grams[0] * grams[1]).sum() / (grams[0].norm() * grams[1].norm())
+
+
+@dataclass(frozen=True)
+class LayerSimilarity:
+    """Similarity of each layer's representation of each recorded iterate to its
+    representation of the source and of the target.
+
+    Rows are ``layers``: ``"pixels"`` (the images themselves) then the modules in the order
+    given (for the default layers, the order they run); columns are ``iterations``.
+    ``to_source[b, l, r]``: cosine of the flattened activations of layer l at iterate r of
+    path b and at that path's source (0 where either is all zeros); ``to_target`` likewise
+    with its target. ``cka_to_source[l, r]``: linear CKA (:func:`linear_cka`) between the B
+    iterates' and the B sources' activations; None for fewer than 3 paths.
+    ``provenance``: what produced it (:func:`blindspots_nb.tools.provenance.record`).
+    """
+
+    layers: tuple[str, ...]
+    iterations: tuple[int, ...]
+    to_source: torch.Tensor               # (B, L, R) float64
+    to_target: torch.Tensor               # (B, L, R) float64
+    cka_to_source: torch.Tensor | None    # (L, R) float64
+    cka_to_target: torch.Tensor | None    # (L, R) float64
+    provenance: dict
+
+    def similarities(self, measure: str = "cosine", index: int | None = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(to source, to target), each (L, R): the cosine of path ``index`` (None: the mean
+        over the paths), or the CKA over the batch (``measure="cka"``; ``index`` unused)."""
+        if measure not in MEASURES:
+            raise ValueError(f"measure must be one of {', '.join(map(repr, MEASURES))}, not {measure!r}")
+        if measure == "cka":
+            if self.cka_to_source is None:
+                raise ValueError(f"CKA over the batch needs at least 3 paths; this result has {len(self.to_source)}")
+            return self.cka_to_source, self.cka_to_target
+        if index is None:
+            return self.to_source.mean(0), self.to_target.mean(0)
+        if not -len(self.to_source) <= index < len(self.to_source):
+            raise IndexError(f"path {index} is outside the result's {len(self.to_source)} paths")
+        return self.to_source[index], self.to_target[index]
+
+    def rows(self) -> list[dict]:
+        """One row per (path, layer, iteration) for a CSV: the cosine of each path, then
+        the CKA over the batch (path ``"batch"``) where there is one."""
+        rows = []
+        paths = [(str(b), "cosine", b) for b in range(len(self.to_source))]
+        paths += [("batch", "cka", None)] if self.cka_to_source is not None else []
+        for path, measure, index in paths:
+            to_source, to_target = self.similarities(measure, index)
+            for depth, layer in enumerate(self.layers):
+                for column, iteration in enumerate(self.iterations):
+                    rows.append({"path": path, "measure": measure, "depth": depth, "layer": layer,
+                                 "iteration": iteration, "to_source": float(to_source[depth, column]),
+                                 "to_target": float(to_target[depth, column])})
+        return rows
+
+
+def _cosine(activations: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Cosine of each row of (K, B, D) ``activations`` with row b of (B, D) ``reference``, (K, B)."""
+    return F.cosine_similarity(activations.double(), reference.double()[None], dim=-1, eps=1e-300)
+
+
+def layer_similarity(model, iterates: torch.Tensor, sources: torch.Tensor, targets: torch.Tensor, layers=None,
+                     iterations=None, points_per_pass: int | None = None, execution: Execution | None = None,
+                     progress: bool = False, **record) -> LayerSimilarity:
+    """Similarity of each layer's representation of each iterate to the source's and the
+    target's (:class:`LayerSimilarity`).
+
+    ``iterates``: (R, B, C, H, W), R recorded points of B paths (e.g. a traversal's
+    ``history.images``); ``sources``, ``targets``: (B, C, H, W), the ends of each path;
+    ``layers``: module names (:func:`available_layers`; default :func:`default_layers`);
+    ``iterations``: the R column labels (default 0 .. R-1). Whole iterates (all B paths)
+    run together, as many per forward pass as fit in ``points_per_pass`` images (default
+    :func:`~blindspots_nb.analysis.geometry.default_points_per_pass`), as ``execution`` says
+    (:func:`layer_activations`). ``record``: more provenance (e.g. ``config=`` the LST
+    configuration, ``data=`` the image source).
+    """
+    if iterates.dim() != 5:
+        raise ValueError(f"iterates must be (R, B, C, H, W), R recorded points of B paths; got {tuple(iterates.shape)}")
+    for name, ends in (("sources", sources), ("targets", targets)):
+        if tuple(ends.shape) != tuple(iterates.shape[1:]):
+            raise ValueError(f"{name} must be one image per path, {tuple(iterates.shape[1:])}; got {tuple(ends.shape)}")
+        check_images(name, ends)
+    check_images("iterates", iterates)
+    iterations = tuple(int(i) for i in (range(len(iterates)) if iterations is None else iterations))
+    if len(iterations) != len(iterates):
+        raise ValueError(f"need one iteration per recorded point: {len(iterates)} points, {len(iterations)} iterations")
+    layers = _check_layers(model, layers)
+    execution = dataclasses.replace(execution or Execution(), compile=False, fold_batchnorm=False)
+    device, paths = module_device(model), iterates.shape[1]
+    ends = layer_activations(model, torch.cat([sources, targets]), layers, execution)
+    ends = {PIXELS: torch.cat([sources, targets]).flatten(1).to(device), **ends}
+    per_pass = max(1, (points_per_pass or default_points_per_pass(iterates.shape[2:], device)) // paths)
+    measured = {key: [] for key in ("to_source", "to_target", "cka_to_source", "cka_to_target")}
+    for chunk in tqdm(iterates.split(per_pass), desc="layer similarity", disable=not progress, leave=False):
+        images = chunk.flatten(0, 1).to(device)
+        activations = {PIXELS: images.flatten(1), **layer_activations(model, images, layers, execution)}
+        cosines, ckas = {"to_source": [], "to_target": []}, {"cka_to_source": [], "cka_to_target": []}
+        for name, flat in activations.items():
+            flat = flat.view(len(chunk), paths, -1)
+            for side, reference in (("source", ends[name][:paths]), ("target", ends[name][paths:])):
+                cosines[f"to_{side}"].append(_cosine(flat, reference))
+                if paths >= 3:
+                    ckas[f"cka_to_{side}"].append(torch.stack([linear_cka(point, reference) for point in flat]))
+        for key, values in (*cosines.items(), *ckas.items()):
+            if values:
+                measured[key].append(torch.stack(values).cpu())  # (L, K, B) cosines, (L, K) CKA
+    to_source, to_target = (torch.cat(measured[key], 1).permute(2, 0, 1) for key in ("to_source", "to_target"))
+    cka = [torch.cat(measured[key], 1) if measured[key] else None for key in ("cka_to_source", "cka_to_target")]
+    record = provenance.record(model, device=device, layers=[PIXELS, *layers], execution=execution.to_dict(),
+                               paths=paths, measures="cosine of flattened activations per path; linear CKA over "
+                               "the batch of paths (Kornblith et al. 2019)", **record)
+    return LayerSimilarity((PIXELS, *layers), iterations, to_source.contiguous(), to_target.contiguous(),
+                           *cka, provenance=record)
+
+
+def traversal_layer_similarity(model, traversal, layers=None, sources: torch.Tensor | None = None,
+                               targets: torch.Tensor | None = None, points_per_pass: int | None = None,
+                               execution: Execution | None = None, progress: bool = False,
+                               **record) -> LayerSimilarity:
+    """:func:`layer_similarity` along the iterates a traversal recorded (every
+    ``record_every`` iterations; run it with ``LSTConfig(record_images=True)``).
+
+    ``traversal``: a :class:`~blindspots_nb.lst.Traversal`, or an ``LSTResult`` with the
+    ``sources`` and ``targets`` it ran from and towards (an ``LSTResult`` keeps neither).
+    Its LST configuration goes into the provenance.
+    """
+    history = getattr(traversal, "history", None)
+    if history is None or not hasattr(traversal, "config"):
+        raise TypeError(f"need a Traversal or an LSTResult, got {type(traversal).__name__}")
+    if not history.images:
+        raise ValueError("the traversal did not record its images: run it with LSTConfig(record_images=True)")
+    sources = getattr(traversal, "sources", None) if sources is None else sources
+    targets = getattr(traversal, "targets", None) if targets is None else targets
+    if sources is None or targets is None:
+        raise ValueError("an LSTResult keeps neither its sources nor its targets: pass sources= and targets=, "
+                         "the (B, C, H, W) images it ran from and towards")
+    record.setdefault("config", traversal.config)
+    return layer_similarity(model, torch.stack(history.images), sources.cpu(), targets.cpu(), layers,
+                            history.iteration, points_per_pass, execution, progress, **record)
+
+
+@dataclass(frozen=True)
+class Disappearance:
+    """Where the target disappears, per path (one entry for the batch under CKA).
+
+    ``depth[b]``: the row of :attr:`LayerSimilarity.layers` (0 = pixels) given by
+    :func:`disappearance`, None where there is none; ``layer[b]``: its name;
+    ``regained[b]``: whether some deeper row is again nearer the target than the source.
+    """
+
+    measure: str
+    iteration: int
+    depth: tuple[int | None, ...]
+    layer: tuple[str | None, ...]
+    regained: tuple[bool, ...]
+
+
+def first_below(to_source: torch.Tensor, to_target: torch.Tensor) -> tuple[int | None, bool]:
+    """For one column of similarities (L,): the first row at which the similarity to the
+    target is below the similarity to the source (None if none), and whether a deeper
+    row is again at least as near the target."""
+    below = (to_target < to_source).tolist()
+    if True not in below:
+        return None, False
+    depth = below.index(True)
+    return depth, not all(below[depth:])
+
+
+def disappearance(result: LayerSimilarity, measure: str = "cosine", iteration: int = -1) -> Disappearance:
+    """At which depth the network stops seeing the target that the pixels show.
+
+    For each path b (under ``measure="cka"``: once, for the batch) and the recorded
+    iterate x in column ``iteration`` of ``result`` (default -1: the last, the blind spot),
+    the depth is the smallest row index l of ``result.layers`` (0 = the pixels, then the
+    layers in the order measured) with sim(f_l(x), f_l(target)) < sim(f_l(x), f_l(source)):
+    the first representation in which x is nearer its source than its target. None when
+    there is no such row: x stays nearer its target at every layer measured. Depth 0
+    means that already the pixels are nearer the source. ``regained`` flags a path whose
+    similarity to the target rises above its similarity to the source again deeper down.
+    """
+    if not -len(result.iterations) <= iteration < len(result.iterations):
+        raise IndexError(f"column {iteration} is outside the {len(result.iterations)} recorded iterations")
+    indices = [None] if measure == "cka" else range(len(result.to_source))
+    found = [first_below(*(values[:, iteration] for values in result.similarities(measure, index)))
+             for index in indices]
+    depth = tuple(d for d, _ in found)
+    return Disappearance(measure, result.iterations[iteration], depth,
+                         tuple(None if d is None else result.layers[d] for d in depth),
+                         tuple(regained for _, regained in found))
