@@ -29,6 +29,8 @@ from ..tools.tensors import check_images, module_device
 
 PIXELS = "pixels"  # row 0 of every result: the images themselves, before the model
 MEASURES = ("cosine", "cka")
+# modules whose output is their input, reshaped at most (in eval mode): not measured by default
+_UNCHANGING = (torch.nn.Flatten, torch.nn.Identity, torch.nn.Dropout)
 
 
 def available_layers(model) -> list[str]:
@@ -40,17 +42,17 @@ def available_layers(model) -> list[str]:
 def default_layers(model) -> list[str]:
     """The layers measured unless chosen: the children of the network (of ``model.net`` for
     a :class:`~blindspots_nb.models.Classifier`, whose own forward only normalises), each
-    ``nn.Sequential`` child replaced by its own children. For the FONTS CNN: the nine
-    conv/ReLU/pool modules of ``features`` and the four of ``head``; for timm's
-    EfficientNet: the stem, each of the seven stages of ``blocks``, the head and the
+    ``nn.Sequential`` child replaced by its own children, leaving out the modules that do
+    not change a representation (``Flatten``, ``Identity``, ``Dropout``: their rows would
+    repeat the one before). For the FONTS CNN: the nine conv/ReLU/pool modules of
+    ``features`` and the three linear/ReLU modules of ``head``; for timm's EfficientNet:
+    the stem, each of the seven stages of ``blocks``, the head, the pooling and the
     classifier."""
     net, prefix = (model.net, "net.") if isinstance(getattr(model, "net", None), torch.nn.Module) else (model, "")
     names = []
     for name, child in net.named_children():
-        if isinstance(child, torch.nn.Sequential) and len(child):
-            names += [f"{prefix}{name}.{inner}" for inner, _ in child.named_children()]
-        else:
-            names.append(prefix + name)
+        inner = child.named_children() if isinstance(child, torch.nn.Sequential) and len(child) else [("", child)]
+        names += [f"{prefix}{name}.{part}".rstrip(".") for part, module in inner if not isinstance(module, _UNCHANGING)]
     if not names:
         raise ValueError(f"{type(model).__name__} has no submodules to measure: pass layers= (its modules: none)")
     return names

@@ -30,8 +30,9 @@ def layer_similarity_figure(result, index: int | None = 0, measure: str = "cosin
     fig = make_subplots(rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.03,
                         subplot_titles=[f"{measure} {name}" for name in names[:2]] + [names[2]])
     bound = max(float(difference.abs().max()), 1e-12)
+    low = min(0.0, float(to_source.min()), float(to_target.min()))  # cosines of logits can be negative
     for column, values in enumerate((to_source, to_target)):
-        fig.add_trace(go.Heatmap(z=values.numpy(), x=iterations, y=layers, zmin=0, zmax=1, colorscale="Viridis",
+        fig.add_trace(go.Heatmap(z=values.numpy(), x=iterations, y=layers, zmin=low, zmax=1, colorscale="Viridis",
                                  colorbar={"x": 1.0, "len": 0.9, "thickness": 12, "title": measure},
                                  showscale=column == 0,
                                  hovertemplate="layer %{y}<br>iteration %{x}<br>%{z:.3f}<extra></extra>"),
