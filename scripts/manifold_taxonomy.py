@@ -1,0 +1,290 @@
+"""On or off the FONTS manifold: regular, on-manifold and invalid adversarial examples, and blind spots.
+
+The FONTS generator (font x letter x affine transform) makes every glyph, so each
+letter's manifold is known (:mod:`blindspots_nb.analysis.manifold`). This script
+
+1. validates the projection onto it on the first ``--validation`` test glyphs (known
+   parameters): RMSE of each clean glyph to its own and to the other letters' manifolds,
+   the oracle's accuracy, a glyph plus Gaussian noise (``--noise``) projected back onto
+   its letter, and the own-letter distance as the atlas' ``starts`` per font grows;
+2. runs the tables' protocol (pool rule, derangements, LST with the paper's
+   hyperparameters) on ``fonts:test`` for ``fonts_cnn`` and ``fonts_cnn_at`` into
+   ``OUT/protocol`` (``--per-class`` sources per letter, ``--rounds`` targets each);
+3. on those sources, per model: PGD (l_inf 0.2, the FONTS threat model) and AutoAttack on
+   the first ``--autoattack`` sources, each judged by the oracle (distance to the source
+   letter's and the predicted letter's manifolds); on-manifold adversarial examples
+   (renderings of the source letter searched over transforms in the dataset's ranges and
+   over fonts); the blind spots, judged against their source and target letters.
+
+Every piece is a file of ``OUT`` (CSV rows, JSON summaries, ``run.json`` with what
+produced them); a rerun with the same settings skips finished pieces, other settings are
+refused. Prints the taxonomy table (Markdown) and writes it to ``OUT/taxonomy.md``::
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/manifold_taxonomy.py --out-dir results/manifold
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm.std import tqdm
+
+from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
+from blindspots_nb.analysis.manifold import GlyphManifold, dataset_glyphs, rmse
+from blindspots_nb.analysis.taxonomy import judge, on_manifold_attack, summarize
+from blindspots_nb.data.fonts import GlyphRenderer
+from blindspots_nb.data.sources import FONTS_GLYPHS
+from blindspots_nb.lst import LSTConfig
+from blindspots_nb.models import load_model, predict
+from blindspots_nb.protocol import run as protocol
+from blindspots_nb.protocol.experiment import Experiment
+from blindspots_nb.protocol.store import RunStore, csv_text
+from blindspots_nb.tools import atomic, provenance
+
+MODELS = ("fonts_cnn", "fonts_cnn_at")
+SETTINGS = "settings.json"
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out-dir", required=True, help="results folder (made if missing; a rerun resumes it)")
+    parser.add_argument("--per-class", type=int, default=5, help="protocol sources per letter (default 5: 50)")
+    parser.add_argument("--rounds", type=int, default=2, help="LST targets per source (default 2)")
+    parser.add_argument("--iterations", type=int, default=LSTConfig().iterations, help="LST iterations (paper 400)")
+    parser.add_argument("--pgd-steps", type=int, default=20)
+    parser.add_argument("--autoattack", type=int, default=20, help="sources also attacked by AutoAttack (0: none)")
+    parser.add_argument("--on-manifold-steps", type=int, default=20, help="Adam steps per font of the on-manifold search")
+    parser.add_argument("--validation", type=int, default=50, help="test glyphs of the projection's validation")
+    parser.add_argument("--noise", type=float, default=0.05, help="std of the validation's Gaussian noise")
+    parser.add_argument("--starts", type=int, default=64, help="atlas transforms per letter and font")
+    parser.add_argument("--keep", type=int, default=16, help="atlas renderings descended per letter")
+    parser.add_argument("--refine", type=int, default=2, help="of which descended to the end")
+    parser.add_argument("--steps", type=int, default=60, help="Adam steps of the projection")
+    parser.add_argument("--shortlist", type=int, default=3, help="letters nearest at screening the oracle descends")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+class Results:
+    """The output folder: settings checked on resume, pieces written whole, each once."""
+
+    def __init__(self, folder: Path, settings: dict):
+        self.folder = atomic.check_folder(folder, "--out-dir")
+        path = self.folder / SETTINGS
+        if path.exists():
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if stored != settings:
+                changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
+                raise SystemExit(f"{folder} holds results of other settings ({', '.join(changed)} differ): "
+                                 "use another --out-dir")
+        elif self.folder.exists() and any(self.folder.iterdir()):
+            raise SystemExit(f"{folder} is not empty and holds no {SETTINGS}: name a new or empty folder")
+        else:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic.write_json(path, settings)
+
+    def piece(self, name: str, compute) -> dict:
+        """The stored piece ``name`` (JSON), or ``compute()``'s, written whole, once."""
+        path = self.folder / f"{name}.json"
+        if path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+        value = compute()
+        if "rows" in value:
+            atomic.write_text(path.with_suffix(".csv"), csv_text(value["rows"]))
+        atomic.write_json(path, value)
+        return value
+
+
+def validation(manifold, renderer, args, search) -> dict:
+    """The projection checked on test glyphs of known parameters."""
+    glyphs = dataset_glyphs("test", FONTS_GLYPHS, args.seed, renderer, range(args.validation))
+    images, letters = glyphs["images"], glyphs["letters"]
+    everything = manifold.project(images, **search)  # all ten letters
+    own, font, transform = everything.to(letters)
+    others = everything.distance.clone()
+    others[torch.arange(len(letters)), letters] = float("inf")
+    generator = torch.Generator().manual_seed(args.seed)
+    noisy = (images + args.noise * torch.randn(images.shape, generator=generator)).clamp(0, 1)
+    back = manifold.oracle(noisy, include=letters[:, None], shortlist=args.shortlist, **search)
+    back_distance, back_font, back_transform = back.to(letters)
+    recovered = rmse(manifold.render(back_font, letters, back_transform), images)  # the found rendering vs the clean glyph
+    by_starts = {}
+    for starts in (4, 16, args.starts):
+        smaller = GlyphManifold(renderer, starts=starts, seed=args.seed)
+        by_starts[starts] = smaller.project(images, letters[:, None], **search).distance[:, 0]
+    rows = [{"glyph": i, "letter": int(letters[i]), "font": renderer.font_names[int(glyphs["fonts"][i])],
+             "own_distance": float(own[i]), "nearest_other_distance": float(others[i].min()),
+             "oracle": int(everything.label[i]), "found_font": renderer.font_names[int(font[i])],
+             "transform_error": float((transform[i] - glyphs["transforms"][i]).abs().max()),
+             "noise_rmse": float(rmse(noisy[i:i + 1], images[i:i + 1])), "noisy_own_distance": float(back_distance[i]),
+             "noisy_oracle": int(back.label[i]), "noisy_recovered_rmse": float(recovered[i]),
+             **{f"own_distance_starts{s}": float(d[i]) for s, d in by_starts.items()}}
+            for i in range(len(letters))]
+    return {"rows": rows, "summary": {
+        "n": len(rows), "oracle_accuracy": float((everything.label == letters).float().mean()),
+        "own_distance_quantiles": quantiles(own), "nearest_other_distance_quantiles": quantiles(others.amin(1)),
+        "separated": float((own < others.amin(1)).float().mean()),
+        "noise_rmse_median": float(rmse(noisy, images).median()),
+        "noisy_own_distance_quantiles": quantiles(back_distance),
+        "noisy_oracle_accuracy": float((back.label == letters).float().mean()),
+        "noisy_recovered_rmse_quantiles": quantiles(recovered),
+        "own_distance_median_by_starts": {s: float(d.median()) for s, d in by_starts.items()},
+        "own_distance_below_0.02_by_starts": {s: float((d < 0.02).float().mean()) for s, d in by_starts.items()}}}
+
+
+def quantiles(values: torch.Tensor) -> dict:
+    q = torch.quantile(values.double(), torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64))
+    return dict(zip(("min", "q10", "median", "q90", "max"), (round(float(v), 5) for v in q)))
+
+
+def judged(manifold, images, sources, others, extra: list[dict], args, search) -> dict:
+    rows = judge(manifold, images, sources, others, shortlist=args.shortlist, **search)
+    rows = [{**more, **row} for more, row in zip(extra, rows)]
+    return {"rows": rows}
+
+
+def main(argv=None):
+    args = parse(argv)
+    torch.manual_seed(args.seed)
+    command = shlex.join(["python", "scripts/manifold_taxonomy.py", *(sys.argv[1:] if argv is None else argv)])
+    settings = {key: value for key, value in vars(args).items() if key != "out_dir"}
+    results = Results(Path(args.out_dir), settings)
+    renderer = GlyphRenderer()
+    manifold = GlyphManifold(renderer, starts=args.starts, seed=args.seed)
+    search = {"keep": args.keep, "refine": args.refine, "steps": args.steps}
+    started = time.time()
+
+    check = results.piece("validation", lambda: validation(manifold, renderer, args, search))["summary"]
+
+    experiment = Experiment("fonts:test", MODELS, LSTConfig(iterations=args.iterations), per_class=args.per_class,
+                            rounds=args.rounds, seed=args.seed, name="fonts",
+                            note="manifold taxonomy: the tables' protocol on FONTS test glyphs")
+    store = RunStore(results.folder / "protocol")
+    store.check_folder()
+    with store.hold():
+        store.begin([experiment], weights=protocol.weights_identity([experiment], {}))
+        pool = protocol.prepare(experiment, store)
+        for name in MODELS:
+            protocol.run_model(experiment, name, store)
+    models = {name: load_model(name, device="cpu") for name in MODELS}
+    sources = protocol.pool_images(experiment, pool, models[MODELS[0]])
+    labels = torch.tensor(pool["labels"])
+    generated = dataset_glyphs("test", FONTS_GLYPHS, experiment.seed, renderer, pool["indices"])
+    if not torch.allclose(generated["images"], sources, atol=1e-6):
+        raise SystemExit("the pool's glyphs are not the renderer's: fonts_dataset and GlyphRenderer disagree")
+    summaries = {"sources": summarize(judged(manifold, sources, labels, labels, [{}] * len(labels), args,
+                                             search)["rows"])}
+    for name, model in tqdm(models.items(), desc="models"):
+        threat = threat_model(model)
+
+        def regular(attack, count):
+            adversarial = attack(model, sources[:count], labels[:count])
+            predicted = predict(model, adversarial)[0]
+            extra = [{"source": i, "fooled": int(p != y), "predicted": int(p),
+                      "linf": float((a - s).abs().max())}
+                     for i, (p, y, a, s) in enumerate(zip(predicted, labels, adversarial, sources))]
+            return judged(manifold, adversarial, labels[:count], predicted, extra, args, search)
+
+        pieces = {
+            "pgd": lambda: regular(lambda m, x, y: pgd(m, x, y, threat.radius, steps=args.pgd_steps, seed=args.seed),
+                                   len(labels)),
+            "autoattack": lambda: regular(lambda m, x, y: autoattack(m, x, y, threat.radius, seed=args.seed),
+                                          min(args.autoattack, len(labels))) if args.autoattack else {"rows": []},
+            "on_manifold": lambda: on_manifold_rows(model, renderer, generated, labels, args),
+            "lst": lambda: blind_spot_rows(store, experiment, name, pool, manifold, args, search),
+        }
+        for kind, compute in pieces.items():
+            rows = results.piece(f"{name}_{kind}", compute)["rows"]
+            summaries[f"{name} {kind}"] = summary_of(kind, rows)
+    table = taxonomy_table(summaries, check)
+    record = provenance.record(config=settings, device="cpu", command=command, models={
+        name: provenance.model_info(model) for name, model in models.items()},
+        manifold=manifold.settings(), threat_model=str(threat_model(models[MODELS[0]])),
+        lst=experiment.lst.to_dict(), data=f"fonts:test ({FONTS_GLYPHS} glyphs, seed {experiment.seed})", seconds=round(time.time() - started, 1))
+    atomic.write_text(results.folder / "taxonomy.md", f"command: `{command}`\n\n{table}\n")
+    atomic.write_json(results.folder / "summaries.json", summaries)
+    atomic.write_json(results.folder / "run.json", record)
+    print(f"command: {command}\n")
+    print(table)
+    print(f"\nvalidation: {json.dumps(check)}")
+    print(f"\n{provenance.caption(config={'starts': args.starts, 'keep': args.keep, 'steps': args.steps})}")
+
+
+def on_manifold_rows(model, renderer, generated, labels, args) -> dict:
+    found = on_manifold_attack(model, renderer, labels, generated["fonts"], generated["transforms"],
+                               steps=args.on_manifold_steps)
+    names = renderer.font_names
+    rows = [{"source": i, "source_letter": int(labels[i]), "fooled": int(found.fooled[i]),
+             "fooled_own_font": int(found.fooled_own_font[i]), "predicted": int(found.predicted[i]),
+             "font_source": names[int(generated["fonts"][i])], "font_found": names[int(found.font[i])],
+             "margin": float(found.margin[i]), "transform_change": float(found.change[i]),
+             **{f"found_{k}": float(v) for k, v in zip(("angle", "scale", "shear", "shift_x", "shift_y"),
+                                                        found.transform[i].tolist())}}
+            for i in range(len(labels))]
+    return {"rows": rows}
+
+
+def blind_spot_rows(store, experiment, name, pool, manifold, args, search) -> dict:
+    batches = protocol.source_batches(len(pool["labels"]), experiment.batch_size)
+    spots, extra = [], []
+    for b, sources in enumerate(batches):
+        for r in range(experiment.rounds):
+            spots.append(store.blind_spots(experiment, name, b, r))
+            extra += [{"source": s, "round": r, "target": pool["targets"][r][s]} for s in sources]
+    images = torch.cat(spots).float()
+    labels = torch.tensor([pool["labels"][row["source"]] for row in extra])
+    targets = torch.tensor([pool["labels"][row["target"]] for row in extra])
+    return judged(manifold, images, labels, targets, extra, args, search)
+
+
+def summary_of(kind: str, rows: list[dict]) -> dict:
+    """The verdicts over the examples that count: regular ones that fool the model, blind
+    spots whose target is another letter; the on-manifold search's success rates."""
+    if kind == "on_manifold":
+        n = len(rows)
+        return {"n": n, "fooled": sum(r["fooled"] for r in rows) / n,
+                "fooled_own_font": sum(r["fooled_own_font"] for r in rows) / n,
+                "median_transform_change": float(torch.tensor([r["transform_change"] for r in rows if r["fooled"]]
+                                                              or [float("nan")]).median())}
+    counted = [r for r in rows if (int(r["fooled"]) if "fooled" in r else r["source_letter"] != r["other_letter"])]
+    return {"attempts": len(rows), "fooled": len(counted) / len(rows) if rows else 0.0, **summarize(counted)}
+
+
+def taxonomy_table(summaries: dict, check: dict) -> str:
+    """The Markdown table of the taxonomy."""
+    percent = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+    number = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = ["| model | kind | n (of tried) | RMSE to source letter | RMSE to other letter | oracle: source | "
+             "oracle: other | oracle: neither |", "|---|---|---|---|---|---|---|---|"]
+    clean = summaries["sources"]
+    lines.append(f"| - | clean sources | {clean['n']} | {number(clean['median_distance_source'])} | - | "
+                 f"{percent(clean['oracle_source'])} | - | {percent(clean['oracle_neither'])} |")
+    for key, s in summaries.items():
+        if key == "sources":
+            continue
+        model, kind = key.split(" ")
+        if kind == "on_manifold":
+            lines.append(f"| {model} | on-manifold (fooled; own font) | {s['n']} | 0 (a rendering) | - | "
+                         f"{percent(s['fooled'])}; {percent(s['fooled_own_font'])} | - | - |")
+            continue
+        n = s.get("n", 0)
+        other = {"lst": "target", "pgd": "predicted", "autoattack": "predicted"}[kind]
+        lines.append(f"| {model} | {kind} (other = {other}) | {n} ({s['attempts']}) | "
+                     f"{number(s.get('median_distance_source'))} | {number(s.get('median_distance_other'))} | "
+                     f"{percent(s.get('oracle_source'))} | {percent(s.get('oracle_other'))} | "
+                     f"{percent(s.get('oracle_neither'))} |")
+    lines.append(f"\nRMSE: medians. Projection: oracle accuracy {percent(check['oracle_accuracy'])} on "
+                 f"{check['n']} clean test glyphs; own-letter RMSE median "
+                 f"{check['own_distance_quantiles']['median']:.4f}, nearest other letter "
+                 f"{check['nearest_other_distance_quantiles']['median']:.4f}.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
