@@ -103,10 +103,36 @@ def test_linear_cka_is_invariant_to_orthogonal_maps_and_isotropic_scaling_and_1_
     assert float(linear_cka(x * torch.linspace(0.1, 10, 8, dtype=torch.float64), y)) != pytest.approx(base, abs=1e-3)
     # images (N, C, H, W) are flattened
     assert float(linear_cka(x.view(20, 2, 2, 2), y)) == pytest.approx(base, abs=1e-12)
-    with pytest.raises(ValueError, match="at least 3 examples"):
+    with pytest.raises(ValueError, match="linear CKA needs at least 3 examples"):
         linear_cka(x[:2], y[:2])
     with pytest.raises(ValueError, match="same examples"):
         linear_cka(x, y[:5])
+
+
+def test_debiased_cka_is_about_0_for_independent_representations_and_keeps_the_invariances():
+    generator = torch.Generator().manual_seed(0)
+    x, y = (torch.randn(2, 10, 2000, generator=generator, dtype=torch.float64))
+    # the plain estimator is near 1 for 10 independent examples in 2000 dimensions, the debiased one near 0
+    assert float(linear_cka(x, y)) > 0.99
+    assert abs(float(linear_cka(x, y, debiased=True))) < 0.1
+    assert float(linear_cka(x, x, debiased=True)) == pytest.approx(1.0, abs=1e-12)
+    mixed = x + 0.5 * y  # correlated with x, debiased CKA strictly between 0 and 1
+    base = float(linear_cka(mixed, x, debiased=True))
+    assert 0.5 < base < 0.95
+    scaled = 3.0 * mixed @ random_orthogonal(2000) + 1.0
+    assert float(linear_cka(scaled, x, debiased=True)) == pytest.approx(base, abs=1e-10)
+    # Song et al.'s unbiased HSIC, written out as its U-statistic form on the raw Gram matrices
+    def unbiased_hsic(a, b):
+        k, l = a @ a.T, b @ b.T
+        k.fill_diagonal_(0)
+        l.fill_diagonal_(0)
+        n, ones = len(k), torch.ones(len(k), dtype=torch.float64)
+        return (torch.trace(k @ l) + (ones @ k @ ones) * (ones @ l @ ones) / ((n - 1) * (n - 2))
+                - 2 / (n - 2) * (ones @ k @ l @ ones)) / (n * (n - 3))
+    expected = unbiased_hsic(mixed, x) / (unbiased_hsic(mixed, mixed) * unbiased_hsic(x, x)).sqrt()
+    assert base == pytest.approx(float(expected), abs=1e-10)
+    with pytest.raises(ValueError, match="debiased CKA needs at least 4 examples"):
+        linear_cka(x[:3], y[:3], debiased=True)
 
 
 def no_hooks(model):
@@ -162,7 +188,7 @@ def test_default_layers_look_inside_a_classifier_and_expand_sequentials():
 def test_along_a_real_traversal_the_last_column_is_the_blind_spots_own_activations():
     torch.manual_seed(0)
     model = make_tiny_cnn(channels=1)
-    sources, targets = torch.rand(3, 1, 16, 16), torch.rand(3, 1, 16, 16)
+    sources, targets = torch.rand(4, 1, 16, 16), torch.rand(4, 1, 16, 16)
     labels = predict(model, sources)[0]
     traversal = Traversal(model, sources, labels, targets,
                           LSTConfig(iterations=6, record_every=2, record_images=True, step_size=0.2)).run()
@@ -174,15 +200,17 @@ def test_along_a_real_traversal_the_last_column_is_the_blind_spots_own_activatio
         prefix = model[:end]
         with torch.no_grad():
             at_blind_spots, at_targets, at_sources = prefix(blind_spots), prefix(targets), prefix(sources)
-        for b in range(3):
+        for b in range(4):
             assert result.to_target[b, row, -1] == pytest.approx(plain_cosine(at_blind_spots[b], at_targets[b]), abs=1e-6)
             assert result.to_source[b, row, -1] == pytest.approx(plain_cosine(at_blind_spots[b], at_sources[b]), abs=1e-6)
         expected = linear_cka(at_blind_spots, at_targets)
         assert float(result.cka_to_target[row, -1]) == pytest.approx(float(expected), abs=1e-6)
+        expected = linear_cka(at_blind_spots, at_sources, debiased=True)
+        assert float(result.debiased_cka_to_source[row, -1]) == pytest.approx(float(expected), abs=1e-6)
     # an LSTResult keeps neither sources nor targets: they must be given, and give the same numbers
     with pytest.raises(ValueError, match="pass sources= and targets="):
         traversal_layer_similarity(model, traversal.result(), layers=["1", "3", "5"])
-    again = traversal_layer_similarity(model, traversal.result(), ["1", "3", "5"], sources, targets, points_per_pass=3)
+    again = traversal_layer_similarity(model, traversal.result(), ["1", "3", "5"], sources, targets, points_per_pass=5)
     torch.testing.assert_close(again.to_target, result.to_target)
     torch.testing.assert_close(again.cka_to_source, result.cka_to_source)
 
@@ -200,7 +228,7 @@ def test_execution_precision_and_layout_give_the_same_similarities_within_roundi
 
 def similarity(to_source, to_target, iterations=(0, 5)):
     to_source, to_target = torch.tensor(to_source, dtype=torch.float64), torch.tensor(to_target, dtype=torch.float64)
-    return LayerSimilarity((PIXELS, "a", "b", "c"), iterations, to_source, to_target, None, None, {})
+    return LayerSimilarity((PIXELS, "a", "b", "c"), iterations, to_source, to_target, None, None, None, None, {})
 
 
 def test_disappearance_is_the_first_row_nearer_the_source_at_the_last_iterate():
@@ -224,7 +252,7 @@ def test_rows_and_figure_hold_the_results_numbers():
     result = layer_similarity(model, torch.rand(3, 4, 1, 16, 16), torch.rand(4, 1, 16, 16), torch.rand(4, 1, 16, 16),
                               iterations=[0, 10, 20])
     rows = result.rows()
-    assert len(rows) == (4 + 1) * 6 * 3  # (4 paths + the batch) x (pixels + 5 default layers) x 3 iterations
+    assert len(rows) == (4 + 2) * 6 * 3  # (4 paths + 2 CKAs of the batch) x (pixels + 5 default layers) x 3 iterations
     row = next(r for r in rows if r["path"] == "2" and r["layer"] == "3" and r["iteration"] == 10)
     assert row["to_target"] == float(result.to_target[2, 4, 1]) and row["depth"] == 4
     figure = layer_similarity_figure(result, index=2, caption="made by a test")
@@ -237,3 +265,9 @@ def test_rows_and_figure_hold_the_results_numbers():
     assert "made by a test" in figure.layout.title.text
     cka = layer_similarity_figure(result, measure="cka")
     torch.testing.assert_close(torch.tensor(cka.data[1].z), result.cka_to_target)
+    debiased = layer_similarity_figure(result, measure="debiased-cka")
+    torch.testing.assert_close(torch.tensor(debiased.data[0].z), result.debiased_cka_to_source)
+    three = layer_similarity(model, torch.rand(2, 3, 1, 16, 16), torch.rand(3, 1, 16, 16), torch.rand(3, 1, 16, 16))
+    assert three.cka_to_source is not None and three.debiased_cka_to_source is None
+    with pytest.raises(ValueError, match="debiased-cka over the batch needs at least 4 paths; this result has 3"):
+        layer_similarity_figure(three, measure="debiased-cka")

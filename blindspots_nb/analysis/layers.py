@@ -28,7 +28,9 @@ from ..tools import provenance
 from ..tools.tensors import check_images, module_device
 
 PIXELS = "pixels"  # row 0 of every result: the images themselves, before the model
-MEASURES = ("cosine", "cka")
+# measures over the batch of paths: whether the HSIC estimator is unbiased, the fewest paths it needs
+BATCH_MEASURES = {"cka": (False, 3), "debiased-cka": (True, 4)}
+MEASURES = ("cosine", *BATCH_MEASURES)
 # modules whose output is their input, reshaped at most (in eval mode): not measured by default
 _UNCHANGING = (torch.nn.Flatten, torch.nn.Identity, torch.nn.Dropout)
 
@@ -114,26 +116,54 @@ def layer_activations(model, images: torch.Tensor, layers, execution: Execution 
     return activations
 
 
-def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def centred_gram(x: torch.Tensor) -> torch.Tensor:
+    """The N x N Gram matrix of the N examples of ``x`` (N, ...), flattened and
+    column-centred, in float64: the linear kernel CKA compares."""
+    features = x.flatten(1).double()
+    features = features - features.mean(0)
+    return features @ features.T
+
+
+def _hsic(k: torch.Tensor, l: torch.Tensor, debiased: bool) -> torch.Tensor:
+    """HSIC of two centred Gram matrices up to a constant factor: ``<K, L>_F``, or the
+    unbiased estimator of Song et al. (JMLR 2012), which sets the diagonals to zero."""
+    if not debiased:
+        return (k * l).sum()
+    n = len(k)
+    k, l = k - torch.diag(torch.diag(k)), l - torch.diag(torch.diag(l))
+    return ((k * l).sum() + k.sum() * l.sum() / ((n - 1) * (n - 2)) - 2 / (n - 2) * (k.sum(0) @ l.sum(0))) / (
+        n * (n - 3))
+
+
+def cka_of_grams(k: torch.Tensor, l: torch.Tensor, debiased: bool = False) -> torch.Tensor:
+    """CKA of two centred Gram matrices (:func:`centred_gram`), see :func:`linear_cka`."""
+    return _hsic(k, l, debiased) / (_hsic(k, k, debiased) * _hsic(l, l, debiased)).sqrt()
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor, debiased: bool = False) -> torch.Tensor:
     """Linear centred kernel alignment of two representations of the same N examples
     (Kornblith, Norouzi, Lee and Hinton, "Similarity of Neural Network Representations
     Revisited", ICML 2019): with X, Y the (N, D) flattened, column-centred features,
     ``<XX^T, YY^T>_F / (||XX^T||_F ||YY^T||_F)``, which equals
     ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)``. In [0, 1]; 1 for representations equal
     up to an orthogonal transform and an isotropic scaling. Computed in float64 through
-    the N x N Gram matrices (cheap for wide layers). Needs N >= 3: with two examples
-    the centred Gram matrices are always proportional and CKA is 1. NaN when every
-    example has the same representation in x or y."""
+    the N x N Gram matrices (cheap for wide layers). NaN when every example has the same
+    representation in x or y.
+
+    With few examples in many dimensions it is biased towards 1 (two independent Gaussian
+    representations of 10 examples in 2000 dimensions give about 0.995): ``debiased=True``
+    uses the unbiased HSIC estimator of Song et al. (JMLR 2012), as Nguyen, Raghu and
+    Kornblith (ICLR 2021) do, which is about 0 for independent representations, may be
+    negative, and needs N >= 4. The plain form needs N >= 3 (with two examples the
+    centred Gram matrices are always proportional and CKA is 1).
+    """
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"CKA compares representations of the same examples: got {x.shape[0]} and {y.shape[0]}")
-    if x.shape[0] < 3:
-        raise ValueError(f"linear CKA needs at least 3 examples (with 2 it is always 1); got {x.shape[0]}")
-    grams = []
-    for features in (x, y):
-        features = features.flatten(1).double()
-        features = features - features.mean(0)
-        grams.append(features @ features.T)
-    return (grams[0] * grams[1]).sum() / (grams[0].norm() * grams[1].norm())
+    fewest = 4 if debiased else 3
+    if x.shape[0] < fewest:
+        raise ValueError(f"{'debiased' if debiased else 'linear'} CKA needs at least {fewest} examples; "
+                         f"got {x.shape[0]}")
+    return cka_of_grams(centred_gram(x), centred_gram(y), debiased)
 
 
 @dataclass(frozen=True)
@@ -146,8 +176,9 @@ class LayerSimilarity:
     ``to_source[b, l, r]``: cosine of the flattened activations of layer l at iterate r of
     path b and at that path's source (0 where either is all zeros); ``to_target`` likewise
     with its target. ``cka_to_source[l, r]``: linear CKA (:func:`linear_cka`) between the B
-    iterates' and the B sources' activations; None for fewer than 3 paths.
-    ``provenance``: what produced it (:func:`blindspots_nb.tools.provenance.record`).
+    iterates' and the B sources' activations, None for fewer than 3 paths;
+    ``debiased_cka_to_source``: the same with the unbiased estimator
+    (``linear_cka(debiased=True)``), None for fewer than 4 paths. ``provenance``: what produced it (:func:`blindspots_nb.tools.provenance.record`).
     """
 
     layers: tuple[str, ...]
@@ -156,17 +187,22 @@ class LayerSimilarity:
     to_target: torch.Tensor               # (B, L, R) float64
     cka_to_source: torch.Tensor | None    # (L, R) float64
     cka_to_target: torch.Tensor | None    # (L, R) float64
+    debiased_cka_to_source: torch.Tensor | None  # (L, R) float64
+    debiased_cka_to_target: torch.Tensor | None  # (L, R) float64
     provenance: dict
 
     def similarities(self, measure: str = "cosine", index: int | None = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """(to source, to target), each (L, R): the cosine of path ``index`` (None: the mean
-        over the paths), or the CKA over the batch (``measure="cka"``; ``index`` unused)."""
+        over the paths), or the CKA over the batch (``measure="cka"`` or ``"debiased-cka"``;
+        ``index`` unused)."""
         if measure not in MEASURES:
             raise ValueError(f"measure must be one of {', '.join(map(repr, MEASURES))}, not {measure!r}")
-        if measure == "cka":
-            if self.cka_to_source is None:
-                raise ValueError(f"CKA over the batch needs at least 3 paths; this result has {len(self.to_source)}")
-            return self.cka_to_source, self.cka_to_target
+        if measure in BATCH_MEASURES:
+            field = measure.replace("-", "_")
+            if getattr(self, f"{field}_to_source") is None:
+                raise ValueError(f"{measure} over the batch needs at least {BATCH_MEASURES[measure][1]} paths; "
+                                 f"this result has {len(self.to_source)}")
+            return getattr(self, f"{field}_to_source"), getattr(self, f"{field}_to_target")
         if index is None:
             return self.to_source.mean(0), self.to_target.mean(0)
         if not -len(self.to_source) <= index < len(self.to_source):
@@ -175,10 +211,11 @@ class LayerSimilarity:
 
     def rows(self) -> list[dict]:
         """One row per (path, layer, iteration) for a CSV: the cosine of each path, then
-        the CKA over the batch (path ``"batch"``) where there is one."""
+        each CKA over the batch (path ``"batch"``) there is."""
         rows = []
         paths = [(str(b), "cosine", b) for b in range(len(self.to_source))]
-        paths += [("batch", "cka", None)] if self.cka_to_source is not None else []
+        paths += [("batch", measure, None) for measure, (_, fewest) in BATCH_MEASURES.items()
+                  if len(self.to_source) >= fewest]
         for path, measure, index in paths:
             to_source, to_target = self.similarities(measure, index)
             for depth, layer in enumerate(self.layers):
@@ -225,27 +262,33 @@ def layer_similarity(model, iterates: torch.Tensor, sources: torch.Tensor, targe
     ends = layer_activations(model, torch.cat([sources, targets]), layers, execution)
     ends = {PIXELS: torch.cat([sources, targets]).flatten(1).to(device), **ends}
     per_pass = max(1, (points_per_pass or default_points_per_pass(iterates.shape[2:], device)) // paths)
-    measured = {key: [] for key in ("to_source", "to_target", "cka_to_source", "cka_to_target")}
+    batch = {measure: debiased for measure, (debiased, fewest) in BATCH_MEASURES.items() if paths >= fewest}
+    grams = {name: (centred_gram(values[:paths]), centred_gram(values[paths:])) for name, values in ends.items()}
+    keys = [f"{prefix}to_{side}" for prefix in ("", *(f"{m.replace('-', '_')}_" for m in BATCH_MEASURES))
+            for side in ("source", "target")]
+    measured = {key: [] for key in keys}
     for chunk in tqdm(iterates.split(per_pass), desc="layer similarity", disable=not progress, leave=False):
         images = chunk.flatten(0, 1).to(device)
         activations = {PIXELS: images.flatten(1), **layer_activations(model, images, layers, execution)}
-        cosines, ckas = {"to_source": [], "to_target": []}, {"cka_to_source": [], "cka_to_target": []}
+        rows = {key: [] for key in keys}
         for name, flat in activations.items():
             flat = flat.view(len(chunk), paths, -1)
-            for side, reference in (("source", ends[name][:paths]), ("target", ends[name][paths:])):
-                cosines[f"to_{side}"].append(_cosine(flat, reference))
-                if paths >= 3:
-                    ckas[f"cka_to_{side}"].append(torch.stack([linear_cka(point, reference) for point in flat]))
-        for key, values in (*cosines.items(), *ckas.items()):
+            point_grams = [centred_gram(point) for point in flat] if batch else []
+            for side, reference, reference_gram in zip(("source", "target"), ends[name].split(paths), grams[name]):
+                rows[f"to_{side}"].append(_cosine(flat, reference))
+                for measure, debiased in batch.items():
+                    rows[f"{measure.replace('-', '_')}_to_{side}"].append(
+                        torch.stack([cka_of_grams(gram, reference_gram, debiased) for gram in point_grams]))
+        for key, values in rows.items():
             if values:
                 measured[key].append(torch.stack(values).cpu())  # (L, K, B) cosines, (L, K) CKA
-    to_source, to_target = (torch.cat(measured[key], 1).permute(2, 0, 1) for key in ("to_source", "to_target"))
-    cka = [torch.cat(measured[key], 1) if measured[key] else None for key in ("cka_to_source", "cka_to_target")]
+    to_source, to_target = (torch.cat(measured[key], 1).permute(2, 0, 1).contiguous() for key in keys[:2])
+    ckas = [torch.cat(measured[key], 1) if measured[key] else None for key in keys[2:]]
     record = provenance.record(model, device=device, layers=[PIXELS, *layers], execution=execution.to_dict(),
                                paths=paths, measures="cosine of flattened activations per path; linear CKA over "
-                               "the batch of paths (Kornblith et al. 2019)", **record)
-    return LayerSimilarity((PIXELS, *layers), iterations, to_source.contiguous(), to_target.contiguous(),
-                           *cka, provenance=record)
+                               "the batch of paths (Kornblith et al. 2019), plain and with the unbiased HSIC "
+                               "estimator (Song et al. 2012)", **record)
+    return LayerSimilarity((PIXELS, *layers), iterations, to_source, to_target, *ckas, provenance=record)
 
 
 def traversal_layer_similarity(model, traversal, layers=None, sources: torch.Tensor | None = None,
@@ -304,7 +347,7 @@ def first_below(to_source: torch.Tensor, to_target: torch.Tensor) -> tuple[int |
 def disappearance(result: LayerSimilarity, measure: str = "cosine", iteration: int = -1) -> Disappearance:
     """At which depth the network stops seeing the target that the pixels show.
 
-    For each path b (under ``measure="cka"``: once, for the batch) and the recorded
+    For each path b (under a CKA ``measure``: once, for the batch) and the recorded
     iterate x in column ``iteration`` of ``result`` (default -1: the last, the blind spot),
     the depth is the smallest row index l of ``result.layers`` (0 = the pixels, then the
     layers in the order measured) with sim(f_l(x), f_l(target)) < sim(f_l(x), f_l(source)):
@@ -315,7 +358,7 @@ def disappearance(result: LayerSimilarity, measure: str = "cosine", iteration: i
     """
     if not -len(result.iterations) <= iteration < len(result.iterations):
         raise IndexError(f"column {iteration} is outside the {len(result.iterations)} recorded iterations")
-    indices = [None] if measure == "cka" else range(len(result.to_source))
+    indices = [None] if measure in BATCH_MEASURES else range(len(result.to_source))
     found = [first_below(*(values[:, iteration] for values in result.similarities(measure, index)))
              for index in indices]
     depth = tuple(d for d, _ in found)

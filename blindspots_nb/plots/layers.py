@@ -18,14 +18,15 @@ def layer_similarity_figure(result, index: int | None = 0, measure: str = "cosin
     blue: the source is). A star marks, at the last iterate, the first layer at which the
     source is nearer (:func:`~blindspots_nb.analysis.layers.first_below`).
 
-    ``index``: which path (None: the mean over the paths); ``measure``: ``"cosine"`` or
-    ``"cka"`` (over the batch; ``index`` unused)."""
+    ``index``: which path (None: the mean over the paths); ``measure``: ``"cosine"``, or
+    ``"cka"`` or ``"debiased-cka"`` (over the batch; ``index`` unused)."""
     from ..analysis.layers import first_below
 
     to_source, to_target = result.similarities(measure, index)
     difference = to_target - to_source
     iterations, layers = list(result.iterations), list(result.layers)
-    which = "the batch (linear CKA)" if measure == "cka" else ("mean over paths" if index is None else f"path {index}")
+    which = ({"cka": "the batch (linear CKA)", "debiased-cka": "the batch (debiased linear CKA)"}.get(measure)
+             or ("mean over paths" if index is None else f"path {index}"))
     names = ("to the source", "to the target", "target \u2212 source")
     fig = make_subplots(rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.03,
                         subplot_titles=[f"{measure} {name}" for name in names[:2]] + [names[2]])
