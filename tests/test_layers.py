@@ -121,16 +121,14 @@ def test_debiased_cka_is_about_0_for_independent_representations_and_keeps_the_i
     assert 0.5 < base < 0.95
     scaled = 3.0 * mixed @ random_orthogonal(2000) + 1.0
     assert float(linear_cka(scaled, x, debiased=True)) == pytest.approx(base, abs=1e-10)
-    # Song et al.'s unbiased HSIC, written out as its U-statistic form on the raw Gram matrices
-    def unbiased_hsic(a, b):
-        k, l = a @ a.T, b @ b.T
-        k.fill_diagonal_(0)
-        l.fill_diagonal_(0)
-        n, ones = len(k), torch.ones(len(k), dtype=torch.float64)
-        return (torch.trace(k @ l) + (ones @ k @ ones) * (ones @ l @ ones) / ((n - 1) * (n - 2))
-                - 2 / (n - 2) * (ones @ k @ l @ ones)) / (n * (n - 3))
-    expected = unbiased_hsic(mixed, x) / (unbiased_hsic(mixed, mixed) * unbiased_hsic(x, x)).sqrt()
-    assert base == pytest.approx(float(expected), abs=1e-10)
+    # the unbiased centring of Kornblith et al.'s reference code (its center_gram(unbiased=True)), then the plain form
+    def unbiased_centring(gram):
+        gram, n = gram.clone().fill_diagonal_(0), len(gram)
+        means = gram.sum(0) / (n - 2)
+        means = means - means.sum() / (2 * (n - 1))
+        return (gram - means[:, None] - means[None, :]).fill_diagonal_(0)
+    k, l = unbiased_centring(mixed @ mixed.T), unbiased_centring(x @ x.T)
+    assert base == pytest.approx(float((k * l).sum() / (k.norm() * l.norm())), abs=1e-10)
     with pytest.raises(ValueError, match="debiased CKA needs at least 4 examples"):
         linear_cka(x[:3], y[:3], debiased=True)
 
