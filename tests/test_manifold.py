@@ -1,0 +1,203 @@
+"""The FONTS generator as a manifold: renderer, projection, oracle, on-manifold attack, taxonomy script."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from blindspots_nb.analysis.manifold import GlyphManifold, TransformBox, dataset_glyphs, rmse
+from blindspots_nb.analysis.taxonomy import judge, on_manifold_attack, oracle_verdict
+from blindspots_nb.data.fonts import GlyphRenderer, affine_theta, font_split, fonts_dataset, matplotlib_fonts
+from blindspots_nb.data.sources import FONTS_GLYPHS
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+SEARCH = {"keep": 16, "refine": 2, "steps": 60}
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    return GlyphRenderer()
+
+
+@pytest.fixture(scope="module")
+def manifold(renderer):
+    return GlyphManifold(renderer, starts=64, seed=0)
+
+
+def numpy_theta(transforms: np.ndarray) -> np.ndarray:
+    """affine_grid's matrices the way fonts_dataset first computed them: numpy's inverse of the forward map."""
+    angle, scale, shear, shift = transforms[:, 0], transforms[:, 1], transforms[:, 2], transforms[:, 3:]
+    cos, sin = np.cos(angle), np.sin(angle)
+    forward = np.stack([np.stack([cos, cos * shear - sin], -1),
+                        np.stack([sin, sin * shear + cos], -1)], -2) * scale[:, None, None]
+    inverse = np.linalg.inv(forward)
+    return np.concatenate([inverse, -inverse @ shift[:, :, None]], -1)
+
+
+def test_affine_theta_is_the_inverse_of_the_forward_map():
+    transforms = np.random.default_rng(0).uniform([-0.3, 0.7, -0.3, -0.3, -0.3], [0.3, 1.2, 0.3, 0.3, 0.3], (50, 5))
+    np.testing.assert_allclose(affine_theta(torch.from_numpy(transforms)).numpy(), numpy_theta(transforms),
+                               rtol=0, atol=1e-12)
+
+
+def test_renderer_gives_back_fonts_dataset_from_its_parameters(renderer):
+    dataset = fonts_dataset("test", 60, seed=1)
+    glyphs = dataset_glyphs("test", 60, 1, renderer)
+    torch.testing.assert_close(glyphs["images"], dataset.images, rtol=0, atol=1e-6)
+    assert torch.equal(glyphs["letters"], dataset.labels)
+    assert [renderer.font_names[i] for i in glyphs["fonts"]] == dataset.names
+
+
+def test_fonts_dataset_is_the_numpy_rendering_of_its_draw():
+    """fonts_dataset through the renderer equals the rendering it had before (numpy's inverse)."""
+    from blindspots_nb.data.fonts import _glyph_bank, draw_parameters
+
+    paths = tuple(font_split("train"))
+    letters, fonts, transforms = draw_parameters("train", 300, 7, len(paths))
+    glyphs = _glyph_bank(paths, 64)[torch.from_numpy(fonts), torch.from_numpy(letters)][:, None]
+    grid = F.affine_grid(torch.from_numpy(numpy_theta(transforms)).float(), list(glyphs.shape), align_corners=False)
+    expected = F.avg_pool2d(F.grid_sample(glyphs, grid, align_corners=False), 2).clamp(0, 1)
+    assert torch.equal(fonts_dataset("train", 300, seed=7).images, expected)
+
+
+def test_renderer_is_differentiable_in_the_transform(renderer):
+    transforms = torch.tensor([[0.1, 0.9, 0.05, 0.02, -0.03]], requires_grad=True)
+    renderer(0, 0, transforms).sum().backward()
+    assert transforms.grad is not None and bool(torch.isfinite(transforms.grad).all())
+    assert float(transforms.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda r: r(0, 10, torch.zeros(1, 5)), "letter index out of range"),
+    (lambda r: r(99, 0, torch.zeros(1, 5)), "font index out of range"),
+    (lambda r: r(0, 0, torch.zeros(1, 4)), "transforms must be a float tensor"),
+    (lambda r: r(torch.tensor([0, 1]), 0, torch.zeros(3, 5)), "font must be an integer or 3 integers"),
+])
+def test_renderer_refuses_bad_input(renderer, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(renderer)
+
+
+def test_renderer_refuses_missing_fonts_and_bad_sizes(tmp_path):
+    with pytest.raises(FileNotFoundError, match="font files not found"):
+        GlyphRenderer([tmp_path / "nothing.ttf"])
+    with pytest.raises(ValueError, match="size must be an integer >= 2"):
+        GlyphRenderer(size=1)
+
+
+def test_projection_recovers_glyphs_of_known_parameters(renderer, manifold):
+    """Renderings with known (font, letter, transform) project back at RMSE ~ 0, in their font."""
+    generator = torch.Generator().manual_seed(3)
+    box = TransformBox(0.0)
+    transforms = box.transforms(torch.rand(8, 5, generator=generator, dtype=torch.float64))
+    fonts = torch.randint(len(renderer), (8,), generator=generator)
+    letters = torch.arange(8) % 10
+    images = renderer(fonts, letters, transforms)
+    projection = manifold.project(images, letters[:, None], **SEARCH)
+    distance, font, transform = projection.to(letters)
+    assert int((distance < 0.01).sum()) >= 7  # a local search: now and then a start misses
+    torch.testing.assert_close(rmse(manifold.render(font, letters, transform), images), distance, atol=1e-5, rtol=0)
+    found = distance < 0.01
+    assert int((font == fonts)[found].sum()) >= int(found.sum()) - 1  # a near-identical font may serve as well
+    assert float(distance.median()) < 0.005
+
+
+def test_oracle_names_the_letter_of_clean_test_glyphs(renderer, manifold):
+    glyphs = dataset_glyphs("test", FONTS_GLYPHS, 0, renderer, range(20))
+    oracle = manifold.oracle(glyphs["images"], **SEARCH)
+    assert float((oracle.label == glyphs["letters"]).float().mean()) >= 0.9
+    # the shortlist's letters are the nearest at screening: all ten letters searched find no nearer one
+    screened = manifold.screen(glyphs["images"])
+    assert torch.equal(oracle.letters[:, 0], screened.argmin(1))
+
+
+def test_projection_is_deterministic_given_the_seed(renderer):
+    images = dataset_glyphs("test", FONTS_GLYPHS, 0, renderer, range(3))["images"]
+    search = {"keep": 4, "refine": 1, "steps": 6}
+    first = GlyphManifold(renderer, starts=8, seed=5).project(images, "AB", **search)
+    again = GlyphManifold(renderer, starts=8, seed=5).project(images, "AB", **search)
+    assert torch.equal(first.distance, again.distance) and torch.equal(first.transform, again.transform)
+    assert not torch.equal(GlyphManifold(renderer, starts=8, seed=6).atlas_units, GlyphManifold(
+        renderer, starts=8, seed=5).atlas_units)
+
+
+@pytest.mark.parametrize("images, letters, message", [
+    (torch.zeros(2, 1, 28, 28), None, r"grayscale glyphs \(N, 1, 32, 32\)"),
+    (torch.zeros(2, 3, 32, 32), None, "RGB"),
+    (torch.full((2, 1, 32, 32), 1.5), None, r"finite and in \[0, 1\]"),
+    (torch.zeros(2, 1, 32, 32, dtype=torch.uint8), None, "float tensor"),
+    (torch.zeros(2, 1, 32, 32), "K", "letter must be one of ABCDEFGHIJ"),
+    (torch.zeros(2, 1, 32, 32), 10, "letter must be one of ABCDEFGHIJ"),
+])
+def test_projection_refuses_bad_input(manifold, images, letters, message):
+    with pytest.raises(ValueError, match=message):
+        manifold.project(images, letters, keep=1, refine=1, steps=0)
+
+
+def test_a_projection_answers_only_for_letters_it_searched(manifold):
+    projection = manifold.project(torch.zeros(1, 1, 32, 32), "A", keep=1, refine=1, steps=0)
+    with pytest.raises(ValueError, match=r"\['C'\] were not projected on"):
+        projection.to("C")
+
+
+class LeftOrRight(torch.nn.Module):
+    """Class 0 when the glyph's mass lies more on the left half, class 1 when on the right."""
+
+    def forward(self, images):
+        left, right = images[..., :16].sum((1, 2, 3)), images[..., 16:].sum((1, 2, 3))
+        logits = torch.full((len(images), 10), -100.0)
+        return torch.cat([torch.stack([left - right, right - left], 1), logits[:, 2:]], 1)
+
+
+def test_on_manifold_attack_finds_the_shift_that_fools_a_known_model(renderer):
+    """A model that reads the glyph's side is fooled by shifting the letter across the middle:
+    the attack finds it within the dataset's shifts, and leaves the letter as it is."""
+    start = torch.tensor([[0.0, 0.95, 0.0, -0.2, 0.0]], dtype=torch.float64)
+    fonts = renderer.font_names.index("DejaVuSans")
+    assert int(LeftOrRight()(renderer(fonts, 0, start)).argmax()) == 0
+    found = on_manifold_attack(LeftOrRight(), renderer, [0], [fonts], start, steps=30)
+    assert bool(found.fooled[0]) and bool(found.fooled_own_font[0]) and int(found.predicted[0]) == 1
+    assert float(found.transform[0, 3]) > -0.2 and float(found.transform[0, 3]) <= 0.24 + 1e-9
+    torch.testing.assert_close(found.images, renderer(found.font, [0], found.transform))
+
+
+def test_oracle_verdict_names_the_first_letter_it_equals():
+    label = torch.tensor([0, 1, 2, 3])
+    assert oracle_verdict(label, source=torch.tensor([0, 0, 0, 3]), other=torch.tensor([5, 1, 5, 3])) == [
+        "source", "other", "neither", "source"]
+
+
+def test_judge_calls_a_rendering_of_the_other_letter_invalid(renderer, manifold):
+    transform = torch.tensor([[0.0, 0.95, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    image = renderer(renderer.font_names.index("DejaVuSans"), 1, transform)  # a B
+    (row,) = judge(manifold, image, ["A"], ["B"], **SEARCH)
+    assert row["verdict"] == "other" and row["oracle"] == 1
+    assert row["distance_other"] < 0.01 < row["distance_source"]
+
+
+@pytest.mark.slow
+def test_taxonomy_script_resumes_and_refuses_other_settings(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "scripts" / "manifold_taxonomy.py"), "--out-dir", str(out), "--per-class",
+               "1", "--rounds", "2", "--iterations", "4", "--validation", "3", "--autoattack", "0",
+               "--on-manifold-steps", "2", "--steps", "2", "--keep", "2", "--refine", "1", "--starts", "4"]
+    environment = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    first = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "| fonts_cnn_at | lst (other = target) | " in first.stdout
+    run = json.loads((out / "run.json").read_text())
+    assert run["models"]["fonts_cnn"]["name"] == "fonts_cnn" and run["manifold"]["starts"] == 4
+    rows = (out / "fonts_cnn_lst.csv").read_text().splitlines()
+    assert len(rows) == 1 + 10 * 2  # header, 10 sources x 2 rounds
+    pieces = {path.name: path.stat().st_mtime_ns for path in out.glob("fonts_cnn*.json")}
+    again = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert {path.name: path.stat().st_mtime_ns for path in out.glob("fonts_cnn*.json")} == pieces
+    assert again.stdout.split("\n\n")[1] == first.stdout.split("\n\n")[1]  # the same table
+    other = subprocess.run([*command[:-1], "5"], capture_output=True, text=True, env=environment, cwd=REPO)
+    assert other.returncode != 0 and "holds results of other settings (starts differ)" in other.stderr
