@@ -1,6 +1,7 @@
 """The explorer's state driven from code, no widgets: stepping, the background run,
 restarts, uploads, image sources, models, export and its record."""
 
+import csv
 import dataclasses
 import io
 import json
@@ -21,6 +22,7 @@ from blindspots_nb import __version__
 from blindspots_nb.data import TensorImages
 from blindspots_nb.explorer.state import GIVEN_IMAGES, Explorer
 from blindspots_nb.lst import LSTConfig, Traversal
+from blindspots_nb.analysis.geometry import stats_from_confidence, triangle_confidence, triangle_grid, triangle_shape
 from blindspots_nb.analysis.metrics import rmse
 from blindspots_nb.models import wrap
 
@@ -90,7 +92,7 @@ def test_step_runs_iterations_and_tells_listeners(explorer):
     explorer.step(3)
     t = explorer.traversal
     assert t.iteration == 8
-    assert [event for event, _, _ in events] == ["progress", "progress"]
+    assert [event for event, _, _ in events] == ["progress", "triangle"] * 2  # the live triangle after each step
     snap = explorer.snapshot()
     assert (snap.source, snap.target, snap.iteration) == ("w", "x", 8)
     assert list(snap.result.history.iteration) == list(range(9))
@@ -154,7 +156,7 @@ def test_reset_starts_anew_from_the_same_point(explorer):
     assert explorer.reset() is explorer
     assert explorer.traversal.iteration == 0
     torch.testing.assert_close(explorer.traversal.images, start)
-    assert [event for event, _, _ in events] == ["restart"]
+    assert [event for event, _, _ in events] == ["restart", "triangle"]
 
 
 def test_a_new_config_source_or_target_starts_anew_but_iterations_alone_do_not(explorer):
@@ -203,12 +205,14 @@ def test_export_writes_the_point_the_traversal_and_its_record(explorer, model, t
     explorer.step(10)
     paths = explorer.export(tmp_path / "out")
     t = explorer.traversal
-    stem = re.fullmatch(r"(tiny_w_to_x_it10_[0-9a-f]{10})\.png", paths["image"].name).group(1)
+    stem = re.fullmatch(r"(tiny_w_to_x_and_z_it10_[0-9a-f]{10})\.png", paths["image"].name).group(1)
     assert {key: path.name for key, path in paths.items()} == {
-        "image": f"{stem}.png", "traversal": f"{stem}.pt", "record": f"{stem}.json"}
+        "image": f"{stem}.png", "image_b": f"{stem}_b.png", "traversal": f"{stem}.pt",
+        "triangle": f"{stem}_triangle.csv", "record": f"{stem}.json"}
     assert all(path.parent == tmp_path / "out" for path in paths.values())
-    image = np.asarray(Image.open(paths["image"])) / 255
-    np.testing.assert_allclose(image, t.images[0].permute(1, 2, 0).numpy(), atol=0.5 / 255 + 1e-6)
+    for key, index in (("image", 0), ("image_b", 1)):  # both blind spots
+        image = np.asarray(Image.open(paths[key])) / 255
+        np.testing.assert_allclose(image, t.images[index].permute(1, 2, 0).numpy(), atol=0.5 / 255 + 1e-6)
 
     record = json.loads(paths["record"].read_text())
     assert record["model"]["name"] == "tiny"
@@ -221,9 +225,25 @@ def test_export_writes_the_point_the_traversal_and_its_record(explorer, model, t
     assert record["initial_confidence"] == pytest.approx(float(t.initial_confidence[0]))
     assert record["confidence"] == pytest.approx(float(t.confidence[0]))
     assert record["target_confidence"] == pytest.approx(float(t.target_confidence[0]))
-    distance = float((t.targets - t.images).norm())
+    distance = float((t.targets[0] - t.images[0]).norm())
     assert record["distance_l2"] == pytest.approx(distance, rel=1e-5)
     assert record["rmse_to_target"] == pytest.approx(distance / math.sqrt(3 * 16 * 16), rel=1e-5)
+    assert (record["target_b"], record["target_b_class"]) == ("z", "abcde"[int(t.target_labels[1])])
+    assert record["confidence_b"] == pytest.approx(float(t.confidence[1]))
+    assert record["distance_l2_b"] == pytest.approx(float((t.targets[1] - t.images[1]).norm()), rel=1e-5)
+    # the triangle (source, A, B) at this iteration, as analysis.geometry computes it
+    expected = triangle_confidence(model, t.sources[0], t.images[0], t.images[1], t.labels[0])
+    stats = stats_from_confidence(expected)
+    assert record["triangle"]["points"] == 66 and record["triangle"]["iteration"] == 10
+    assert record["triangle"]["stats"] == pytest.approx({name: float(value) for name, value in stats.items()})
+    torch.testing.assert_close(torch.tensor(record["triangle"]["shape"], dtype=torch.float64),
+                               triangle_shape(t.sources[0], t.images[0], t.images[1]))
+    with open(paths["triangle"]) as table:
+        rows = list(csv.DictReader(table))
+    torch.testing.assert_close(torch.tensor([float(row["confidence"]) for row in rows]), expected)
+    torch.testing.assert_close(torch.tensor([[float(row[k]) for k in ("weight_source", "a", "b")] for row in rows],
+                                            dtype=torch.float64),
+                               triangle_grid(10))
     assert record["versions"]["blindspots_nb"] == __version__
     assert record["device"].startswith("cpu")
     assert record["files"] == {key: path.name for key, path in paths.items()}
@@ -266,9 +286,10 @@ def _two_exports(case, model, images, folder):
 def test_exports_of_different_points_never_share_a_name(model, images, tmp_path, case):
     exported = _two_exports(case, model, images, tmp_path)
     names = [path.name for paths, _, _ in exported for path in paths.values()]
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names) and len(set(names)) == 6
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names) and len(set(names)) == 10
     for paths, record, point in exported:  # each export still holds its own point, none overwrote another
-        assert all(re.fullmatch(r"tiny_[\w.-]{1,90}_to_[\w.-]{1,40}_it3_[0-9a-f]{10}\.(png|pt|json)", path.name)
+        assert all(re.fullmatch(r"tiny_[\w.-]{1,90}_to_[\w.-]{1,40}_and_[\w.-]{1,40}_it3_[0-9a-f]{10}"
+                                r"(_b\.png|_triangle\.csv|\.png|\.pt|\.json)", path.name)
                    for path in paths.values())
         written = json.loads(paths["record"].read_text())
         assert {key: written[key] for key in ("source", "target", "config", "model")} == \
@@ -287,7 +308,7 @@ def test_the_same_point_exported_again_has_the_same_names(explorer, tmp_path):
     torch.testing.assert_close(torch.load(first["traversal"], weights_only=True)["images"], pt["images"])
     explorer.step(1)
     assert explorer.export(tmp_path)["record"] != first["record"]
-    assert len(list(tmp_path.iterdir())) == 6
+    assert len(list(tmp_path.iterdir())) == 10
 
 
 def test_exports_are_whole_while_others_write_the_same_files(model, images, tmp_path):
@@ -323,7 +344,7 @@ def test_exports_are_whole_while_others_write_the_same_files(model, images, tmp_
     done.set()
     reader.join()
     assert problems == [] and loaded and set(loaded) == {5}
-    assert sorted(path.suffix for path in tmp_path.iterdir()) == [".json", ".png", ".pt"]  # no temporaries
+    assert sorted(path.suffix for path in tmp_path.iterdir()) == [".csv", ".json", ".png", ".png", ".pt"]  # whole
 
 
 def test_exported_files_have_the_umasks_mode(explorer, tmp_path):
@@ -332,8 +353,7 @@ def test_exported_files_have_the_umasks_mode(explorer, tmp_path):
         paths = explorer.step(2).export(tmp_path)
     finally:
         os.umask(before)
-    assert {path.suffix: path.stat().st_mode & 0o777 for path in paths.values()} == \
-        {".png": 0o640, ".pt": 0o640, ".json": 0o640}
+    assert len(paths) == 5 and {path.stat().st_mode & 0o777 for path in paths.values()} == {0o640}
 
 
 @pytest.mark.parametrize("folder", ["", "   "])
@@ -358,7 +378,7 @@ def test_uploads_become_the_target_and_follow_the_model(model, tmp_path):
     events = listen(explorer)
     key = explorer.add_upload("red.png", image_file("RGBA", (40, 24), (255, 0, 0, 255)))
     assert key == "upload: red.png" and explorer.target == key
-    assert [event for event, _, _ in events] == ["restart"]
+    assert [event for event, _, _ in events] == ["restart", "triangle"]
     red = explorer.catalog[key]
     assert red.shape == (3, 16, 16)
     torch.testing.assert_close(red[0], torch.ones(16, 16))
@@ -379,7 +399,7 @@ def test_uploads_become_the_target_and_follow_the_model(model, tmp_path):
     explorer.set_model(tiny("tiny8", size=8, module=upsampling))  # the upload is preprocessed anew for it
     assert explorer.image_source == "fonts:test" and explorer.target == key
     assert explorer.catalog[key].shape == (3, 8, 8)
-    assert explorer.traversal.targets.shape == (1, 3, 8, 8)
+    assert explorer.traversal.targets.shape == (2, 3, 8, 8)
 
 
 def test_uploads_are_read_as_they_are(explorer, monkeypatch):
@@ -470,7 +490,7 @@ def test_a_model_switch_takes_the_new_models_default_source(model):
     assert "coffee" in explorer.catalog
     explorer.set_model("fonts_cnn")  # shipped with the package: glyphs, one channel, 32 x 32
     assert explorer.model_name == "fonts_cnn" and explorer.image_source == "fonts:test"
-    assert explorer.traversal.sources.shape == (1, 1, 32, 32)
+    assert explorer.traversal.sources.shape == (2, 1, 32, 32)
     snap = explorer.snapshot()
     assert snap.source_class != snap.target_class
     explorer.step(3)

@@ -178,8 +178,8 @@ def test_export_button_writes_the_files_and_says_where(explorer, tmp_path):
     explorer.step(10)
     explorer.export_button.click()
     written = sorted(path.name for path in (tmp_path / "export").iterdir())
-    stem = re.fullmatch(r"(tiny_w_to_x_it10_[0-9a-f]{10})\.json", written[0]).group(1)
-    assert written == [f"{stem}.json", f"{stem}.png", f"{stem}.pt"]
+    stem = re.fullmatch(r"(tiny_w_to_x_and_z_it10_[0-9a-f]{10})\.json", written[0]).group(1)
+    assert written == [f"{stem}.json", f"{stem}.png", f"{stem}.pt", f"{stem}_b.png", f"{stem}_triangle.csv"]
     assert f"{stem}.png" in explorer.message.value
     paths = explorer.export(tmp_path / "elsewhere")
     assert paths["record"].parent == tmp_path / "elsewhere" and paths["record"].is_file()

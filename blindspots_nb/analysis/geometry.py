@@ -208,3 +208,13 @@ def triangle_shape(source, blind_spot_a, blind_spot_b) -> torch.Tensor:
 def grid_coordinates(shape: torch.Tensor, divisions: int = 10) -> torch.Tensor:
     """2-D coordinates (N, 2) of the grid points inside a triangle of ``triangle_shape``."""
     return triangle_grid(divisions) @ shape
+
+
+def barycentric_from_coordinates(shape: torch.Tensor, x: float, y: float) -> tuple[float, float]:
+    """The weights (t1, t2) of blind spots A and B at the 2-D point (x, y) of a triangle of
+    ``triangle_shape``: the inverse of :func:`grid_coordinates` (the point is source + t1 (A - source)
+    + t2 (B - source)); a point outside the triangle gives a negative weight or t1 + t2 > 1."""
+    shape = torch.as_tensor(shape, dtype=torch.float64)
+    edges = torch.stack([shape[1] - shape[0], shape[2] - shape[0]], dim=1)  # (2, 2): columns A - S, B - S
+    t1, t2 = torch.linalg.solve(edges, torch.tensor([x, y], dtype=torch.float64) - shape[0]).tolist()
+    return t1, t2

@@ -35,6 +35,8 @@ from ..analysis.metrics import rmse
 from ..models import load_model, module_device, predict
 from ..plots import image_to_png
 from ..analysis.saliency import attribution_maps
+from .triangle import RedrawThrottle, Triangle, TrianglePoint, compute_point, compute_triangle, triangle_csv, \
+    triangle_record
 
 UPLOAD_PREFIX = "upload: "
 GIVEN_IMAGES = "given images"  # the name of an image source handed over as a dataset
@@ -46,12 +48,12 @@ class Snapshot:
     """The explorer at one moment, copied under its lock: what a view draws and a record holds."""
 
     source: str  # image names
-    target: str
+    target: str  # target A (the first of the two)
     source_class: str
     target_class: str
     source_image: torch.Tensor  # (C, H, W) on the CPU
     target_image: torch.Tensor
-    current_image: torch.Tensor
+    current_image: torch.Tensor  # the current point towards target A
     iteration: int
     accepted_steps: int  # up to the last recorded iteration (every one with record_every=1)
     initial_confidence: float  # the source-class confidence of the clean source
@@ -59,25 +61,42 @@ class Snapshot:
     target_confidence: float
     distance_l2: float  # from the current point to the target
     rmse_to_target: float
-    result: LSTResult  # with its own copy of the history, for the curves
+    result: LSTResult  # of both traversals (index 0: towards A, 1: towards B), its own copy of the history
     running: bool
+    target_b: str  # the same of the traversal towards target B
+    target_b_class: str
+    target_b_image: torch.Tensor
+    current_image_b: torch.Tensor
+    accepted_steps_b: int
+    confidence_b: float
+    target_confidence_b: float
+    distance_l2_b: float
+    rmse_to_target_b: float
     saliency: torch.Tensor | None = None  # (H, W) of the current point, if asked for (Explorer.saliency)
 
 
 class Explorer:
-    """Level Set Traversal from a chosen source towards a chosen target image, step by step.
+    """Level Set Traversal from a chosen source towards two target images, step by step, and
+    the source-class confidence over the triangle (source, blind spot A, blind spot B), live.
 
     ``model``: a registry name (see ``models.list_models``; loaded once, on ``device``,
     None: CUDA when available) or a classifier taking images in [0, 1] with
     ``class_names``, ``input_size`` and ``info``. ``image_source``: an image source spelling
     (see :mod:`blindspots_nb.data.sources`; None: the model's default) or an open dataset
     (``images=``: its old, deprecated name).
-    ``source``/``target``: image names (default: the first image, and the first image
-    of another class than the source as the model predicts it). ``config``: the
+    ``source``/``target``/``target_b``: image names (default: the first image, the first image
+    of another class than the source as the model predicts it, and the first of a third
+    class); one batched traversal walks from the source towards target A (``target``) and
+    target B. ``config``: the
     hyperparameters (default: the paper's, recording every iteration for the curves).
     ``iterations_per_click``: what ``step()`` runs by default, and how often a
     ``run()`` tells its listeners. ``execution``: how the model runs (precision,
     compile, layout; default: float32 eager, channels-last).
+
+    The live triangle (:meth:`triangle`, kept in ``live_triangle``) is computed anew after
+    each step and, during a run, whenever ``throttle`` (a :class:`.triangle.RedrawThrottle`)
+    says so, while ``live`` is True; listeners hear 'triangle' then. ``divisions``: its
+    grid's divisions per edge (10: 66 points).
 
     Choosing another model, image source, source, target or config starts the
     traversal anew; a change of ``config.iterations`` alone only moves where ``run()``
@@ -87,7 +106,8 @@ class Explorer:
     @renamed_keywords(images="image_source")
     def __init__(self, model="efficientnet_lite0", image_source=None, source: str | None = None,
                  target: str | None = None, config: LSTConfig | None = None, iterations_per_click: int = 10,
-                 device=None, execution: Execution | None = None):
+                 device=None, execution: Execution | None = None, target_b: str | None = None, live: bool = True,
+                 divisions: int = 10, throttle: RedrawThrottle | None = None):
         self.device = device
         self.execution = execution or Execution()  # how the model runs (precision, compile, layout)
         self.iterations_per_click = iterations_per_click
@@ -96,6 +116,11 @@ class Explorer:
         self.catalog: dict[str, torch.Tensor] = {}
         self.source: str | None = None
         self.target: str | None = None
+        self.target_b: str | None = None
+        self.live = live
+        self.throttle = throttle or RedrawThrottle()
+        self.live_triangle: Triangle | None = None  # the last one computed, what a view draws
+        self._divisions = _checked_divisions(divisions)
         self.traversal: Traversal | None = None
         self._config = config or LSTConfig(record_every=1)
         self._models: dict[str, torch.nn.Module] = {}
@@ -107,14 +132,16 @@ class Explorer:
         self._running = False
         self._stop = threading.Event()
         model = self._load(model)
-        self._switch(model, sources.default_source(model) if image_source is None else image_source, source, target)
+        self._switch(model, sources.default_source(model) if image_source is None else image_source, source, target,
+                     target_b)
 
     # -- listeners -----------------------------------------------------------------
     def on_change(self, callback: Callable[[str, str], None]) -> None:
         """Call ``callback(event, message)`` on each change, from whichever thread made it.
 
         Events: 'restart' (a new traversal, maybe a new model or catalogue),
-        'progress' (it stepped), 'running' (a run started or ended), 'warning' and
+        'progress' (it stepped), 'triangle' (a new ``live_triangle``), 'running' (a run
+        started or ended), 'warning' and
         'error' (``message`` says what; 'error' is a run stopped by an exception,
         kept in ``error``).
         """
@@ -165,12 +192,12 @@ class Explorer:
         """Take images from ``image_source`` (a spelling, a name in ``image_sources`` or a dataset)."""
         self._switch(self._model, image_source)
 
-    def choose(self, source: str | None = None, target: str | None = None) -> None:
-        """Choose the source and target images by name (None: keep the current one)."""
-        source, target = self._choice(self._model, self.catalog, self.image_sources[self._image_source], source,
-                                      target)
-        if (source, target) != (self.source, self.target):
-            self._restart(source, target, self.config)
+    def choose(self, source: str | None = None, target: str | None = None, target_b: str | None = None) -> None:
+        """Choose the source and the targets A and B by name (None: keep the current one)."""
+        chosen = self._choice(self._model, self.catalog, self.image_sources[self._image_source], source, target,
+                              target_b)
+        if chosen != (self.source, self.target, self.target_b):
+            self._restart(*chosen, self.config)
 
     def set_config(self, config: LSTConfig | None = None, **changes) -> None:
         """Use ``config``, or the current hyperparameters with ``changes`` (e.g.
@@ -186,7 +213,16 @@ class Explorer:
             with self._lock:
                 self._config = self.traversal.config = config
             return
-        self._restart(self.source, self.target, config)
+        self._restart(self.source, self.target, self.target_b, config)
+
+    @property
+    def divisions(self) -> int:
+        """Divisions per edge of the live triangle's grid: (divisions + 1)(divisions + 2) / 2 points."""
+        return self._divisions
+
+    @divisions.setter
+    def divisions(self, divisions: int) -> None:
+        self._divisions = _checked_divisions(divisions)
 
     def add_upload(self, name: str, content: bytes) -> str:
         """Add the image file ``content`` to the catalogue and make it the target.
@@ -209,7 +245,7 @@ class Explorer:
         with self._lock:
             self._uploads[key] = picture
             self.catalog[key] = image
-        self._restart(self.source, key, self.config)
+        self._restart(self.source, key, self.target_b, self.config)
         return key
 
     def _load(self, model):
@@ -238,61 +274,71 @@ class Explorer:
         catalog.update((key, preprocess(picture)) for key, picture in self._uploads.items())
         return catalog
 
-    def _choice(self, model, catalog, image_source, source: str | None, target: str | None) -> tuple[str, str]:
+    def _choice(self, model, catalog, image_source, source: str | None, target: str | None,
+                target_b: str | None) -> tuple[str, str, str]:
         """Source and target names: those asked for, else the current ones while the
         catalogue holds them, else the image source's default images (as the notebooks
         and the demo take them: photos the ImageNet models know, glyphs A, B, ...): the
-        first, and the first of another class."""
-        for name in (source, target):
+        first, the first of another class, and the first of a third class (else of
+        another class than the source's, else another image)."""
+        for name in (source, target, target_b):
             if name is not None and name not in catalog:
                 raise ValueError(f"no image {name!r}; choose one of {list(catalog)}")
         names = list(catalog)
         preferred = [name for name in sources.default_names(image_source, names, len(names)) if name in catalog]
         order = preferred + [name for name in names if name not in preferred]
         source = source or (self.source if self.source in catalog else order[0])
-        if target is None and self.target in catalog:
-            target = self.target
-        if target is None:
+        target = target or (self.target if self.target in catalog else None)
+        target_b = target_b or (self.target_b if self.target_b in catalog else None)
+        if target is None or target_b is None:
             labels = dict(zip(names, predict(model, torch.stack(list(catalog.values())))[0].tolist()))
             others = [name for name in order if labels[name] != labels[source]]
-            target = others[0] if others else order[min(1, len(order) - 1)]
-        return source, target
+            target = target or (others[0] if others else order[min(1, len(order) - 1)])
+            third = [name for name in others if labels[name] != labels[target]]
+            rest = [name for name in others + order if name not in (source, target)]
+            target_b = target_b or (third + rest + [target])[0]
+        return source, target, target_b
 
-    def _switch(self, model, image_source, source: str | None = None, target: str | None = None) -> None:
+    def _switch(self, model, image_source, source: str | None = None, target: str | None = None,
+                target_b: str | None = None) -> None:
         """Use ``model`` and ``image_source`` and start anew; everything is loaded before
         anything changes, so a failure leaves the explorer as it was."""
         self.pause()
         name, image_source = self._named_source(image_source)
         catalog = self._catalog(model, image_source)
-        source, target = self._choice(model, catalog, image_source, source, target)
-        traversal = self._traversal(model, catalog, source, target, self._config)
+        chosen = self._choice(model, catalog, image_source, source, target, target_b)
+        traversal = self._traversal(model, catalog, *chosen, self._config)
         with self._lock:
             self._model, self._image_source, self.catalog = model, name, catalog
             self.image_sources[name] = image_source
-        self._adopt(traversal, source, target)
+        self._adopt(traversal, *chosen)
 
     # -- the traversal -------------------------------------------------------------
-    def _traversal(self, model, catalog, source: str, target: str, config: LSTConfig) -> Traversal:
+    def _traversal(self, model, catalog, source: str, target: str, target_b: str, config: LSTConfig) -> Traversal:
+        """One batch of two traversals: the source towards target A, and towards target B."""
         device = module_device(model)
-        start, end = catalog[source][None].to(device), catalog[target][None].to(device)
-        labels, _ = predict(model, start)
-        return Traversal(model, start, labels, end, config, execution=self.execution)
+        start = torch.stack([catalog[source]] * 2).to(device)
+        end = torch.stack([catalog[target], catalog[target_b]]).to(device)
+        labels, _ = predict(model, start[:1])
+        return Traversal(model, start, labels.expand(2), end, config, execution=self.execution)
 
-    def _restart(self, source: str, target: str, config: LSTConfig) -> None:
+    def _restart(self, source: str, target: str, target_b: str, config: LSTConfig) -> None:
         self.pause()
-        self._adopt(self._traversal(self._model, self.catalog, source, target, config), source, target)
+        self._adopt(self._traversal(self._model, self.catalog, source, target, target_b, config), source, target,
+                    target_b)
 
-    def _adopt(self, traversal: Traversal, source: str, target: str) -> None:
+    def _adopt(self, traversal: Traversal, source: str, target: str, target_b: str) -> None:
         with self._lock:
-            self.source, self.target, self.traversal, self.error = source, target, traversal, None
-            self._config = traversal.config
+            self.source, self.target, self.target_b, self.traversal = source, target, target_b, traversal
+            self.error, self.live_triangle, self._config = None, None, traversal.config
         self._notify("restart")
-        if source == target:
+        if source in (target, target_b):
             self._notify("warning", "Source and target are the same image: the traversal has nowhere to go.")
+        self._redraw_live()
 
     def reset(self) -> "Explorer":
         """Start the traversal anew from the current choices."""
-        self._restart(self.source, self.target, self.config)
+        self._restart(self.source, self.target, self.target_b, self.config)
         return self
 
     def step(self, n: int | None = None) -> "Explorer":
@@ -302,6 +348,7 @@ class Explorer:
         with self._lock:
             self.traversal.step(int(n or self.iterations_per_click))
         self._notify("progress")
+        self._redraw_live()
         return self
 
     def run(self) -> "Explorer":
@@ -314,6 +361,7 @@ class Explorer:
                                "raise the iteration to run until, or reset")
         self._stop.clear()
         self.error = None
+        self.throttle.start()
         self._worker = threading.Thread(target=self._run_loop, name="lst-explorer", daemon=True)
         self._running = True
         self._notify("running")
@@ -330,6 +378,8 @@ class Explorer:
                     traversal.step(1)
                 if traversal.iteration % self.iterations_per_click == 0:
                     self._notify("progress")
+                if self.live and self.throttle.due():
+                    self._redraw_live()
         except Exception as error:  # a thread's traceback would go unseen: keep it and tell
             self.error = error
             self._notify("error", f"Run stopped: {type(error).__name__}: {error}")
@@ -350,6 +400,44 @@ class Explorer:
             worker.join(timeout)
         return worker is None or not worker.is_alive()
 
+    # -- the triangle --------------------------------------------------------------
+    def triangle(self, divisions: int | None = None) -> Triangle:
+        """Source-class confidence over the triangle (source, current point towards A, current
+        point towards B) on a grid of ``divisions`` per edge (default: ``divisions``), with
+        its true shape and Table-2 statistics (:func:`.triangle.compute_triangle`)."""
+        divisions = _checked_divisions(divisions or self._divisions)
+        with self._lock:
+            t = self.traversal
+            return compute_triangle(self._model, t.sources[0], t.images[0], t.images[1], int(t.labels[0]), divisions,
+                                    self.execution, t.iteration)
+
+    def image_at(self, a: float, b: float) -> TrianglePoint:
+        """The image at source + a (A - source) + b (B - source) of the current triangle, its
+        source-class confidence and the model's class there; a, b >= 0 and a + b <= 1."""
+        with self._lock:
+            t = self.traversal
+            return compute_point(self._model, t.sources[0], t.images[0], t.images[1], int(t.labels[0]), a, b,
+                                 self.execution)
+
+    def redraw_triangle(self) -> Triangle | None:
+        """Compute the live triangle now, live or not, and tell the listeners ('triangle'); what
+        it and their drawing take is timed by ``throttle``. None, and nothing told, while a
+        current point still coincides with the source (a triangle without a shape)."""
+        return self.throttle.timed(self._new_triangle)
+
+    def _new_triangle(self) -> Triangle | None:
+        with self._lock:
+            t = self.traversal
+            if bool((t.images == t.sources).flatten(1).all(1).any()):
+                return None
+            triangle = self.live_triangle = self.triangle()
+        self._notify("triangle")
+        return triangle
+
+    def _redraw_live(self) -> None:
+        if self.live:
+            self.redraw_triangle()
+
     # -- what it reached -----------------------------------------------------------
     def saliency(self) -> torch.Tensor:
         """Where the model looks at the current point for the source class: its saliency map
@@ -369,6 +457,7 @@ class Explorer:
             result = dataclasses.replace(t.result(), history=History.from_state_dict(t.history.state_dict()))
             current, target = t.images.cpu(), t.targets.cpu()
             names = self._model.class_names
+            distance, rmse_to_target = l2_distance(target, current), rmse(current, target)
             return Snapshot(
                 source=self.source, target=self.target, source_class=names[int(t.labels[0])],
                 target_class=names[int(t.target_labels[0])], source_image=t.sources[0].cpu(),
@@ -376,9 +465,12 @@ class Explorer:
                 accepted_steps=int(t.history.accepted_total[-1][0]),
                 initial_confidence=float(t.initial_confidence[0]), confidence=float(t.confidence[0]),
                 target_confidence=float(t.target_confidence[0]),
-                distance_l2=float(l2_distance(target, current)[0]),
-                rmse_to_target=float(rmse(current, target)[0]), result=result, running=self._running,
-                saliency=self.saliency() if saliency else None)
+                distance_l2=float(distance[0]), rmse_to_target=float(rmse_to_target[0]), result=result,
+                running=self._running, target_b=self.target_b, target_b_class=names[int(t.target_labels[1])],
+                target_b_image=target[1], current_image_b=current[1],
+                accepted_steps_b=int(t.history.accepted_total[-1][1]), confidence_b=float(t.confidence[1]),
+                target_confidence_b=float(t.target_confidence[1]), distance_l2_b=float(distance[1]),
+                rmse_to_target_b=float(rmse_to_target[1]), saliency=self.saliency() if saliency else None)
 
     def caption(self) -> str:
         """What produces the traversal: model, weights, hyperparameters, device, version."""
@@ -394,14 +486,20 @@ class Explorer:
             iteration=snap.iteration, accepted_steps=snap.accepted_steps,
             initial_confidence=snap.initial_confidence, confidence=snap.confidence,
             target_confidence=snap.target_confidence, distance_l2=snap.distance_l2,
-            rmse_to_target=snap.rmse_to_target, execution=self.execution.to_dict())
+            rmse_to_target=snap.rmse_to_target, target_b=snap.target_b, target_b_class=snap.target_b_class,
+            accepted_steps_b=snap.accepted_steps_b, confidence_b=snap.confidence_b,
+            target_confidence_b=snap.target_confidence_b, distance_l2_b=snap.distance_l2_b,
+            rmse_to_target_b=snap.rmse_to_target_b, execution=self.execution.to_dict())
 
     @renamed_keywords(directory="out_dir")
     def export(self, out_dir) -> dict[str, Path]:
-        """Write the current point (PNG), the whole traversal (.pt, resumable with
-        ``Traversal.load``) and its record (JSON) to ``out_dir``; returns the paths.
+        """Write the current points towards A and B (PNG), the whole traversal (.pt, resumable
+        with ``Traversal.load``), the triangle's grid (CSV: weights, 2-D coordinates and
+        confidence of each point) and the record (JSON, with the triangle's statistics and
+        shape) to ``out_dir``; returns the paths (no triangle while a current point is
+        still the source).
 
-        A name holds the model, source, target (each shortened to a bounded length) and
+        A name holds the model, source, targets (each shortened to a bounded length) and
         the iteration, then 10 hex digits of the sha256 of :meth:`export_identity`, so
         exports of other models, weights, images, hyperparameters, execution options or
         iterations never share a name. Each file is written whole or not at all
@@ -411,31 +509,47 @@ class Explorer:
         if isinstance(out_dir, str) and not out_dir.strip():
             raise ValueError("no export folder given (an empty name would mean the working folder): name a folder")
         out_dir = atomic.check_folder(out_dir, "the export folder")
-        with self._lock:  # all three of the same iteration, even while running
+        with self._lock:  # all of the same iteration, even while running
             record = self.record()
             identity = hashlib.sha256(json.dumps(self.export_identity(), sort_keys=True).encode()).hexdigest()
             stem = "_".join((_file_stem(record["model"].get("name"), 32), _file_stem(record["source"], 40), "to",
-                             _file_stem(record["target"], 40), f"it{record['iteration']}", identity[:10]))
-            paths = {"image": out_dir / f"{stem}.png", "traversal": out_dir / f"{stem}.pt",
-                     "record": out_dir / f"{stem}.json"}
+                             _file_stem(record["target"], 40), "and", _file_stem(record["target_b"], 40),
+                             f"it{record['iteration']}", identity[:10]))
+            paths = {"image": out_dir / f"{stem}.png", "image_b": out_dir / f"{stem}_b.png",
+                     "traversal": out_dir / f"{stem}.pt"}
             atomic.write_bytes(paths["image"], image_to_png(self.traversal.images[0]))
+            atomic.write_bytes(paths["image_b"], image_to_png(self.traversal.images[1]))
             atomic.write_atomically(paths["traversal"], self.traversal.save)
+            degenerate = bool((self.traversal.images == self.traversal.sources).flatten(1).all(1).any())
+            triangle = None if degenerate else self.triangle()
+            record["triangle"] = None if triangle is None else triangle_record(triangle)
+            if triangle is not None:
+                paths["triangle"] = atomic.write_text(out_dir / f"{stem}_triangle.csv", triangle_csv(triangle))
+        paths["record"] = out_dir / f"{stem}.json"
         record["files"] = {key: path.name for key, path in paths.items()}
         atomic.write_json(paths["record"], record)
         return paths
 
     def export_identity(self) -> dict:
-        """What makes the current point what it is: the model's name and weights (the
+        """What makes the current points what they are: the model's name and weights (the
         sha256 of its parameters and buffers as loaded), the image source, the source and
-        target names and pixels, the hyperparameters, the execution options, the device
-        and the iteration."""
+        target names and pixels, the hyperparameters, the execution options, the device,
+        the iteration and the triangle's divisions."""
         with self._lock:
             t, info = self.traversal, provenance.model_info(self._model)
             return {"model": info.get("name"), "weights": weights_sha256(self._model),
                     "image_source": self._image_source, "source": self.source, "target": self.target,
+                    "target_b": self.target_b, "divisions": self._divisions,
                     "pixels": tensors_sha256({"sources": t.sources, "targets": t.targets}),
                     "config": dataclasses.asdict(t.config), "execution": self.execution.to_dict(),
                     "device": str(module_device(self._model)), "iteration": t.iteration}
+
+
+def _checked_divisions(divisions) -> int:
+    """``divisions`` of a triangle's grid as an int >= 1, or a ValueError saying so."""
+    if isinstance(divisions, bool) or int(divisions) != divisions or divisions < 1:
+        raise ValueError(f"the triangle's grid needs a whole number of divisions >= 1, got {divisions!r}")
+    return int(divisions)
 
 
 def _file_stem(text: str, limit: int) -> str:
