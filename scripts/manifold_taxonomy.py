@@ -37,11 +37,12 @@ from tqdm.std import tqdm
 
 from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
 from blindspots_nb.analysis.manifold import GlyphManifold, dataset_glyphs, rmse
-from blindspots_nb.analysis.taxonomy import judge, on_manifold_attack, summarize
+from blindspots_nb.analysis.taxonomy import judge, on_manifold_attack, summarize, summarize_kind
 from blindspots_nb.data.fonts import GlyphRenderer
 from blindspots_nb.data.sources import FONTS_GLYPHS
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.models import load_model, predict
+from blindspots_nb.plots.manifold import taxonomy_markdown
 from blindspots_nb.protocol import run as protocol
 from blindspots_nb.protocol.experiment import Experiment
 from blindspots_nb.protocol.store import RunStore, csv_text
@@ -95,7 +96,7 @@ class Results:
         if path.exists():
             return json.loads(path.read_text(encoding="utf-8"))
         value = compute()
-        if "rows" in value:
+        if value.get("rows"):
             atomic.write_text(path.with_suffix(".csv"), csv_text(value["rows"]))
         atomic.write_json(path, value)
         return value
@@ -144,7 +145,8 @@ def quantiles(values: torch.Tensor) -> dict:
 
 
 def judged(manifold, images, sources, others, extra: list[dict], args, search) -> dict:
-    rows = judge(manifold, images, sources, others, shortlist=args.shortlist, **search)
+    rows = judge(manifold, images, sources, others, shortlist=args.shortlist, **search).rows(
+        manifold.renderer.font_names)
     rows = [{**more, **row} for more, row in zip(extra, rows)]
     return {"rows": rows}
 
@@ -178,7 +180,7 @@ def main(argv=None):
     generated = dataset_glyphs("test", FONTS_GLYPHS, experiment.seed, renderer, pool["indices"])
     if not torch.allclose(generated["images"], sources, atol=1e-6):
         raise SystemExit("the pool's glyphs are not the renderer's: fonts_dataset and GlyphRenderer disagree")
-    summaries = {"sources": summarize(judged(manifold, sources, labels, labels, [{}] * len(labels), args,
+    summaries = {"- clean": summarize(judged(manifold, sources, labels, labels, [{}] * len(labels), args,
                                              search)["rows"])}
     for name, model in tqdm(models.items(), desc="models"):
         threat = threat_model(model)
@@ -201,7 +203,7 @@ def main(argv=None):
         }
         for kind, compute in pieces.items():
             rows = results.piece(f"{name}_{kind}", compute)["rows"]
-            summaries[f"{name} {kind}"] = summary_of(kind, rows)
+            summaries[f"{name} {kind}"] = summarize_kind(kind, rows)
     table = taxonomy_table(summaries, check)
     record = provenance.record(config=settings, device="cpu", command=command, models={
         name: provenance.model_info(model) for name, model in models.items()},
@@ -243,47 +245,12 @@ def blind_spot_rows(store, experiment, name, pool, manifold, args, search) -> di
     return judged(manifold, images, labels, targets, extra, args, search)
 
 
-def summary_of(kind: str, rows: list[dict]) -> dict:
-    """The verdicts over the examples that count: regular ones that fool the model, blind
-    spots whose target is another letter; the on-manifold search's success rates."""
-    if kind == "on_manifold":
-        n = len(rows)
-        return {"n": n, "fooled": sum(r["fooled"] for r in rows) / n,
-                "fooled_own_font": sum(r["fooled_own_font"] for r in rows) / n,
-                "median_transform_change": float(torch.tensor([r["transform_change"] for r in rows if r["fooled"]]
-                                                              or [float("nan")]).median())}
-    counted = [r for r in rows if (int(r["fooled"]) if "fooled" in r else r["source_letter"] != r["other_letter"])]
-    return {"attempts": len(rows), "fooled": len(counted) / len(rows) if rows else 0.0, **summarize(counted)}
-
-
 def taxonomy_table(summaries: dict, check: dict) -> str:
-    """The Markdown table of the taxonomy."""
-    percent = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
-    number = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    lines = ["| model | kind | n (of tried) | RMSE to source letter | RMSE to other letter | oracle: source | "
-             "oracle: other | oracle: neither |", "|---|---|---|---|---|---|---|---|"]
-    clean = summaries["sources"]
-    lines.append(f"| - | clean sources | {clean['n']} | {number(clean['median_distance_source'])} | - | "
-                 f"{percent(clean['oracle_source'])} | - | {percent(clean['oracle_neither'])} |")
-    for key, s in summaries.items():
-        if key == "sources":
-            continue
-        model, kind = key.split(" ")
-        if kind == "on_manifold":
-            lines.append(f"| {model} | on-manifold (fooled; own font) | {s['n']} | 0 (a rendering) | - | "
-                         f"{percent(s['fooled'])}; {percent(s['fooled_own_font'])} | - | - |")
-            continue
-        n = s.get("n", 0)
-        other = {"lst": "target", "pgd": "predicted", "autoattack": "predicted"}[kind]
-        lines.append(f"| {model} | {kind} (other = {other}) | {n} ({s['attempts']}) | "
-                     f"{number(s.get('median_distance_source'))} | {number(s.get('median_distance_other'))} | "
-                     f"{percent(s.get('oracle_source'))} | {percent(s.get('oracle_other'))} | "
-                     f"{percent(s.get('oracle_neither'))} |")
-    lines.append(f"\nRMSE: medians. Projection: oracle accuracy {percent(check['oracle_accuracy'])} on "
-                 f"{check['n']} clean test glyphs; own-letter RMSE median "
-                 f"{check['own_distance_quantiles']['median']:.4f}, nearest other letter "
-                 f"{check['nearest_other_distance_quantiles']['median']:.4f}.")
-    return "\n".join(lines)
+    """The Markdown table of the taxonomy, with the projection's validation under it."""
+    return (f"{taxonomy_markdown(summaries)}\n\nRMSE: medians. Projection: oracle accuracy "
+            f"{100 * check['oracle_accuracy']:.0f}% on {check['n']} clean test glyphs; own-letter RMSE median "
+            f"{check['own_distance_quantiles']['median']:.4f}, nearest other letter "
+            f"{check['nearest_other_distance_quantiles']['median']:.4f}.")
 
 
 if __name__ == "__main__":

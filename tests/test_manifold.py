@@ -175,9 +175,12 @@ def test_oracle_verdict_names_the_first_letter_it_equals():
 def test_judge_calls_a_rendering_of_the_other_letter_invalid(renderer, manifold):
     transform = torch.tensor([[0.0, 0.95, 0.0, 0.0, 0.0]], dtype=torch.float64)
     image = renderer(renderer.font_names.index("DejaVuSans"), 1, transform)  # a B
-    (row,) = judge(manifold, image, ["A"], ["B"], **SEARCH)
-    assert row["verdict"] == "other" and row["oracle"] == 1
+    judgement = judge(manifold, image, ["A"], ["B"], **SEARCH)
+    (row,) = judgement.rows(renderer.font_names)
+    assert row["verdict"] == "other" and row["oracle"] == 1 and row["font_other"] == "DejaVuSans"
     assert row["distance_other"] < 0.01 < row["distance_source"]
+    assert float(rmse(judgement.nearest(manifold, "other"), image)) == pytest.approx(row["distance_other"], abs=1e-5)
+    assert float(rmse(judgement.nearest(manifold, "source"), image)) == pytest.approx(row["distance_source"], abs=1e-5)
 
 
 @pytest.mark.slow

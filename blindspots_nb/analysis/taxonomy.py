@@ -13,7 +13,8 @@ With the letters' manifolds known (:mod:`.manifold`), an image that fools a mode
 
 :func:`judge` measures a batch of such images: distances to the manifolds of their
 source letter and of a second letter (the model's prediction, or the target), the
-oracle's label and the verdict; :func:`summarize` makes a table row of them.
+oracle's label and the verdict (:class:`Judgement`, its rows); :func:`summarize` makes a
+table row of the rows.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.fonts import GlyphRenderer
-from .manifold import GlyphManifold, TransformBox, _count, letter_indices
+from .manifold import GlyphManifold, Projection, TransformBox, _count, letter_indices
 
 VERDICTS = ("source", "other", "neither")
 
@@ -103,24 +104,45 @@ def on_manifold_attack(model, renderer: GlyphRenderer, letters, fonts, transform
                               margin[rows, pick], change[rows, pick])
 
 
-def judge(manifold: GlyphManifold, images: torch.Tensor, sources, others, shortlist: int = 3, **search) -> list[dict]:
-    """One row per image: the oracle's label (``oracle``), the verdict (``source``: it
-    names the source letter, ``other``: the second letter, e.g. the model's prediction
-    or the target, ``neither``), the RMSE to the nearest rendering of the source letter
-    (``distance_source``), of the other letter (``distance_other``) and of the oracle's
-    letter (``distance_oracle``), and the fonts of the first two. ``sources`` and
-    ``others``: one letter per image; ``search``: :meth:`GlyphManifold.project`'s options."""
+@dataclass
+class Judgement:
+    """Images judged by the manifold: per image its ``sources`` and ``others`` letters (the
+    second letter: the model's prediction, or the target), the oracle's ``projection``
+    (searched on both and on the letters nearest at screening) and the ``verdicts``
+    (``source``: the oracle names the source letter, ``other``: the second letter,
+    ``neither``)."""
+
+    sources: torch.Tensor
+    others: torch.Tensor
+    projection: Projection
+    verdicts: list[str]
+
+    def nearest(self, manifold: GlyphManifold, which: str = "source") -> torch.Tensor:
+        """The nearest renderings (N, 1, size, size) of each image's ``source`` or ``other`` letter."""
+        letters = {"source": self.sources, "other": self.others}[which]
+        _, font, transform = self.projection.to(letters)
+        return manifold.render(font, letters, transform)
+
+    def rows(self, font_names: list[str]) -> list[dict]:
+        """One row per image: letters, the oracle's label and verdict, the RMSE to the nearest
+        rendering of the source letter, of the other letter and of the oracle's letter, and
+        the fonts of the first two."""
+        label = self.projection.label
+        (d_source, f_source, _), (d_other, f_other, _) = self.projection.to(self.sources), self.projection.to(self.others)
+        d_oracle = self.projection.to(label)[0]
+        return [{"source_letter": int(self.sources[i]), "other_letter": int(self.others[i]), "oracle": int(label[i]),
+                 "verdict": self.verdicts[i], "distance_source": float(d_source[i]),
+                 "distance_other": float(d_other[i]), "distance_oracle": float(d_oracle[i]),
+                 "font_source": font_names[int(f_source[i])], "font_other": font_names[int(f_other[i])]}
+                for i in range(len(self.verdicts))]
+
+
+def judge(manifold: GlyphManifold, images: torch.Tensor, sources, others, shortlist: int = 3, **search) -> Judgement:
+    """The oracle's judgement of ``images`` against one ``sources`` letter and one
+    ``others`` letter per image (``search``: :meth:`GlyphManifold.project`'s options)."""
     sources, others = letter_indices(sources, len(images)), letter_indices(others, len(images))
     projection = manifold.oracle(images, include=torch.stack([sources, others], 1), shortlist=shortlist, **search)
-    label = projection.label
-    to_source, to_other, to_oracle = projection.to(sources), projection.to(others), projection.to(label)
-    verdicts = oracle_verdict(label, source=sources, other=others)
-    names = manifold.renderer.font_names
-    return [{"source_letter": int(s), "other_letter": int(o), "oracle": int(label[i]), "verdict": verdicts[i],
-             "distance_source": float(to_source[0][i]), "distance_other": float(to_other[0][i]),
-             "distance_oracle": float(to_oracle[0][i]), "font_source": names[int(to_source[1][i])],
-             "font_other": names[int(to_other[1][i])]}
-            for i, (s, o) in enumerate(zip(sources.tolist(), others.tolist()))]
+    return Judgement(sources, others, projection, oracle_verdict(projection.label, source=sources, other=others))
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -132,3 +154,18 @@ def summarize(rows: list[dict]) -> dict:
     fractions = {f"oracle_{v}": sum(row["verdict"] == v for row in rows) / n for v in VERDICTS}
     return {"n": n, **fractions, "median_distance_source": median("distance_source"),
             "median_distance_other": median("distance_other"), "median_distance_oracle": median("distance_oracle")}
+
+
+def summarize_kind(kind: str, rows: list[dict]) -> dict:
+    """A taxonomy row of one kind of example: :func:`summarize` over the examples that count
+    (regular ones that fool the model, blind spots whose target is another letter), with
+    ``attempts`` and the share that counts (``fooled``); for ``on_manifold`` rows, the
+    success rates (any font, the source's own) and the median transform change of the
+    examples found."""
+    if kind == "on_manifold":
+        found = [float(r["transform_change"]) for r in rows if int(r["fooled"])]
+        return {"n": len(rows), "fooled": sum(int(r["fooled"]) for r in rows) / len(rows),
+                "fooled_own_font": sum(int(r["fooled_own_font"]) for r in rows) / len(rows),
+                "median_transform_change": float(torch.tensor(found).median()) if found else None}
+    counted = [r for r in rows if (int(r["fooled"]) if "fooled" in r else r["source_letter"] != r["other_letter"])]
+    return {"attempts": len(rows), "fooled": len(counted) / len(rows) if rows else 0.0, **summarize(counted)}
