@@ -138,10 +138,13 @@ def measure(name: str, model, sources, targets, pairs, config: LSTConfig, data: 
               "initial_confidence": float(result.initial_confidence[b]), "confidence": float(result.confidence[b]),
               "target_confidence": float(result.target_confidence[b]),
               "rmse_to_target": float(rmse(result.images[b:b + 1], targets[b:b + 1])[0]),
-              "disappears_at": cosine.layer[b], "depth": cosine.depth[b], "regained": cosine.regained[b]}
+              "disappears_at": cosine.layer[b], "depth": cosine.depth[b],
+              "nearer_source_from": cosine.settled_layer[b], "settled_depth": cosine.settled_depth[b]}
              for b, (source, target) in enumerate(pairs)]
     summary = {**similarity.provenance, "paths": paths, "last_iterate": last, "iterations": list(similarity.iterations),
-               **{f"{measure}_disappears_at": disappearance(similarity, measure).layer[0] for measure in batch}}
+               **{f"{measure}_disappears_at": disappearance(similarity, measure).layer[0] for measure in batch},
+               **{f"{measure}_nearer_source_from": disappearance(similarity, measure).settled_layer[0]
+                  for measure in batch}}
     atomic.write_json(folder / "summary.json", summary)
     write_csv(folder / "similarity.csv", similarity.rows())
     caption = provenance.caption(model, config, module_device(model))
@@ -175,9 +178,11 @@ def report(name: str, summary: dict) -> None:
         print(f"  {path['source']} -> {path['target']} ({path['source_class']} -> {path['target_class']}): "
               f"confidence {path['initial_confidence']:.3f} -> {path['confidence']:.3f}, RMSE to target "
               f"{path['rmse_to_target']:.3f}; target disappears at {path['disappears_at']}"
-              + (" (regained deeper)" if path["regained"] else ""))
+              + ("" if path["depth"] == path["settled_depth"] else
+                 f", regained deeper; nearer the source from {path['nearer_source_from']} on"))
     for measure in batch:
-        print(f"  {measure} over the batch: target disappears at {summary[f'{measure}_disappears_at']}")
+        print(f"  {measure} over the batch: target disappears at {summary[f'{measure}_disappears_at']}, "
+              f"nearer the source from {summary[f'{measure}_nearer_source_from']} on")
 
 
 def main(argv=None) -> None:

@@ -238,6 +238,15 @@ def test_disappearance_is_the_first_row_nearer_the_source_at_the_last_iterate():
     found = disappearance(similarity(to_source, to_target))
     assert found.depth == (2, None) and found.layer == ("b", None) and found.iteration == 5
     assert found.regained == (True, False)  # path 0's row c is nearer the target again
+    assert found.settled_depth == (None, None) and found.settled_layer == (None, None)
+    to_target[0][3][1] = 0.2  # now path 0 stays nearer its source from row 2 on
+    found = disappearance(similarity(to_source, to_target))
+    assert found.settled_depth == (2, None) and found.settled_layer == ("b", None) and found.regained == (False, False)
+    to_target[0][2][1] = 0.95  # row 2 nearer the target, row 3 not: first and settled both row 3
+    assert disappearance(similarity(to_source, to_target)).depth == (3, None)
+    to_source[0][0][1] = 0.99  # the pixels nearer the source: depth 0, settled at row 3
+    found = disappearance(similarity(to_source, to_target))
+    assert found.depth == (0, None) and found.settled_depth == (3, None) and found.regained == (True, False)
     assert disappearance(similarity(to_source, to_target), iteration=0).depth == (None, None)
     with pytest.raises(ValueError, match="at least 3 paths"):
         disappearance(similarity(to_source, to_target), measure="cka")
@@ -257,9 +266,11 @@ def test_rows_and_figure_hold_the_results_numbers():
     heatmaps = [trace for trace in figure.data if trace.type == "heatmap"]
     assert [list(h.y) for h in heatmaps] == [list(result.layers)] * 3 and list(heatmaps[0].x) == [0, 10, 20]
     torch.testing.assert_close(torch.tensor(heatmaps[2].z), result.to_target[2] - result.to_source[2])
-    stars = [trace for trace in figure.data if trace.type == "scatter"]
-    depth = disappearance(result).depth[2]
-    assert [list(s.y) for s in stars] == ([] if depth is None else [[result.layers[depth]]])
+    marks = {trace.marker.symbol: list(trace.y) for trace in figure.data if trace.type == "scatter"}
+    found = disappearance(result)
+    depth, settled = found.depth[2], found.settled_depth[2]
+    assert marks.get("star") == (None if depth is None else [result.layers[depth]])
+    assert marks.get("circle") == (None if settled in (None, depth) else [result.layers[settled]])
     assert "made by a test" in figure.layout.title.text
     cka = layer_similarity_figure(result, measure="cka")
     torch.testing.assert_close(torch.tensor(cka.data[1].z), result.cka_to_target)

@@ -319,29 +319,33 @@ def traversal_layer_similarity(model, traversal, layers=None, sources: torch.Ten
 
 @dataclass(frozen=True)
 class Disappearance:
-    """Where the target disappears, per path (one entry for the batch under CKA).
-
-    ``depth[b]``: the row of :attr:`LayerSimilarity.layers` (0 = pixels) given by
-    :func:`disappearance`, None where there is none; ``layer[b]``: its name;
-    ``regained[b]``: whether some deeper row is again nearer the target than the source.
-    """
+    """Where the target disappears, per path (one entry for the batch under CKA), as
+    :func:`disappearance` defines it: ``depth[b]``, the first row of
+    :attr:`LayerSimilarity.layers` (0 = pixels) nearer the source than the target, and
+    ``settled_depth[b]``, the row from which on every row is; None where there is none.
+    ``layer`` and ``settled_layer`` name them."""
 
     measure: str
     iteration: int
     depth: tuple[int | None, ...]
     layer: tuple[str | None, ...]
-    regained: tuple[bool, ...]
+    settled_depth: tuple[int | None, ...]
+    settled_layer: tuple[str | None, ...]
+
+    @property
+    def regained(self) -> tuple[bool, ...]:
+        """Per path: whether a row deeper than ``depth`` is again nearer the target."""
+        return tuple(first != settled for first, settled in zip(self.depth, self.settled_depth))
 
 
-def first_below(to_source: torch.Tensor, to_target: torch.Tensor) -> tuple[int | None, bool]:
-    """For one column of similarities (L,): the first row at which the similarity to the
-    target is below the similarity to the source (None if none), and whether a deeper
-    row is again at least as near the target."""
+def crossing_depths(to_source: torch.Tensor, to_target: torch.Tensor) -> tuple[int | None, int | None]:
+    """For one column of similarities (L,): the first row whose similarity to the target
+    is below its similarity to the source, and the first row from which on every row's
+    is (None if there is none)."""
     below = (to_target < to_source).tolist()
-    if True not in below:
-        return None, False
-    depth = below.index(True)
-    return depth, not all(below[depth:])
+    first = below.index(True) if True in below else None
+    settled = next((row for row in range(len(below)) if all(below[row:])), None)
+    return first, settled
 
 
 def disappearance(result: LayerSimilarity, measure: str = "cosine", iteration: int = -1) -> Disappearance:
@@ -349,19 +353,19 @@ def disappearance(result: LayerSimilarity, measure: str = "cosine", iteration: i
 
     For each path b (under a CKA ``measure``: once, for the batch) and the recorded
     iterate x in column ``iteration`` of ``result`` (default -1: the last, the blind spot),
-    the depth is the smallest row index l of ``result.layers`` (0 = the pixels, then the
+    ``depth`` is the smallest row index l of ``result.layers`` (0 = the pixels, then the
     layers in the order measured) with sim(f_l(x), f_l(target)) < sim(f_l(x), f_l(source)):
     the first representation in which x is nearer its source than its target. None when
-    there is no such row: x stays nearer its target at every layer measured. Depth 0
-    means that already the pixels are nearer the source. ``regained`` flags a path whose
-    similarity to the target rises above its similarity to the source again deeper down.
+    there is no such row: x stays nearer its target at every layer measured; 0 when
+    already the pixels are nearer the source. ``settled_depth`` is the smallest l from
+    which on every row satisfies it (the target does not come back deeper down); it
+    differs from ``depth`` where the target is regained (:attr:`Disappearance.regained`).
     """
     if not -len(result.iterations) <= iteration < len(result.iterations):
         raise IndexError(f"column {iteration} is outside the {len(result.iterations)} recorded iterations")
     indices = [None] if measure in BATCH_MEASURES else range(len(result.to_source))
-    found = [first_below(*(values[:, iteration] for values in result.similarities(measure, index)))
+    found = [crossing_depths(*(values[:, iteration] for values in result.similarities(measure, index)))
              for index in indices]
-    depth = tuple(d for d, _ in found)
-    return Disappearance(measure, result.iterations[iteration], depth,
-                         tuple(None if d is None else result.layers[d] for d in depth),
-                         tuple(regained for _, regained in found))
+    depths = [tuple(pair[n] for pair in found) for n in (0, 1)]
+    names = [tuple(None if d is None else result.layers[d] for d in depth) for depth in depths]
+    return Disappearance(measure, result.iterations[iteration], depths[0], names[0], depths[1], names[1])

@@ -15,12 +15,13 @@ def layer_similarity_figure(result, index: int | None = 0, measure: str = "cosin
     """Three heatmaps with one row per layer (pixels at the top, deeper layers below) and
     one column per recorded iteration: the similarity of the iterate's representation to
     the source's, to the target's, and target minus source (red: the target is nearer,
-    blue: the source is). A star marks, at the last iterate, the first layer at which the
-    source is nearer (:func:`~blindspots_nb.analysis.layers.first_below`).
+    blue: the source is). At the last iterate a star marks the first layer at which the
+    source is nearer, a circle the layer from which on it stays nearer where that is
+    deeper (:func:`~blindspots_nb.analysis.layers.crossing_depths`).
 
     ``index``: which path (None: the mean over the paths); ``measure``: ``"cosine"``, or
     ``"cka"`` or ``"debiased-cka"`` (over the batch; ``index`` unused)."""
-    from ..analysis.layers import first_below
+    from ..analysis.layers import crossing_depths
 
     to_source, to_target = result.similarities(measure, index)
     difference = to_target - to_source
@@ -41,11 +42,14 @@ def layer_similarity_figure(result, index: int | None = 0, measure: str = "cosin
     fig.add_trace(go.Heatmap(z=difference.numpy(), x=iterations, y=layers, zmin=-bound, zmax=bound,
                              colorscale="RdBu_r", colorbar={"x": 1.07, "len": 0.9, "thickness": 12, "title": "\u0394"},
                              hovertemplate="layer %{y}<br>iteration %{x}<br>%{z:+.3f}<extra></extra>"), row=1, col=3)
-    depth, _ = first_below(to_source[:, -1], to_target[:, -1])
-    if depth is not None:
-        fig.add_trace(go.Scatter(x=[iterations[-1]], y=[layers[depth]], mode="markers", showlegend=False,
-                                 marker={"symbol": "star", "size": 14, "color": "gold", "line": {"width": 1}},
-                                 hovertext=f"target disappears at {layers[depth]}", hoverinfo="text"), row=1, col=3)
+    depth, settled = crossing_depths(to_source[:, -1], to_target[:, -1])
+    marks = [(depth, "star", f"target disappears at {layers[depth] if depth is not None else ''}")]
+    marks += [(settled, "circle", f"nearer the source from {layers[settled]} on")] if settled != depth else []
+    for row, symbol, text in marks:
+        if row is not None:
+            fig.add_trace(go.Scatter(x=[iterations[-1]], y=[layers[row]], mode="markers", showlegend=False,
+                                     marker={"symbol": symbol, "size": 13, "color": "gold", "line": {"width": 1}},
+                                     hovertext=text, hoverinfo="text"), row=1, col=3)
     fig.update_yaxes(autorange="reversed", type="category", row=1, col=1)
     fig.update_xaxes(title_text="iteration")
     subtitle = f"{which}; star: first layer nearer the source at iteration {iterations[-1]}" + (
