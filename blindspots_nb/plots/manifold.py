@@ -45,8 +45,12 @@ def taxonomy_markdown(summaries: dict) -> str:
             lines.append(f"| {model} | on-manifold (fooled: any font; own font) | {s['n']} | 0 (a rendering) | - | "
                          f"{percent(s['fooled'])}; {percent(s['fooled_own_font'])} | - | - |")
             continue
-        other = {"lst": "target", "clean": "-"}.get(kind, "predicted")
-        lines.append(f"| {model} | {kind} (other = {other}) | {s.get('n', 0)} ({s.get('attempts', s.get('n', 0))}) | "
+        if kind == "clean":  # the sources themselves: no second letter
+            lines.append(f"| {model} | clean sources | {s['n']} | {number(s['median_distance_source'])} | - | "
+                         f"{percent(s['oracle_source'])} | - | {percent(s['oracle_neither'])} |")
+            continue
+        other = "target" if kind == "lst" else "predicted"
+        lines.append(f"| {model} | {kind} (other = {other}) | {s.get('n', 0)} ({s['attempts']}) | "
                      f"{number(s.get('median_distance_source'))} | {number(s.get('median_distance_other'))} | "
                      f"{percent(s.get('oracle_source'))} | {percent(s.get('oracle_other'))} | "
                      f"{percent(s.get('oracle_neither'))} |")
