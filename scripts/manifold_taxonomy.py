@@ -144,9 +144,11 @@ def quantiles(values: torch.Tensor) -> dict:
     return dict(zip(("min", "q10", "median", "q90", "max"), (round(float(v), 5) for v in q)))
 
 
-def judged(manifold, images, sources, others, extra: list[dict], args, search) -> dict:
-    rows = judge(manifold, images, sources, others, shortlist=args.shortlist, **search).rows(
-        manifold.renderer.font_names)
+def judged(manifold, images, sources, others, extra: list[dict], args, search, what: str) -> dict:
+    """:func:`judge`'s rows of ``images``, each beside its ``extra`` row, with a progress bar."""
+    with tqdm(total=len(images), desc=f"projecting {what}", unit="image", leave=False) as bar:
+        rows = judge(manifold, images, sources, others, shortlist=args.shortlist, progress=bar.update,
+                     **search).rows(manifold.renderer.font_names)
     rows = [{**more, **row} for more, row in zip(extra, rows)]
     return {"rows": rows}
 
@@ -180,23 +182,25 @@ def main(argv=None):
     generated = dataset_glyphs("test", FONTS_GLYPHS, experiment.seed, renderer, pool["indices"])
     if not torch.allclose(generated["images"], sources, atol=1e-6):
         raise SystemExit("the pool's glyphs are not the renderer's: fonts_dataset and GlyphRenderer disagree")
-    summaries = {"- clean": summarize(judged(manifold, sources, labels, labels, [{}] * len(labels), args,
-                                             search)["rows"])}
+    clean = results.piece("clean", lambda: judged(manifold, sources, labels, labels, [
+        {"source": i} for i in range(len(labels))], args, search, "clean sources"))
+    summaries = {"- clean": summarize(clean["rows"])}
     for name, model in tqdm(models.items(), desc="models"):
         threat = threat_model(model)
 
-        def regular(attack, count):
+        def regular(kind, attack, count):
             adversarial = attack(model, sources[:count], labels[:count])
             predicted = predict(model, adversarial)[0]
             extra = [{"source": i, "fooled": int(p != y), "predicted": int(p),
                       "linf": float((a - s).abs().max())}
                      for i, (p, y, a, s) in enumerate(zip(predicted, labels, adversarial, sources))]
-            return judged(manifold, adversarial, labels[:count], predicted, extra, args, search)
+            return judged(manifold, adversarial, labels[:count], predicted, extra, args, search,
+                          f"{name}'s {kind} examples")
 
         pieces = {
-            "pgd": lambda: regular(lambda m, x, y: pgd(m, x, y, threat.radius, steps=args.pgd_steps, seed=args.seed),
-                                   len(labels)),
-            "autoattack": lambda: regular(lambda m, x, y: autoattack(m, x, y, threat.radius, seed=args.seed),
+            "pgd": lambda: regular("PGD", lambda m, x, y: pgd(m, x, y, threat.radius, steps=args.pgd_steps,
+                                                              seed=args.seed), len(labels)),
+            "autoattack": lambda: regular("AutoAttack", lambda m, x, y: autoattack(m, x, y, threat.radius, seed=args.seed),
                                           min(args.autoattack, len(labels))) if args.autoattack else {"rows": []},
             "on_manifold": lambda: on_manifold_rows(model, renderer, generated, labels, args),
             "lst": lambda: blind_spot_rows(store, experiment, name, pool, manifold, args, search),
@@ -208,7 +212,8 @@ def main(argv=None):
     record = provenance.record(config=settings, device="cpu", command=command, models={
         name: provenance.model_info(model) for name, model in models.items()},
         manifold=manifold.settings(), threat_model=str(threat_model(models[MODELS[0]])),
-        lst=experiment.lst.to_dict(), data=f"fonts:test ({FONTS_GLYPHS} glyphs, seed {experiment.seed})", seconds=round(time.time() - started, 1))
+        lst=experiment.lst.to_dict(), data=f"fonts:test ({FONTS_GLYPHS} glyphs, seed {experiment.seed})",
+        seconds=round(time.time() - started, 1))
     atomic.write_text(results.folder / "taxonomy.md", f"command: `{command}`\n\n{table}\n")
     atomic.write_json(results.folder / "summaries.json", summaries)
     atomic.write_json(results.folder / "run.json", record)
@@ -242,7 +247,7 @@ def blind_spot_rows(store, experiment, name, pool, manifold, args, search) -> di
     images = torch.cat(spots).float()
     labels = torch.tensor([pool["labels"][row["source"]] for row in extra])
     targets = torch.tensor([pool["labels"][row["target"]] for row in extra])
-    return judged(manifold, images, labels, targets, extra, args, search)
+    return judged(manifold, images, labels, targets, extra, args, search, f"{name}'s blind spots")
 
 
 def taxonomy_table(summaries: dict, check: dict) -> str:
