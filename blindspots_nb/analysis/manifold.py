@@ -31,7 +31,8 @@ from ..models import FONTS_CLASSES
 SEARCH_MARGIN = 0.1  # the box reaches this fraction of each range's width beyond the dataset's range
 
 
-def _count(name: str, value, low: int = 1) -> int:
+def count_at_least(name: str, value, low: int = 1) -> int:
+    """``value`` if it is an integer >= ``low``, else a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return value
@@ -128,6 +129,29 @@ class Projection:
         return self.distance[rows, column], self.font[rows, column], self.transform[rows, column]
 
 
+def descend(units: torch.Tensor, objective, steps: int, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam on ``units`` (M, 5) (box coordinates, kept in [0, 1]) for ``steps`` steps,
+    minimising ``objective(units)`` (M,) of each row independently; returns the lowest
+    value of each row seen and the units where it was seen."""
+    units = units.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([units], lr=lr)
+    best_value, best_units = torch.full((units.shape[0],), float("inf")), units.detach().clone()
+    for step in range(steps + 1):
+        with torch.enable_grad():
+            value = objective(units)
+            better = value.detach() < best_value
+            best_value = torch.where(better, value.detach(), best_value)
+            best_units[better] = units.detach()[better]
+            if step == steps:
+                break
+            optimizer.zero_grad()
+            value.sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            units.clamp_(0, 1)
+    return best_value, best_units
+
+
 class GlyphManifold:
     """The letters' manifolds of a :class:`GlyphRenderer` (default: all fonts matplotlib
     ships, train and test), searched in the box of ``margin``; ``starts`` atlas transforms
@@ -137,7 +161,7 @@ class GlyphManifold:
                  seed: int = 0):
         self.renderer = renderer or GlyphRenderer()
         self.box = TransformBox(margin)
-        self.starts, self.seed = _count("starts", starts), _count("seed", seed, 0)
+        self.starts, self.seed = count_at_least("starts", starts), count_at_least("seed", seed, 0)
         generator = torch.Generator().manual_seed(seed)
         units = torch.rand(starts, len(TRANSFORM_PARAMETERS), generator=generator, dtype=torch.float64)
         units[0] = 0.5  # the box's centre: an upright glyph of mid scale
@@ -189,8 +213,8 @@ class GlyphManifold:
         else:
             shared = letter_indices(list(range(len(FONTS_CLASSES))) if letters is None else letters)
             letters = shared[None].expand(n, -1)
-        keep, refine = _count("keep", keep), _count("refine", refine)
-        steps, batch_size = _count("steps", steps, 0), _count("batch_size", batch_size)
+        keep, refine = count_at_least("keep", keep), count_at_least("refine", refine)
+        steps, batch_size = count_at_least("steps", steps, 0), count_at_least("batch_size", batch_size)
         keep = min(keep, len(self.renderer) * self.starts)
         parts = []
         for rows in torch.arange(n).split(batch_size):
@@ -209,7 +233,7 @@ class GlyphManifold:
         images = check_glyph_images(images, self.renderer.size)
         order = self.screen(images).argsort(1).tolist()
         wanted = [[] for _ in order] if include is None else letter_indices(include).reshape(len(order), -1).tolist()
-        width = _count("shortlist", shortlist) + max(len(set(row)) for row in wanted)
+        width = count_at_least("shortlist", shortlist) + max(len(set(row)) for row in wanted)
         rows = [list(dict.fromkeys(must + ranked))[:width] for must, ranked in zip(wanted, order)]
         return self.project(images, torch.tensor(rows), **search)
 
@@ -235,30 +259,14 @@ class GlyphManifold:
         return error.sqrt(), font, self.box.transforms(units.double())
 
     def _descend(self, units, font, letter, target, steps, lr):
-        """Adam on ``units`` (N, K, C, 5) (box coordinates, kept in [0, 1]) minimising the
-        mean squared error of each rendering to its image in ``target``; returns the best
-        error (N, K, C) and units seen."""
+        """:func:`descend` from ``units`` (N, K, C, 5) minimising the mean squared error of each
+        rendering to its image in ``target``; returns the best error (N, K, C) and units seen."""
         shape = units.shape[:3]
-        units = units.reshape(-1, units.shape[3]).clone().requires_grad_(True)
         font, letter = font.reshape(-1), letter.reshape(-1)
-        target = target.expand(*shape, -1).reshape(units.shape[0], -1)
-        optimizer = torch.optim.Adam([units], lr=lr)
-        best_error = torch.full((units.shape[0],), float("inf"))
-        best_units = units.detach().clone()
-        for step in range(steps + 1):
-            with torch.enable_grad():
-                error = (self.renderer(font, letter, self.box.transforms(units)).flatten(1) - target).pow(2).mean(1)
-                better = error.detach() < best_error
-                best_error = torch.where(better, error.detach(), best_error)
-                best_units[better] = units.detach()[better]
-                if step == steps:
-                    break
-                optimizer.zero_grad()
-                error.sum().backward()
-            optimizer.step()
-            with torch.no_grad():
-                units.clamp_(0, 1)
-        return best_error.reshape(shape), best_units.reshape(*shape, -1)
+        target = target.expand(*shape, -1).reshape(-1, target.shape[-1])
+        error, units = descend(units.reshape(-1, units.shape[3]), lambda u: (self.renderer(
+            font, letter, self.box.transforms(u)).flatten(1) - target).pow(2).mean(1), steps, lr)
+        return error.reshape(shape), units.reshape(*shape, -1)
 
     def render(self, font, letter, transform) -> torch.Tensor:
         """The renderings (N, 1, size, size) a projection names (``Projection.to``)."""

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.fonts import GlyphRenderer
-from .manifold import GlyphManifold, Projection, TransformBox, _count, letter_indices
+from ..data.fonts import GlyphRenderer, indices_of
+from .manifold import GlyphManifold, Projection, TransformBox, count_at_least, descend, letter_indices
 
 VERDICTS = ("source", "other", "neither")
 
@@ -67,29 +67,18 @@ def on_manifold_attack(model, renderer: GlyphRenderer, letters, fonts, transform
 
     transforms = torch.as_tensor(transforms, dtype=torch.float64)
     n, count = transforms.shape[0], len(renderer)
-    letters, fonts = letter_indices(letters, n), GlyphRenderer._indices("font", fonts, n, count)
+    letters, fonts = letter_indices(letters, n), indices_of("font", fonts, n, count)
     box = TransformBox(0.0)
     start = box.units(transforms).clamp(0, 1)
-    units = start[:, None].expand(n, count, -1).reshape(n * count, -1).float().clone().requires_grad_(True)
+    units = start[:, None].expand(n, count, -1).reshape(n * count, -1).float()
     letter, font = letters.repeat_interleave(count), torch.arange(count).repeat(n)
     device = module_device(model)
-    optimizer = torch.optim.Adam([units], lr=lr)
-    best_margin, best_units = torch.full((n * count,), float("inf")), units.detach().clone()
-    for step in range(_count("steps", steps, 0) + 1):
-        with torch.enable_grad():
-            logits = model(renderer(font, letter, box.transforms(units)).to(device)).float().cpu()
-            own = logits.gather(1, letter[:, None]).squeeze(1)
-            margin = own - logits.scatter(1, letter[:, None], float("-inf")).amax(1)
-            better = margin.detach() < best_margin
-            best_margin = torch.where(better, margin.detach(), best_margin)
-            best_units[better] = units.detach()[better]
-            if step == steps:
-                break
-            optimizer.zero_grad()
-            margin.sum().backward()
-        optimizer.step()
-        with torch.no_grad():
-            units.clamp_(0, 1)
+
+    def margin_of(units):  # the source logit minus the largest other
+        logits = model(renderer(font, letter, box.transforms(units)).to(device)).float().cpu()
+        return logits.gather(1, letter[:, None]).squeeze(1) - logits.scatter(1, letter[:, None], float("-inf")).amax(1)
+
+    best_margin, best_units = descend(units, margin_of, count_at_least("steps", steps, 0), lr)
     margin, best_units = best_margin.reshape(n, count), best_units.reshape(n, count, -1).double()
     change = (best_units - start[:, None]).abs().amax(2)
     fooled = margin < 0

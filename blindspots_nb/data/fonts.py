@@ -92,6 +92,17 @@ def affine_theta(transforms: torch.Tensor) -> torch.Tensor:
     return torch.cat([inverse, -inverse @ shift[:, :, None]], -1)
 
 
+def indices_of(what: str, value, n: int, count: int) -> torch.Tensor:
+    """``value`` (an int or n integers) as n indices in [0, count), or a clear error naming ``what``."""
+    index = torch.as_tensor(value)
+    if index.is_floating_point() or index.dtype == torch.bool or index.dim() > 1 \
+            or (index.dim() == 1 and index.shape[0] != n):
+        raise ValueError(f"{what} must be an integer or {n} integers, got {index.dtype} {tuple(index.shape)}")
+    if index.numel() and not bool(((index >= 0) & (index < count)).all()):
+        raise ValueError(f"{what} index out of range [0, {count}): got {index.tolist()}")
+    return index.long().expand(n)
+
+
 class GlyphRenderer:
     """The FONTS generator as a differentiable function: (font, letter, transform) -> image.
 
@@ -129,23 +140,12 @@ class GlyphRenderer:
             raise ValueError(f"transforms must be a float tensor (N, {len(TRANSFORM_PARAMETERS)}) of "
                              f"{', '.join(TRANSFORM_PARAMETERS)}, got {transforms.dtype} {tuple(transforms.shape)}")
         n = transforms.shape[0]
-        font = self._indices("font", font, n, len(self.paths))
-        letter = self._indices("letter", letter, n, len(FONTS_CLASSES))
+        font = indices_of("font", font, n, len(self.paths))
+        letter = indices_of("letter", letter, n, len(FONTS_CLASSES))
         glyphs = self.bank[font, letter][:, None]
         grid = F.affine_grid(affine_theta(transforms).float(), list(glyphs.shape), align_corners=False)
         warped = F.grid_sample(glyphs, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return F.avg_pool2d(warped, 2).clamp(0, 1)
-
-    @staticmethod
-    def _indices(what: str, value, n: int, count: int) -> torch.Tensor:
-        """``value`` (an int or n integers) as n indices in [0, count), or a clear error."""
-        index = torch.as_tensor(value)
-        if index.is_floating_point() or index.dtype == torch.bool or index.dim() > 1 \
-                or (index.dim() == 1 and index.shape[0] != n):
-            raise ValueError(f"{what} must be an integer or {n} integers, got {index.dtype} {tuple(index.shape)}")
-        if index.numel() and not bool(((index >= 0) & (index < count)).all()):
-            raise ValueError(f"{what} index out of range [0, {count}): got {index.tolist()}")
-        return index.long().expand(n)
 
 
 def draw_parameters(split: str, n: int, seed: int, fonts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
