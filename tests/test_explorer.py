@@ -21,8 +21,10 @@ from PIL import Image
 from blindspots_nb import __version__
 from blindspots_nb.data import TensorImages
 from blindspots_nb.explorer.state import GIVEN_IMAGES, Explorer
+from blindspots_nb.explorer.triangle import RedrawThrottle
 from blindspots_nb.lst import LSTConfig, Traversal
-from blindspots_nb.analysis.geometry import stats_from_confidence, triangle_confidence, triangle_grid, triangle_shape
+from blindspots_nb.analysis.geometry import (segment_confidence, stats_from_confidence, triangle_confidence,
+                                             triangle_grid, triangle_shape)
 from blindspots_nb.analysis.metrics import rmse
 from blindspots_nb.models import wrap
 
@@ -563,3 +565,178 @@ def test_execution_options_reach_the_explorers_traversal_record_and_caption(mode
     assert "execution" not in plain.caption()
     fast.reset()
     assert fast.traversal.execution == Execution("bf16")  # a new traversal keeps the options
+
+
+# -- two targets and the live triangle ------------------------------------------------
+def _single(model, source, target, config, iterations):
+    """One traversal of one pair, on its own."""
+    labels = model(source[None]).argmax(1)
+    return Traversal(model, source[None], labels, target[None], config).step(iterations)
+
+
+@pytest.mark.parametrize("noise", [0.0, 4 / 255])
+def test_two_targets_step_in_one_batch_as_two_separate_traversals(model, images, noise):
+    config = LSTConfig(iterations=30, record_every=1, init_noise=noise)
+    explorer = Explorer(model, image_source=images, source="w", target="x", target_b="y", config=config)
+    explorer.step(7)
+    catalog, t = explorer.catalog, explorer.traversal
+    alone_a = _single(model, catalog["w"], catalog["x"], config, 7)
+    torch.testing.assert_close(t.images[0], alone_a.images[0], atol=1e-5, rtol=0)
+    if noise == 0:  # towards B: the batch's noise for its second row is not a lone run's first draw
+        alone_b = _single(model, catalog["w"], catalog["y"], config, 7)
+        torch.testing.assert_close(t.images[1], alone_b.images[0], atol=1e-5, rtol=0)
+    snap = explorer.snapshot()
+    assert (snap.target, snap.target_b) == ("x", "y")
+    assert snap.confidence_b == pytest.approx(float(t.confidence[1]))
+    torch.testing.assert_close(snap.current_image_b, t.images[1])
+    torch.testing.assert_close(snap.target_b_image, catalog["y"])
+
+
+def test_target_b_defaults_to_a_third_class_and_can_be_chosen(model, images):
+    predicted = dict(zip(NAMES, model(images.images).argmax(1).tolist()))
+    explorer = Explorer(model, image_source=images, source="w", target="x", config=CONFIG)
+    third = [name for name in NAMES if predicted[name] not in (predicted["w"], predicted["x"])]
+    assert explorer.target_b == (third[0] if third else next(n for n in NAMES if n not in ("w", "x")))
+    explorer.choose(target_b="z")
+    assert explorer.target_b == "z" and explorer.traversal.iteration == 0
+    torch.testing.assert_close(explorer.traversal.targets[1], explorer.catalog["z"])
+    with pytest.raises(ValueError, match="no image 'nope'"):
+        explorer.choose(target_b="nope")
+
+
+def test_the_triangle_is_analysis_geometry_on_the_current_points(explorer, model):
+    explorer.step(6)
+    t = explorer.traversal
+    source, a, b, label = t.sources[0], t.images[0], t.images[1], int(t.labels[0])
+    triangle = explorer.triangle()
+    expected = triangle_confidence(model, source, a, b, label)
+    assert triangle.points == 66 and triangle.iteration == 6
+    torch.testing.assert_close(triangle.confidence, expected)
+    assert triangle.stats == pytest.approx({name: float(v) for name, v in stats_from_confidence(expected).items()})
+    shape = triangle_shape(source, a, b)
+    torch.testing.assert_close(triangle.shape, shape)
+    torch.testing.assert_close(triangle.coordinates, triangle_grid(10) @ shape)
+    for corner, end in (("A", a), ("B", b)):  # the star: the straight segments from the source
+        steps, along = triangle.segment(corner)
+        torch.testing.assert_close(steps, torch.linspace(0, 1, 11, dtype=torch.float64))
+        torch.testing.assert_close(along, segment_confidence(model, source, end, label, steps=11), atol=1e-6, rtol=0)
+    assert explorer.triangle(divisions=4).points == 15
+    explorer.divisions = 3
+    assert explorer.triangle().points == 10
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="whole number of divisions >= 1"):
+            explorer.divisions = bad
+
+
+def test_image_at_is_the_convex_combination_and_the_models_confidence_there(explorer, model):
+    explorer.step(6)
+    t = explorer.traversal
+    source, a, b, label = t.sources[0], t.images[0], t.images[1], int(t.labels[0])
+    point = explorer.image_at(0.25, 0.5)
+    image = (0.25 * source + 0.25 * a + 0.5 * b).clamp(0, 1)
+    torch.testing.assert_close(point.image, image)
+    probs = model(image[None]).softmax(1)[0]
+    assert point.confidence == pytest.approx(float(probs[label]), abs=1e-6)
+    assert (point.label, point.class_name) == (int(probs.argmax()), "abcde"[int(probs.argmax())])
+    assert point.class_confidence == pytest.approx(float(probs.max()), abs=1e-6)
+    for weights, corner in (((0, 0), source), ((1, 0), a), ((0, 1), b)):  # the corners are the corner images
+        torch.testing.assert_close(explorer.image_at(*weights).image, corner)
+    triangle = explorer.triangle()  # at a grid point, the grid's confidence
+    row = 23
+    grid_point = explorer.image_at(*triangle.weights[row, 1:].tolist())
+    assert grid_point.confidence == pytest.approx(float(triangle.confidence[row]), abs=1e-5)
+    for bad in ((-0.1, 0.2), (0.7, 0.6), (math.nan, 0.1)):
+        with pytest.raises(ValueError, match=r"is not in the triangle: need a >= 0, b >= 0 and a \+ b <= 1"):
+            explorer.image_at(*bad)
+
+
+class FakeClock:
+    """Seconds that pass only when the test says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Costly(torch.nn.Module):
+    """A model whose every image costs ``seconds`` of the fake clock."""
+
+    def __init__(self, clock, seconds):
+        super().__init__()
+        self.net, self.clock, self.seconds = make_tiny_cnn(), clock, seconds
+
+    def forward(self, x):
+        self.clock.now += self.seconds * len(x)
+        return self.net(x)
+
+
+def test_the_throttle_keeps_redraws_within_their_share_of_a_run(images):
+    clock = FakeClock()
+    throttle = RedrawThrottle(every=3.0, share=0.05, clock=clock)
+    model = tiny(module=Costly(clock, seconds=0.01))  # a step 0.02 s, a triangle of 66 points 0.66 s
+    explorer = Explorer(model, image_source=images, source="w", target="x", iterations_per_click=1000,
+                        config=LSTConfig(iterations=3000, record_every=0), throttle=throttle)
+    redraws = []
+
+    def draw(event, message):  # the view's drawing: 0.3 s more
+        if event == "triangle":
+            clock.now += 0.3
+            redraws.append(clock.now)
+
+    explorer.on_change(draw)
+    spent, start, first_wait = throttle.spent, clock.now, throttle.wait()  # after the first triangle's 0.66 s
+    explorer.run()
+    assert explorer.wait(120) and explorer.error is None and explorer.traversal.iteration == 3000
+    elapsed, spent = clock.now - start, throttle.spent - spent
+    assert throttle.cost == pytest.approx(0.96)
+    assert len(redraws) >= 2  # it does redraw during the run
+    assert spent <= 0.05 * elapsed
+    gaps = torch.diff(torch.tensor([start, *redraws], dtype=torch.float64))
+    assert first_wait == pytest.approx(0.66 / 0.05) and gaps[0] >= first_wait
+    assert bool((gaps[1:] >= 0.96 / 0.05).all())  # each after cost / share seconds of stepping
+
+
+def test_the_throttle_waits_every_seconds_and_cost_over_share_seconds():
+    clock = FakeClock()
+    throttle = RedrawThrottle(every=3.0, share=0.05, clock=clock)
+    throttle.start()
+    clock.now = 2.9
+    assert not throttle.due()
+    clock.now = 3.0
+    assert throttle.due()
+    throttle.timed(lambda: setattr(clock, "now", clock.now + 1.0))  # a redraw of 1 s
+    assert (throttle.cost, throttle.wait(), throttle.redraws) == (1.0, 20.0, 1)
+    clock.now += 19.9
+    assert not throttle.due()
+    clock.now += 0.1
+    assert throttle.due()
+    with pytest.raises(ValueError, match="0 < share <= 1"):
+        RedrawThrottle(share=0)
+
+
+def test_with_live_off_a_run_and_steps_compute_no_triangle(explorer, monkeypatch):
+    explorer.live = False
+    before = explorer.live_triangle
+    computed = []
+    monkeypatch.setattr(explorer, "triangle", lambda *args, **kwargs: computed.append(args))
+    explorer.throttle.every, explorer.throttle.cost = 0.0, 0.0  # were it live, every step would redraw
+    events = listen(explorer)
+    explorer.step(3)
+    explorer.run()
+    assert explorer.wait(60)
+    assert computed == [] and "triangle" not in [event for event, _, _ in events]
+    assert explorer.live_triangle is before and explorer.live_triangle.iteration == 0
+
+
+def test_without_noise_the_start_has_no_triangle_until_a_step(model, images, tmp_path):
+    explorer = Explorer(model, image_source=images, source="w", target="x",
+                        config=LSTConfig(iterations=30, record_every=1, init_noise=0.0))
+    assert explorer.live_triangle is None and explorer.redraw_triangle() is None
+    with pytest.raises(ValueError, match="a blind spot coincides with the source"):
+        explorer.triangle()
+    paths = explorer.export(tmp_path)
+    assert "triangle" not in paths and json.loads(paths["record"].read_text())["triangle"] is None
+    explorer.step(2)
+    assert explorer.live_triangle.iteration == 2

@@ -300,3 +300,87 @@ def test_the_explorer_and_the_figures_draw_a_map_alike(explorer):
     zoom = PANEL // current.shape[-1]  # the panel enlarges each pixel to zoom x zoom, without smoothing
     shown = _png(explorer.panels["current"])[::zoom, ::zoom]
     assert shown.shape == drawn.shape and np.array_equal(shown, np.round(drawn * 255).astype(np.uint8))
+
+
+# -- the live triangle ------------------------------------------------------------------
+def test_the_second_target_has_its_menu_and_panels(explorer):
+    state = explorer.state
+    assert explorer.target_b_menu.value == state.target_b and list(explorer.target_b_menu.options) == NAMES
+    explorer.target_b_menu.value = "y"
+    assert state.target_b == "y" and state.traversal.iteration == 0
+    explorer.step(5)
+    t = explorer.traversal
+    np.testing.assert_array_equal(_png(explorer.panels["current_b"]), _png_of(image_to_png(t.images[1], PANEL)))
+    np.testing.assert_array_equal(_png(explorer.panels["target_b"]), _png_of(image_to_png(t.targets[1], PANEL)))
+    assert f"{float(t.confidence[1]):.3f}" in explorer.panel_labels["current_b"].value
+
+
+def _png_of(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def test_the_triangle_follows_each_step_in_its_figures_and_numbers(explorer):
+    panel = explorer.triangle
+    explorer.step_button.click()
+    triangle = explorer.state.live_triangle
+    assert triangle.iteration == 5 and panel.shown is triangle
+    np.testing.assert_allclose(panel.surface.data[0].z, triangle.confidence.numpy())
+    np.testing.assert_allclose(panel.surface.data[0].x, triangle.coordinates[:, 0].numpy())
+    np.testing.assert_allclose(panel.contour.data[1].customdata, triangle.confidence.numpy())  # the grid
+    assert len(panel.contour.layout.images) == 3 and len(panel.surface.layout.images) == 3  # corner thumbnails
+    np.testing.assert_allclose(panel.star.data[0].y, triangle.segment("A")[1].numpy())
+    np.testing.assert_allclose(panel.star.data[1].y, triangle.segment("B")[1].numpy())
+    assert "iteration 5 (66 points)" in panel.surface.layout.title.text and "tiny" in panel.surface.layout.title.text
+    for key in ("avg_conf", "frac_0.1", "path_conf"):
+        assert f"{triangle.stats[key]:.3f}" in panel.stats.value
+    assert "Avg Delta Conf" in panel.stats.value and "Frac d=0.3" in panel.stats.value
+    before = list(panel.surface.data[0].z)
+    explorer.step_button.click()
+    assert explorer.state.live_triangle.iteration == 10 and list(panel.surface.data[0].z) != before
+
+
+def test_live_off_keeps_the_triangle_until_redraw_and_divisions_set_the_grid(explorer):
+    panel = explorer.triangle
+    panel.live_toggle.value = False
+    explorer.step(5)
+    assert panel.shown.iteration == 0
+    panel.redraw_button.click()
+    assert panel.shown.iteration == 5
+    np.testing.assert_allclose(panel.surface.data[0].z, explorer.state.triangle().confidence.numpy())
+    panel.divisions.value = 4
+    assert explorer.state.divisions == 4 and len(panel.surface.data[0].z) == 15
+    assert "15 grid points" in panel.grid_points.value
+    panel.live_toggle.value = True
+    explorer.step(5)
+    assert panel.shown.iteration == 10 and panel.shown.points == 15
+
+
+def _click(figure, trace, x, y):
+    """What plotly's FigureWidget does on a click at (x, y) of ``trace``."""
+    from plotly.callbacks import Points
+    figure.data[trace]._dispatch_on_click(Points(point_inds=[0], xs=[x], ys=[y], trace_name="", trace_index=trace),
+                                          None)
+
+
+@pytest.mark.parametrize("figure, trace", [("surface", 0), ("contour", 0), ("contour", 1)])
+def test_a_click_shows_the_image_its_confidence_and_class(explorer, figure, trace):
+    panel = explorer.triangle
+    explorer.step(5)
+    triangle = explorer.state.live_triangle
+    row = 40  # a grid point inside the triangle
+    x, y = triangle.coordinates[row].tolist()
+    _click(getattr(panel, figure), trace, x, y)
+    a, b = triangle.weights[row, 1:].tolist()
+    point = explorer.state.image_at(a, b)
+    np.testing.assert_array_equal(_png(panel.point_image), _png_of(image_to_png(point.image, 160)))
+    assert f"a = {a:.3f}, b = {b:.3f}" in panel.point_label.value
+    assert f"{float(triangle.confidence[row]):.4f}" in panel.point_label.value
+    assert f"model's class: {point.class_name} ({point.class_confidence:.3f})" in panel.point_label.value
+
+
+def test_a_click_outside_the_triangle_says_so(explorer):
+    panel = explorer.triangle
+    explorer.step(5)
+    label = panel.point_label.value
+    _click(panel.contour, 0, -5.0, -5.0)
+    assert "lies outside the triangle" in explorer.message.value and panel.point_label.value == label

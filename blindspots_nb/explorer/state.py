@@ -411,13 +411,16 @@ class Explorer:
             return compute_triangle(self._model, t.sources[0], t.images[0], t.images[1], int(t.labels[0]), divisions,
                                     self.execution, t.iteration)
 
-    def image_at(self, a: float, b: float) -> TrianglePoint:
-        """The image at source + a (A - source) + b (B - source) of the current triangle, its
-        source-class confidence and the model's class there; a, b >= 0 and a + b <= 1."""
+    def image_at(self, a: float, b: float, triangle: Triangle | None = None) -> TrianglePoint:
+        """The image at source + a (A - source) + b (B - source) of the current triangle (or of
+        ``triangle``, e.g. the one a view shows), its source-class confidence and the model's
+        class there; a, b >= 0 and a + b <= 1."""
         with self._lock:
             t = self.traversal
-            return compute_point(self._model, t.sources[0], t.images[0], t.images[1], int(t.labels[0]), a, b,
-                                 self.execution)
+            device = t.sources.device
+            corners = [t.sources[0], t.images[0], t.images[1]] if triangle is None else \
+                [image.to(device) for image in triangle.corners]
+            return compute_point(self._model, *corners, int(t.labels[0]), a, b, self.execution)
 
     def redraw_triangle(self) -> Triangle | None:
         """Compute the live triangle now, live or not, and tell the listeners ('triangle'); what

@@ -2,13 +2,14 @@
 :class:`~blindspots_nb.explorer.state.Explorer`.
 
 :class:`LSTExplorer` offers menus for the model, the image source, the source and
-the target image, fields for the hyperparameters and the buttons Step, Run, Pause,
-Reset and Export; it shows the source, the target, the current point (with its
-saliency map laid over it while the toggle 'saliency' is on, as the figures lay maps:
-:func:`blindspots_nb.plots.saliency_overlay`), their difference and a plotly
-``FigureWidget`` of the confidence curves, redrawn in place
-whenever the explorer tells it of a change (also from its background run). All
-logic lives in the explorer (``.state``); this module only shows it.
+the targets A and B, fields for the hyperparameters and the buttons Step, Run, Pause,
+Reset and Export; it shows the source, the targets, the current points (the one towards
+A with its saliency map laid over it while the toggle 'saliency' is on, as the figures
+lay maps: :func:`blindspots_nb.plots.saliency_overlay`), the difference to the source, a
+plotly ``FigureWidget`` of the confidence curves towards A and the live triangle
+(:class:`.triangle_view.TrianglePanel`), redrawn in place whenever the explorer tells it
+of a change (also from its background run). All logic lives in the explorer
+(``.state``); this module only shows it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from .state import Explorer
+from .triangle_view import TrianglePanel
 from ..tools.deprecation import renamed_keywords
 from ..lst import LSTConfig
 from ..plots import confidence_figure, difference_image, image_to_png, saliency_overlay, update_confidence_figure
@@ -29,10 +31,12 @@ MESSAGE_COLOURS = {"ok": "#2e7d32", "warning": "#b26a00", "error": "#c62828"}
 
 
 class LSTExplorer:
-    """Step through Level Set Traversal from a source towards a target image, live.
+    """Step through Level Set Traversal from a source towards two target images, live, with
+    the confidence over the triangle they span.
 
-    ``model``, ``image_source``, ``source``, ``target``, ``iterations_per_click`` and
-    ``device``: as for :class:`~blindspots_nb.explorer.state.Explorer`; ``step_size``,
+    ``model``, ``image_source``, ``source``, ``target`` (A), ``target_b``, ``iterations_per_click``,
+    ``device``, ``live`` and ``divisions``: as for
+    :class:`~blindspots_nb.explorer.state.Explorer`; ``step_size``,
     ``delta``, ``eps``, ``iterations``, ``init_noise``, ``seed``: its
     :class:`~blindspots_nb.lst.LSTConfig` (with LSTConfig's defaults); ``execution``: how the model runs
     (:class:`~blindspots_nb.execution.Execution`); ``out_dir``: where Export writes;
@@ -46,10 +50,12 @@ class LSTExplorer:
                  image_source=None, step_size: float = LSTConfig.step_size, delta: float = LSTConfig.delta,
                  eps: float = LSTConfig.eps, iterations_per_click: int = 10, iterations: int = LSTConfig.iterations,
                  init_noise: float = LSTConfig.init_noise, seed: int = LSTConfig.seed, out_dir="results/explorer",
-                 device=None, models=None, execution=None):
+                 device=None, models=None, execution=None, target_b: str | None = None, live: bool = True,
+                 divisions: int = 10):
         config = LSTConfig(step_size=step_size, iterations=iterations, delta=delta, eps=eps, init_noise=init_noise,
                            record_every=1, seed=seed)
-        self.state = Explorer(model, image_source, source, target, config, iterations_per_click, device, execution)
+        self.state = Explorer(model, image_source, source, target, config, iterations_per_click, device, execution,
+                              target_b=target_b, live=live, divisions=divisions)
         if models is None:
             from ..models import list_models
             models = list_models() + ([model] if isinstance(model, str) and model not in list_models() else [])
@@ -58,7 +64,8 @@ class LSTExplorer:
         self.model_menu = W.Dropdown(options=list(models), description="model", style=style)
         self.image_source_menu = W.Dropdown(description="images", style=style)
         self.source_menu = W.Dropdown(description="source", style=style)
-        self.target_menu = W.Dropdown(description="target", style=style)
+        self.target_menu = W.Dropdown(description="target A", style=style)
+        self.target_b_menu = W.Dropdown(description="target B", style=style)
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload image")
         # Plain text boxes, not sliders or bounded boxes: those snap or clamp what is typed, silently
         # changing the hyperparameters; here every value reaches LSTConfig's check, and a bad one
@@ -78,12 +85,13 @@ class LSTExplorer:
                                               tooltip="lay the saliency map of the source class over the current point")
         self.out_dir = W.Text(value=str(out_dir), description="export to", style=style)
         self.panels = {name: W.Image(format="png", width=PANEL, height=PANEL, _dom_classes=(f"lst-{name}",))
-                       for name in ("source", "target", "current", "difference")}
+                       for name in ("source", "target", "current", "difference", "target_b", "current_b")}
         self.panel_labels = {name: W.HTML() for name in self.panels}
         self.status = W.HTML()
         self.message = W.HTML()
         self.caption_line = W.HTML()
         self.figure = go.FigureWidget(self.snapshot_figure())
+        self.triangle = TrianglePanel(self.state, self._say)
 
         self._show_choices()
         self._wire()
@@ -163,7 +171,7 @@ class LSTExplorer:
         self.export_button.on_click(lambda _: self._attempt("Export failed", self.export))
         self.model_menu.observe(self._on_model, names="value")
         self.image_source_menu.observe(self._on_image_source, names="value")
-        for menu in (self.source_menu, self.target_menu):
+        for menu in (self.source_menu, self.target_menu, self.target_b_menu):
             menu.observe(self._on_choice, names="value")
         for field in (self.step_size, self.delta, self.eps, self.iterations):
             field.observe(self._on_hyperparameter, names="value")
@@ -177,7 +185,7 @@ class LSTExplorer:
             return W.VBox([self.panel_labels[name], self.panels[name]], layout=W.Layout(width=f"{PANEL + 16}px"))
         return W.VBox([
             W.HBox([self.model_menu, self.image_source_menu, self.upload]),
-            W.HBox([self.source_menu, self.target_menu]),
+            W.HBox([self.source_menu, self.target_menu, self.target_b_menu]),
             W.HBox([self.step_size, self.delta, self.eps]),
             W.HBox([self.per_click, self.iterations]),
             W.HBox([self.step_button, self.run_button, self.pause_button, self.reset_button, self.export_button,
@@ -186,6 +194,7 @@ class LSTExplorer:
             W.HBox([panel(name) for name in self.panels]),
             self.status,
             self.figure,
+            self.triangle.ui,
             self.caption_line,
         ])
 
@@ -220,7 +229,8 @@ class LSTExplorer:
 
     def _on_choice(self, change):
         if not self._quiet and change["new"] is not None:
-            self._attempt("Cannot choose it", self.state.choose, self.source_menu.value, self.target_menu.value)
+            self._attempt("Cannot choose it", self.state.choose, self.source_menu.value, self.target_menu.value,
+                          self.target_b_menu.value)
 
     def _on_hyperparameter(self, change):
         if self._quiet or change["new"] is None:
@@ -243,9 +253,13 @@ class LSTExplorer:
         if event in ("warning", "error"):
             self._say(html.escape(message), event)
             return
+        if event == "triangle":
+            self.triangle.draw()
+            return
         if event == "restart":
             self._show_choices()
             self.figure.update_layout(title=self.snapshot_figure().layout.title)
+            self.triangle.draw()
         if event == "running":
             for button in (self.step_button, self.run_button, self.reset_button):
                 button.disabled = self.state.running
@@ -261,7 +275,8 @@ class LSTExplorer:
             self.model_menu.value = state.model_name
             for menu, options, value in ((self.image_source_menu, list(state.image_sources), state.image_source),
                                          (self.source_menu, list(state.catalog), state.source),
-                                         (self.target_menu, list(state.catalog), state.target)):
+                                         (self.target_menu, list(state.catalog), state.target),
+                                         (self.target_b_menu, list(state.catalog), state.target_b)):
                 if list(menu.options) != options:
                     menu.options = options
                 menu.value = value
@@ -276,14 +291,19 @@ class LSTExplorer:
         difference, scale = difference_image(snap.current_image, snap.source_image)
         current = saliency_overlay(snap.current_image, snap.saliency) if overlay else snap.current_image
         for name, image in (("source", snap.source_image), ("target", snap.target_image),
-                            ("current", current), ("difference", difference)):
+                            ("current", current), ("difference", difference), ("target_b", snap.target_b_image),
+                            ("current_b", snap.current_image_b)):
             self.panels[name].value = image_to_png(image, PANEL)
         source_class, target_class = snap.source_class, snap.target_class
         initial_confidence = snap.initial_confidence
         self.panel_labels["source"].value = (f"<b>source</b>: {html.escape(snap.source)}<br>"
                                              f"{html.escape(source_class[:28])} ({initial_confidence:.3f})")
-        self.panel_labels["target"].value = (f"<b>target</b>: {html.escape(snap.target)}<br>"
+        self.panel_labels["target"].value = (f"<b>target A</b>: {html.escape(snap.target)}<br>"
                                              f"{html.escape(target_class[:28])}")
+        self.panel_labels["target_b"].value = (f"<b>target B</b>: {html.escape(snap.target_b)}<br>"
+                                               f"{html.escape(snap.target_b_class[:28])}")
+        self.panel_labels["current_b"].value = (f"<b>current B</b>, iteration {snap.iteration}<br>"
+                                                f"{html.escape(source_class[:20])}: {snap.confidence_b:.3f}")
         self.panel_labels["current"].value = (f"<b>{'saliency' if overlay else 'current'}</b>, "
                                               f"iteration {snap.iteration}<br>"
                                               f"{html.escape(source_class[:20])}: {snap.confidence:.3f}")
@@ -296,6 +316,8 @@ class LSTExplorer:
             " \u00b7 "
             f"{html.escape(target_class[:30])}: {snap.target_confidence:.4f} \u00b7 RMSE to target "
             f"{snap.rmse_to_target:.4f} \u00b7 accepted steps {snap.accepted_steps}/{snap.iteration}"
+            f" \u00b7 towards B: {html.escape(source_class[:30])} {snap.confidence_b:.4f}, RMSE "
+            f"{snap.rmse_to_target_b:.4f}"
             + (" \u00b7 <i>running</i>" if snap.running else ""))
         self.caption_line.value = f"<small style='color:#555'>{html.escape(self.state.caption())}</small>"
 
