@@ -204,3 +204,27 @@ def test_taxonomy_script_resumes_and_refuses_other_settings(tmp_path):
     assert again.stdout.split("\n\n")[1] == first.stdout.split("\n\n")[1]  # the same table
     other = subprocess.run([*command[:-1], "5"], capture_output=True, text=True, env=environment, cwd=REPO)
     assert other.returncode != 0 and "holds results of other settings (starts differ)" in other.stderr
+
+
+@pytest.mark.slow
+def test_notebook_08_runs_under_papermill_with_a_scripts_table(tmp_path):
+    """Notebook 08 at tiny sizes, given a taxonomy folder: its table, figures and facts."""
+    import papermill
+
+    folder = tmp_path / "taxonomy"
+    folder.mkdir()
+    (folder / "taxonomy.md").write_text("| model | kind |\n|---|---|\n| fonts_cnn | the script's row |\n")
+    executed = tmp_path / "08.ipynb"
+    papermill.execute_notebook(str(REPO / "notebooks" / "08_on_off_manifold.ipynb"), str(executed), parameters={
+        "k": 2, "iterations": 20, "pgd_steps": 3, "on_manifold_steps": 2, "starts": 4,
+        "search": {"keep": 2, "refine": 1, "steps": 4}, "record_every": 10, "taxonomy_dir": str(folder),
+        "out_dir": str(tmp_path / "out")}, cwd=str(REPO / "notebooks"), progress_bar=False)
+    outputs = [output for cell in json.loads(executed.read_text())["cells"] for output in cell.get("outputs", [])]
+    text = "".join("".join(output.get("text", "")) for output in outputs)
+    markdown = "".join("".join(output.get("data", {}).get("text/markdown", "")) for output in outputs)
+    assert "| fonts_cnn_at | lst (other = target) | 2 (2) |" in markdown and "the script's row" in markdown
+    assert "the renderer gives back the pool's glyphs: True" in text
+    assert text.count("on-manifold examples are renderings of the source letter: True") == 2
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(
+        f"{model}_{kind}" for model in ("fonts_cnn", "fonts_cnn_at")
+        for kind in ("adversarial.png", "blind_spots.png", "layers.html"))
