@@ -203,7 +203,7 @@ def main(argv=None):
             "autoattack": lambda: regular("AutoAttack", lambda m, x, y: autoattack(m, x, y, threat.radius, seed=args.seed),
                                           min(args.autoattack, len(labels))) if args.autoattack else {"rows": []},
             "on_manifold": lambda: on_manifold_rows(model, renderer, generated, labels, args),
-            "lst": lambda: blind_spot_rows(store, experiment, name, pool, manifold, args, search),
+            "lst": lambda: blind_spot_rows(store, experiment, name, pool, sources, manifold, args, search),
         }
         for kind, compute in pieces.items():
             rows = results.piece(f"{name}_{kind}", compute)["rows"]
@@ -237,16 +237,18 @@ def on_manifold_rows(model, renderer, generated, labels, args) -> dict:
     return {"rows": rows}
 
 
-def blind_spot_rows(store, experiment, name, pool, manifold, args, search) -> dict:
+def blind_spot_rows(store, experiment, name, pool, sources, manifold, args, search) -> dict:
     batches = protocol.source_batches(len(pool["labels"]), experiment.batch_size)
     spots, extra = [], []
-    for b, sources in enumerate(batches):
+    for b, members in enumerate(batches):
         for r in range(experiment.rounds):
             spots.append(store.blind_spots(experiment, name, b, r))
-            extra += [{"source": s, "round": r, "target": pool["targets"][r][s]} for s in sources]
+            extra += [{"source": s, "round": r, "target": pool["targets"][r][s]} for s in members]
     images = torch.cat(spots).float()
     labels = torch.tensor([pool["labels"][row["source"]] for row in extra])
     targets = torch.tensor([pool["labels"][row["target"]] for row in extra])
+    to_target = rmse(images, sources[[row["target"] for row in extra]])  # the tables' RMSE, for comparison
+    extra = [{**row, "rmse_to_target_image": float(d)} for row, d in zip(extra, to_target)]
     return judged(manifold, images, labels, targets, extra, args, search, f"{name}'s blind spots")
 
 
@@ -255,7 +257,9 @@ def taxonomy_table(summaries: dict, check: dict) -> str:
     return (f"{taxonomy_markdown(summaries)}\n\nRMSE: medians. Projection: oracle accuracy "
             f"{100 * check['oracle_accuracy']:.0f}% on {check['n']} clean test glyphs; own-letter RMSE median "
             f"{check['own_distance_quantiles']['median']:.4f}, nearest other letter "
-            f"{check['nearest_other_distance_quantiles']['median']:.4f}.")
+            f"{check['nearest_other_distance_quantiles']['median']:.4f}." + "".join(
+                f" {key.split()[0]}'s blind spots: RMSE to their target images {s['median_rmse_to_target_image']:.3f}."
+                for key, s in summaries.items() if "median_rmse_to_target_image" in s))
 
 
 if __name__ == "__main__":

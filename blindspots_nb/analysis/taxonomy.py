@@ -157,4 +157,8 @@ def summarize_kind(kind: str, rows: list[dict]) -> dict:
                 "fooled_own_font": sum(int(r["fooled_own_font"]) for r in rows) / len(rows),
                 "median_transform_change": float(torch.tensor(found).median()) if found else None}
     counted = [r for r in rows if (int(r["fooled"]) if "fooled" in r else r["source_letter"] != r["other_letter"])]
-    return {"attempts": len(rows), "fooled": len(counted) / len(rows) if rows else 0.0, **summarize(counted)}
+    summary = {"attempts": len(rows), "fooled": len(counted) / len(rows) if rows else 0.0, **summarize(counted)}
+    if counted and "rmse_to_target_image" in counted[0]:  # blind spots: the tables' RMSE to the target itself
+        summary["median_rmse_to_target_image"] = float(torch.tensor(
+            [float(r["rmse_to_target_image"]) for r in counted]).median())
+    return summary
