@@ -1,0 +1,437 @@
+"""A run of ``blindspots-nb reproduce``, finished or not, opened read-only for browsing.
+
+:class:`StoredRun` reads an output folder (see :mod:`blindspots_nb.protocol.store` for its
+layout) and never writes to it: no lock is taken, no manifest removed, no file created;
+the folder may come from an older run, another machine or a read-only disk. It gives
+each model's sources with their Table-2 numbers and their blind spots' Table-1 numbers,
+the stored blind spots, the stored triangle grids, the sources that contradict the
+paper's findings, what is missing in an unfinished run and what produced each number.
+
+Nothing is recomputed and no model is loaded. A piece of the run (a batch's blind spots
+of one round, a batch's triangles) is used when its manifest is there and its files have
+the sizes it names (their sha256 is not checked here: a browser reads a few rows of a
+possibly large run). A damaged file (invalid JSON or CSV, a cut ``.pt``) becomes one line
+in :attr:`StoredRun.problems`, naming it, and the rest still shows. Tensors are read with
+``torch.load(weights_only=True)``: a hostile ``.pt`` cannot run code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..analysis.geometry import triangle_shape
+from ..data.sources import open_source
+from ..models.spec import model_folder
+from ..protocol.run import locate_pool, source_batches
+from ..protocol.store import REPORTS, RunStore
+from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
+
+# A source's blind spots, summarised over its rounds (from the blind-spot rows)
+BLIND_SPOT_COLUMNS = {"confidence_min": "least blind-spot conf", "drop_max": "largest conf drop",
+                      "rmse_mean": "mean RMSE", "rmse_max": "largest RMSE", "linf_mean": "mean l_inf",
+                      "ssim_mean": "mean SSIM", "lpips_mean": "mean LPIPS"}
+SOURCE_COLUMNS = {**TABLE2_COLUMNS, "edge_min": "least edge conf - p_src", **BLIND_SPOT_COLUMNS}
+BLIND_SPOT_NUMBERS = ("initial_confidence", "confidence", *TABLE1_COLUMNS)
+EQUILATERAL = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 3 ** 0.5 / 2]], dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class Contradiction:
+    """Sources that go against one of the paper's findings: the sources sorted by ``column``."""
+
+    name: str
+    column: str
+    lowest_first: bool
+    sentence: str
+
+
+CONTRADICTIONS = (
+    Contradiction("lowest path confidence", "path_conf", True,
+                  "The paper finds the straight paths from a source to its blind spots stay confident (Avg Path "
+                  "Conf 0.73-0.96); these sources have the least confidence along them."),
+    Contradiction("deepest dip on a path", "edge_min", True,
+                  "The paper finds the paths connected at high confidence; these sources' paths fall furthest "
+                  "below p_src somewhere between the source and a blind spot."),
+    Contradiction("largest RMSE to target", "rmse_max", False,
+                  "The paper finds blind spots nearly indistinguishable from their targets (RMSE 0.008-0.046); "
+                  "these sources have the blind spot furthest from its target."),
+    Contradiction("largest confidence drop", "drop_max", False,
+                  "LST keeps the source-class confidence within delta of its start; these sources have the blind "
+                  "spot whose confidence fell most below the source's."),
+    Contradiction("smallest high-confidence triangle", "frac_0.1", True,
+                  "The paper finds much of a triangle within 0.1 of p_src (Frac d=0.1: 0.43-0.79); these sources "
+                  "have the least of it."),
+)
+
+
+@dataclass(frozen=True)
+class StoredTriangle:
+    """One source's stored triangle: the grid confidences averaged over its pairs of
+    blind spots (the run stores no single pair's grid), drawn in the true shape of the
+    picked pair when the source image is at hand (else on an equilateral triangle)."""
+
+    grid: torch.Tensor  # (points,)
+    divisions: int
+    shape: torch.Tensor  # (3, 2), as geometry.triangle_shape gives
+    corners: list  # source, blind spot A, blind spot B images (None where not at hand)
+    pair: tuple[int, int]  # the rounds of blind spots A and B
+    pairs: int
+    note: str  # what the grid is and what its shape is
+
+
+class StoredRun:
+    """An output folder of ``blindspots-nb reproduce``, read-only.
+
+    A folder without a run's ``settings.json``, or with a damaged one, is refused at once
+    with one line (FileNotFoundError or RunFolderError); everything else that is missing
+    or damaged is said by :meth:`missing` and :attr:`problems`. A model is named by its key
+    ``'experiment/model folder'`` (``fonts/fonts_cnn``).
+    """
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        store = RunStore(self.run_dir)  # used only for what reads: settings, weights, reports
+        self._store = store
+        self.experiments = {e.name: e for e in store.experiments()}
+        self.weights = store.weights()
+        self._models = {f"{e.name}/{model_folder(m)}": (e, m) for e in self.experiments.values() for m in e.models}
+        self.problems: list[str] = []
+        self._read: dict = {}  # what was read, by what it is: each file is read once
+
+    def __repr__(self) -> str:
+        return f"StoredRun({str(self.run_dir)!r})"
+
+    # -- reading files, each damaged one a line ------------------------------------------------
+    def _problem(self, path: Path, what: str):
+        line = f"{path.relative_to(self.run_dir)}: {what}"
+        if line not in self.problems:
+            self.problems.append(line)
+
+    def _once(self, key, read):
+        if key not in self._read:
+            self._read[key] = read()
+        return self._read[key]
+
+    def _json(self, path: Path):
+        def read():
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                return None
+            except (OSError, ValueError, UnicodeDecodeError) as error:
+                self._problem(path, f"not valid JSON ({error}); left out")
+                return None
+        return self._once(("json", path), read)
+
+    def _rows(self, path: Path, columns) -> list[dict] | None:
+        """A piece's CSV rows with ``columns`` as numbers; None (and a problem) when damaged."""
+        def read():
+            try:
+                rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+                return [{**row, **{c: float(row[c]) for c in columns}} for row in rows]
+            except (OSError, UnicodeDecodeError, csv.Error) as error:
+                self._problem(path, f"cannot be read as a table ({error}); left out")
+            except KeyError as error:
+                self._problem(path, f"has no column {error}; left out")
+            except (TypeError, ValueError) as error:
+                self._problem(path, f"holds a value that is not a number ({error}); left out")
+            return None
+        return self._once(("rows", path), read)
+
+    def _tensor(self, path: Path, rows: int) -> torch.Tensor | None:
+        """A piece's tensor (one row per source of its batch); None (and a problem) when damaged."""
+        def read():
+            try:
+                tensor = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as error:  # torch raises many kinds on a cut or foreign file
+                self._problem(path, f"cannot be loaded ({type(error).__name__}: {str(error)[:120]}); left out")
+                return None
+            if not isinstance(tensor, torch.Tensor) or tensor.ndim < 2 or len(tensor) != rows:
+                self._problem(path, f"holds {type(tensor).__name__} {tuple(getattr(tensor, 'shape', ()))}, not "
+                                    f"{rows} rows of the batch; left out")
+                return None
+            return tensor
+        return self._once(("tensor", path), read)
+
+    # -- the pieces of the run -------------------------------------------------------------------
+    def _model_dir(self, key) -> Path:
+        experiment, model = self._model(key)
+        return self.run_dir / experiment.name / model_folder(model)
+
+    def experiment(self, key):
+        """The stored experiment of the model ``key`` (its rounds, divisions, images, ...)."""
+        return self._model(key)[0]
+
+    def _model(self, key) -> tuple:
+        if key not in self._models:
+            raise KeyError(f"{self.run_dir} has no model {key!r}; it has {', '.join(self._models)}")
+        return self._models[key]
+
+    def _piece(self, stem: Path, names: tuple[str, ...] = (".pt", ".csv")) -> bool:
+        """Whether a piece is finished: its manifest is there, names its files (``stem`` + each
+        of ``names``) and they have the sizes it names."""
+        def check():
+            manifest_path = stem.with_name(stem.name + ".manifest.json")
+            manifest = self._json(manifest_path)
+            if manifest is None:
+                return False
+            try:
+                sizes = {name: entry["size"] for name, entry in manifest["files"].items()}
+            except (KeyError, TypeError, AttributeError):
+                sizes = None
+            if sizes is None or set(sizes) != {stem.name + suffix for suffix in names}:
+                self._problem(manifest_path, "is not its piece's manifest; the piece is left out")
+                return False
+            changed = [n for n, size in sizes.items() if not (stem.parent / n).is_file()
+                       or (stem.parent / n).stat().st_size != size]
+            for name in changed:
+                self._problem(stem.parent / name, "is missing or not the size its manifest names; its piece is "
+                                                  "left out")
+            return not changed
+        return self._once(("piece", stem), check)
+
+    def pool(self, experiment_name: str) -> dict | None:
+        """The experiment's pool (its sources, their names and classes, their targets); None before it was
+        selected (or when damaged)."""
+        path = self.run_dir / experiment_name / "pool.json"
+        pool = self._json(path) if self._piece(path, ("",)) else None
+        if pool is not None and not (isinstance(pool, dict) and {"names", "labels", "class_names"} <= set(pool)):
+            self._problem(path, "is not a pool record; left out")
+            return None
+        return pool
+
+    def _batches(self, experiment) -> list[range]:
+        pool = self.pool(experiment.name)
+        return [] if pool is None else source_batches(len(pool["labels"]), experiment.batch_size)
+
+    def _batch_of(self, experiment, source: int) -> tuple[int, int]:
+        return source // experiment.batch_size, source % experiment.batch_size
+
+    def _blind_spot_piece(self, key, batch: int, round_: int) -> Path:
+        return self._model_dir(key) / "blind_spots" / f"b{batch:04d}_r{round_}"
+
+    def _triangle_piece(self, key, batch: int) -> Path:
+        return self._model_dir(key) / "triangles" / f"b{batch:04d}"
+
+    # -- what the run holds -----------------------------------------------------------------------
+    def models(self) -> list[str]:
+        """Every model of every experiment, by key, in the run's order."""
+        return list(self._models)
+
+    def missing(self) -> list[str]:
+        """What an unfinished run lacks, a line each (empty for a finished run)."""
+        lines = []
+        for experiment in self.experiments.values():
+            if self.pool(experiment.name) is None:
+                lines.append(f"{experiment.name}: no pool yet (the run stopped before any model started): "
+                             f"{', '.join(experiment.models)} not started")
+                continue
+            for model in experiment.models:
+                lines += self._model_missing(f"{experiment.name}/{model_folder(model)}")
+        if not (self.run_dir / "summaries.json").is_file():
+            lines.append("the tables were not assembled (no summaries.json, table1, table2): finish the run with "
+                         f"blindspots-nb reproduce or merge --out-dir {self.run_dir}")
+        return lines
+
+    def _model_missing(self, key) -> list[str]:
+        experiment, model = self._model(key)
+        batches = range(len(self._batches(experiment)))
+        spots = [self._blind_spot_piece(key, b, r).name for b in batches for r in range(experiment.rounds)
+                 if not self._piece(self._blind_spot_piece(key, b, r))]
+        triangles = [b for b in batches if not self._piece(self._triangle_piece(key, b))]
+        total = len(batches) * experiment.rounds
+        if len(spots) == total and len(triangles) == len(batches):
+            return [f"{key}: not started (no finished batch)"]
+        lines = []
+        if spots:
+            lines.append(f"{key}: blind spots missing for {len(spots)} of {total} batch rounds ({_few(spots)})")
+        if triangles:
+            lines.append(f"{key}: triangles missing for {len(triangles)} of {len(batches)} batches "
+                         f"({_few([f'b{b:04d}' for b in triangles])})")
+        reports = self._store.reports(experiment, model)
+        whole = [shard for shard, why in reports.items() if why is None]
+        for shard, why in reports.items():
+            if why is not None:
+                lines.append(f"{key}: report {REPORTS}/{experiment.name}_{model_folder(model)}_shard{shard[0]}of"
+                             f"{shard[1]}.ipynb is damaged ({why})")
+        if not whole:
+            lines.append(f"{key}: no whole report (executed notebook) in {REPORTS}/")
+        return lines
+
+    # -- sources and blind spots ------------------------------------------------------------------
+    def blind_spot_rows(self, key, source: int) -> list[dict]:
+        """The source's blind spots, one row per finished round: round, target (its pool index, name and
+        class) and their numbers (``BLIND_SPOT_NUMBERS``)."""
+        experiment, _ = self._model(key)
+        pool, (batch, _) = self.pool(experiment.name), self._batch_of(experiment, source)
+        found = []
+        for round_ in range(experiment.rounds):
+            stem = self._blind_spot_piece(key, batch, round_)
+            rows = self._rows(stem.with_suffix(".csv"), BLIND_SPOT_NUMBERS) if self._piece(stem) else None
+            for row in rows or []:
+                if int(row["source"]) == source:
+                    target = int(row["target"])
+                    found.append({"round": round_, "target": target, "target_name": pool["names"][target],
+                                  "target_class": pool["class_names"][target],
+                                  **{c: row[c] for c in BLIND_SPOT_NUMBERS}})
+        return found
+
+    def source_rows(self, key) -> list[dict]:
+        """Every source of the model's pool: index, name, class, its Table-2 numbers (None where its
+        batch's triangles are missing) and its blind spots summarised (``BLIND_SPOT_COLUMNS``)."""
+        return self._once(("sources", key), lambda: self._source_rows(key))
+
+    def _source_rows(self, key) -> list[dict]:
+        experiment, _ = self._model(key)
+        pool = self.pool(experiment.name)
+        if pool is None:
+            return []
+        triangles = {}
+        for b, _ in enumerate(self._batches(experiment)):
+            stem = self._triangle_piece(key, b)
+            for row in (self._rows(stem.with_suffix(".csv"), TRIANGLE_NUMBERS) if self._piece(stem) else None) or []:
+                triangles[int(row["source"])] = row
+        rows = []
+        for source, (name, class_name) in enumerate(zip(pool["names"], pool["class_names"])):
+            spots = self.blind_spot_rows(key, source)
+            rows.append({"source": source, "name": name, "class": class_name, "blind_spots": len(spots),
+                         **{c: triangles[source][c] if source in triangles else None for c in TRIANGLE_NUMBERS},
+                         **_summarised(spots)})
+        return rows
+
+    def sorted_sources(self, key, column: str, lowest_first: bool = True) -> list[dict]:
+        """:meth:`source_rows` sorted by ``column`` (rows without it last)."""
+        if column not in SOURCE_COLUMNS and column not in ("source", "name", "class"):
+            raise ValueError(f"no column {column!r} to sort by; the columns are {', '.join(SOURCE_COLUMNS)}")
+        rows = self.source_rows(key)
+        have = [r for r in rows if r[column] is not None and not (isinstance(r[column], float) and math.isnan(r[column]))]
+        have.sort(key=lambda r: r[column], reverse=not lowest_first)
+        return have + [r for r in rows if r not in have]
+
+    def contradicting(self, key, contradiction: Contradiction, count: int = 5) -> list[dict]:
+        """The ``count`` sources that go furthest against ``contradiction``'s finding."""
+        rows = self.sorted_sources(key, contradiction.column, contradiction.lowest_first)
+        return [r for r in rows if r[contradiction.column] is not None][:count]
+
+    # -- images and triangles ------------------------------------------------------------------------
+    def blind_spot_images(self, key, source: int) -> dict[int, torch.Tensor]:
+        """The source's stored blind spots by round, (C, H, W) in [0, 1] (rounds missing or damaged left out)."""
+        experiment, _ = self._model(key)
+        batches = self._batches(experiment)
+        batch, row = self._batch_of(experiment, source)
+        found = {}
+        for round_ in range(experiment.rounds):
+            stem = self._blind_spot_piece(key, batch, round_)
+            tensor = self._tensor(stem.with_suffix(".pt"), len(batches[batch])) if self._piece(stem) else None
+            if tensor is not None:
+                found[round_] = tensor[row].float().clone()
+        return found
+
+    def pool_images(self, key) -> tuple[list | None, str]:
+        """The experiment's pool images at the size of its blind spots, opened from its image source on this
+        machine, and a line saying where they come from (or why they are not at hand: then None)."""
+        experiment, _ = self._model(key)
+        first = next(self._finished_tensors(key), None)
+        size = None if first is None else tuple(self._read[("tensor", first)].shape[1:])
+        return self._once(("images", experiment.name, size), lambda: self._open_images(experiment, size))
+
+    def _finished_tensors(self, key):
+        """The model's blind-spot tensors that load, one at a time (each is read as it is reached)."""
+        experiment, _ = self._model(key)
+        for batch, sources in enumerate(self._batches(experiment)):
+            for round_ in range(experiment.rounds):
+                stem = self._blind_spot_piece(key, batch, round_)
+                if self._piece(stem) and self._tensor(stem.with_suffix(".pt"), len(sources)) is not None:
+                    yield stem.with_suffix(".pt")
+
+    def _open_images(self, experiment, size) -> tuple[list | None, str]:
+        where = experiment.image_source
+        if size is None:
+            return None, f"the images of {where} are not shown: no blind spot of this model is stored to size them"
+        try:
+            dataset = open_source(experiment.image_source, size, seed=experiment.seed)
+            indices = locate_pool(experiment, self.pool(experiment.name), dataset)
+            return [dataset[i][0] for i in indices], f"sources and targets reopened from {where} on this machine"
+        except Exception as error:  # a missing folder, other files, an unreadable image: said, not raised
+            return None, (f"sources and targets not shown: the images of {where} are not at hand on this machine "
+                          f"({type(error).__name__}: {str(error)[:160]}); the stored blind spots are shown")
+
+    def triangle(self, key, source: int, pair: tuple[int, int] = (0, 1)) -> StoredTriangle | None:
+        """The source's stored triangle grid, drawn in the shape of the blind spots of rounds ``pair``;
+        None when its batch's triangles are missing or damaged."""
+        experiment, _ = self._model(key)
+        i, j = pair
+        if not 0 <= i < j < experiment.rounds:
+            raise ValueError(f"a pair is two rounds i < j below {experiment.rounds}, got {pair}")
+        batches = self._batches(experiment)
+        batch, row = self._batch_of(experiment, source)
+        stem = self._triangle_piece(key, batch)
+        grid = self._tensor(stem.with_suffix(".pt"), len(batches[batch])) if self._piece(stem) else None
+        if grid is None:
+            return None
+        spots = self.blind_spot_images(key, source)
+        images, _ = self.pool_images(key)
+        corners = [None if images is None else images[source], spots.get(i), spots.get(j)]
+        pairs = math.comb(experiment.rounds, 2)
+        what = f"source-class confidence averaged over the source's {pairs} pairs of blind spots (as stored)"
+        if all(c is not None for c in corners):
+            shape, drawn = triangle_shape(*corners), f"drawn in the true shape of the blind spots of rounds {i} and {j}"
+        else:
+            shape, drawn = EQUILATERAL, "drawn on an equilateral triangle (the source image is not at hand)"
+        return StoredTriangle(grid[row].double().clone(), experiment.divisions, shape, corners, pair, pairs,
+                              f"{what}, {drawn}")
+
+    # -- provenance -----------------------------------------------------------------------------------
+    def provenance(self, key) -> dict:
+        """What produced the model's numbers: model, weights, images, hyperparameters, the devices and the
+        package versions of its shards (from their records), and this package's version reading them."""
+        experiment, model = self._model(key)
+        records = [self._json(path) for path in sorted(self._model_dir(key).glob("record_shard*.json"))]
+        records = [r for r in records if isinstance(r, dict)]
+        return {"model": model, "weights": self.weights.get(model, {}), "image_source": experiment.image_source,
+                "lst": {k: v for k, v in experiment.to_dict()["lst"].items() if k not in ("record_every", "seed",
+                                                                                          "record_images")},
+                "rounds": experiment.rounds, "divisions": experiment.divisions, "seed": experiment.seed,
+                "execution": experiment.to_dict()["execution"],
+                "devices": sorted({str(r.get("device")) for r in records}) or ["not recorded"],
+                "versions": sorted({str(r.get("versions", {}).get("blindspots_nb")) for r in records}) or ["not recorded"],
+                "browsed_with": __version__}
+
+    def caption(self, key) -> str:
+        """:meth:`provenance` as one line, for every view and figure."""
+        p = self.provenance(key)
+        weights = p["weights"]
+        sha = weights.get("sha256", "")[:12] or "unknown"
+        lst = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p["lst"].items())
+        execution = ", ".join(f"{k}={v}" for k, v in p["execution"].items())
+        return (f"{p['model']} [weights sha256 {sha}{', verified' if weights.get('verified') else ''}] | "
+                f"{p['image_source']} | {lst}, rounds={p['rounds']}, divisions={p['divisions']}, seed={p['seed']} | "
+                f"{execution} | {'; '.join(p['devices'])} | blindspots_nb {', '.join(p['versions'])} "
+                f"(browsed with {p['browsed_with']}) | run {self.run_dir.name}")
+
+
+TRIANGLE_NUMBERS = (*TABLE2_COLUMNS, "edge_min")
+
+
+def _summarised(spots: list[dict]) -> dict:
+    """A source's blind-spot rows as ``BLIND_SPOT_COLUMNS`` (None when it has none)."""
+    if not spots:
+        return dict.fromkeys(BLIND_SPOT_COLUMNS)
+    def mean(column):
+        return sum(s[column] for s in spots) / len(spots)
+    return {"confidence_min": min(s["confidence"] for s in spots),
+            "drop_max": max(s["initial_confidence"] - s["confidence"] for s in spots),
+            "rmse_mean": mean("rmse"), "rmse_max": max(s["rmse"] for s in spots), "linf_mean": mean("linf"),
+            "ssim_mean": mean("ssim"), "lpips_mean": mean("lpips")}
+
+
+def _few(names: list[str], limit: int = 6) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")

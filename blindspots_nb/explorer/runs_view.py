@@ -1,0 +1,193 @@
+"""The browser of a finished (or unfinished) run, ``notebooks/07_browse_run.ipynb``: ipywidgets
+and plotly around a :class:`~blindspots_nb.explorer.runs.StoredRun`, which reads the folder
+read-only. Pick a model and a source (sorted by any column, or by one of the paper's findings
+it contradicts), see the source, its blind spots and their targets with their numbers, and
+the stored triangle of a pair. This module only draws."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import math
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+from .runs import BLIND_SPOT_NUMBERS, CONTRADICTIONS, SOURCE_COLUMNS, StoredRun
+from ..plots import image_to_png, triangle_contour, triangle_surface
+from ..protocol.tables import TABLE1_COLUMNS
+
+PANEL = 112  # pixels of each image
+NO_CONTRADICTION = "(sort by a column)"
+COLOURS = {"missing": "#b26a00", "problem": "#c62828", "caption": "#555"}
+
+
+def number(value) -> str:
+    """A number of the run as the browser prints it: 4 significant digits, '–' where missing."""
+    if value is None:
+        return "–"
+    return "n/a" if isinstance(value, float) and math.isnan(value) else f"{value:.4g}"
+
+
+def _lines(lines: list[str], colour: str, title: str) -> str:
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f"<div style='color:{colour}'><b>{title}</b><ul style='margin:2px'>{items}</ul></div>"
+
+
+class RunBrowser:
+    """Browse the run in ``run_dir`` (an output folder of ``blindspots-nb reproduce``) without
+    writing to it. Display it as the last expression of a cell. ``model``, ``source`` and
+    ``sort_by`` choose what it opens on (defaults: the first model, sources by path confidence)."""
+
+    def __init__(self, run_dir, model: str | None = None, source: int | None = None, sort_by: str = "path_conf"):
+        self.header = W.HTML()
+        try:
+            self.run = StoredRun(run_dir)
+        except (OSError, ValueError) as error:  # no run there, or damaged settings: one line
+            self.run = None
+            self.header.value = _lines([str(error)], COLOURS["problem"], f"Cannot browse {run_dir}")
+            self.widget = W.VBox([self.header])
+            return
+        style = {"description_width": "initial"}
+        self.model_menu = W.Dropdown(options=self.run.models(), description="model", style=style)
+        self.sort_menu = W.Dropdown(options=[(label, key) for key, label in SOURCE_COLUMNS.items()], value=sort_by,
+                                    description="sort sources by", style=style)
+        self.order = W.ToggleButtons(options=[("lowest first", True), ("highest first", False)], value=True)
+        self.contradiction_menu = W.Dropdown(options=[NO_CONTRADICTION, *(c.name for c in CONTRADICTIONS)],
+                                             description="sources against the paper", style=style,
+                                             layout=W.Layout(width="28em"))
+        self.contradiction_text = W.HTML()
+        self.source_list = W.Select(rows=10, layout=W.Layout(width="100%"))
+        self.source_list.add_class("run-sources")  # monospaced, so that the columns of its rows line up
+        self.source_view = W.VBox()
+        self.pair_menu = W.Dropdown(description="pair of blind spots (rounds)", style=style)
+        self.triangle_view = W.VBox()
+        self.caption = W.HTML()
+        self.widget = W.VBox([W.HTML("<style>.run-sources select {font-family: monospace}</style>"), self.header, W.HBox([self.model_menu, self.sort_menu, self.order]),
+                              W.HBox([self.contradiction_menu, self.contradiction_text]), self.source_list,
+                              self.source_view, self.pair_menu, self.triangle_view, self.caption],
+                             layout=W.Layout(width="100%"))
+        if model is not None:
+            self.model_menu.value = model
+        self._quiet = False
+        self.model_menu.observe(lambda _: self._show_model(), "value")
+        for control in (self.sort_menu, self.order):
+            control.observe(lambda _: self._quiet or self._fill_sources(), "value")
+        self.contradiction_menu.observe(lambda _: self._jump_to_contradiction(), "value")
+        self.source_list.observe(lambda _: self._show_source(), "value")
+        self.pair_menu.observe(lambda _: self._show_triangle(), "value")
+        self._show_model(source)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    @property
+    def key(self) -> str:
+        return self.model_menu.value
+
+    # -- what is shown ---------------------------------------------------------------------------
+    def _show_model(self, source: int | None = None):
+        experiment = self.run.experiment(self.key)
+        self._quiet = True
+        pairs = list(itertools.combinations(range(experiment.rounds), 2))
+        self.pair_menu.options = [(f"{i} and {j}", (i, j)) for i, j in pairs]
+        self.pair_menu.value = pairs[0]
+        self.caption.value = (f"<small style='color:{COLOURS['caption']}'>{html.escape(self.run.caption(self.key))}"
+                              "</small>")
+        self._quiet = False
+        self._fill_sources(source)
+
+    def _fill_sources(self, source: int | None = None):
+        column = self.sort_menu.value
+        rows = self.run.sorted_sources(self.key, column, self.order.value)
+        keep = self.source_list.value if source is None else source
+        values = [row["source"] for row in rows]
+        self._quiet = True
+        self.source_list.options = [(self._label(row, column), row["source"]) for row in rows]
+        self.source_list.value = keep if keep in values else (values[0] if values else None)
+        self._quiet = False
+        self._show_header()
+        self._show_source()
+
+    @staticmethod
+    def _label(row: dict, column: str) -> str:
+        return (f"#{row['source']:<4} {row['name'][:28]:<28} {row['class'][:14]:<14} "
+                f"{SOURCE_COLUMNS[column]} {number(row[column]):>9}   p_src {number(row['p_src']):>7}   "
+                f"path conf {number(row['path_conf']):>7}   largest RMSE {number(row['rmse_max']):>7}")
+
+    def _jump_to_contradiction(self):
+        chosen = [c for c in CONTRADICTIONS if c.name == self.contradiction_menu.value]
+        if not chosen:
+            self.contradiction_text.value = ""
+            return
+        contradiction = chosen[0]
+        self.contradiction_text.value = f"<i>{html.escape(contradiction.sentence)}</i>"
+        self._quiet = True
+        self.sort_menu.value, self.order.value = contradiction.column, contradiction.lowest_first
+        self._quiet = False
+        worst = self.run.contradicting(self.key, contradiction, 1)
+        self._fill_sources(worst[0]["source"] if worst else None)
+
+    def _show_header(self):
+        self.header.value = (f"<b>Run {html.escape(str(self.run.run_dir))}</b>"
+                             + _lines(self.run.missing(), COLOURS["missing"], "Missing from this run")
+                             + _lines(self.run.problems, COLOURS["problem"], "Damaged files (left out)"))
+
+    def _show_source(self):
+        if self._quiet:
+            return
+        source = self.source_list.value
+        if source is None:
+            self.source_view.children = [W.HTML("<i>No source of this model is stored yet.</i>")]
+            self.triangle_view.children = []
+            return
+        row = next(r for r in self.run.source_rows(self.key) if r["source"] == source)
+        numbers = " · ".join(f"{label} {number(row[key])}" for key, label in SOURCE_COLUMNS.items())
+        images, where = self.run.pool_images(self.key)
+        spots = self.run.blind_spot_images(self.key, source)
+        panels = [self._panel(images[source] if images else None, f"source #{source} {row['name']} ({row['class']})")]
+        for spot in self.run.blind_spot_rows(self.key, source):
+            text = (f"round {spot['round']}: conf {number(spot['confidence'])} (from "
+                    f"{number(spot['initial_confidence'])})<br>" + ", ".join(
+                        f"{label} {number(spot[key])}" for key, label in TABLE1_COLUMNS.items()))
+            panels.append(W.VBox([self._panel(spots.get(spot["round"]), text),
+                                  self._panel(images[spot["target"]] if images else None,
+                                              f"target #{spot['target']} {spot['target_name']} ({spot['target_class']})")]))
+        self.source_view.children = [W.HTML(f"<b>Source #{source}</b>: {html.escape(numbers)}<br><small>"
+                                            f"{html.escape(where)}</small>"), W.HBox(panels)]
+        self._show_triangle()
+        self._show_header()  # reading may have found damaged files
+
+    @staticmethod
+    def _panel(image, text: str) -> W.VBox:
+        picture = (W.Image(value=image_to_png(image, PANEL), format="png", width=PANEL, height=PANEL)
+                   if image is not None else W.HTML(f"<div style='width:{PANEL}px;height:{PANEL}px;border:1px dashed "
+                                                    "#999'>not at hand</div>"))
+        return W.VBox([picture, W.HTML(f"<small>{text}</small>", layout=W.Layout(width=f"{PANEL + 60}px"))])
+
+    def _show_triangle(self):
+        if self._quiet:
+            return
+        source, pair = self.source_list.value, self.pair_menu.value
+        triangle = None if source is None or pair is None else self.run.triangle(self.key, source, pair)
+        if triangle is None:
+            self.triangle_view.children = [W.HTML("<i>No stored triangle for this source (its batch's triangles are "
+                                                  "missing or damaged).</i>")]
+            return
+        caption = f"{triangle.note} | {self.run.caption(self.key)}"
+        names = (f"source #{source}", f"blind spot r{pair[0]}", f"blind spot r{pair[1]}")
+        thumbnails = triangle.corners if all(c is not None for c in triangle.corners) else None
+        figures = [draw(triangle.shape, triangle.grid, triangle.divisions, thumbnails=thumbnails, caption=caption,
+                        title=f"Source #{source}: stored triangle", corner_names=names)
+                   for draw in (triangle_surface, triangle_contour)]
+        for figure in figures:
+            figure.update_layout(width=1000, height=680, margin={"t": 150})
+            for trace in figure.select_traces(selector={"type": "contour"}):  # a widget's message is strict JSON: gaps are null
+                z = np.asarray(trace.z, dtype=float)
+                trace.z = np.where(np.isnan(z), None, z).tolist()
+        self.triangle_view.children = [go.FigureWidget(figure) for figure in figures]

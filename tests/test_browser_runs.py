@@ -1,0 +1,75 @@
+"""Notebook 07, the browser of a finished run, as an app: a small run made here, the notebook
+prepared with its folder by papermill (parameters only, nothing run), served by Voila and opened
+in headless Chromium; picking a source shows its stored triangle as a plotly surface. The
+folder is not touched. A screenshot goes to ``results/browser/``."""
+
+from __future__ import annotations
+
+import sys
+
+import papermill
+import pytest
+
+from browser import REPO, SCREENSHOTS, page as browser_page, server
+from test_runs_browser import _listing
+
+pytestmark = pytest.mark.slow  # a run, a Voila server and a real browser
+
+NOTEBOOK = REPO / "notebooks" / "07_browse_run.ipynb"
+# The z values of the 3-D surface on the page (null until plotly has drawn one).
+SURFACE_Z = """() => { for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+    const mesh = (plot.data || []).find(trace => trace.type === 'mesh3d');
+    if (mesh) return Array.from(mesh.z); } return null; }"""
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A finished run of one FONTS CNN: 4 sources, 3 rounds, LST of a few iterations."""
+    from blindspots_nb import protocol
+    from blindspots_nb.lst import LSTConfig
+    from blindspots_nb.protocol import Experiment, RunStore
+    from blindspots_nb.protocol import run as run_module
+
+    store = RunStore(tmp_path / "run")
+    experiment = Experiment("fonts:test", ("fonts_cnn",), LSTConfig(iterations=5, step_size=0.05), n_sources=4,
+                            rounds=3, batch_size=2, divisions=4)
+    store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
+    protocol.prepare(experiment, store, device="cpu")
+    protocol.run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)
+    protocol.assemble(store, [experiment])
+    return store.out_dir
+
+
+def test_the_voila_app_of_notebook_07_shows_a_picked_sources_triangle(run_dir, tmp_path):
+    from blindspots_nb.explorer.runs import StoredRun
+
+    app = tmp_path / "browse.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK), str(app), parameters={"run_dir": str(run_dir)}, prepare_only=True)
+    before = _listing(run_dir)
+    run = StoredRun(run_dir)
+    picked = run.sorted_sources("fonts/fonts_cnn", "path_conf")[2]["source"]  # the app's order: by path confidence
+    expected = run.triangle("fonts/fonts_cnn", picked).grid.tolist()
+    with server("voila", [sys.executable, "-m", "voila", str(app), "--no-browser", "--Voila.ip=127.0.0.1",
+                          "--VoilaConfiguration.show_tracebacks=True"], tmp_path) as url, \
+            browser_page("browse_run_failure.png") as page:
+        page.goto(url, timeout=180_000)  # Voila answers once it has run the notebook
+        sources = page.locator(".run-sources select")
+        sources.wait_for(timeout=120_000)
+        page.wait_for_function(f"({SURFACE_Z})() !== null", timeout=60_000)  # the first source's triangle
+        first = page.evaluate(SURFACE_Z)
+        assert page.locator(".widget-html", has_text=f"Run {run_dir}").count() == 1
+
+        sources.select_option(index=2)
+        page.wait_for_function(f"expected => JSON.stringify(({SURFACE_Z})()) === JSON.stringify(expected)",
+                               arg=expected, timeout=60_000)
+        assert page.locator(".widget-html", has_text=f"Source #{picked}").count() >= 1
+        assert len(expected) == 15 and page.evaluate(SURFACE_Z) != first
+        title = page.locator(".js-plotly-plot .gtitle").first.text_content()
+        assert f"Source #{picked}: stored triangle" in title
+        assert page.locator(".js-plotly-plot").count() == 2  # the surface and the contour
+        page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+        page.wait_for_timeout(1000)  # let the surface finish drawing
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "browse_run_triangle.png"))
+        assert "Message serialization failed" not in page.inner_text("body")
+    assert _listing(run_dir) == before

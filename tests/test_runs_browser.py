@@ -1,0 +1,320 @@
+"""The browser of a run, headless (:mod:`blindspots_nb.explorer.runs`) and its widgets: its numbers
+are the run's CSV and .pt files read independently; it never writes to the folder; it says what an
+unfinished run lacks; a damaged or hostile file is one line naming it, and the rest still shows."""
+
+import csv
+import hashlib
+import json
+import math
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from blindspots_nb import protocol
+from blindspots_nb.explorer.runs import CONTRADICTIONS, SOURCE_COLUMNS, StoredRun
+from blindspots_nb.explorer.runs_view import RunBrowser
+from blindspots_nb.lst import LSTConfig
+from blindspots_nb.protocol import Experiment, RunFolderError, RunStore
+from blindspots_nb.protocol import run as run_module
+
+MODELS = ("fonts_cnn", "fonts_cnn_at")
+BATCH = 2
+
+
+def _experiment():
+    return Experiment("fonts:test", MODELS, LSTConfig(iterations=5, step_size=0.05), n_sources=5, rounds=3,
+                      batch_size=BATCH, divisions=3)
+
+
+def _start(folder: Path) -> tuple[RunStore, Experiment]:
+    store, experiment = RunStore(folder), _experiment()
+    store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
+    protocol.prepare(experiment, store, device="cpu")
+    return store, experiment
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished run of both FONTS CNNs (tables assembled; no executed reports: made as a library)."""
+    store, experiment = _start(tmp_path_factory.mktemp("runs") / "finished")
+    for model in MODELS:
+        protocol.run_model(experiment, model, store, device="cpu", progress=False)
+    protocol.assemble(store, [experiment])
+    return store.out_dir
+
+
+@pytest.fixture
+def copy(finished, tmp_path) -> Path:
+    """A copy of the finished run to damage."""
+    return Path(shutil.copytree(finished, tmp_path / "copy"))
+
+
+def _csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _listing(folder: Path) -> dict:
+    """Every entry under ``folder`` with its size, mtime and content hash."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns,
+                                          hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))} | {".": folder.stat().st_mtime_ns}
+
+
+def _seal_again(piece: Path):
+    """Write the manifest of ``piece``'s files as they are now (a folder made by someone else may be
+    consistent and still hostile)."""
+    manifest = piece.with_name(piece.name + ".manifest.json")
+    record = json.loads(manifest.read_text())
+    for name in record["files"]:
+        data = (piece.parent / name).read_bytes()
+        record["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest.write_text(json.dumps(record))
+
+
+def _browse_everything(run: StoredRun):
+    """Every view the browser has, for every model, source and pair."""
+    for key in run.models():
+        run.missing(), run.caption(key), run.pool_images(key)
+        for column in SOURCE_COLUMNS:
+            run.sorted_sources(key, column)
+        for contradiction in CONTRADICTIONS:
+            run.contradicting(key, contradiction)
+        for row in run.source_rows(key):
+            run.blind_spot_rows(key, row["source"]), run.blind_spot_images(key, row["source"])
+            for pair in ((0, 1), (0, 2), (1, 2)):
+                run.triangle(key, row["source"], pair)
+
+
+def test_the_numbers_are_those_of_the_run_files(finished):
+    run = StoredRun(finished)
+    assert run.models() == ["fonts/fonts_cnn", "fonts/fonts_cnn_at"]
+    pool = json.loads((finished / "fonts" / "pool.json").read_text())
+    for model in MODELS:
+        folder = finished / "fonts" / model
+        per_source = {int(r["source"]): r for r in _csv(folder / "per_source.csv")}
+        per_blind_spot = _csv(folder / "per_blindspot.csv")
+        rows = run.source_rows(f"fonts/{model}")
+        assert [r["source"] for r in rows] == sorted(per_source) == list(range(5))
+        for row in rows:
+            source = row["source"]
+            assert row["name"] == pool["names"][source] and row["class"] == pool["class_names"][source]
+            for column in ("p_src", "avg_conf", "frac_0", "frac_0.1", "path_conf", "edge_min"):
+                assert row[column] == float(per_source[source][column])
+            spots = [r for r in per_blind_spot if int(r["source"]) == source]
+            assert row["rmse_max"] == max(float(r["rmse"]) for r in spots)
+            assert row["drop_max"] == max(float(r["initial_confidence"]) - float(r["confidence"]) for r in spots)
+            shown = run.blind_spot_rows(f"fonts/{model}", source)
+            assert [(s["round"], s["target"], s["confidence"], s["rmse"], s["ssim"]) for s in shown] == [
+                (int(r["round"]), int(r["target"]), float(r["confidence"]), float(r["rmse"]), float(r["ssim"]))
+                for r in spots]
+            assert [s["target"] for s in shown] == [pool["targets"][r][source] for r in range(3)]
+            images = run.blind_spot_images(f"fonts/{model}", source)
+            for round_, image in images.items():
+                stored = torch.load(folder / "blind_spots" / f"b{source // BATCH:04d}_r{round_}.pt", weights_only=True)
+                assert torch.equal(image, stored[source % BATCH])
+            grid = torch.load(folder / "triangles" / f"b{source // BATCH:04d}.pt", weights_only=True)[source % BATCH]
+            triangle = run.triangle(f"fonts/{model}", source, (0, 2))
+            assert torch.equal(triangle.grid, grid.double()) and triangle.grid.shape == (10,)  # 3 divisions
+            assert triangle.grid[0] == pytest.approx(row["p_src"], abs=1e-6)  # the source corner is p_src
+    assert run.problems == []
+
+
+def test_the_triangle_has_the_true_shape_of_the_picked_pair(finished):
+    from blindspots_nb.analysis.geometry import triangle_shape
+    from blindspots_nb.data.sources import open_source
+
+    run = StoredRun(finished)
+    images, where = run.pool_images("fonts/fonts_cnn")
+    assert "reopened from fonts:test" in where
+    glyphs = open_source("fonts:test", (1, 32, 32), seed=0)
+    source = 3
+    source_image = glyphs[json.loads((finished / "fonts" / "pool.json").read_text())["indices"][source]][0]
+    assert torch.equal(images[source], source_image)
+    spots = run.blind_spot_images("fonts/fonts_cnn", source)
+    triangle = run.triangle("fonts/fonts_cnn", source, (1, 2))
+    assert torch.allclose(triangle.shape, triangle_shape(source_image, spots[1], spots[2]))
+    assert "rounds 1 and 2" in triangle.note and "averaged over the source's 3 pairs" in triangle.note
+    with pytest.raises(ValueError, match="two rounds i < j below 3"):
+        run.triangle("fonts/fonts_cnn", source, (2, 1))
+
+
+def test_sorting_and_the_contradictions(finished):
+    run = StoredRun(finished)
+    per_blind_spot = _csv(finished / "fonts" / "fonts_cnn_at" / "per_blindspot.csv")
+    largest = {}
+    for row in per_blind_spot:
+        largest[int(row["source"])] = max(largest.get(int(row["source"]), 0.0), float(row["rmse"]))
+    rmse = next(c for c in CONTRADICTIONS if c.column == "rmse_max")
+    assert [r["source"] for r in run.contradicting("fonts/fonts_cnn_at", rmse, 5)] == sorted(
+        largest, key=largest.get, reverse=True)
+    path = {int(r["source"]): float(r["path_conf"]) for r in _csv(finished / "fonts" / "fonts_cnn_at" / "per_source.csv")}
+    assert [r["source"] for r in run.sorted_sources("fonts/fonts_cnn_at", "path_conf")] == sorted(path, key=path.get)
+    assert len({c.name for c in CONTRADICTIONS}) == len(CONTRADICTIONS) and all(c.column in SOURCE_COLUMNS
+                                                                               for c in CONTRADICTIONS)
+    with pytest.raises(ValueError, match="no column 'speed' to sort by"):
+        run.sorted_sources("fonts/fonts_cnn_at", "speed")
+    with pytest.raises(KeyError, match="has no model 'fonts/resnet50'"):
+        run.source_rows("fonts/resnet50")
+
+
+def test_every_view_says_what_produced_it(finished):
+    run = StoredRun(finished)
+    settings = json.loads((finished / "settings.json").read_text())
+    record = json.loads((finished / "fonts" / "fonts_cnn_at" / "record_shard0of1.json").read_text())
+    caption = run.caption("fonts/fonts_cnn_at")
+    for fact in ("fonts_cnn_at", settings["weights"]["fonts_cnn_at"]["sha256"][:12], "fonts:test", "iterations=5",
+                 "step_size=0.05", "rounds=3", "divisions=3", "precision=fp32", record["device"],
+                 f"blindspots_nb {record['versions']['blindspots_nb']}"):
+        assert fact in caption
+    browser = RunBrowser(finished, model="fonts/fonts_cnn_at")
+    assert browser.caption.value.count(record["device"]) == 1
+    assert all("fonts_cnn_at [weights sha256" in figure.layout.title.text for figure in browser.triangle_view.children)
+    contour = browser.triangle_view.children[1].data[0]
+    assert contour.type == "contour" and any(None in row for row in contour.z)  # outside the triangle: null (a widget's JSON has no NaN)
+    assert not any(isinstance(v, float) and math.isnan(v) for row in contour.z for v in row)
+
+
+def test_browsing_never_writes_to_the_folder(finished):
+    before = _listing(finished)
+    os.utime(finished, ns=(before["."], before["."]))
+    run = StoredRun(finished)
+    _browse_everything(run)
+    browser = RunBrowser(finished)
+    for key in run.models():
+        browser.model_menu.value = key
+        for contradiction in CONTRADICTIONS:
+            browser.contradiction_menu.value = contradiction.name
+    assert _listing(finished) == before  # no file, lock or manifest written, removed or touched
+
+
+def test_a_read_only_folder_opens(copy):
+    for path in [*copy.rglob("*"), copy]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    run = StoredRun(copy)
+    _browse_everything(run)
+    assert run.problems == [] and len(run.source_rows("fonts/fonts_cnn")) == 5
+
+
+def test_an_unfinished_run_says_what_is_missing(tmp_path):
+    store, experiment = _start(tmp_path / "unfinished")
+    protocol.run_model(experiment, "fonts_cnn", store, shard=(0, 2), device="cpu", progress=False)
+    run = StoredRun(store.out_dir)
+    missing = "\n".join(run.missing())
+    assert "fonts/fonts_cnn_at: not started" in missing
+    assert "fonts/fonts_cnn: blind spots missing for 3 of 9 batch rounds (b0001_r0, b0001_r1, b0001_r2)" in missing
+    assert "fonts/fonts_cnn: triangles missing for 1 of 3 batches (b0001)" in missing
+    assert "fonts/fonts_cnn: no whole report" in missing and "tables were not assembled" in missing
+    rows = {r["source"]: r for r in run.source_rows("fonts/fonts_cnn")}
+    assert rows[2]["p_src"] is None and rows[2]["blind_spots"] == 0 and rows[0]["blind_spots"] == 3
+    assert run.triangle("fonts/fonts_cnn", 2) is None and run.triangle("fonts/fonts_cnn", 4) is not None
+    assert [r["source"] for r in run.sorted_sources("fonts/fonts_cnn", "p_src")][-2:] == [2, 3]  # no numbers: last
+    assert run.source_rows("fonts/fonts_cnn_at")[0]["p_src"] is None and run.problems == []
+    browser = RunBrowser(store.out_dir, source=2)
+    assert "not started" in browser.header.value and "No stored triangle" in browser.triangle_view.children[0].value
+
+
+def test_a_run_stopped_before_its_pool(tmp_path):
+    store, experiment = RunStore(tmp_path / "early"), _experiment()
+    store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
+    run = StoredRun(store.out_dir)
+    assert run.missing()[0].startswith("fonts: no pool yet") and run.source_rows("fonts/fonts_cnn") == []
+    assert "No source of this model is stored yet" in RunBrowser(store.out_dir).source_view.children[0].value
+
+
+def test_a_folder_that_holds_no_run_is_one_line(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no run"):
+        StoredRun(tmp_path)
+    (tmp_path / "settings.json").write_text("{not json")
+    with pytest.raises(RunFolderError, match="settings.json is not valid JSON"):
+        StoredRun(tmp_path)
+    assert "settings.json is not valid JSON" in RunBrowser(tmp_path).header.value
+
+
+def test_damaged_files_are_named_and_the_rest_shows(copy):
+    model = copy / "fonts" / "fonts_cnn"
+    cut = model / "blind_spots" / "b0001_r1.pt"
+    cut.write_bytes(cut.read_bytes()[:200])  # cut: its size no longer matches its manifest
+    table = model / "triangles" / "b0000.csv"
+    header, first, *rest = table.read_bytes().split(b"\n")
+    table.write_bytes(b"\n".join([header, first.replace(b"0.", b"x.", 1), *rest]))  # the same size, not a number
+    other = copy / "fonts" / "fonts_cnn_at" / "blind_spots" / "b0002_r0.pt"
+    other.write_bytes(b"not a zip" + other.read_bytes()[9:])  # the same size, not a tensor file
+    (copy / "fonts" / "fonts_cnn_at" / "record_shard0of1.json").write_text("{cut")
+    run = StoredRun(copy)
+    _browse_everything(run)
+    assert sorted(run.problems) == sorted([
+        "fonts/fonts_cnn/blind_spots/b0001_r1.pt: is missing or not the size its manifest names; its piece is left out",
+        f"fonts/fonts_cnn/triangles/b0000.csv: holds a value that is not a number ({_float_error(table)}); left out",
+        next(p for p in run.problems if p.startswith("fonts/fonts_cnn_at/blind_spots/b0002_r0.pt: cannot be loaded")),
+        next(p for p in run.problems if p.startswith("fonts/fonts_cnn_at/record_shard0of1.json: not valid JSON")),
+    ])
+    assert all("\n" not in p for p in run.problems)
+    rows = {r["source"]: r for r in run.source_rows("fonts/fonts_cnn")}
+    assert rows[0]["p_src"] is None and rows[2]["p_src"] is not None  # batch 0's triangles out, the rest shows
+    assert rows[2]["blind_spots"] == 2 and sorted(run.blind_spot_images("fonts/fonts_cnn", 3)) == [0, 2]
+    assert sorted(run.blind_spot_images("fonts/fonts_cnn_at", 4)) == [1, 2]
+    assert "not recorded" in run.caption("fonts/fonts_cnn_at")
+    browser = RunBrowser(copy, source=2)
+    assert "b0001_r1.pt" in browser.header.value and len(browser.triangle_view.children) == 2
+
+
+def _float_error(table: Path) -> str:
+    value = next(v for row in _csv(table) for v in row.values() if v.startswith("x."))
+    try:
+        float(value)
+    except ValueError as error:
+        return str(error)
+
+
+class _Pwned:
+    def __reduce__(self):
+        return (os.system, ("touch pwned_by_a_run_folder",))
+
+
+def test_a_hostile_tensor_file_runs_no_code(copy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    piece = copy / "fonts" / "fonts_cnn" / "triangles" / "b0001"
+    torch.save({"grid": _Pwned()}, piece.with_suffix(".pt"), pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    _seal_again(piece)  # its manifest agrees: only the load can refuse it
+    run = StoredRun(copy)
+    assert run.triangle("fonts/fonts_cnn", 2) is None
+    assert not (tmp_path / "pwned_by_a_run_folder").exists()
+    assert len(run.problems) == 1 and run.problems[0].startswith(
+        "fonts/fonts_cnn/triangles/b0001.pt: cannot be loaded (UnpicklingError")
+
+
+def test_images_not_on_this_machine_leave_the_blind_spots_and_triangles(copy, tmp_path):
+    settings = json.loads((copy / "settings.json").read_text())
+    settings["experiments"][0]["image_source"] = f"folder:{tmp_path / 'gone'}"  # as on the machine that ran it
+    (copy / "settings.json").write_text(json.dumps(settings))
+    run = StoredRun(copy)
+    images, where = run.pool_images("fonts/fonts_cnn")
+    assert images is None and where.startswith(f"sources and targets not shown: the images of folder:{tmp_path}")
+    assert len(run.blind_spot_images("fonts/fonts_cnn", 1)) == 3
+    triangle = run.triangle("fonts/fonts_cnn", 1)
+    assert "equilateral" in triangle.note and triangle.corners[0] is None and triangle.shape[1].tolist() == [1, 0]
+    browser = RunBrowser(copy, source=1)
+    assert "not at hand" in str([c.value for c in browser.source_view.children[1].children[0].children])
+    assert len(browser.triangle_view.children) == 2 and run.problems == []
+
+
+def test_the_view_follows_the_menus(finished):
+    browser = RunBrowser(finished, model="fonts/fonts_cnn", sort_by="rmse_max")
+    run = browser.run
+    assert [value for _, value in browser.source_list.options] == [
+        r["source"] for r in run.sorted_sources("fonts/fonts_cnn", "rmse_max")]
+    path = next(c for c in CONTRADICTIONS if c.column == "path_conf")
+    browser.contradiction_menu.value = path.name
+    worst = run.contradicting("fonts/fonts_cnn", path, 1)[0]["source"]
+    assert browser.source_list.value == worst and path.sentence in browser.contradiction_text.value
+    browser.pair_menu.value = (1, 2)
+    surface = browser.triangle_view.children[0]
+    assert list(surface.data[0].z) == run.triangle("fonts/fonts_cnn", worst, (1, 2)).grid.tolist()
+    browser.model_menu.value = "fonts/fonts_cnn_at"
+    assert browser.pair_menu.value == (0, 1) and list(browser.triangle_view.children[0].data[0].z) == run.triangle(
+        "fonts/fonts_cnn_at", browser.source_list.value, (0, 1)).grid.tolist()
