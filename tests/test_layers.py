@@ -247,6 +247,12 @@ def test_disappearance_is_the_first_row_nearer_the_source_at_the_last_iterate():
     to_source[0][0][1] = 0.99  # the pixels nearer the source: depth 0, settled at row 3
     found = disappearance(similarity(to_source, to_target))
     assert found.depth == (0, None) and found.settled_depth == (3, None) and found.regained == (True, False)
+    to_target[0][3][1] = 0.9  # the last row nearer the target again: a first row, none settled; the figure marks the star
+    result = similarity(to_source, to_target)
+    found = disappearance(result)
+    assert found.depth == (0, None) and found.settled_depth == (None, None) and found.regained == (True, False)
+    marks = [(trace.marker.symbol, list(trace.y)) for trace in layer_similarity_figure(result).data if trace.type == "scatter"]
+    assert marks == [("star", [PIXELS])]
     assert disappearance(similarity(to_source, to_target), iteration=0).depth == (None, None)
     with pytest.raises(ValueError, match="at least 3 paths"):
         disappearance(similarity(to_source, to_target), measure="cka")

@@ -40,16 +40,15 @@ def layer_similarity_figure(result, index: int | None = 0, measure: str = "cosin
                                  hovertemplate="layer %{y}<br>iteration %{x}<br>%{z:.3f}<extra></extra>"),
                       row=1, col=column + 1)
     fig.add_trace(go.Heatmap(z=difference.numpy(), x=iterations, y=layers, zmin=-bound, zmax=bound,
-                             colorscale="RdBu_r", colorbar={"x": 1.07, "len": 0.9, "thickness": 12, "title": "\u0394"},
+                             colorscale="RdBu_r", colorbar={"x": 1.1, "len": 0.9, "thickness": 12, "title": "\u0394"},
                              hovertemplate="layer %{y}<br>iteration %{x}<br>%{z:+.3f}<extra></extra>"), row=1, col=3)
     depth, settled = crossing_depths(to_source[:, -1], to_target[:, -1])
-    marks = [(depth, "star", f"target disappears at {layers[depth] if depth is not None else ''}")]
-    marks += [(settled, "circle", f"nearer the source from {layers[settled]} on")] if settled != depth else []
-    for row, symbol, text in marks:
+    marks = [(depth, "star", "target disappears at {}"), (settled, "circle", "nearer the source from {} on")]
+    for row, symbol, text in marks[:1] if settled == depth else marks:
         if row is not None:
             fig.add_trace(go.Scatter(x=[iterations[-1]], y=[layers[row]], mode="markers", showlegend=False,
                                      marker={"symbol": symbol, "size": 13, "color": "gold", "line": {"width": 1}},
-                                     hovertext=text, hoverinfo="text"), row=1, col=3)
+                                     hovertext=text.format(layers[row]), hoverinfo="text"), row=1, col=3)
     fig.update_yaxes(autorange="reversed", type="category", row=1, col=1)
     fig.update_xaxes(title_text="iteration")
     subtitle = f"{which}; star: first layer nearer the source at iteration {iterations[-1]}" + (
