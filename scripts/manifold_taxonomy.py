@@ -37,8 +37,9 @@ from tqdm.std import tqdm
 
 from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
 from blindspots_nb.analysis.manifold import GlyphManifold, dataset_glyphs, rmse
-from blindspots_nb.analysis.taxonomy import judge, on_manifold_attack, summarize, summarize_kind
-from blindspots_nb.data.fonts import GlyphRenderer
+from blindspots_nb.analysis.taxonomy import (judge, on_manifold_attack, random_renderings, summarize,
+                                             summarize_kind)
+from blindspots_nb.data.fonts import GlyphRenderer, font_split
 from blindspots_nb.data.sources import FONTS_GLYPHS
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.models import load_model, predict
@@ -61,6 +62,8 @@ def parse(argv):
     parser.add_argument("--pgd-steps", type=int, default=20)
     parser.add_argument("--autoattack", type=int, default=20, help="sources also attacked by AutoAttack (0: none)")
     parser.add_argument("--on-manifold-steps", type=int, default=20, help="Adam steps per font of the on-manifold search")
+    parser.add_argument("--renderings", type=int, default=1000,
+                        help="random renderings (letters, fonts, transforms in the dataset's ranges): each model's base error")
     parser.add_argument("--validation", type=int, default=50, help="test glyphs of the projection's validation")
     parser.add_argument("--noise", type=float, default=0.05, help="std of the validation's Gaussian noise")
     parser.add_argument("--starts", type=int, default=64, help="atlas transforms per letter and font")
@@ -203,6 +206,7 @@ def main(argv=None):
             "autoattack": lambda: regular("AutoAttack", lambda m, x, y: autoattack(m, x, y, threat.radius, seed=args.seed),
                                           min(args.autoattack, len(labels))) if args.autoattack else {"rows": []},
             "on_manifold": lambda: on_manifold_rows(model, renderer, generated, labels, args),
+            "renderings": lambda: rendering_rows(model, renderer, args),
             "lst": lambda: blind_spot_rows(store, experiment, name, pool, sources, manifold, args, search),
         }
         for kind, compute in pieces.items():
@@ -235,6 +239,16 @@ def on_manifold_rows(model, renderer, generated, labels, args) -> dict:
                                                         found.transform[i].tolist())}}
             for i in range(len(labels))]
     return {"rows": rows}
+
+
+def rendering_rows(model, renderer, args) -> dict:
+    """The model on random renderings: one row each (font, whether a test font, letter, prediction)."""
+    drawn = random_renderings(renderer, args.renderings, args.seed)
+    predicted = predict(model, drawn["images"])[0]
+    test_fonts = {path.stem for path in font_split("test")}
+    return {"rows": [{"font": renderer.font_names[int(f)], "test_font": int(renderer.font_names[int(f)] in test_fonts),
+                      "letter": int(y), "predicted": int(p), "correct": int(p == y)}
+                     for f, y, p in zip(drawn["fonts"], drawn["letters"], predicted)]}
 
 
 def blind_spot_rows(store, experiment, name, pool, sources, manifold, args, search) -> dict:

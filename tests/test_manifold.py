@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from blindspots_nb.analysis.manifold import GlyphManifold, TransformBox, dataset_glyphs, rmse
-from blindspots_nb.analysis.taxonomy import judge, on_manifold_attack, oracle_verdict
+from blindspots_nb.analysis.taxonomy import (judge, on_manifold_attack, oracle_verdict, random_renderings,
+                                             summarize_kind)
+from blindspots_nb.plots.manifold import taxonomy_markdown
 from blindspots_nb.data.fonts import GlyphRenderer, affine_theta, font_split, fonts_dataset, matplotlib_fonts
 from blindspots_nb.data.sources import FONTS_GLYPHS
 
@@ -183,12 +185,38 @@ def test_judge_calls_a_rendering_of_the_other_letter_invalid(renderer, manifold)
     assert float(rmse(judgement.nearest(manifold, "source"), image)) == pytest.approx(row["distance_source"], abs=1e-5)
 
 
+def test_random_renderings_lie_in_the_datasets_ranges(renderer):
+    drawn = random_renderings(renderer, 30, seed=2)
+    units = TransformBox(0.0).units(drawn["transforms"])
+    assert bool(((units >= 0) & (units <= 1)).all())
+    torch.testing.assert_close(drawn["images"], renderer(drawn["fonts"], drawn["letters"], drawn["transforms"]))
+    assert torch.equal(random_renderings(renderer, 30, seed=2)["transforms"], drawn["transforms"])
+
+
+def test_taxonomy_rows_are_counted_by_kind():
+    regular = [{"fooled": 1, "source_letter": 0, "other_letter": 1, "verdict": v, "distance_source": d,
+                "distance_other": 0.2, "distance_oracle": d} for v, d in (("source", 0.1), ("other", 0.3))]
+    regular.append({**regular[0], "fooled": 0, "distance_source": 9.0})  # not fooled: not counted
+    summary = summarize_kind("pgd", regular)
+    assert summary["attempts"] == 3 and summary["n"] == 2 and summary["fooled"] == pytest.approx(2 / 3)
+    assert summary["oracle_source"] == summary["oracle_other"] == 0.5 and summary["oracle_neither"] == 0
+    spots = [{**row, "rmse_to_target_image": 0.1} for row in regular[:2]]
+    spots = [{k: v for k, v in row.items() if k != "fooled"} for row in spots]
+    spots.append({**spots[0], "other_letter": 0})  # a target of the source's own letter: not counted
+    assert summarize_kind("lst", spots)["n"] == 2 and summarize_kind("lst", spots)["median_rmse_to_target_image"] == pytest.approx(0.1)
+    renderings = [{"correct": c, "test_font": t} for c, t in ((1, 0), (0, 0), (1, 1), (1, 1))]
+    assert summarize_kind("renderings", renderings) == {"n": 4, "error": 0.25, "error_train_fonts": 0.5,
+                                                        "error_test_fonts": 0.0}
+    table = taxonomy_markdown({"m pgd": summary, "m renderings": summarize_kind("renderings", renderings)})
+    assert "| m | pgd (other = predicted) | 2 (3) | " in table and "25.0%; 50.0%; 0.0%" in table
+
+
 @pytest.mark.slow
 def test_taxonomy_script_resumes_and_refuses_other_settings(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(REPO / "scripts" / "manifold_taxonomy.py"), "--out-dir", str(out), "--per-class",
                "1", "--rounds", "2", "--iterations", "4", "--validation", "3", "--autoattack", "0",
-               "--on-manifold-steps", "2", "--steps", "2", "--keep", "2", "--refine", "1", "--starts", "4"]
+               "--on-manifold-steps", "2", "--renderings", "20", "--steps", "2", "--keep", "2", "--refine", "1", "--starts", "4"]
     environment = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     first = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]

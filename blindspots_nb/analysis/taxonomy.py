@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.fonts import GlyphRenderer, indices_of
+from ..models import FONTS_CLASSES
 from .manifold import GlyphManifold, Projection, TransformBox, count_at_least, descend, letter_indices
 
 VERDICTS = ("source", "other", "neither")
@@ -150,7 +151,13 @@ def summarize_kind(kind: str, rows: list[dict]) -> dict:
     (regular ones that fool the model, blind spots whose target is another letter), with
     ``attempts`` and the share that counts (``fooled``); for ``on_manifold`` rows, the
     success rates (any font, the source's own) and the median transform change of the
-    examples found."""
+    examples found; for ``renderings`` rows (random renderings), the model's error rate
+    overall, on train fonts and on test fonts."""
+    if kind == "renderings":
+        errors = lambda chosen: 1 - sum(int(r["correct"]) for r in chosen) / max(1, len(chosen))  # noqa: E731
+        return {"n": len(rows), "error": errors(rows),
+                "error_train_fonts": errors([r for r in rows if not int(r["test_font"])]),
+                "error_test_fonts": errors([r for r in rows if int(r["test_font"])])}
     if kind == "on_manifold":
         found = [float(r["transform_change"]) for r in rows if int(r["fooled"])]
         return {"n": len(rows), "fooled": sum(int(r["fooled"]) for r in rows) / len(rows),
@@ -162,3 +169,15 @@ def summarize_kind(kind: str, rows: list[dict]) -> dict:
         summary["median_rmse_to_target_image"] = float(torch.tensor(
             [float(r["rmse_to_target_image"]) for r in counted]).median())
     return summary
+
+
+def random_renderings(renderer: GlyphRenderer, n: int, seed: int) -> dict:
+    """``n`` renderings of the generator drawn uniformly: letters, fonts of ``renderer`` and
+    transforms in the dataset's ranges (the base rate of a model's errors on the manifold)."""
+    generator = torch.Generator().manual_seed(seed)
+    letters = torch.randint(len(FONTS_CLASSES), (n,), generator=generator)
+    fonts = torch.randint(len(renderer), (n,), generator=generator)
+    transforms = TransformBox(0.0).transforms(torch.rand(n, 5, generator=generator, dtype=torch.float64))
+    with torch.no_grad():
+        images = renderer(fonts, letters, transforms)
+    return {"letters": letters, "fonts": fonts, "transforms": transforms, "images": images}

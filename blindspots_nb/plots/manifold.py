@@ -36,11 +36,17 @@ def taxonomy_markdown(summaries: dict) -> str:
     on-manifold kind with its success rates), the share the oracle gives the source, the
     other letter (prediction or target) or neither, and the median RMSEs to the manifolds."""
     percent = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+    fine = lambda v: f"{100 * v:.1f}%"  # noqa: E731  (error rates near 0)
     number = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     lines = ["| model | kind | n (of tried) | RMSE to source letter | RMSE to other letter | oracle: source | "
              "oracle: other | oracle: neither |", "|---|---|---|---|---|---|---|---|"]
     for key, s in summaries.items():
         model, kind = key.split(" ", 1)
+        if kind == "renderings":
+            lines.append(f"| {model} | random renderings (error: all; train fonts; test fonts) | {s['n']} | "
+                         f"0 (a rendering) | - | {fine(s['error'])}; {fine(s['error_train_fonts'])}; "
+                         f"{fine(s['error_test_fonts'])} | - | - |")
+            continue
         if kind == "on_manifold":
             lines.append(f"| {model} | on-manifold (fooled: any font; own font) | {s['n']} | 0 (a rendering) | - | "
                          f"{percent(s['fooled'])}; {percent(s['fooled_own_font'])} | - | - |")
