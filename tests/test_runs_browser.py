@@ -281,11 +281,15 @@ def test_a_hostile_tensor_file_runs_no_code(copy, tmp_path, monkeypatch):
     piece = copy / "fonts" / "fonts_cnn" / "triangles" / "b0001"
     torch.save({"grid": _Pwned()}, piece.with_suffix(".pt"), pickle_protocol=pickle.HIGHEST_PROTOCOL)
     _seal_again(piece)  # its manifest agrees: only the load can refuse it
+    os.mkfifo(copy / "fonts" / "fonts_cnn" / "record_shard1of2.json")  # reading it would wait forever
     run = StoredRun(copy)
     assert run.triangle("fonts/fonts_cnn", 2) is None
     assert not (tmp_path / "pwned_by_a_run_folder").exists()
-    assert len(run.problems) == 1 and run.problems[0].startswith(
+    assert run.caption("fonts/fonts_cnn").startswith("fonts_cnn [weights sha256")  # the other record still read
+    assert "| cpu (" in run.caption("fonts/fonts_cnn")
+    assert len(run.problems) == 2 and run.problems[0].startswith(
         "fonts/fonts_cnn/triangles/b0001.pt: cannot be loaded (UnpicklingError")
+    assert run.problems[1] == "fonts/fonts_cnn/record_shard1of2.json: is not a regular file; left out"
 
 
 def test_images_not_on_this_machine_leave_the_blind_spots_and_triangles(copy, tmp_path):

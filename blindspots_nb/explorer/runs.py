@@ -87,6 +87,22 @@ class StoredTriangle:
     note: str  # what the grid is and what its shape is
 
 
+class PoolImages:
+    """A pool's images by pool index, each read from its dataset when first asked for (a run's
+    pool may hold a thousand ImageNet photos; a browser shows a few)."""
+
+    def __init__(self, dataset, indices: list[int]):
+        self._dataset, self._indices, self._read = dataset, indices, {}
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if index not in self._read:
+            self._read[index] = self._dataset[self._indices[index]][0]
+        return self._read[index]
+
+
 class StoredRun:
     """An output folder of ``blindspots-nb reproduce``, read-only.
 
@@ -122,10 +138,12 @@ class StoredRun:
 
     def _json(self, path: Path):
         def read():
+            if not path.is_file():
+                if path.exists():
+                    self._problem(path, "is not a regular file; left out")
+                return None
             try:
                 return json.loads(path.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                return None
             except (OSError, ValueError, UnicodeDecodeError) as error:
                 self._problem(path, f"not valid JSON ({error}); left out")
                 return None
@@ -335,9 +353,10 @@ class StoredRun:
                 found[round_] = tensor[row].float().clone()
         return found
 
-    def pool_images(self, key) -> tuple[list | None, str]:
+    def pool_images(self, key) -> tuple[PoolImages | None, str]:
         """The experiment's pool images at the size of its blind spots, opened from its image source on this
-        machine, and a line saying where they come from (or why they are not at hand: then None)."""
+        machine (each read when first asked for), and a line saying where they come from (or why they are not
+        at hand: then None)."""
         experiment, _ = self._model(key)
         first = next(self._finished_tensors(key), None)
         size = None if first is None else tuple(self._read[("tensor", first)].shape[1:])
@@ -352,14 +371,14 @@ class StoredRun:
                 if self._piece(stem) and self._tensor(stem.with_suffix(".pt"), len(sources)) is not None:
                     yield stem.with_suffix(".pt")
 
-    def _open_images(self, experiment, size) -> tuple[list | None, str]:
+    def _open_images(self, experiment, size) -> tuple[PoolImages | None, str]:
         where = experiment.image_source
         if size is None:
             return None, f"the images of {where} are not shown: no blind spot of this model is stored to size them"
         try:
             dataset = open_source(experiment.image_source, size, seed=experiment.seed)
-            indices = locate_pool(experiment, self.pool(experiment.name), dataset)
-            return [dataset[i][0] for i in indices], f"sources and targets reopened from {where} on this machine"
+            images = PoolImages(dataset, locate_pool(experiment, self.pool(experiment.name), dataset))
+            return images, f"sources and targets reopened from {where} on this machine"
         except Exception as error:  # a missing folder, other files, an unreadable image: said, not raised
             return None, (f"sources and targets not shown: the images of {where} are not at hand on this machine "
                           f"({type(error).__name__}: {str(error)[:160]}); the stored blind spots are shown")
