@@ -31,33 +31,42 @@ def nearest_renderings_figure(columns: dict, row_labels: list[str], caption: str
 
 
 def taxonomy_markdown(summaries: dict) -> str:
-    """The taxonomy as a Markdown table: per model and kind of example (``summaries``: a
-    mapping "model kind" -> :func:`~blindspots_nb.analysis.taxonomy.summarize`'s dict, the
-    on-manifold kind with its success rates), the share the oracle gives the source, the
-    other letter (prediction or target) or neither, and the median RMSEs to the manifolds."""
+    """The taxonomy as Markdown (``summaries``: "model kind" -> a
+    :func:`~blindspots_nb.analysis.taxonomy.summarize_kind` dict). First table: images judged
+    by the oracle (clean sources, regular adversarial examples, blind spots): how many
+    count (of those tried), median RMSE to the source letter's and the other letter's
+    manifold (other: the model's prediction, or the target), and the share the oracle gives
+    the source, the other letter or neither. Second table, per model: the on-manifold
+    search's success (in any font; in the source's font), the median change of the
+    transform it needed (1 = a whole range), and the error on random renderings."""
     percent = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
-    fine = lambda v: f"{100 * v:.1f}%"  # noqa: E731  (error rates near 0)
+    fine = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731  (error rates near 0)
     number = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    lines = ["| model | kind | n (of tried) | RMSE to source letter | RMSE to other letter | oracle: source | "
-             "oracle: other | oracle: neither |", "|---|---|---|---|---|---|---|---|"]
+    judged = ["| model | kind | n (of tried) | RMSE to source letter | RMSE to other letter | oracle: source | "
+              "oracle: other | oracle: neither |", "|---|---|---|---|---|---|---|---|"]
+    on_manifold = {}
     for key, s in summaries.items():
         model, kind = key.split(" ", 1)
-        if kind == "renderings":
-            lines.append(f"| {model} | random renderings (error: all; train fonts; test fonts) | {s['n']} | "
-                         f"0 (a rendering) | - | {fine(s['error'])}; {fine(s['error_train_fonts'])}; "
-                         f"{fine(s['error_test_fonts'])} | - | - |")
-            continue
-        if kind == "on_manifold":
-            lines.append(f"| {model} | on-manifold (fooled: any font; own font) | {s['n']} | 0 (a rendering) | - | "
-                         f"{percent(s['fooled'])}; {percent(s['fooled_own_font'])} | - | - |")
+        if kind in ("on_manifold", "renderings"):
+            on_manifold.setdefault(model, {})[kind] = s
             continue
         if kind == "clean":  # the sources themselves: no second letter
-            lines.append(f"| {model} | clean sources | {s['n']} | {number(s['median_distance_source'])} | - | "
-                         f"{percent(s['oracle_source'])} | - | {percent(s['oracle_neither'])} |")
+            judged.append(f"| {model} | clean sources | {s['n']} | {number(s['median_distance_source'])} | - | "
+                          f"{percent(s['oracle_source'])} | - | {percent(s['oracle_neither'])} |")
             continue
         other = "target" if kind == "lst" else "predicted"
-        lines.append(f"| {model} | {kind} (other = {other}) | {s.get('n', 0)} ({s['attempts']}) | "
-                     f"{number(s.get('median_distance_source'))} | {number(s.get('median_distance_other'))} | "
-                     f"{percent(s.get('oracle_source'))} | {percent(s.get('oracle_other'))} | "
-                     f"{percent(s.get('oracle_neither'))} |")
-    return "\n".join(lines)
+        judged.append(f"| {model} | {kind} (other = {other}) | {s.get('n', 0)} ({s['attempts']}) | "
+                      f"{number(s.get('median_distance_source'))} | {number(s.get('median_distance_other'))} | "
+                      f"{percent(s.get('oracle_source'))} | {percent(s.get('oracle_other'))} | "
+                      f"{percent(s.get('oracle_neither'))} |")
+    if not on_manifold:
+        return "\n".join(judged)
+    rows = ["| model | on-manifold fooled: any font | own font | median transform change | sources | "
+            "random renderings' error: all | train fonts | test fonts |", "|---|---|---|---|---|---|---|---|"]
+    for model, kinds in on_manifold.items():
+        found, base = kinds.get("on_manifold", {}), kinds.get("renderings", {})
+        rows.append(f"| {model} | {percent(found.get('fooled'))} | {percent(found.get('fooled_own_font'))} | "
+                    f"{number(found.get('median_transform_change'))} | {found.get('n', '-')} | "
+                    f"{fine(base.get('error'))} ({base.get('n', '-')}) | {fine(base.get('error_train_fonts'))} | "
+                    f"{fine(base.get('error_test_fonts'))} |")
+    return "\n".join(judged) + "\n\n" + "\n".join(rows)
