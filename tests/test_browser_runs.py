@@ -1,16 +1,17 @@
-"""Notebook 07, the browser of a finished run, as an app: a small run made here, the notebook
-prepared with its folder by papermill (parameters only, nothing run), served by Voila and opened
-in headless Chromium; picking a source shows its stored triangle as a plotly surface. The
-folder is not touched. A screenshot goes to ``results/browser/``."""
+"""Notebook 07, the browser of a finished run, in a real browser: a small run made here, the
+notebook prepared with its folder by papermill (parameters only, nothing run), served by Voila as
+an app and by JupyterLab, opened in headless Chromium; picking a source shows its stored triangle
+as a plotly surface. The folder is not touched. Screenshots go to ``results/browser/``."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import papermill
 import pytest
 
-from browser import REPO, SCREENSHOTS, page as browser_page, server
+from browser import REPO, SCREENSHOTS, page as browser_page, server, sync_api
 from test_runs_browser import _listing
 
 pytestmark = pytest.mark.slow  # a run, a Voila server and a real browser
@@ -40,36 +41,69 @@ def run_dir(tmp_path):
     return store.out_dir
 
 
-def test_the_voila_app_of_notebook_07_shows_a_picked_sources_triangle(run_dir, tmp_path):
+def _prepared(run_dir: Path, folder: Path) -> Path:
+    """A copy of notebook 07 with ``run_dir`` as its parameter (papermill injects it; nothing is run)."""
+    app = folder / "browse.ipynb"
+    papermill.execute_notebook(str(NOTEBOOK), str(app), parameters={"run_dir": str(run_dir)}, prepare_only=True)
+    return app
+
+
+def _pick_a_source_and_see_its_triangle(page, run_dir: Path, screenshot: str):
+    """On a page where notebook 07 runs: the first source's triangle is drawn; picking the third
+    source of the list draws that source's stored grid as the surface's z values."""
     from blindspots_nb.explorer.runs import StoredRun
 
-    app = tmp_path / "browse.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(app), parameters={"run_dir": str(run_dir)}, prepare_only=True)
-    before = _listing(run_dir)
     run = StoredRun(run_dir)
     picked = run.sorted_sources("fonts/fonts_cnn", "path_conf")[2]["source"]  # the app's order: by path confidence
     expected = run.triangle("fonts/fonts_cnn", picked).grid.tolist()
+    sources = page.locator(".run-sources select")
+    sources.wait_for(timeout=300_000)
+    page.wait_for_function(f"({SURFACE_Z})() !== null", timeout=60_000)  # the first source's triangle
+    first = page.evaluate(SURFACE_Z)
+    assert page.locator(".widget-html", has_text=f"Run {run_dir}").count() == 1
+
+    sources.select_option(index=2)
+    page.wait_for_function(f"expected => JSON.stringify(({SURFACE_Z})()) === JSON.stringify(expected)",
+                           arg=expected, timeout=60_000)
+    assert page.locator(".widget-html", has_text=f"Source #{picked}").count() >= 1
+    assert len(expected) == 15 and page.evaluate(SURFACE_Z) != first
+    title = page.locator(".js-plotly-plot .gtitle").first.text_content()
+    assert f"Source #{picked}: stored triangle" in title
+    assert page.locator(".js-plotly-plot").count() == 2  # the surface and the contour
+    assert "Message serialization failed" not in page.inner_text("body")
+    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)  # let the surface finish drawing
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / screenshot))
+
+
+def test_the_voila_app_of_notebook_07_shows_a_picked_sources_triangle(run_dir, tmp_path):
+    app = _prepared(run_dir, tmp_path)
+    before = _listing(run_dir)
     with server("voila", [sys.executable, "-m", "voila", str(app), "--no-browser", "--Voila.ip=127.0.0.1",
                           "--VoilaConfiguration.show_tracebacks=True"], tmp_path) as url, \
             browser_page("browse_run_failure.png") as page:
         page.goto(url, timeout=180_000)  # Voila answers once it has run the notebook
-        sources = page.locator(".run-sources select")
-        sources.wait_for(timeout=120_000)
-        page.wait_for_function(f"({SURFACE_Z})() !== null", timeout=60_000)  # the first source's triangle
-        first = page.evaluate(SURFACE_Z)
-        assert page.locator(".widget-html", has_text=f"Run {run_dir}").count() == 1
+        _pick_a_source_and_see_its_triangle(page, run_dir, "browse_run_triangle.png")
+    assert _listing(run_dir) == before
 
-        sources.select_option(index=2)
-        page.wait_for_function(f"expected => JSON.stringify(({SURFACE_Z})()) === JSON.stringify(expected)",
-                               arg=expected, timeout=60_000)
-        assert page.locator(".widget-html", has_text=f"Source #{picked}").count() >= 1
-        assert len(expected) == 15 and page.evaluate(SURFACE_Z) != first
-        title = page.locator(".js-plotly-plot .gtitle").first.text_content()
-        assert f"Source #{picked}: stored triangle" in title
-        assert page.locator(".js-plotly-plot").count() == 2  # the surface and the contour
-        page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
-        page.wait_for_timeout(1000)  # let the surface finish drawing
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "browse_run_triangle.png"))
-        assert "Message serialization failed" not in page.inner_text("body")
+
+def test_notebook_07_in_jupyterlab_shows_a_picked_sources_triangle(run_dir, tmp_path):
+    app = _prepared(run_dir, tmp_path)
+    before = _listing(run_dir)
+    with server("jupyter lab", [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1",
+                                "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--notebook-dir",
+                                str(tmp_path), f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"], tmp_path) as url, \
+            browser_page("browse_run_lab_failure.png") as page:
+        page.goto(f"{url}/lab/tree/{app.name}", timeout=120_000)
+        page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
+        accept = page.locator(".jp-Dialog .jp-mod-accept")
+        try:  # "Select Kernel", when JupyterLab asks
+            accept.wait_for(timeout=15_000)
+            accept.click()
+        except sync_api.TimeoutError:
+            pass
+        page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+        page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+        _pick_a_source_and_see_its_triangle(page, run_dir, "browse_run_lab.png")
     assert _listing(run_dir) == before
