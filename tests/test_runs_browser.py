@@ -292,6 +292,17 @@ def test_a_hostile_tensor_file_runs_no_code(copy, tmp_path, monkeypatch):
     assert run.problems[1] == "fonts/fonts_cnn/record_shard1of2.json: is not a regular file; left out"
 
 
+def test_an_older_runs_column_name_is_read(copy):
+    piece = copy / "fonts" / "fonts_cnn" / "blind_spots" / "b0001_r2"
+    table = piece.with_suffix(".csv")
+    rows = _csv(table)
+    table.write_text(table.read_text().replace("initial_confidence", "p0"))  # as runs wrote it before the renaming
+    _seal_again(piece)
+    with pytest.warns(DeprecationWarning, match="old key.s. p0 read as initial_confidence"):
+        shown = StoredRun(copy).blind_spot_rows("fonts/fonts_cnn", 3)
+    assert shown[2]["initial_confidence"] == float(next(r for r in rows if r["source"] == "3")["initial_confidence"])
+
+
 def test_images_not_on_this_machine_leave_the_blind_spots_and_triangles(copy, tmp_path):
     settings = json.loads((copy / "settings.json").read_text())
     settings["experiments"][0]["image_source"] = f"folder:{tmp_path / 'gone'}"  # as on the machine that ran it

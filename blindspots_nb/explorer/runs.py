@@ -33,6 +33,7 @@ from ..models.spec import model_folder
 from ..protocol.run import locate_pool, source_batches
 from ..protocol.store import REPORTS, RunStore
 from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
+from ..tools.deprecation import renamed_keys
 
 # A source's blind spots, summarised over its rounds (from the blind-spot rows)
 BLIND_SPOT_COLUMNS = {"confidence_min": "least blind-spot conf", "drop_max": "largest conf drop",
@@ -150,10 +151,12 @@ class StoredRun:
         return self._once(("json", path), read)
 
     def _rows(self, path: Path, columns) -> list[dict] | None:
-        """A piece's CSV rows with ``columns`` as numbers; None (and a problem) when damaged."""
+        """A piece's CSV rows with ``columns`` as numbers; None (and a problem) when damaged. A
+        column's old name (``p0``, before it was ``initial_confidence``) is read too."""
         def read():
             try:
                 rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+                rows = [renamed_keys(row, str(path), p0="initial_confidence") for row in rows]
                 return [{**row, **{c: float(row[c]) for c in columns}} for row in rows]
             except (OSError, UnicodeDecodeError, csv.Error) as error:
                 self._problem(path, f"cannot be read as a table ({error}); left out")
