@@ -9,8 +9,11 @@ width on each side). :class:`GlyphManifold` projects an image onto it:
 1. *screening*: an atlas of ``starts`` seeded random transforms (the box's centre first)
    per letter and font, rendered once; each image's RMSE to every rendering of the atlas;
 2. *descent*: from the ``keep`` nearest atlas renderings of each letter (fonts and
-   transforms), Adam on the transform (in box coordinates, clamped to the box) for
-   ``steps`` steps, minimising the squared error; the best point seen is kept.
+   transforms), Adam on the transform (in box coordinates, clamped to the box) for a
+   quarter of ``steps``, then from the ``refine`` best of them for the rest, minimising
+   the squared error; the best point seen is kept;
+3. the oracle (:meth:`GlyphManifold.oracle`) descends only the letters nearest at
+   screening (and those asked for).
 
 The result (:class:`Projection`) holds, for each image and letter, the RMSE to the
 nearest rendering found, its font and its transform; the nearest letter overall is the
@@ -42,7 +45,7 @@ def letter_indices(letters, n: int | None = None) -> torch.Tensor:
     """Letters as indices into A-J: ints, 'A'-'J', or a tensor/list of them; a clear error otherwise."""
     if isinstance(letters, str):
         letters = list(letters)
-    values = letters if isinstance(letters, (list, tuple)) else [letters] if not torch.is_tensor(letters) \
+    values = list(letters) if isinstance(letters, (list, tuple, range)) else [letters] if not torch.is_tensor(letters) \
         else letters.reshape(-1).tolist()
     out = []
     for value in values:
