@@ -36,7 +36,7 @@ import torch
 from tqdm.std import tqdm
 
 from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
-from blindspots_nb.analysis.manifold import GlyphManifold, dataset_glyphs, rmse
+from blindspots_nb.analysis.manifold import GlyphManifold, dataset_glyphs, rmse, validate
 from blindspots_nb.analysis.taxonomy import (judge, on_manifold_attack, random_renderings, summarize,
                                              summarize_kind)
 from blindspots_nb.data.fonts import GlyphRenderer, font_split
@@ -105,48 +105,6 @@ class Results:
         return value
 
 
-def validation(manifold, renderer, args, search) -> dict:
-    """The projection checked on test glyphs of known parameters."""
-    glyphs = dataset_glyphs("test", FONTS_GLYPHS, args.seed, renderer, range(args.validation))
-    images, letters = glyphs["images"], glyphs["letters"]
-    everything = manifold.project(images, **search)  # all ten letters
-    own, font, transform = everything.to(letters)
-    others = everything.distance.clone()
-    others[torch.arange(len(letters)), letters] = float("inf")
-    generator = torch.Generator().manual_seed(args.seed)
-    noisy = (images + args.noise * torch.randn(images.shape, generator=generator)).clamp(0, 1)
-    back = manifold.oracle(noisy, include=letters[:, None], shortlist=args.shortlist, **search)
-    back_distance, back_font, back_transform = back.to(letters)
-    recovered = rmse(manifold.render(back_font, letters, back_transform), images)  # the found rendering vs the clean glyph
-    by_starts = {}
-    for starts in (4, 16, args.starts):
-        smaller = GlyphManifold(renderer, starts=starts, seed=args.seed)
-        by_starts[starts] = smaller.project(images, letters[:, None], **search).distance[:, 0]
-    rows = [{"glyph": i, "letter": int(letters[i]), "font": renderer.font_names[int(glyphs["fonts"][i])],
-             "own_distance": float(own[i]), "nearest_other_distance": float(others[i].min()),
-             "oracle": int(everything.label[i]), "found_font": renderer.font_names[int(font[i])],
-             "transform_error": float((transform[i] - glyphs["transforms"][i]).abs().max()),
-             "noise_rmse": float(rmse(noisy[i:i + 1], images[i:i + 1])), "noisy_own_distance": float(back_distance[i]),
-             "noisy_oracle": int(back.label[i]), "noisy_recovered_rmse": float(recovered[i]),
-             **{f"own_distance_starts{s}": float(d[i]) for s, d in by_starts.items()}}
-            for i in range(len(letters))]
-    return {"rows": rows, "summary": {
-        "n": len(rows), "oracle_accuracy": float((everything.label == letters).float().mean()),
-        "own_distance_quantiles": quantiles(own), "nearest_other_distance_quantiles": quantiles(others.amin(1)),
-        "separated": float((own < others.amin(1)).float().mean()),
-        "noise_rmse_median": float(rmse(noisy, images).median()),
-        "noisy_own_distance_quantiles": quantiles(back_distance),
-        "noisy_oracle_accuracy": float((back.label == letters).float().mean()),
-        "noisy_recovered_rmse_quantiles": quantiles(recovered),
-        "own_distance_median_by_starts": {s: float(d.median()) for s, d in by_starts.items()},
-        "own_distance_below_0.02_by_starts": {s: float((d < 0.02).float().mean()) for s, d in by_starts.items()}}}
-
-
-def quantiles(values: torch.Tensor) -> dict:
-    q = torch.quantile(values.double(), torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64))
-    return dict(zip(("min", "q10", "median", "q90", "max"), (round(float(v), 5) for v in q)))
-
-
 def judged(manifold, images, sources, others, extra: list[dict], args, search, what: str) -> dict:
     """:func:`judge`'s rows of ``images``, each beside its ``extra`` row, with a progress bar."""
     with tqdm(total=len(images), desc=f"projecting {what}", unit="image", leave=False) as bar:
@@ -167,7 +125,9 @@ def main(argv=None):
     search = {"keep": args.keep, "refine": args.refine, "steps": args.steps}
     started = time.time()
 
-    check = results.piece("validation", lambda: validation(manifold, renderer, args, search))["summary"]
+    check = results.piece("validation", lambda: validate(manifold, dataset_glyphs(
+        "test", FONTS_GLYPHS, args.seed, renderer, range(args.validation)), args.noise, args.seed,
+        shortlist=args.shortlist, **search))["summary"]
 
     experiment = Experiment("fonts:test", MODELS, LSTConfig(iterations=args.iterations), per_class=args.per_class,
                             rounds=args.rounds, seed=args.seed, name="fonts",

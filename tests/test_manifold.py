@@ -258,3 +258,18 @@ def test_notebook_08_runs_under_papermill_with_a_scripts_table(tmp_path):
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(
         f"{model}_{kind}" for model in ("fonts_cnn", "fonts_cnn_at")
         for kind in ("adversarial.png", "blind_spots.png", "layers.html"))
+
+
+def test_validation_counts_what_it_reports(renderer):
+    """validate's summary agrees with its rows, and the noisy glyphs carry the noise asked for."""
+    from blindspots_nb.analysis.manifold import validate
+
+    manifold = GlyphManifold(renderer, starts=8, seed=0)
+    glyphs = dataset_glyphs("test", FONTS_GLYPHS, 0, renderer, range(4))
+    checked = validate(manifold, glyphs, noise=0.05, seed=0, starts=(4,), keep=4, refine=1, steps=10)
+    rows, summary = checked["rows"], checked["summary"]
+    assert summary["n"] == 4 and set(summary["own_distance_median_by_starts"]) == {4, 8}
+    assert summary["oracle_accuracy"] == sum(row["oracle"] == row["letter"] for row in rows) / 4
+    assert summary["separated"] == sum(row["own_distance"] < row["nearest_other_distance"] for row in rows) / 4
+    assert [row["own_distance_starts8"] for row in rows] == [row["own_distance"] for row in rows]
+    assert 0.03 < summary["noise_rmse_median"] < 0.05  # std 0.05, a little less after clipping to [0, 1]

@@ -297,3 +297,52 @@ def dataset_glyphs(split: str, n: int, seed: int, renderer: GlyphRenderer, indic
     with torch.no_grad():
         images = renderer(fonts, letters, transforms)
     return {"letters": letters, "fonts": fonts, "transforms": transforms, "images": images}
+
+
+def quantiles(values: torch.Tensor) -> dict:
+    """min, q10, median, q90 and max of ``values``, rounded to 5 decimals."""
+    q = torch.quantile(values.double(), torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64))
+    return dict(zip(("min", "q10", "median", "q90", "max"), (round(float(v), 5) for v in q)))
+
+
+def validate(manifold: GlyphManifold, glyphs: dict, noise: float, seed: int, starts: tuple[int, ...] = (4, 16),
+             shortlist: int = 3, **search) -> dict:
+    """The projection checked on glyphs of known parameters (:func:`dataset_glyphs`): each
+    glyph's RMSE to its own and to the nearest other letter's manifold (all ten searched),
+    the oracle's accuracy; the glyph plus Gaussian noise of std ``noise`` (seeded): the
+    oracle's accuracy and how near the rendering found is to the clean glyph; the
+    own-letter RMSE with atlases of ``starts`` and of the manifold's own starts per font.
+    Returns ``rows`` (one per glyph) and a ``summary``."""
+    images, letters, renderer = glyphs["images"], glyphs["letters"], manifold.renderer
+    everything = manifold.project(images, **search)
+    own, font, transform = everything.to(letters)
+    others = everything.distance.clone()
+    others[torch.arange(len(letters)), letters] = float("inf")
+    nearest_other = others.amin(1)
+    generator = torch.Generator().manual_seed(seed)
+    noisy = (images + noise * torch.randn(images.shape, generator=generator)).clamp(0, 1)
+    back = manifold.oracle(noisy, include=letters[:, None], shortlist=shortlist, **search)
+    back_distance, back_font, back_transform = back.to(letters)
+    recovered = rmse(manifold.render(back_font, letters, back_transform), images)
+    by_starts = {count: GlyphManifold(renderer, manifold.box.margin, count, manifold.seed).project(
+        images, letters[:, None], **search).distance[:, 0] for count in starts}
+    by_starts[manifold.starts] = own
+    noise_rmse = rmse(noisy, images)
+    rows = [{"glyph": i, "letter": int(letters[i]), "font": renderer.font_names[int(glyphs["fonts"][i])],
+             "own_distance": float(own[i]), "nearest_other_distance": float(nearest_other[i]),
+             "oracle": int(everything.label[i]), "found_font": renderer.font_names[int(font[i])],
+             "transform_error": float((transform[i] - glyphs["transforms"][i]).abs().max()),
+             "noise_rmse": float(noise_rmse[i]), "noisy_own_distance": float(back_distance[i]),
+             "noisy_oracle": int(back.label[i]), "noisy_recovered_rmse": float(recovered[i]),
+             **{f"own_distance_starts{count}": float(d[i]) for count, d in by_starts.items()}}
+            for i in range(len(letters))]
+    return {"rows": rows, "summary": {
+        "n": len(rows), "oracle_accuracy": float((everything.label == letters).float().mean()),
+        "own_distance_quantiles": quantiles(own), "nearest_other_distance_quantiles": quantiles(nearest_other),
+        "separated": float((own < nearest_other).float().mean()), "noise_rmse_median": float(noise_rmse.median()),
+        "noisy_own_distance_quantiles": quantiles(back_distance),
+        "noisy_oracle_accuracy": float((back.label == letters).float().mean()),
+        "noisy_recovered_rmse_quantiles": quantiles(recovered),
+        "own_distance_median_by_starts": {count: float(d.median()) for count, d in sorted(by_starts.items())},
+        "own_distance_below_0.02_by_starts": {count: float((d < 0.02).float().mean())
+                                              for count, d in sorted(by_starts.items())}}}
