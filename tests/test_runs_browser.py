@@ -160,6 +160,10 @@ def test_sorting_and_the_contradictions(finished):
         run.sorted_sources("fonts/fonts_cnn_at", "speed")
     with pytest.raises(KeyError, match="has no model 'fonts/resnet50'"):
         run.source_rows("fonts/resnet50")
+    with pytest.raises(KeyError, match="has no model 'fonts/resnet50'; it has fonts/fonts_cnn, fonts/fonts_cnn_at"):
+        RunBrowser(finished, model="fonts/resnet50")
+    with pytest.raises(ValueError, match="sort_by='speed': the sources sort by one of p_src, avg_conf"):
+        RunBrowser(finished, sort_by="speed")
 
 
 def test_every_view_says_what_produced_it(finished):

@@ -248,7 +248,10 @@ class StoredRun:
         return list(self._models)
 
     def missing(self) -> list[str]:
-        """What an unfinished run lacks, a line each (empty for a finished run)."""
+        """What an unfinished run lacks, a line each (empty for a finished run); read once."""
+        return self._once("missing", self._missing)
+
+    def _missing(self) -> list[str]:
         lines = []
         for experiment in self.experiments.values():
             if self.pool(experiment.name) is None:

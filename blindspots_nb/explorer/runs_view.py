@@ -14,7 +14,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
-from .runs import BLIND_SPOT_NUMBERS, CONTRADICTIONS, SOURCE_COLUMNS, StoredRun
+from .runs import CONTRADICTIONS, SOURCE_COLUMNS, StoredRun
 from ..plots import image_to_png, triangle_contour, triangle_surface
 from ..protocol.tables import TABLE1_COLUMNS
 
@@ -51,6 +51,8 @@ class RunBrowser:
             self.header.value = _lines([str(error)], COLOURS["problem"], f"Cannot browse {run_dir}")
             self.widget = W.VBox([self.header])
             return
+        if sort_by not in SOURCE_COLUMNS:
+            raise ValueError(f"sort_by={sort_by!r}: the sources sort by one of {', '.join(SOURCE_COLUMNS)}")
         style = {"description_width": "initial"}
         self.model_menu = W.Dropdown(options=self.run.models(), description="model", style=style)
         self.sort_menu = W.Dropdown(options=[(label, key) for key, label in SOURCE_COLUMNS.items()], value=sort_by,
@@ -66,11 +68,13 @@ class RunBrowser:
         self.pair_menu = W.Dropdown(description="pair of blind spots (rounds)", style=style)
         self.triangle_view = W.VBox()
         self.caption = W.HTML()
-        self.widget = W.VBox([W.HTML("<style>.run-sources select {font-family: monospace}</style>"), self.header, W.HBox([self.model_menu, self.sort_menu, self.order]),
+        monospace = W.HTML("<style>.run-sources select {font-family: monospace}</style>")
+        self.widget = W.VBox([monospace, self.header, W.HBox([self.model_menu, self.sort_menu, self.order]),
                               W.HBox([self.contradiction_menu, self.contradiction_text]), self.source_list,
                               self.source_view, self.pair_menu, self.triangle_view, self.caption],
                              layout=W.Layout(width="100%"))
         if model is not None:
+            self.run.experiment(model)  # a KeyError naming the run's models
             self.model_menu.value = model
         self._quiet = False
         self.model_menu.observe(lambda _: self._show_model(), "value")
