@@ -139,6 +139,11 @@ def test_the_triangle_has_the_true_shape_of_the_picked_pair(finished):
     triangle = run.triangle("fonts/fonts_cnn", source, (1, 2))
     assert torch.allclose(triangle.shape, triangle_shape(source_image, spots[1], spots[2]))
     assert "rounds 1 and 2" in triangle.note and "averaged over the source's 3 pairs" in triangle.note
+    edges = [(spot - source_image).double().norm() for spot in (spots[1], spots[2])]
+    cosine = ((spots[1] - source_image).flatten().double() @ (spots[2] - source_image).flatten().double()) / (
+        edges[0] * edges[1])
+    assert (f"distances to the source {edges[0]:.3g} and {edges[1]:.3g}, angle "
+            f"{math.degrees(math.acos(cosine)):.1f} deg") in triangle.note
     with pytest.raises(ValueError, match="two rounds i < j below 3"):
         run.triangle("fonts/fonts_cnn", source, (2, 1))
 

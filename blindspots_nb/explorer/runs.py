@@ -408,7 +408,11 @@ class StoredRun:
         pairs = math.comb(experiment.rounds, 2)
         what = f"source-class confidence averaged over the source's {pairs} pairs of blind spots (as stored)"
         if all(c is not None for c in corners):
-            shape, drawn = triangle_shape(*corners), f"drawn in the true shape of the blind spots of rounds {i} and {j}"
+            source_image, a, b = (c.double() for c in corners)
+            shape = triangle_shape(source_image, a, b)
+            angle = math.degrees(math.atan2(shape[2, 1], shape[2, 0]))
+            drawn = (f"drawn in the true shape of the blind spots of rounds {i} and {j} (L2 distances to the source "
+                     f"{(a - source_image).norm():.3g} and {(b - source_image).norm():.3g}, angle {angle:.1f} deg)")
         else:
             shape, drawn = EQUILATERAL, "drawn on an equilateral triangle (the source image is not at hand)"
         return StoredTriangle(grid[row].double().clone(), experiment.divisions, shape, corners, pair, pairs,
