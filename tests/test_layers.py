@@ -173,6 +173,8 @@ def test_bad_layers_are_refused_with_the_names_there_are():
         layer_similarity(model, iterates, torch.rand(2, 1, 16, 16), targets)
     with pytest.raises(ValueError, match="iterates must be"):
         layer_similarity(model, iterates[0], sources, targets)
+    with pytest.raises(TypeError, match="need a torch.nn.Module, got function"):
+        layer_similarity(lambda x: model(x), iterates, sources, targets)
 
 
 def test_default_layers_look_inside_a_classifier_and_expand_sequentials():

@@ -61,6 +61,8 @@ def default_layers(model) -> list[str]:
 
 
 def _check_layers(model, layers) -> list[str]:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"layer similarity hooks the model's modules: need a torch.nn.Module, got {type(model).__name__}")
     layers = default_layers(model) if layers is None else list(layers)
     known = set(available_layers(model))
     unknown = [name for name in layers if name not in known]
