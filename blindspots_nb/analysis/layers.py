@@ -5,9 +5,9 @@ The pixels of a blind spot show (nearly) the target; the model still calls it th
 source. Somewhere between the input and the logits the representation of the iterate
 stops resembling the target's and resembles the source's: :func:`layer_similarity`
 measures, for every recorded iterate and every chosen layer (forward hooks), the cosine
-of the flattened activations per path and the linear CKA over the batch of paths
-(:func:`linear_cka`); :func:`disappearance` names the first depth at which the
-target is no longer the nearer one. The question is that of model metamers (Feather et
+of the flattened activations per path and the linear CKA over the batch of paths, plain
+and debiased (:func:`linear_cka`); :func:`disappearance` names the first depth at which
+the target is no longer the nearer one, and the depth from which on it never is again. The question is that of model metamers (Feather et
 al., NeurIPS 2019): which stages of a network still tell apart inputs it treats alike.
 
 Computing only: :mod:`blindspots_nb.plots.layers` draws the results.
@@ -56,7 +56,8 @@ def default_layers(model) -> list[str]:
         inner = child.named_children() if isinstance(child, torch.nn.Sequential) and len(child) else [("", child)]
         names += [f"{prefix}{name}.{part}".rstrip(".") for part, module in inner if not isinstance(module, _UNCHANGING)]
     if not names:
-        raise ValueError(f"{type(model).__name__} has no submodules to measure: pass layers= (its modules: none)")
+        raise ValueError(f"{type(model).__name__} has no submodules to hook: layer similarity measures the "
+                         "outputs of a model's modules")
     return names
 
 
