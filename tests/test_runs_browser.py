@@ -312,6 +312,25 @@ def test_an_older_runs_column_name_is_read(copy):
     assert shown[2]["initial_confidence"] == float(next(r for r in rows if r["source"] == "3")["initial_confidence"])
 
 
+def test_rows_and_grids_that_do_not_fit_the_run_are_named(copy):
+    spots = copy / "fonts" / "fonts_cnn" / "blind_spots" / "b0000_r1"
+    lines = spots.with_suffix(".csv").read_bytes().split(b"\r\n")
+    cells = lines[1].split(b",")
+    cells[lines[0].split(b",").index(b"target")] = b"97"  # a target no source of the pool is
+    lines[1] = b",".join(cells)
+    spots.with_suffix(".csv").write_bytes(b"\r\n".join(lines))
+    triangles = copy / "fonts" / "fonts_cnn" / "triangles" / "b0001"
+    torch.save(torch.rand(2, 7), triangles.with_suffix(".pt"))  # 7 points: no grid of 3 divisions (10)
+    _seal_again(spots), _seal_again(triangles)
+    run = StoredRun(copy)
+    assert [r["round"] for r in run.blind_spot_rows("fonts/fonts_cnn", 0)] == [0, 2]
+    assert [r["round"] for r in run.blind_spot_rows("fonts/fonts_cnn", 1)] == [0, 1, 2]
+    assert run.triangle("fonts/fonts_cnn", 2) is None and run.triangle("fonts/fonts_cnn", 0) is not None
+    assert run.problems == [
+        "fonts/fonts_cnn/blind_spots/b0000_r1.csv: names target 97, not a source of the pool; that row is left out",
+        "fonts/fonts_cnn/triangles/b0001.pt: holds grids of shape (7,), not the 10 points of 3 divisions; left out"]
+
+
 def test_images_not_on_this_machine_leave_the_blind_spots_and_triangles(copy, tmp_path):
     settings = json.loads((copy / "settings.json").read_text())
     settings["experiments"][0]["image_source"] = f"folder:{tmp_path / 'gone'}"  # as on the machine that ran it

@@ -41,6 +41,7 @@ BLIND_SPOT_COLUMNS = {"confidence_min": "least blind-spot conf", "drop_max": "la
                       "ssim_mean": "mean SSIM", "lpips_mean": "mean LPIPS"}
 SOURCE_COLUMNS = {**TABLE2_COLUMNS, "edge_min": "least edge conf - p_src", **BLIND_SPOT_COLUMNS}
 BLIND_SPOT_NUMBERS = ("initial_confidence", "confidence", *TABLE1_COLUMNS)
+TRIANGLE_NUMBERS = (*TABLE2_COLUMNS, "edge_min")
 EQUILATERAL = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 3 ** 0.5 / 2]], dtype=torch.float64)
 
 
@@ -299,10 +300,14 @@ class StoredRun:
         found = []
         for round_ in range(experiment.rounds):
             stem = self._blind_spot_piece(key, batch, round_)
-            rows = self._rows(stem.with_suffix(".csv"), BLIND_SPOT_NUMBERS) if self._piece(stem) else None
+            table = stem.with_suffix(".csv")
+            rows = self._rows(table, ("source", "target", *BLIND_SPOT_NUMBERS)) if self._piece(stem) else None
             for row in rows or []:
                 if int(row["source"]) == source:
                     target = int(row["target"])
+                    if not 0 <= target < len(pool["names"]):
+                        self._problem(table, f"names target {target}, not a source of the pool; that row is left out")
+                        continue
                     found.append({"round": round_, "target": target, "target_name": pool["names"][target],
                                   "target_class": pool["class_names"][target],
                                   **{c: row[c] for c in BLIND_SPOT_NUMBERS}})
@@ -321,7 +326,8 @@ class StoredRun:
         triangles = {}
         for b, _ in enumerate(self._batches(experiment)):
             stem = self._triangle_piece(key, b)
-            for row in (self._rows(stem.with_suffix(".csv"), TRIANGLE_NUMBERS) if self._piece(stem) else None) or []:
+            rows = self._rows(stem.with_suffix(".csv"), ("source", *TRIANGLE_NUMBERS)) if self._piece(stem) else None
+            for row in rows or []:
                 triangles[int(row["source"])] = row
         rows = []
         for source, (name, class_name) in enumerate(zip(pool["names"], pool["class_names"])):
@@ -335,10 +341,11 @@ class StoredRun:
         """:meth:`source_rows` sorted by ``column`` (rows without it last)."""
         if column not in SOURCE_COLUMNS and column not in ("source", "name", "class"):
             raise ValueError(f"no column {column!r} to sort by; the columns are {', '.join(SOURCE_COLUMNS)}")
+        def known(row):
+            return row[column] is not None and not (isinstance(row[column], float) and math.isnan(row[column]))
         rows = self.source_rows(key)
-        have = [r for r in rows if r[column] is not None and not (isinstance(r[column], float) and math.isnan(r[column]))]
-        have.sort(key=lambda r: r[column], reverse=not lowest_first)
-        return have + [r for r in rows if r not in have]
+        have = sorted((r for r in rows if known(r)), key=lambda r: r[column], reverse=not lowest_first)
+        return have + [r for r in rows if not known(r)]
 
     def contradicting(self, key, contradiction: Contradiction, count: int = 5) -> list[dict]:
         """The ``count`` sources that go furthest against ``contradiction``'s finding."""
@@ -400,6 +407,11 @@ class StoredRun:
         batch, row = self._batch_of(experiment, source)
         stem = self._triangle_piece(key, batch)
         grid = self._tensor(stem.with_suffix(".pt"), len(batches[batch])) if self._piece(stem) else None
+        points = (experiment.divisions + 1) * (experiment.divisions + 2) // 2
+        if grid is not None and tuple(grid.shape[1:]) != (points,):
+            self._problem(stem.with_suffix(".pt"), f"holds grids of shape {tuple(grid.shape[1:])}, not the {points} "
+                                                   f"points of {experiment.divisions} divisions; left out")
+            return None
         if grid is None:
             return None
         spots = self.blind_spot_images(key, source)
@@ -407,7 +419,7 @@ class StoredRun:
         corners = [None if images is None else images[source], spots.get(i), spots.get(j)]
         pairs = math.comb(experiment.rounds, 2)
         what = f"source-class confidence averaged over the source's {pairs} pairs of blind spots (as stored)"
-        if all(c is not None for c in corners):
+        if all(c is not None and c.shape == corners[0].shape for c in corners):
             source_image, a, b = (c.double() for c in corners)
             shape = triangle_shape(source_image, a, b)
             angle = math.degrees(math.atan2(shape[2, 1], shape[2, 0]))
@@ -446,8 +458,6 @@ class StoredRun:
                 f"{execution} | {'; '.join(p['devices'])} | blindspots_nb {', '.join(p['versions'])} "
                 f"(browsed with {p['browsed_with']}) | run {self.run_dir.name}")
 
-
-TRIANGLE_NUMBERS = (*TABLE2_COLUMNS, "edge_min")
 
 
 def _summarised(spots: list[dict]) -> dict:
