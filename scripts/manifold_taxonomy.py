@@ -50,6 +50,7 @@ from blindspots_nb.protocol.store import RunStore, csv_text
 from blindspots_nb.tools import atomic, provenance
 
 MODELS = ("fonts_cnn", "fonts_cnn_at")
+KINDS = ("pgd", "autoattack", "on_manifold", "renderings", "lst")
 SETTINGS = "settings.json"
 
 
@@ -72,7 +73,12 @@ def parse(argv):
     parser.add_argument("--steps", type=int, default=60, help="Adam steps of the projection")
     parser.add_argument("--shortlist", type=int, default=3, help="letters nearest at screening the oracle descends")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
+                        help="the pieces to make (default all); a later run in the same folder can add the others")
+    args = parser.parse_args(argv)
+    if args.per_class < 1 or args.rounds < 2 or args.validation < 1 or args.renderings < 1:
+        parser.error("need --per-class >= 1, --rounds >= 2, --validation >= 1 and --renderings >= 1")
+    return args
 
 
 class Results:
@@ -118,7 +124,7 @@ def main(argv=None):
     args = parse(argv)
     torch.manual_seed(args.seed)
     command = shlex.join(["python", "scripts/manifold_taxonomy.py", *(sys.argv[1:] if argv is None else argv)])
-    settings = {key: value for key, value in vars(args).items() if key != "out_dir"}
+    settings = {key: value for key, value in vars(args).items() if key not in ("out_dir", "kinds")}
     results = Results(Path(args.out_dir), settings)
     renderer = GlyphRenderer()
     manifold = GlyphManifold(renderer, starts=args.starts, seed=args.seed)
@@ -170,6 +176,8 @@ def main(argv=None):
             "lst": lambda: blind_spot_rows(store, experiment, name, pool, sources, manifold, args, search),
         }
         for kind, compute in pieces.items():
+            if kind not in args.kinds:
+                continue
             rows = results.piece(f"{name}_{kind}", compute)["rows"]
             summaries[f"{name} {kind}"] = summarize_kind(kind, rows)
     table = taxonomy_table(summaries, check)
