@@ -138,3 +138,55 @@ def test_the_voila_app_opens_clean_steps_and_shows_the_saliency(voila):
 
         toggle.click()  # off again: the current point as it is
         page.wait_for_function(f"([img, plain]) => ({PIXELS})(img) === plain", arg=[current, plain], timeout=60_000)
+
+
+# The z values of the live triangle's 3-D surface (a mesh3d plot), null until it is drawn.
+SURFACE_Z = """() => { const plot = Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .find(plot => plot.data && plot.data[0] && plot.data[0].type === 'mesh3d');
+    return plot ? Array.from(plot.data[0].z) : null; }"""
+# Whether the surface, the contour and the star all show iteration 10.
+TRIANGLE_AT_ITERATION_10 = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(plot =>
+    plot.layout && plot.layout.title && /iteration 10( |<|$)/.test(plot.layout.title.text)).length === 3"""
+# The page pixel of the centre of the triangle's contour (from the plot's axes), after scrolling to it.
+CONTOUR_CENTRE = """() => { const plot = Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .find(plot => plot.data && plot.data[0] && plot.data[0].type === 'contour');
+    plot.scrollIntoView({block: 'center'});
+    const corners = plot.data[2], xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+    const x = (corners.x[0] + corners.x[1] + corners.x[2]) / 3, y = (corners.y[0] + corners.y[1] + corners.y[2]) / 3;
+    const box = plot.getBoundingClientRect();
+    return [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(y)]; }"""
+
+
+def test_the_voila_app_draws_the_live_triangle_and_shows_a_clicked_point(voila):
+    with browser_page("app_triangle_failure.png") as page:
+        page.goto(voila, timeout=180_000)
+        step = page.locator(".widget-button", has_text="Step")
+        step.wait_for(timeout=120_000)
+        page.wait_for_function(f"() => {{ const z = ({SURFACE_Z})(); return z !== null && z.length === 66; }}",
+                               timeout=60_000)
+        before = page.evaluate(SURFACE_Z)
+        assert all(0 <= z <= 1 for z in before)
+
+        step.click()  # the triangle follows the step: new z values on the surface
+        page.wait_for_function(f"before => {{ const z = ({SURFACE_Z})(); return z !== null && z.length === 66 && "
+                               "z.some((value, i) => value !== before[i]); }", arg=before, timeout=120_000)
+        stats = page.locator(".lst-triangle-stats")
+        page.wait_for_function("stats => stats.innerText.includes('iteration 10')", arg=stats.element_handle(),
+                               timeout=60_000)
+
+        page.wait_for_function(TRIANGLE_AT_ITERATION_10, timeout=60_000)  # all drawn anew, the contour's axes too
+        page.wait_for_timeout(500)
+        x, y = page.evaluate(CONTOUR_CENTRE)  # a real click in the middle of the contour
+        page.mouse.move(x, y)
+        page.mouse.click(x, y)
+        label = page.locator(".lst-point-label")
+        page.wait_for_function("label => label.innerText.startsWith('point a =')", arg=label.element_handle(),
+                               timeout=60_000)
+        point = page.locator("img.lst-point").element_handle()
+        page.wait_for_function(f"img => ({PIXELS})(img) !== null", arg=point, timeout=30_000)
+        text = label.inner_text()
+        weights = re.search(r"a = (\d\.\d+), b = (\d\.\d+)", text)
+        assert weights and 0.2 < float(weights.group(1)) < 0.45 and 0.2 < float(weights.group(2)) < 0.45
+        assert re.search(r"iteration 10\n.+: \d\.\d{4}\nmodel's class: .+ \(\d\.\d{3}\)", text), text
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SCREENSHOTS / "app_triangle.png"), full_page=True)

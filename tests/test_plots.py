@@ -1,4 +1,5 @@
 import io
+import json
 import os
 import shutil
 import sys
@@ -13,6 +14,7 @@ from PIL import Image
 from blindspots_nb import plots
 from blindspots_nb.analysis.geometry import grid_coordinates, triangle_grid, triangle_shape
 from blindspots_nb.lst import LSTConfig, traverse
+from blindspots_nb.plots.triangles import figure_widget
 from blindspots_nb.analysis.paths import PathWidths, blindspot_grid
 
 CAPTION = "model tiny [test] | step_size=0.01 | cpu | blindspots_nb 0.1.0"
@@ -348,3 +350,17 @@ def test_saliency_overlay_blends_the_clipped_map_in_colour_over_the_image():
     lone = torch.zeros(10, 10)
     lone[2, 3] = 0.25  # sparser than the top 2%: scaled by its maximum instead
     torch.testing.assert_close(plots.saliency_overlay(image, lone, opacity=0.4)[:, 2, 3], blended(2, 3, 1.0))
+
+
+def test_a_figure_widget_of_the_contour_holds_its_gaps_as_none_for_json():
+    shape = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.3, 0.8]], dtype=torch.float64)
+    figure = plots.triangle_contour(shape, torch.linspace(0, 1, 66), divisions=10, resolution=40)
+    gaps = np.isnan(np.asarray(figure.data[0].z, dtype=float))
+    assert gaps.any() and not gaps.all()  # outside the triangle
+    widget = figure_widget(figure)
+    assert isinstance(widget, go.FigureWidget)
+    z = widget.data[0].z
+    json.dumps(z, allow_nan=False)  # JSON, as a widget's state travels
+    np.testing.assert_array_equal(np.isnan(np.asarray(z, dtype=float)), gaps)
+    np.testing.assert_array_equal(np.asarray(z, dtype=float)[~gaps], np.asarray(figure.data[0].z, dtype=float)[~gaps])
+    assert np.isnan(np.asarray(figure.data[0].z, dtype=float)).any()  # the given figure is left as it was

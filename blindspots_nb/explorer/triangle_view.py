@@ -10,7 +10,6 @@ holds one and redraws it when the explorer tells of a new triangle.
 from __future__ import annotations
 
 import html
-import math
 
 import ipywidgets as W
 import plotly.graph_objects as go
@@ -18,7 +17,7 @@ import torch
 
 from ..analysis.geometry import barycentric_from_coordinates
 from ..plots import image_to_png
-from ..plots.triangles import star_figure, triangle_contour, triangle_surface, update_in_place
+from ..plots.triangles import figure_widget, star_figure, triangle_contour, triangle_surface
 from ..protocol.tables import TABLE2_COLUMNS
 from .triangle import CORNER_NAMES, Triangle
 
@@ -26,7 +25,7 @@ FIGURE_SIZE = 520  # pixels of the surface and the contour
 POINT_PANEL = 160
 OUTSIDE = 1e-6  # how far outside the triangle a click may land and still count (rounding)
 PLACEHOLDER = Triangle(iteration=0, divisions=1, weights=torch.eye(3, dtype=torch.float64),
-                       confidence=torch.full((3,), math.nan, dtype=torch.float64),
+                       confidence=torch.zeros(3, dtype=torch.float64),  # drawn hidden: JSON has no NaN
                        shape=torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 3 ** 0.5 / 2]], dtype=torch.float64),
                        coordinates=torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 3 ** 0.5 / 2]], dtype=torch.float64),
                        corners=(None, None, None), source_class="", stats={}, seconds=0.0)
@@ -47,9 +46,9 @@ class TrianglePanel:
         self.divisions = W.IntSlider(value=state.divisions, min=2, max=30, description="grid divisions",
                                      style={"description_width": "initial"}, continuous_update=False)
         self.grid_points = W.HTML()
-        self.surface = go.FigureWidget(self._surface(PLACEHOLDER))
-        self.contour = go.FigureWidget(self._contour(PLACEHOLDER))
-        self.star = go.FigureWidget(self._star(PLACEHOLDER))
+        self.figures = W.HBox()  # the surface and the contour
+        self.star_box = W.Box()
+        self._show_figures()
         self.stats = W.HTML(_dom_classes=("lst-triangle-stats",))
         self.point_image = W.Image(format="png", width=POINT_PANEL, height=POINT_PANEL, _dom_classes=("lst-point",))
         self.point_label = W.HTML("<i>click a point of the surface or the contour</i>",
@@ -57,20 +56,18 @@ class TrianglePanel:
         self.live_toggle.observe(self._on_live, names="value")
         self.redraw_button.on_click(lambda _: self.redraw())
         self.divisions.observe(self._on_divisions, names="value")
-        for trace in (self.surface.data[0], *self.contour.data[:2]):
-            trace.on_click(self._on_click)
         self.ui = W.VBox([
             W.HBox([self.live_toggle, self.redraw_button, self.divisions, self.grid_points]),
-            W.HBox([self.surface, self.contour]),
-            W.HBox([self.star, W.VBox([self.stats, self.point_label, self.point_image])]),
+            self.figures,
+            W.HBox([self.star_box, W.VBox([self.stats, self.point_label, self.point_image])]),
         ])
-        self.draw()
+        self._show_numbers()
 
     # -- figures from a triangle -----------------------------------------------------
-    def _title(self, what: str, triangle: Triangle) -> str:
+    def _title(self, what: str, triangle: Triangle, points: bool = True) -> str:
         if triangle is PLACEHOLDER:
             return f"{what}: none yet (a current point is still the source; step first)"
-        return f"{what}, iteration {triangle.iteration} ({triangle.points} points)"
+        return f"{what}, iteration {triangle.iteration}" + (f" ({triangle.points} points)" if points else "")
 
     def _corners(self, triangle: Triangle):
         return None if triangle is PLACEHOLDER else list(triangle.corners)
@@ -90,19 +87,39 @@ class TrianglePanel:
     def _star(self, triangle: Triangle) -> go.Figure:
         segments = torch.stack([triangle.segment("A")[1], triangle.segment("B")[1]])
         figure = star_figure(segments, names=["source \u2192 A", "source \u2192 B"],
-                             title=self._title("The star: straight segments from the source", triangle))
+                             title=self._title("The star: straight segments from the source", triangle, points=False))
         return figure.update_layout(width=FIGURE_SIZE, height=380)
+
+    def _figures(self) -> list[go.Figure]:
+        """The surface, the contour and the star of the explorer's ``live_triangle`` (hidden
+        traces of a placeholder while there is none), and that triangle becomes the one shown."""
+        triangle = self.state.live_triangle or PLACEHOLDER
+        self.shown = None if triangle is PLACEHOLDER else triangle
+        return [figure.update_traces(visible=triangle is not PLACEHOLDER)
+                for figure in (self._surface(triangle), self._contour(triangle), self._star(triangle))]
 
     # -- drawing --------------------------------------------------------------------
     def draw(self) -> None:
         """Show the explorer's ``live_triangle`` (a placeholder while there is none)."""
-        triangle = self.state.live_triangle or PLACEHOLDER
-        self.shown = None if triangle is PLACEHOLDER else triangle
-        for widget, figure in ((self.surface, self._surface(triangle)), (self.contour, self._contour(triangle)),
-                               (self.star, self._star(triangle))):
-            update_in_place(widget, figure)
+        previous = (self.surface, self.contour, self.star)
+        self._show_figures()
+        for widget in previous:
+            widget.close()
+        self._show_numbers()
+
+    def _show_figures(self) -> None:
+        """New FigureWidgets of the triangle in the boxes. New ones, not updates of the old: a
+        FigureWidget reliably shows the state it was made with, while its updates (restyle and
+        relayout messages) can be lost in a frontend when several figures change at once."""
+        self.surface, self.contour, self.star = (figure_widget(figure) for figure in self._figures())
+        for trace in (self.surface.data[0], *self.contour.data[:2]):
+            trace.on_click(self._on_click)
+        self.figures.children = (self.surface, self.contour)
+        self.star_box.children = (self.star,)
+
+    def _show_numbers(self) -> None:
         self.grid_points.value = f"{_points(self.divisions.value)} grid points"
-        self.stats.value = _stats_table(triangle)
+        self.stats.value = _stats_table(self.shown or PLACEHOLDER)
 
     def redraw(self) -> None:
         """Compute the triangle at the current points now and draw it (the button)."""

@@ -174,13 +174,12 @@ def star_figure(confidence, names=None, caption: str = "",
     return fig
 
 
-def update_in_place(widget: go.FigureWidget, figure: go.Figure) -> None:
-    """Give a ``FigureWidget`` the traces and layout of ``figure`` (built by the same function,
-    so with as many traces) in one message: a live view redraws without a new widget, and
-    the callbacks on its traces stay."""
-    if len(widget.data) != len(figure.data):
-        raise ValueError(f"the widget has {len(widget.data)} traces, the new figure {len(figure.data)}")
-    with widget.batch_update():
-        for trace, new in zip(widget.data, figure.data):
-            trace.update(new.to_plotly_json(), overwrite=True)
-        widget.update_layout(figure.layout.to_plotly_json(), overwrite=True)
+def figure_widget(figure: go.Figure) -> go.FigureWidget:
+    """``figure`` as a plotly ``FigureWidget`` whose arrays hold no NaN (a contour's gaps outside
+    the triangle become None, drawn alike): a widget's state travels as JSON, which has no NaN."""
+    figure = go.Figure(figure)  # a copy: the caller's figure stays as it was
+    for trace in figure.data:
+        for key, value in trace.to_plotly_json().items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and np.isnan(value).any():
+                trace[key] = np.where(np.isnan(value), None, value).tolist()
+    return go.FigureWidget(figure)
