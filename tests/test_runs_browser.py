@@ -361,3 +361,10 @@ def test_the_view_follows_the_menus(finished):
     browser.model_menu.value = "fonts/fonts_cnn_at"
     assert browser.pair_menu.value == (0, 1) and list(browser.triangle_view.children[0].data[0].z) == run.triangle(
         "fonts/fonts_cnn_at", browser.source_list.value, (0, 1)).grid.tolist()
+
+
+def test_numbers_as_the_browser_prints_them():
+    from blindspots_nb.explorer.runs_view import number
+
+    assert [number(v) for v in (None, math.nan, 0.99999, 0.268, -1.121e-05, 0.0)] == [
+        "–", "n/a", "1.0000", "0.2680", "-1.12e-05", "0.0000"]

@@ -24,10 +24,13 @@ COLOURS = {"missing": "#b26a00", "problem": "#c62828", "caption": "#555"}
 
 
 def number(value) -> str:
-    """A number of the run as the browser prints it: 4 significant digits, '–' where missing."""
+    """A number of the run as the browser prints it: 4 decimals (3 significant digits when tiny or
+    huge), '–' where missing, 'n/a' for NaN (LPIPS without its trunk)."""
     if value is None:
         return "–"
-    return "n/a" if isinstance(value, float) and math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    return f"{value:.4f}" if value == 0 or 1e-3 <= abs(value) < 1e4 else f"{value:.3g}"
 
 
 def _lines(lines: list[str], colour: str, title: str) -> str:
