@@ -11,15 +11,12 @@ Nothing is recomputed and no model is loaded. A piece of the run (a batch's blin
 of one round, a batch's triangles) is used when its manifest is there and its files have
 the sizes it names (their sha256 is not checked here: a browser reads a few rows of a
 possibly large run). A damaged file (invalid JSON or CSV, a cut ``.pt``) becomes one line
-in :attr:`StoredRun.problems`, naming it, and the rest still shows. Tensors are read with
-``torch.load(weights_only=True)``: a hostile ``.pt`` cannot run code.
+in :attr:`StoredRun.problems`, naming it, and the rest still shows (:mod:`.run_files`
+reads every file, tensors with ``torch.load(weights_only=True)``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +30,7 @@ from ..models.spec import model_folder
 from ..protocol.run import locate_pool, source_batches
 from ..protocol.store import REPORTS, RunStore
 from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
-from ..tools.deprecation import renamed_keys
+from .run_files import RunFiles
 
 # A source's blind spots, summarised over its rounds (from the blind-spot rows)
 BLIND_SPOT_COLUMNS = {"confidence_min": "least blind-spot conf", "drop_max": "largest conf drop",
@@ -121,67 +118,15 @@ class StoredRun:
         self.experiments = {e.name: e for e in store.experiments()}
         self.weights = store.weights()
         self._models = {f"{e.name}/{model_folder(m)}": (e, m) for e in self.experiments.values() for m in e.models}
-        self.problems: list[str] = []
-        self._read: dict = {}  # what was read, by what it is: each file is read once
+        self.files = RunFiles(self.run_dir)
 
     def __repr__(self) -> str:
         return f"StoredRun({str(self.run_dir)!r})"
 
-    # -- reading files, each damaged one a line ------------------------------------------------
-    def _problem(self, path: Path, what: str):
-        line = f"{path.relative_to(self.run_dir)}: {what}"
-        if line not in self.problems:
-            self.problems.append(line)
-
-    def _once(self, key, read):
-        if key not in self._read:
-            self._read[key] = read()
-        return self._read[key]
-
-    def _json(self, path: Path):
-        def read():
-            if not path.is_file():
-                if path.exists():
-                    self._problem(path, "is not a regular file; left out")
-                return None
-            try:
-                return json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError, UnicodeDecodeError) as error:
-                self._problem(path, f"not valid JSON ({error}); left out")
-                return None
-        return self._once(("json", path), read)
-
-    def _rows(self, path: Path, columns) -> list[dict] | None:
-        """A piece's CSV rows with ``columns`` as numbers; None (and a problem) when damaged. A
-        column's old name (``p0``, before it was ``initial_confidence``) is read too."""
-        def read():
-            try:
-                rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
-                rows = [renamed_keys(row, str(path), p0="initial_confidence") for row in rows]
-                return [{**row, **{c: float(row[c]) for c in columns}} for row in rows]
-            except (OSError, UnicodeDecodeError, csv.Error) as error:
-                self._problem(path, f"cannot be read as a table ({error}); left out")
-            except KeyError as error:
-                self._problem(path, f"has no column {error}; left out")
-            except (TypeError, ValueError) as error:
-                self._problem(path, f"holds a value that is not a number ({error}); left out")
-            return None
-        return self._once(("rows", path), read)
-
-    def _tensor(self, path: Path, rows: int) -> torch.Tensor | None:
-        """A piece's tensor (one row per source of its batch); None (and a problem) when damaged."""
-        def read():
-            try:
-                tensor = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except Exception as error:  # torch raises many kinds on a cut or foreign file
-                self._problem(path, f"cannot be loaded ({type(error).__name__}: {str(error)[:120]}); left out")
-                return None
-            if not isinstance(tensor, torch.Tensor) or tensor.ndim < 2 or len(tensor) != rows:
-                self._problem(path, f"holds {type(tensor).__name__} {tuple(getattr(tensor, 'shape', ()))}, not "
-                                    f"{rows} rows of the batch; left out")
-                return None
-            return tensor
-        return self._once(("tensor", path), read)
+    @property
+    def problems(self) -> list[str]:
+        """The damaged files met so far, a line each naming the file (they are left out)."""
+        return self.files.problems
 
     # -- the pieces of the run -------------------------------------------------------------------
     def _model_dir(self, key) -> Path:
@@ -197,36 +142,13 @@ class StoredRun:
             raise KeyError(f"{self.run_dir} has no model {key!r}; it has {', '.join(self._models)}")
         return self._models[key]
 
-    def _piece(self, stem: Path, names: tuple[str, ...] = (".pt", ".csv")) -> bool:
-        """Whether a piece is finished: its manifest is there, names its files (``stem`` + each
-        of ``names``) and they have the sizes it names."""
-        def check():
-            manifest_path = stem.with_name(stem.name + ".manifest.json")
-            manifest = self._json(manifest_path)
-            if manifest is None:
-                return False
-            try:
-                sizes = {name: entry["size"] for name, entry in manifest["files"].items()}
-            except (KeyError, TypeError, AttributeError):
-                sizes = None
-            if sizes is None or set(sizes) != {stem.name + suffix for suffix in names}:
-                self._problem(manifest_path, "is not its piece's manifest; the piece is left out")
-                return False
-            changed = [n for n, size in sizes.items() if not (stem.parent / n).is_file()
-                       or (stem.parent / n).stat().st_size != size]
-            for name in changed:
-                self._problem(stem.parent / name, "is missing or not the size its manifest names; its piece is "
-                                                  "left out")
-            return not changed
-        return self._once(("piece", stem), check)
-
     def pool(self, experiment_name: str) -> dict | None:
         """The experiment's pool (its sources, their names and classes, their targets); None before it was
         selected (or when damaged)."""
         path = self.run_dir / experiment_name / "pool.json"
-        pool = self._json(path) if self._piece(path, ("",)) else None
+        pool = self.files.read_json(path) if self.files.is_finished(path, ("",)) else None
         if pool is not None and not (isinstance(pool, dict) and {"names", "labels", "class_names"} <= set(pool)):
-            self._problem(path, "is not a pool record; left out")
+            self.files.problem(path, "is not a pool record; left out")
             return None
         return pool
 
@@ -250,7 +172,7 @@ class StoredRun:
 
     def missing(self) -> list[str]:
         """What an unfinished run lacks, a line each (empty for a finished run); read once."""
-        return self._once("missing", self._missing)
+        return self.files.once("missing", self._missing)
 
     def _missing(self) -> list[str]:
         lines = []
@@ -270,8 +192,8 @@ class StoredRun:
         experiment, model = self._model(key)
         batches = range(len(self._batches(experiment)))
         spots = [self._blind_spot_piece(key, b, r).name for b in batches for r in range(experiment.rounds)
-                 if not self._piece(self._blind_spot_piece(key, b, r))]
-        triangles = [b for b in batches if not self._piece(self._triangle_piece(key, b))]
+                 if not self.files.is_finished(self._blind_spot_piece(key, b, r))]
+        triangles = [b for b in batches if not self.files.is_finished(self._triangle_piece(key, b))]
         total = len(batches) * experiment.rounds
         if len(spots) == total and len(triangles) == len(batches):
             return [f"{key}: not started (no finished batch)"]
@@ -301,12 +223,12 @@ class StoredRun:
         for round_ in range(experiment.rounds):
             stem = self._blind_spot_piece(key, batch, round_)
             table = stem.with_suffix(".csv")
-            rows = self._rows(table, ("source", "target", *BLIND_SPOT_NUMBERS)) if self._piece(stem) else None
+            rows = self.files.read_rows(table, ("source", "target", *BLIND_SPOT_NUMBERS)) if self.files.is_finished(stem) else None
             for row in rows or []:
                 if int(row["source"]) == source:
                     target = int(row["target"])
                     if not 0 <= target < len(pool["names"]):
-                        self._problem(table, f"names target {target}, not a source of the pool; that row is left out")
+                        self.files.problem(table, f"names target {target}, not a source of the pool; that row is left out")
                         continue
                     found.append({"round": round_, "target": target, "target_name": pool["names"][target],
                                   "target_class": pool["class_names"][target],
@@ -316,7 +238,7 @@ class StoredRun:
     def source_rows(self, key) -> list[dict]:
         """Every source of the model's pool: index, name, class, its Table-2 numbers (None where its
         batch's triangles are missing) and its blind spots summarised (``BLIND_SPOT_COLUMNS``)."""
-        return self._once(("sources", key), lambda: self._source_rows(key))
+        return self.files.once(("sources", key), lambda: self._source_rows(key))
 
     def _source_rows(self, key) -> list[dict]:
         experiment, _ = self._model(key)
@@ -326,7 +248,7 @@ class StoredRun:
         triangles = {}
         for b, _ in enumerate(self._batches(experiment)):
             stem = self._triangle_piece(key, b)
-            rows = self._rows(stem.with_suffix(".csv"), ("source", *TRIANGLE_NUMBERS)) if self._piece(stem) else None
+            rows = self.files.read_rows(stem.with_suffix(".csv"), ("source", *TRIANGLE_NUMBERS)) if self.files.is_finished(stem) else None
             for row in rows or []:
                 triangles[int(row["source"])] = row
         rows = []
@@ -361,7 +283,7 @@ class StoredRun:
         found = {}
         for round_ in range(experiment.rounds):
             stem = self._blind_spot_piece(key, batch, round_)
-            tensor = self._tensor(stem.with_suffix(".pt"), len(batches[batch])) if self._piece(stem) else None
+            tensor = self.files.read_tensor(stem.with_suffix(".pt"), len(batches[batch])) if self.files.is_finished(stem) else None
             if tensor is not None:
                 found[round_] = tensor[row].float().clone()
         return found
@@ -372,8 +294,8 @@ class StoredRun:
         at hand: then None)."""
         experiment, _ = self._model(key)
         first = next(self._finished_tensors(key), None)
-        size = None if first is None else tuple(self._read[("tensor", first)].shape[1:])
-        return self._once(("images", experiment.name, size), lambda: self._open_images(experiment, size))
+        size = None if first is None else tuple(first.shape[1:])
+        return self.files.once(("images", experiment.name, size), lambda: self._open_images(experiment, size))
 
     def _finished_tensors(self, key):
         """The model's blind-spot tensors that load, one at a time (each is read as it is reached)."""
@@ -381,8 +303,9 @@ class StoredRun:
         for batch, sources in enumerate(self._batches(experiment)):
             for round_ in range(experiment.rounds):
                 stem = self._blind_spot_piece(key, batch, round_)
-                if self._piece(stem) and self._tensor(stem.with_suffix(".pt"), len(sources)) is not None:
-                    yield stem.with_suffix(".pt")
+                tensor = self.files.read_tensor(stem.with_suffix(".pt"), len(sources)) if self.files.is_finished(stem) else None
+                if tensor is not None:
+                    yield tensor
 
     def _open_images(self, experiment, size) -> tuple[PoolImages | None, str]:
         where = experiment.image_source
@@ -406,10 +329,10 @@ class StoredRun:
         batches = self._batches(experiment)
         batch, row = self._batch_of(experiment, source)
         stem = self._triangle_piece(key, batch)
-        grid = self._tensor(stem.with_suffix(".pt"), len(batches[batch])) if self._piece(stem) else None
+        grid = self.files.read_tensor(stem.with_suffix(".pt"), len(batches[batch])) if self.files.is_finished(stem) else None
         points = (experiment.divisions + 1) * (experiment.divisions + 2) // 2
         if grid is not None and tuple(grid.shape[1:]) != (points,):
-            self._problem(stem.with_suffix(".pt"), f"holds grids of shape {tuple(grid.shape[1:])}, not the {points} "
+            self.files.problem(stem.with_suffix(".pt"), f"holds grids of shape {tuple(grid.shape[1:])}, not the {points} "
                                                    f"points of {experiment.divisions} divisions; left out")
             return None
         if grid is None:
@@ -435,7 +358,7 @@ class StoredRun:
         """What produced the model's numbers: model, weights, images, hyperparameters, the devices and the
         package versions of its shards (from their records), and this package's version reading them."""
         experiment, model = self._model(key)
-        records = [self._json(path) for path in sorted(self._model_dir(key).glob("record_shard*.json"))]
+        records = [self.files.read_json(path) for path in sorted(self._model_dir(key).glob("record_shard*.json"))]
         records = [r for r in records if isinstance(r, dict)]
         return {"model": model, "weights": self.weights.get(model, {}), "image_source": experiment.image_source,
                 "lst": {k: v for k, v in experiment.to_dict()["lst"].items() if k not in ("record_every", "seed",
