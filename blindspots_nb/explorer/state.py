@@ -1,30 +1,29 @@
 """The state behind the live explorer, without any widgets.
 
 :class:`Explorer` holds a model, an image source and its catalogue of images, the
-chosen source and target images, the hyperparameters and a stepwise
-:class:`~blindspots_nb.lst.Traversal` from the source towards the target. It steps
-in the foreground or in a background thread, exports what it reached, and tells
+chosen source and targets A and B, the hyperparameters, a stepwise
+:class:`~blindspots_nb.lst.Traversal` from the source towards both targets (one batch)
+and the live triangle (source, A, B) between its current points. It steps in the
+foreground or in a background thread, exports what it reached, and tells
 its listeners (see :meth:`Explorer.on_change`) whenever its state changes, so that
 a view (:class:`blindspots_nb.explorer.view.LSTExplorer`) can redraw. Code and tests
-drive it directly. It is one class a little over 400 lines because every change of
-its state goes through one lock (the background run shares it), which splitting it
-would spread over files.
+drive it directly. It is one class of about 500 lines because every change of its
+state goes through one lock (the background run shares it), which splitting it would
+spread over files; the triangle's computing (:mod:`.triangle`) and the export's files
+(:mod:`.export`) live beside it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import json
-import re
 import threading
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from ..tools import atomic, provenance
+from ..tools import provenance
 from ..data import sources
 from ..data import ImageReadError, open_image, preprocess_for
 from ..execution import Execution
@@ -33,10 +32,9 @@ from ..tools.tensors import l2_distance, tensors_sha256, weights_sha256
 from ..lst import History, LSTConfig, LSTResult, Traversal
 from ..analysis.metrics import rmse
 from ..models import load_model, module_device, predict
-from ..plots import image_to_png
 from ..analysis.saliency import attribution_maps
-from .triangle import RedrawThrottle, Triangle, TrianglePoint, compute_point, compute_triangle, triangle_csv, \
-    triangle_record
+from .export import export_folder, write_export
+from .triangle import RedrawThrottle, Triangle, TrianglePoint, compute_point, compute_triangle
 
 UPLOAD_PREFIX = "upload: "
 GIVEN_IMAGES = "given images"  # the name of an image source handed over as a dataset
@@ -430,12 +428,18 @@ class Explorer:
 
     def _new_triangle(self) -> Triangle | None:
         with self._lock:
-            t = self.traversal
-            if bool((t.images == t.sources).flatten(1).all(1).any()):
+            triangle = self._triangle_if_any()
+            if triangle is None:
                 return None
-            triangle = self.live_triangle = self.triangle()
+            self.live_triangle = triangle
         self._notify("triangle")
         return triangle
+
+    def _triangle_if_any(self) -> Triangle | None:
+        """The triangle now, or None while a current point is still the source (no shape)."""
+        with self._lock:
+            t = self.traversal
+            return None if bool((t.images == t.sources).flatten(1).all(1).any()) else self.triangle()
 
     def _redraw_live(self) -> None:
         if self.live:
@@ -505,33 +509,14 @@ class Explorer:
         A name holds the model, source, targets (each shortened to a bounded length) and
         the iteration, then 10 hex digits of the sha256 of :meth:`export_identity`, so
         exports of other models, weights, images, hyperparameters, execution options or
-        iterations never share a name. Each file is written whole or not at all
-        (:mod:`blindspots_nb.tools.atomic`), the record last; exporting the same point again
-        writes the same content over its files (only the record's ``created`` changes).
+        iterations never share a name (:func:`.export.write_export`). Each file is written
+        whole or not at all, the record last; exporting the same point again writes the
+        same content over its files (only the record's ``created`` changes).
         """
-        if isinstance(out_dir, str) and not out_dir.strip():
-            raise ValueError("no export folder given (an empty name would mean the working folder): name a folder")
-        out_dir = atomic.check_folder(out_dir, "the export folder")
+        out_dir = export_folder(out_dir)
         with self._lock:  # all of the same iteration, even while running
-            record = self.record()
-            identity = hashlib.sha256(json.dumps(self.export_identity(), sort_keys=True).encode()).hexdigest()
-            stem = "_".join((_file_stem(record["model"].get("name"), 32), _file_stem(record["source"], 40), "to",
-                             _file_stem(record["target"], 40), "and", _file_stem(record["target_b"], 40),
-                             f"it{record['iteration']}", identity[:10]))
-            paths = {"image": out_dir / f"{stem}.png", "image_b": out_dir / f"{stem}_b.png",
-                     "traversal": out_dir / f"{stem}.pt"}
-            atomic.write_bytes(paths["image"], image_to_png(self.traversal.images[0]))
-            atomic.write_bytes(paths["image_b"], image_to_png(self.traversal.images[1]))
-            atomic.write_atomically(paths["traversal"], self.traversal.save)
-            degenerate = bool((self.traversal.images == self.traversal.sources).flatten(1).all(1).any())
-            triangle = None if degenerate else self.triangle()
-            record["triangle"] = None if triangle is None else triangle_record(triangle)
-            if triangle is not None:
-                paths["triangle"] = atomic.write_text(out_dir / f"{stem}_triangle.csv", triangle_csv(triangle))
-        paths["record"] = out_dir / f"{stem}.json"
-        record["files"] = {key: path.name for key, path in paths.items()}
-        atomic.write_json(paths["record"], record)
-        return paths
+            return write_export(out_dir, self.record(), self.export_identity(), self.traversal,
+                                self._triangle_if_any())
 
     def export_identity(self) -> dict:
         """What makes the current points what they are: the model's name and weights (the
@@ -554,7 +539,3 @@ def _checked_divisions(divisions) -> int:
         raise ValueError(f"the triangle's grid needs a whole number of divisions >= 1, got {divisions!r}")
     return int(divisions)
 
-
-def _file_stem(text: str, limit: int) -> str:
-    """A file name part from free text: letters, digits, '-', '_' and '.' only, at most ``limit`` of them."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-")[:limit]
