@@ -154,11 +154,14 @@ def _weights_option(values: list[str] | None) -> dict[str, str]:
 
 
 def reproduce(args):
-    from .protocol import parse_shard, reproduce as run
+    from .protocol import RunStore, run
 
-    return run(experiments_from_args(args), args.out_dir, device=args.device, weights=_weights_option(args.weights),
-               shard=parse_shard(args.shard) if args.shard else None, force=args.force, preset=args.preset,
-               paper_rows=args.paper_rows)
+    experiments = experiments_from_args(args)
+    if not args.force:  # a resumed run keeps the execution options it recorded, unless given here
+        experiments = run.as_recorded(experiments, RunStore(args.out_dir), _given(args, args.execution_fields))
+    return run.reproduce(experiments, args.out_dir, device=args.device, weights=_weights_option(args.weights),
+                         shard=run.parse_shard(args.shard) if args.shard else None, force=args.force,
+                         preset=args.preset, paper_rows=args.paper_rows)
 
 
 def _paper_rows_option(parser) -> None:

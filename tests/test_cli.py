@@ -336,3 +336,33 @@ def test_cifar10_preset_runs_on_a_cifar_shaped_folder_with_local_checkpoints(tmp
 def test_cifar10_preset_without_data_root_says_what_to_pass(capsys):
     assert main(["reproduce", "--preset", "cifar10"]) == 2
     assert "pass --data-root, a folder holding cifar-10-batches-py/test_batch" in capsys.readouterr().err
+
+
+def test_new_runs_of_the_gpu_presets_fold_batch_norms_and_a_resumed_run_keeps_what_it_recorded(tmp_path, monkeypatch,
+                                                                                                capsys):
+    """The paper and cifar10 presets fold for new runs; a rerun in a folder whose run recorded
+    other execution options resumes with those (unless the command gives them), --force and a
+    new folder take the defaults."""
+    from blindspots_nb.execution import Execution
+    from blindspots_nb.protocol import RunStore, preset, run as run_module
+
+    started = []
+    monkeypatch.setattr(run_module, "reproduce", lambda experiments, out_dir, **options: started.append(experiments))
+    data = tmp_path / "val"
+    data.mkdir()
+    paper = ["reproduce", "--preset", "paper", "--data-root", str(data)]
+
+    def folding(*args) -> bool:
+        assert main([*paper, *args]) == 0
+        return started.pop()[0].execution.fold_batchnorm
+
+    assert folding("--out-dir", str(tmp_path / "new")) is True
+    assert all(e.execution.fold_batchnorm for e in preset("cifar10", str(data)))
+    assert not any(e.execution.fold_batchnorm for e in preset("offline"))  # the reference tables, as before
+    old = RunStore(tmp_path / "old")  # a run started unfolded, as every run before folding was a default
+    old.begin([Experiment(f"imagenet:{data}", ("resnet50",), execution=Execution("tf32-conv"))])
+    capsys.readouterr()
+    assert folding("--out-dir", str(old.out_dir)) is False
+    assert "resuming as the run in" in capsys.readouterr().out
+    assert folding("--out-dir", str(old.out_dir), "--fold-batchnorm") is True  # given: then the run refuses it
+    assert folding("--out-dir", str(old.out_dir), "--force") is True

@@ -15,6 +15,7 @@ from PIL import Image
 
 from blindspots_nb.data import (SAMPLE_IMAGES, TensorImages, cifar10, fonts_dataset, image_folder,
                                 imagenet_val, preprocess_for, sample_images)
+from blindspots_nb.data.images import ImageReadError
 from blindspots_nb.data.sources import open_source
 from blindspots_nb.models import wrap
 from blindspots_nb.protocol.pool import select_pool
@@ -420,20 +421,45 @@ def _lower_the_bomb_limit(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
 
 
-@pytest.mark.parametrize("loader", LOADERS)
-def test_unreadable_files_and_bombs_are_skipped_with_a_warning(tmp_path, monkeypatch, loader):
+def _unreadable_folder(tmp_path, monkeypatch):
+    """A class folder of one good image, a decompression bomb and a cut JPEG."""
     folder = tmp_path / WNID
     _jpeg(folder / "a_good.png", (8, 8))
     _jpeg(folder / "b_bomb.png", (40, 30))
     (folder / "c_broken.JPEG").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     _lower_the_bomb_limit(monkeypatch)
-    with pytest.warns(UserWarning, match=rf"{loader}: skipped 2 file\(s\).*b_bomb.png \(refused as a possible "
-                                         r"decompression bomb.*limit of 200 pixels.*MAX_IMAGE_PIXELS \(now 100\)"
-                                         r".*c_broken.JPEG"):
-        ds = LOADERS[loader](tmp_path)
+
+
+SKIPPED = (r"skipped 2 file\(s\).*b_bomb.png \(refused as a possible decompression bomb.*limit of 200 pixels"
+           r".*MAX_IMAGE_PIXELS \(now 100\)\).*c_broken.JPEG")
+
+
+def test_a_folders_unreadable_files_and_bombs_are_skipped_with_a_warning(tmp_path, monkeypatch):
+    _unreadable_folder(tmp_path, monkeypatch)
+    with pytest.warns(UserWarning, match="image_folder: " + SKIPPED):
+        ds = image_folder(tmp_path / WNID, size=16)
     assert [Path(p).name for p in ds.names] == ["a_good.png"]
     assert [Path(p).name for p, _ in ds.skipped] == ["b_bomb.png", "c_broken.JPEG"]
     assert ds[0][0].shape == (3, 16, 16)
+
+
+def test_imagenet_files_are_checked_when_first_decoded_and_the_pool_skips_the_unreadable(tmp_path, monkeypatch):
+    """Opening an ImageNet folder lists it without decoding; an unreadable file is an
+    ImageReadError naming it when decoded, and the pool selection skips it, in one warning."""
+    _unreadable_folder(tmp_path, monkeypatch)
+    ds = imagenet_val(tmp_path, size=16)
+    assert [Path(p).name for p in ds.names] == ["a_good.png", "b_bomb.png", "c_broken.JPEG"] and ds.skipped == []
+    with pytest.raises(ImageReadError, match=re.escape(str(tmp_path / WNID / "c_broken.JPEG"))):
+        ds[2]
+    tench = wrap(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 1000)), mean=(0.0,) * 3, std=(1.0,) * 3,
+                 class_names=ds.class_names, input_size=(3, 16, 16), name="tench")
+    with torch.no_grad():
+        tench.net[1].weight.zero_()
+        tench.net[1].bias.copy_(torch.arange(1000) == 0).mul_(20)  # every image: tench, for sure
+    ds.labels = torch.tensor([1, 0, 0])  # the good image is not a tench: both others have their turn
+    with pytest.warns(UserWarning, match="select_pool: " + SKIPPED):
+        pool = select_pool(tench, ds)
+    assert len(pool) == 0 and [Path(p).name for p, _ in pool.skipped] == ["b_bomb.png", "c_broken.JPEG"]
 
 
 def test_a_bomb_met_on_access_is_a_clear_error(tmp_path, monkeypatch):

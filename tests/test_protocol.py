@@ -5,6 +5,7 @@ import ast
 import csv
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -231,18 +232,41 @@ def test_a_piece_that_fails_its_check_is_recomputed(uninterrupted, tmp_path):
     assert _run(_fonts_experiment(), store) == expected
 
 
-def test_an_unchanged_piece_is_hashed_once(uninterrupted, monkeypatch):
-    """A run checks each piece several times (skip, finished, summary): files unchanged since
-    they last matched their manifest are not read again; a fresh store checks them afresh."""
+def test_pieces_are_hashed_as_written_and_read_again_only_when_their_time_changed(uninterrupted, monkeypatch):
+    """Each manifest holds the size and sha256 of its files' bytes (taken as they were written);
+    a fresh store trusts files of the recorded size and modification time without reading
+    them, and hashes a file whose time changed (touched: still the same bytes, so finished)."""
     from blindspots_nb.protocol import store as store_module
 
     store, _ = uninterrupted
+    manifests = sorted(store.out_dir.glob("fonts/**/*.manifest.json"))
+    assert len(manifests) == 1 + 2 * (3 * 3 + 3)  # the pool; per model 3 batches x 3 rounds, 3 batches of triangles
+    for manifest in manifests:
+        for name, entry in json.loads(manifest.read_text())["files"].items():
+            path = manifest.parent / name
+            assert (entry["size"], entry["sha256"]) == (path.stat().st_size, file_sha256(path))
     hashed = []
     monkeypatch.setattr(store_module, "file_sha256", lambda path: hashed.append(path) or file_sha256(path))
-    fresh = RunStore(store.out_dir)
-    files = 1 + 3 * 3 * 2 + 3 * 2  # pool.json; 3 batches x 3 rounds of (.pt, .csv); 3 batches of triangles
-    assert fresh.model_finished(_fonts_experiment(), "fonts_cnn") and len(hashed) == files
-    assert fresh.model_finished(_fonts_experiment(), "fonts_cnn") and len(hashed) == files  # none again
+    assert RunStore(store.out_dir).model_finished(_fonts_experiment(), "fonts_cnn") and hashed == []
+    touched = store.out_dir / "fonts" / "fonts_cnn" / "blind_spots" / "b0001_r2.pt"
+    times = touched.stat()
+    os.utime(touched, ns=(times.st_atime_ns, times.st_mtime_ns + 10**9))
+    try:
+        assert RunStore(store.out_dir).model_finished(_fonts_experiment(), "fonts_cnn") and hashed == [touched]
+    finally:
+        os.utime(touched, ns=(times.st_atime_ns, times.st_mtime_ns))
+    manifest = touched.with_name("b0000_r0.manifest.json")  # as manifests were before they recorded the time
+    written = manifest.read_text()
+    record = json.loads(written)
+    manifest.write_text(json.dumps({**record, "files": {name: {key: value for key, value in entry.items()
+                                                               if key != "mtime_ns"}
+                                                        for name, entry in record["files"].items()}}))
+    try:
+        hashed.clear()
+        assert RunStore(store.out_dir).model_finished(_fonts_experiment(), "fonts_cnn")
+        assert sorted(path.name for path in hashed) == ["b0000_r0.csv", "b0000_r0.pt"]
+    finally:
+        manifest.write_text(written)
 
 
 def test_pool_images_are_found_by_name_and_checked(tmp_path):
@@ -273,6 +297,54 @@ def test_pool_images_are_found_by_name_and_checked(tmp_path):
     first.unlink()
     with pytest.raises(RunSettingsMismatch, match=f"{first.name} is gone"):
         protocol.pool_images(experiment, pool, model)
+
+
+COLOUR_MODEL = """
+import torch
+from torch import nn
+from blindspots_nb.models import imagenet_class_names
+
+class Colour(nn.Module):  # tench when red, goldfish when green, sure of it
+    def forward(self, x):
+        red_minus_green = (x[:, 0] - x[:, 1]).mean((1, 2))
+        logits = torch.full((len(x), 1000), -50.0)
+        return torch.cat([20 * red_minus_green[:, None], -20 * red_minus_green[:, None], logits[:, 2:]], 1)
+
+def build():
+    return {"module": Colour(), "mean": (0.0,) * 3, "std": (1.0,) * 3,
+            "class_names": list(imagenet_class_names()), "input_size": (3, 16, 16)}
+"""
+
+
+def test_an_imagenet_folder_is_listed_once_and_its_unreadable_files_are_skipped_when_decoded(tmp_path, monkeypatch):
+    """prepare lists the folder and decodes only what the pool rule needs, skipping (and
+    recording in pool.json) a file that does not decode; the model's run then reads the
+    pool's files by path, without opening the folder again."""
+    from PIL import Image
+
+    from blindspots_nb.data import preprocess_for
+    from blindspots_nb.models import load_model
+
+    (tmp_path / "build.py").write_text(COLOUR_MODEL)
+    root = tmp_path / "val"
+    for wnid, colour in (("n01440764", (200, 20, 20)), ("n01443537", (20, 200, 20))):  # tench, goldfish
+        (root / wnid).mkdir(parents=True)
+        for name in ("b.JPEG", "c.JPEG"):
+            Image.new("RGB", (24, 20), colour).save(root / wnid / name)
+    (root / "n01440764" / "a.JPEG").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    spec = f"{tmp_path / 'build.py'}:build"
+    experiment = Experiment(f"imagenet:{root}", (spec,), SMALL_LST, rounds=2)
+    store = RunStore(tmp_path / "out")
+    store.begin([experiment])
+    with pytest.warns(UserWarning, match=r"select_pool: skipped 1 file\(s\).*a.JPEG"):
+        pool = protocol.prepare(experiment, store, device="cpu")
+    assert [Path(name).relative_to(root).as_posix() for name in pool["names"]] == ["n01440764/b.JPEG",
+                                                                                   "n01443537/b.JPEG"]
+    assert [(Path(name).name, bool(reason)) for name, reason in pool["skipped"]] == [("a.JPEG", True)]
+    monkeypatch.setattr(run_module, "open_source", lambda *args, **kwargs: pytest.fail("the folder was opened again"))
+    model = load_model(spec, device="cpu")
+    expected = torch.stack([preprocess_for(model)(Image.open(name)) for name in pool["names"]])
+    assert torch.equal(protocol.pool_images(experiment, pool, model), expected)
 
 
 def test_one_run_at_a_time_and_a_killed_holder_is_recognised(tmp_path, capsys):

@@ -4,9 +4,9 @@
 shorter side to ``H / crop_pct`` and centre-crop (ImageNet: Resize(256) +
 CenterCrop(224)), to float tensors in [0, 1]. :func:`open_image` refuses what is not a
 readable image with an :class:`ImageReadError`, and :func:`readable_files` checks a
-folder's files before use. :class:`TensorImages` holds images in memory,
-:class:`ImageFiles` decodes files on access; both yield ``(image, label)`` and carry
-``class_names`` and per-image ``names``.
+user's folder's files before use (an ImageNet folder is checked as it is read).
+:class:`TensorImages` holds images in memory, :class:`ImageFiles` decodes files on
+access; both yield ``(image, label)`` and carry ``class_names`` and per-image ``names``.
 """
 
 from __future__ import annotations
@@ -225,11 +225,17 @@ def readable_files(files: list[tuple[Path, object]], caller: str, transform: Pre
             kept.append((path, label))
         except ValueError as err:
             skipped.append((str(path), getattr(err, "reason", str(err))))
+    warn_skipped(caller, skipped)
+    return kept, skipped
+
+
+def warn_skipped(caller: str, skipped: list[tuple[str, str]]):
+    """One warning of ``caller`` listing the ``(path, reason)`` of files skipped as
+    unreadable (none: no warning)."""
     if skipped:
         listing = "; ".join(f"{p} ({r})" for p, r in skipped[:10])
         warnings.warn(f"{caller}: skipped {len(skipped)} file(s) that are not readable "
-                      f"images: {listing}" + (" ..." if len(skipped) > 10 else ""))
-    return kept, skipped
+                      f"images: {listing}" + (" ..." if len(skipped) > 10 else ""), stacklevel=3)
 
 
 # --------------------------------------------------------------------------- datasets

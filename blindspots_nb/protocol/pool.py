@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data.images import ImageReadError, warn_skipped
 from ..execution import Execution
 from ..models import predict
 
@@ -20,7 +21,8 @@ class Pool:
     """The protocol's pool: images every model classifies correctly with confidence
     above ``min_conf``; at most ``per_class`` per class, first ones in dataset order.
 
-    ``confidences[i, m]``: model m's softmax probability of ``labels[i]``.
+    ``confidences[i, m]``: model m's softmax probability of ``labels[i]``; ``skipped``:
+    ``(name, reason)`` of each image that could not be decoded when its turn came.
     """
 
     images: torch.Tensor
@@ -32,6 +34,7 @@ class Pool:
     models: list[str]
     per_class: int
     min_conf: float
+    skipped: list[tuple[str, str]]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -62,7 +65,9 @@ def select_pool(models, dataset, per_class: int = 1, min_conf: float = 0.6,
     confidence above ``min_conf``, the models run as ``execution`` says (default:
     :class:`~blindspots_nb.execution.Execution`). Images of classes already full are
     never evaluated, so a class-sorted ImageNet folder costs about one forward pass per
-    class."""
+    class. An image that cannot be decoded (an
+    :class:`~blindspots_nb.data.images.ImageReadError`) is skipped, listed in ``skipped``
+    and in one warning: a folder is checked where it is read, not all at once."""
     execution = execution or Execution()
     models = list(models) if isinstance(models, (list, tuple)) else [models]
     if not models:
@@ -84,9 +89,20 @@ def select_pool(models, dataset, per_class: int = 1, min_conf: float = 0.6,
                          f"{num_classes} classes; select_pool needs labelled images")
     count = [0] * num_classes
     kept = {}  # dataset index -> (image, confidences)
+    names = list(getattr(dataset, "names", []) or map(str, range(len(dataset))))
+    skipped = []
     pending = deque(range(len(dataset)))
     while batch := _next_batch(pending, labels, count, per_class, batch_size):
-        x = torch.stack([dataset[i][0] for i in batch])
+        images = {}
+        for i in batch:
+            try:
+                images[i] = dataset[i][0]
+            except ImageReadError as error:
+                skipped.append((names[i], error.reason))
+        if not images:
+            continue
+        batch = list(images)
+        x = torch.stack(list(images.values()))
         y = torch.tensor([labels[i] for i in batch])
         conf = []
         for m in models:
@@ -100,8 +116,8 @@ def select_pool(models, dataset, per_class: int = 1, min_conf: float = 0.6,
         for j in (conf > min_conf).all(1).nonzero()[:, 0].tolist():
             count[int(y[j])] += 1
             kept[batch[j]] = (x[j], conf[j])
+    warn_skipped("select_pool", skipped)
     indices = sorted(kept)
-    names = list(getattr(dataset, "names", []) or map(str, range(len(dataset))))
     c, h, w = models[0].input_size
     return Pool(images=torch.stack([kept[i][0] for i in indices]) if kept else torch.empty(0, c, h, w),
                 labels=torch.tensor([labels[i] for i in indices], dtype=torch.long),
@@ -109,4 +125,4 @@ def select_pool(models, dataset, per_class: int = 1, min_conf: float = 0.6,
                 confidences=(torch.stack([kept[i][1] for i in indices]) if kept
                              else torch.empty(0, len(models))),
                 models=[m.info.get("name", "model") for m in models],
-                per_class=per_class, min_conf=float(min_conf))
+                per_class=per_class, min_conf=float(min_conf), skipped=skipped)

@@ -18,7 +18,9 @@ All files go through the :class:`~blindspots_nb.protocol.store.RunStore`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import io
 import math
 import sys
 import time
@@ -33,6 +35,7 @@ from ..tools.deprecation import renamed_keywords
 from ..analysis.geometry import stats_from_confidence, triangles_confidence
 from ..lst import traverse
 from ..analysis.metrics import LPIPSDistance, target_distances
+from ..data.images import open_image, preprocess_for
 from ..data.sources import SOURCES, item_digest, open_source, parse_source
 from . import distributed
 from .experiment import Experiment
@@ -114,7 +117,7 @@ def prepare(experiment: Experiment, store: RunStore, device=None, weights: dict 
         "confidence": {m: pool.confidences[:keep, j].tolist() for j, m in enumerate(experiment.models)},
         "passed_rule": len(pool), "min_conf": experiment.min_conf, "per_class": experiment.per_class,
         "targets": derangements(keep, experiment.rounds, experiment.seed).tolist(),
-        "skipped": [list(item) for item in getattr(dataset, "skipped", [])],  # unreadable files left out
+        "skipped": [list(item) for item in [*getattr(dataset, "skipped", []), *pool.skipped]],  # unreadable files
     }
     store.save_pool(experiment, record)
     return record
@@ -131,9 +134,31 @@ def stored_pool(store: RunStore, experiment: Experiment) -> dict:
 
 def pool_images(experiment: Experiment, pool: dict, model) -> torch.Tensor:
     """The pool's images at ``model``'s input size, in [0, 1], found by name; refuses
-    images that are gone or whose files changed since the pool was selected."""
+    images that are gone or whose files changed since the pool was selected. Images from
+    files are read by their paths, the pool's only: the folder is not listed again."""
+    if all(digest is not None for digest in pool["sha256"]):
+        return torch.stack(pool_files(experiment, pool, preprocess_for(model)))
     dataset = open_source(experiment.image_source, model, seed=experiment.seed)
     return torch.stack([dataset[i][0] for i in locate_pool(experiment, pool, dataset)])
+
+
+def pool_files(experiment: Experiment, pool: dict, transform) -> list[torch.Tensor]:
+    """The pool's image files (its names are their paths), each read once, checked against
+    its sha256 and decoded with ``transform``."""
+    images, problems = [], []
+    for name, digest in zip(pool["names"], pool["sha256"]):
+        try:
+            content = Path(name).read_bytes()
+        except FileNotFoundError:
+            problems.append(f"{name} is gone")
+            continue
+        if hashlib.sha256(content).hexdigest() != digest:
+            problems.append(f"{name} changed (sha256)")
+            continue
+        with open_image(io.BytesIO(content), name) as image:
+            images.append(transform(image))
+    _refuse_changed_pool(experiment, problems)
+    return images
 
 
 def locate_pool(experiment: Experiment, pool: dict, dataset) -> list[int]:
@@ -148,12 +173,16 @@ def locate_pool(experiment: Experiment, pool: dict, dataset) -> list[int]:
         elif digest is not None and item_digest(dataset, index) != digest:
             problems.append(f"{name} changed (sha256)")
         indices.append(index)
+    _refuse_changed_pool(experiment, problems)
+    return indices
+
+
+def _refuse_changed_pool(experiment: Experiment, problems: list[str]):
     if problems:
         raise RunSettingsMismatch(
             f"the images of {experiment.name} ({experiment.image_source}) are not those its pool was selected from: "
             f"{'; '.join(problems[:6])}{' ...' if len(problems) > 6 else ''}. Restore them, use another output "
             "folder, or --force to start anew")
-    return indices
 
 
 def weights_identity(experiments: list[Experiment], weights: dict[str, str]) -> dict[str, dict]:
@@ -295,6 +324,22 @@ def notebooks_to_run(store: RunStore, experiment: Experiment, model: str, shard:
     if not damaged:
         print(f"{model} on {experiment.name}: finished in {store.out_dir}, skipped (--force recomputes)")
     return damaged
+
+
+def as_recorded(experiments: list[Experiment], store: RunStore, given=()) -> list[Experiment]:
+    """``experiments`` with each execution option not named in ``given`` as the run in the
+    store's folder recorded it, for the experiments that run holds: a resumed run runs as it
+    started (its settings say how), so a changed default is a default for new runs only."""
+    recorded = {e.name: e.execution for e in store.experiments()} if store.holds_run() else {}
+    kept = []
+    for experiment in experiments:
+        execution = recorded.get(experiment.name, experiment.execution)
+        execution = dataclasses.replace(execution, **{name: getattr(experiment.execution, name) for name in given})
+        if execution != experiment.execution:
+            print(f"{experiment.name}: resuming as the run in {store.out_dir} started, {execution.in_words()} "
+                  f"(a new run: {experiment.execution.in_words()})")
+        kept.append(dataclasses.replace(experiment, execution=execution))
+    return kept
 
 
 def _canonical_weights(weights: dict[str, str]) -> dict[str, str]:

@@ -26,10 +26,13 @@ model's folder, a manifest's files) is checked before it is used: nothing outsid
 folder is ever written or removed.
 
 Every file is written whole or not at all (a temporary file of its own, then a
-rename, :mod:`blindspots_nb.tools.atomic`). A finished piece of work (a pool, a batch's blind spots of one round, a
-batch's triangles) has a manifest, ``*.manifest.json``, with the size and sha256 of
-each of its files, written last: a piece is trusted only when its files match its
-manifest, and recomputed (with a word to the user) when they do not; the manifest also
+rename, :mod:`blindspots_nb.tools.atomic`). A finished piece of work (a pool, a batch's
+blind spots of one round, a batch's triangles) has a manifest, ``*.manifest.json``, with
+the size, sha256 and modification time of each of its files, written last; the sha256 is
+taken from the bytes on their way to the file, never by reading it back. A piece is
+trusted only when its files match its manifest (a file of the recorded size and
+modification time is not hashed again: writing a file changes its modification time),
+and recomputed (with a word to the user) when they do not; the manifest also
 names the settings the piece was made with, and a piece of other settings (a shard of
 another run copied in) is refused. One run at a time holds the folder
 (:meth:`RunStore.hold`); a lock left by a killed run is recognised and taken over.
@@ -48,6 +51,7 @@ import math
 import os
 import re
 import socket
+import stat
 import sys
 import warnings
 from pathlib import Path
@@ -148,6 +152,21 @@ def _differences(old, new, prefix="") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"]
 
 
+class _Hashing:
+    """A binary file that hashes the bytes written through it, and counts them."""
+
+    def __init__(self, handle):
+        self.handle, self.sha256, self.size = handle, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+    def flush(self):
+        self.handle.flush()
+
+
 def csv_text(rows: list[dict]) -> str:
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=list(rows[0]))
@@ -169,8 +188,9 @@ class RunStore:
                                  "UTF-8 (its path is passed to the notebooks as text)") from None
         self.out_dir = out_dir
         # manifest -> its files' (size, mtime, inode) when they last matched it: a piece
-        # unchanged since then is not hashed again (a run checks each piece several times)
+        # unchanged since then is not read again (a run checks each piece several times)
         self._matched: dict[Path, tuple] = {}
+        self._written: dict[Path, dict] = {}  # file -> its size and sha256, as written, until sealed
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.out_dir)!r})"
@@ -190,8 +210,18 @@ class RunStore:
         the new one, never a part; every writer has a temporary file of its own."""
         return atomic.write_atomically(self._inside(path), write)
 
+    def _write_hashed(self, path: Path, dump) -> Path:
+        """``dump(file)`` into ``path``, written whole, its size and sha256 taken from the
+        bytes on their way to the file (kept for :meth:`_seal`)."""
+        def write(temporary: Path):
+            with open(temporary, "wb") as handle:
+                hashed = _Hashing(handle)
+                dump(hashed)
+            self._written[path] = {"size": hashed.size, "sha256": hashed.sha256.hexdigest()}
+        return self._write_atomically(path, write)
+
     def _write_text(self, path: Path, text: str) -> Path:
-        return self._write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+        return self._write_hashed(path, lambda handle: handle.write(text.encode("utf-8")))
 
     def _write_json(self, path: Path, value, indent: int = 2) -> Path:
         return self._write_text(path, json.dumps(value, indent=indent))
@@ -200,8 +230,7 @@ class RunStore:
         return self._write_text(path, csv_text(rows))
 
     def _write_tensor(self, path: Path, tensor: torch.Tensor) -> Path:
-        return self._write_atomically(path, lambda temporary: torch.save(tensor.detach().cpu().contiguous(),
-                                                                         temporary))
+        return self._write_hashed(path, lambda handle: torch.save(tensor.detach().cpu().contiguous(), handle))
 
     def _read_json(self, path: Path):
         """A JSON file of the run; a clear error naming it when it is not JSON."""
@@ -233,12 +262,25 @@ class RunStore:
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def _seal(self, stem: Path, files: list[Path], experiment: Experiment):
-        """Mark a piece finished: the size and sha256 of each of its files and the settings
-        it was made with, written last."""
+        """Mark a piece finished: the size, sha256 (as written) and modification time of each
+        of its files and the settings it was made with, written last."""
         manifest = self._write_json(self._manifest_path(stem), {
-            "files": {path.name: {"size": path.stat().st_size, "sha256": file_sha256(path)} for path in files},
+            "files": {path.name: {**self._written.pop(path), "mtime_ns": path.stat().st_mtime_ns} for path in files},
             "settings": self.settings_digest(experiment)})
+        self._written.pop(manifest)  # a manifest is not a piece's file: its hash is not kept
         self._matched[manifest] = self._signature([manifest, *files])
+
+    @staticmethod
+    def _matches(path: Path, expected: dict) -> bool:
+        """Whether a piece's file is the one its manifest describes: a regular file of its
+        size and, unless its modification time is still the recorded one, of its sha256
+        (manifests written before they recorded the time: always the sha256)."""
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            return False
+        return stat.S_ISREG(status.st_mode) and status.st_size == expected["size"] and (
+            status.st_mtime_ns == expected.get("mtime_ns") or file_sha256(path) == expected["sha256"])
 
     def _piece(self, stem: Path, names: list[str], experiment: Experiment) -> str:
         """'finished' when the piece's files are as its manifest says, 'to do' when there is
@@ -259,8 +301,7 @@ class RunStore:
                 raise ValueError
             if record["settings"] != self.settings_digest(experiment):
                 return "other settings"
-            problems = [f.name for f in files if not f.is_file() or f.stat().st_size != expected[f.name]["size"]
-                        or file_sha256(f) != expected[f.name]["sha256"]]
+            problems = [f.name for f in files if not self._matches(f, expected[f.name])]
         except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
             problems = [manifest.name]
         if not problems:
@@ -419,6 +460,10 @@ class RunStore:
             raise RunFolderError(f"{path} is damaged: {problem}. Restore it, or start the run anew in another "
                                  "folder (or with --force)")
         return {**value, "experiments": [e.to_dict() for e in experiments]}
+
+    def holds_run(self) -> bool:
+        """Whether the folder holds a run (its settings), to be resumed."""
+        return (self.out_dir / SETTINGS).is_file()
 
     def weights(self) -> dict:
         """The identity of each model's weights file, as the run's settings hold it."""
