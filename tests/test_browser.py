@@ -22,8 +22,9 @@ pytestmark = pytest.mark.slow  # a JupyterLab or Voila server and a real browser
 
 NOTEBOOK = "01_explore_lst.ipynb"
 APP = REPO / "notebooks" / "app_explorer.ipynb"
-# Points of the source-class curve in every plotly plot on the page.
+# Points of the source-class curve in every plot of the confidence curves on the page (not the triangle's).
 CURVE_POINTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .filter(plot => plot.layout && plot.layout.title && String(plot.layout.title.text).startsWith('Confidence along'))
     .map(plot => (plot.data && plot.data[0] && plot.data[0].x) ? plot.data[0].x.length : 0)"""
 MORE_CURVE_POINTS = f"least => Math.max(0, ...({CURVE_POINTS})()) > least"  # a wait_for_function body
 
