@@ -8,7 +8,9 @@ same two pairs in the same process.
 
 Each model explores its default images (photos for ImageNet models, glyphs for FONTS
 ones) with the shipped weights, in the widget view (``LSTExplorer``, no browser: the
-figures are built as for one). A redraw is timed as the explorer times it for its
+figures are built as for one). The plain traversal steps, and the timed redraws run, in
+a worker thread as the explorer's Run does (on a CPU torch can run at other speeds in
+the main thread). A redraw is timed as the explorer times it for its
 throttle (compute and drawing); each rate is the median over ``--runs`` rounds, the three
 kinds of run interleaved in each round so that drifts of the machine hit all alike.
 'share' is the part of a live run's wall time its redraws took (the throttle's own
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import threading
 import time
 
 import torch
@@ -32,11 +35,21 @@ from blindspots_nb.lst import Traversal
 KINDS = ("plain Traversal", "Run, live off", "Run, live on")
 
 
+def in_worker(work):
+    """``work()`` in a thread of its own, as the explorer's Run steps and redraws: torch's
+    CPU kernels can run at other speeds in the main thread than in another one."""
+    results = []
+    worker = threading.Thread(target=lambda: results.append(work()))
+    worker.start()
+    worker.join()
+    return results[0]
+
+
 def redraw_seconds(view: LSTExplorer, redraws: int) -> tuple[float, float]:
     """Median seconds of one redraw of the live triangle (compute and draw), and of its compute alone."""
     state, total, compute = view.state, [], []
     for _ in range(redraws):
-        triangle = state.redraw_triangle()
+        triangle = in_worker(state.redraw_triangle)
         total.append(state.throttle.cost)
         compute.append(triangle.seconds)
     return statistics.median(total), statistics.median(compute)
@@ -52,7 +65,7 @@ def run_rate(view: LSTExplorer, kind: str, iterations: int) -> tuple[float, int,
         t = state.traversal
         plain = Traversal(t.model, t.sources, t.labels, t.targets, t.config, execution=t.execution)
         start = time.perf_counter()
-        plain.step(iterations)
+        in_worker(lambda: plain.step(iterations))
         return iterations / (time.perf_counter() - start), 0, 0.0
     state.set_config(iterations=iterations)
     redraws, spent = state.throttle.redraws, state.throttle.spent
@@ -71,7 +84,7 @@ def measure(model_name: str, iterations: int, runs: int, redraws: int, divisions
     state = view.state
     state.throttle.every = every
     t = state.traversal  # warm up: the first passes of a model run slower
-    Traversal(t.model, t.sources, t.labels, t.targets, t.config, execution=t.execution).step(3)
+    in_worker(lambda: Traversal(t.model, t.sources, t.labels, t.targets, t.config, execution=t.execution).step(3))
     total, compute = redraw_seconds(view, redraws)
     rates = {kind: [] for kind in KINDS}
     drawn, shares = [], []
