@@ -7,7 +7,7 @@ per-image ``names``. One file per concern:
 - :mod:`.images`: the preprocessing (:func:`preprocess_for`), reading image files
   (:func:`open_image`) and the two datasets (:class:`TensorImages`, :class:`ImageFiles`);
 - one file per kind of source: :mod:`.photos` (scikit-image's photos), :mod:`.fonts`
-  (glyphs A-J), :mod:`.imagenet`, :mod:`.cifar` (CIFAR-10), :mod:`.folder` (a user's
+  (glyphs A-J and their differentiable renderer), :mod:`.imagenet`, :mod:`.cifar` (CIFAR-10), :mod:`.folder` (a user's
   images and their labels);
 - :mod:`.sources`: the registry that opens each of them from one spelling.
 
@@ -21,7 +21,8 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "images": ("ImageFiles", "ImageReadError", "Preprocess", "TensorImages", "input_size_of", "open_image",
                "preprocess_for"),
     "photos": ("SAMPLE_IMAGES", "sample_images"),
-    "fonts": ("font_split", "fonts_dataset", "matplotlib_fonts"),
+    "fonts": ("GlyphRenderer", "TRANSFORM_PARAMETERS", "TRANSFORM_RANGES", "affine_theta", "draw_parameters",
+              "font_split", "fonts_dataset", "matplotlib_fonts"),
     "imagenet": ("imagenet_val",),
     "cifar": ("cifar10",),
     "folder": ("has_class_folders", "image_folder"),

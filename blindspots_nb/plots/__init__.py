@@ -1,5 +1,6 @@
 """Figures of the paper, drawn from results (tensors, ``LSTResult``, ``PathWidths``,
-``BlindSpotGrid``, ``PathSaliency``, ``Comparison``, ``ModelReport``), never from models:
+``BlindSpotGrid``, ``PathSaliency``, ``Comparison``, ``ModelReport``, ``LayerSimilarity``,
+the taxonomy's judgements), never from models:
 computing lives in ``lst`` and ``analysis``.
 
 Interactive figures are plotly (written as HTML, or as PNG, SVG or PDF where kaleido
@@ -13,7 +14,9 @@ difference of two images), ``figures`` (titles with captions, :func:`save_figure
 along the star of segments), ``paths`` (the grid of blind spots, the path of one
 traversal, the path's width), ``saliency`` (attribution maps over images, one overlay
 for the figures and the live explorer), ``compare`` (adversarial examples beside blind
-spots), ``report`` (the reproduction report's examples).
+spots), ``report`` (the reproduction report's examples), ``layers`` (layer x iteration
+heatmaps of similarity along a path), ``manifold`` (images beside their nearest renderings,
+the taxonomy's tables).
 """
 
 from ..tools.lazy import lazy_exports
@@ -29,4 +32,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
                  "saliency_strip"),
     "compare": ("adversarial_vs_blindspots_figure",),
     "report": ("report_examples_figure",),
+    "layers": ("layer_similarity_figure",),
+    "manifold": ("nearest_renderings_figure", "taxonomy_markdown"),
 })
