@@ -36,7 +36,8 @@ import torch
 from tqdm.std import tqdm
 
 from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
-from blindspots_nb.analysis.manifold import GlyphManifold, dataset_glyphs, rmse, validate
+from blindspots_nb.analysis.manifold import GlyphManifold, dataset_glyphs, validate
+from blindspots_nb.analysis.metrics import rmse
 from blindspots_nb.analysis.taxonomy import (judge, on_manifold_attack, random_renderings, summarize,
                                              summarize_kind)
 from blindspots_nb.data.fonts import GlyphRenderer, font_split

@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from blindspots_nb.analysis.manifold import GlyphManifold, TransformBox, dataset_glyphs, rmse
+from blindspots_nb.analysis.manifold import GlyphManifold, TransformBox, dataset_glyphs
+from blindspots_nb.analysis.metrics import rmse
 from blindspots_nb.analysis.taxonomy import (judge, on_manifold_attack, oracle_verdict, random_renderings,
                                              summarize_kind)
 from blindspots_nb.plots.manifold import taxonomy_markdown

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .metrics import rmse
 from ..data.fonts import TRANSFORM_PARAMETERS, TRANSFORM_RANGES, GlyphRenderer
 from ..models import FONTS_CLASSES
 
@@ -97,11 +98,6 @@ class TransformBox:
     def units(self, transforms: torch.Tensor) -> torch.Tensor:
         """Box coordinates of transforms (..., 5)."""
         return (transforms - self.low.to(transforms)) / self.width.to(transforms)
-
-
-def rmse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image root mean squared difference (the tables' RMSE)."""
-    return (a - b).flatten(1).pow(2).mean(1).sqrt()
 
 
 @dataclass
