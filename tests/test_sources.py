@@ -65,6 +65,22 @@ def test_fonts_are_the_glyph_dataset_for_either_channel_count():
     assert [name[0] for name in names] == ["A", "B", "C"] and images.shape == (3, 1, 32, 32)
 
 
+def test_the_explorers_images_skip_an_unreadable_imagenet_file_with_a_warning(tmp_path):
+    folder = tmp_path / "imagenet" / "n01440764"
+    folder.mkdir(parents=True)
+    for n in range(3):
+        Image.new("RGB", (24, 20), (80 * n, 0, 0)).save(folder / f"fish{n}.png")
+    (folder / "fish1.png").write_bytes(b"not an image")  # listed with the folder, found unreadable when decoded
+    with pytest.warns(UserWarning, match="fish1.png"):
+        images, names = source_images(f"imagenet:{tmp_path / 'imagenet'}", _model(), limit=2)
+    assert names == ["fish0.png", "fish2.png"]
+    torch.testing.assert_close(images[1, 0], torch.full((16, 16), 160 / 255))
+    (folder / "fish0.png").write_bytes(b"")
+    (folder / "fish2.png").write_bytes(b"")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="holds no readable images"):
+        source_images(f"imagenet:{tmp_path / 'imagenet'}", _model())
+
+
 def test_folders_imagenet_and_cifar10(tmp_path):
     folder = tmp_path / "imagenet" / "n01440764"
     folder.mkdir(parents=True)

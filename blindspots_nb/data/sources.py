@@ -148,19 +148,32 @@ def default_source(model) -> str:
 
 
 def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str]]:
-    """The first ``limit`` images of an image source (a spelling or a dataset) at
-    ``model``'s input size, (N, C, H, W) in [0, 1], with short names (file names, not paths)."""
+    """The first ``limit`` readable images of an image source (a spelling or a dataset) at
+    ``model``'s input size, (N, C, H, W) in [0, 1], with short names (file names, not paths).
+    A file found unreadable when decoded (an ImageNet folder is listed, not checked) is
+    skipped with a warning naming it."""
+    import warnings
+
     import torch  # here, not at the top: the command line's --help reads this module's spellings
 
     dataset = open_source(image_source, model)
-    count = min(len(dataset), limit)
-    images = torch.stack([dataset[i][0] for i in range(count)]) if count else torch.empty(0)
-    if count == 0:
-        raise ValueError(f"{image_source!r} holds no images")
+    images, names = [], []
+    for i in range(len(dataset)):
+        if len(images) == limit:
+            break
+        try:
+            images.append(dataset[i][0])
+        except data.ImageReadError as error:
+            warnings.warn(f"skipped an unreadable image: {error}", stacklevel=2)
+            continue
+        names.append(Path(str(dataset.names[i])).name)
+    if not images:
+        raise ValueError(f"{image_source!r} holds no readable images")
+    images = torch.stack(images)
     if tuple(images.shape[1:]) != tuple(model.input_size):
         raise ValueError(f"{image_source!r} holds images of shape {tuple(images.shape[1:])}, but the model expects "
                          f"{tuple(model.input_size)}")
-    return images, [Path(str(name)).name for name in dataset.names[:count]]
+    return images, names
 
 
 def default_names(image_source, all_names: list[str], k: int) -> list[str]:
