@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -95,3 +96,27 @@ def page(failure_screenshot: str):
                 raise
         finally:
             browser.close()
+
+
+@contextlib.contextmanager
+def lab_server(root: Path):
+    """JupyterLab serving the folder ``root`` (no token), on a free localhost port; yields its URL."""
+    with server("jupyter lab", [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1",
+                                "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root",
+                                "--notebook-dir", str(root), f"--LabApp.workspaces_dir={root / 'workspaces'}"],
+                root) as url:
+        yield url
+
+
+def run_all_cells(page, url: str, notebook: str) -> None:
+    """Open ``notebook`` in the JupyterLab at ``url``, accept its kernel and run all its cells."""
+    page.goto(f"{url}/lab/tree/{notebook}", timeout=120_000)
+    page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
+    accept = page.locator(".jp-Dialog .jp-mod-accept")
+    try:  # "Select Kernel", when JupyterLab asks
+        accept.wait_for(timeout=15_000)
+        accept.click()
+    except sync_api.TimeoutError:
+        pass
+    page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+    page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()

@@ -1,5 +1,6 @@
 """Helpers the tests import (a module of its own: ``conftest`` is a name several folders use)."""
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -27,3 +28,11 @@ def make_tiny_cnn(num_classes: int = 5, channels: int = 3, seed: int = 0, sharpn
     with torch.no_grad():
         net[-1].weight.mul_(sharpness)
     return net.eval()
+
+
+def folder_listing(folder: Path) -> dict:
+    """Every entry under ``folder`` with its size, mtime and content hash: equal before and after
+    means nothing was written, removed or touched."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns,
+                                          hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))} | {".": folder.stat().st_mtime_ns}

@@ -11,8 +11,8 @@ from pathlib import Path
 import papermill
 import pytest
 
-from browser import REPO, SCREENSHOTS, page as browser_page, server, sync_api
-from test_runs_browser import _listing
+from browser import REPO, SCREENSHOTS, lab_server, page as browser_page, run_all_cells, server
+from helpers import folder_listing
 
 pytestmark = pytest.mark.slow  # a run, a Voila server and a real browser
 
@@ -79,31 +79,19 @@ def _pick_a_source_and_see_its_triangle(page, run_dir: Path, screenshot: str):
 
 def test_the_voila_app_of_notebook_07_shows_a_picked_sources_triangle(run_dir, tmp_path):
     app = _prepared(run_dir, tmp_path)
-    before = _listing(run_dir)
+    before = folder_listing(run_dir)
     with server("voila", [sys.executable, "-m", "voila", str(app), "--no-browser", "--Voila.ip=127.0.0.1",
                           "--VoilaConfiguration.show_tracebacks=True"], tmp_path) as url, \
             browser_page("browse_run_failure.png") as page:
         page.goto(url, timeout=180_000)  # Voila answers once it has run the notebook
         _pick_a_source_and_see_its_triangle(page, run_dir, "browse_run_triangle.png")
-    assert _listing(run_dir) == before
+    assert folder_listing(run_dir) == before
 
 
 def test_notebook_07_in_jupyterlab_shows_a_picked_sources_triangle(run_dir, tmp_path):
     app = _prepared(run_dir, tmp_path)
-    before = _listing(run_dir)
-    with server("jupyter lab", [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1",
-                                "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root", "--notebook-dir",
-                                str(tmp_path), f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"], tmp_path) as url, \
-            browser_page("browse_run_lab_failure.png") as page:
-        page.goto(f"{url}/lab/tree/{app.name}", timeout=120_000)
-        page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
-        accept = page.locator(".jp-Dialog .jp-mod-accept")
-        try:  # "Select Kernel", when JupyterLab asks
-            accept.wait_for(timeout=15_000)
-            accept.click()
-        except sync_api.TimeoutError:
-            pass
-        page.locator(".lm-MenuBar-item", has_text="Run").first.click()
-        page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+    before = folder_listing(run_dir)
+    with lab_server(tmp_path) as url, browser_page("browse_run_lab_failure.png") as page:
+        run_all_cells(page, url, app.name)
         _pick_a_source_and_see_its_triangle(page, run_dir, "browse_run_lab.png")
-    assert _listing(run_dir) == before
+    assert folder_listing(run_dir) == before

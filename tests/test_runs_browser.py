@@ -20,6 +20,7 @@ from blindspots_nb.explorer.runs_view import RunBrowser
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.protocol import Experiment, RunFolderError, RunStore
 from blindspots_nb.protocol import run as run_module
+from helpers import folder_listing
 
 MODELS = ("fonts_cnn", "fonts_cnn_at")
 BATCH = 2
@@ -56,13 +57,6 @@ def copy(finished, tmp_path) -> Path:
 def _csv(path: Path) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def _listing(folder: Path) -> dict:
-    """Every entry under ``folder`` with its size, mtime and content hash."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns,
-                                          hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))} | {".": folder.stat().st_mtime_ns}
 
 
 def _seal_again(piece: Path):
@@ -189,7 +183,7 @@ def test_every_view_says_what_produced_it(finished):
 
 
 def test_browsing_never_writes_to_the_folder(finished):
-    before = _listing(finished)
+    before = folder_listing(finished)
     os.utime(finished, ns=(before["."], before["."]))
     run = StoredRun(finished)
     _browse_everything(run)
@@ -198,7 +192,7 @@ def test_browsing_never_writes_to_the_folder(finished):
         browser.model_menu.value = key
         for contradiction in CONTRADICTIONS:
             browser.contradiction_menu.value = contradiction.name
-    assert _listing(finished) == before  # no file, lock or manifest written, removed or touched
+    assert folder_listing(finished) == before  # no file, lock or manifest written, removed or touched
 
 
 def test_a_read_only_folder_opens(copy):
