@@ -42,7 +42,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from blindspots_nb.protocol.pool import select_pool
+from blindspots_nb.protocol.pool import next_class_pairs
 from blindspots_nb.lst import LSTConfig, Traversal, orthogonal_step
 from blindspots_nb.models import load_model
 from blindspots_nb.data.sources import open_source
@@ -66,17 +66,10 @@ def dot(a, b):
 def build_pairs(models, n_sources, seed):
     """Sources (first n of a class-balanced pool) and targets of the next class."""
     dataset = open_source("fonts:test", models[0], seed=seed)
-    num_classes = len(models[0].class_names)
-    per_class = max(1, math.ceil(n_sources / num_classes))
-    pool = select_pool(list(models), dataset, per_class=per_class, min_conf=0.6)
-    labels = pool.labels.tolist()
-    by_class = {c: [i for i, v in enumerate(labels) if v == c] for c in range(num_classes)}
-    if any(len(v) < per_class for v in by_class.values()):
-        raise SystemExit(f"pool too small: {[len(v) for v in by_class.values()]} per class")
-    # rank-major order: the first num_classes sources are one per class, and so on
-    order = [by_class[c][r] for r in range(per_class) for c in range(num_classes)][:n_sources]
-    # source k (class c, rank k // num_classes) -> the glyph of class c + 1 with the same rank
-    targets = [by_class[(labels[i] + 1) % num_classes][k // num_classes] for k, i in enumerate(order)]
+    try:
+        pool, order, targets = next_class_pairs(models, dataset, n_sources)
+    except ValueError as error:
+        raise SystemExit(str(error))
     src, tgt = pool.images[order], pool.images[targets]
     return src, pool.labels[order], tgt, pool.labels[targets]
 

@@ -46,7 +46,7 @@ from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.models import load_model, module_device, predict
 from blindspots_nb.plots.figures import save_figure
 from blindspots_nb.plots.layers import layer_similarity_figure
-from blindspots_nb.protocol.pool import select_pool
+from blindspots_nb.protocol.pool import next_class_pairs
 from blindspots_nb.tools import atomic, provenance
 
 FONTS_MODELS = ("fonts_cnn", "fonts_cnn_at")
@@ -65,15 +65,10 @@ def fonts_paths(models, count: int, seed: int):
     """``count`` FONTS test glyphs both models classify correctly (confidence > 0.6), one
     per class in turn, each towards the glyph of the next class with the same rank."""
     dataset = open_source("fonts:test", models[0], seed=seed)
-    classes = len(models[0].class_names)
-    per_class = -(-count // classes)
-    pool = select_pool(list(models), dataset, per_class=per_class, min_conf=0.6)
-    by_class = {c: [i for i, label in enumerate(pool.labels.tolist()) if label == c] for c in range(classes)}
-    if any(len(found) < per_class for found in by_class.values()):
-        raise SystemExit(f"the FONTS pool holds too few glyphs per class ({[len(v) for v in by_class.values()]}) "
-                         f"for {count} sources")
-    order = [by_class[c][rank] for rank in range(per_class) for c in range(classes)][:count]
-    targets = [by_class[(int(pool.labels[i]) + 1) % classes][k // classes] for k, i in enumerate(order)]
+    try:
+        pool, order, targets = next_class_pairs(models, dataset, count)
+    except ValueError as error:
+        raise SystemExit(str(error))
     return pool.images[order], pool.images[targets], [(pool.names[i], pool.names[j]) for i, j in zip(order, targets)]
 
 

@@ -431,3 +431,17 @@ def test_only_the_run_store_writes_under_the_output_folder():
     others["10_reproduce_tables.ipynb"] = "\n".join(
         cell.source for cell in notebook.cells if cell.cell_type == "code")
     assert {name: _writes(source) for name, source in others.items() if _writes(source)} == {}
+
+
+def test_next_class_pairs_pair_each_class_with_the_next_of_the_same_rank():
+    from blindspots_nb.protocol.pool import Pool
+
+    labels = torch.tensor([2, 0, 1, 0, 2, 1, 0])  # class 0 at 1, 3, 6; class 1 at 2, 5; class 2 at 0, 4
+    pool = Pool(torch.zeros(7, 1, 2, 2), labels, list(range(7)), [f"i{n}" for n in range(7)], ["a", "b", "c"],
+                torch.ones(7, 1), ["m"], 3, 0.6, [])
+    order, targets = pool.next_class_pairs(5)
+    assert order == [1, 2, 0, 3, 5]  # rank 0 of classes 0, 1, 2, then rank 1 of classes 0, 1
+    assert targets == [2, 0, 1, 5, 4]  # rank 0 of classes 1, 2, 0, then rank 1 of classes 1, 2
+    assert [int(labels[t]) for t in targets] == [(int(labels[s]) + 1) % 3 for s in order]
+    with pytest.raises(ValueError, match=r"too few images per class \(\[3, 2, 2\]\) for 7 sources"):
+        pool.next_class_pairs(7)

@@ -39,6 +39,22 @@ class Pool:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def next_class_pairs(self, count: int) -> tuple[list[int], list[int]]:
+        """Pool positions of ``count`` sources, one per class in turn (rank-major: the first
+        of every class, then the second, ...), and of their targets: for the source of class
+        c and rank r, the image of class c + 1 of the same rank. A fixed, class-balanced
+        pairing for measurements of single traversals (not the tables' derangements)."""
+        classes = len(self.class_names)
+        per_class = -(-count // classes)
+        labels = self.labels.tolist()
+        by_class = {c: [i for i, label in enumerate(labels) if label == c] for c in range(classes)}
+        if any(len(found) < per_class for found in by_class.values()):
+            raise ValueError(f"the pool holds too few images per class ({[len(v) for v in by_class.values()]}) "
+                             f"for {count} sources of every class in turn")
+        order = [by_class[c][rank] for rank in range(per_class) for c in range(classes)][:count]
+        targets = [by_class[(labels[i] + 1) % classes][k // classes] for k, i in enumerate(order)]
+        return order, targets
+
 
 def _next_batch(pending: deque, labels, count, per_class: int, batch_size: int) -> list[int]:
     """Pop up to ``batch_size`` indices, in order, of classes not yet full, taking no more
@@ -126,3 +142,9 @@ def select_pool(models, dataset, per_class: int = 1, min_conf: float = 0.6,
                              else torch.empty(0, len(models))),
                 models=[m.info.get("name", "model") for m in models],
                 per_class=per_class, min_conf=float(min_conf), skipped=skipped)
+
+
+def next_class_pairs(models, dataset, count: int, min_conf: float = 0.6) -> tuple[Pool, list[int], list[int]]:
+    """The pool of just enough images per class for ``count`` sources, and :meth:`Pool.next_class_pairs`."""
+    pool = select_pool(list(models), dataset, per_class=-(-count // len(dataset.class_names)), min_conf=min_conf)
+    return (pool, *pool.next_class_pairs(count))
