@@ -108,6 +108,14 @@ def lab_server(root: Path):
         yield url
 
 
+@contextlib.contextmanager
+def voila_server(notebook: Path, root: Path):
+    """Voila serving ``notebook`` as an app (no token, tracebacks shown), on a free localhost port."""
+    with server("voila", [sys.executable, "-m", "voila", str(notebook), "--no-browser", "--Voila.ip=127.0.0.1",
+                          "--VoilaConfiguration.show_tracebacks=True"], root) as url:
+        yield url
+
+
 def run_all_cells(page, url: str, notebook: str) -> None:
     """Open ``notebook`` in the JupyterLab at ``url``, accept its kernel and run all its cells."""
     page.goto(f"{url}/lab/tree/{notebook}", timeout=120_000)

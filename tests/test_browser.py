@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 
 import pytest
 
-from browser import CHANGED, PIXELS, REPO, SCREENSHOTS, page as browser_page, server, sync_api
+from browser import (CHANGED, PIXELS, REPO, SCREENSHOTS, lab_server, page as browser_page, run_all_cells,
+                     voila_server)
 
 pytestmark = pytest.mark.slow  # a JupyterLab or Voila server and a real browser
 
@@ -37,34 +37,20 @@ def _curve_points(page) -> int:
 def lab(tmp_path):
     """A JupyterLab server on a free localhost port, serving a copy of the notebook."""
     shutil.copy(REPO / "notebooks" / NOTEBOOK, tmp_path / NOTEBOOK)
-    with server("jupyter lab", [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1",
-                                 "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root",
-                                 "--notebook-dir", str(tmp_path), f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
-                 tmp_path) as url:
+    with lab_server(tmp_path) as url:
         yield url
 
 
 @pytest.fixture
 def voila(tmp_path):
     """The app as ``voila notebooks/app_explorer.ipynb`` serves it (no token), on a free localhost port."""
-    with server("voila", [sys.executable, "-m", "voila", str(APP), "--no-browser", "--Voila.ip=127.0.0.1",
-                           "--VoilaConfiguration.show_tracebacks=True"], tmp_path) as url:
+    with voila_server(APP, tmp_path) as url:
         yield url
 
 
 def test_explorer_steps_in_jupyterlab(lab):
     with browser_page("explorer_failure.png") as page:
-        page.goto(f"{lab}/lab/tree/{NOTEBOOK}", timeout=120_000)
-        page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
-        accept = page.locator(".jp-Dialog .jp-mod-accept")
-        try:  # "Select Kernel", when JupyterLab asks
-            accept.wait_for(timeout=15_000)
-            accept.click()
-        except sync_api.TimeoutError:
-            pass
-
-        page.locator(".lm-MenuBar-item", has_text="Run").first.click()
-        page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+        run_all_cells(page, lab, NOTEBOOK)
 
         step = page.locator(".widget-button", has_text="Step")
         step.wait_for(timeout=300_000)

@@ -5,13 +5,12 @@ as a plotly surface. The folder is not touched. Screenshots go to ``results/brow
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import papermill
 import pytest
 
-from browser import REPO, SCREENSHOTS, lab_server, page as browser_page, run_all_cells, server
+from browser import REPO, SCREENSHOTS, lab_server, page as browser_page, run_all_cells, voila_server
 from helpers import folder_listing
 
 pytestmark = pytest.mark.slow  # a run, a Voila server and a real browser
@@ -80,8 +79,7 @@ def _pick_a_source_and_see_its_triangle(page, run_dir: Path, screenshot: str):
 def test_the_voila_app_of_notebook_07_shows_a_picked_sources_triangle(run_dir, tmp_path):
     app = _prepared(run_dir, tmp_path)
     before = folder_listing(run_dir)
-    with server("voila", [sys.executable, "-m", "voila", str(app), "--no-browser", "--Voila.ip=127.0.0.1",
-                          "--VoilaConfiguration.show_tracebacks=True"], tmp_path) as url, \
+    with voila_server(app, tmp_path) as url, \
             browser_page("browse_run_failure.png") as page:
         page.goto(url, timeout=180_000)  # Voila answers once it has run the notebook
         _pick_a_source_and_see_its_triangle(page, run_dir, "browse_run_triangle.png")
