@@ -240,7 +240,8 @@ def test_switching_image_sources_and_models(model, tmp_path):
     assert sorted(explorer.source_menu.options) == ["blue.png", "red.png"]
 
     explorer.image_source_menu.value = "photos"
-    assert "coffee" in explorer.source_menu.options and explorer.traversal.sources.shape == (1, 3, 16, 16)
+    # one batch: the source twice, towards target A and target B
+    assert "coffee" in explorer.source_menu.options and explorer.traversal.sources.shape == (2, 3, 16, 16)
     for file in folder.iterdir():
         file.unlink()
     explorer.image_source_menu.value = f"folder:{folder}"  # now empty: a message, the photos stay
@@ -250,7 +251,7 @@ def test_switching_image_sources_and_models(model, tmp_path):
     explorer.model_menu.value = "fonts_cnn"  # a shipped FONTS model: glyphs, one channel, 32 x 32
     assert "Loaded model fonts_cnn" in explorer.message.value
     assert explorer.model.info["name"] == "fonts_cnn" and explorer.image_source_menu.value == "fonts:test"
-    assert explorer.traversal.sources.shape == (1, 1, 32, 32)
+    assert explorer.traversal.sources.shape == (2, 1, 32, 32)
     assert explorer.source_menu.value in explorer.catalog and "coffee" not in explorer.source_menu.options
     explorer.step(3)
     assert explorer.traversal.iteration == 3
