@@ -238,6 +238,16 @@ def test_a_folder_that_holds_no_run_is_one_line(tmp_path):
     assert "settings.json is not valid JSON" in RunBrowser(tmp_path).header.value
 
 
+def test_names_in_the_settings_that_lead_out_of_the_folder_are_refused(copy, tmp_path):
+    outside = tmp_path / "outside" / "fonts_cnn"
+    shutil.copytree(copy / "fonts" / "fonts_cnn", outside)  # a model folder the run does not hold
+    settings = json.loads((copy / "settings.json").read_text())
+    settings["experiments"][0]["name"] = "../outside"
+    (copy / "settings.json").write_text(json.dumps(settings))
+    with pytest.raises(RunFolderError, match="experiment name '../outside' cannot name a folder of a run"):
+        StoredRun(copy)
+
+
 def test_damaged_files_are_named_and_the_rest_shows(copy):
     model = copy / "fonts" / "fonts_cnn"
     cut = model / "blind_spots" / "b0001_r1.pt"

@@ -130,8 +130,7 @@ class StoredRun:
 
     # -- the pieces of the run -------------------------------------------------------------------
     def _model_dir(self, key) -> Path:
-        experiment, model = self._model(key)
-        return self.run_dir / experiment.name / model_folder(model)
+        return self._store.model_dir(*self._model(key))
 
     def experiment(self, key):
         """The stored experiment of the model ``key`` (its rounds, divisions, images, ...)."""
@@ -145,7 +144,7 @@ class StoredRun:
     def pool(self, experiment_name: str) -> dict | None:
         """The experiment's pool (its sources, their names and classes, their targets); None before it was
         selected (or when damaged)."""
-        path = self.run_dir / experiment_name / "pool.json"
+        path = self._store.pool_path(self.experiments[experiment_name])
         pool = self.files.read_json(path) if self.files.is_finished(path, ("",)) else None
         if pool is not None and not (isinstance(pool, dict) and {"names", "labels", "class_names"} <= set(pool)):
             self.files.problem(path, "is not a pool record; left out")
@@ -160,10 +159,10 @@ class StoredRun:
         return source // experiment.batch_size, source % experiment.batch_size
 
     def _blind_spot_piece(self, key, batch: int, round_: int) -> Path:
-        return self._model_dir(key) / "blind_spots" / f"b{batch:04d}_r{round_}"
+        return self._store.blind_spots_stem(*self._model(key), batch, round_)
 
     def _triangle_piece(self, key, batch: int) -> Path:
-        return self._model_dir(key) / "triangles" / f"b{batch:04d}"
+        return self._store.triangles_stem(*self._model(key), batch)
 
     # -- what the run holds -----------------------------------------------------------------------
     def models(self) -> list[str]:

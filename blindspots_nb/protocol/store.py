@@ -398,9 +398,9 @@ class RunStore:
         if len(set(names)) != len(names):
             raise ValueError(f"two experiments of a run share a name ({names}); give each its own name")
         for experiment in experiments:
-            self._experiment_dir(experiment)  # every name a folder name
+            self.experiment_dir(experiment)  # every name a folder name
             for model in experiment.models:
-                self._model_dir(experiment, model)
+                self.model_dir(experiment, model)
         settings = {"format": RUN_FORMAT, "experiments": [e.to_dict() for e in experiments],
                     "weights": weights or {}}
         path = self.out_dir / SETTINGS
@@ -451,9 +451,9 @@ class RunStore:
             try:
                 experiments = [Experiment.from_dict(e) for e in value["experiments"]]
                 for experiment in experiments:
-                    self._experiment_dir(experiment)
+                    self.experiment_dir(experiment)
                     for model in experiment.models:
-                        self._model_dir(experiment, model)
+                        self.model_dir(experiment, model)
             except (TypeError, KeyError, ValueError, AttributeError) as error:
                 problem = f"an experiment cannot be read ({error})"
         if problem:
@@ -482,33 +482,35 @@ class RunStore:
         raise ValueError(f"{self.out_dir} has no experiment {name!r}; it has {[e.name for e in experiments]}")
 
     # -- the pool ---------------------------------------------------------------------
-    def _experiment_dir(self, experiment: Experiment) -> Path:
+    # Where each file of a run lives (naming only: nothing is read or written; a name from the
+    # settings that is not one plain folder name is a RunFolderError). The run browser reads by them too.
+    def experiment_dir(self, experiment: Experiment) -> Path:
         return self.out_dir / _component(experiment.name, "the experiment name")
 
-    def _pool_path(self, experiment: Experiment) -> Path:
-        return self._experiment_dir(experiment) / "pool.json"
+    def pool_path(self, experiment: Experiment) -> Path:
+        return self.experiment_dir(experiment) / "pool.json"
 
     def pool(self, experiment: Experiment) -> dict | None:
         """The experiment's pool record, None before it was selected (or if it failed its
         check). A ``source`` key, written before it was ``image_source``, is read too."""
-        path = self._pool_path(experiment)
+        path = self.pool_path(experiment)
         if not self._finished(path, [path.name], experiment):
             return None
         return renamed_keys(self._read_json(path), str(path), source="image_source")
 
     def save_pool(self, experiment: Experiment, record: dict):
-        path = self._write_json(self._pool_path(experiment), record, indent=1)
+        path = self._write_json(self.pool_path(experiment), record, indent=1)
         self._seal(path, [path], experiment)
 
     # -- one model's pieces -------------------------------------------------------------
-    def _model_dir(self, experiment: Experiment, model: str) -> Path:
-        return self._experiment_dir(experiment) / _component(model_folder(model), "the model name")
+    def model_dir(self, experiment: Experiment, model: str) -> Path:
+        return self.experiment_dir(experiment) / _component(model_folder(model), "the model name")
 
-    def _blind_spots_stem(self, experiment, model, batch: int, round_: int) -> Path:
-        return self._model_dir(experiment, model) / "blind_spots" / f"b{batch:04d}_r{round_}"
+    def blind_spots_stem(self, experiment, model, batch: int, round_: int) -> Path:
+        return self.model_dir(experiment, model) / "blind_spots" / f"b{batch:04d}_r{round_}"
 
-    def _triangles_stem(self, experiment, model, batch: int) -> Path:
-        return self._model_dir(experiment, model) / "triangles" / f"b{batch:04d}"
+    def triangles_stem(self, experiment, model, batch: int) -> Path:
+        return self.model_dir(experiment, model) / "triangles" / f"b{batch:04d}"
 
     @staticmethod
     def _piece_files(stem: Path) -> list[Path]:
@@ -519,25 +521,25 @@ class RunStore:
         return self._finished(stem, [f.name for f in self._piece_files(stem)], experiment)
 
     def has_blind_spots(self, experiment, model, batch: int, round_: int) -> bool:
-        return self._piece_finished(self._blind_spots_stem(experiment, model, batch, round_), experiment)
+        return self._piece_finished(self.blind_spots_stem(experiment, model, batch, round_), experiment)
 
     def save_blind_spots(self, experiment, model, batch: int, round_: int, images: torch.Tensor, rows: list[dict]):
         """A batch's blind spots of one round and their rows, then its manifest."""
-        tensor, table = self._piece_files(self._blind_spots_stem(experiment, model, batch, round_))
+        tensor, table = self._piece_files(self.blind_spots_stem(experiment, model, batch, round_))
         self._seal(tensor.with_suffix(""), [self._write_tensor(tensor, images), self._write_rows(table, rows)],
                    experiment)
 
     def blind_spots(self, experiment, model, batch: int, round_: int) -> torch.Tensor:
-        path = self._blind_spots_stem(experiment, model, batch, round_).with_suffix(".pt")
+        path = self.blind_spots_stem(experiment, model, batch, round_).with_suffix(".pt")
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def has_triangles(self, experiment, model, batch: int) -> bool:
-        return self._piece_finished(self._triangles_stem(experiment, model, batch), experiment)
+        return self._piece_finished(self.triangles_stem(experiment, model, batch), experiment)
 
     def save_triangles(self, experiment, model, batch: int, rows: list[dict], mean_grid: torch.Tensor):
         """A batch's Table-2 rows and each source's confidence at the grid points averaged
         over its pairs, (sources, points), then its manifest."""
-        tensor, table = self._piece_files(self._triangles_stem(experiment, model, batch))
+        tensor, table = self._piece_files(self.triangles_stem(experiment, model, batch))
         self._seal(tensor.with_suffix(""), [self._write_tensor(tensor, mean_grid), self._write_rows(table, rows)],
                    experiment)
 
@@ -546,24 +548,24 @@ class RunStore:
 
     def mean_triangle_grid(self, experiment, model) -> torch.Tensor:
         """Every source's pair-averaged grid confidences, (sources, points), in source order."""
-        return torch.cat([torch.load(self._triangles_stem(experiment, model, b).with_suffix(".pt"), map_location="cpu",
+        return torch.cat([torch.load(self.triangles_stem(experiment, model, b).with_suffix(".pt"), map_location="cpu",
                                      weights_only=True) for b in self._batches(experiment)])
 
     def save_record(self, experiment, model, shard: tuple[int, int], record: dict):
-        self._write_json(self._model_dir(experiment, model) / f"record_shard{shard[0]}of{shard[1]}.json", record)
+        self._write_json(self.model_dir(experiment, model) / f"record_shard{shard[0]}of{shard[1]}.json", record)
 
     def records(self, experiment) -> dict[str, dict]:
         """The shard records of every model of the experiment, by '<model folder>/record_shardIofN'."""
         return {f"{model_folder(model)}/{path.stem}": self._read_json(path) for model in experiment.models
-                for path in sorted(self._model_dir(experiment, model).glob("record_shard*.json"))}
+                for path in sorted(self.model_dir(experiment, model).glob("record_shard*.json"))}
 
     def model_finished(self, experiment, model) -> bool:
         """Whether every source batch of the pool has all its blind spots and its triangles;
         refuses pieces made with other settings than the run's, naming every one."""
         if self.pool(experiment) is None:
             return False
-        stems = [self._blind_spots_stem(experiment, model, b, r) for b in self._batches(experiment)
-                 for r in range(experiment.rounds)] + [self._triangles_stem(experiment, model, b)
+        stems = [self.blind_spots_stem(experiment, model, b, r) for b in self._batches(experiment)
+                 for r in range(experiment.rounds)] + [self.triangles_stem(experiment, model, b)
                                                         for b in self._batches(experiment)]
         states = {stem: self._piece(stem, [f.name for f in self._piece_files(stem)], experiment) for stem in stems}
         other = [stem for stem, state in states.items() if state == "other settings"]
@@ -575,14 +577,14 @@ class RunStore:
         """Every blind spot's row (``p0``, written before it was ``initial_confidence``, is read too)."""
         return [renamed_keys(row, f"blind-spot rows of {model} on {experiment.name}", p0="initial_confidence")
                 for b in self._batches(experiment) for r in range(experiment.rounds)
-                for row in self._read_rows(self._blind_spots_stem(experiment, model, b, r).with_suffix(".csv"))]
+                for row in self._read_rows(self.blind_spots_stem(experiment, model, b, r).with_suffix(".csv"))]
 
     def source_rows(self, experiment, model) -> list[dict]:
         return [row for b in self._batches(experiment)
-                for row in self._read_rows(self._triangles_stem(experiment, model, b).with_suffix(".csv"))]
+                for row in self._read_rows(self.triangles_stem(experiment, model, b).with_suffix(".csv"))]
 
     def save_model_rows(self, experiment, model, blind_spots: list[dict], sources: list[dict]):
-        folder = self._model_dir(experiment, model)
+        folder = self.model_dir(experiment, model)
         self._write_rows(folder / "per_blindspot.csv", blind_spots)
         self._write_rows(folder / "per_source.csv", sources)
 
