@@ -264,7 +264,7 @@ def test_damaged_files_are_named_and_the_rest_shows(copy):
         "fonts/fonts_cnn/blind_spots/b0001_r1.pt: is missing or not the size its manifest names; its piece is left out",
         f"fonts/fonts_cnn/triangles/b0000.csv: holds a value that is not a number ({_float_error(table)}); left out",
         next(p for p in run.problems if p.startswith("fonts/fonts_cnn_at/blind_spots/b0002_r0.pt: cannot be loaded")),
-        next(p for p in run.problems if p.startswith("fonts/fonts_cnn_at/record_shard0of1.json: not valid JSON")),
+        next(p for p in run.problems if p.startswith("fonts/fonts_cnn_at/record_shard0of1.json: is not valid JSON")),
     ])
     assert all("\n" not in p for p in run.problems)
     rows = {r["source"]: r for r in run.source_rows("fonts/fonts_cnn")}

@@ -1,7 +1,8 @@
 """The files of a run folder, read and never written, each damaged one a line.
 
 :class:`RunFiles` reads JSON, CSV and tensor files under a run folder once each (a later
-ask gets what was read), and turns a damaged file (not JSON, a missing column, a value
+ask gets what was read), and turns a damaged file (not JSON, too deep, too large or not
+UTF-8 (:func:`~blindspots_nb.tools.json_files.read_json`), a missing column, a value
 that is not a number, a cut or foreign ``.pt``, a FIFO where a file should be) into one
 line in :attr:`RunFiles.problems` naming it, instead of an error: the browser of
 :mod:`.runs` shows the rest. Tensors are loaded with ``torch.load(weights_only=True)``,
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import torch
 
 from ..tools.deprecation import renamed_keys
+from ..tools.json_files import UnreadableJSON, read_json
 
 
 class RunFiles:
@@ -29,8 +30,8 @@ class RunFiles:
         self._read: dict = {}  # what was read, by what it is
 
     def problem(self, path: Path, what: str):
-        """Say once that ``path`` (named relative to the run) is ``what``."""
-        line = f"{path.relative_to(self.run_dir)}: {what}"
+        """Say once that ``path`` (named relative to the run when it lies in it) is ``what``."""
+        line = f"{path.relative_to(self.run_dir) if path.is_relative_to(self.run_dir) else path}: {what}"
         if line not in self.problems:
             self.problems.append(line)
 
@@ -43,14 +44,12 @@ class RunFiles:
     def read_json(self, path: Path):
         """A JSON file's value; None when it is missing (or damaged: then a problem)."""
         def read():
-            if not path.is_file():
-                if path.exists():
-                    self.problem(path, "is not a regular file; left out")
-                return None
             try:
-                return json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError, UnicodeDecodeError) as error:
-                self.problem(path, f"not valid JSON ({error}); left out")
+                return read_json(path)
+            except FileNotFoundError:
+                return None
+            except UnreadableJSON as error:  # deep, huge, not UTF-8, not JSON, a FIFO
+                self.problem(path, f"{error.reason}; left out")
                 return None
         return self.once(("json", path), read)
 

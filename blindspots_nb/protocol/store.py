@@ -60,6 +60,7 @@ import torch
 
 from ..tools import atomic
 from ..tools.checksums import file_sha256
+from ..tools.json_files import UnreadableJSON, read_json
 from ..tools.deprecation import renamed_keys, renamed_keywords
 from .experiment import Experiment
 from ..models.spec import model_folder
@@ -235,9 +236,9 @@ class RunStore:
     def _read_json(self, path: Path):
         """A JSON file of the run; a clear error naming it when it is not JSON."""
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as error:
-            raise RunFolderError(f"{path} is not valid JSON ({error}): it was changed or cut outside this tool; "
+            return read_json(path)
+        except UnreadableJSON as error:  # deep, huge, not UTF-8, not JSON, not a file: one line naming it
+            raise RunFolderError(f"{error}: it was changed or cut outside this tool; "
                                  "restore it, or start the run anew in another folder (or with --force)") from None
 
     # -- finished pieces ------------------------------------------------------------
@@ -295,7 +296,7 @@ class RunStore:
         if signature is not None and self._matched.get(manifest) == signature:
             return "finished"
         try:
-            record = json.loads(manifest.read_text(encoding="utf-8"))
+            record = read_json(manifest)
             expected = record["files"]
             if sorted(expected) != sorted(names):  # a manifest names its piece's files, no others
                 raise ValueError
