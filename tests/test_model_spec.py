@@ -4,6 +4,7 @@ and a whole run of the tables through papermill and torchrun on a factory model.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -110,6 +111,104 @@ def test_the_cli_refuses_a_bad_spec_in_one_line(factory_file, tmp_path, capsys):
                  "--out-dir", str(tmp_path / "out"), "--device", "cpu"]) == 2
     error = capsys.readouterr().err
     assert "returned a NoneType, not a module" in error and "Traceback" not in error
+
+
+MISDESCRIBED = """
+import torch
+import torch.nn as nn
+from blindspots_nb.models import wrap
+
+GREY = (0.5, 0.5, 0.5)
+
+
+def _net(outputs=3):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, outputs))
+
+
+def needs_size(size, name="tiny"):
+    return wrap(_net(), GREY, GREY, ["a", "b", "c"], (3, size, size))
+
+
+def two_names_three_outputs():
+    return wrap(_net(3), GREY, GREY, ["a", "b"], (3, 8, 8))
+
+
+def big_input():
+    return wrap(_net(), GREY, GREY, ["a", "b", "c"], input_size="big")
+
+
+def big_input_dict():
+    return {"module": _net(), "mean": GREY, "std": GREY, "class_names": ["a", "b", "c"], "input_size": "big"}
+
+
+def same_names():
+    return wrap(_net(), GREY, GREY, ["cat", "cat", "dog"], (3, 8, 8))
+
+
+def nfc_and_nfd():
+    return wrap(_net(), GREY, GREY, ["caf\\u00e9", "cafe\\u0301", "tea"], (3, 8, 8))
+
+
+def wrong_size():
+    return wrap(_net(), GREY, GREY, ["a", "b", "c"], (3, 16, 16))
+
+
+def changes_torch():
+    net = _net()
+    torch.set_default_dtype(torch.float64)
+    torch.set_grad_enabled(False)
+    torch.use_deterministic_algorithms(True)
+    return wrap(net, GREY, GREY, ["a", "b", "c"], (3, 8, 8))
+"""
+
+
+@pytest.mark.parametrize("function, message", [
+    ("needs_size", "needs_size requires the argument\\(s\\) size, but a factory is called with no arguments"),
+    ("two_names_three_outputs", "its network gives outputs of shape \\(1, 3\\) for one image, but it has 2 class names"),
+    ("big_input", "input_size must be \\(C, H, W\\).*got 'big'"),
+    ("big_input_dict", "input_size must be \\(C, H, W\\).*got 'big'"),
+    ("same_names", "its class names are not unique \\(0 'cat' and 1 'cat'\\)"),
+    ("nfc_and_nfd", re.escape("its class names are not unique (0 'caf\u00e9' (U+0063 U+0061 U+0066 U+00E9) and "
+                              "1 'cafe\u0301' (U+0063 U+0061 U+0066 U+0065 U+0301))")),
+    ("wrong_size", "its network fails on one image of its input_size \\(3, 16, 16\\): RuntimeError"),
+])
+def test_a_misdescribed_model_is_one_line_at_load_naming_the_spec(tmp_path, function, message):
+    path = tmp_path / "misdescribed.py"
+    path.write_text(MISDESCRIBED)
+    with pytest.raises(ModelSpecError, match=f"^model factory '{path}:{function}': {message}"):
+        load_model(f"{path}:{function}", device="cpu")
+
+
+def test_the_cli_says_in_one_line_that_a_factory_needs_arguments(tmp_path, capsys):
+    path = tmp_path / "misdescribed.py"
+    path.write_text(MISDESCRIBED)
+    assert main(["reproduce", "--models", f"{path}:needs_size", "--image-source", f"folder:{tmp_path}",
+                 "--out-dir", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert "requires the argument(s) size" in error and "Traceback" not in error and "TypeError" not in error
+
+
+def test_loading_a_factory_leaves_torchs_settings_as_they_were(tmp_path):
+    """A factory that sets float64, no gradients and deterministic algorithms for itself: after
+    loading it, the caller's torch is as it was, and LST on fonts_cnn runs in float32."""
+    from blindspots_nb.data import fonts_dataset
+    from blindspots_nb.lst import LSTConfig, Traversal
+
+    path = tmp_path / "misdescribed.py"
+    path.write_text(MISDESCRIBED)
+    with pytest.warns(UserWarning, match=r"changed torch's process-wide settings \(default dtype torch.float32 -> "
+                                         r"torch.float64; gradient mode True -> False; deterministic algorithms "
+                                         r"\(False, False\) -> \(True, False\)\); they are set back"):
+        model = load_model(f"{path}:changes_torch", device="cpu")
+    assert model.class_names == ["a", "b", "c"]
+    assert torch.get_default_dtype() == torch.float32 and torch.is_grad_enabled()
+    assert not torch.are_deterministic_algorithms_enabled()
+    fonts = load_model("fonts_cnn", device="cpu")
+    glyphs = fonts_dataset("test", n=2, size=32)
+    traversal = Traversal(fonts, glyphs.images[:1], glyphs.labels[:1], glyphs.images[1:], LSTConfig(iterations=2))
+    traversal.step(2)
+    assert traversal.images.dtype == torch.float32 and traversal.confidence.dtype == torch.float32
 
 
 # ----------------------------------------------------------------- validation at the door

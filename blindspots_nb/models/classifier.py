@@ -4,7 +4,8 @@ is asked of one (its device, its prediction, its confidence in a given class).""
 from __future__ import annotations
 
 import contextlib
-
+import numbers
+import unicodedata
 from typing import Mapping, Sequence
 
 import torch
@@ -12,6 +13,46 @@ import torch.nn as nn
 
 from ..execution import Execution
 from ..tools.tensors import module_device
+
+
+class ModelDescriptionError(ValueError):
+    """What a model's wrapper is given does not fit together (input size, mean and std,
+    class names): a mistake in how a model is described, not in its network."""
+
+
+def class_name_key(name) -> str:
+    """The form in which class names (and the class folders named after them) are
+    compared: the text NFC-normalised, so that an accent typed as one code point or as a
+    letter and a combining mark is the same name. Nothing else is folded (no case)."""
+    return unicodedata.normalize("NFC", str(name))
+
+
+def spelled_out(name) -> str:
+    """``repr(name)``, with its code points where it is not plain ASCII, so that names
+    that look alike can be told apart: ``'é' (U+0065 U+0301)``."""
+    text = str(name)
+    return repr(text) if text.isascii() else f"{text!r} ({' '.join(f'U+{ord(c):04X}' for c in text)})"
+
+
+def check_class_names(class_names: Sequence) -> None:
+    """Refuse class names that are the same once compared (:func:`class_name_key`): a
+    label would name two classes. ModelDescriptionError naming them, with their code points."""
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(class_names):
+        seen.setdefault(class_name_key(name), []).append(i)
+    same = [indices for indices in seen.values() if len(indices) > 1]
+    if same:
+        listed = "; ".join(" and ".join(f"{i} {spelled_out(class_names[i])}" for i in indices) for indices in same[:5])
+        raise ModelDescriptionError(f"its class names are not unique ({listed}): give each class its own name")
+
+
+def _checked_input_size(input_size) -> tuple[int, int, int]:
+    """``input_size`` as (C, H, W) of positive ints, or ModelDescriptionError saying what it is."""
+    if isinstance(input_size, str) or not isinstance(input_size, Sequence) or len(input_size) != 3 or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in input_size):
+        raise ModelDescriptionError(f"input_size must be (C, H, W), three positive whole numbers such as "
+                                    f"(3, 224, 224), got {input_size!r}")
+    return tuple(int(v) for v in input_size)
 
 
 class Classifier(nn.Module):
@@ -25,17 +66,18 @@ class Classifier(nn.Module):
                  class_names: Sequence[str], input_size: tuple[int, int, int],
                  info: Mapping | None = None):
         super().__init__()
+        input_size = _checked_input_size(input_size)
         channels = input_size[0]
         if len(mean) != channels or len(std) != channels:
-            raise ValueError(f"mean and std need {channels} values (one per input channel), "
-                             f"got {len(mean)} and {len(std)}")
+            raise ModelDescriptionError(f"mean and std need {channels} values (one per input channel), "
+                                        f"got {len(mean)} and {len(std)}")
         if any(s <= 0 for s in std):
-            raise ValueError(f"std must be positive, got {tuple(std)}")
+            raise ModelDescriptionError(f"std must be positive, got {tuple(std)}")
         self.net = net
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.class_names = list(class_names)
-        self.input_size = tuple(int(v) for v in input_size)
+        self.input_size = input_size
         self.info = {"num_classes": len(self.class_names), "input_size": list(self.input_size),
                      "mean": [float(v) for v in mean], "std": [float(v) for v in std],
                      **dict(info or {})}

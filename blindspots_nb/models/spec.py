@@ -22,20 +22,23 @@ into the wrapped network (the classifier's ``net``), strictly, after the factory
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from ..tools.tensors import weights_sha256
+from ..tools.tensors import module_device, weights_sha256
 from .checkpoint_formats import CheckpointError
-from .classifier import Classifier, wrap
+from .classifier import Classifier, ModelDescriptionError, check_class_names, wrap
 from .registry import list_models
 
 FORM = "'path/to/file.py:function' or 'package.module:function'"
@@ -153,15 +156,97 @@ def _classifier(made, spec: str) -> Classifier:
     return made
 
 
+def _check_no_arguments(build, spec: str) -> None:
+    """Refuse a factory that cannot be called with no arguments, naming what it requires."""
+    try:
+        parameters = inspect.signature(build).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): calling it will tell
+        return
+    required = [p.name for p in parameters if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if required:
+        raise ModelSpecError(f"model factory {spec!r}: {parse_spec(spec)[1]} requires the argument(s) "
+                             f"{', '.join(required)}, but a factory "
+                             "is called with no arguments: give them default values, or write a function without "
+                             "arguments that calls it")
+
+
+# torch's process-wide settings a factory may change (reading them, setting them back):
+# default dtype, gradient mode, anomaly detection, deterministic algorithms, matmul precision, threads.
+_GLOBAL_SETTINGS = {
+    "default dtype": (torch.get_default_dtype, torch.set_default_dtype),
+    "gradient mode": (torch.is_grad_enabled, torch.set_grad_enabled),
+    "anomaly detection": (torch.is_anomaly_enabled, torch.set_anomaly_enabled),
+    "deterministic algorithms": (
+        lambda: (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()),
+        lambda mode: torch.use_deterministic_algorithms(mode[0], warn_only=mode[1])),
+    "float32 matmul precision": (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
+    "cuDNN deterministic": (lambda: torch.backends.cudnn.deterministic,
+                            lambda value: setattr(torch.backends.cudnn, "deterministic", value)),
+    "cuDNN benchmark": (lambda: torch.backends.cudnn.benchmark,
+                        lambda value: setattr(torch.backends.cudnn, "benchmark", value)),
+    "CPU threads": (torch.get_num_threads, torch.set_num_threads),
+}
+
+
+@contextlib.contextmanager
+def _caller_settings_kept(spec: str):
+    """Run a factory (its import too) leaving the caller's torch as it was: its random
+    state (a factory seeds) and its process-wide settings (:data:`_GLOBAL_SETTINGS`),
+    which are set back afterwards, with a warning naming those the factory changed, so
+    that a model loaded later in the same process does not run in float64 or without
+    gradients unawares."""
+    before = {name: read() for name, (read, _) in _GLOBAL_SETTINGS.items()}
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        changed = [f"{name} {before[name]} -> {value}" for name, value in
+                   ((name, read()) for name, (read, _) in _GLOBAL_SETTINGS.items()) if value != before[name]]
+        for name, (_, write) in _GLOBAL_SETTINGS.items():
+            write(before[name])
+        if changed:
+            warnings.warn(f"model factory {spec!r} changed torch's process-wide settings ({'; '.join(changed)}); "
+                          "they are set back as they were before loading it", stacklevel=4)
+
+
+def _check_outputs(model: Classifier, spec: str) -> None:
+    """One image of the model's input size through it: refuses a network that fails on it
+    or whose outputs do not match its class names (one logit per class)."""
+    image = torch.full((1, *model.input_size), 0.5, device=module_device(model))
+    try:
+        with torch.no_grad():
+            logits = model(image)
+    except Exception as err:  # the user's network: whatever it raises says why it does not take the image
+        raise ModelSpecError(f"model factory {spec!r}: its network fails on one image of its input_size "
+                             f"{model.input_size}: {type(err).__name__}: {err}") from None
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] != len(model.class_names):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ModelSpecError(f"model factory {spec!r}: its network gives outputs of shape {shape} for one image, "
+                             f"but it has {len(model.class_names)} class names: give one class name per output "
+                             f"(a logit per class, shape (1, {len(model.class_names)}))")
+
+
 def load_spec(spec: str, device: str | torch.device | None = None,
               weights: str | os.PathLike | None = None) -> Classifier:
     """The classifier a factory spec makes, on ``device`` (None: CUDA when available),
     with ``weights`` (a state dict of its ``net``) loaded, and the fingerprint of its
-    parameters and buffers as ``info["weights_sha256"]``."""
+    parameters and buffers as ``info["weights_sha256"]``.
+
+    What the factory describes is checked at once, in one line naming the spec: a factory
+    that needs arguments, an input size, mean and std or class names that do not fit
+    together (class names must be unique), a network that fails on one image of its input
+    size or gives another number of outputs than it has class names. The caller's random
+    state and torch's process-wide settings are left as they were (see
+    :func:`_caller_settings_kept`)."""
     spec = canonical_spec(spec)
-    build = factory(spec)
-    with torch.random.fork_rng(devices=[]):  # a factory's seeding leaves the caller's random state alone
-        model = _classifier(build(), spec)
+    try:
+        with _caller_settings_kept(spec):
+            build = factory(spec)
+            _check_no_arguments(build, spec)
+            model = _classifier(build(), spec)
+        check_class_names(model.class_names)
+    except ModelDescriptionError as err:
+        raise ModelSpecError(f"model factory {spec!r}: {err}") from None
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -173,6 +258,7 @@ def load_spec(spec: str, device: str | torch.device | None = None,
             raise CheckpointError(f"{path} does not fit {spec}'s network: {err}") from None
     device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     model = model.eval().requires_grad_(False).to(device)
+    _check_outputs(model, spec)
     fingerprint = weights_sha256(model)
     target = parse_spec(spec)[0]
     origin = Path(weights).resolve() if weights is not None else (
