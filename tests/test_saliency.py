@@ -13,7 +13,7 @@ from blindspots_nb.execution import Execution
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.plots import blindspot_grid_figure, saliency_correlation_figure, saliency_strip
 from blindspots_nb.analysis.saliency import (METHODS, attribution_maps, attributions, gradcam_layer,
-                                             grid_attribution_maps, method_caption, path_saliency,
+                                             grid_attribution_maps, method_caption, occlusion_window, path_saliency,
                                              rank_correlation, saliency_sentences)
 
 matplotlib.use("Agg")
@@ -94,17 +94,69 @@ def test_gradcam_is_zero_where_the_model_does_not_look():
                                                          layer=model.first))
 
 
+def _occlusion_by_loops(model, image, label, window, stride):
+    """Occlusion written out: patches of window x window pixels (every channel) set to 0 with their top-left
+    corners at 0, stride, 2 stride, ... in each direction until a patch reaches the image's edge (the last one
+    cut off there); each pixel's value is the mean drop of the label's logit over the patches covering it."""
+    size = image.shape[-1]
+    corners = []
+    for corner in range(0, size, stride):
+        corners.append(corner)
+        if corner + window >= size:
+            break
+    with torch.no_grad():
+        clean = float(model(image[None])[0, label])
+        drop_sum, covered = torch.zeros(size, size), torch.zeros(size, size)
+        for top in corners:
+            for left in corners:
+                hidden = image.clone()
+                hidden[:, top:top + window, left:left + window] = 0
+                drop_sum[top:top + window, left:left + window] += clean - float(model(hidden[None])[0, label])
+                covered[top:top + window, left:left + window] += 1
+    assert bool((covered > 0).all())
+    return drop_sum / covered
+
+
+def test_occlusion_matches_the_map_computed_by_hand(tiny_cnn):
+    images, labels = _images(2, seed=4), torch.tensor([1, 3])
+    raw = attributions(tiny_cnn, images, labels, "occlusion", window=5, stride=3)  # corners 0, 3, 6, 9, 12 (cut off)
+    maps = attribution_maps(tiny_cnn, images, labels, "occlusion", window=5, stride=3)
+    for n in range(2):
+        expected = _occlusion_by_loops(tiny_cnn, images[n], int(labels[n]), window=5, stride=3)
+        assert float(expected.max()) > 0 and float(expected.min()) < 0  # both signs: the positive part matters
+        for channel in range(3):  # a patch hides every channel: one value per pixel
+            torch.testing.assert_close(raw[n, channel], expected, rtol=1e-4, atol=1e-5)
+        positive = expected.clamp_min(0)
+        torch.testing.assert_close(maps[n], positive / positive.max(), rtol=1e-4, atol=1e-5)
+
+
+def test_occlusion_default_window_and_its_errors(tiny_cnn):
+    assert occlusion_window((3, 224, 224)) == ((28, 28), (14, 14))  # an eighth of the side, half of it
+    assert occlusion_window((1, 32, 32), window=(4, 2)) == ((4, 2), (2, 2))
+    images = _images(1)
+    torch.testing.assert_close(attribution_maps(tiny_cnn, images, [2], "occlusion"),  # 16 px: window 2, stride 1
+                               attribution_maps(tiny_cnn, images, [2], "occlusion", window=2, stride=1))
+    with pytest.raises(ValueError, match="stride .* is longer than its window"):
+        attribution_maps(tiny_cnn, images, [0], "occlusion", window=2, stride=3)
+    with pytest.raises(ValueError, match=r"window of 1 to \(16, 16\)"):
+        attribution_maps(tiny_cnn, images, [0], "occlusion", window=17)
+    with pytest.raises(ValueError, match="baseline is a number"):
+        attribution_maps(tiny_cnn, images, [0], "occlusion", baseline=torch.zeros(3))
+    assert "occlusion (window=(28, 28), stride=(14, 14), baseline=0.0)" in method_caption(
+        SimpleNamespace(input_size=(3, 224, 224)), "occlusion")
+
+
 def test_maps_are_normalised_and_nonnegative(tiny_cnn):
     for method in METHODS:
-        maps = attribution_maps(tiny_cnn, _images(), [0, 1], method, **({"n_steps": 4} if method != "saliency"
-                                                                          and method != "gradcam" else {}))
+        maps = attribution_maps(tiny_cnn, _images(), [0, 1], method,
+                                **({"n_steps": 4} if method == "integrated_gradients" else {}))
         assert maps.shape == (2, 16, 16) and maps.dtype == torch.float32
         assert bool((maps >= 0).all())
         assert all(float(peak) in (0.0, 1.0) for peak in maps.amax((1, 2)))
 
 
 def test_clear_errors(tiny_cnn):
-    with pytest.raises(ValueError, match="known methods: saliency, integrated_gradients, gradcam"):
+    with pytest.raises(ValueError, match="known methods: saliency, integrated_gradients, gradcam, occlusion"):
         attribution_maps(tiny_cnn, _images(), [0, 1], "lime")
     with pytest.raises(ValueError, match=r"takes no option\(s\) \['n_steps'\]"):
         attribution_maps(tiny_cnn, _images(), [0, 1], "saliency", n_steps=3)
@@ -180,7 +232,7 @@ def test_path_saliency_errors(tiny_cnn):
     with pytest.raises(ValueError, match="pass target="):
         path_saliency(tiny_cnn, images)
     with pytest.raises(ValueError, match="known methods"):
-        path_saliency(tiny_cnn, images, "occlusion", target=images[0])
+        path_saliency(tiny_cnn, images, "lime", target=images[0])
 
 
 def test_grid_maps_explain_the_column_source_class(tiny_cnn):

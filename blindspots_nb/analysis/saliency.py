@@ -15,7 +15,13 @@ zero), so that maps of different images and methods can be compared by their ran
   order (``model.modules()``), the last convolution before the pooling head in the
   registry's CNNs. A model with no convolution, or whose last convolution is followed by
   attention blocks (a ViT, whose only convolution cuts the image into patches), has no
-  such layer: pass ``layer=`` there.
+  such layer: pass ``layer=`` there;
+- ``"occlusion"``: Captum's ``Occlusion`` (Zeiler & Fergus 2014), the black-box map: a square
+  patch of every channel (option ``window``, default an eighth of the image's height) is set
+  to ``baseline`` (default 0, black) at every ``stride`` (default half the window), and each
+  pixel gets the mean drop of the class logit over the patches that covered it; its positive
+  part (where hiding the pixel lowers the class). Gradient-free: one forward pass per patch
+  position (about 15 x 15 by default, ``perturbations_per_eval`` of them per batch).
 """
 
 from __future__ import annotations
@@ -24,14 +30,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
+from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
 
 from ..lst import LSTResult, Traversal
 from ..execution import Execution
 from ..models import class_confidence, module_device, predict
 from ..tools.tensors import check_images, class_indices, l2_distance
 
-METHODS = ("saliency", "integrated_gradients", "gradcam")
+METHODS = ("saliency", "integrated_gradients", "gradcam", "occlusion")
 
 
 def _is_attention(module: nn.Module) -> bool:
@@ -75,14 +81,41 @@ def _normalise(maps: torch.Tensor) -> torch.Tensor:
     return maps / torch.where(peak > 0, peak, torch.ones_like(peak))
 
 
+def occlusion_window(images_or_size, window=None, stride=None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The occlusion patch (h, w) and stride (h, w) for images of height and width
+    ``images_or_size`` ((H, W), (C, H, W), or a batch): ``window`` (an int or (h, w); default
+    H // 8, at least 1) and ``stride`` (default half the window, at least 1; at most the window,
+    so that every pixel is hidden by some patch)."""
+    height, width = tuple(getattr(images_or_size, "shape", images_or_size))[-2:]
+    window = _pair(max(1, height // 8) if window is None else window)
+    stride = _pair(max(1, window[0] // 2) if stride is None else stride)
+    if None in window + stride or min(window + stride) < 1 or window[0] > height or window[1] > width:
+        raise ValueError(f"occlusion needs a window of 1 to ({height}, {width}) pixels and a stride of at least 1 "
+                         f"(integers or pairs of them), got window {window}, stride {stride}")
+    if any(step > side < full for step, side, full in zip(stride, window, (height, width))):
+        raise ValueError(f"occlusion's stride {stride} is longer than its window {window}: pixels between the "
+                         "patches would never be hidden")
+    return window, stride
+
+
+def _pair(value) -> tuple:
+    """An int as (value, value), a pair of ints as it is; anything else as (None,)."""
+    values = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
+    ok = len(values) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    return values if ok else (None,)
+
+
 def attributions(model, images: torch.Tensor, labels, method: str = "saliency", **options) -> torch.Tensor:
     """Captum's raw attributions for each image's label, on the model's device:
     (B, C, H, W) absolute gradients (``"saliency"``), (B, C, H, W) signed integrated
-    gradients, whose sum is f(x) - f(baseline) of the label's logit, or (B, 1, h, w)
-    Grad-CAM at the layer's resolution. Arguments as :func:`attribution_maps`."""
+    gradients, whose sum is f(x) - f(baseline) of the label's logit, (B, 1, h, w)
+    Grad-CAM at the layer's resolution, or (B, C, H, W) occlusion, the mean drop of the label's
+    logit over the patches that covered each pixel (the same in every channel: a patch covers
+    them all). Arguments as :func:`attribution_maps`."""
     _check_method(method)
     allowed = {"saliency": set(), "integrated_gradients": {"baseline", "n_steps", "internal_batch_size"},
-               "gradcam": {"layer"}}[method]
+               "gradcam": {"layer"},
+               "occlusion": {"window", "stride", "baseline", "perturbations_per_eval"}}[method]
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ValueError(f"method {method!r} takes no option(s) {unknown}; it takes {sorted(allowed) or 'none'}")
@@ -104,6 +137,16 @@ def attributions(model, images: torch.Tensor, labels, method: str = "saliency", 
         return IntegratedGradients(model).attribute(
             images, baselines=baseline, target=targets, n_steps=options.get("n_steps", 32),
             internal_batch_size=options.get("internal_batch_size", 16)).detach()
+    if method == "occlusion":
+        window, stride = occlusion_window(images, options.get("window"), options.get("stride"))
+        baseline, channels = options.get("baseline", 0.0), images.shape[1]
+        if isinstance(baseline, bool) or not isinstance(baseline, (int, float)):
+            raise ValueError(f"occlusion's baseline is a number (the value of a hidden pixel), got {baseline!r}")
+        with torch.no_grad():
+            return Occlusion(model).attribute(
+                images.detach(), sliding_window_shapes=(channels, *window), strides=(channels, *stride),
+                baselines=float(baseline), target=targets,
+                perturbations_per_eval=options.get("perturbations_per_eval", 16)).detach()
     layer = gradcam_layer(model, options.get("layer"))
     cam = LayerGradCam(model, layer).attribute(images, target=targets, relu_attributions=True)
     if cam.dim() != 4:
@@ -119,13 +162,16 @@ def attribution_maps(model, images: torch.Tensor, labels, method: str = "salienc
 
     ``method`` is one of :data:`METHODS`; ``options`` go to it (module docstring):
     ``baseline``, ``n_steps``, ``internal_batch_size`` for integrated gradients,
-    ``layer`` for Grad-CAM.
+    ``layer`` for Grad-CAM, ``window``, ``stride``, ``baseline``, ``perturbations_per_eval``
+    for occlusion.
     """
     raw = attributions(model, images, labels, method, **options)
     if method == "saliency":
         maps = raw.amax(1)
     elif method == "integrated_gradients":
         maps = raw.sum(1).abs()
+    elif method == "occlusion":
+        maps = raw.mean(1).clamp_min(0)
     else:
         maps = LayerAttribution.interpolate(raw, tuple(images.shape[2:]), "bilinear")[:, 0].clamp_min(0)
     return _normalise(maps.float().cpu())
@@ -286,17 +332,20 @@ def grid_attribution_maps(model, grid, method: str = "gradcam", batch_size: int 
     return maps.view(k, k, *maps.shape[1:])
 
 
-def method_options(method: str, layer=None, n_steps: int | None = None) -> dict:
+def method_options(method: str, layer=None, n_steps: int | None = None, window=None) -> dict:
     """The options of ``method`` among those given (None: the method's default):
-    Grad-CAM's ``layer``, integrated gradients' ``n_steps``; saliency takes none."""
+    Grad-CAM's ``layer``, integrated gradients' ``n_steps``, occlusion's ``window``; saliency
+    takes none."""
     _check_method(method)
-    given = {"gradcam": {"layer": layer}, "integrated_gradients": {"n_steps": n_steps}}.get(method, {})
+    given = {"gradcam": {"layer": layer}, "integrated_gradients": {"n_steps": n_steps},
+             "occlusion": {"window": window}}.get(method, {})
     return {key: value for key, value in given.items() if value is not None}
 
 
 def method_caption(model, method: str, **options) -> str:
     """What produced the maps, for a figure's caption: the method, its options (Grad-CAM's
-    layer by its name in the model) and Captum's version."""
+    layer by its name in the model, occlusion's window and stride for the model's input size)
+    and Captum's version."""
     from importlib.metadata import version
 
     _check_method(method)
@@ -309,6 +358,9 @@ def method_caption(model, method: str, **options) -> str:
         if isinstance(options["baseline"], torch.Tensor):
             options["baseline"] = f"tensor {tuple(options['baseline'].shape)}"
         options.pop("internal_batch_size", None)  # memory, not the result
+    elif method == "occlusion":
+        window, stride = occlusion_window(model.input_size, options.get("window"), options.get("stride"))
+        options = {"window": window, "stride": stride, "baseline": options.get("baseline", 0.0)}
     settings = ", ".join(f"{key}={value}" for key, value in options.items())
     return f"attribution: {method}{f' ({settings})' if settings else ''}, captum {version('captum')}"
 
