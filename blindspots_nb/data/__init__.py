@@ -1,4 +1,4 @@
-"""Image sources: skimage photos, FONTS-style glyphs, ImageNet/CIFAR-10, a user's folder.
+"""Image sources: skimage photos, FONTS-style glyphs, handwritten digits, ImageNet/CIFAR-10, a user's folder.
 
 Every loader returns images as float tensors in [0, 1] at a model's input size, made
 by one preprocessing; datasets yield ``(image, label)`` and carry ``class_names`` and
@@ -7,7 +7,8 @@ per-image ``names``. One file per concern:
 - :mod:`.images`: the preprocessing (:func:`preprocess_for`), reading image files
   (:func:`open_image`) and the two datasets (:class:`TensorImages`, :class:`ImageFiles`);
 - one file per kind of source: :mod:`.photos` (scikit-image's photos), :mod:`.fonts`
-  (glyphs A-J and their differentiable renderer), :mod:`.imagenet`, :mod:`.cifar` (CIFAR-10), :mod:`.folder` (a user's
+  (glyphs A-J and their differentiable renderer), :mod:`.digits` (scikit-learn's handwritten
+  digits), :mod:`.imagenet`, :mod:`.cifar` (CIFAR-10), :mod:`.folder` (a user's
   images and their labels);
 - :mod:`.sources`: the registry that opens each of them from one spelling.
 
@@ -23,6 +24,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "photos": ("SAMPLE_IMAGES", "sample_images"),
     "fonts": ("GlyphRenderer", "TRANSFORM_PARAMETERS", "TRANSFORM_RANGES", "affine_theta", "draw_parameters",
               "font_split", "fonts_dataset", "matplotlib_fonts"),
+    "digits": ("DIGITS_SPLIT_SEED", "DIGITS_TEST_SHARE", "digits_dataset"),
     "imagenet": ("imagenet_val",),
     "cifar": ("cifar10",),
     "folder": ("has_class_folders", "image_folder"),

@@ -6,6 +6,8 @@ spelling                  what it opens
 ``photos``                scikit-image's bundled photos (unlabelled)
 ``fonts`` / ``fonts:test`` FONTS-style glyphs A-J from the test fonts
 ``fonts:train``           the same from the training fonts
+``digits`` / ``digits:test`` scikit-learn's handwritten digits 0-9, the test split
+``digits:train``          the same from the training split
 ``imagenet:ROOT``         ImageNet validation images, ``ROOT/<wnid>/*``
 ``cifar10:ROOT``          the CIFAR-10 test batch under ``ROOT``
 ``folder:PATH``           a user's images (labels from subfolder names)
@@ -65,6 +67,8 @@ class SourceKind:
 SOURCES: dict[str, SourceKind] = {
     "photos": SourceKind(_photos, None, None, "scikit-image's bundled photos (unlabelled)"),
     "fonts": SourceKind(_fonts, "test|train", "test", f"{FONTS_GLYPHS} FONTS-style glyphs A-J"),
+    "digits": SourceKind(lambda split, size, *_: data.digits_dataset(split, size), "test|train", "test",
+                         "scikit-learn's handwritten digits 0-9 (8x8, upsampled), a fixed test or train split"),
     "imagenet": SourceKind(lambda root, size, seed: data.imagenet_val(root, size=size), "ROOT", None,
                            "ImageNet validation images in class folders ROOT/<wnid>/*"),
     "cifar10": SourceKind(lambda root, size, seed: data.cifar10(root), "ROOT", None,
@@ -143,8 +147,8 @@ def item_digest(dataset, index: int) -> str | None:
 
 
 def default_source(model) -> str:
-    """Glyphs for models trained on FONTS, photos for the others."""
-    return "fonts:test" if getattr(model, "info", {}).get("dataset") == "fonts" else "photos"
+    """Glyphs for models trained on FONTS, digits for those trained on digits, photos for the others."""
+    return {"fonts": "fonts:test", "digits": "digits:test"}.get(getattr(model, "info", {}).get("dataset"), "photos")
 
 
 def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str]]:
@@ -178,12 +182,12 @@ def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[tor
 
 def default_names(image_source, all_names: list[str], k: int) -> list[str]:
     """The names of a source's ``k`` default images, given all its names (``all_names``):
-    photos from ``PHOTO_PICKS``, glyphs of the first k letters, else its first k images.
+    photos from ``PHOTO_PICKS``, glyphs (digits) of the first k letters (digits), else its first k images.
     What :func:`pick_images` takes when no names are given."""
     kind = source_name(image_source) if isinstance(image_source, (str, Path)) else None
     if kind == "photos":
         return list(PHOTO_PICKS[:k])
-    if kind == "fonts":
+    if kind in ("fonts", "digits"):  # names begin with their class: 'A13 (cmss10)', '3-1071'
         first = {}
         for name in all_names:
             first.setdefault(name[0], name)

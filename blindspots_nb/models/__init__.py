@@ -7,7 +7,7 @@ the weights file, where it came from and whether it matched a published hash.
 
 The files, in the order a model is made (as timm keeps registry, hub and factory apart):
 
-- ``classes``: what the datasets fix (normalisation, class names, FONTS' training radius);
+- ``classes``: what the datasets fix (normalisation, class names, the FONTS and digits training radii);
 - ``classifier``: the :class:`Classifier` wrapper and what is asked of a model
   (``module_device``, ``predict``, ``class_confidence``);
 - ``architectures``: the networks that are not timm's or torchvision's as they are;
@@ -23,9 +23,10 @@ from ..tools.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "classes": ("IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_CLASSES", "FONTS_CLASSES", "FONTS_AT_RADIUS",
+                "DIGITS_CLASSES", "DIGITS_AT_RADIUS",
                 "imagenet_class_names", "imagenet_wnids"),
     "classifier": ("Classifier", "wrap", "module_device", "predict", "class_confidence"),
-    "architectures": ("WideResNet", "FontsCNN"),
+    "architectures": ("WideResNet", "FontsCNN", "LeNet"),
     "entry": ("ModelEntry",),
     "registry": ("list_models", "get_entry"),
     "hub": ("CHECKPOINT_DIR", "WeightsNotFoundError", "cache_dir"),

@@ -1,5 +1,5 @@
 """The networks of the registry's entries: the WideResNet of RobustBench's CIFAR-10
-models, ViT-S with a convolutional stem, the FONTS CNN, and builders of timm and
+models, ViT-S with a convolutional stem, the FONTS CNN, the digits' LeNet, and builders of timm and
 torchvision networks (imported when built: timm is slow to import)."""
 
 from __future__ import annotations
@@ -127,6 +127,21 @@ class FontsCNN(nn.Module):
         self.features = nn.Sequential(*stages)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(chans[-1] * 16, 2 * width), nn.ReLU(),
                                   nn.Linear(2 * width, num_classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class LeNet(nn.Module):
+    """LeNet-5 (LeCun et al. 1998) for 1x32x32 images, with ReLU and max pooling: two
+    convolution stages (6 and 16 channels, 5x5 kernels) and three linear layers (120, 84, classes)."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                                  nn.Linear(84, num_classes))
 
     def forward(self, x):
         return self.head(self.features(x))

@@ -1,5 +1,6 @@
 """What the models' datasets fix: ImageNet's normalisation, class names and WordNet ids,
-the CIFAR-10 and FONTS class names, and the radius FONTS' robust model was trained at.
+the CIFAR-10, FONTS and digits class names, and the radii the FONTS and digits robust models
+were trained at.
 
 Light on purpose (no torch): :mod:`blindspots_nb.data` reads these too.
 """
@@ -14,6 +15,8 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 FONTS_CLASSES = tuple("ABCDEFGHIJ")
 FONTS_AT_RADIUS = 0.2  # l_inf radius of fonts_cnn_at's PGD adversarial training (pixels in [0, 1])
+DIGITS_CLASSES = tuple("0123456789")
+DIGITS_AT_RADIUS = 0.1  # l_inf radius of digits_lenet_at's PGD adversarial training (pixels in [0, 1])
 
 
 @lru_cache(maxsize=None)
