@@ -474,7 +474,7 @@ def test_a_model_or_source_that_fails_changes_nothing(explorer, model, tmp_path)
     with pytest.raises(ValueError, match="the model expects"):
         explorer.set_image_source(wrong_size)
     assert unchanged() and explorer.traversal.iteration == 3
-    assert list(explorer.image_sources) == ["photos", "fonts:test", GIVEN_IMAGES]
+    assert list(explorer.image_sources) == ["photos", "fonts:test", "digits:test", GIVEN_IMAGES]
 
     folder = tmp_path / "mine"
     folder.mkdir()

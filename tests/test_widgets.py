@@ -16,6 +16,7 @@ from PIL import Image
 from blindspots_nb.data import TensorImages
 from blindspots_nb.explorer.state import GIVEN_IMAGES
 from blindspots_nb.analysis.metrics import rmse
+from blindspots_nb.analysis.saliency import attribution_maps
 from blindspots_nb.models import wrap
 from blindspots_nb.plots import blindspot_grid_figure, image_to_png, saliency_overlay
 from blindspots_nb.explorer.view import PANEL, LSTExplorer
@@ -57,7 +58,7 @@ def test_initial_state(explorer):
     assert (explorer.source_menu.value, explorer.target_menu.value) == ("w", "x")
     assert list(explorer.source_menu.options) == NAMES
     assert explorer.image_source_menu.value == GIVEN_IMAGES
-    assert list(explorer.image_source_menu.options) == ["photos", "fonts:test", GIVEN_IMAGES]
+    assert list(explorer.image_source_menu.options) == ["photos", "fonts:test", "digits:test", GIVEN_IMAGES]
     assert explorer.model_menu.value == "tiny"
     assert (explorer.delta.value, explorer.iterations.value, explorer.per_click.value) == (0.2, 30, 5)
     assert len(explorer.figure.data[0].x) == 1
@@ -236,7 +237,7 @@ def test_switching_image_sources_and_models(model, tmp_path):
         Image.new("RGB", (20, 20), colour).save(folder / name)
     explorer = LSTExplorer(model, image_source=f"folder:{folder}", models=["fonts_cnn"], out_dir=tmp_path / "out")
     assert explorer.image_source_menu.value == f"folder:{folder}"
-    assert list(explorer.image_source_menu.options) == ["photos", "fonts:test", f"folder:{folder}"]
+    assert list(explorer.image_source_menu.options) == ["photos", "fonts:test", "digits:test", f"folder:{folder}"]
     assert sorted(explorer.source_menu.options) == ["blue.png", "red.png"]
 
     explorer.image_source_menu.value = "photos"
@@ -287,6 +288,24 @@ def test_the_saliency_toggle_lays_the_map_over_the_current_point(explorer):
     explorer.saliency_toggle.value = False
     assert np.array_equal(shown("current"), drawn(current))
     assert "<b>current</b>, iteration 5" in explorer.panel_labels["current"].value
+
+
+def test_the_map_menu_lays_the_occlusion_map_over_the_current_point(explorer):
+    explorer.saliency_toggle.value = True
+    assert explorer.saliency_method.value == "saliency" and list(explorer.saliency_method.options) == [
+        "saliency", "occlusion"]
+    gradient = explorer.state.saliency()
+    explorer.saliency_method.value = "occlusion"
+    current = explorer.traversal.images[0]
+    occlusion = explorer.state.saliency("occlusion")
+    expected = attribution_maps(explorer.model, current[None], explorer.traversal.labels[:1], "occlusion")[0]
+    torch.testing.assert_close(occlusion, expected)
+    assert not torch.equal(occlusion, gradient)
+    shown = _png(explorer.panels["current"])
+    assert np.array_equal(shown, np.asarray(Image.open(io.BytesIO(image_to_png(saliency_overlay(current, occlusion),
+                                                                               PANEL)))))
+    assert "<b>occlusion</b>, iteration 0" in explorer.panel_labels["current"].value
+    assert explorer.state.snapshot(saliency="occlusion").saliency_method == "occlusion"
 
 
 def test_the_explorer_and_the_figures_draw_a_map_alike(explorer):

@@ -38,7 +38,8 @@ from .triangle import RedrawThrottle, Triangle, TrianglePoint, compute_point, co
 
 UPLOAD_PREFIX = "upload: "
 GIVEN_IMAGES = "given images"  # the name of an image source handed over as a dataset
-OFFERED_SOURCES = ("photos", "fonts:test")  # image sources offered whatever the model
+OFFERED_SOURCES = ("photos", "fonts:test", "digits:test")  # image sources offered whatever the model
+OVERLAY_METHODS = ("saliency", "occlusion")  # the maps a view lays over the current point: gradient, black box
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Snapshot:
     distance_l2_b: float
     rmse_to_target_b: float
     saliency: torch.Tensor | None = None  # (H, W) of the current point, if asked for (Explorer.saliency)
+    saliency_method: str | None = None  # the attribution method of that map
 
 
 class Explorer:
@@ -126,7 +128,7 @@ class Explorer:
         self._listeners: list[Callable[[str, str], None]] = []
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
-        self._saliency: tuple[Traversal, int, torch.Tensor] | None = None  # the last map and where it was taken
+        self._saliency: tuple[Traversal, int, str, torch.Tensor] | None = None  # the last map, where, by what
         self._running = False
         self._stop = threading.Event()
         model = self._load(model)
@@ -446,19 +448,23 @@ class Explorer:
             self.redraw_triangle()
 
     # -- what it reached -----------------------------------------------------------
-    def saliency(self) -> torch.Tensor:
-        """Where the model looks at the current point for the source class: its saliency map
-        (:func:`blindspots_nb.analysis.saliency.attribution_maps`, Captum's Saliency), (H, W) on the
+    def saliency(self, method: str = "saliency") -> torch.Tensor:
+        """Where the model looks at the current point (towards A) for the source class: its map by
+        ``method`` (:func:`blindspots_nb.analysis.saliency.attribution_maps`; ``"saliency"``: Captum's
+        Saliency, the gradient; ``"occlusion"``: Captum's Occlusion, the black box), (H, W) on the
         CPU, >= 0, maximum 1. Kept until the traversal moves on, so a redraw costs nothing."""
         with self._lock:
             t = self.traversal
-            if self._saliency is None or self._saliency[0] is not t or self._saliency[1] != t.iteration:
-                self._saliency = t, t.iteration, attribution_maps(self._model, t.images, t.labels)[0]
-            return self._saliency[2]
+            if self._saliency is None or self._saliency[0] is not t or self._saliency[1:3] != (t.iteration, method):
+                self._saliency = t, t.iteration, method, attribution_maps(self._model, t.images[:1], t.labels[:1],
+                                                                          method)[0]
+            return self._saliency[3]
 
-    def snapshot(self, saliency: bool = False) -> Snapshot:
+    def snapshot(self, saliency: bool | str = False) -> Snapshot:
         """The current point and what the model says of it, consistent even while running;
-        ``saliency``: with the current point's saliency map (see :meth:`saliency`)."""
+        ``saliency``: with the current point's map by that method (True: ``"saliency"``; see
+        :meth:`saliency`)."""
+        method = "saliency" if saliency is True else saliency or None
         with self._lock:
             t = self.traversal
             result = dataclasses.replace(t.result(), history=History.from_state_dict(t.history.state_dict()))
@@ -477,7 +483,8 @@ class Explorer:
                 target_b_image=target[1], current_image_b=current[1],
                 accepted_steps_b=int(t.history.accepted_total[-1][1]), confidence_b=float(t.confidence[1]),
                 target_confidence_b=float(t.target_confidence[1]), distance_l2_b=float(distance[1]),
-                rmse_to_target_b=float(rmse_to_target[1]), saliency=self.saliency() if saliency else None)
+                rmse_to_target_b=float(rmse_to_target[1]), saliency=self.saliency(method) if method else None,
+                saliency_method=method)
 
     def caption(self) -> str:
         """What produces the traversal: model, weights, hyperparameters, device, version."""

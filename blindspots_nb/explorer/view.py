@@ -4,7 +4,8 @@
 :class:`LSTExplorer` offers menus for the model, the image source, the source and
 the targets A and B, fields for the hyperparameters and the buttons Step, Run, Pause,
 Reset and Export; it shows the source, the targets, the current points (the one towards
-A with its saliency map laid over it while the toggle 'saliency' is on, as the figures
+A with its map laid over it while the toggle 'saliency' is on, the gradient's or the occlusion's
+as the menu 'map' says, as the figures
 lay maps: :func:`blindspots_nb.plots.saliency_overlay`), the difference to the source, a
 plotly ``FigureWidget`` of the confidence curves towards A and the live triangle
 (:class:`.triangle_view.TrianglePanel`), redrawn in place whenever the explorer tells it
@@ -20,7 +21,7 @@ import html
 import ipywidgets as W
 import plotly.graph_objects as go
 
-from .state import Explorer
+from .state import OVERLAY_METHODS, Explorer
 from .triangle_view import TrianglePanel
 from ..tools.deprecation import renamed_keywords
 from ..lst import LSTConfig
@@ -82,7 +83,10 @@ class LSTExplorer:
         self.reset_button = W.Button(description="Reset", icon="undo")
         self.export_button = W.Button(description="Export", icon="download")
         self.saliency_toggle = W.ToggleButton(value=False, description="saliency", icon="eye",
-                                              tooltip="lay the saliency map of the source class over the current point")
+                                              tooltip="lay the map of the source class over the current point")
+        self.saliency_method = W.Dropdown(options=list(OVERLAY_METHODS), value="saliency", description="map",
+                                          style=style, layout=W.Layout(width="180px"),
+                                          tooltip="saliency: Captum's gradient map; occlusion: Captum's black-box map")
         self.out_dir = W.Text(value=str(out_dir), description="export to", style=style)
         self.panels = {name: W.Image(format="png", width=PANEL, height=PANEL, _dom_classes=(f"lst-{name}",))
                        for name in ("source", "target", "current", "difference", "target_b", "current_b")}
@@ -177,8 +181,8 @@ class LSTExplorer:
             field.observe(self._on_hyperparameter, names="value")
         self.per_click.observe(self._on_per_click, names="value")
         self.upload.observe(self._on_upload, names="value")
-        self.saliency_toggle.observe(lambda _: self._attempt("Cannot show the saliency map", self._redraw),
-                                     names="value")
+        for widget in (self.saliency_toggle, self.saliency_method):
+            widget.observe(lambda _: self._attempt("Cannot show the map", self._redraw), names="value")
 
     def _layout(self):
         def panel(name):
@@ -189,7 +193,7 @@ class LSTExplorer:
             W.HBox([self.step_size, self.delta, self.eps]),
             W.HBox([self.per_click, self.iterations]),
             W.HBox([self.step_button, self.run_button, self.pause_button, self.reset_button, self.export_button,
-                    self.out_dir, self.saliency_toggle]),
+                    self.out_dir, self.saliency_toggle, self.saliency_method]),
             self.message,
             W.HBox([panel(name) for name in self.panels]),
             self.status,
@@ -286,7 +290,7 @@ class LSTExplorer:
 
     def _redraw(self):
         """Show the traversal's current point in the images, curves and text."""
-        overlay = self.saliency_toggle.value
+        overlay = self.saliency_method.value if self.saliency_toggle.value else None
         snap = self.state.snapshot(saliency=overlay)
         difference, scale = difference_image(snap.current_image, snap.source_image)
         current = saliency_overlay(snap.current_image, snap.saliency) if overlay else snap.current_image
@@ -304,7 +308,7 @@ class LSTExplorer:
                                                f"{html.escape(snap.target_b_class[:28])}")
         self.panel_labels["current_b"].value = (f"<b>current B</b>, iteration {snap.iteration}<br>"
                                                 f"{html.escape(source_class[:20])}: {snap.confidence_b:.3f}")
-        self.panel_labels["current"].value = (f"<b>{'saliency' if overlay else 'current'}</b>, "
+        self.panel_labels["current"].value = (f"<b>{overlay or 'current'}</b>, "
                                               f"iteration {snap.iteration}<br>"
                                               f"{html.escape(source_class[:20])}: {snap.confidence:.3f}")
         self.panel_labels["difference"].value = (f"<b>current \u2212 source</b><br>gray = 0, "
