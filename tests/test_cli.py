@@ -366,3 +366,62 @@ def test_new_runs_of_the_gpu_presets_fold_batch_norms_and_a_resumed_run_keeps_wh
     assert "resuming as the run in" in capsys.readouterr().out
     assert folding("--out-dir", str(old.out_dir), "--fold-batchnorm") is True  # given: then the run refuses it
     assert folding("--out-dir", str(old.out_dir), "--force") is True
+
+
+# ----------------------------------------------------------------- torchrun and --shard, the docs' commands
+def test_an_explicit_shard_under_torchrun_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    """`torchrun --nproc_per_node=2 ... --shard 0/2` would run shard 0/2 twice and never 1/2
+    (torchrun's variables set here by hand, as it sets them)."""
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    assert main(["reproduce", "--models", "fonts_cnn", "--shard", "0/2", "--out-dir", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "--shard 0/2 under torchrun (2 processes)" in error and "Leave --shard out under torchrun" in error
+    assert not (tmp_path / "out").exists()
+
+
+def _colour_weights() -> dict:
+    """A state dict for the network of docs/your_model.md that names an image's strongest
+    colour channel (red: circle, green: square, blue: triangle), confidently."""
+    conv, linear = torch.zeros(16, 3, 3, 3), torch.zeros(3, 16)
+    for channel in range(3):
+        conv[channel, channel, 1, 1] = 1.0  # the channel itself, normalised to [-1, 1]
+        linear[channel, channel] = 10.0
+    return {"0.weight": conv, "0.bias": torch.zeros(16), "4.weight": linear, "4.bias": torch.zeros(3)}
+
+
+@pytest.mark.slow
+def test_the_commands_of_docs_your_model_work_verbatim_where_they_are_typed(tmp_path):
+    """In a folder of one's own: the docs' factory file as written (its torch.load of
+    my_weights.pt relative), a labelled my_images/, and the docs' reproduce command as written;
+    the same command with the folder's absolute path is the same run, resumed (skipped)."""
+    import re
+    import shlex
+
+    docs = (REPOSITORY / "docs" / "your_model.md").read_text()
+    factory = re.search(r"```python\n(.*?)```", docs, re.S)[1]
+    command = next(line for line in docs.splitlines() if line.startswith("blindspots-nb reproduce --models my_models"))
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "my_models.py").write_text(factory)
+    torch.save(_colour_weights(), work / "my_weights.pt")
+    for name, colour in (("circle", (230, 30, 30)), ("square", (30, 230, 30)), ("triangle", (30, 30, 230))):
+        (work / "my_images" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (40, 40), tuple(max(0, c - 15 * i) for c in colour)).save(work / "my_images" / name / f"{i}.png")
+    env = dict(os.environ, OMP_NUM_THREADS="1", BLINDSPOTS_NB_OFFLINE="1")
+    executable = os.path.join(os.path.dirname(sys.executable), "blindspots-nb")
+
+    def typed(line: str) -> subprocess.CompletedProcess:
+        return subprocess.run([executable, *shlex.split(line)[1:]], cwd=work, env=env, capture_output=True, text=True,
+                              timeout=900)
+
+    first = typed(command)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (work / "results" / "mine" / "table1.md").is_file()
+    settings = json.loads((work / "results" / "mine" / "settings.json").read_text())
+    assert settings["experiments"][0]["image_source"] == f"folder:{work / 'my_images'}"
+    again = typed(command.replace("folder:my_images", f"folder:{work / 'my_images'}"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "finished in" in again.stdout and "skipped" in again.stdout

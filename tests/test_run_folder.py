@@ -5,12 +5,14 @@ damaged or unusable folder with one clear line."""
 import errno
 import json
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from blindspots_nb import protocol
 from blindspots_nb.cli import main
@@ -320,3 +322,173 @@ def test_seeds_beyond_the_generator_and_numpy_numbers(tmp_path, capsys):
         _experiment(rounds=2.5)
     with pytest.raises(ValueError, match="Experiment.min_conf must be a number, got '0.5'"):
         _experiment(min_conf="0.5")
+
+
+# ----------------------------------------------------------------- 7. images and models that changed under a run
+def _glyph_files(folder: Path, count: int = 40):
+    """FONTS glyphs as PNG files in one folder, no class folders: read unlabelled."""
+    from torchvision.utils import save_image
+
+    from blindspots_nb.data import fonts_dataset
+
+    folder.mkdir(parents=True)
+    glyphs = fonts_dataset("test", n=count, seed=0, size=32)
+    for i, image in enumerate(glyphs.images):
+        save_image(image, folder / f"g{i:02d}.png")
+    return glyphs
+
+
+def test_an_unlabelled_folder_records_its_files_hashes_and_a_changed_file_is_refused(tmp_path, capsys):
+    """Each pool file's sha256 is recorded; a file overwritten between shard 0/2 and shard 1/2
+    is refused by shard 1 and, changed after every shard finished, by merge: each naming it."""
+    from torchvision.utils import save_image
+
+    from blindspots_nb.tools.checksums import file_sha256
+
+    glyphs = _glyph_files(tmp_path / "glyphs")
+    experiment = _experiment(image_source=f"folder:{tmp_path / 'glyphs'}", n_sources=4)
+    store, _ = _prepared(tmp_path / "out", experiment)
+    pool = store.pool(experiment)
+    protocol.run_model(experiment, "fonts_cnn", store, shard=(0, 2), device="cpu", progress=False)
+    changed = Path(pool["names"][2])  # a source of batch 1: shard 1/2's
+    original = changed.read_bytes()
+    save_image(glyphs.images[-1], changed)
+    with pytest.raises(RunSettingsMismatch, match=f"{changed.name} changed"):
+        protocol.run_model(experiment, "fonts_cnn", store, shard=(1, 2), device="cpu", progress=False)
+    changed.write_bytes(original)
+    protocol.run_model(experiment, "fonts_cnn", store, shard=(1, 2), device="cpu", progress=False)
+    save_image(glyphs.images[-1], changed)
+    assert main(["merge", "--out-dir", str(tmp_path / "out")]) == 2
+    assert f"{changed} changed (sha256)" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "table1.csv").exists()
+    changed.write_bytes(original)
+    assert main(["merge", "--out-dir", str(tmp_path / "out")]) == 0
+    assert pool["sha256_of"] == "files" and pool["sha256"] == [file_sha256(name) for name in pool["names"]]
+
+
+def test_images_made_in_memory_are_checked_by_their_pixels(tmp_path, monkeypatch):
+    """Glyphs have no files: the pool records the sha256 of each one's 8-bit pixels, so a glyph
+    drawn otherwise (another font file, another Pillow) is refused before a resume uses it."""
+    from blindspots_nb.models import load_model
+    from blindspots_nb.protocol.report import model_report
+
+    store, experiment = _prepared(tmp_path / "out")
+    pool = store.pool(experiment)
+    assert pool["sha256_of"] == "pixels" and pool["pixel_size"] == [1, 32, 32]
+    assert len(set(pool["sha256"])) == len(pool["names"]) and all(len(d) == 64 for d in pool["sha256"])
+    drawn = run_module.open_source
+
+    def drawn_otherwise(*args, **kwargs):
+        glyphs = drawn(*args, **kwargs)
+        glyphs.images = glyphs.images.clone()
+        glyphs.images[pool["indices"][1]] += 0.5 / 255 + 1e-4  # half a level and a bit: another 8-bit image
+        return glyphs
+
+    protocol.run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)  # as drawn: accepted
+    model = load_model("fonts_cnn", device="cpu")
+    report = model_report(store, experiment, "fonts_cnn")  # the report checks the images it shows too
+    assert torch.equal(report.sources, protocol.pool_images(experiment, pool, model)[:len(report.sources)])
+    monkeypatch.setattr(run_module, "open_source", drawn_otherwise)
+    with pytest.raises(RunSettingsMismatch, match=re.escape(f"{pool['names'][1]} changed (the sha256 of its pixels)")):
+        protocol.pool_images(experiment, pool, model)
+
+
+SIZED_MODEL = """
+import os
+import torch
+from torch import nn
+from blindspots_nb.models import wrap
+
+class Colour(nn.Module):  # "red" when red, "green" when green, sure of it, at any input size
+    def forward(self, x):
+        red_minus_green = (x[:, 0] - x[:, 1]).mean((1, 2))
+        return torch.stack([20 * red_minus_green, -20 * red_minus_green], 1)
+
+def build():
+    size = int(os.environ.get("COLOUR_SIZE", "16"))
+    return wrap(Colour(), mean=(0.0,) * 3, std=(1.0,) * 3, class_names=["red", "green"], input_size=(3, size, size))
+"""
+
+
+def _colour_run(tmp_path: Path) -> tuple[list[str], Path]:
+    """A factory whose input size comes from COLOUR_SIZE, four red or green images, and the
+    command line of a run of it (two sources, one per batch: two shards)."""
+    from PIL import Image
+
+    (tmp_path / "colour.py").write_text(SIZED_MODEL)
+    (tmp_path / "colours").mkdir()
+    for name, colour in (("a", (220, 20, 20)), ("b", (20, 220, 20)), ("c", (200, 40, 30)), ("d", (30, 200, 40))):
+        Image.new("RGB", (20, 20), colour).save(tmp_path / "colours" / f"{name}.png")
+    return (["reproduce", "--models", f"{tmp_path / 'colour.py'}:build", "--image-source",
+             f"folder:{tmp_path / 'colours'}", "--rounds", "2", "--iterations", "3", "--step-size", "0.05",
+             "--batch-size", "1", "--divisions", "2", "--device", "cpu", "--out-dir", str(tmp_path / "out")],
+            tmp_path / "out")
+
+
+def test_a_model_of_another_input_size_is_refused_at_the_shard_and_at_merge(tmp_path, monkeypatch, capsys):
+    """The same parameters with input size 16 for shard 0/2 and 32 for shard 1/2: shard 1 is
+    refused when it starts and in its kernel, naming the input size; merge refuses a shard
+    record of another model."""
+    from blindspots_nb.cli import build_parser, experiments_from_args
+
+    command, out = _colour_run(tmp_path)
+    experiment, = experiments_from_args(build_parser().parse_args(command))
+    monkeypatch.setenv("COLOUR_SIZE", "16")
+    store, _ = _prepared(out, experiment)
+    spec = experiment.models[0]
+    protocol.run_model(experiment, spec, store, shard=(0, 2), device="cpu", progress=False)
+    monkeypatch.setenv("COLOUR_SIZE", "32")
+    assert main([*command, "--shard", "1/2"]) == 2
+    assert "input_size.1: 16 there, 32 now" in capsys.readouterr().err
+    assert store.weights()[spec]["model"] == {"input_size": [3, 16, 16], "mean": [0.0] * 3, "std": [1.0] * 3,
+                                              "crop_pct": None, "class_names": ["red", "green"]}
+    with pytest.raises(RunSettingsMismatch, match=r"not the model this run started with: input_size.1: 16 there, "
+                                                  r"32 now; input_size.2: 16 there, 32 now"):
+        protocol.run_model(experiment, spec, store, shard=(1, 2), device="cpu", progress=False)
+    monkeypatch.setenv("COLOUR_SIZE", "16")
+    protocol.run_model(experiment, spec, store, shard=(1, 2), device="cpu", progress=False)
+    record = next((out / experiment.name).glob("*/record_shard1of2.json"))
+    recorded = json.loads(record.read_text())
+    assert recorded["model_identity"] == store.weights()[spec]["model"]
+    recorded["model_identity"]["class_names"] = ["green", "red"]  # a record of a shard made by another model
+    record.write_text(json.dumps(recorded))
+    assert main(["merge", "--out-dir", str(out)]) == 2
+    assert "record_shard1of2 was made by another" in capsys.readouterr().err
+    assert not (out / "table1.csv").exists()
+
+
+def test_a_run_recorded_before_model_identities_is_resumed_and_merged_with_a_warning(tmp_path, monkeypatch):
+    """A run folder whose settings hold only the weights' sha256 (as earlier versions wrote
+    them): its pieces are kept, its settings are not rewritten, and resuming or merging it says
+    that input size, mean, std, crop and class names are not checked for it."""
+    full = run_module.weights_identity
+    monkeypatch.setattr(run_module, "weights_identity", lambda *args: {
+        name: {key: value for key, value in record.items() if key != "model"} for name, record in full(*args).items()})
+    store, experiment = _prepared(tmp_path)
+    with pytest.warns(UserWarning, match="recorded before runs held a model's input size"):
+        protocol.run_model(experiment, "fonts_cnn", store, shard=(0, 2), device="cpu", progress=False)
+    settings = (tmp_path / "settings.json").read_text()
+    monkeypatch.setattr(run_module, "weights_identity", full)
+    with pytest.warns(UserWarning, match="fonts_cnn are checked by their weights' sha256 alone"):
+        store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
+        protocol.run_model(experiment, "fonts_cnn", store, shard=(1, 2), device="cpu", progress=False)
+    assert (tmp_path / "settings.json").read_text() == settings
+    assert store.model_finished(experiment, "fonts_cnn")
+    with pytest.warns(UserWarning, match="checked by their weights' sha256 alone"):
+        protocol.merge(tmp_path)
+    assert (tmp_path / "table1.csv").is_file()
+
+
+def test_a_folder_named_relatively_or_absolutely_is_the_same_run(tmp_path, monkeypatch):
+    """The experiment holds the folder's absolute path: the kernels (and any process) open it
+    wherever they run, and retrying with the absolute path resumes the same run."""
+    _glyph_files(tmp_path / "my_images")
+    monkeypatch.chdir(tmp_path)
+    relative, absolute = (_experiment(image_source=source, n_sources=4)
+                          for source in ("folder:my_images", f"folder:{tmp_path / 'my_images'}"))
+    assert relative == absolute and relative.image_source == f"folder:{tmp_path / 'my_images'}"
+    store, _ = _prepared(tmp_path / "out", relative)
+    store.begin([absolute], weights=run_module.weights_identity([absolute], {}))  # not "other settings"
+    monkeypatch.chdir(tmp_path / "out")  # where the report's kernel used to run
+    protocol.run_model(relative, "fonts_cnn", store, device="cpu", progress=False)
+    assert store.model_finished(absolute, "fonts_cnn")

@@ -38,14 +38,14 @@ EXPLORER_LIMIT = 100  # images the explorer and notebooks take from the start of
 PHOTO_PICKS = ("coffee", "chelsea", "camera", "astronaut", "rocket", "moon")
 
 
-def _photos(argument, size, seed):
+def _photos(argument, size, seed, download):
     import torch  # here, not at the top: the command line's --help reads this module's spellings
 
     images, names = data.sample_images(size)
     return data.TensorImages(images, torch.full((len(names),), -1), [], names)
 
 
-def _fonts(argument, size, seed):
+def _fonts(argument, size, seed, download):
     channels, height, _ = data.input_size_of(size)
     glyphs = data.fonts_dataset(argument, n=FONTS_GLYPHS, seed=seed, size=height)
     names = [f"{glyphs.class_names[int(y)]}{i} ({font})"
@@ -58,7 +58,7 @@ def _fonts(argument, size, seed):
 class SourceKind:
     """One kind of image source: how to open it and what its argument is."""
 
-    open: Callable  # (argument, size, seed) -> dataset
+    open: Callable  # (argument, size, seed, download) -> dataset
     argument: str | None  # what follows the colon (None: nothing may)
     default: str | None  # the argument when none is given
     help: str
@@ -69,11 +69,11 @@ SOURCES: dict[str, SourceKind] = {
     "fonts": SourceKind(_fonts, "test|train", "test", f"{FONTS_GLYPHS} FONTS-style glyphs A-J"),
     "digits": SourceKind(lambda split, size, *_: data.digits_dataset(split, size), "test|train", "test",
                          "scikit-learn's handwritten digits 0-9 (8x8, upsampled), a fixed test or train split"),
-    "imagenet": SourceKind(lambda root, size, seed: data.imagenet_val(root, size=size), "ROOT", None,
+    "imagenet": SourceKind(lambda root, size, seed, download: data.imagenet_val(root, size=size), "ROOT", None,
                            "ImageNet validation images in class folders ROOT/<wnid>/*"),
-    "cifar10": SourceKind(lambda root, size, seed: data.cifar10(root), "ROOT", None,
+    "cifar10": SourceKind(lambda root, size, seed, download: data.cifar10(root, download=download), "ROOT", None,
                           "the CIFAR-10 test batch under ROOT (cifar-10-batches-py/test_batch)"),
-    "folder": SourceKind(lambda path, size, seed: data.image_folder(path, size=size), "PATH", None,
+    "folder": SourceKind(lambda path, size, seed, download: data.image_folder(path, size=size), "PATH", None,
                          "a user's images; labels from subfolder names, else unknown"),
 }
 
@@ -112,9 +112,10 @@ def canonical(spelling: str) -> str:
     return name if argument is None else f"{name}:{argument}"
 
 
-def open_source(image_source, size=224, seed: int = 0):
+def open_source(image_source, size=224, seed: int = 0, download: bool = True):
     """The dataset an image source's spelling names, preprocessed for ``size`` (an int,
-    (C, H, W) or a model).
+    (C, H, W) or a model). ``download=False`` (a reader such as the run browser) never
+    fetches or creates anything: a source not on disk is an error saying what to put where.
 
     An image source already open (a dataset: anything with ``names``) is returned as it
     is. ``seed`` draws the glyphs of a FONTS image source.
@@ -125,7 +126,7 @@ def open_source(image_source, size=224, seed: int = 0):
         raise TypeError(f"an image source is a spelling ({', '.join(spellings())}) or a dataset, "
                         f"got {type(image_source).__name__}")
     name, argument = parse_source(image_source)
-    return SOURCES[name].open(argument, size, seed)
+    return SOURCES[name].open(argument, size, seed, download)
 
 
 def labels_in_words(spelling: str) -> str | None:

@@ -11,6 +11,7 @@ import torch
 
 from .checkpoint_formats import CheckpointError, load_into, read_checkpoint
 from .classifier import Classifier
+from .entry import ModelEntry
 from .hub import find_weights, weights_identity
 from .registry import get_entry
 from .spec import is_spec, load_spec
@@ -29,6 +30,20 @@ def weights_record(name: str, weights: str | os.PathLike | None = None) -> dict:
         return {key: value for key, value in info.items() if key.startswith("weights")}
     entry = get_entry(name)
     return weights_identity(entry, *find_weights(entry, weights))
+
+
+def model_identity(model: Classifier | ModelEntry) -> dict:
+    """What the wrapper of a model (a :class:`Classifier`, or a registry entry before it is
+    built) holds besides its parameters and changes its numbers: input size, mean and std,
+    the centre crop of its preprocessing (``crop_pct``; None: the default for its input
+    size) and the class names. With the weights' sha256 it is the model's identity in a run."""
+    entry = isinstance(model, ModelEntry)
+    floats = lambda values: None if values is None else torch.as_tensor(  # noqa: E731
+        values, dtype=torch.float32).flatten().tolist()  # as the wrapper's buffers hold them
+    return {"input_size": [int(v) for v in model.input_size],
+            "mean": floats(getattr(model, "mean", None)), "std": floats(getattr(model, "std", None)),
+            "crop_pct": model.crop_pct if entry else getattr(model, "info", {}).get("crop_pct"),
+            "class_names": [str(name) for name in (model.class_names() if entry else model.class_names)]}
 
 
 def _device(device: str | torch.device | None) -> torch.device:

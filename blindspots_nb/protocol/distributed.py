@@ -1,7 +1,8 @@
 """Sharding across processes with torch.distributed, as torchrun launches them.
 
 Under ``torchrun`` (WORLD_SIZE > 1) each process is one shard of the sources: it takes
-rank/world as its shard and, with CUDA, the GPU of its local rank. The process group
+rank/world as its shard (an explicit ``--shard`` is refused there: every process would do
+that one shard) and, with CUDA, the GPU of its local rank. The process group
 (NCCL on GPUs, gloo on CPUs) only synchronises: the shards share work through files.
 """
 
@@ -14,10 +15,15 @@ import torch
 import torch.distributed as dist
 
 
+def world_size() -> int:
+    """How many processes torchrun started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 @contextlib.contextmanager
 def launch(device=None):
     """Yield (rank, world_size, device); joins torchrun's process group when there is one."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     if world <= 1:
         yield 0, 1, device
         return

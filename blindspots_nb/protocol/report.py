@@ -41,8 +41,8 @@ def model_report(store: RunStore, experiment: Experiment, model_name: str, weigh
     count = min(examples, len(pool["labels"]), experiment.batch_size)
     sources = list(range(count))
     targets = [pool["targets"][0][s] for s in sources]
-    images = pool_images(experiment, {key: [pool[key][i] for i in sources + targets] for key in ("names", "sha256")},
-                         model)
+    images = pool_images(experiment, {**pool, **{key: [pool[key][i] for i in sources + targets]
+                                                 for key in ("names", "sha256")}}, model)
     rows = {int(row["source"]): row for row in store.blind_spot_rows(experiment, model_name)
             if int(row["round"]) == 0}
     return ModelReport(

@@ -22,8 +22,10 @@ import dataclasses
 import hashlib
 import io
 import math
+import os
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,7 +41,7 @@ from ..data.images import open_image, preprocess_for
 from ..data.sources import SOURCES, item_digest, open_source, parse_source
 from . import distributed
 from .experiment import Experiment
-from .store import RunSettingsMismatch, RunStore
+from .store import RunSettingsMismatch, RunStore, differences, older_run_warning
 from .tables import render_tables, summarize_model
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "10_reproduce_tables.ipynb"
@@ -81,15 +83,42 @@ def _seed(experiment: Experiment, batch: int, round_: int) -> int:
 
 # ----------------------------------------------------------------- the pool
 def _labelled(dataset, model):
-    """The dataset itself, or, when it carries no labels, the model's own predictions as labels."""
-    from ..data import TensorImages
+    """The dataset itself, or, when it carries no labels, the same dataset (its files, its
+    names) with the model's own predictions as labels."""
     from ..models import predict
 
     labels = getattr(dataset, "labels", None)
     if labels is None or not bool((torch.as_tensor(labels) < 0).all()):
         return dataset
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
-    return TensorImages(images, predict(model, images)[0], list(model.class_names), list(dataset.names))
+    return dataclasses.replace(dataset, labels=predict(model, images)[0], class_names=list(model.class_names))
+
+
+def pixels_sha256(image: torch.Tensor) -> str:
+    """The sha256 of an image made in memory (bundled photos, glyphs, a CIFAR-10 batch) as
+    8-bit pixels with its shape: what a file's sha256 is for the images of a folder, and as
+    stable across CPUs as an image file (float rounding does not reach 8 bits)."""
+    pixels = (image.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
+    return hashlib.sha256(repr(tuple(pixels.shape)).encode() + pixels.numpy().tobytes()).hexdigest()
+
+
+def _pool_digests(dataset, indices: list[int]) -> dict:
+    """The pool record's image identity: each file's sha256 (``sha256_of`` "files"), or for
+    images made in memory the sha256 of their pixels at the size they were selected at
+    (``sha256_of`` "pixels", ``pixel_size``)."""
+    if getattr(dataset, "paths", None) is not None:
+        return {"sha256": [item_digest(dataset, i) for i in indices], "sha256_of": "files"}
+    images = [dataset[i][0] for i in indices]
+    return {"sha256": [pixels_sha256(image) for image in images], "sha256_of": "pixels",
+            "pixel_size": list(images[0].shape) if images else None}
+
+
+def _hashed(pool: dict) -> str | None:
+    """What a pool's sha256 are of: "files", "pixels", or None (a pool recorded before images
+    made in memory and unlabelled folders had hashes: those images are not checked)."""
+    if "sha256_of" in pool:
+        return pool["sha256_of"]
+    return "files" if pool["sha256"] and all(digest is not None for digest in pool["sha256"]) else None
 
 
 def prepare(experiment: Experiment, store: RunStore, device=None, weights: dict | None = None) -> dict:
@@ -112,7 +141,7 @@ def prepare(experiment: Experiment, store: RunStore, device=None, weights: dict 
                          "LST's derangements need at least 2")
     record = {
         "image_source": experiment.image_source, "indices": pool.indices[:keep], "names": pool.names[:keep],
-        "sha256": [item_digest(dataset, i) for i in pool.indices[:keep]],
+        **_pool_digests(dataset, pool.indices[:keep]),
         "labels": pool.labels[:keep].tolist(), "class_names": [pool.class_names[i] for i in pool.labels[:keep]],
         "confidence": {m: pool.confidences[:keep, j].tolist() for j, m in enumerate(experiment.models)},
         "passed_rule": len(pool), "min_conf": experiment.min_conf, "per_class": experiment.per_class,
@@ -134,12 +163,36 @@ def stored_pool(store: RunStore, experiment: Experiment) -> dict:
 
 def pool_images(experiment: Experiment, pool: dict, model) -> torch.Tensor:
     """The pool's images at ``model``'s input size, in [0, 1], found by name; refuses
-    images that are gone or whose files changed since the pool was selected. Images from
-    files are read by their paths, the pool's only: the folder is not listed again."""
-    if all(digest is not None for digest in pool["sha256"]):
+    images that are gone or changed since the pool was selected (a file's sha256, or an
+    image made in memory by its pixels at the size it was selected at). Images from files
+    are read by their paths, the pool's only: the folder is not listed again."""
+    if _hashed(pool) == "files":
         return torch.stack(pool_files(experiment, pool, preprocess_for(model)))
     dataset = open_source(experiment.image_source, model, seed=experiment.seed)
+    if _hashed(pool) == "pixels" and list(model.input_size) != pool["pixel_size"]:
+        locate_pool(experiment, pool, open_source(experiment.image_source, tuple(pool["pixel_size"]),
+                                                  seed=experiment.seed))
     return torch.stack([dataset[i][0] for i in locate_pool(experiment, pool, dataset)])
+
+
+def check_pool_images(experiment: Experiment, pool: dict) -> list[str]:
+    """Refuses (:class:`RunSettingsMismatch`, naming them) the pool's images that changed
+    since the pool was selected; returns those that cannot be checked here (a file gone, an
+    image source not at hand), for a word to the user. What ``merge`` checks."""
+    hashed = _hashed(pool)
+    if hashed == "files":
+        present = [i for i, name in enumerate(pool["names"]) if Path(name).is_file()]
+        pool_files(experiment, {key: [pool[key][i] for i in present] for key in ("names", "sha256")}, lambda image: None)
+        return [name for i, name in enumerate(pool["names"]) if i not in set(present)]
+    if hashed == "pixels":
+        try:
+            dataset = open_source(experiment.image_source, tuple(pool["pixel_size"]), seed=experiment.seed,
+                                  download=False)
+        except (FileNotFoundError, ValueError) as error:
+            return [f"{experiment.image_source} ({error})"]
+        locate_pool(experiment, pool, dataset)
+        return []
+    return [f"{experiment.image_source} (its pool was recorded without the images' hashes)"]
 
 
 def pool_files(experiment: Experiment, pool: dict, transform) -> list[torch.Tensor]:
@@ -166,10 +219,15 @@ def locate_pool(experiment: Experiment, pool: dict, dataset) -> list[int]:
     and file hashes (a data folder may have gained, lost or changed files)."""
     where = {name: i for i, name in enumerate(dataset.names)}
     indices, problems = [], []
+    pixels = _hashed(pool) == "pixels"
     for name, digest in zip(pool["names"], pool["sha256"]):
         index = where.get(name)
         if index is None:
             problems.append(f"{name} is gone")
+        elif digest is not None and pixels:
+            image = dataset[index][0]
+            if list(image.shape) == pool["pixel_size"] and pixels_sha256(image) != digest:
+                problems.append(f"{name} changed (the sha256 of its pixels)")
         elif digest is not None and item_digest(dataset, index) != digest:
             problems.append(f"{name} changed (sha256)")
         indices.append(index)
@@ -186,17 +244,45 @@ def _refuse_changed_pool(experiment: Experiment, problems: list[str]):
 
 
 def weights_identity(experiments: list[Experiment], weights: dict[str, str]) -> dict[str, dict]:
-    """Each model's weights file, its sha256 and whether that matched a published hash
-    (a factory spec's model: the fingerprint of its parameters and buffers): part of a
-    run's settings, so that other weights are never mixed into a run."""
-    from ..models import weights_record
+    """Each model's identity: its weights file, its sha256 and whether that matched a
+    published hash (a factory spec's model: the fingerprint of its parameters and buffers),
+    and ``model``, the rest of what makes its numbers (input size, mean, std, crop, class
+    names: :func:`~blindspots_nb.models.factory.model_identity`). Part of a run's settings,
+    so that another model is never mixed into a run."""
+    from ..models import get_entry, load_model, weights_record
+    from ..models.factory import model_identity
+    from ..models.spec import is_spec
 
     identity = {}
     for name in dict.fromkeys(m for e in experiments for m in e.models):
-        record = weights_record(name, weights.get(name))
+        if is_spec(name):  # built once: its parameters are its weights' identity
+            model = load_model(name, device="cpu", weights=weights.get(name))
+            record, model = model.info, model_identity(model)
+        else:
+            record, model = weights_record(name, weights.get(name)), model_identity(get_entry(name))
         identity[name] = {"file": str(Path(record["weights_file"]).resolve()), "sha256": record["weights_sha256"],
-                          "verified": record["weights_verified"], "check": record["weights_check"]}
+                          "verified": record["weights_verified"], "check": record["weights_check"], "model": model}
     return identity
+
+
+def _check_model(model_name: str, model, expected: dict):
+    """Refuses a model that is not the one the run started with (its weights, or what its
+    wrapper holds: input size, mean, std, crop, class names), naming what changed."""
+    from ..models.factory import model_identity
+
+    if model.info["weights_sha256"] != expected["sha256"]:
+        what = ("parameters and buffers are not those" if model.info.get("spec")
+                else f"weights file {model.info['weights_file']} is not the one")
+        raise RunSettingsMismatch(f"{model_name}'s {what} this run started with "
+                                  f"({expected['file']}, sha256 {expected['sha256'][:12]}...)")
+    if "model" not in expected:
+        warnings.warn(older_run_warning([model_name]), stacklevel=3)
+        return
+    changed = differences(expected["model"], model_identity(model))
+    if changed:
+        raise RunSettingsMismatch(f"{model_name} is not the model this run started with: {'; '.join(changed[:6])}"
+                                  f"{' ...' if len(changed) > 6 else ''}. Use another output folder, or --force "
+                                  "to start anew")
 
 
 # ----------------------------------------------------------------- one model
@@ -206,15 +292,13 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
     """Blind spots, Table-1 distances and Table-2 triangle statistics of one model, for
     this shard's source batches of the prepared pool; skips finished pieces. Returns timings."""
     from ..models import load_model, module_device
+    from ..models.factory import model_identity
 
     pool = stored_pool(store, experiment)
     model = load_model(model_name, device=device, weights=weights)
     expected = store.weights().get(model_name)
-    if expected and model.info["weights_sha256"] != expected["sha256"]:
-        what = ("parameters and buffers are not those" if model.info.get("spec")
-                else f"weights file {model.info['weights_file']} is not the one")
-        raise RunSettingsMismatch(f"{model_name}'s {what} this run started with "
-                                  f"({expected['file']}, sha256 {expected['sha256'][:12]}...)")
+    if expected:
+        _check_model(model_name, model, expected)
     device = module_device(model)
     images = pool_images(experiment, pool, model).to(device)
     labels = torch.tensor(pool["labels"], device=device)
@@ -266,7 +350,7 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
     shard_name = f"shard{shard[0]}of{shard[1]}"
     store.save_record(experiment, model_name, shard, provenance.record(
         model, experiment.lst_config(experiment.seed), device, execution=experiment.execution.to_dict(),
-        experiment=experiment.to_dict(), shard=shard_name, timings=timings))
+        experiment=experiment.to_dict(), shard=shard_name, timings=timings, model_identity=model_identity(model)))
     return timings
 
 
@@ -302,9 +386,9 @@ def run_notebook(store: RunStore, experiment: Experiment, model: str, shard=(0, 
                  weights=None) -> Path:
     """Execute the packaged notebook for one model and shard; the executed notebook is
     kept in the output folder, as the report of that model."""
-    return store.execute_notebook(
+    return store.execute_notebook(  # the kernel works in the caller's folder, where relative paths were meant
         NOTEBOOK, experiment, model, shard, notebook_parameters(experiment, model, store, shard, device, weights),
-        cwd=str(store.out_dir), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr)
+        cwd=os.getcwd(), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr)
 
 
 def notebooks_to_run(store: RunStore, experiment: Experiment, model: str, shard: tuple[int, int],
@@ -344,7 +428,7 @@ def as_recorded(experiments: list[Experiment], store: RunStore, given=()) -> lis
 
 def _canonical_weights(weights: dict[str, str]) -> dict[str, str]:
     """``--weights`` by model as the experiments name them (a factory file's path made
-    absolute), each file's path made absolute too: the notebooks run in the output folder."""
+    absolute), each file's path made absolute too: every process of a run finds it wherever it runs."""
     from ..models.spec import canonical_spec, is_spec
 
     return {canonical_spec(name) if is_spec(name) else name: str(Path(path).expanduser().resolve())
@@ -360,6 +444,10 @@ def reproduce(experiments: list[Experiment], out_dir, device=None, weights: dict
     and rank 0 writes the tables. ``paper_rows``: show the paper's ImageNet rows (None:
     unless the images are a user's folder). Returns the run record (None on a shard that
     did not write the tables)."""
+    if shard is not None and distributed.world_size() > 1:
+        raise ValueError(f"--shard {shard[0]}/{shard[1]} under torchrun ({distributed.world_size()} processes): "
+                         "torchrun already makes each process one shard (RANK/WORLD_SIZE), so both would do the same "
+                         "work. Leave --shard out under torchrun, or run each --shard i/n without torchrun")
     weights = _canonical_weights(weights or {})
     check_inputs(experiments, weights)
     store = RunStore(out_dir)
@@ -395,7 +483,32 @@ def merge(out_dir, paper_rows: bool | None = None) -> dict:
     """Assemble the tables of a run whose shards all finished."""
     store = RunStore(out_dir)
     with store.hold():
+        for experiment in store.experiments():
+            pool = store.pool(experiment)
+            unchecked = [] if pool is None else check_pool_images(experiment, pool)
+            if unchecked:
+                print(f"{experiment.name}: not checked against the pool's hashes, not at hand here: "
+                      f"{', '.join(unchecked[:6])}{' ...' if len(unchecked) > 6 else ''}")
         return assemble(store, paper_rows=paper_rows)
+
+
+def _check_shard_records(store: RunStore, experiments: list[Experiment]):
+    """Refuses shards whose records name another model identity than the run's settings
+    (records and settings written before identities were recorded: a warning)."""
+    weights, older = store.weights(), []
+    for experiment in experiments:
+        for name in experiment.models:
+            expected = weights.get(name, {}).get("model")
+            for key, record in store.records(experiment, [name]).items():
+                if expected is None or "model_identity" not in record:
+                    older.append(name)
+                    continue
+                changed = differences(expected, record["model_identity"])
+                if changed:
+                    raise RunSettingsMismatch(f"{key} was made by another {name} than this run's settings name: "
+                                              f"{'; '.join(changed[:6])}. Rerun that shard in this folder")
+    if older:
+        warnings.warn(older_run_warning(sorted(set(older))), stacklevel=3)
 
 
 def assemble(store: RunStore, experiments: list[Experiment] | None = None, preset: str | None = None,
@@ -403,6 +516,7 @@ def assemble(store: RunStore, experiments: list[Experiment] | None = None, prese
     """Tables 1 and 2, the per-model CSVs and ``run.json`` of a finished run (every shard
     done); ``experiments`` default to the stored ones."""
     experiments = experiments or store.experiments()
+    _check_shard_records(store, experiments)
     summaries = {e.name: {name: summarize_model(store, e, name) for name in e.models} for e in experiments}
     written = store.save_tables(render_tables(experiments, summaries, store.weights(), paper_rows), summaries)
     lpips = LPIPSDistance()

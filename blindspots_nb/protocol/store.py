@@ -96,10 +96,19 @@ class RunFolderError(ValueError):
 
 
 def _identity(settings: dict) -> dict:
-    """What makes two runs the same: the experiments, and each weights file by its sha256
-    (the same file at another path is the same weights)."""
+    """What makes two runs the same: the experiments, and each model by its weights' sha256
+    (the same file at another path is the same weights) and by what its wrapper holds
+    (``model``: input size, mean, std, crop, class names; absent from runs recorded before)."""
     return {"experiments": settings["experiments"],
-            "weights": {name: w["sha256"] for name, w in settings["weights"].items()}}
+            "weights": {name: w["sha256"] for name, w in settings["weights"].items()},
+            "models": {name: w["model"] for name, w in settings["weights"].items() if "model" in w}}
+
+
+def older_run_warning(models: list[str]) -> str:
+    """What a run recorded before model identities means for ``models``."""
+    return (f"this run was recorded before runs held a model's input size, mean, std, crop and class names: "
+            f"{', '.join(models)} are checked by their weights' sha256 alone; if one of those changed since, "
+            "start anew (--force, or another output folder)")
 
 
 def _component(name: str, what: str) -> str:
@@ -143,14 +152,15 @@ def _listing(names: list[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _differences(old, new, prefix="") -> list[str]:
-    """Where two JSON-like values differ, as 'key.path: old there, new now'."""
+def differences(old, new, prefix="") -> list[str]:
+    """Where two JSON-like values differ, as 'key.path: old there, new now' (long values cut)."""
     if isinstance(old, dict) and isinstance(new, dict):
         return [d for key in sorted(set(old) | set(new))
-                for d in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+                for d in differences(old.get(key), new.get(key), f"{prefix}{key}.")]
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{prefix}{i}.")]
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"]
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in differences(a, b, f"{prefix}{i}.")]
+    shown = lambda value: repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."  # noqa: E731
+    return [] if old == new else [f"{prefix.rstrip('.')}: {shown(old)} there, {shown(new)} now"]
 
 
 class _Hashing:
@@ -260,6 +270,9 @@ class RunStore:
         weights = self.weights()
         identity = {"experiment": experiment.to_dict(),
                     "weights": {m: weights[m]["sha256"] if m in weights else None for m in experiment.models}}
+        models = {m: weights[m]["model"] for m in experiment.models if "model" in weights.get(m, {})}
+        if models:  # runs recorded before model identities keep the digests of their pieces
+            identity["models"] = models
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def _seal(self, stem: Path, files: list[Path], experiment: Experiment):
@@ -409,12 +422,19 @@ class RunStore:
         if force:
             self._remove_run()
         stored = self._settings() if path.exists() else None
-        if stored is not None and _identity(stored) != _identity(settings) and self._has_results():
-            differences = _differences(_identity(stored), _identity(settings))
-            raise RunSettingsMismatch(
-                f"{self.out_dir} holds a run with other settings ({'; '.join(differences[:6])}"
-                f"{' ...' if len(differences) > 6 else ''}). Use another output folder, or --force to replace "
-                "that run.")
+        if stored is not None and self._has_results():
+            older = [m for m, w in stored["weights"].items()
+                     if "model" not in w and "model" in settings["weights"].get(m, {})]
+            if older:  # a run recorded before model identities stays as it was recorded, with a word
+                warnings.warn(older_run_warning(older), stacklevel=2)
+                settings["weights"] = {m: {k: v for k, v in w.items() if k != "model" or m not in older}
+                                       for m, w in settings["weights"].items()}
+            changed = differences(_identity(stored), _identity(settings))
+            if changed:
+                raise RunSettingsMismatch(
+                    f"{self.out_dir} holds a run with other settings ({'; '.join(changed[:6])}"
+                    f"{' ...' if len(changed) > 6 else ''}). Use another output folder, or --force to replace "
+                    "that run.")
         self._write_json(path, settings)
 
     def _remove_run(self):
@@ -555,9 +575,10 @@ class RunStore:
     def save_record(self, experiment, model, shard: tuple[int, int], record: dict):
         self._write_json(self.model_dir(experiment, model) / f"record_shard{shard[0]}of{shard[1]}.json", record)
 
-    def records(self, experiment) -> dict[str, dict]:
-        """The shard records of every model of the experiment, by '<model folder>/record_shardIofN'."""
-        return {f"{model_folder(model)}/{path.stem}": self._read_json(path) for model in experiment.models
+    def records(self, experiment, models=None) -> dict[str, dict]:
+        """The shard records of every model of the experiment (or of ``models``), by
+        '<model folder>/record_shardIofN'."""
+        return {f"{model_folder(model)}/{path.stem}": self._read_json(path) for model in models or experiment.models
                 for path in sorted(self.model_dir(experiment, model).glob("record_shard*.json"))}
 
     def model_finished(self, experiment, model) -> bool:
