@@ -451,7 +451,7 @@ def test_device_none_is_the_cpu_without_cuda_and_a_named_device_is_kept(monkeypa
     assert {t.device.type for t in load_model("fonts_cnn", device="cpu").state_dict().values()} == {"cpu"}
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 def test_device_none_is_cuda_where_there_is_one():
     model = load_model("fonts_cnn")
     assert all(t.is_cuda for t in model.state_dict().values())  # the normaliser's buffers too
