@@ -38,15 +38,14 @@ from tqdm.std import tqdm
 from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
 from blindspots_nb.analysis.manifold import GlyphManifold, dataset_glyphs, validate
 from blindspots_nb.analysis.metrics import rmse
-from blindspots_nb.analysis.taxonomy import (judge, on_manifold_attack, random_renderings, summarize,
-                                             summarize_kind)
+from blindspots_nb.analysis.taxonomy import (judge, on_manifold_attack, protocol_blind_spots, random_renderings,
+                                             summarize, summarize_kind, taxonomy_experiment)
 from blindspots_nb.data.fonts import GlyphRenderer, font_split
 from blindspots_nb.data.sources import FONTS_GLYPHS
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.models import load_model, predict
 from blindspots_nb.plots.manifold import taxonomy_markdown
 from blindspots_nb.protocol import run as protocol
-from blindspots_nb.protocol.experiment import Experiment
 from blindspots_nb.protocol.store import RunStore, csv_text
 from blindspots_nb.tools import atomic, provenance
 
@@ -58,6 +57,9 @@ SETTINGS = "settings.json"
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", required=True, help="results folder (made if missing; a rerun resumes it)")
+    parser.add_argument("--protocol-dir", default=None,
+                        help="the tables' protocol run (default OUT/protocol; another run's may be shared: its "
+                             "settings are checked)")
     parser.add_argument("--per-class", type=int, default=5, help="protocol sources per letter (default 5: 50)")
     parser.add_argument("--rounds", type=int, default=2, help="LST targets per source (default 2)")
     parser.add_argument("--iterations", type=int, default=LSTConfig().iterations, help="LST iterations (paper 400)")
@@ -69,9 +71,10 @@ def parse(argv):
     parser.add_argument("--validation", type=int, default=50, help="test glyphs of the projection's validation")
     parser.add_argument("--noise", type=float, default=0.05, help="std of the validation's Gaussian noise")
     parser.add_argument("--starts", type=int, default=64, help="atlas transforms per letter and font")
-    parser.add_argument("--keep", type=int, default=16, help="atlas renderings descended per letter")
-    parser.add_argument("--refine", type=int, default=2, help="of which descended to the end")
-    parser.add_argument("--steps", type=int, default=60, help="Adam steps of the projection")
+    parser.add_argument("--per-font", type=int, default=2, help="atlas renderings descended per letter in every font")
+    parser.add_argument("--survivors", type=int, default=2, help="of which descended to the end")
+    parser.add_argument("--steps", type=int, default=80, help="Adam steps of the projection")
+    parser.add_argument("--prune-every", type=int, default=8, help="steps between halvings of the descents (0: none)")
     parser.add_argument("--shortlist", type=int, default=3, help="letters nearest at screening the oracle descends")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
@@ -125,21 +128,20 @@ def main(argv=None):
     args = parse(argv)
     torch.manual_seed(args.seed)
     command = shlex.join(["python", "scripts/manifold_taxonomy.py", *(sys.argv[1:] if argv is None else argv)])
-    settings = {key: value for key, value in vars(args).items() if key not in ("out_dir", "kinds")}
+    settings = {key: value for key, value in vars(args).items() if key not in ("out_dir", "kinds", "protocol_dir")}
     results = Results(Path(args.out_dir), settings)
     renderer = GlyphRenderer()
     manifold = GlyphManifold(renderer, starts=args.starts, seed=args.seed)
-    search = {"keep": args.keep, "refine": args.refine, "steps": args.steps}
+    search = {"per_font": args.per_font, "survivors": args.survivors, "steps": args.steps,
+              "prune_every": args.prune_every}
     started = time.time()
 
     check = results.piece("validation", lambda: validate(manifold, dataset_glyphs(
         "test", FONTS_GLYPHS, args.seed, renderer, range(args.validation)), args.noise, args.seed,
         shortlist=args.shortlist, **search))["summary"]
 
-    experiment = Experiment("fonts:test", MODELS, LSTConfig(iterations=args.iterations), per_class=args.per_class,
-                            rounds=args.rounds, seed=args.seed, name="fonts",
-                            note="manifold taxonomy: the tables' protocol on FONTS test glyphs")
-    store = RunStore(results.folder / "protocol")
+    experiment = taxonomy_experiment(args.per_class, args.rounds, args.iterations, args.seed)
+    store = RunStore(Path(args.protocol_dir) if args.protocol_dir else results.folder / "protocol")
     store.check_folder()
     with store.hold():
         store.begin([experiment], weights=protocol.weights_identity([experiment], {}))
@@ -193,7 +195,7 @@ def main(argv=None):
     print(f"command: {command}\n")
     print(table)
     print(f"\nvalidation: {json.dumps(check)}")
-    print(f"\n{provenance.caption(config={'starts': args.starts, 'keep': args.keep, 'steps': args.steps})}")
+    print(f"\n{provenance.caption(config={'starts': args.starts, **search, 'shortlist': args.shortlist})}")
 
 
 def on_manifold_rows(model, renderer, generated, labels, args) -> dict:
@@ -221,13 +223,7 @@ def rendering_rows(model, renderer, args) -> dict:
 
 
 def blind_spot_rows(store, experiment, name, pool, sources, manifold, args, search) -> dict:
-    batches = protocol.source_batches(len(pool["labels"]), experiment.batch_size)
-    spots, extra = [], []
-    for b, members in enumerate(batches):
-        for r in range(experiment.rounds):
-            spots.append(store.blind_spots(experiment, name, b, r))
-            extra += [{"source": s, "round": r, "target": pool["targets"][r][s]} for s in members]
-    images = torch.cat(spots).float()
+    images, extra = protocol_blind_spots(store, experiment, name, pool)
     labels = torch.tensor([pool["labels"][row["source"]] for row in extra])
     targets = torch.tensor([pool["labels"][row["target"]] for row in extra])
     to_target = rmse(images, sources[[row["target"] for row in extra]])  # the tables' RMSE, for comparison

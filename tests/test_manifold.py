@@ -17,9 +17,10 @@ from blindspots_nb.analysis.taxonomy import (judge, on_manifold_attack, oracle_v
 from blindspots_nb.plots.manifold import taxonomy_markdown
 from blindspots_nb.data.fonts import GlyphRenderer, affine_theta, font_split, fonts_dataset, matplotlib_fonts
 from blindspots_nb.data.sources import FONTS_GLYPHS
+from blindspots_nb.models import FONTS_CLASSES
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
-SEARCH = {"keep": 16, "refine": 2, "steps": 60}
+SEARCH = {}  # the search's defaults
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +111,66 @@ def test_projection_recovers_glyphs_of_known_parameters(renderer, manifold):
     assert float(distance.median()) < 0.005
 
 
+def test_the_searchs_rendering_is_the_renderers(renderer, manifold):
+    generator = torch.Generator().manual_seed(1)
+    units = torch.rand(40, 5, generator=generator)
+    fonts, letters = torch.randint(len(renderer), (40,), generator=generator), torch.arange(40) % 10
+    expected = renderer(fonts, letters, manifold.box.transforms(units.double())).flatten(1)
+    torch.testing.assert_close(manifold.render_units(fonts, letters, units), expected, atol=1e-5, rtol=0)
+
+
+def test_descend_halves_each_group_down_to_its_survivors_and_keeps_the_best():
+    """Candidate j of each group has its own bowl, of floor j / 10 at (j + 1) / 10: the
+    pruned descent keeps the two best of each group, with their riders (the index j),
+    and finds their floors; without pruning every candidate goes on."""
+    from blindspots_nb.analysis.manifold import descend
+
+    start = torch.full((3, 8, 5), 0.5)
+
+    def bowl(units, index):
+        return (units - (index[:, None] + 1) / 10).pow(2).sum(1) + index / 10
+
+    candidates = torch.arange(8).expand(3, 8)
+    value, units, (index,) = descend(start, bowl, steps=200, lr=0.05, prune_every=4, survivors=2, riders=(candidates,))
+    assert value.shape == (3, 2) and units.shape == (3, 2, 5)
+    assert sorted(index[0].tolist()) == [0, 1] and torch.equal(index.sort(1).values, index[:1].sort(1).values.expand(3, 2))
+    torch.testing.assert_close(value, bowl(units.reshape(-1, 5), index.reshape(-1)).reshape(3, 2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(value.sort(1).values, torch.tensor([[0.0, 0.1]]).expand(3, 2), atol=1e-3, rtol=0)
+    assert descend(start, bowl, steps=3, lr=0.05, riders=(candidates,))[0].shape == (3, 8)
+
+
+def test_projection_margin_is_the_second_nearest_minus_the_nearest():
+    from blindspots_nb.analysis.manifold import Projection
+
+    projection = Projection(torch.tensor([[0, 1, 2], [3, 4, 5]]), torch.tensor([[0.3, 0.1, 0.15], [0.2, 0.5, 0.4]]),
+                            torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, 5))
+    torch.testing.assert_close(projection.margin, torch.tensor([0.05, 0.2]))
+    assert projection.label.tolist() == [1, 3]
+    single = Projection(torch.tensor([[0]]), torch.tensor([[0.3]]), torch.zeros(1, 1, dtype=torch.long),
+                        torch.zeros(1, 1, 5))
+    assert single.margin.tolist() == [float("inf")]
+
+
+def test_the_default_search_finds_the_nearer_rendering_of_a_blind_spot(renderer, manifold):
+    """A fonts_cnn blind spot (LST with the paper's settings, seed 0) from the first F of
+    fonts:test towards its first G. Screening the atlas over all fonts at once left the
+    nearest G's font (cmss10) out, and the search named C (0.117) over G (0.119); the
+    descent from every font finds G at 0.075 (an independent full descent: the same)."""
+    from blindspots_nb.lst import LSTConfig, traverse
+    from blindspots_nb.models import load_model
+
+    data = fonts_dataset("test", FONTS_GLYPHS, 0)
+    f, g = (int((data.labels == FONTS_CLASSES.index(letter)).nonzero()[0]) for letter in "FG")
+    spot = traverse(load_model("fonts_cnn", device="cpu"), data.images[f:f + 1], torch.tensor([5]),
+                    data.images[g:g + 1], LSTConfig(seed=0)).images
+    projection = manifold.project(spot, "CG")
+    distance, font, transform = projection.to("G")
+    assert projection.label.tolist() == [FONTS_CLASSES.index("G")]
+    assert float(distance[0]) < 0.08 < float(projection.to("C")[0][0])
+    assert renderer.font_names[int(font[0])] == "cmss10"
+    torch.testing.assert_close(rmse(manifold.render(font, "G", transform), spot), distance, atol=1e-5, rtol=0)
+
+
 def test_oracle_names_the_letter_of_clean_test_glyphs(renderer, manifold):
     glyphs = dataset_glyphs("test", FONTS_GLYPHS, 0, renderer, range(20))
     oracle = manifold.oracle(glyphs["images"], **SEARCH)
@@ -121,7 +182,7 @@ def test_oracle_names_the_letter_of_clean_test_glyphs(renderer, manifold):
 
 def test_projection_is_deterministic_given_the_seed(renderer):
     images = dataset_glyphs("test", FONTS_GLYPHS, 0, renderer, range(3))["images"]
-    search = {"keep": 4, "refine": 1, "steps": 6}
+    search = {"per_font": 1, "survivors": 1, "steps": 6, "prune_every": 2}
     first = GlyphManifold(renderer, starts=8, seed=5).project(images, "AB", **search)
     again = GlyphManifold(renderer, starts=8, seed=5).project(images, "AB", **search)
     assert torch.equal(first.distance, again.distance) and torch.equal(first.transform, again.transform)
@@ -139,11 +200,11 @@ def test_projection_is_deterministic_given_the_seed(renderer):
 ])
 def test_projection_refuses_bad_input(manifold, images, letters, message):
     with pytest.raises(ValueError, match=message):
-        manifold.project(images, letters, keep=1, refine=1, steps=0)
+        manifold.project(images, letters, per_font=1, steps=0)
 
 
 def test_a_projection_answers_only_for_letters_it_searched(manifold):
-    projection = manifold.project(torch.zeros(1, 1, 32, 32), "A", keep=1, refine=1, steps=0)
+    projection = manifold.project(torch.zeros(1, 1, 32, 32), "A", per_font=1, steps=0)
     with pytest.raises(ValueError, match=r"\['C'\] were not projected on"):
         projection.to("C")
 
@@ -194,6 +255,18 @@ def test_random_renderings_lie_in_the_datasets_ranges(renderer):
     assert torch.equal(random_renderings(renderer, 30, seed=2)["transforms"], drawn["transforms"])
 
 
+def test_the_layer_finding_reads_as_a_sentence():
+    from blindspots_nb.analysis.layers import Disappearance
+    from blindspots_nb.plots.manifold import disappearance_sentence
+
+    found = Disappearance("cosine", 400, (5, None, 5, 2), ("net.head.1", None, "net.head.1", "net.features.3"),
+                          (5, None, 5, 2), ("net.head.1", None, "net.head.1", "net.features.3"))
+    assert disappearance_sentence("fonts_cnn", found) == (
+        "fonts_cnn: the target disappears at layer net.head.1 on 2 of 4 paths; at no layer on 1 of 4 paths (the "
+        "blind spot stays nearer its target throughout); at layer net.features.3 on 1 of 4 paths (cosine, "
+        "iteration 400).")
+
+
 def test_taxonomy_rows_are_counted_by_kind():
     regular = [{"fooled": 1, "source_letter": 0, "other_letter": 1, "verdict": v, "distance_source": d,
                 "distance_other": 0.2, "distance_oracle": d} for v, d in (("source", 0.1), ("other", 0.3))]
@@ -218,7 +291,7 @@ def test_taxonomy_script_resumes_and_refuses_other_settings(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(REPO / "scripts" / "manifold_taxonomy.py"), "--out-dir", str(out), "--per-class",
                "1", "--rounds", "2", "--iterations", "4", "--validation", "3", "--autoattack", "0",
-               "--on-manifold-steps", "2", "--renderings", "20", "--steps", "2", "--keep", "2", "--refine", "1", "--starts", "4"]
+               "--on-manifold-steps", "2", "--renderings", "20", "--steps", "2", "--per-font", "1", "--survivors", "1", "--starts", "4"]
     environment = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     first = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -247,7 +320,7 @@ def test_notebook_08_runs_under_papermill_with_a_scripts_table(tmp_path):
     executed = tmp_path / "08.ipynb"
     papermill.execute_notebook(str(REPO / "notebooks" / "08_on_off_manifold.ipynb"), str(executed), parameters={
         "k": 2, "iterations": 20, "pgd_steps": 3, "on_manifold_steps": 2, "starts": 4,
-        "search": {"keep": 2, "refine": 1, "steps": 4}, "record_every": 10, "taxonomy_dir": str(folder),
+        "search": {"per_font": 1, "survivors": 1, "steps": 4}, "record_every": 10, "taxonomy_dir": str(folder),
         "out_dir": str(tmp_path / "out")}, cwd=str(REPO / "notebooks"), progress_bar=False)
     outputs = [output for cell in json.loads(executed.read_text())["cells"] for output in cell.get("outputs", [])]
     text = "".join("".join(output.get("text", "")) for output in outputs)
@@ -256,6 +329,7 @@ def test_notebook_08_runs_under_papermill_with_a_scripts_table(tmp_path):
     assert "| model | on-manifold fooled: any font |" in markdown
     assert "the renderer gives back the pool's glyphs: True" in text
     assert text.count("on-manifold examples are renderings of the source letter: True") == 2
+    assert "fonts_cnn_at: the target disappears at" in text and "('" not in text  # a sentence, not a tuple
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(
         f"{model}_{kind}" for model in ("fonts_cnn", "fonts_cnn_at")
         for kind in ("adversarial.png", "blind_spots.png", "layers.html"))
@@ -267,7 +341,7 @@ def test_validation_counts_what_it_reports(renderer):
 
     manifold = GlyphManifold(renderer, starts=8, seed=0)
     glyphs = dataset_glyphs("test", FONTS_GLYPHS, 0, renderer, range(4))
-    checked = validate(manifold, glyphs, noise=0.05, seed=0, starts=(4,), keep=4, refine=1, steps=10)
+    checked = validate(manifold, glyphs, noise=0.05, seed=0, starts=(4,), per_font=1, steps=10)
     rows, summary = checked["rows"], checked["summary"]
     assert summary["n"] == 4 and set(summary["own_distance_median_by_starts"]) == {4, 8}
     assert summary["oracle_accuracy"] == sum(row["oracle"] == row["letter"] for row in rows) / 4

@@ -8,10 +8,12 @@ width on each side). :class:`GlyphManifold` projects an image onto it:
 
 1. *screening*: an atlas of ``starts`` seeded random transforms (the box's centre first)
    per letter and font, rendered once; each image's RMSE to every rendering of the atlas;
-2. *descent*: from the ``keep`` nearest atlas renderings of each letter (fonts and
-   transforms), Adam on the transform (in box coordinates, clamped to the box) for a
-   quarter of ``steps``, then from the ``refine`` best of them for the rest, minimising
-   the squared error; the best point seen is kept;
+2. *descent*: from the ``per_font`` nearest atlas renderings of each letter in *every*
+   font (screening picks transforms, never fonts: a blind spot's nearest rendering may be
+   in a font whose atlas renderings are all far), Adam on the transform (in box
+   coordinates, clamped to the box), all of them in one batch; every ``prune_every``
+   steps the worse half stops, down to ``survivors`` that go on to ``steps``; the best
+   point seen is kept and its distance is the renderer's;
 3. the oracle (:meth:`GlyphManifold.oracle`) descends only the letters nearest at
    screening (and those asked for).
 
@@ -19,7 +21,9 @@ The result (:class:`Projection`) holds, for each image and letter, the RMSE to t
 nearest rendering found, its font and its transform; the nearest letter overall is the
 manifold's "oracle" label (Stutz et al. 2019: an adversarial example the oracle gives
 another class is *invalid*, a proper instance of that class). Distances are upper bounds
-(the search may miss a nearer rendering); validation measures how tight they are.
+(the search may miss a nearer rendering); ``scripts/oracle_validation.py`` measures how
+tight they are on blind spots and adversarial examples against a reference search, and
+:attr:`Projection.margin` says how much slack a label can take.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .metrics import rmse
-from ..data.fonts import TRANSFORM_PARAMETERS, TRANSFORM_RANGES, GlyphRenderer
+from ..data.fonts import TRANSFORM_PARAMETERS, TRANSFORM_RANGES, GlyphRenderer, affine_theta
 from ..models import FONTS_CLASSES
 
 SEARCH_MARGIN = 0.1  # the box reaches this fraction of each range's width beyond the dataset's range
@@ -116,6 +121,16 @@ class Projection:
         """(N,) the oracle's label: the nearest letter's index into A-J."""
         return self.letters.gather(1, self.distance.argmin(1, keepdim=True)).squeeze(1)
 
+    @property
+    def margin(self) -> torch.Tensor:
+        """(N,) the second-nearest letter's distance minus the nearest's, among the letters
+        searched (inf when one was): both are upper bounds, so a search that misses the
+        nearer rendering of the second letter by more than this would flip the label."""
+        if self.distance.shape[1] < 2:
+            return torch.full((self.distance.shape[0],), float("inf"))
+        nearest = self.distance.topk(2, dim=1, largest=False).values
+        return nearest[:, 1] - nearest[:, 0]
+
     def to(self, letters) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Distance (N,), font (N,) and transform (N, 5) of the nearest rendering of one
         letter per image (``letters``: one or N letters)."""
@@ -128,27 +143,56 @@ class Projection:
         return self.distance[rows, column], self.font[rows, column], self.transform[rows, column]
 
 
-def descend(units: torch.Tensor, objective, steps: int, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adam on ``units`` (M, 5) (box coordinates, kept in [0, 1]) for ``steps`` steps,
-    minimising ``objective(units)`` (M,) of each row independently; returns the lowest
-    value of each row seen and the units where it was seen."""
-    units = units.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([units], lr=lr)
-    best_value, best_units = torch.full((units.shape[0],), float("inf")), units.detach().clone()
+def descend(units: torch.Tensor, objective, steps: int, lr: float, prune_every: int = 0,
+            survivors: int | None = None, riders: tuple[torch.Tensor, ...] = ()):
+    """Adam on ``units`` (box coordinates, kept in [0, 1]) for ``steps`` steps, minimising
+    ``objective(units)`` (M,) of each of the M rows of its (M, 5) argument independently;
+    returns the lowest value of each row seen and the units where it was seen.
+
+    ``units`` (M, 5): every row to the end. ``units`` (G, C, 5): G groups of C candidates
+    each (e.g. one image and letter, C starts); every ``prune_every`` steps (0: never) the
+    worse half of each group (by the lowest value seen) stops, down to ``survivors``
+    candidates per group, which go on to the end (a descent far behind its group's best
+    cannot win, and its steps are the search's cost). ``riders`` (G, C) tensors (e.g. each
+    candidate's font) follow the pruning and are given to ``objective`` flattened after
+    the units. Returns (G, C'), (G, C', 5) and the riders (G, C') then, C' the
+    candidates left."""
+    grouped = units.dim() == 3
+    units = (units if grouped else units[:, None]).detach().clone()
+    survivors = units.shape[1] if survivors is None else max(1, min(survivors, units.shape[1]))
+    parameter = units.requires_grad_(True)
+    optimizer = torch.optim.Adam([parameter], lr=lr)
+    best_value, best_units = torch.full(units.shape[:2], float("inf")), units.detach().clone()
     for step in range(steps + 1):
         with torch.enable_grad():
-            value = objective(units)
+            value = objective(parameter.reshape(-1, parameter.shape[2]), *(r.reshape(-1) for r in riders)).reshape(
+                parameter.shape[:2])
             better = value.detach() < best_value
             best_value = torch.where(better, value.detach(), best_value)
-            best_units[better] = units.detach()[better]
+            best_units[better] = parameter.detach()[better]
             if step == steps:
                 break
             optimizer.zero_grad()
             value.sum().backward()
         optimizer.step()
         with torch.no_grad():
-            units.clamp_(0, 1)
-    return best_value, best_units
+            parameter.clamp_(0, 1)
+        count = parameter.shape[1]
+        if prune_every and (step + 1) % prune_every == 0 and count > survivors:
+            chosen = best_value.topk(max(survivors, (count + 1) // 2), dim=1, largest=False).indices
+            state = optimizer.state.pop(parameter)
+            parameter = gather_rows(parameter.detach(), chosen).requires_grad_(True)
+            best_value, best_units = best_value.gather(1, chosen), gather_rows(best_units, chosen)
+            riders = tuple(r.gather(1, chosen) for r in riders)
+            optimizer = torch.optim.Adam([parameter], lr=lr)
+            optimizer.state[parameter] = {key: gather_rows(value, chosen) if torch.is_tensor(value) and value.dim() == 3
+                                          else value for key, value in state.items()}
+    return (best_value, best_units, riders) if grouped else (best_value[:, 0], best_units[:, 0])
+
+
+def gather_rows(values: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """``values`` (G, C, D) at the candidates ``chosen`` (G, C') of each group."""
+    return values.gather(1, chosen[..., None].expand(-1, -1, values.shape[2]))
 
 
 class GlyphManifold:
@@ -166,6 +210,10 @@ class GlyphManifold:
         units[0] = 0.5  # the box's centre: an upright glyph of mid scale
         self.atlas_units = units
         self._atlas: torch.Tensor | None = None
+        side = 2 * self.renderer.size  # the renderer draws at twice the size, then pools
+        line = (torch.arange(side, dtype=torch.float32) * 2 + 1) / side - 1  # affine_grid's pixel centres
+        y, x = torch.meshgrid(line, line, indexing="ij")
+        self._grid_base = torch.stack([x, y, torch.ones_like(x)], -1).reshape(-1, 3)
 
     def settings(self) -> dict:
         """What defines the search's atlas (for provenance)."""
@@ -179,10 +227,22 @@ class GlyphManifold:
             letters, fonts, starts = len(FONTS_CLASSES), len(self.renderer), self.starts
             grid = torch.cartesian_prod(torch.arange(letters), torch.arange(fonts), torch.arange(starts))
             with torch.no_grad():
-                images = torch.cat([self.renderer(part[:, 1], part[:, 0], self.box.transforms(self.atlas_units[part[:, 2]]))
+                images = torch.cat([self.render_units(part[:, 1], part[:, 0], self.atlas_units[part[:, 2]].float())
                                     for part in grid.split(4096)])
             self._atlas = images.reshape(letters, fonts, starts, -1)
         return self._atlas
+
+    def render_units(self, font: torch.Tensor, letter: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+        """(M, size * size) renderings of ``letter`` in ``font`` (M indices each) at ``units``
+        (M, 5) box coordinates: the renderer's image (within 1e-5), differentiable, faster
+        for the search (the sampling grid is one matrix product, the 2x2 pooling two sums)."""
+        theta = affine_theta(self.box.transforms(units)).float()
+        side, size = 2 * self.renderer.size, self.renderer.size
+        grid = (theta @ self._grid_base.T).transpose(1, 2).reshape(-1, side, side, 2)
+        warped = F.grid_sample(self.renderer.bank[font, letter][:, None], grid, mode="bilinear",
+                               padding_mode="zeros", align_corners=False)
+        pooled = warped.reshape(-1, side, size, 2).sum(3).reshape(-1, size, 2, size).sum(2) * 0.25
+        return pooled.clamp(0, 1).reshape(-1, size * size)
 
     def screen(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 10) RMSE of each image to the nearest atlas rendering of each letter (no descent)."""
@@ -194,15 +254,18 @@ class GlyphManifold:
         atlas = self.atlas.flatten(1, 2)
         return torch.cdist(flat[None].expand(len(atlas), -1, -1), atlas).transpose(0, 1)
 
-    def project(self, images: torch.Tensor, letters=None, keep: int = 16, refine: int = 4, steps: int = 80,
-                lr: float = 0.03, batch_size: int = 64, progress=None) -> Projection:
+    def project(self, images: torch.Tensor, letters=None, per_font: int = 2, survivors: int = 2, steps: int = 80,
+                prune_every: int = 8, lr: float = 0.03, batch_size: int = 8, progress=None) -> Projection:
         """The nearest renderings of ``letters`` to ``images`` (N, 1, size, size).
 
-        Per image and letter, the ``keep`` nearest atlas renderings are descended for a
-        quarter of ``steps`` Adam steps of ``lr`` (box coordinates), then the ``refine``
-        best of them for the rest. ``letters``: None (all ten), one letter or a list of
-        letters for every image, or an (N, K) tensor of letters per image. ``progress``: a
-        callable told the number of images done after each batch."""
+        Per image and letter, the ``per_font`` nearest atlas renderings *in every font* are
+        descended together by Adam (``lr`` in box coordinates) for ``steps`` steps; every
+        ``prune_every`` steps the worse half of them stops (0: none stops), down to
+        ``survivors``, which descend to the end (:func:`descend`). The distance reported is
+        the renderer's own image's RMSE at the best point found. ``letters``: None (all
+        ten), one letter or a list of letters for every image, or an (N, K) tensor of
+        letters per image. ``progress``: a callable told the number of images done after
+        each batch."""
         images = check_glyph_images(images, self.renderer.size)
         n = images.shape[0]
         if torch.is_tensor(letters) and letters.dim() == 2:
@@ -212,12 +275,12 @@ class GlyphManifold:
         else:
             shared = letter_indices(list(range(len(FONTS_CLASSES))) if letters is None else letters)
             letters = shared[None].expand(n, -1)
-        keep, refine = count_at_least("keep", keep), count_at_least("refine", refine)
+        per_font, survivors = min(count_at_least("per_font", per_font), self.starts), count_at_least("survivors", survivors)
         steps, batch_size = count_at_least("steps", steps, 0), count_at_least("batch_size", batch_size)
-        keep = min(keep, len(self.renderer) * self.starts)
+        prune_every = count_at_least("prune_every", prune_every, 0)
         parts = []
         for rows in torch.arange(n).split(batch_size):
-            parts.append(self._project_batch(images[rows], letters[rows], keep, min(refine, keep), steps, lr))
+            parts.append(self._project_batch(images[rows], letters[rows], per_font, survivors, steps, prune_every, lr))
             if progress is not None:
                 progress(len(rows))
         distance, font, transform = (torch.cat(values) for values in zip(*parts))
@@ -232,46 +295,39 @@ class GlyphManifold:
         images = check_glyph_images(images, self.renderer.size)
         order = self.screen(images).argsort(1).tolist()
         wanted = [[] for _ in order] if include is None else letter_indices(include).reshape(len(order), -1).tolist()
-        width = count_at_least("shortlist", shortlist) + max(len(set(row)) for row in wanted)
+        width = min(len(FONTS_CLASSES), count_at_least("shortlist", shortlist) + max(len(set(row)) for row in wanted))
         rows = [list(dict.fromkeys(must + ranked))[:width] for must, ranked in zip(wanted, order)]
         return self.project(images, torch.tensor(rows), **search)
 
-    def _project_batch(self, images, letters, keep, refine, steps, lr):
+    def _project_batch(self, images, letters, per_font, survivors, steps, prune_every, lr):
         n, k = letters.shape
+        fonts = len(self.renderer)
         flat = images.flatten(1)
-        screened = self._screen(flat)
-        screened = screened.gather(1, letters[..., None].expand(-1, -1, screened.shape[2]))  # (N, K, atlas)
-        nearest = screened.topk(keep, dim=2, largest=False).indices  # (N, K, keep)
-        font = nearest // self.starts
-        letter = letters[..., None].expand(n, k, keep)
-        units = self.atlas_units[nearest % self.starts].float()
-        target = flat[:, None, None, :]
-        first = steps // 4
-        error, units = self._descend(units, font, letter, target, first, lr)
-        best = error.topk(refine, dim=2, largest=False).indices  # (N, K, refine)
-        font, letter = font.gather(2, best), letter.gather(2, best)
-        units = units.gather(2, best[..., None].expand(-1, -1, -1, units.shape[3]))
-        error, units = self._descend(units, font, letter, target, steps - first, lr)
-        error, choice = error.min(2)
-        font = font.gather(2, choice[..., None]).squeeze(2)
-        units = units.gather(2, choice[..., None, None].expand(-1, -1, 1, units.shape[3])).squeeze(2)
-        return error.sqrt(), font, self.box.transforms(units.double())
+        screened = self._screen(flat).reshape(n, len(FONTS_CLASSES), fonts, self.starts)
+        screened = screened.gather(1, letters[..., None, None].expand(-1, -1, fonts, self.starts))  # (N, K, F, S)
+        nearest = screened.topk(per_font, dim=3, largest=False).indices.flatten(2)  # (N, K, F * per_font)
+        font = torch.arange(fonts).repeat_interleave(per_font).expand_as(nearest)
+        units = self.atlas_units[nearest].float().reshape(n * k, -1, 5)
+        letter = letters[..., None].expand_as(nearest).reshape(n * k, -1)
+        font = font.reshape(n * k, -1)
+        target = flat.repeat_interleave(k, 0)[:, None]
 
-    def _descend(self, units, font, letter, target, steps, lr):
-        """:func:`descend` from ``units`` (N, K, C, 5) minimising the mean squared error of each
-        rendering to its image in ``target``; returns the best error (N, K, C) and units seen."""
-        shape = units.shape[:3]
-        font, letter = font.reshape(-1), letter.reshape(-1)
-        target = target.expand(*shape, -1).reshape(-1, target.shape[-1])
-        error, units = descend(units.reshape(-1, units.shape[3]), lambda u: (self.renderer(
-            font, letter, self.box.transforms(u)).flatten(1) - target).pow(2).mean(1), steps, lr)
-        return error.reshape(shape), units.reshape(*shape, -1)
+        def error(u, font, letter):  # mean squared error of each candidate's rendering to its image
+            rendered = self.render_units(font, letter, u).reshape(n * k, -1, target.shape[2])
+            return (rendered - target).pow(2).mean(2).reshape(-1)
+
+        value, units, (font, letter) = descend(units, error, steps, lr, prune_every, survivors, (font, letter))
+        choice = value.argmin(1, keepdim=True)
+        font, letter = font.gather(1, choice)[:, 0], letter.gather(1, choice)[:, 0]
+        transform = self.box.transforms(gather_rows(units, choice)[:, 0].double())
+        with torch.no_grad():
+            distance = rmse(self.renderer(font, letter, transform), images.repeat_interleave(k, 0))
+        return distance.reshape(n, k), font.reshape(n, k), transform.reshape(n, k, 5)
 
     def render(self, font, letter, transform) -> torch.Tensor:
         """The renderings (N, 1, size, size) a projection names (``Projection.to``)."""
         with torch.no_grad():
             return self.renderer(font, letter_indices(letter, len(torch.as_tensor(font).reshape(-1))), transform)
-
 
 
 def dataset_glyphs(split: str, n: int, seed: int, renderer: GlyphRenderer, indices=None) -> dict:

@@ -115,15 +115,17 @@ class Judgement:
 
     def rows(self, font_names: list[str]) -> list[dict]:
         """One row per image: letters, the oracle's label and verdict, the RMSE to the nearest
-        rendering of the source letter, of the other letter and of the oracle's letter, and
-        the fonts of the first two."""
-        label = self.projection.label
+        rendering of the source letter, of the other letter and of the oracle's letter, the
+        ``margin`` of the oracle's letter (:attr:`Projection.margin`), and the fonts of the
+        first two."""
+        label, margin = self.projection.label, self.projection.margin
         (d_source, f_source, _), (d_other, f_other, _) = self.projection.to(self.sources), self.projection.to(self.others)
         d_oracle = self.projection.to(label)[0]
         return [{"source_letter": int(self.sources[i]), "other_letter": int(self.others[i]), "oracle": int(label[i]),
                  "verdict": self.verdicts[i], "distance_source": float(d_source[i]),
                  "distance_other": float(d_other[i]), "distance_oracle": float(d_oracle[i]),
-                 "font_source": font_names[int(f_source[i])], "font_other": font_names[int(f_other[i])]}
+                 "margin": float(margin[i]), "font_source": font_names[int(f_source[i])],
+                 "font_other": font_names[int(f_other[i])]}
                 for i in range(len(self.verdicts))]
 
 
@@ -169,6 +171,31 @@ def summarize_kind(kind: str, rows: list[dict]) -> dict:
         summary["median_rmse_to_target_image"] = float(torch.tensor(
             [float(r["rmse_to_target_image"]) for r in counted]).median())
     return summary
+
+
+def taxonomy_experiment(per_class: int, rounds: int, iterations: int, seed: int):
+    """The tables' protocol on ``fonts:test`` for both FONTS CNNs, as the taxonomy runs it
+    (LST with the paper's hyperparameters, ``iterations`` of them)."""
+    from ..lst import LSTConfig
+    from ..protocol.experiment import Experiment
+
+    return Experiment("fonts:test", ("fonts_cnn", "fonts_cnn_at"), LSTConfig(iterations=iterations),
+                      per_class=per_class, rounds=rounds, seed=seed, name="fonts",
+                      note="manifold taxonomy: the tables' protocol on FONTS test glyphs")
+
+
+def protocol_blind_spots(store, experiment, model_name: str, pool: dict) -> tuple[torch.Tensor, list[dict]]:
+    """The blind spots of a finished protocol run (``store``) of one model, in the order of
+    its source batches and rounds, and per blind spot its ``source``, ``round`` and
+    ``target`` (indices into the pool)."""
+    from ..protocol.run import source_batches
+
+    spots, rows = [], []
+    for b, members in enumerate(source_batches(len(pool["labels"]), experiment.batch_size)):
+        for r in range(experiment.rounds):
+            spots.append(store.blind_spots(experiment, model_name, b, r))
+            rows += [{"source": s, "round": r, "target": pool["targets"][r][s]} for s in members]
+    return torch.cat(spots).float(), rows
 
 
 def random_renderings(renderer: GlyphRenderer, n: int, seed: int) -> dict:

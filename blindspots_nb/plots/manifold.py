@@ -70,3 +70,17 @@ def taxonomy_markdown(summaries: dict) -> str:
                     f"{fine(base.get('error'))} ({base.get('n', '-')}) | {fine(base.get('error_train_fonts'))} | "
                     f"{fine(base.get('error_test_fonts'))} |")
     return "\n".join(judged) + "\n\n" + "\n".join(rows)
+
+
+def disappearance_sentence(model_name: str, found) -> str:
+    """A :class:`~blindspots_nb.analysis.layers.Disappearance` as a sentence: on how many
+    paths the target disappears at which layer (the first layer where the blind spot is
+    nearer its source than its target), most common first."""
+    from collections import Counter
+
+    paths = len(found.layer)
+    counted = Counter(found.layer).most_common()
+    parts = [f"at layer {layer} on {count} of {paths} paths" if layer is not None else
+             f"at no layer on {count} of {paths} paths (the blind spot stays nearer its target throughout)"
+             for layer, count in counted]
+    return f"{model_name}: the target disappears {'; '.join(parts)} ({found.measure}, iteration {found.iteration})."

@@ -1,0 +1,221 @@
+"""The FONTS oracle checked on what it judges: blind spots and adversarial examples.
+
+The oracle (:meth:`GlyphManifold.oracle`) is validated on dataset glyphs elsewhere; blind
+spots are not such images. This script takes the examples the taxonomy judges, from a
+run of the tables' protocol on ``fonts:test`` (``--protocol-dir``, as
+``scripts/manifold_taxonomy.py`` makes it): every LST blind spot of ``fonts_cnn`` and
+``fonts_cnn_at``, and the PGD (every source) and AutoAttack (the first ``--autoattack``
+sources) examples that fool each model. Each is judged by
+
+* the search settings compared (``VARIANTS``: the default and cheaper or longer ones),
+  as the taxonomy calls it (the letters nearest at screening, the source's and the other
+  letter);
+* a reference search that leaves nothing to screening: an atlas of 4x the starts, the
+  nearest of them in *every* font descended for *every* letter, 4x the steps
+  (``REFERENCE``);
+* on the first ``--convergence`` examples, a still longer search (``CONVERGENCE``: 8x the
+  atlas, twice the reference's starts per font and steps) that shows whether the
+  reference has converged.
+
+Examples are taken round-robin over (model, kind), so that a run stopped early covers
+every kind; each judged example is a line of ``OUT/rows.jsonl`` (a rerun resumes), and the
+table (verdict agreement with the reference; distance gap: the search's nearest-letter
+RMSE minus the reference's, median / q90 / max; CPU seconds per image) is printed and
+written to ``OUT/validation.md``::
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/oracle_validation.py --protocol-dir results/manifold_protocol \\
+        --out-dir results/oracle_validation --limit 60 --convergence 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
+from blindspots_nb.analysis.manifold import GlyphManifold
+from blindspots_nb.analysis.taxonomy import protocol_blind_spots, taxonomy_experiment
+from blindspots_nb.data.fonts import GlyphRenderer
+from blindspots_nb.models import load_model, predict
+from blindspots_nb.protocol import run as protocol
+from blindspots_nb.protocol.store import RunStore
+from blindspots_nb.tools import atomic, provenance
+
+MODELS = ("fonts_cnn", "fonts_cnn_at")
+STARTS = 64  # the default atlas (GlyphManifold's starts)
+VARIANTS = {  # name -> (atlas starts, oracle options)
+    "default": (STARTS, {}),
+    "one start per font": (STARTS, {"per_font": 1}),
+    "twice the steps": (STARTS, {"steps": 160, "prune_every": 16}),  # the halvings twice as far apart too
+}
+REFERENCE = (4 * STARTS, {"per_font": 2, "survivors": 8, "prune_every": 40, "steps": 320})
+CONVERGENCE = (8 * STARTS, {"per_font": 4, "survivors": 16, "prune_every": 80, "steps": 640})
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol-dir", required=True, help="the tables' protocol run (as manifold_taxonomy.py makes it)")
+    parser.add_argument("--out-dir", required=True, help="results folder (made if missing; a rerun resumes it)")
+    parser.add_argument("--per-class", type=int, default=5, help="the protocol's sources per letter")
+    parser.add_argument("--rounds", type=int, default=2, help="the protocol's rounds")
+    parser.add_argument("--iterations", type=int, default=400, help="the protocol's LST iterations")
+    parser.add_argument("--pgd-steps", type=int, default=20)
+    parser.add_argument("--autoattack", type=int, default=20, help="sources attacked by AutoAttack (0: none)")
+    parser.add_argument("--limit", type=int, default=None, help="judge at most this many examples (round-robin)")
+    parser.add_argument("--convergence", type=int, default=6, help="examples also judged by the longer search")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def examples(args, store) -> dict:
+    """The examples judged: images, source and other letters, model, kind, index of each."""
+    experiment = taxonomy_experiment(args.per_class, args.rounds, args.iterations, args.seed)
+    found = {"images": [], "source": [], "other": [], "model": [], "kind": [], "index": []}
+
+    def add(model, kind, images, sources, others):
+        found["images"].append(images.float())
+        found["source"] += sources.tolist()
+        found["other"] += others.tolist()
+        found["model"] += [model] * len(images)
+        found["kind"] += [kind] * len(images)
+        found["index"] += list(range(len(images)))  # within its (model, kind)
+
+    pool = store.pool(experiment)
+    if pool is None:
+        raise SystemExit(f"{args.protocol_dir} holds no finished protocol run of these settings: run "
+                         "scripts/manifold_taxonomy.py (or give its --protocol-dir) first")
+    pool_labels = torch.tensor(pool["labels"])
+    for name in MODELS:
+        model = load_model(name, device="cpu")
+        spots, rows = protocol_blind_spots(store, experiment, name, pool)
+        add(name, "lst", spots, pool_labels[[row["source"] for row in rows]], pool_labels[[row["target"] for row in rows]])
+        images = protocol.pool_images(experiment, pool, model)
+        radius = threat_model(model).radius
+        for kind, attack, count in (
+                ("pgd", lambda x, y: pgd(model, x, y, radius, steps=args.pgd_steps, seed=args.seed), len(pool_labels)),
+                ("autoattack", lambda x, y: autoattack(model, x, y, radius, seed=args.seed), args.autoattack)):
+            if count:
+                adversarial = attack(images[:count], pool_labels[:count])
+                predicted = predict(model, adversarial)[0]
+                fooled = predicted != pool_labels[:count]
+                add(name, kind, adversarial[fooled], pool_labels[:count][fooled], predicted[fooled])
+    found["images"] = torch.cat(found["images"])
+    found["source"], found["other"] = torch.tensor(found["source"]), torch.tensor(found["other"])
+    return found
+
+
+def round_robin(found: dict) -> list[int]:
+    """The examples' order: one of each (model, kind) in turn, each group in its own order."""
+    groups: dict = {}
+    for i, key in enumerate(zip(found["model"], found["kind"])):
+        groups.setdefault(key, []).append(i)
+    order, queues = [], list(groups.values())
+    while any(queues):
+        order += [queue.pop(0) for queue in queues if queue]
+    return order
+
+
+def judged(manifold: GlyphManifold, image, source, other, options: dict, everything: bool = False) -> dict:
+    """One search's answer for one image: the oracle's letter, the nearest distance, the
+    distances to the source and the other letter (every letter's with ``everything``), the
+    margin to the second-nearest letter searched, and its CPU seconds."""
+    started = time.process_time()
+    include = torch.stack([source, other])[None]
+    projection = manifold.project(image, None, **options) if everything else \
+        manifold.oracle(image, include=include, **options)
+    seconds = time.process_time() - started
+    distance = projection.distance[0]
+    ordered = distance.sort().values
+    row = {"label": int(projection.label[0]), "nearest": float(ordered[0]),
+           "margin": float(ordered[1] - ordered[0]) if len(ordered) > 1 else None,
+           "source": float(projection.to(source)[0][0]), "other": float(projection.to(other)[0][0]),
+           "cpu_seconds": round(seconds, 3)}
+    if everything:
+        row["letters"] = [round(float(d), 6) for d in distance]
+    return row
+
+
+def quantile_text(values: list[float]) -> str:
+    q = torch.quantile(torch.tensor(values, dtype=torch.float64), torch.tensor([0.5, 0.9, 1.0], dtype=torch.float64))
+    return " / ".join(f"{float(v):.4f}" for v in q)
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: per search compared, per (model, kind) and over all: verdicts that agree
+    with the reference, the nearest-distance gap to the reference (median / q90 / max),
+    the source- and other-letter gaps' max, and the median CPU seconds per image."""
+    keys = sorted({(row["model"], row["kind"]) for row in rows}) + [("all", "all")]
+    lines = ["| search | model | kind | n | verdict = reference | gap median / q90 / max | source, other gap max "
+             "| CPU s per image (median) |", "|---|---|---|---|---|---|---|---|"]
+    for name in [*VARIANTS, "convergence"]:
+        for model, kind in keys:
+            chosen = [row for row in rows if name in row and (model == "all" or (row["model"], row["kind"]) == (model, kind))]
+            if not chosen:
+                continue
+            gaps = [row[name]["nearest"] - row["reference"]["nearest"] for row in chosen]
+            letter_gaps = [max(row[name][key] - row["reference"][key] for key in ("source", "other")) for row in chosen]
+            agree = sum(row[name]["label"] == row["reference"]["label"] for row in chosen)
+            seconds = float(torch.tensor([row[name]["cpu_seconds"] for row in chosen]).median())
+            lines.append(f"| {name} | {model} | {kind} | {len(chosen)} | {agree} ({100 * agree / len(chosen):.1f}%) | "
+                         f"{quantile_text(gaps)} | {max(letter_gaps):.4f} | {seconds:.1f} |")
+    reference = float(torch.tensor([row["reference"]["cpu_seconds"] for row in rows]).median())
+    margins = [row["reference"]["margin"] for row in rows]
+    return "\n".join(lines) + (f"\n\nreference: median {reference:.1f} CPU s per image; its margin (second-nearest "
+                               f"minus nearest letter) min / median: {min(margins):.4f} / "
+                               f"{float(torch.tensor(margins).median()):.4f} over {len(rows)} examples.")
+
+
+def main(argv=None):
+    args = parse(argv)
+    command = shlex.join(["python", "scripts/oracle_validation.py", *(sys.argv[1:] if argv is None else argv)])
+    out = atomic.check_folder(Path(args.out_dir), "--out-dir")
+    out.mkdir(parents=True, exist_ok=True)
+    store = RunStore(Path(args.protocol_dir))
+    saved = out / "examples.pt"
+    if saved.exists():
+        found = torch.load(saved, weights_only=True)
+    else:
+        found = examples(args, store)
+        torch.save(found, saved)
+    renderer = GlyphRenderer()
+    manifolds = {starts: GlyphManifold(renderer, starts=starts, seed=args.seed)
+                 for starts in {STARTS, REFERENCE[0], CONVERGENCE[0]}}
+    path = out / "rows.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    done = {row["example"] for row in rows}
+    order = round_robin(found)[:args.limit]
+    for position, i in enumerate(order):
+        if i in done:
+            continue
+        image, source, other = found["images"][i:i + 1], found["source"][i], found["other"][i]
+        row = {"example": i, "model": found["model"][i], "kind": found["kind"][i], "index": found["index"][i],
+               "source_letter": int(source), "other_letter": int(other)}
+        for name, (starts, options) in VARIANTS.items():
+            row[name] = judged(manifolds[starts], image, source, other, options)
+        row["reference"] = judged(manifolds[REFERENCE[0]], image, source, other, REFERENCE[1], everything=True)
+        if position < args.convergence:
+            row["convergence"] = judged(manifolds[CONVERGENCE[0]], image, source, other, CONVERGENCE[1],
+                                        everything=True)
+        rows.append(row)
+        with path.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        print(f"{len(rows)}/{len(order)} {row['model']} {row['kind']} #{row['index']}: default "
+              f"{row['default']['label']} {row['default']['nearest']:.4f}, reference {row['reference']['label']} "
+              f"{row['reference']['nearest']:.4f} ({row['reference']['cpu_seconds']:.0f} CPU s)", flush=True)
+    text = table(rows)
+    record = provenance.record(config={**vars(args), "variants": VARIANTS, "reference": REFERENCE,
+                                       "convergence": CONVERGENCE}, device="cpu", command=command,
+                               manifold=manifolds[STARTS].settings() | {"starts": "per search"})
+    atomic.write_text(out / "validation.md", f"command: `{command}`\n\n{text}\n")
+    atomic.write_json(out / "run.json", record)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
