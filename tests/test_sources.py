@@ -24,11 +24,13 @@ def test_spellings_parse_to_one_canonical_form():
     assert parse_source("imagenet:/data/val") == ("imagenet", "/data/val")
     assert parse_source(" ImageNet: /data/val ") == ("imagenet", "/data/val")
     assert canonical("fonts") == "fonts:test" and canonical("photos") == "photos"
-    assert spellings() == ["photos", "fonts:test|train", "imagenet:ROOT", "cifar10:ROOT", "folder:PATH"]
+    assert spellings() == ["photos", "fonts:test|train", "digits:test|train", "imagenet:ROOT", "cifar10:ROOT",
+                           "folder:PATH"]
 
 
 @pytest.mark.parametrize("spelling, message", [
-    ("somewhere", "unknown image source 'somewhere'; write one of: photos, fonts:test|train, imagenet:ROOT"),
+    ("somewhere", "unknown image source 'somewhere'; write one of: photos, fonts:test|train, digits:test|train, "
+                  "imagenet:ROOT"),
     ("imagenet", "needs its ROOT: write imagenet:ROOT"),
     ("photos:/x", "takes no argument"),
     ("fonts:validation", "fonts:test or fonts:train"),
