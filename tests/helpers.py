@@ -36,3 +36,46 @@ def folder_listing(folder: Path) -> dict:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns,
                                           hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None)
             for p in sorted(folder.rglob("*"))} | {".": folder.stat().st_mtime_ns}
+
+
+# Names a hostile colleague may give files and classes: each sets a flag in the page if it ever becomes a live tag.
+HOSTILE_FILE = "<img src=x onerror=window.__pwned=1>"
+HOSTILE_CLASS = "<img src=y onerror=window.__pwned=2>"
+HOSTILE_MODEL = "<img src=z onerror=window.__pwned=3>"
+
+
+def make_hostile_run(root: Path) -> Path:
+    """A finished run (``root/run``) of a user's model on a labelled folder, both named to inject HTML: a
+    factory spec in ``root/HOSTILE_MODEL.py`` (fonts_cnn wrapped, its class 'A' renamed ``HOSTILE_CLASS``)
+    on ``root/images/<class>/HOSTILE_FILE<k>.png``, two FONTS glyphs of each of its first three classes.
+    4 sources, 3 rounds, LST of 5 iterations (about 15 s on a CPU)."""
+    from PIL import Image
+
+    from blindspots_nb import protocol
+    from blindspots_nb.data.sources import open_source
+    from blindspots_nb.lst import LSTConfig
+    from blindspots_nb.protocol import Experiment, RunStore
+    from blindspots_nb.protocol import run as run_module
+
+    factory = root / f"{HOSTILE_MODEL}.py"
+    factory.write_text(
+        "from blindspots_nb.models import load_model, wrap\n\n\n"
+        "def build():\n"
+        "    model = load_model('fonts_cnn', device='cpu')\n"
+        f"    names = [{HOSTILE_CLASS!r}, *model.class_names[1:]]\n"
+        "    return wrap(model, mean=(0.0,), std=(1.0,), class_names=names, input_size=tuple(model.input_size))\n")
+    glyphs = open_source("fonts:test", (1, 32, 32))
+    for label, folder in enumerate((HOSTILE_CLASS, "B", "C")):
+        (root / "images" / folder).mkdir(parents=True)
+        for k, index in enumerate([i for i, y in enumerate(glyphs.labels.tolist()) if y == label][:2]):
+            pixels = (glyphs[index][0][0] * 255).round().byte().numpy()
+            Image.fromarray(pixels).save(root / "images" / folder / f"{HOSTILE_FILE}{k}.png")
+    spec = f"{factory}:build"
+    experiment = Experiment(f"folder:{root / 'images'}", (spec,), LSTConfig(iterations=5, step_size=0.05),
+                            n_sources=4, rounds=3, batch_size=2, divisions=4, per_class=2, min_conf=0.3)
+    store = RunStore(root / "run")
+    store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
+    protocol.prepare(experiment, store, device="cpu")
+    protocol.run_model(experiment, spec, store, device="cpu", progress=False)
+    protocol.assemble(store, [experiment])
+    return store.out_dir

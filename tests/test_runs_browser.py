@@ -4,15 +4,20 @@ unfinished run lacks; a damaged or hostile file is one line naming it, and the r
 
 import csv
 import hashlib
+import html
 import json
 import math
 import os
 import pickle
 import shutil
+import socket
+from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from blindspots_nb import protocol
 from blindspots_nb.explorer.runs import CONTRADICTIONS, SOURCE_COLUMNS, StoredRun
@@ -20,7 +25,7 @@ from blindspots_nb.explorer.runs_view import RunBrowser
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.protocol import Experiment, RunFolderError, RunStore
 from blindspots_nb.protocol import run as run_module
-from helpers import folder_listing
+from helpers import HOSTILE_CLASS, HOSTILE_FILE, HOSTILE_MODEL, folder_listing, make_hostile_run
 
 MODELS = ("fonts_cnn", "fonts_cnn_at")
 BATCH = 2
@@ -372,3 +377,237 @@ def test_numbers_as_the_browser_prints_them():
 
     assert [number(v) for v in (None, math.nan, 0.99999, 0.268, -1.121e-05, 0.0)] == [
         "–", "n/a", "1.0000", "0.2680", "-1.12e-05", "0.0000"]
+
+
+
+# -- hostile names, a user's model on a labelled folder ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> Path:
+    """A finished run of a user's model on a labelled folder, its file, class and model names made to inject HTML."""
+    return make_hostile_run(tmp_path_factory.mktemp("hostile"))
+
+
+class _Markup(HTMLParser):
+    """The tags and attributes of an HTML text."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tags, self.attributes = set(), set()
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        self.attributes |= {name for name, _ in attrs}
+
+
+def _markup_shown(widget) -> list[str]:
+    """Every text a widget tree shows as HTML: W.HTML values, and plotly titles (plotly reads them as markup)."""
+    import ipywidgets as W
+    import plotly.graph_objects as go
+
+    if isinstance(widget, go.FigureWidget):
+        return [widget.layout.title.text or ""]
+    found = [widget.value] if isinstance(widget, W.HTML) else []
+    for child in getattr(widget, "children", ()):
+        found += _markup_shown(child)
+    return found
+
+
+def _assert_no_live_tag(texts: list[str]):
+    for text in texts:
+        markup = _Markup(text)
+        assert markup.tags <= {"b", "i", "small", "br", "div", "ul", "li", "style", "span", "sup"}, text
+        assert not any(name.startswith("on") for name in markup.attributes), text
+
+
+def test_names_from_the_run_are_shown_escaped_never_as_markup(hostile):
+    browser = RunBrowser(hostile)
+    seen = []
+    for _, source in browser.source_list.options:
+        browser.source_list.value = source
+        for pair in [value for _, value in browser.pair_menu.options]:
+            browser.pair_menu.value = pair
+            seen += _markup_shown(browser.widget)
+    _assert_no_live_tag(seen)
+    shown = " ".join(seen)
+    for name in (HOSTILE_FILE, HOSTILE_CLASS, HOSTILE_MODEL):  # shown, as text
+        assert html.escape(name, quote=False) in shown.replace("&#x27;", "'").replace("&quot;", '"')
+    assert browser.caption.value.count(html.escape(HOSTILE_MODEL)) == 1  # the model's spec, in the caption
+
+
+def test_a_labelled_folder_run_of_a_users_model_shows_from_its_own_records(hostile, monkeypatch):
+    from blindspots_nb.analysis.geometry import triangle_shape
+    from blindspots_nb.explorer import runs
+
+    def never(*args, **kwargs):
+        raise AssertionError("the browser reopened the image source")
+    monkeypatch.setattr(runs, "open_source", never)  # no folder listed or labelled again, no model's classes
+    run = StoredRun(hostile)
+    key, = run.models()
+    pool = json.loads((hostile / "folder" / "pool.json").read_text())
+    rows = run.source_rows(key)
+    assert [(r["name"], r["class"]) for r in rows] == list(zip(pool["names"], pool["class_names"]))
+    assert HOSTILE_CLASS in pool["class_names"] and all(Path(name).is_file() for name in pool["names"])
+    images, where = run.pool_images(key)
+    assert "checked by sha256" in where
+    for source, name in enumerate(pool["names"]):  # the file as it is, at the model's 32 x 32 (no resize, no crop)
+        pixels = torch.from_numpy(np.asarray(Image.open(name), dtype=np.float32) / 255)[None]
+        assert torch.allclose(images[source], pixels, atol=1e-6)
+    spots = run.blind_spot_images(key, 1)
+    triangle = run.triangle(key, 1, (0, 2))
+    assert "true shape" in triangle.note and torch.allclose(triangle.shape, triangle_shape(images[1], spots[0],
+                                                                                            spots[2]))
+    assert run.problems == []
+    browser = RunBrowser(hostile, source=1)
+    assert "tench" not in str(_markup_shown(browser.widget)) and len(browser.triangle_view.children) == 2
+
+
+def test_a_changed_image_is_one_line_and_the_rest_shows(hostile):
+    pool = json.loads((hostile / "folder" / "pool.json").read_text())
+    changed = Path(pool["names"][0])
+    original = changed.read_bytes()
+    try:
+        Image.new("L", (32, 32), 128).save(changed)
+        run = StoredRun(hostile)
+        images, _ = run.pool_images(run.models()[0])
+        assert images[0] is None and images[1] is not None
+        assert run.problems == [f"{changed}: pool image 0 cannot be shown ({run.problems[0].split('(', 1)[1]}"]
+        assert "changed (sha256)" in run.problems[0] and "\n" not in run.problems[0]
+        assert "equilateral" in run.triangle(run.models()[0], 0).note
+    finally:
+        changed.write_bytes(original)
+
+
+# -- the browser never writes and never downloads ------------------------------------------------------------------
+@pytest.fixture
+def no_network(monkeypatch) -> list:
+    """Every connection or name look-up tried, refused and listed."""
+    tried = []
+
+    def refuse(*args, **kwargs):
+        tried.append(args)
+        raise OSError("no network in this test")
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return tried
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_a_received_cifar_source_is_never_created_or_downloaded(copy, tmp_path, monkeypatch, no_network, offline):
+    if offline:
+        monkeypatch.setenv("BLINDSPOTS_NB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("BLINDSPOTS_NB_OFFLINE", raising=False)
+    made = tmp_path / "some" / "path" / "made_by_browser"
+    settings = json.loads((copy / "settings.json").read_text())
+    settings["experiments"][0]["image_source"] = f"cifar10:{made}"
+    (copy / "settings.json").write_text(json.dumps(settings))
+    run = StoredRun(copy)
+    images, where = run.pool_images("fonts/fonts_cnn")
+    assert images is None and "\n" not in where
+    assert where.startswith(f"sources and targets not shown: the images of cifar10:{made} are not at hand")
+    browser = RunBrowser(copy)
+    for key in run.models():
+        browser.model_menu.value = key
+    assert not (tmp_path / "some").exists() and no_network == []
+
+
+def test_cifar_offline_is_a_message_saying_what_to_put_where(tmp_path, monkeypatch, no_network):
+    from blindspots_nb.data import cifar10
+
+    monkeypatch.setenv("BLINDSPOTS_NB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="BLINDSPOTS_NB_OFFLINE=1 forbids the download; download https://"):
+        cifar10(tmp_path / "cifar")  # download=True, the default: still no connection
+    assert not (tmp_path / "cifar").exists() and no_network == []
+
+
+# -- run files that cannot be read: one line each -------------------------------------------------------------------
+UNREADABLE = {"deep": (b"[" * 200_000, "is not valid JSON (nested deeper than it can be read)"),
+              "not UTF-8": (b'{"experiments": "\xff\xfe"}', "is not UTF-8 text (invalid start byte at byte 17)"),
+              "huge": (None, "more than the 268435456 a JSON record of a run may be")}
+
+
+def _spoil(path: Path, kind: str):
+    content, _ = UNREADABLE[kind]
+    if content is None:  # a sparse file of 300 MiB: no disk used, but too large to read
+        with open(path, "wb") as handle:
+            handle.truncate(300 * 2**20)
+    else:
+        path.write_bytes(content)
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_unreadable_settings_are_one_line_naming_the_file(copy, kind, capsys):
+    from blindspots_nb.cli import main
+
+    _spoil(copy / "settings.json", kind)
+    with pytest.raises(RunFolderError) as refused:
+        StoredRun(copy)
+    assert str(refused.value).startswith(f"{copy / 'settings.json'} ") and UNREADABLE[kind][1] in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert UNREADABLE[kind][1] in RunBrowser(copy).header.value
+    assert main(["merge", "--out-dir", str(copy)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{copy / 'settings.json'} " in error and UNREADABLE[kind][1] in error
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_an_unreadable_manifest_or_record_is_one_line_and_the_rest_shows(copy, kind, capsys):
+    from blindspots_nb.cli import main
+
+    manifest = copy / "fonts" / "fonts_cnn" / "blind_spots" / "b0001_r1.manifest.json"
+    record = copy / "fonts" / "fonts_cnn_at" / "record_shard0of1.json"
+    _spoil(manifest, kind), _spoil(record, kind)
+    run = StoredRun(copy)
+    _browse_everything(run)
+    assert sorted(run.problems) == sorted([f"fonts/fonts_cnn/blind_spots/b0001_r1.manifest.json: "
+                                           f"{run.problems[0].split(': ', 1)[1]}",
+                                           f"fonts/fonts_cnn_at/record_shard0of1.json: "
+                                           f"{run.problems[1].split(': ', 1)[1]}"])
+    assert all(UNREADABLE[kind][1] in p and p.endswith("; left out") for p in run.problems)
+    assert sorted(run.blind_spot_images("fonts/fonts_cnn", 3)) == [0, 2]
+    assert main(["merge", "--out-dir", str(copy)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and (str(manifest) in error or str(record) in error)
+
+
+# -- a damaged pool ------------------------------------------------------------------------------------------------
+def _reseal_pool(copy: Path, pool):
+    path = copy / "fonts" / "pool.json"
+    path.write_text(json.dumps(pool))
+    _seal_again(path)
+
+
+@pytest.mark.parametrize("damage", ["labels cut", "not a list", "a list", "cut file"])
+def test_a_damaged_pool_is_one_line_and_never_an_index_error(copy, damage):
+    path = copy / "fonts" / "pool.json"
+    pool = json.loads(path.read_text())
+    if damage == "labels cut":
+        _reseal_pool(copy, {**pool, "labels": pool["labels"][:2]})
+    elif damage == "not a list":
+        _reseal_pool(copy, {**pool, "class_names": "A"})
+    elif damage == "a list":
+        _reseal_pool(copy, [pool])
+    else:
+        path.write_bytes(path.read_bytes()[:100])
+    run = StoredRun(copy)
+    _browse_everything(run)
+    for source in range(5):
+        assert run.triangle("fonts/fonts_cnn", source) is None
+        assert run.blind_spot_images("fonts/fonts_cnn", source) == {}
+        assert run.blind_spot_rows("fonts/fonts_cnn", source) == []
+    assert len(run.problems) == 1 and run.problems[0].startswith("fonts/pool.json: ")
+    missing = run.missing()
+    assert not any("not started" in line for line in missing)
+    assert missing[0].startswith("fonts: its pool is damaged (see the damaged files)")
+    assert "fonts/pool.json" in RunBrowser(copy).header.value
+
+
+def test_a_source_not_in_the_pool_is_a_value_error_naming_it(finished):
+    run = StoredRun(finished)
+    for ask in (lambda: run.triangle("fonts/fonts_cnn", 99), lambda: run.blind_spot_images("fonts/fonts_cnn", 5),
+                lambda: run.blind_spot_rows("fonts/fonts_cnn", -1)):
+        with pytest.raises(ValueError, match=r"no source .* in the pool of fonts \(fonts/pool.json holds sources 0 "
+                                             "to 4\\)"):
+            ask()

@@ -34,6 +34,9 @@ def _cifar_test_batch(root: Path, download: bool) -> Path:
     target = candidates[-1]
     hint = (f"download {CIFAR10.url} and extract it into {root} "
             f"(giving {target})")
+    if os.environ.get("BLINDSPOTS_NB_OFFLINE") == "1":
+        raise FileNotFoundError(f"no CIFAR-10 test batch at {target}, and BLINDSPOTS_NB_OFFLINE=1 forbids the "
+                                f"download; {hint}")
     if not download:
         raise FileNotFoundError(f"no CIFAR-10 test batch at {target}; {hint}")
     from torchvision.datasets.utils import download_and_extract_archive
@@ -50,7 +53,9 @@ def _cifar_test_batch(root: Path, download: bool) -> Path:
 def cifar10(root: str | os.PathLike, download: bool = True) -> TensorImages:
     """The 10,000 CIFAR-10 test images (3 x 32 x 32, in [0, 1]) from the python-format
     ``cifar-10-batches-py/test_batch`` under ``root`` (``root`` may also be that file),
-    downloaded from torchvision's URL when missing and ``download`` is true."""
+    downloaded from torchvision's URL when missing and ``download`` is true (never with
+    ``BLINDSPOTS_NB_OFFLINE=1``: then, as with ``download=False``, nothing is created or
+    fetched and the error says which file to put where)."""
     path = _cifar_test_batch(Path(root).expanduser(), download)
     try:
         with open(path, "rb") as f:

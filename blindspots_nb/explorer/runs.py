@@ -25,9 +25,10 @@ import torch
 
 from .. import __version__
 from ..analysis.geometry import triangle_shape
+from ..data.images import preprocess_for
 from ..data.sources import open_source
 from ..models.spec import model_folder
-from ..protocol.run import locate_pool, source_batches
+from ..protocol.run import locate_pool, pool_files, source_batches
 from ..protocol.store import REPORTS, RunStore
 from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
 from .run_files import RunFiles
@@ -87,18 +88,24 @@ class StoredTriangle:
 
 
 class PoolImages:
-    """A pool's images by pool index, each read from its dataset when first asked for (a run's
-    pool may hold a thousand ImageNet photos; a browser shows a few)."""
+    """A pool's images by pool index, each read by ``read(index)`` when first asked for (a run's
+    pool may hold a thousand ImageNet photos; a browser shows a few); None for an image that
+    cannot be read (gone, changed since the run, not decodable), which ``unreadable(index, error)``
+    is told of."""
 
-    def __init__(self, dataset, indices: list[int]):
-        self._dataset, self._indices, self._read = dataset, indices, {}
+    def __init__(self, read, count: int, unreadable):
+        self._read_one, self._count, self._unreadable, self._read = read, count, unreadable, {}
 
     def __len__(self) -> int:
-        return len(self._indices)
+        return self._count
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int) -> torch.Tensor | None:
         if index not in self._read:
-            self._read[index] = self._dataset[self._indices[index]][0]
+            try:
+                self._read[index] = self._read_one(index)
+            except (OSError, ValueError, RuntimeError) as error:  # gone, changed (sha256), not an image
+                self._unreadable(index, error)
+                self._read[index] = None
         return self._read[index]
 
 
@@ -142,21 +149,37 @@ class StoredRun:
         return self._models[key]
 
     def pool(self, experiment_name: str) -> dict | None:
-        """The experiment's pool (its sources, their names and classes, their targets); None before it was
-        selected (or when damaged)."""
+        """The experiment's pool (its sources, their names, labels and classes, the files' sha256); None before
+        it was selected, or when damaged (then a problem naming it)."""
         path = self._store.pool_path(self.experiments[experiment_name])
         pool = self.files.read_json(path) if self.files.is_finished(path, ("",)) else None
-        if pool is not None and not (isinstance(pool, dict) and {"names", "labels", "class_names"} <= set(pool)):
-            self.files.problem(path, "is not a pool record; left out")
+        problem = None if pool is None else _pool_problem(pool)
+        if problem:
+            self.files.problem(path, f"is not a pool record ({problem}); left out")
             return None
         return pool
+
+    def _pool_damaged(self, experiment) -> bool:
+        """Whether the experiment's pool was written (its manifest is there) but cannot be read."""
+        path = self._store.pool_path(experiment)
+        return self.pool(experiment.name) is None and path.with_name(path.name + ".manifest.json").exists()
 
     def _batches(self, experiment) -> list[range]:
         pool = self.pool(experiment.name)
         return [] if pool is None else source_batches(len(pool["labels"]), experiment.batch_size)
 
-    def _batch_of(self, experiment, source: int) -> tuple[int, int]:
-        return source // experiment.batch_size, source % experiment.batch_size
+    def _place(self, experiment, source: int) -> tuple[int, int, int] | None:
+        """The source's batch, its row there and the batch's number of sources; None without a (readable)
+        pool; a ValueError naming the pool when it has no such source."""
+        pool = self.pool(experiment.name)
+        if pool is None:
+            return None
+        if not (isinstance(source, int) and 0 <= source < len(pool["labels"])):
+            raise ValueError(f"no source {source!r} in the pool of {experiment.name} "
+                             f"({self._store.pool_path(experiment).relative_to(self.run_dir)} holds sources 0 to "
+                             f"{len(pool['labels']) - 1})")
+        batch, row = divmod(source, experiment.batch_size)
+        return batch, row, len(self._batches(experiment)[batch])
 
     def _blind_spot_piece(self, key, batch: int, round_: int) -> Path:
         return self._store.blind_spots_stem(*self._model(key), batch, round_)
@@ -176,6 +199,11 @@ class StoredRun:
     def _missing(self) -> list[str]:
         lines = []
         for experiment in self.experiments.values():
+            if self._pool_damaged(experiment):
+                lines.append(f"{experiment.name}: its pool is damaged (see the damaged files), so the results of "
+                             f"{', '.join(experiment.models)} cannot be placed; restore "
+                             f"{self._store.pool_path(experiment).relative_to(self.run_dir)}")
+                continue
             if self.pool(experiment.name) is None:
                 lines.append(f"{experiment.name}: no pool yet (the run stopped before any model started): "
                              f"{', '.join(experiment.models)} not started")
@@ -217,8 +245,10 @@ class StoredRun:
         """The source's blind spots, one row per finished round: round, target (its pool index, name and
         class) and their numbers (``BLIND_SPOT_NUMBERS``)."""
         experiment, _ = self._model(key)
-        pool, (batch, _) = self.pool(experiment.name), self._batch_of(experiment, source)
-        found = []
+        pool, place = self.pool(experiment.name), self._place(experiment, source)
+        if place is None:
+            return []
+        batch, found = place[0], []
         for round_ in range(experiment.rounds):
             stem = self._blind_spot_piece(key, batch, round_)
             table = stem.with_suffix(".csv")
@@ -277,12 +307,13 @@ class StoredRun:
     def blind_spot_images(self, key, source: int) -> dict[int, torch.Tensor]:
         """The source's stored blind spots by round, (C, H, W) in [0, 1] (rounds missing or damaged left out)."""
         experiment, _ = self._model(key)
-        batches = self._batches(experiment)
-        batch, row = self._batch_of(experiment, source)
-        found = {}
+        place = self._place(experiment, source)
+        if place is None:
+            return {}
+        (batch, row, rows), found = place, {}
         for round_ in range(experiment.rounds):
             stem = self._blind_spot_piece(key, batch, round_)
-            tensor = self.files.read_tensor(stem.with_suffix(".pt"), len(batches[batch])) if self.files.is_finished(stem) else None
+            tensor = self.files.read_tensor(stem.with_suffix(".pt"), rows) if self.files.is_finished(stem) else None
             if tensor is not None:
                 found[round_] = tensor[row].float().clone()
         return found
@@ -294,7 +325,11 @@ class StoredRun:
         experiment, _ = self._model(key)
         first = next(self._finished_tensors(key), None)
         size = None if first is None else tuple(first.shape[1:])
-        return self.files.once(("images", experiment.name, size), lambda: self._open_images(experiment, size))
+        crop_pct = self._model_record(key).get("crop_pct")
+        if isinstance(crop_pct, bool) or not (isinstance(crop_pct, (int, float)) and 0 < crop_pct <= 1):
+            crop_pct = None  # not recorded (or not a crop): the default of the input size, as the run had
+        return self.files.once(("images", experiment.name, size, crop_pct),
+                               lambda: self._open_images(experiment, size, crop_pct))
 
     def _finished_tensors(self, key):
         """The model's blind-spot tensors that load, one at a time (each is read as it is reached)."""
@@ -306,17 +341,32 @@ class StoredRun:
                 if tensor is not None:
                     yield tensor
 
-    def _open_images(self, experiment, size) -> tuple[PoolImages | None, str]:
-        where = experiment.image_source
-        if size is None:
+    def _open_images(self, experiment, size, crop_pct) -> tuple[PoolImages | None, str]:
+        """The pool's images: the files the pool names, each checked against its sha256 (a labelled or
+        unlabelled folder, ImageNet: the folder is neither listed nor labelled again, no model's classes are
+        needed); else the image source reopened read-only (``download=False``: nothing fetched or created)."""
+        where, pool = experiment.image_source, self.pool(experiment.name)
+        if size is None or pool is None:
             return None, f"the images of {where} are not shown: no blind spot of this model is stored to size them"
+        names, digests = pool["names"], pool.get("sha256")
+
+        def unreadable(index, error):
+            self.files.problem(Path(names[index]), f"pool image {index} cannot be shown ({error})")
+        files = pool.get("sha256_of", "files") == "files"  # runs before "sha256_of": hashes were of files only
+        if files and isinstance(digests, list) and all(isinstance(d, str) for d in digests):
+            transform = preprocess_for(size, crop_pct)
+            images = PoolImages(lambda index: pool_files(experiment, {"names": [names[index]],
+                                                                      "sha256": [digests[index]]}, transform)[0],
+                                len(names), unreadable)
+            return images, f"sources and targets read from the files of {where} the pool names, checked by sha256"
         try:
-            dataset = open_source(experiment.image_source, size, seed=experiment.seed)
-            images = PoolImages(dataset, locate_pool(experiment, self.pool(experiment.name), dataset))
-            return images, f"sources and targets reopened from {where} on this machine"
+            dataset = open_source(where, size, seed=experiment.seed, download=False)
+            indices = locate_pool(experiment, pool, dataset)
         except Exception as error:  # a missing folder, other files, an unreadable image: said, not raised
             return None, (f"sources and targets not shown: the images of {where} are not at hand on this machine "
                           f"({type(error).__name__}: {str(error)[:160]}); the stored blind spots are shown")
+        return (PoolImages(lambda index: dataset[indices[index]][0], len(indices), unreadable),
+                f"sources and targets reopened from {where} on this machine")
 
     def triangle(self, key, source: int, pair: tuple[int, int] = (0, 1)) -> StoredTriangle | None:
         """The source's stored triangle grid, drawn in the shape of the blind spots of rounds ``pair``;
@@ -325,10 +375,12 @@ class StoredRun:
         i, j = pair
         if not 0 <= i < j < experiment.rounds:
             raise ValueError(f"a pair is two rounds i < j below {experiment.rounds}, got {pair}")
-        batches = self._batches(experiment)
-        batch, row = self._batch_of(experiment, source)
+        place = self._place(experiment, source)
+        if place is None:
+            return None
+        batch, row, rows = place
         stem = self._triangle_piece(key, batch)
-        grid = self.files.read_tensor(stem.with_suffix(".pt"), len(batches[batch])) if self.files.is_finished(stem) else None
+        grid = self.files.read_tensor(stem.with_suffix(".pt"), rows) if self.files.is_finished(stem) else None
         points = (experiment.divisions + 1) * (experiment.divisions + 2) // 2
         if grid is not None and tuple(grid.shape[1:]) != (points,):
             self.files.problem(stem.with_suffix(".pt"), f"holds grids of shape {tuple(grid.shape[1:])}, not the {points} "
@@ -352,13 +404,25 @@ class StoredRun:
         return StoredTriangle(grid[row].double().clone(), experiment.divisions, shape, corners, pair, pairs,
                               f"{what}, {drawn}")
 
+    def _records(self, key) -> list[dict]:
+        """The model's shard records (``record_shard*.json``) that read."""
+        records = [self.files.read_json(path) for path in sorted(self._model_dir(key).glob("record_shard*.json"))]
+        return [r for r in records if isinstance(r, dict)]
+
+    def _model_record(self, key) -> dict:
+        """What the run recorded of the model's wrapper (input size, crop, class names): its identity in the
+        settings, else (older runs) its shards' records of it; {} when neither holds it."""
+        identity = self.weights.get(self._model(key)[1], {}).get("model")
+        if isinstance(identity, dict):
+            return identity
+        return next((r["model"] for r in self._records(key) if isinstance(r.get("model"), dict)), {})
+
     # -- provenance -----------------------------------------------------------------------------------
     def provenance(self, key) -> dict:
         """What produced the model's numbers: model, weights, images, hyperparameters, the devices and the
         package versions of its shards (from their records), and this package's version reading them."""
         experiment, model = self._model(key)
-        records = [self.files.read_json(path) for path in sorted(self._model_dir(key).glob("record_shard*.json"))]
-        records = [r for r in records if isinstance(r, dict)]
+        records = self._records(key)
         return {"model": model, "weights": self.weights.get(model, {}), "image_source": experiment.image_source,
                 "lst": {k: v for k, v in experiment.to_dict()["lst"].items() if k not in ("record_every", "seed",
                                                                                           "record_images")},
@@ -392,6 +456,28 @@ def _summarised(spots: list[dict]) -> dict:
             "drop_max": max(s["initial_confidence"] - s["confidence"] for s in spots),
             "rmse_mean": mean("rmse"), "rmse_max": max(s["rmse"] for s in spots), "linf_mean": mean("linf"),
             "ssim_mean": mean("ssim"), "lpips_mean": mean("lpips")}
+
+
+def _pool_problem(pool) -> str | None:
+    """What is wrong with a pool record as the browser reads it (None: nothing): names, labels and class
+    names of the same two or more sources, and each file's sha256 (or null) where it records them."""
+    if not isinstance(pool, dict):
+        return f"a JSON {type(pool).__name__}"
+    fields = {"names": str, "labels": int, "class_names": str}
+    missing = [field for field in fields if not isinstance(pool.get(field), list)]
+    if missing:
+        return f"no list of {', '.join(missing)}"
+    wrong = [field for field, kind in fields.items() if not all(type(v) is kind for v in pool[field])]
+    if wrong:
+        return f"{', '.join(wrong)} not all {'/'.join(fields[f].__name__ for f in wrong)}"
+    lengths = {field: len(pool[field]) for field in fields}
+    if "sha256" in pool:
+        lengths["sha256"] = len(pool["sha256"]) if isinstance(pool["sha256"], list) else -1
+    if len(set(lengths.values())) != 1 or lengths["names"] < 2:
+        return "lengths " + ", ".join(f"{field} {n}" for field, n in lengths.items()) + " (two or more, all equal)"
+    if "sha256" in pool and not all(d is None or isinstance(d, str) for d in pool["sha256"]):
+        return "sha256 not all text or null"
+    return None
 
 
 def _few(names: list[str], limit: int = 6) -> str:

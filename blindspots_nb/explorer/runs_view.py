@@ -159,22 +159,25 @@ class RunBrowser:
         spots = self.run.blind_spot_images(self.key, source)
         panels = [self._panel(images[source] if images else None, f"source #{source} {row['name']} ({row['class']})")]
         for spot in self.run.blind_spot_rows(self.key, source):
-            text = (f"round {spot['round']}: conf {number(spot['confidence'])} (from "
-                    f"{number(spot['initial_confidence'])})<br>" + ", ".join(
-                        f"{label} {number(spot[key])}" for key, label in TABLE1_COLUMNS.items()))
-            panels.append(W.VBox([self._panel(spots.get(spot["round"]), text),
-                                  self._panel(images[spot["target"]] if images else None,
-                                              f"target #{spot['target']} {spot['target_name']} ({spot['target_class']})")]))
+            panels.append(W.VBox([
+                self._panel(spots.get(spot["round"]), f"round {spot['round']}: conf {number(spot['confidence'])} "
+                            f"(from {number(spot['initial_confidence'])})",
+                            ", ".join(f"{label} {number(spot[key])}" for key, label in TABLE1_COLUMNS.items())),
+                self._panel(images[spot["target"]] if images else None,
+                            f"target #{spot['target']} {spot['target_name']} ({spot['target_class']})")]))
         self.source_view.children = [W.HTML(f"<b>Source #{source}</b>: {html.escape(numbers)}<br><small>"
                                             f"{html.escape(where)}</small>"), W.HBox(panels)]
         self._show_triangle()
         self._show_header()  # reading may have found damaged files
 
     @staticmethod
-    def _panel(image, text: str) -> W.VBox:
+    def _panel(image, *lines: str) -> W.VBox:
+        """An image (or a dashed box saying it is not at hand) over ``lines`` of plain text (names from the
+        run's files among them: escaped, never markup)."""
         picture = (W.Image(value=image_to_png(image, PANEL), format="png", width=PANEL, height=PANEL)
                    if image is not None else W.HTML(f"<div style='width:{PANEL}px;height:{PANEL}px;border:1px dashed "
                                                     "#999'>not at hand</div>"))
+        text = "<br>".join(html.escape(line) for line in lines)
         return W.VBox([picture, W.HTML(f"<small>{text}</small>", layout=W.Layout(width=f"{PANEL + 60}px"))])
 
     def _show_triangle(self):

@@ -4,6 +4,7 @@ papers, PNG, SVG or PDF."""
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import textwrap
@@ -17,9 +18,12 @@ _INSTALL = ("pip install 'kaleido>=1' (or the package's [jupyter] extra) and a C
 
 
 def plotly_title(title: str, caption: str, width: int = 120) -> dict:
-    """A plotly layout title: ``title`` over the caption in small lines of ``width`` characters."""
+    """A plotly layout title: ``title`` over the caption in small lines of ``width`` characters.
+    Both are plain text (names of files, classes and models among them): escaped, since plotly
+    reads a title as markup."""
     lines = textwrap.wrap(caption, width)
-    text = title + "".join(f"<br><sup>{line}</sup>" for line in lines)
+    text = html.escape(title, quote=False) + "".join(f"<br><sup>{html.escape(line, quote=False)}</sup>"
+                                                      for line in lines)
     return {"text": text, "x": 0.01, "xanchor": "left", "font": {"size": 15}}
 
 
