@@ -247,9 +247,51 @@ def test_class_folders_take_labels_from_any_models_own_class_names(tmp_path):
     assert labelled.labels.tolist() == [0, 1]
     _jpeg(tmp_path / "hexagon" / "c.png")
     _jpeg(tmp_path / "oval" / "d.png")
-    with pytest.raises(ValueError, match=r"class folder\(s\) hexagon, oval that are not classes of the model; "
-                                         r"its 3 classes are circle, square, triangle"):
+    with pytest.raises(ValueError, match=r"class folder\(s\) 'hexagon', 'oval' that are not classes of the model; "
+                                         r"its 3 classes are 'circle', 'square', 'triangle'"):
         image_folder(tmp_path, size=_ShapesModel())
+
+
+@pytest.mark.parametrize("class_names", [["1", "0"], ["A", "a"], ["cat", "Cat"], ["3", "7"]])
+def test_class_folders_are_matched_by_their_exact_name_never_as_an_index_nor_by_case(tmp_path, class_names):
+    for name in class_names:
+        _jpeg(tmp_path / name / "x.png")
+    ds = image_folder(tmp_path, size=16, class_names=class_names)
+    assert [ds.class_names[label] for label in ds.labels] == [path.parent.name for path in ds.paths]
+    assert sorted(ds.labels.tolist()) == [0, 1]
+
+
+def test_class_folder_names_are_compared_nfc_normalised_and_shown_by_code_point(tmp_path):
+    _jpeg(tmp_path / "cafe\u0301" / "x.png")  # NFD: e and a combining acute accent
+    _jpeg(tmp_path / "tea" / "y.png")
+    ds = image_folder(tmp_path, size=16, class_names=["tea", "caf\u00e9"])  # NFC: one code point
+    assert ds.labels.tolist() == [1, 0]
+    with pytest.raises(ValueError, match=re.escape("class folder(s) 'cafe\u0301' (U+0063 U+0061 U+0066 U+0065 "
+                                                   "U+0301) that are not classes of the model; its 2 classes are "
+                                                   "'tea', 'cafe':")):
+        image_folder(tmp_path, size=16, class_names=["tea", "cafe"])
+
+
+def test_a_class_folder_naming_several_classes_is_refused(tmp_path):
+    _jpeg(tmp_path / "crane" / "x.png")  # ImageNet has a bird and a machine of that name
+    with pytest.raises(ValueError, match=r"class folder\(s\) that name several classes of the model: 'crane' names "
+                                         r"134 'crane', 517 'crane'; name the folder by its WordNet id "
+                                         r"\(n02012849, n03126707\)"):
+        image_folder(tmp_path, size=16)
+    assert image_folder(tmp_path / "crane", size=16, label="n03126707").labels.tolist() == [517]
+    with pytest.raises(ValueError, match="names 2 of the model's classes: 0 'cat', 1 'cat'"):
+        image_folder(tmp_path / "crane", size=16, class_names=["cat", "cat", "crane"], label="cat")
+
+
+def test_files_of_the_same_name_in_class_folders_are_all_images_under_unique_names(tmp_path):
+    for colour in ("red", "green", "blue"):
+        for i in range(6):
+            _jpeg(tmp_path / colour / f"img{i}.png")
+    ds = image_folder(tmp_path, size=16, class_names=["red", "green", "blue"])
+    assert len(ds) == 18 and len(set(ds.names)) == 18
+    assert ds.short_names[:2] == ["blue/img0.png", "blue/img1.png"] and len(set(ds.short_names)) == 18
+    assert [ds.class_names[label] for label in ds.labels] == [name.split("/")[0] for name in ds.short_names]
+    assert image_folder(tmp_path / "red" / "img3.png", size=16).short_names == ["img3.png"]
 
 
 def test_images_beside_class_folders_are_refused_not_left_unlabelled(tmp_path):

@@ -487,6 +487,33 @@ def test_a_model_or_source_that_fails_changes_nothing(explorer, model, tmp_path)
     assert list(explorer.catalog) == NAMES and explorer.image_source == GIVEN_IMAGES and explorer.source == "w"
 
 
+def test_files_of_one_name_in_several_class_folders_are_all_in_the_catalogue(tmp_path):
+    """red/, green/, blue/ each holding img0.png ... img5.png: 18 images under 18 names, each its own
+    folder's image, as the catalogue, the traversal, its record and its export name them."""
+    colours = ("red", "green", "blue")
+    for c, colour in enumerate(colours):
+        for i in range(6):
+            (tmp_path / "images" / colour).mkdir(parents=True, exist_ok=True)
+            pixel = tuple(40 * i + 20 if k == c else 0 for k in range(3))
+            Image.new("RGB", (16, 16), pixel).save(tmp_path / "images" / colour / f"img{i}.png")
+    model = wrap(make_tiny_cnn(num_classes=3), mean=(0, 0, 0), std=(1, 1, 1), class_names=list(colours),
+                 input_size=(3, 16, 16), name="colours")
+    explorer = Explorer(model, image_source=f"folder:{tmp_path / 'images'}", source="red/img3.png",
+                        target="green/img3.png", target_b="blue/img3.png", config=CONFIG)
+    assert sorted(explorer.catalog) == sorted(f"{colour}/img{i}.png" for colour in colours for i in range(6))
+    for name, image in explorer.catalog.items():
+        colour, i = name.split("/")[0], int(name[-5])
+        expected = torch.zeros(3, 16, 16)
+        expected[colours.index(colour)] = (40 * i + 20) / 255
+        torch.testing.assert_close(image, expected)
+    torch.testing.assert_close(explorer.traversal.sources[0], explorer.catalog["red/img3.png"])
+    torch.testing.assert_close(explorer.traversal.targets[1], explorer.catalog["blue/img3.png"])
+    explorer.step(2)
+    record = json.loads(explorer.export(tmp_path / "out")["record"].read_text())
+    assert (record["source"], record["target"], record["target_b"]) == ("red/img3.png", "green/img3.png",
+                                                                        "blue/img3.png")
+
+
 def test_a_model_switch_takes_the_new_models_default_source(model):
     explorer = Explorer(model, image_source="photos", config=CONFIG)
     assert "coffee" in explorer.catalog
@@ -623,9 +650,27 @@ def test_the_triangle_is_analysis_geometry_on_the_current_points(explorer, model
     assert explorer.triangle(divisions=4).points == 15
     explorer.divisions = 3
     assert explorer.triangle().points == 10
-    for bad in (0, 2.5, True):
+    for bad in (0, 2.5, True, None, math.nan, "10"):
         with pytest.raises(ValueError, match="whole number of divisions >= 1"):
             explorer.divisions = bad
+
+
+def test_the_triangles_grid_is_bounded_saying_the_limit_and_why(explorer, monkeypatch):
+    """10000 divisions would be 50 million images through the model: refused before any is computed."""
+    import blindspots_nb.explorer.triangle as triangle_module
+
+    explorer.step(2)
+    computed = []
+    monkeypatch.setattr(triangle_module, "triangle_confidence", lambda *args, **kw: computed.append(args))
+    message = (r"at most 100 divisions per edge, got 10000: each of its \(d \+ 1\)\(d \+ 2\) / 2 points is an "
+               r"image through the model, 5151 at 100 divisions and 50,015,001 at 10000")
+    with pytest.raises(ValueError, match=message):
+        explorer.triangle(10000)
+    with pytest.raises(ValueError, match="at most 100 divisions"):
+        explorer.divisions = 101
+    with pytest.raises(ValueError, match="whole number of divisions >= 1"):
+        explorer.triangle(0)
+    assert computed == [] and explorer.divisions == 10
 
 
 def test_image_at_is_the_convex_combination_and_the_models_confidence_there(explorer, model):
@@ -647,6 +692,9 @@ def test_image_at_is_the_convex_combination_and_the_models_confidence_there(expl
     assert grid_point.confidence == pytest.approx(float(triangle.confidence[row]), abs=1e-5)
     for bad in ((-0.1, 0.2), (0.7, 0.6), (math.nan, 0.1)):
         with pytest.raises(ValueError, match=r"is not in the triangle: need a >= 0, b >= 0 and a \+ b <= 1"):
+            explorer.image_at(*bad)
+    for bad in ((None, 0), (0.1, "a half"), ([0.1], 0.2)):
+        with pytest.raises(ValueError, match=r"a point of the triangle is two numbers a and b .*, got a = "):
             explorer.image_at(*bad)
 
 

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from blindspots_nb.data import TensorImages, fonts_dataset
-from blindspots_nb.data.sources import (PHOTO_PICKS, canonical, default_names, default_source, open_source,
-                                        parse_source, pick_images, source_images, spellings)
+from blindspots_nb.data.sources import (PHOTO_PICKS, canonical, default_names, default_source, labels_in_words,
+                                        open_source, parse_source, pick_images, source_images, spellings)
 
 
 def _model(input_size=(3, 16, 16), dataset="imagenet"):
@@ -75,7 +75,7 @@ def test_the_explorers_images_skip_an_unreadable_imagenet_file_with_a_warning(tm
     (folder / "fish1.png").write_bytes(b"not an image")  # listed with the folder, found unreadable when decoded
     with pytest.warns(UserWarning, match="fish1.png"):
         images, names = source_images(f"imagenet:{tmp_path / 'imagenet'}", _model(), limit=2)
-    assert names == ["fish0.png", "fish2.png"]
+    assert names == ["n01440764/fish0.png", "n01440764/fish2.png"]
     torch.testing.assert_close(images[1, 0], torch.full((16, 16), 160 / 255))
     (folder / "fish0.png").write_bytes(b"")
     (folder / "fish2.png").write_bytes(b"")
@@ -91,7 +91,8 @@ def test_folders_imagenet_and_cifar10(tmp_path):
     imagenet = open_source(f"imagenet:{tmp_path / 'imagenet'}", _model())
     assert imagenet.labels.tolist() == [0, 0, 0]
     images, names = source_images(f"imagenet:{tmp_path / 'imagenet'}", _model())
-    assert names == ["fish0.png", "fish1.png", "fish2.png"] and images.shape == (3, 3, 16, 16)
+    assert names == ["n01440764/fish0.png", "n01440764/fish1.png", "n01440764/fish2.png"]  # within the folder
+    assert images.shape == (3, 3, 16, 16)
     torch.testing.assert_close(images[2, 0], torch.full((16, 16), 160 / 255))
     images, names = source_images(f"folder:{folder}", _model())
     assert names == ["fish0.png", "fish1.png", "fish2.png"]
@@ -119,6 +120,47 @@ def test_a_folder_skips_an_image_whose_colour_mode_cannot_be_converted(tmp_path)
     assert [Path(path).name for path, _ in folder.skipped] == ["lab.tif"]
     assert [Path(name).name for name in folder.names] == ["fish0.png", "fish1.png"]
     torch.testing.assert_close(folder[1][0], torch.full((1, 16, 16), round(0.299 * 80) / 255))
+
+
+def _colour_folders(root: Path) -> Path:
+    """Class folders red/, green/, blue/, each holding img0.png ... img5.png (18 images, 6 names)."""
+    for c, colour in enumerate(("red", "green", "blue")):
+        (root / colour).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (20, 20), tuple(40 * i if k == c else 0 for k in range(3))).save(root / colour / f"img{i}.png")
+    return root
+
+
+def test_files_of_one_name_in_several_class_folders_are_several_images(tmp_path):
+    model = SimpleNamespace(input_size=(3, 16, 16), info={"crop_pct": 1.0}, class_names=["red", "green", "blue"])
+    images, names = source_images(f"folder:{_colour_folders(tmp_path)}", model)
+    assert len(names) == len(set(names)) == 18 and names[:7] == [f"blue/img{i}.png" for i in range(6)] + ["green/img0.png"]
+    torch.testing.assert_close(images[names.index("red/img5.png"), 0], torch.full((16, 16), 200 / 255))
+    torch.testing.assert_close(images[names.index("blue/img5.png"), 2], torch.full((16, 16), 200 / 255))
+    assert pick_images(model, ["green/img2.png", None], image_source=f"folder:{tmp_path}")[1] == [
+        "green/img2.png", "blue/img0.png"]
+    Image.new("RGB", (20, 20)).save(tmp_path / "red" / "odd.png")
+    assert pick_images(model, ["odd.png"], image_source=f"folder:{tmp_path}")[1] == ["red/odd.png"]  # one has it
+    with pytest.raises(ValueError, match=r"no images \['img2.png'\]"):  # three folders have one
+        pick_images(model, ["img2.png"], image_source=f"folder:{tmp_path}")
+    repeated = TensorImages(torch.rand(2, 3, 16, 16), torch.tensor([-1, -1]), [], ["p", "p"])
+    with pytest.raises(ValueError, match="names several images alike \\('p'\\)"):
+        source_images(repeated, model)
+
+
+def test_labels_in_words_says_how_the_folder_is_read(tmp_path):
+    model = SimpleNamespace(input_size=(3, 16, 16), info={"crop_pct": 1.0}, class_names=["red", "green", "blue"])
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("a subfolder without images makes no class")
+    (tmp_path / "red").mkdir()
+    (tmp_path / "red" / "broken.png").write_bytes(b"\x89PNG damaged")
+    with pytest.warns(UserWarning, match="readme.txt"):
+        assert open_source(f"folder:{tmp_path}", model).labels.tolist() == [-1]  # read unlabelled
+    assert labels_in_words(f"folder:{tmp_path}") == "no class folders: the model's own prediction is the label"
+    _colour_folders(tmp_path / "labelled")
+    assert labels_in_words(f"folder:{tmp_path / 'labelled'}") == "labelled by folder"
+    assert labels_in_words("photos") is None
 
 
 def test_an_open_dataset_passes_through_and_names_are_checked():

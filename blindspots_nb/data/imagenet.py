@@ -46,4 +46,4 @@ def imagenet_val(root: str | os.PathLike, size=224) -> ImageFiles:
     if not files:
         raise ValueError(f"no image files in the class folders of {folder}")
     return ImageFiles([path for path, _ in files], torch.tensor([label for _, label in files]),
-                      list(imagenet_class_names()), preprocess_for(size))
+                      list(imagenet_class_names()), preprocess_for(size), root=folder)

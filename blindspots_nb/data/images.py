@@ -12,6 +12,7 @@ access; both yield ``(image, label)`` and carry ``class_names`` and per-image ``
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,7 +262,8 @@ class TensorImages(torch.utils.data.Dataset):
 class ImageFiles(torch.utils.data.Dataset):
     """Image files decoded on access with ``transform``; ``names`` are the paths.
 
-    ``skipped`` lists ``(path, reason)`` for files left out as unreadable.
+    ``skipped`` lists ``(path, reason)`` for files left out as unreadable; ``root``: the
+    folder they were listed from (None: names are shown as the paths).
     """
 
     paths: list[Path]
@@ -269,10 +271,19 @@ class ImageFiles(torch.utils.data.Dataset):
     class_names: list[str]
     transform: Preprocess
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    root: Path | None = None
 
     @property
     def names(self) -> list[str]:
         return [str(p) for p in self.paths]
+
+    @property
+    def short_names(self) -> list[str]:
+        """Each image's path within ``root``, ``red/img0.png`` (``/`` on every system): as
+        unique as the paths, so that files of the same name in two class folders stay two images."""
+        if self.root is None:
+            return self.names
+        return [Path(os.path.relpath(p, self.root)).as_posix() for p in self.paths]
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -21,6 +21,7 @@ source is one entry of :data:`SOURCES`.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -154,14 +155,17 @@ def default_source(model) -> str:
 
 def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str]]:
     """The first ``limit`` readable images of an image source (a spelling or a dataset) at
-    ``model``'s input size, (N, C, H, W) in [0, 1], with short names (file names, not paths).
-    A file found unreadable when decoded (an ImageNet folder is listed, not checked) is
-    skipped with a warning naming it."""
+    ``model``'s input size, (N, C, H, W) in [0, 1], with short names that are unique: a
+    folder's files by their path within it (``red/img0.png``: files of the same name in two
+    class folders are two images), other datasets' by their names, which must differ
+    (ValueError naming those that repeat). A file found unreadable when decoded (an
+    ImageNet folder is listed, not checked) is skipped with a warning naming it."""
     import warnings
 
     import torch  # here, not at the top: the command line's --help reads this module's spellings
 
     dataset = open_source(image_source, model)
+    short_names = [str(name) for name in getattr(dataset, "short_names", dataset.names)]
     images, names = [], []
     for i in range(len(dataset)):
         if len(images) == limit:
@@ -171,9 +175,13 @@ def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[tor
         except data.ImageReadError as error:
             warnings.warn(f"skipped an unreadable image: {error}", stacklevel=2)
             continue
-        names.append(Path(str(dataset.names[i])).name)
+        names.append(short_names[i])
     if not images:
         raise ValueError(f"{image_source!r} holds no readable images")
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        raise ValueError(f"{image_source!r} names several images alike ({', '.join(map(repr, repeated[:5]))}): "
+                         "give each image its own name")
     images = torch.stack(images)
     if tuple(images.shape[1:]) != tuple(model.input_size):
         raise ValueError(f"{image_source!r} holds images of shape {tuple(images.shape[1:])}, but the model expects "
@@ -201,20 +209,30 @@ def _short(name: str) -> str:
     return name.split(" (")[0]
 
 
+def _aliases(all_names: list[str]) -> dict[str, str]:
+    """Shorter names that name one image alone: a glyph's without its font (``A13``), a
+    file's without its class folder (``img0.png`` for ``red/img0.png``, unless another
+    folder has an ``img0.png`` too)."""
+    found: dict[str, list[str]] = {}
+    for name in all_names:
+        for alias in {_short(name), name.rsplit("/", 1)[-1]}:
+            found.setdefault(alias, []).append(name)
+    return {alias: names[0] for alias, names in found.items() if len(names) == 1}
+
+
 @renamed_keywords(source="image_source")
 def pick_images(model, names: Sequence[str | None] | None = None, k: int = 3,
                 image_source=None) -> tuple[torch.Tensor, list[str]]:
     """``k`` images of ``image_source`` (a spelling or a dataset; default: the model's,
-    :func:`default_source`) by name (a glyph's also without its font: ``A13``); without
+    :func:`default_source`) by name (a glyph's also without its font: ``A13``; a file's
+    also without its class folder where no other folder has that name); without
     names, or for a None among them, its default images not named otherwise: photos from
     ``PHOTO_PICKS``, glyphs of the first letters, else the first images. (``source=``:
     the old, deprecated name of ``image_source=``.)"""
     image_source = image_source or default_source(model)
     images, all_names = source_images(image_source, model)
     names = default_names(image_source, all_names, k) if names is None else list(names)
-    short = {}
-    for name in all_names:
-        short.setdefault(_short(name), name)
+    short = _aliases(all_names)
     names = [None if name is None else name if name in all_names else short.get(name, name) for name in names]
     unknown = [name for name in names if name is not None and name not in all_names]
     if unknown:

@@ -34,7 +34,8 @@ from ..analysis.metrics import rmse
 from ..models import load_model, module_device, predict
 from ..analysis.saliency import attribution_maps
 from .export import export_folder, write_export
-from .triangle import RedrawThrottle, Triangle, TrianglePoint, compute_point, compute_triangle
+from .triangle import (RedrawThrottle, Triangle, TrianglePoint, checked_divisions, compute_point,
+                       compute_triangle)
 
 UPLOAD_PREFIX = "upload: "
 GIVEN_IMAGES = "given images"  # the name of an image source handed over as a dataset
@@ -120,7 +121,7 @@ class Explorer:
         self.live = live
         self.throttle = throttle or RedrawThrottle()
         self.live_triangle: Triangle | None = None  # the last one computed, what a view draws
-        self._divisions = _checked_divisions(divisions)
+        self._divisions = checked_divisions(divisions)
         self.traversal: Traversal | None = None
         self._config = config or LSTConfig(record_every=1)
         self._models: dict[str, torch.nn.Module] = {}
@@ -222,7 +223,7 @@ class Explorer:
 
     @divisions.setter
     def divisions(self, divisions: int) -> None:
-        self._divisions = _checked_divisions(divisions)
+        self._divisions = checked_divisions(divisions)
 
     def add_upload(self, name: str, content: bytes) -> str:
         """Add the image file ``content`` to the catalogue and make it the target.
@@ -403,9 +404,10 @@ class Explorer:
     # -- the triangle --------------------------------------------------------------
     def triangle(self, divisions: int | None = None) -> Triangle:
         """Source-class confidence over the triangle (source, current point towards A, current
-        point towards B) on a grid of ``divisions`` per edge (default: ``divisions``), with
-        its true shape and Table-2 statistics (:func:`.triangle.compute_triangle`)."""
-        divisions = _checked_divisions(divisions or self._divisions)
+        point towards B) on a grid of ``divisions`` per edge (default: ``divisions``; at most
+        :data:`.triangle.MAX_DIVISIONS`), with its true shape and Table-2 statistics
+        (:func:`.triangle.compute_triangle`)."""
+        divisions = checked_divisions(self._divisions if divisions is None else divisions)
         with self._lock:
             t = self.traversal
             return compute_triangle(self._model, t.sources[0], t.images[0], t.images[1], int(t.labels[0]), divisions,
@@ -538,11 +540,4 @@ class Explorer:
                     "pixels": tensors_sha256({"sources": t.sources, "targets": t.targets}),
                     "config": dataclasses.asdict(t.config), "execution": self.execution.to_dict(),
                     "device": str(module_device(self._model)), "iteration": t.iteration}
-
-
-def _checked_divisions(divisions) -> int:
-    """``divisions`` of a triangle's grid as an int >= 1, or a ValueError saying so."""
-    if isinstance(divisions, bool) or int(divisions) != divisions or divisions < 1:
-        raise ValueError(f"the triangle's grid needs a whole number of divisions >= 1, got {divisions!r}")
-    return int(divisions)
 

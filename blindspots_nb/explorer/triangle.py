@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 from typing import Callable
 
@@ -20,6 +21,28 @@ from ..analysis.geometry import (grid_coordinates, stats_from_confidence, triang
 from ..execution import Execution
 
 CORNER_NAMES = ("source", "blind spot A", "blind spot B")
+# The most divisions per edge of a triangle's grid: (d + 1)(d + 2) / 2 points, each an image
+# through the model, so 100 are 5151 images (seconds for a small CNN on a CPU, minutes for
+# an ImageNet model) and 10000 would be 50 million.
+MAX_DIVISIONS = 100
+
+
+def checked_divisions(divisions) -> int:
+    """``divisions`` of a triangle's grid as an int from 1 to :data:`MAX_DIVISIONS`, or a
+    ValueError saying what is accepted and why."""
+    if isinstance(divisions, bool) or not isinstance(divisions, numbers.Real) \
+            or not math.isfinite(divisions) or int(divisions) != divisions or divisions < 1:
+        raise ValueError(f"the triangle's grid needs a whole number of divisions >= 1, got {divisions!r}")
+    if divisions > MAX_DIVISIONS:
+        raise ValueError(f"the triangle's grid takes at most {MAX_DIVISIONS} divisions per edge, got {divisions:g}: "
+                         f"each of its (d + 1)(d + 2) / 2 points is an image through the model, "
+                         f"{_points(MAX_DIVISIONS)} at {MAX_DIVISIONS} divisions and {_points(int(divisions)):,} at "
+                         f"{divisions:g}")
+    return int(divisions)
+
+
+def _points(divisions: int) -> int:
+    return (divisions + 1) * (divisions + 2) // 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +97,7 @@ def compute_triangle(model, source: torch.Tensor, blind_spot_a: torch.Tensor, bl
     :func:`~blindspots_nb.analysis.geometry.default_points_per_pass` allows. Raises ValueError
     when a blind spot coincides with the source (the triangle has no shape yet).
     """
+    divisions = checked_divisions(divisions)
     start = time.perf_counter()
     shape = triangle_shape(source, blind_spot_a, blind_spot_b)
     weights = triangle_grid(divisions)
@@ -89,8 +113,13 @@ def compute_triangle(model, source: torch.Tensor, blind_spot_a: torch.Tensor, bl
 
 
 def check_weights(a: float, b: float) -> tuple[float, float]:
-    """(a, b) as floats, or ValueError unless the point lies in the triangle: a, b >= 0, a + b <= 1."""
-    a, b = float(a), float(b)
+    """(a, b) as floats, or ValueError unless they are numbers and the point lies in the
+    triangle: a, b >= 0, a + b <= 1."""
+    try:
+        a, b = float(a), float(b)
+    except (TypeError, ValueError):
+        raise ValueError(f"a point of the triangle is two numbers a and b (source + a (A - source) + "
+                         f"b (B - source)), got a = {a!r}, b = {b!r}") from None
     if not (math.isfinite(a) and math.isfinite(b)) or a < 0 or b < 0 or a + b > 1 + 1e-12:
         raise ValueError(f"the point (a, b) = ({a:g}, {b:g}) is not in the triangle: need a >= 0, b >= 0 and "
                          "a + b <= 1 (source + a (A - source) + b (B - source))")
