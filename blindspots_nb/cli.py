@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "in the same output folder resumes; shards (--shard or torchrun) split the work.")
     p.add_argument("--preset", default="offline",
                    help=f"{', '.join(PRESETS)}: offline (FONTS CNNs and EfficientNet-Lite0 on bundled "
-                        "photos, a CPU is enough), paper (the four ImageNet models; needs --data-root; meant for a "
+                        "photos, a CPU is enough), digits (the LeNet pair on scikit-learn's handwritten digits, a CPU "
+                        "is enough), paper (the four ImageNet models; needs --data-root; meant for a "
                         "GPU) or cifar10 (the WideResNet-28-10 pair on the CIFAR-10 test batch; needs --data-root) "
                         "(default: offline)")
     p.add_argument("--data-root", help="the paper preset's ImageNet validation folder, or the cifar10 preset's "

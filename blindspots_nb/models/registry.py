@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import difflib
 
-from .architectures import FontsCNN, WideResNet, deit_small_convstem, timm_builder, torchvision_resnet50
+from .architectures import FontsCNN, LeNet, WideResNet, deit_small_convstem, timm_builder, torchvision_resnet50
 from .checkpoint_formats import match_by_position
-from .classes import CIFAR10_CLASSES, FONTS_AT_RADIUS, FONTS_CLASSES, IMAGENET_MEAN, IMAGENET_STD, imagenet_class_names
+from .classes import (CIFAR10_CLASSES, DIGITS_AT_RADIUS, DIGITS_CLASSES, FONTS_AT_RADIUS, FONTS_CLASSES, IMAGENET_MEAN,
+                      IMAGENET_STD, imagenet_class_names)
 from .entry import ModelEntry
 from .hub import efficientnet_lite0_file, shipped_file
 
@@ -35,10 +36,11 @@ def _cifar10(name, sub_block1, **kw) -> ModelEntry:
                       crop_pct=1.0, **kw)
 
 
-def _fonts(name, sha256, **kw) -> ModelEntry:
-    return ModelEntry(name=name, architecture="FontsCNN", build=FontsCNN, dataset="fonts",
+def _shipped(name, build, dataset, classes, sha256, **kw) -> ModelEntry:
+    """A model trained by ``blindspots_nb.train`` on 1x32x32 images, its file shipped and pinned."""
+    return ModelEntry(name=name, architecture=build.__name__, build=build, dataset=dataset,
                       mean=(0.5,), std=(0.5,), input_size=(1, 32, 32),
-                      class_names=lambda: FONTS_CLASSES, locate=shipped_file(f"{name}.pt"),
+                      class_names=lambda: classes, locate=shipped_file(f"{name}.pt"),
                       crop_pct=1.0, source="blindspots_nb.train", sha256=sha256, **kw)
 
 
@@ -71,9 +73,16 @@ _REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
              filename="Wu2020Adversarial_extra.pt",
              source="Wu et al. 2020, RobustBench Wu2020Adversarial_extra (CIFAR-10)"),
     # the shipped files' digests: retraining them (python -m blindspots_nb.train) means a new pin
-    _fonts("fonts_cnn", sha256="8f4ab505a928e9f18a75626c8f836f6ad99e2491b31f3214e313f269059e16cb"),
-    _fonts("fonts_cnn_at", sha256="faed3c0c715a59c3a9b6309f6d4f9f9c69006119773e5056515a9bc187a24a2d",
-           training="adversarial", threat_model="linf", radius=FONTS_AT_RADIUS),
+    _shipped("fonts_cnn", FontsCNN, "fonts", FONTS_CLASSES,
+             sha256="8f4ab505a928e9f18a75626c8f836f6ad99e2491b31f3214e313f269059e16cb"),
+    _shipped("fonts_cnn_at", FontsCNN, "fonts", FONTS_CLASSES,
+             sha256="faed3c0c715a59c3a9b6309f6d4f9f9c69006119773e5056515a9bc187a24a2d",
+             training="adversarial", threat_model="linf", radius=FONTS_AT_RADIUS),
+    _shipped("digits_lenet", LeNet, "digits", DIGITS_CLASSES,
+             sha256="39818ccc8fd4955a4578dbf55d7fb5ad372ecbe5bcea12dc668db102852bd273"),
+    _shipped("digits_lenet_at", LeNet, "digits", DIGITS_CLASSES,
+             sha256="a75df0bab5847aa176d3133e29605fe86af9a373457d7d38a0d7b7a8d1427acc",
+             training="adversarial", threat_model="linf", radius=DIGITS_AT_RADIUS),
 ]}
 
 
