@@ -132,3 +132,26 @@ def test_the_digits_preset_runs_both_lenets_on_the_test_split():
     (experiment,) = preset("digits")
     assert experiment.image_source == "digits:test" and experiment.models == ("digits_lenet", "digits_lenet_at")
     assert experiment.name == "digits"
+
+
+@pytest.mark.slow  # papermill runs the packaged notebook once per model
+def test_the_digits_preset_reproduces_both_tables_with_their_report_notebooks(tmp_path, monkeypatch):
+    import csv
+    import json
+
+    from blindspots_nb.cli import main
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "run"
+    assert main(["reproduce", "--preset", "digits", "--n-sources", "3", "--rounds", "2", "--iterations", "10",
+                 "--device", "cpu", "--out-dir", str(out)]) == 0
+    for table, statistic in (("table1.csv", "rmse_mean"), ("table2.csv", "p_src_mean")):
+        rows = [row for row in csv.DictReader(open(out / table)) if row["source"] == "ours"]
+        assert [(row["model"], row["dataset"]) for row in rows] == [("digits_lenet", "digits"),
+                                                                    ("digits_lenet_at", "digits")]
+        assert all(0 < float(row[statistic]) <= 1 for row in rows)
+    assert "digits_lenet (ours, digits, n=3)" in (out / "table1.md").read_text()
+    assert sorted(p.name for p in (out / "notebooks").glob("*.ipynb")) == [
+        "digits_digits_lenet_at_shard0of1.ipynb", "digits_digits_lenet_shard0of1.ipynb"]
+    record = json.loads((out / "run.json").read_text())
+    assert record["preset"] == "digits" and record["experiments"][0]["image_source"] == "digits:test"
