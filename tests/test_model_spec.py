@@ -154,6 +154,12 @@ def wrong_size():
     return wrap(_net(), GREY, GREY, ["a", "b", "c"], (3, 16, 16))
 
 
+def imagenet_names():
+    from blindspots_nb.models import imagenet_class_names
+
+    return wrap(_net(1000), GREY, GREY, list(imagenet_class_names()), (3, 8, 8))
+
+
 def changes_torch():
     net = _net()
     torch.set_default_dtype(torch.float64)
@@ -178,6 +184,13 @@ def test_a_misdescribed_model_is_one_line_at_load_naming_the_spec(tmp_path, func
     path.write_text(MISDESCRIBED)
     with pytest.raises(ModelSpecError, match=f"^model factory '{path}:{function}': {message}"):
         load_model(f"{path}:{function}", device="cpu")
+
+
+def test_imagenets_own_class_names_load_though_two_classes_are_crane(tmp_path):
+    path = tmp_path / "misdescribed.py"
+    path.write_text(MISDESCRIBED)
+    names = load_model(f"{path}:imagenet_names", device="cpu").class_names
+    assert len(names) == 1000 and names.count("crane") == 2  # the bird and the machine, told apart by wnid
 
 
 def test_the_cli_says_in_one_line_that_a_factory_needs_arguments(tmp_path, capsys):

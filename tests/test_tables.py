@@ -121,8 +121,10 @@ def _folder_tables(folder, **options):
 
 
 def test_a_folder_of_ones_own_leaves_the_paper_rows_out_and_says_where_its_labels_came_from(tmp_path):
+    from PIL import Image
+
     (tmp_path / "labelled" / "A").mkdir(parents=True)
-    (tmp_path / "labelled" / "A" / "a.png").write_bytes(b"")
+    Image.new("L", (32, 32)).save(tmp_path / "labelled" / "A" / "a.png")  # a class folder: one that holds an image
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "a.png").write_bytes(b"")
     texts = _folder_tables(tmp_path / "labelled")

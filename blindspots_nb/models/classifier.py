@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from ..execution import Execution
 from ..tools.tensors import module_device
+from .classes import imagenet_class_names
 
 
 class ModelDescriptionError(ValueError):
@@ -36,12 +37,14 @@ def spelled_out(name) -> str:
 
 def check_class_names(class_names: Sequence) -> None:
     """Refuse class names that are the same once compared (:func:`class_name_key`): a
-    label would name two classes. ModelDescriptionError naming them, with their code points."""
+    label would name two classes. ModelDescriptionError naming them, with their code points.
+    ImageNet-1k's own names are accepted as they are: its two classes named "crane" (the bird
+    and the machine) are told apart by their WordNet ids."""
     seen: dict[str, list[int]] = {}
     for i, name in enumerate(class_names):
         seen.setdefault(class_name_key(name), []).append(i)
     same = [indices for indices in seen.values() if len(indices) > 1]
-    if same:
+    if same and tuple(map(str, class_names)) != imagenet_class_names():
         listed = "; ".join(" and ".join(f"{i} {spelled_out(class_names[i])}" for i in indices) for indices in same[:5])
         raise ModelDescriptionError(f"its class names are not unique ({listed}): give each class its own name")
 
