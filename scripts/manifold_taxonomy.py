@@ -36,7 +36,7 @@ import torch
 from tqdm.std import tqdm
 
 from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
-from blindspots_nb.analysis.manifold import GlyphManifold, dataset_glyphs, validate
+from blindspots_nb.analysis.manifold import ORACLE_SLACK, GlyphManifold, dataset_glyphs, validate
 from blindspots_nb.analysis.metrics import rmse
 from blindspots_nb.analysis.taxonomy import (judge, on_manifold_attack, protocol_blind_spots, random_renderings,
                                              summarize, summarize_kind, taxonomy_experiment)
@@ -76,6 +76,11 @@ def parse(argv):
     parser.add_argument("--steps", type=int, default=80, help="Adam steps of the projection")
     parser.add_argument("--prune-every", type=int, default=8, help="steps between halvings of the descents (0: none)")
     parser.add_argument("--shortlist", type=int, default=3, help="letters nearest at screening the oracle descends")
+    parser.add_argument("--slack", type=float, default=ORACLE_SLACK,
+                        help="a verdict whose margin (second-nearest minus nearest letter) is below this RMSE is "
+                             f"uncertain (default {ORACLE_SLACK}: the largest gap of the default search to the "
+                             "reference measured by scripts/oracle_validation.py); applied to the stored rows, "
+                             "so it may change on a rerun")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
                         help="the pieces to make (default all); a later run in the same folder can add the others")
@@ -128,7 +133,8 @@ def main(argv=None):
     args = parse(argv)
     torch.manual_seed(args.seed)
     command = shlex.join(["python", "scripts/manifold_taxonomy.py", *(sys.argv[1:] if argv is None else argv)])
-    settings = {key: value for key, value in vars(args).items() if key not in ("out_dir", "kinds", "protocol_dir")}
+    settings = {key: value for key, value in vars(args).items()
+                if key not in ("out_dir", "kinds", "protocol_dir", "slack")}
     results = Results(Path(args.out_dir), settings)
     renderer = GlyphRenderer()
     manifold = GlyphManifold(renderer, starts=args.starts, seed=args.seed)
@@ -156,7 +162,7 @@ def main(argv=None):
         raise SystemExit("the pool's glyphs are not the renderer's: fonts_dataset and GlyphRenderer disagree")
     clean = results.piece("clean", lambda: judged(manifold, sources, labels, labels, [
         {"source": i} for i in range(len(labels))], args, search, "clean sources"))
-    summaries = {"- clean": summarize(clean["rows"])}
+    summaries = {"- clean": summarize(clean["rows"], args.slack)}
     for name, model in tqdm(models.items(), desc="models"):
         threat = threat_model(model)
 
@@ -182,9 +188,9 @@ def main(argv=None):
             if kind not in args.kinds:
                 continue
             rows = results.piece(f"{name}_{kind}", compute)["rows"]
-            summaries[f"{name} {kind}"] = summarize_kind(kind, rows)
-    table = taxonomy_table(summaries, check)
-    record = provenance.record(config=settings, device="cpu", command=command, models={
+            summaries[f"{name} {kind}"] = summarize_kind(kind, rows, args.slack)
+    table = taxonomy_table(summaries, check, args.slack)
+    record = provenance.record(config={**settings, "slack": args.slack}, device="cpu", command=command, models={
         name: provenance.model_info(model) for name, model in models.items()},
         manifold=manifold.settings(), threat_model=str(threat_model(models[MODELS[0]])),
         lst=experiment.lst.to_dict(), data=f"fonts:test ({FONTS_GLYPHS} glyphs, seed {experiment.seed})",
@@ -231,9 +237,10 @@ def blind_spot_rows(store, experiment, name, pool, sources, manifold, args, sear
     return judged(manifold, images, labels, targets, extra, args, search, f"{name}'s blind spots")
 
 
-def taxonomy_table(summaries: dict, check: dict) -> str:
+def taxonomy_table(summaries: dict, check: dict, slack: float) -> str:
     """The Markdown table of the taxonomy, with the projection's validation under it."""
-    return (f"{taxonomy_markdown(summaries)}\n\nRMSE: medians. Projection: oracle accuracy "
+    return (f"{taxonomy_markdown(summaries)}\n\nRMSE: medians. Uncertain: margin (second-nearest minus nearest "
+            f"letter) below {slack}. Projection: oracle accuracy "
             f"{100 * check['oracle_accuracy']:.0f}% on {check['n']} clean test glyphs; own-letter RMSE median "
             f"{check['own_distance_quantiles']['median']:.4f}, nearest other letter "
             f"{check['nearest_other_distance_quantiles']['median']:.4f}." + "".join(

@@ -267,6 +267,24 @@ def test_the_layer_finding_reads_as_a_sentence():
         "iteration 400).")
 
 
+def test_a_verdict_is_uncertain_where_the_slack_could_flip_it():
+    """Margins 0.004, 0.02 and 0.1 under a slack of 0.01: one verdict of three is uncertain,
+    in the projection's answer and in the taxonomy's summary of its rows."""
+    from blindspots_nb.analysis.manifold import Projection
+
+    distance = torch.tensor([[0.100, 0.104], [0.08, 0.10], [0.05, 0.15]])
+    projection = Projection(torch.tensor([[0, 1]] * 3), distance, torch.zeros(3, 2, dtype=torch.long),
+                            torch.zeros(3, 2, 5))
+    assert projection.uncertain(0.01).tolist() == [True, False, False]
+    rows = [{"source_letter": 0, "other_letter": 1, "verdict": "source", "distance_source": float(d[0]),
+             "distance_other": float(d[1]), "distance_oracle": float(d[0]), "margin": float(m)}
+            for d, m in zip(distance, projection.margin)]
+    assert summarize_kind("lst", rows, slack=0.01)["uncertain"] == pytest.approx(1 / 3)
+    assert summarize_kind("lst", rows)["uncertain"] == 0.0  # no slack: nothing uncertain
+    assert "| m | lst (other = target) | 3 (3) | 0.080 | 0.104 | 100% | 0% | 0% | 33% |" in taxonomy_markdown(
+        {"m lst": summarize_kind("lst", rows, slack=0.01)})
+
+
 def test_taxonomy_rows_are_counted_by_kind():
     regular = [{"fooled": 1, "source_letter": 0, "other_letter": 1, "verdict": v, "distance_source": d,
                 "distance_other": 0.2, "distance_oracle": d} for v, d in (("source", 0.1), ("other", 0.3))]
@@ -282,7 +300,7 @@ def test_taxonomy_rows_are_counted_by_kind():
     assert summarize_kind("renderings", renderings) == {"n": 4, "error": 0.25, "error_train_fonts": 0.5,
                                                         "error_test_fonts": 0.0}
     table = taxonomy_markdown({"m pgd": summary, "m renderings": summarize_kind("renderings", renderings)})
-    assert "| m | pgd (other = predicted) | 2 (3) | 0.100 | 0.200 | 50% | 50% | 0% |" in table
+    assert "| m | pgd (other = predicted) | 2 (3) | 0.100 | 0.200 | 50% | 50% | 0% | - |" in table
     assert "| m | - | - | - | - | 25.0% (4) | 50.0% | 0.0% |" in table
 
 

@@ -38,6 +38,10 @@ from ..data.fonts import TRANSFORM_PARAMETERS, TRANSFORM_RANGES, GlyphRenderer, 
 from ..models import FONTS_CLASSES
 
 SEARCH_MARGIN = 0.1  # the box reaches this fraction of each range's width beyond the dataset's range
+# The largest amount by which the default search's distance to a letter exceeded a reference search's, on the
+# blind spots and adversarial examples of scripts/oracle_validation.py (docs/manifold.md): a verdict whose margin
+# is below it is uncertain.
+ORACLE_SLACK = 0.01
 
 
 def count_at_least(name: str, value, low: int = 1) -> int:
@@ -130,6 +134,11 @@ class Projection:
             return torch.full((self.distance.shape[0],), float("inf"))
         nearest = self.distance.topk(2, dim=1, largest=False).values
         return nearest[:, 1] - nearest[:, 0]
+
+    def uncertain(self, slack: float) -> torch.Tensor:
+        """(N,) whether a search ``slack`` looser (an RMSE: how much a distance found may
+        exceed the true one, as validation measured it) could flip the label: margin < slack."""
+        return self.margin < slack
 
     def to(self, letters) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Distance (N,), font (N,) and transform (N, 5) of the nearest rendering of one

@@ -137,24 +137,28 @@ def judge(manifold: GlyphManifold, images: torch.Tensor, sources, others, shortl
     return Judgement(sources, others, projection, oracle_verdict(projection.label, source=sources, other=others))
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Counts and fractions of the verdicts and median distances of :func:`judge`'s rows."""
+def summarize(rows: list[dict], slack: float = 0.0) -> dict:
+    """Counts and fractions of the verdicts and median distances of :func:`judge`'s rows;
+    ``uncertain``: the share whose verdict a search ``slack`` looser (an RMSE, e.g. the
+    largest gap to a reference search measured) could flip: margin below ``slack``."""
     n = len(rows)
     if n == 0:
         return {"n": 0}
     median = lambda key: float(torch.tensor([row[key] for row in rows]).median())  # noqa: E731
     fractions = {f"oracle_{v}": sum(row["verdict"] == v for row in rows) / n for v in VERDICTS}
-    return {"n": n, **fractions, "median_distance_source": median("distance_source"),
-            "median_distance_other": median("distance_other"), "median_distance_oracle": median("distance_oracle")}
+    uncertain = sum(float(row["margin"]) < slack for row in rows) / n if "margin" in rows[0] else None
+    return {"n": n, **fractions, "uncertain": uncertain, "slack": slack,
+            "median_distance_source": median("distance_source"), "median_distance_other": median("distance_other"),
+            "median_distance_oracle": median("distance_oracle")}
 
 
-def summarize_kind(kind: str, rows: list[dict]) -> dict:
+def summarize_kind(kind: str, rows: list[dict], slack: float = 0.0) -> dict:
     """A taxonomy row of one kind of example: :func:`summarize` over the examples that count
     (regular ones that fool the model, blind spots whose target is another letter), with
     ``attempts`` and the share that counts (``fooled``); for ``on_manifold`` rows, the
     success rates (any font, the source's own) and the median transform change of the
     examples found; for ``renderings`` rows (random renderings), the model's error rate
-    overall, on train fonts and on test fonts."""
+    overall, on train fonts and on test fonts. ``slack``: :func:`summarize`'s."""
     if kind == "renderings":
         errors = lambda chosen: 1 - sum(int(r["correct"]) for r in chosen) / max(1, len(chosen))  # noqa: E731
         return {"n": len(rows), "error": errors(rows),
@@ -166,7 +170,8 @@ def summarize_kind(kind: str, rows: list[dict]) -> dict:
                 "fooled_own_font": sum(int(r["fooled_own_font"]) for r in rows) / len(rows),
                 "median_transform_change": float(torch.tensor(found).median()) if found else None}
     counted = [r for r in rows if (int(r["fooled"]) if "fooled" in r else r["source_letter"] != r["other_letter"])]
-    summary = {"attempts": len(rows), "fooled": len(counted) / len(rows) if rows else 0.0, **summarize(counted)}
+    summary = {"attempts": len(rows), "fooled": len(counted) / len(rows) if rows else 0.0,
+               **summarize(counted, slack)}
     if counted and "rmse_to_target_image" in counted[0]:  # blind spots: the tables' RMSE to the target itself
         summary["median_rmse_to_target_image"] = float(torch.tensor(
             [float(r["rmse_to_target_image"]) for r in counted]).median())

@@ -35,15 +35,16 @@ def taxonomy_markdown(summaries: dict) -> str:
     :func:`~blindspots_nb.analysis.taxonomy.summarize_kind` dict). First table: images judged
     by the oracle (clean sources, regular adversarial examples, blind spots): how many
     count (of those tried), median RMSE to the source letter's and the other letter's
-    manifold (other: the model's prediction, or the target), and the share the oracle gives
-    the source, the other letter or neither. Second table, per model: the on-manifold
+    manifold (other: the model's prediction, or the target), the share the oracle gives
+    the source, the other letter or neither, and the share of uncertain verdicts (margin
+    below the slack; "-" where not measured). Second table, per model: the on-manifold
     search's success (in any font; in the source's font), the median change of the
     transform it needed (1 = a whole range), and the error on random renderings."""
     percent = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
     fine = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731  (error rates near 0)
     number = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     judged = ["| model | kind | n (of tried) | RMSE to source letter | RMSE to other letter | oracle: source | "
-              "oracle: other | oracle: neither |", "|---|---|---|---|---|---|---|---|"]
+              "oracle: other | oracle: neither | uncertain |", "|---|---|---|---|---|---|---|---|---|"]
     on_manifold = {}
     for key, s in summaries.items():
         model, kind = key.split(" ", 1)
@@ -52,13 +53,14 @@ def taxonomy_markdown(summaries: dict) -> str:
             continue
         if kind == "clean":  # the sources themselves: no second letter
             judged.append(f"| {model} | clean sources | {s['n']} | {number(s['median_distance_source'])} | - | "
-                          f"{percent(s['oracle_source'])} | - | {percent(s['oracle_neither'])} |")
+                          f"{percent(s['oracle_source'])} | - | {percent(s['oracle_neither'])} | "
+                          f"{percent(s.get('uncertain'))} |")
             continue
         other = "target" if kind == "lst" else "predicted"
         judged.append(f"| {model} | {kind} (other = {other}) | {s.get('n', 0)} ({s['attempts']}) | "
                       f"{number(s.get('median_distance_source'))} | {number(s.get('median_distance_other'))} | "
                       f"{percent(s.get('oracle_source'))} | {percent(s.get('oracle_other'))} | "
-                      f"{percent(s.get('oracle_neither'))} |")
+                      f"{percent(s.get('oracle_neither'))} | {percent(s.get('uncertain'))} |")
     if not on_manifold:
         return "\n".join(judged)
     rows = ["| model | on-manifold fooled: any font | own font | median transform change | sources | "
