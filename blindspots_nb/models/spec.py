@@ -200,12 +200,13 @@ def _caller_settings_kept(spec: str):
         with torch.random.fork_rng(devices=[]):
             yield
     finally:
-        changed = [f"{name} {before[name]} -> {value}" for name, value in
-                   ((name, read()) for name, (read, _) in _GLOBAL_SETTINGS.items()) if value != before[name]]
-        for name, (_, write) in _GLOBAL_SETTINGS.items():
-            write(before[name])
+        after = {name: read() for name, (read, _) in _GLOBAL_SETTINGS.items()}
+        changed = [name for name in _GLOBAL_SETTINGS if after[name] != before[name]]
+        for name in changed:
+            _GLOBAL_SETTINGS[name][1](before[name])
         if changed:
-            warnings.warn(f"model factory {spec!r} changed torch's process-wide settings ({'; '.join(changed)}); "
+            listed = "; ".join(f"{name} {before[name]} -> {after[name]}" for name in changed)
+            warnings.warn(f"model factory {spec!r} changed torch's process-wide settings ({listed}); "
                           "they are set back as they were before loading it", stacklevel=4)
 
 
