@@ -404,3 +404,35 @@ def test_a_click_outside_the_triangle_says_so(explorer):
     label = panel.point_label.value
     _click(panel.contour, 0, -5.0, -5.0)
     assert "lies outside the triangle" in explorer.message.value and panel.point_label.value == label
+
+
+def _drawn(figure) -> tuple[int, int]:
+    """The iteration in a FigureWidget's own state (what a frontend that renders it now gets:
+    its layout's meta) and the points of its first curve there."""
+    state = figure.get_state(["_widget_data", "_widget_layout"])
+    return state["_widget_layout"]["meta"]["iteration"], len(state["_widget_data"][0]["x"])
+
+
+def test_a_step_leaves_its_state_in_a_new_figure_that_a_late_frontend_still_gets(explorer):
+    """In-place updates of a FigureWidget are messages a frontend can miss (a view not ready yet,
+    a busy machine); the state a widget is made with it cannot."""
+    shown = explorer.figure
+    explorer.step_button.click()
+    assert explorer.figure is not shown and explorer.figure_box.children == (explorer.figure,)
+    assert _drawn(explorer.figure) == (5, 6)
+    assert all(_drawn(figure)[0] == 5 for figure in (explorer.triangle.surface, explorer.triangle.contour,
+                                                     explorer.triangle.star))
+    explorer.reset_button.click()
+    assert _drawn(explorer.figure) == (0, 1)
+
+
+def test_the_end_of_a_run_is_drawn_though_the_throttle_drew_no_triangle_during_it(explorer):
+    from blindspots_nb.explorer.triangle import RedrawThrottle
+
+    explorer.state.throttle = RedrawThrottle(every=10 ** 6)  # no triangle while it runs
+    explorer.run_button.click()
+    assert explorer.wait(60) and explorer.traversal.iteration == 30
+    shown = explorer.triangle.shown
+    assert shown is not None and shown.iteration == 30 and "iteration 30" in explorer.triangle.stats.value
+    assert _drawn(explorer.triangle.surface)[0] == 30
+    assert _drawn(explorer.figure) == (30, 31)

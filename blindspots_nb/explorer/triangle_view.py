@@ -92,10 +92,12 @@ class TrianglePanel:
 
     def _figures(self) -> list[go.Figure]:
         """The surface, the contour and the star of the explorer's ``live_triangle`` (hidden
-        traces of a placeholder while there is none), and that triangle becomes the one shown."""
+        traces of a placeholder while there is none), and that triangle becomes the one shown;
+        their layout's ``meta`` holds its iteration (None for the placeholder)."""
         triangle = self.state.live_triangle or PLACEHOLDER
         self.shown = None if triangle is PLACEHOLDER else triangle
-        return [figure.update_traces(visible=triangle is not PLACEHOLDER)
+        meta = {"iteration": None if self.shown is None else triangle.iteration}
+        return [figure.update_traces(visible=triangle is not PLACEHOLDER).update_layout(meta=meta)
                 for figure in (self._surface(triangle), self._contour(triangle), self._star(triangle))]
 
     # -- drawing --------------------------------------------------------------------

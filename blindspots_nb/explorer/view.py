@@ -9,8 +9,11 @@ as the menu 'map' says, as the figures
 lay maps: :func:`blindspots_nb.plots.saliency_overlay`), the difference to the source, a
 plotly ``FigureWidget`` of the confidence curves towards A and the live triangle
 (:class:`.triangle_view.TrianglePanel`), redrawn in place whenever the explorer tells it
-of a change (also from its background run). All logic lives in the explorer
-(``.state``); this module only shows it.
+of a change (also from its background run). Once a Step, a Run or a restart is done, the
+last state is drawn anew in new FigureWidgets (their layout's ``meta`` holds the iteration
+they show): a frontend can lose an in-place update (a restyle message reaching a figure whose
+view is not ready yet, on a busy machine), never the state a new widget is made with. All
+logic lives in the explorer (``.state``); this module only shows it.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class LSTExplorer:
         self.message = W.HTML()
         self.caption_line = W.HTML()
         self.figure = go.FigureWidget(self.snapshot_figure())
+        self.figure_box = W.Box([self.figure])
         self.triangle = TrianglePanel(self.state, self._say)
 
         self._show_choices()
@@ -160,8 +164,9 @@ class LSTExplorer:
     def snapshot_figure(self) -> go.Figure:
         """The confidence curves so far as a plain plotly figure (to save as HTML)."""
         snap = self.state.snapshot()
-        return confidence_figure(snap.result, class_names=(snap.source_class, snap.target_class),
-                                 caption=self.state.caption(), title="Confidence along the traversal")
+        figure = confidence_figure(snap.result, class_names=(snap.source_class, snap.target_class),
+                                   caption=self.state.caption(), title="Confidence along the traversal")
+        return figure.update_layout(meta={"iteration": snap.iteration})
 
     def _repr_mimebundle_(self, **kwargs):
         return self.ui._repr_mimebundle_(**kwargs)
@@ -197,7 +202,7 @@ class LSTExplorer:
             self.message,
             W.HBox([panel(name) for name in self.panels]),
             self.status,
-            self.figure,
+            self.figure_box,
             self.triangle.ui,
             self.caption_line,
         ])
@@ -262,13 +267,17 @@ class LSTExplorer:
             return
         if event == "restart":
             self._show_choices()
-            self.figure.update_layout(title=self.snapshot_figure().layout.title)
             self.triangle.draw()
         if event == "running":
             for button in (self.step_button, self.run_button, self.reset_button):
                 button.disabled = self.state.running
             self.pause_button.disabled = not self.state.running
-        self._redraw()
+        done = not self.state.running  # a step, a restart or the end of a run: the state to stay on screen
+        if done and event == "running" and self.state.live:
+            triangle = self.state.live_triangle  # the run's throttle may have left an older one
+            if triangle is None or triangle.iteration != self.state.traversal.iteration:
+                self.state.redraw_triangle()
+        self._redraw(settled=done)
 
     def _show_choices(self):
         """Set the menus and fields to what the explorer holds."""
@@ -288,8 +297,9 @@ class LSTExplorer:
             self.iterations.value = config.iterations
             self.per_click.value = state.iterations_per_click
 
-    def _redraw(self):
-        """Show the traversal's current point in the images, curves and text."""
+    def _redraw(self, settled: bool = False):
+        """Show the traversal's current point in the images, curves and text; ``settled``: in a
+        new confidence figure (see the module's docstring), else by updating the one shown."""
         overlay = self.saliency_method.value if self.saliency_toggle.value else None
         snap = self.state.snapshot(saliency=overlay)
         difference, scale = difference_image(snap.current_image, snap.source_image)
@@ -313,7 +323,12 @@ class LSTExplorer:
                                               f"{html.escape(source_class[:20])}: {snap.confidence:.3f}")
         self.panel_labels["difference"].value = (f"<b>current \u2212 source</b><br>gray = 0, "
                                                  f"extremes = \u00b1{scale:.3f}")
-        update_confidence_figure(self.figure, snap.result, class_names=(source_class, target_class))
+        if settled:
+            self._new_figure()
+        else:
+            with self.figure.batch_update():
+                update_confidence_figure(self.figure, snap.result, class_names=(source_class, target_class))
+                self.figure.layout.meta = {"iteration": snap.iteration}
         self.status.value = (
             f"<b>iteration {snap.iteration}</b> \u00b7 {html.escape(source_class[:30])}: {snap.confidence:.4f} "
             f"(initially {initial_confidence:.4f}, rejected below {initial_confidence - snap.result.config.delta:.4f})"
@@ -324,6 +339,12 @@ class LSTExplorer:
             f"{snap.rmse_to_target_b:.4f}"
             + (" \u00b7 <i>running</i>" if snap.running else ""))
         self.caption_line.value = f"<small style='color:#555'>{html.escape(self.state.caption())}</small>"
+
+    def _new_figure(self):
+        """The confidence figure anew from the explorer's state, in place of the one shown."""
+        previous, self.figure = self.figure, go.FigureWidget(self.snapshot_figure())
+        self.figure_box.children = (self.figure,)
+        previous.close()
 
     def _say(self, text: str, kind: str = "ok"):
         """Show ``text`` (HTML) as the message line, coloured by ``kind``."""
