@@ -425,3 +425,9 @@ def test_the_commands_of_docs_your_model_work_verbatim_where_they_are_typed(tmp_
     again = typed(command.replace("folder:my_images", f"folder:{work / 'my_images'}"))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "finished in" in again.stdout and "skipped" in again.stdout
+    explorer = re.search(r"`(Explorer\(.*?\))`", docs)[1]  # the docs' line for Python, in the same folder
+    opened = subprocess.run([sys.executable, "-c", f"from blindspots_nb.explorer import Explorer; "
+                             f"print(({explorer}).model.class_names)"], cwd=work, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert opened.returncode == 0, opened.stderr[-3000:]
+    assert "['circle', 'square', 'triangle']" in opened.stdout

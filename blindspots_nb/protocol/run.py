@@ -183,16 +183,16 @@ def check_pool_images(experiment: Experiment, pool: dict) -> list[str]:
     if hashed == "files":
         present = [i for i, name in enumerate(pool["names"]) if Path(name).is_file()]
         pool_files(experiment, {key: [pool[key][i] for i in present] for key in ("names", "sha256")}, lambda image: None)
-        return [name for i, name in enumerate(pool["names"]) if i not in set(present)]
+        return [f"{name} (not at hand here)" for i, name in enumerate(pool["names"]) if i not in set(present)]
     if hashed == "pixels":
         try:
             dataset = open_source(experiment.image_source, tuple(pool["pixel_size"]), seed=experiment.seed,
                                   download=False)
         except (FileNotFoundError, ValueError) as error:
-            return [f"{experiment.image_source} ({error})"]
+            return [f"{experiment.image_source} (it cannot be opened here: {error})"]
         locate_pool(experiment, pool, dataset)
         return []
-    return [f"{experiment.image_source} (its pool was recorded without the images' hashes)"]
+    return [f"{experiment.image_source} (its pool was recorded before pools held every image's hash)"]
 
 
 def pool_files(experiment: Experiment, pool: dict, transform) -> list[torch.Tensor]:
@@ -487,7 +487,7 @@ def merge(out_dir, paper_rows: bool | None = None) -> dict:
             pool = store.pool(experiment)
             unchecked = [] if pool is None else check_pool_images(experiment, pool)
             if unchecked:
-                print(f"{experiment.name}: not checked against the pool's hashes, not at hand here: "
+                print(f"{experiment.name}: pool images not checked against their hashes: "
                       f"{', '.join(unchecked[:6])}{' ...' if len(unchecked) > 6 else ''}")
         return assemble(store, paper_rows=paper_rows)
 
@@ -505,8 +505,9 @@ def _check_shard_records(store: RunStore, experiments: list[Experiment]):
                     continue
                 changed = differences(expected, record["model_identity"])
                 if changed:
-                    raise RunSettingsMismatch(f"{key} was made by another {name} than this run's settings name: "
-                                              f"{'; '.join(changed[:6])}. Rerun that shard in this folder")
+                    raise RunSettingsMismatch(f"{key} was made by another {name} than the one this run's settings "
+                                              f"name: {'; '.join(changed[:6])}. Its pieces cannot be trusted: use "
+                                              "another output folder, or --force to start anew")
     if older:
         warnings.warn(older_run_warning(sorted(set(older))), stacklevel=3)
 
