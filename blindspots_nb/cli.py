@@ -245,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a local checkpoint for a model (default: the registry's published weights); for a "
                         "factory spec, a state dict of the network it wraps")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
-    p.add_argument("--shard", help="i/n: do only shard i of n (sources split by batch); torchrun sets it "
-                                   "(default: all the work)")
+    p.add_argument("--shard", help="i/n: do only shard i of n (sources split by batch); not under torchrun, "
+                                   "which makes each process one shard (default: all the work)")
     _out_dir_option(p, "results/reproduce", "the run's output folder")
     _paper_rows_option(p)
     p.add_argument("--force", action="store_true", help="start anew: remove what an earlier run wrote in the "
