@@ -57,6 +57,7 @@ def make_hostile_run(root: Path) -> Path:
     from blindspots_nb.protocol import Experiment, RunStore
     from blindspots_nb.protocol import run as run_module
 
+    root.mkdir(parents=True, exist_ok=True)
     factory = root / f"{HOSTILE_MODEL}.py"
     factory.write_text(
         "from blindspots_nb.models import load_model, wrap\n\n\n"

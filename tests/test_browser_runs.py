@@ -1,7 +1,9 @@
 """Notebook 07, the browser of a finished run, in a real browser: a small run made here, the
 notebook prepared with its folder by papermill (parameters only, nothing run), served by Voila as
 an app and by JupyterLab, opened in headless Chromium; picking a source shows its stored triangle
-as a plotly surface. The folder is not touched. Screenshots go to ``results/browser/``."""
+as a plotly surface. The folder is not touched. A run whose file, class and model names carry HTML
+with handlers shows them as text: no element of theirs reaches the page, no handler runs.
+Screenshots go to ``results/browser/``."""
 
 from __future__ import annotations
 
@@ -11,11 +13,15 @@ import papermill
 import pytest
 
 from browser import REPO, SCREENSHOTS, lab_server, page as browser_page, run_all_cells, voila_server
-from helpers import folder_listing
+from helpers import HOSTILE_FILE, HOSTILE_MODEL, folder_listing, make_hostile_run
 
 pytestmark = pytest.mark.slow  # a run, a Voila server and a real browser
 
 NOTEBOOK = REPO / "notebooks" / "07_browse_run.ipynb"
+# The elements and flags an injected name would leave on the page: the <img src=x|y|z onerror=...> of the hostile
+# run's names (in the DOM as soon as markup is set, whether or not its handler has run yet) and their handlers' flag.
+INJECTED = """() => ({elements: document.querySelectorAll('img[onerror], img[src="x"], img[src="y"], img[src="z"]').length,
+                 flag: window.__pwned === undefined ? null : String(window.__pwned)})"""
 # The z values of the 3-D surface on the page (null until plotly has drawn one).
 SURFACE_Z = """() => { for (const plot of document.querySelectorAll('.js-plotly-plot')) {
     const mesh = (plot.data || []).find(trace => trace.type === 'mesh3d');
@@ -93,3 +99,44 @@ def test_notebook_07_in_jupyterlab_shows_a_picked_sources_triangle(run_dir, tmp_
         run_all_cells(page, url, app.name)
         _pick_a_source_and_see_its_triangle(page, run_dir, "browse_run_lab.png")
     assert folder_listing(run_dir) == before
+
+
+@pytest.fixture
+def hostile_run(tmp_path):
+    """A finished run of a factory model on a labelled folder whose file, class and model names carry HTML."""
+    return make_hostile_run(tmp_path / "hostile")
+
+
+def _names_are_text(page, run_dir: Path, screenshot: str):
+    """Each source of the hostile run, picked in turn: its panels show the file's name as text (the source's
+    and its targets'), the caption the model's spec, and no injected element or handler's flag is on the page."""
+    from blindspots_nb.explorer.runs import StoredRun
+
+    run = StoredRun(run_dir)
+    key, = run.models()
+    sources = page.locator(".run-sources select")
+    sources.wait_for(timeout=300_000)
+    for index, row in enumerate(run.sorted_sources(key, "path_conf")):
+        sources.select_option(index=index)
+        shown = f"source #{row['source']} {Path(row['name']).parent}/"  # on the page, escaped or not
+        page.wait_for_function("text => Array.from(document.querySelectorAll('.widget-html')).some("
+                               "html => html.textContent.includes(text))", arg=shown, timeout=60_000)
+        assert page.evaluate(INJECTED) == {"elements": 0, "flag": None}
+        assert HOSTILE_FILE in row["name"] and page.locator(".widget-html", has_text=row["name"]).count() >= 1
+    assert page.locator(".widget-html", has_text=f"{HOSTILE_MODEL}.py:build").count() >= 1  # the caption
+    assert "Message serialization failed" not in page.inner_text("body")
+    page.screenshot(path=str(SCREENSHOTS / screenshot))
+
+
+def test_the_voila_app_of_notebook_07_shows_hostile_names_as_text(hostile_run, tmp_path):
+    app = _prepared(hostile_run, tmp_path)
+    with voila_server(app, tmp_path) as url, browser_page("browse_run_hostile_failure.png") as page:
+        page.goto(url, timeout=180_000)
+        _names_are_text(page, hostile_run, "browse_run_hostile.png")
+
+
+def test_notebook_07_in_jupyterlab_shows_hostile_names_as_text(hostile_run, tmp_path):
+    app = _prepared(hostile_run, tmp_path)
+    with lab_server(tmp_path) as url, browser_page("browse_run_hostile_lab_failure.png") as page:
+        run_all_cells(page, url, app.name)
+        _names_are_text(page, hostile_run, "browse_run_hostile_lab.png")
