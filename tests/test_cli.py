@@ -112,32 +112,52 @@ def one_thread(monkeypatch):
     torch.set_num_threads(threads)
 
 
-def assert_tables_of_before(out: Path, fixture: str) -> None:
-    """Table 1 byte for byte as before; Table 2 as printed (2 decimals) and within 1e-6.
+# Tables of another machine. They hold means of float32 traversals and of the model's confidence over
+# their triangles: another CPU's kernels (AVX2, AVX-512, AVX-512-FP16 paths of oneDNN and MKL) sum in
+# another order, so each forward and backward pass moves in its last bits (float32: 1.2e-7 relative),
+# deep models and LST's iterations carry that along. Measured against this machine's fixture: 2.6e-6 at
+# most on a machine with AVX-512-FP16; with AVX2 kernels (ATEN_CPU_CAPABILITY=avx2
+# ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2) 4.4e-5 in Table 1 and 1.6e-4 in Table 2
+# (efficientnet_lite0's mean confidence over its triangles). Every statistic of the tables lies in
+# [0, 1]: 1e-3 is one unit of the third decimal the tables print.
+ACROSS_MACHINES = 1e-3
+# Table 2's fractions of grid points above a threshold (frac_*) count points, and a point whose
+# confidence lies within rounding of the threshold may count on one machine and not on another. At
+# delta = 0 on a saturated model (fonts_cnn: confidence 0.99998 over the whole triangle) many do:
+# measured with AVX2 kernels, 4 of 594 points (3 sources) flipped. Tolerated: 3 per source.
+FLIPS_PER_SOURCE = 3
 
-    Table 2's triangles now evaluate each distinct grid point once, in other batches than
-    the per-pair evaluation of before; these models' float32 outputs move in the last bit
-    with the batch an image is in, so the raw means may differ in the 7th digit."""
-    assert (out / "table1.csv").read_bytes() == (FIXTURES / fixture / "table1.csv").read_bytes()
-    ours, before = ([row for row in csv.DictReader(open(folder / "table2.csv"))]
-                    for folder in (out, FIXTURES / fixture))
-    assert [row["model"] for row in ours] == [row["model"] for row in before]
-    for row, old in zip(ours, before):
-        for key, value in old.items():
-            if key.endswith(("_mean", "_std")):
-                assert f"{float(row[key]):.2f}" == f"{float(value):.2f}", (row["model"], key)
-                assert float(row[key]) == pytest.approx(float(value), abs=1e-6), (row["model"], key)
-            else:
-                assert row[key] == value
+
+def assert_tables_of_before(out: Path, fixture: str, rounds: int) -> None:
+    """Tables 1 and 2 as the fixture (made on another machine, perhaps) within rounding.
+
+    Floats within ``ACROSS_MACHINES``; fractions of grid points (frac_*) also within
+    ``FLIPS_PER_SOURCE`` flipped points of each source's C(rounds, 2) triangles: k points move a
+    source's fraction by k / points, so the mean over the sources by at most k / points and their
+    (population) standard deviation, a norm over the sources / sqrt(n), by at most as much."""
+    divisions = Experiment.divisions
+    points = rounds * (rounds - 1) // 2 * (divisions + 1) * (divisions + 2) // 2  # a source's grid points
+    for table in ("table1.csv", "table2.csv"):
+        ours, before = ([row for row in csv.DictReader(open(folder / table))] for folder in (out, FIXTURES / fixture))
+        assert [(row["model"], row["source"]) for row in ours] == [(row["model"], row["source"]) for row in before]
+        for row, old in zip(ours, before):
+            assert list(row) == list(old)
+            for key, value in old.items():
+                if not key.endswith(("_mean", "_std")):
+                    assert row[key] == value, (table, row["model"], key)
+                    continue
+                flips = FLIPS_PER_SOURCE / points if key.startswith("frac_") else 0.0
+                assert float(row[key]) == pytest.approx(float(value), abs=ACROSS_MACHINES + flips, nan_ok=True), \
+                    (table, row["model"], key)
 
 
 @pytest.mark.slow
 def test_offline_preset_shortened_gives_the_tables_of_before(tmp_path, capsys, one_thread):
     """Through papermill and the packaged notebook: Tables 1 and 2 as the reproduction
-    gave them before the restructure (same seed, same machine kind)."""
+    gave them before the restructure (same seed), within rounding on any machine."""
     out = tmp_path / "run"
     assert main(["reproduce", "--out-dir", str(out), *SHORT_OFFLINE]) == 0
-    assert_tables_of_before(out, "offline_short")
+    assert_tables_of_before(out, "offline_short", rounds=3)
     executed = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
     assert executed == sorted(["fonts_fonts_cnn_shard0of1.ipynb", "fonts_fonts_cnn_at_shard0of1.ipynb",
                                "photos_efficientnet_lite0_shard0of1.ipynb"])
@@ -184,7 +204,7 @@ def test_a_wheel_install_reproduces_outside_the_clone(tmp_path):
     run = subprocess.run([venv / "bin" / "blindspots-nb", *INSTALLED_RUN, "--out-dir", str(tmp_path / "out")],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert_tables_of_before(tmp_path / "out", "fonts_cnn_installed")
+    assert_tables_of_before(tmp_path / "out", "fonts_cnn_installed", rounds=2)
     assert (tmp_path / "out" / "notebooks" / "fonts_fonts_cnn_shard0of1.ipynb").is_file()
 
 
