@@ -33,8 +33,7 @@ def absolute_source(spelling: str) -> str:
 class Experiment:
     """One image source, the models studied on it, the pool rule and LST's hyperparameters.
 
-    image_source: an image source spelling (``photos``, ``fonts:test``, ``imagenet:ROOT`` ...);
-        a folder or file named relatively is made absolute when the experiment is built.
+    image_source: an image source spelling (``photos``, ``fonts:test``, ``imagenet:ROOT`` ...).
     models: registry names or factory specs (``path/to/file.py:function``,
         ``package.module:function``: see :mod:`blindspots_nb.models.spec`); the pool must
         suit every one of them. Checked when the experiment is built.
@@ -80,7 +79,7 @@ class Experiment:
             raise TypeError(f"Experiment.image_source is an image source's spelling (photos, fonts:test, "
                             f"folder:PATH, imagenet:ROOT, ...), got {type(self.image_source).__name__}: each "
                             "process of a run opens the images itself")
-        set_("image_source", absolute_source(self.image_source))
+        set_("image_source", absolute_source(self.image_source))  # a folder named relatively: absolute
         models = self.models if isinstance(self.models, (list, tuple)) else (self.models,)
         set_("models", tuple(checked_model_name(m) for m in models))
         set_("name", self.name or source_name(self.image_source))
