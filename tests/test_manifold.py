@@ -366,3 +366,30 @@ def test_validation_counts_what_it_reports(renderer):
     assert summary["separated"] == sum(row["own_distance"] < row["nearest_other_distance"] for row in rows) / 4
     assert [row["own_distance_starts8"] for row in rows] == [row["own_distance"] for row in rows]
     assert 0.03 < summary["noise_rmse_median"] < 0.05  # std 0.05, a little less after clipping to [0, 1]
+
+
+def oracle_validation_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("oracle_validation", REPO / "scripts" / "oracle_validation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_oracle_validation_takes_examples_in_turn_and_counts_agreement_and_gaps():
+    script = oracle_validation_script()
+    found = {"model": ["a", "a", "a", "b", "b"], "kind": ["lst", "lst", "pgd", "lst", "lst"]}
+    assert script.round_robin(found) == [0, 2, 3, 1, 4]
+
+    def answer(label, nearest, source=0.2, other=0.3):
+        return {"label": label, "nearest": nearest, "source": source, "other": other, "margin": 0.05,
+                "cpu_seconds": 1.0}
+
+    rows = [{"model": "a", "kind": "lst", "reference": answer(1, 0.10), **{name: answer(1, 0.10 + gap) for name in
+                                                                            script.VARIANTS}}
+            for gap in (0.0, 0.001, 0.004)]
+    rows.append({"model": "a", "kind": "lst", "reference": answer(2, 0.08, other=0.29),
+                 **{name: answer(1, 0.09) for name in script.VARIANTS}})  # a verdict the default gets wrong
+    table = script.table(rows)
+    assert "| default | a | lst | 4 | 3 (75.0%) | 0.0025 / 0.0082 / 0.0100 | 0.0100 | 1.0 |" in table
