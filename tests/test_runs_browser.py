@@ -611,3 +611,15 @@ def test_a_source_not_in_the_pool_is_a_value_error_naming_it(finished):
         with pytest.raises(ValueError, match=r"no source .* in the pool of fonts \(fonts/pool.json holds sources 0 "
                                              "to 4\\)"):
             ask()
+
+
+def test_the_source_list_shows_the_end_of_long_names_where_images_differ():
+    """Files of one name in two class folders of a deep folder: the list keeps their class folders."""
+    row = {"source": 0, "class": "red", "p_src": 0.9, "path_conf": 0.8, "rmse_max": 0.1,
+           **{column: 0.5 for column in SOURCE_COLUMNS}}
+    column = next(iter(SOURCE_COLUMNS))
+    labels = [RunBrowser._label({**row, "name": f"/home/someone/datasets/colours/{colour}/img0.png"}, column)
+              for colour in ("red", "blue")]
+    assert labels[0].startswith("#0    …tasets/colours/red/img0.png red ")
+    assert labels[1].startswith("#0    …asets/colours/blue/img0.png red ")
+    assert RunBrowser._label({**row, "name": "A13 (cmss10)"}, column).startswith("#0    A13 (cmss10)   ")

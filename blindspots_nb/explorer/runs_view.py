@@ -40,6 +40,12 @@ def _lines(lines: list[str], colour: str, title: str) -> str:
     return f"<div style='color:{colour}'><b>{title}</b><ul style='margin:2px'>{items}</ul></div>"
 
 
+def _tail(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, keeping its end: an image file's path keeps its
+    class folder and name (``…/red/img0.png``), which tell images apart, where its start does not."""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1:]
+
+
 class RunBrowser:
     """Browse the run in ``run_dir`` (an output folder of ``blindspots-nb reproduce``) without
     writing to it. Display it as the last expression of a cell. ``model``, ``source`` and
@@ -123,7 +129,7 @@ class RunBrowser:
 
     @staticmethod
     def _label(row: dict, column: str) -> str:
-        return (f"#{row['source']:<4} {row['name'][:28]:<28} {row['class'][:14]:<14} "
+        return (f"#{row['source']:<4} {_tail(row['name'], 28):<28} {row['class'][:14]:<14} "
                 f"{SOURCE_COLUMNS[column]} {number(row[column]):>9}   p_src {number(row['p_src']):>7}   "
                 f"path conf {number(row['path_conf']):>7}   largest RMSE {number(row['rmse_max']):>7}")
 
