@@ -22,6 +22,7 @@ import torch
 
 from ..tools import provenance
 from ..tools.deprecation import renamed_keywords
+from ..tools.markup import markdown_text
 from .attacks import ThreatModel, default_step_size, pgd, threat_model
 from ..lst import LSTConfig, traverse
 from .metrics import linf, mean_std, rmse, ssim
@@ -215,11 +216,11 @@ def distance_table(comparisons) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for c in comparisons:
         adv, blind = c.distances["adversarial to source"], c.distances["blind spot to target"]
-        lines.append(f"| {c.model} | {c.threat.norm} {c.threat.radius:.4g} | {int(c.fooled.sum())}/{c.k} | "
+        lines.append(f"| {markdown_text(c.model)} | {c.threat.norm} {c.threat.radius:.4g} | {int(c.fooled.sum())}/{c.k} | "
                      + " | ".join(_mean_std(adv[key]) for key in DISTANCES)
                      + f" | {int(c.kept.sum())}/{c.k} | "
                      + " | ".join(_mean_std(blind[key]) for key in DISTANCES) + " |")
-    lines += ["", *(f"{c.model}: {c.caption}" for c in comparisons)]
+    lines += ["", *(markdown_text(f"{c.model}: {c.caption}") for c in comparisons)]
     return "\n".join(lines)
 
 
@@ -230,9 +231,9 @@ def transfer_table(result: Transfer) -> str:
              "| blind spot: B sees the target |", "|---|---|---|---|---|"]
     for a, name_a in enumerate(result.models):
         for b, name_b in enumerate(result.models):
-            lines.append(f"| {name_a} | {name_b} | {int(result.fooled[a, b])}/{result.k} | "
+            lines.append(f"| {markdown_text(name_a)} | {markdown_text(name_b)} | {int(result.fooled[a, b])}/{result.k} | "
                          f"{int(result.keeps_source[a, b])}/{result.k} | {int(result.sees_target[a, b])}/{result.k} |")
-    lines += ["", result.caption]
+    lines += ["", markdown_text(result.caption)]
     return "\n".join(lines)
 
 

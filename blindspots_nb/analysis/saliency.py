@@ -35,6 +35,7 @@ from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occ
 from ..lst import LSTResult, Traversal
 from ..execution import Execution
 from ..models import class_confidence, module_device, predict
+from ..tools.markup import markdown_text
 from ..tools.tensors import check_images, class_indices, l2_distance
 
 METHODS = ("saliency", "integrated_gradients", "gradcam", "occlusion")
@@ -367,9 +368,9 @@ def method_caption(model, method: str, **options) -> str:
 
 def saliency_sentences(path: PathSaliency, class_names=None) -> str:
     """One sentence on the result, from its numbers: at the blind spot, does the map for the
-    source class resemble the source's map or the target's?"""
+    source class resemble the source's map or the target's? Markdown (class names escaped)."""
     def name(label):
-        return class_names[label] if class_names is not None else f"class {label}"
+        return markdown_text(class_names[label]) if class_names is not None else f"class {label}"
     source, target = float(path.with_source[-1]), float(path.with_target[-1])
     keeps = (f"the model still names '{name(path.source_label)}' ({float(path.source_confidence[-1]):.3f})"
              if path.keeps_source_class else

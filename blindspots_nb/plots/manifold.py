@@ -3,6 +3,7 @@ from :mod:`blindspots_nb.analysis.taxonomy`'s results."""
 
 from __future__ import annotations
 
+from ..tools.markup import markdown_text
 from .figures import matplotlib_caption
 from .images import show_image
 
@@ -47,7 +48,8 @@ def taxonomy_markdown(summaries: dict) -> str:
               "oracle: other | oracle: neither | uncertain |", "|---|---|---|---|---|---|---|---|---|"]
     on_manifold = {}
     for key, s in summaries.items():
-        model, kind = key.split(" ", 1)
+        model, kind = key.rsplit(" ", 1)
+        model = markdown_text(model)
         if kind in ("on_manifold", "renderings"):
             on_manifold.setdefault(model, {})[kind] = s
             continue
