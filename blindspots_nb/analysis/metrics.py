@@ -16,6 +16,7 @@ LPIPS is reported as NaN, with one warning saying which file to put where.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -118,7 +119,8 @@ class LPIPSDistance:
         cache_path, url = lpips_trunk_path(), lpips_trunk_url()
         prefix = published_hash_prefix(cache_path.name)
         path = self.trunk_weights or cache_path
-        if self.trunk_weights is None and not path.is_file() and self.download:
+        offline = os.environ.get("BLINDSPOTS_NB_OFFLINE") == "1"  # no connection from any code path
+        if self.trunk_weights is None and not path.is_file() and self.download and not offline:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=False)
@@ -128,8 +130,9 @@ class LPIPSDistance:
                     f"Put torchvision's {path.name} ({url}) at {path}, "
                     "or pass trunk_weights=PATH") from error
         if not path.is_file():
-            raise LPIPSUnavailable(f"no AlexNet trunk weights at {path}; put torchvision's "
-                                   f"{cache_path.name} there or pass trunk_weights=PATH")
+            why = " (BLINDSPOTS_NB_OFFLINE=1: not downloaded)" if offline else ""
+            raise LPIPSUnavailable(f"no AlexNet trunk weights at {path}{why}; put torchvision's {cache_path.name} "
+                                   f"({url}) there or pass trunk_weights=PATH")
         sha256 = file_sha256(path)
         self._trunk.update(file=str(path), sha256=sha256)
         stated_in = f"the hash prefix in torchvision's file name {cache_path.name}"
