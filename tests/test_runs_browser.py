@@ -435,6 +435,14 @@ def test_names_from_the_run_are_shown_escaped_never_as_markup(hostile):
     assert browser.caption.value.count(html.escape(HOSTILE_MODEL)) == 1  # the model's spec, in the caption
 
 
+def test_a_folder_named_with_markup_that_holds_no_run_is_shown_escaped(tmp_path):
+    folder = tmp_path / HOSTILE_FILE
+    folder.mkdir()
+    header = RunBrowser(folder).header.value
+    _assert_no_live_tag([header])
+    assert f"Cannot browse {html.escape(str(folder))}" in header and "holds no run" in header
+
+
 def test_a_labelled_folder_run_of_a_users_model_shows_from_its_own_records(hostile, monkeypatch):
     from blindspots_nb.analysis.geometry import triangle_shape
     from blindspots_nb.explorer import runs

@@ -37,7 +37,7 @@ def _lines(lines: list[str], colour: str, title: str) -> str:
     if not lines:
         return ""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-    return f"<div style='color:{colour}'><b>{title}</b><ul style='margin:2px'>{items}</ul></div>"
+    return f"<div style='color:{colour}'><b>{html.escape(title)}</b><ul style='margin:2px'>{items}</ul></div>"
 
 
 def _tail(text: str, width: int) -> str:
