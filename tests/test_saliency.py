@@ -13,7 +13,8 @@ from blindspots_nb.execution import Execution
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.plots import blindspot_grid_figure, saliency_correlation_figure, saliency_strip
 from blindspots_nb.analysis.saliency import (METHODS, attribution_maps, attributions, gradcam_layer,
-                                             grid_attribution_maps, method_caption, occlusion_window, path_saliency,
+                                             grid_attribution_maps, method_caption, method_options, occlusion_window,
+                                             path_saliency,
                                              rank_correlation, saliency_sentences)
 
 matplotlib.use("Agg")
@@ -144,6 +145,8 @@ def test_occlusion_default_window_and_its_errors(tiny_cnn):
         attribution_maps(tiny_cnn, images, [0], "occlusion", baseline=torch.zeros(3))
     assert "occlusion (window=(28, 28), stride=(14, 14), baseline=0.0)" in method_caption(
         SimpleNamespace(input_size=(3, 224, 224)), "occlusion")
+    assert method_options("occlusion", layer="x", n_steps=3, window=6) == {"window": 6}  # notebook 06's parameters
+    assert method_options("occlusion") == {}
 
 
 def test_maps_are_normalised_and_nonnegative(tiny_cnn):
