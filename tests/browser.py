@@ -37,6 +37,20 @@ PIXELS = """img => {
 CHANGED = f"([img, before]) => {{ const now = ({PIXELS})(img); return now !== null && now !== before; }}"
 
 
+@contextlib.contextmanager
+def cpu_hog(processes: int = 2, seconds: float = 900):
+    """``processes`` busy Python processes beside the block (a busy machine), each ending by
+    itself after ``seconds`` at the latest and killed when the block ends."""
+    spin = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(processes)]
+    try:
+        yield hogs
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
