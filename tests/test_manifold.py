@@ -392,4 +392,4 @@ def test_oracle_validation_takes_examples_in_turn_and_counts_agreement_and_gaps(
     rows.append({"model": "a", "kind": "lst", "reference": answer(2, 0.08, other=0.29),
                  **{name: answer(1, 0.09) for name in script.VARIANTS}})  # a verdict the default gets wrong
     table = script.table(rows)
-    assert "| default | a | lst | 4 | 3 (75.0%) | 0.0025 / 0.0082 / 0.0100 | 0.0100 | 1.0 |" in table
+    assert "| default | a | lst | 4 | 3 (75.0%) | 0.00250 / 0.00820 / 0.01000 | 0.01000 | 1.0 |" in table
