@@ -547,6 +547,27 @@ def test_the_default_target_is_the_first_image_of_another_class():
     assert Explorer(model, image_source=given, source="g", config=CONFIG).target == "r1"
 
 
+def test_labelled_images_whose_first_are_one_class_give_a_right_source_and_targets_of_other_classes():
+    """Labels red, red, red, green, blue, in that order; the first red looks blue to the model.
+    The default source is the first red the model calls red, the targets green and blue, and
+    each carries its label; a misclassified source or a target of its class is warned of."""
+    model = wrap(BrightestChannel(), mean=(0, 0, 0), std=(1, 1, 1), class_names=["red", "green", "blue"],
+                 input_size=(3, 8, 8), name="channels")
+    images = torch.zeros(5, 3, 8, 8)
+    images[0, 2] = images[1, 0] = images[2, 0] = images[3, 1] = images[4, 2] = 0.8
+    given = TensorImages(images, torch.tensor([0, 0, 0, 1, 2]), ["red", "green", "blue"], ["r0", "r1", "r2", "g", "b"])
+    explorer = Explorer(model, image_source=given, config=CONFIG)
+    assert (explorer.source, explorer.target, explorer.target_b) == ("r1", "g", "b")
+    snap = explorer.snapshot()
+    assert (snap.source_class, snap.source_label, snap.target_label, snap.target_b_label) == (
+        "red", "red", "green", "blue")
+    events = listen(explorer)
+    explorer.choose(source="r0", target="r2")
+    assert [message for event, message, _ in events if event == "warning"] == [
+        "The source r0 is labelled 'red', but the model classifies it as 'blue'; "
+        "the target r2 is labelled 'red', the source's class: LST towards it finds no blind spot."]
+
+
 def test_each_model_starts_on_its_image_sources_default_images():
     """Photos for an ImageNet model (coffee towards chelsea, as the notebooks and the demo
     take them), glyphs A towards B for a FONTS model."""

@@ -10,14 +10,30 @@ import torch
 from PIL import Image
 
 from blindspots_nb.data import TensorImages, fonts_dataset
-from blindspots_nb.data.sources import (PHOTO_PICKS, canonical, default_names, default_source, labels_in_words,
-                                        open_source, parse_source, pick_images, source_images, spellings)
+from blindspots_nb.data.sources import (PHOTO_PICKS, canonical, choose_by_class, default_names, default_source,
+                                        label_warnings, labels_in_words, open_source, parse_source, pick_images,
+                                        pick_labelled, source_images, spellings)
+
+
+class _Model(torch.nn.Module):
+    """What the registry reads of a model (its input size, info and class names), classifying
+    by a fixed random linear map of the pixels, or, with ``by_channel``, by the brightest
+    colour channel (class c: channel c)."""
+
+    def __init__(self, input_size=(3, 16, 16), dataset="imagenet", class_names=None, by_channel=False):
+        super().__init__()
+        self.input_size, self.info = input_size, {"dataset": dataset, "crop_pct": 1.0}
+        self.class_names = class_names or [f"class {i}" for i in range(1000)]
+        self.by_channel = by_channel
+        self.linear = torch.nn.Linear(int(np.prod(input_size)), len(self.class_names))
+        torch.nn.init.normal_(self.linear.weight, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, images):
+        return images.mean((2, 3)) * 100 if self.by_channel else self.linear(images.flatten(1))
 
 
 def _model(input_size=(3, 16, 16), dataset="imagenet"):
-    """What the registry reads of a model: its input size, info and class names."""
-    return SimpleNamespace(input_size=input_size, info={"dataset": dataset, "crop_pct": 1.0},
-                           class_names=[f"class {i}" for i in range(1000)])
+    return _Model(input_size, dataset)
 
 
 def test_spellings_parse_to_one_canonical_form():
@@ -132,13 +148,13 @@ def _colour_folders(root: Path) -> Path:
 
 
 def test_files_of_one_name_in_several_class_folders_are_several_images(tmp_path):
-    model = SimpleNamespace(input_size=(3, 16, 16), info={"crop_pct": 1.0}, class_names=["red", "green", "blue"])
+    model = _Model(class_names=["red", "green", "blue"], by_channel=True)
     images, names = source_images(f"folder:{_colour_folders(tmp_path)}", model)
     assert len(names) == len(set(names)) == 18 and names[:7] == [f"blue/img{i}.png" for i in range(6)] + ["green/img0.png"]
     torch.testing.assert_close(images[names.index("red/img5.png"), 0], torch.full((16, 16), 200 / 255))
     torch.testing.assert_close(images[names.index("blue/img5.png"), 2], torch.full((16, 16), 200 / 255))
     assert pick_images(model, ["green/img2.png", None], image_source=f"folder:{tmp_path}")[1] == [
-        "green/img2.png", "blue/img0.png"]
+        "green/img2.png", "blue/img1.png"]  # blue/img0.png is black, which the model calls red
     Image.new("RGB", (20, 20)).save(tmp_path / "red" / "odd.png")
     assert pick_images(model, ["odd.png"], image_source=f"folder:{tmp_path}")[1] == ["red/odd.png"]  # one has it
     with pytest.raises(ValueError, match=r"no images \['img2.png'\]"):  # three folders have one
@@ -190,5 +206,33 @@ def test_unnamed_images_are_the_sources_defaults_not_named_otherwise():
     dataset = TensorImages(torch.rand(2, 3, 16, 16), torch.tensor([-1, -1]), [], ["p", "q"])
     assert pick_images(_model(), [None, "p"], image_source=dataset)[1] == ["q", "p"]
     assert pick_images(_model(), k=3, image_source=dataset)[1] == ["p", "q"]  # all there are
-    with pytest.raises(ValueError, match=r"7 images asked for, but 'photos' has only \['astronaut'"):
-        pick_images(_model(), [None] * 7)  # the photos' defaults are PHOTO_PICKS
+    photos = source_images("photos", _model())[1]
+    with pytest.raises(ValueError, match=rf"{len(photos) + 1} images asked for, but 'photos' has only \['astronaut'"):
+        pick_images(_model(), [None] * (len(photos) + 1))
+
+
+def test_default_images_of_a_folder_whose_first_images_are_one_class_are_of_three_classes(tmp_path):
+    """Sorted, a labelled folder starts with six blue images; the defaults are a source the
+    model gets right and targets of other classes, each labelled beside its prediction."""
+    model = _Model(class_names=["red", "green", "blue"], by_channel=True)
+    picked = pick_labelled(model, k=3, image_source=f"folder:{_colour_folders(tmp_path)}")
+    # img0.png of each folder is black, which the model calls red (class 0): wrong for blue and green
+    assert picked.names == ["blue/img1.png", "green/img1.png", "red/img0.png"]
+    assert picked.labels.tolist() == picked.predictions.tolist() == [2, 1, 0]
+    assert picked.text().splitlines()[0] == f"blue/img1.png: blue ({float(picked.confidence[0]):.3f}), labelled blue"
+    assert picked.warnings() == []
+    with pytest.warns(UserWarning) as caught:  # a misclassified source and a target of its class, asked for by name
+        chosen = pick_labelled(model, ["blue/img0.png", "blue/img3.png", None], image_source=f"folder:{tmp_path}")
+    assert [str(w.message) for w in caught] == [
+        "the source blue/img0.png is labelled 'blue', but the model classifies it as 'red'",
+        "the target blue/img3.png is labelled 'blue', the source's class: LST towards it finds no blind spot"]
+    assert chosen.names[2] == "green/img1.png"  # the None: the first right one of a class not yet chosen
+
+
+def test_choosing_by_class_prefers_right_images_of_new_classes_then_any_other_class():
+    classes, correct = [0, 0, 1, 1, 2], [True, True, False, True, False]
+    assert choose_by_class(classes, correct, range(5), [None, None, None]) == [0, 3, 4]  # 4 is wrong, but class 2
+    assert choose_by_class(classes, correct, range(5), [None] * 5) == [0, 3, 4, 2, 1]
+    assert choose_by_class(classes, correct, [4, 3, 2, 1, 0], [1, None]) == [1, 3]
+    assert label_warnings(["a", "b"], [-1, -1], [7, 7], [str(c) for c in range(10)]) == [
+        "the target b is classified as '7', the source's class: LST towards it finds no blind spot"]

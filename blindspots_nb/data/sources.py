@@ -159,23 +159,35 @@ def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[tor
     folder's files by their path within it (``red/img0.png``: files of the same name in two
     class folders are two images), other datasets' by their names, which must differ
     (ValueError naming those that repeat). A file found unreadable when decoded (an
-    ImageNet folder is listed, not checked) is skipped with a warning naming it."""
+    ImageNet folder is listed, not checked) is skipped with a warning naming it.
+    :func:`labelled_images` gives their labels too."""
+    images, names, _ = labelled_images(image_source, model, limit)
+    return images, names
+
+
+def labelled_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str],
+                                                                               torch.Tensor]:
+    """:func:`source_images` with each image's label as an index of ``model``'s classes
+    (-1: unknown: an unlabelled source, or a class the model does not have)."""
     import warnings
 
     import torch  # here, not at the top: the command line's --help reads this module's spellings
 
     dataset = open_source(image_source, model)
     short_names = [str(name) for name in getattr(dataset, "short_names", dataset.names)]
-    images, names = [], []
+    to_model = _label_map(getattr(dataset, "class_names", []), getattr(model, "class_names", []))
+    images, names, labels = [], [], []
     for i in range(len(dataset)):
         if len(images) == limit:
             break
         try:
-            images.append(dataset[i][0])
+            image, label = dataset[i]
         except data.ImageReadError as error:
             warnings.warn(f"skipped an unreadable image: {error}", stacklevel=2)
             continue
+        images.append(image)
         names.append(short_names[i])
+        labels.append(to_model.get(int(label), -1))
     if not images:
         raise ValueError(f"{image_source!r} holds no readable images")
     repeated = [name for name, count in Counter(names).items() if count > 1]
@@ -186,7 +198,63 @@ def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[tor
     if tuple(images.shape[1:]) != tuple(model.input_size):
         raise ValueError(f"{image_source!r} holds images of shape {tuple(images.shape[1:])}, but the model expects "
                          f"{tuple(model.input_size)}")
-    return images, names
+    return images, names, torch.tensor(labels, dtype=torch.long)
+
+
+def _label_map(dataset_classes: Sequence[str], model_classes: Sequence[str]) -> dict[int, int]:
+    """A dataset's label -> the model's class of the same name (a user's folder is labelled
+    with the model's own classes already; digits and glyphs by theirs)."""
+    if list(map(str, dataset_classes)) == list(map(str, model_classes)):  # ImageNet's names repeat ("crane")
+        return dict(enumerate(range(len(model_classes))))
+    model_index = {str(name): i for i, name in enumerate(model_classes)}
+    return {i: model_index[str(name)] for i, name in enumerate(dataset_classes) if str(name) in model_index}
+
+
+def choose_by_class(classes: Sequence[int], correct: Sequence[bool], order: Sequence[int],
+                    chosen: Sequence[int | None]) -> list[int]:
+    """Indices for the None places of ``chosen`` (the source first, then targets), taken
+    in ``order``: images the model classifies as their label (``correct``) of a class
+    (``classes``: the label where known, else the model's prediction) no image chosen yet
+    has, then misclassified ones of such a class, then any of another class than the
+    source's, then any image not chosen. So the default source is one the model gets
+    right and the targets are of other classes, distinct where the source has enough."""
+    chosen = list(chosen)
+    tiers = (lambda i, taken: correct[i] and classes[i] not in taken,
+             lambda i, taken: classes[i] not in taken,
+             lambda i, taken: chosen[0] is None or classes[i] != classes[chosen[0]],
+             lambda i, taken: True)
+    for place in range(len(chosen)):
+        if chosen[place] is not None:
+            continue
+        taken = {classes[i] for i in chosen if i is not None}
+        free = [i for i in order if i not in chosen]
+        chosen[place] = next((i for tier in tiers for i in free if tier(i, taken)), None)
+    return chosen
+
+
+def label_warnings(names: Sequence[str], labels, predictions, class_names: Sequence[str]) -> list[str]:
+    """What makes a (source, targets...) choice no test of blind spots: a source the model
+    misclassifies, a target of the source's class (by labels where known, else by the
+    model's prediction)."""
+    labels, predictions = [int(x) for x in labels], [int(x) for x in predictions]
+    classes = [label if label >= 0 else prediction for label, prediction in zip(labels, predictions)]
+    found = []
+    if labels[0] >= 0 and predictions[0] != labels[0]:
+        found.append(f"the source {names[0]} is labelled {class_names[labels[0]]!r}, but the model classifies it "
+                     f"as {class_names[predictions[0]]!r}")
+    for name, label, cls in zip(names[1:], labels[1:], classes[1:]):
+        if cls == classes[0]:
+            how = "is labelled" if label >= 0 else "is classified as"
+            found.append(f"the target {name} {how} {class_names[cls]!r}, the source's class: "
+                         "LST towards it finds no blind spot")
+    return found
+
+
+def label_text(name: str, label: int, prediction: int, confidence: float, class_names: Sequence[str]) -> str:
+    """An image's name, the model's class and confidence, and its label beside them:
+    ``'0/img3.png: 7 (0.370), labelled 0'``."""
+    said = "unlabelled" if label < 0 else f"labelled {class_names[label]}"
+    return f"{name}: {class_names[prediction]} ({confidence:.3f}), {said}"
 
 
 def default_names(image_source, all_names: list[str], k: int) -> list[str]:
@@ -220,26 +288,71 @@ def _aliases(all_names: list[str]) -> dict[str, str]:
     return {alias: names[0] for alias, names in found.items() if len(names) == 1}
 
 
-@renamed_keywords(source="image_source")
-def pick_images(model, names: Sequence[str | None] | None = None, k: int = 3,
-                image_source=None) -> tuple[torch.Tensor, list[str]]:
+@dataclass(frozen=True)
+class PickedImages:
+    """Images picked from an image source with what is known of each: its label among the
+    model's classes (-1: unknown), the model's class and confidence."""
+
+    images: torch.Tensor
+    names: list[str]
+    labels: torch.Tensor
+    predictions: torch.Tensor
+    confidence: torch.Tensor
+    class_names: list[str]
+
+    def text(self) -> str:
+        """One line per image: name, the model's class and confidence, its label."""
+        return "\n".join(label_text(*row, self.class_names) for row in zip(
+            self.names, self.labels.tolist(), self.predictions.tolist(), self.confidence.tolist()))
+
+    def warnings(self) -> list[str]:
+        """A misclassified source, targets of the source's class (:func:`label_warnings`)."""
+        return label_warnings(self.names, self.labels, self.predictions, self.class_names)
+
+
+def pick_labelled(model, names: Sequence[str | None] | None = None, k: int = 3,
+                  image_source=None) -> PickedImages:
     """``k`` images of ``image_source`` (a spelling or a dataset; default: the model's,
-    :func:`default_source`) by name (a glyph's also without its font: ``A13``; a file's
-    also without its class folder where no other folder has that name); without
-    names, or for a None among them, its default images not named otherwise: photos from
-    ``PHOTO_PICKS``, glyphs of the first letters, else the first images. (``source=``:
-    the old, deprecated name of ``image_source=``.)"""
+    :func:`default_source`), the first the source and the others its targets, by name (a
+    glyph's also without its font: ``A13``; a file's also without its class folder where
+    no other folder has that name). Without names, or for a None among them, the image
+    source's images in its default order (photos from ``PHOTO_PICKS``, glyphs of the
+    first letters, else the first images) chosen by class (:func:`choose_by_class`): a
+    source the model classifies as its label, targets of other classes. Each warning of
+    :func:`label_warnings` is issued as a UserWarning."""
+    import warnings
+
+    from ..models import predict
+
     image_source = image_source or default_source(model)
-    images, all_names = source_images(image_source, model)
-    names = default_names(image_source, all_names, k) if names is None else list(names)
+    images, all_names, labels = labelled_images(image_source, model)
+    names = [None] * min(k, len(all_names)) if names is None else list(names)
     short = _aliases(all_names)
     names = [None if name is None else name if name in all_names else short.get(name, name) for name in names]
     unknown = [name for name in names if name is not None and name not in all_names]
     if unknown:
         raise ValueError(f"no images {unknown} in {image_source!r}; it has {all_names[:20]}"
                          + (" ..." if len(all_names) > 20 else ""))
-    spare = [name for name in default_names(image_source, all_names, len(all_names)) if name not in names]
-    if names.count(None) > len(spare):
+    if len(names) > len(all_names):
         raise ValueError(f"{len(names)} images asked for, but {image_source!r} has only {all_names}")
-    names = [spare.pop(0) if name is None else name for name in names]
-    return images[[all_names.index(name) for name in names]], names
+    predictions, confidence = predict(model, images)
+    classes = [label if label >= 0 else prediction for label, prediction in zip(labels.tolist(), predictions.tolist())]
+    correct = [label < 0 or label == prediction for label, prediction in zip(labels.tolist(), predictions.tolist())]
+    preferred = default_names(image_source, all_names, len(all_names))
+    order = [all_names.index(name) for name in preferred + [name for name in all_names if name not in preferred]]
+    chosen = choose_by_class(classes, correct, order, [None if name is None else all_names.index(name)
+                                                       for name in names])
+    picked = PickedImages(images[chosen], [all_names[i] for i in chosen], labels[chosen], predictions[chosen],
+                          confidence[chosen], list(model.class_names))
+    for warning in picked.warnings():
+        warnings.warn(warning, stacklevel=2)
+    return picked
+
+
+@renamed_keywords(source="image_source")
+def pick_images(model, names: Sequence[str | None] | None = None, k: int = 3,
+                image_source=None) -> tuple[torch.Tensor, list[str]]:
+    """The images and names of :func:`pick_labelled`. (``source=``: the old, deprecated
+    name of ``image_source=``.)"""
+    picked = pick_labelled(model, names, k, image_source)
+    return picked.images, picked.names

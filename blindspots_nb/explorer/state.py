@@ -74,6 +74,9 @@ class Snapshot:
     rmse_to_target_b: float
     saliency: torch.Tensor | None = None  # (H, W) of the current point, if asked for (Explorer.saliency)
     saliency_method: str | None = None  # the attribution method of that map
+    source_label: str | None = None  # the image source's labels (class names), None where unknown
+    target_label: str | None = None
+    target_b_label: str | None = None
 
 
 class Explorer:
@@ -115,6 +118,7 @@ class Explorer:
         self.error: Exception | None = None  # what stopped the last run(), if anything did
         self.image_sources: dict[str, object] = {spelling: spelling for spelling in OFFERED_SOURCES}
         self.catalog: dict[str, torch.Tensor] = {}
+        self.labels: dict[str, int] = {}  # catalogue name -> its label among the model's classes (-1: unknown)
         self.source: str | None = None
         self.target: str | None = None
         self.target_b: str | None = None
@@ -195,8 +199,8 @@ class Explorer:
 
     def choose(self, source: str | None = None, target: str | None = None, target_b: str | None = None) -> None:
         """Choose the source and the targets A and B by name (None: keep the current one)."""
-        chosen = self._choice(self._model, self.catalog, self.image_sources[self._image_source], source, target,
-                              target_b)
+        chosen = self._choice(self._model, self.catalog, self.labels, self.image_sources[self._image_source], source,
+                              target, target_b)
         if chosen != (self.source, self.target, self.target_b):
             self._restart(*chosen, self.config)
 
@@ -267,38 +271,40 @@ class Explorer:
         spelling = sources.canonical(str(image_source))
         return spelling, spelling
 
-    def _catalog(self, model, image_source) -> dict[str, torch.Tensor]:
-        """Name -> image of ``image_source`` at ``model``'s input size, uploads included."""
-        found, names = sources.source_images(image_source, model)
+    def _catalog(self, model, image_source) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        """Name -> image of ``image_source`` at ``model``'s input size, uploads included, and
+        name -> its label among the model's classes (-1: unknown, as for uploads)."""
+        found, names, labels = sources.labelled_images(image_source, model)
         catalog = dict(zip(names, found))
         preprocess = preprocess_for(model)
         catalog.update((key, preprocess(picture)) for key, picture in self._uploads.items())
-        return catalog
+        return catalog, dict(zip(names, labels.tolist()))
 
-    def _choice(self, model, catalog, image_source, source: str | None, target: str | None,
+    def _choice(self, model, catalog, labels, image_source, source: str | None, target: str | None,
                 target_b: str | None) -> tuple[str, str, str]:
         """Source and target names: those asked for, else the current ones while the
-        catalogue holds them, else the image source's default images (as the notebooks
-        and the demo take them: photos the ImageNet models know, glyphs A, B, ...): the
-        first, the first of another class, and the first of a third class (else of
-        another class than the source's, else another image)."""
+        catalogue holds them, else chosen by class as the notebooks and the demo choose
+        them (:func:`~blindspots_nb.data.sources.choose_by_class`, in the image source's
+        default order): a source the model classifies as its label, targets A and B of
+        two other classes (by label where known, else by the model's prediction)."""
         for name in (source, target, target_b):
             if name is not None and name not in catalog:
                 raise ValueError(f"no image {name!r}; choose one of {list(catalog)}")
         names = list(catalog)
         preferred = [name for name in sources.default_names(image_source, names, len(names)) if name in catalog]
         order = preferred + [name for name in names if name not in preferred]
-        source = source or (self.source if self.source in catalog else order[0])
-        target = target or (self.target if self.target in catalog else None)
-        target_b = target_b or (self.target_b if self.target_b in catalog else None)
-        if target is None or target_b is None:
-            labels = dict(zip(names, predict(model, torch.stack(list(catalog.values())))[0].tolist()))
-            others = [name for name in order if labels[name] != labels[source]]
-            target = target or (others[0] if others else order[min(1, len(order) - 1)])
-            third = [name for name in others if labels[name] != labels[target]]
-            rest = [name for name in others + order if name not in (source, target)]
-            target_b = target_b or (third + rest + [target])[0]
-        return source, target, target_b
+        chosen = [source or (self.source if self.source in catalog else None),
+                  target or (self.target if self.target in catalog else None),
+                  target_b or (self.target_b if self.target_b in catalog else None)]
+        if None in chosen:
+            predictions = predict(model, torch.stack(list(catalog.values())))[0].tolist()
+            known = [labels.get(name, -1) for name in names]
+            classes = [label if label >= 0 else prediction for label, prediction in zip(known, predictions)]
+            correct = [label < 0 or label == prediction for label, prediction in zip(known, predictions)]
+            picked = sources.choose_by_class(classes, correct, [names.index(name) for name in order],
+                                             [None if name is None else names.index(name) for name in chosen])
+            chosen = [names[i] for i in picked]
+        return tuple(chosen)
 
     def _switch(self, model, image_source, source: str | None = None, target: str | None = None,
                 target_b: str | None = None) -> None:
@@ -306,11 +312,11 @@ class Explorer:
         anything changes, so a failure leaves the explorer as it was."""
         self.pause()
         name, image_source = self._named_source(image_source)
-        catalog = self._catalog(model, image_source)
-        chosen = self._choice(model, catalog, image_source, source, target, target_b)
+        catalog, labels = self._catalog(model, image_source)
+        chosen = self._choice(model, catalog, labels, image_source, source, target, target_b)
         traversal = self._traversal(model, catalog, *chosen, self._config)
         with self._lock:
-            self._model, self._image_source, self.catalog = model, name, catalog
+            self._model, self._image_source, self.catalog, self.labels = model, name, catalog, labels
             self.image_sources[name] = image_source
         self._adopt(traversal, *chosen)
 
@@ -335,6 +341,12 @@ class Explorer:
         self._notify("restart")
         if source in (target, target_b):
             self._notify("warning", "Source and target are the same image: the traversal has nowhere to go.")
+        labels = [self.labels.get(name, -1) for name in (source, target, target_b)]
+        predictions = [int(traversal.labels[0]), *traversal.target_labels.tolist()]
+        found = "; ".join(sources.label_warnings((source, target, target_b), labels, predictions,
+                                                 self._model.class_names))
+        if found:
+            self._notify("warning", found[0].upper() + found[1:] + ".")
         self._redraw_live()
 
     def reset(self) -> "Explorer":
@@ -486,7 +498,14 @@ class Explorer:
                 accepted_steps_b=int(t.history.accepted_total[-1][1]), confidence_b=float(t.confidence[1]),
                 target_confidence_b=float(t.target_confidence[1]), distance_l2_b=float(distance[1]),
                 rmse_to_target_b=float(rmse_to_target[1]), saliency=self.saliency(method) if method else None,
-                saliency_method=method)
+                saliency_method=method, **{f"{role}_label": self._label_name(name) for role, name in
+                                           (("source", self.source), ("target", self.target),
+                                            ("target_b", self.target_b))})
+
+    def _label_name(self, name: str) -> str | None:
+        """The class name of an image's label, None where it has none."""
+        label = self.labels.get(name, -1)
+        return self._model.class_names[label] if label >= 0 else None
 
     def caption(self) -> str:
         """What produces the traversal: model, weights, hyperparameters, device, version."""

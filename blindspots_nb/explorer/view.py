@@ -311,11 +311,13 @@ class LSTExplorer:
         source_class, target_class = snap.source_class, snap.target_class
         initial_confidence = snap.initial_confidence
         self.panel_labels["source"].value = (f"<b>source</b>: {html.escape(snap.source)}<br>"
-                                             f"{html.escape(source_class[:28])} ({initial_confidence:.3f})")
+                                             f"{html.escape(source_class[:28])} ({initial_confidence:.3f})"
+                                             + _labelled(snap.source_label))
         self.panel_labels["target"].value = (f"<b>target A</b>: {html.escape(snap.target)}<br>"
-                                             f"{html.escape(target_class[:28])}")
+                                             f"{html.escape(target_class[:28])}" + _labelled(snap.target_label))
         self.panel_labels["target_b"].value = (f"<b>target B</b>: {html.escape(snap.target_b)}<br>"
-                                               f"{html.escape(snap.target_b_class[:28])}")
+                                               f"{html.escape(snap.target_b_class[:28])}"
+                                               + _labelled(snap.target_b_label))
         self.panel_labels["current_b"].value = (f"<b>current B</b>, iteration {snap.iteration}<br>"
                                                 f"{html.escape(source_class[:20])}: {snap.confidence_b:.3f}")
         self.panel_labels["current"].value = (f"<b>{overlay or 'current'}</b>, "
@@ -349,3 +351,8 @@ class LSTExplorer:
     def _say(self, text: str, kind: str = "ok"):
         """Show ``text`` (HTML) as the message line, coloured by ``kind``."""
         self.message.value = f"<span style='color:{MESSAGE_COLOURS[kind]}'>{text}</span>"
+
+
+def _labelled(label: str | None) -> str:
+    """The image source's label beside the model's class in a panel's caption, if it has one."""
+    return "" if label is None else f" \u00b7 labelled {html.escape(label[:20])}"
