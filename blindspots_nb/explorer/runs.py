@@ -470,13 +470,12 @@ def _pool_problem(pool) -> str | None:
     wrong = [field for field, kind in fields.items() if not all(type(v) is kind for v in pool[field])]
     if wrong:
         return f"{', '.join(wrong)} not all {'/'.join(fields[f].__name__ for f in wrong)}"
-    lengths = {field: len(pool[field]) for field in fields}
-    if "sha256" in pool:
-        lengths["sha256"] = len(pool["sha256"]) if isinstance(pool["sha256"], list) else -1
+    digests = pool.get("sha256", [None] * len(pool["names"]))  # runs record them; a record without is read too
+    if not (isinstance(digests, list) and all(d is None or isinstance(d, str) for d in digests)):
+        return "sha256 not a list of text or null"
+    lengths = {**{field: len(pool[field]) for field in fields}, "sha256": len(digests)}
     if len(set(lengths.values())) != 1 or lengths["names"] < 2:
         return "lengths " + ", ".join(f"{field} {n}" for field, n in lengths.items()) + " (two or more, all equal)"
-    if "sha256" in pool and not all(d is None or isinstance(d, str) for d in pool["sha256"]):
-        return "sha256 not all text or null"
     return None
 
 
