@@ -486,6 +486,19 @@ def test_a_changed_image_is_one_line_and_the_rest_shows(hostile):
         changed.write_bytes(original)
 
 
+def test_a_pool_naming_a_fifo_or_a_device_never_reads_it(copy, tmp_path):
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)  # reading it would wait forever; /dev/zero would never end
+    pool = json.loads((copy / "fonts" / "pool.json").read_text())
+    names = [str(fifo), "/dev/zero", *pool["names"][2:]]
+    _reseal_pool(copy, {**pool, "names": names, "sha256": ["0" * 64] * len(names), "sha256_of": "files"})
+    run = StoredRun(copy)
+    images, where = run.pool_images("fonts/fonts_cnn")
+    assert "checked by sha256" in where and images[0] is None and images[1] is None
+    assert run.problems == [f"{name}: pool image {i} cannot be shown (not an image file (a regular file of 1 to "
+                            f"268435456 bytes))" for i, name in enumerate(names[:2])]
+
+
 # -- the browser never writes and never downloads ------------------------------------------------------------------
 @pytest.fixture
 def no_network(monkeypatch) -> list:

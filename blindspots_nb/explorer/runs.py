@@ -18,6 +18,8 @@ reads every file, tensors with ``torch.load(weights_only=True)``).
 from __future__ import annotations
 
 import math
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,7 @@ BLIND_SPOT_COLUMNS = {"confidence_min": "least blind-spot conf", "drop_max": "la
 SOURCE_COLUMNS = {**TABLE2_COLUMNS, "edge_min": "least edge conf - p_src", **BLIND_SPOT_COLUMNS}
 BLIND_SPOT_NUMBERS = ("initial_confidence", "confidence", *TABLE1_COLUMNS)
 TRIANGLE_NUMBERS = (*TABLE2_COLUMNS, "edge_min")
+MAX_IMAGE_BYTES = 256 * 2**20  # a pool image file the browser reads whole to check its sha256
 EQUILATERAL = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 3 ** 0.5 / 2]], dtype=torch.float64)
 
 
@@ -355,9 +358,13 @@ class StoredRun:
         files = pool.get("sha256_of", "files") == "files"  # runs before "sha256_of": hashes were of files only
         if files and isinstance(digests, list) and all(isinstance(d, str) for d in digests):
             transform = preprocess_for(size, crop_pct)
-            images = PoolImages(lambda index: pool_files(experiment, {"names": [names[index]],
-                                                                      "sha256": [digests[index]]}, transform)[0],
-                                len(names), unreadable)
+
+            def read(index):  # a regular file of a bounded size only: a device or FIFO named there is never read
+                status = os.stat(names[index])
+                if not stat.S_ISREG(status.st_mode) or not 0 < status.st_size <= MAX_IMAGE_BYTES:
+                    raise ValueError(f"not an image file (a regular file of 1 to {MAX_IMAGE_BYTES} bytes)")
+                return pool_files(experiment, {"names": [names[index]], "sha256": [digests[index]]}, transform)[0]
+            images = PoolImages(read, len(names), unreadable)
             return images, f"sources and targets read from the files of {where} the pool names, checked by sha256"
         try:
             dataset = open_source(where, size, seed=experiment.seed, download=False)
