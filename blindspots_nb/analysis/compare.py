@@ -216,7 +216,8 @@ def distance_table(comparisons) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for c in comparisons:
         adv, blind = c.distances["adversarial to source"], c.distances["blind spot to target"]
-        lines.append(f"| {markdown_text(c.model)} | {c.threat.norm} {c.threat.radius:.4g} | {int(c.fooled.sum())}/{c.k} | "
+        lines.append(f"| {markdown_text(c.model)} | {c.threat.norm} {c.threat.radius:.4g} | "
+                     f"{int(c.fooled.sum())}/{c.k} | "
                      + " | ".join(_mean_std(adv[key]) for key in DISTANCES)
                      + f" | {int(c.kept.sum())}/{c.k} | "
                      + " | ".join(_mean_std(blind[key]) for key in DISTANCES) + " |")
@@ -231,7 +232,8 @@ def transfer_table(result: Transfer) -> str:
              "| blind spot: B sees the target |", "|---|---|---|---|---|"]
     for a, name_a in enumerate(result.models):
         for b, name_b in enumerate(result.models):
-            lines.append(f"| {markdown_text(name_a)} | {markdown_text(name_b)} | {int(result.fooled[a, b])}/{result.k} | "
+            lines.append(f"| {markdown_text(name_a)} | {markdown_text(name_b)} | "
+                         f"{int(result.fooled[a, b])}/{result.k} | "
                          f"{int(result.keeps_source[a, b])}/{result.k} | {int(result.sees_target[a, b])}/{result.k} |")
     lines += ["", markdown_text(result.caption)]
     return "\n".join(lines)
