@@ -33,6 +33,7 @@ class NotebookSetup:
     config: LSTConfig
     caption: str             # model, weights, hyperparameters, device, version
     out_dir: Path
+    images_text: str = ""    # a line per image: its name, the model's class and confidence, its label
 
     def traverse_from_first(self) -> Traversal:
         """LST from the first image towards each of the others, in one batch, run to the
@@ -47,21 +48,23 @@ class NotebookSetup:
 
 
 def set_up(model_name: str, image_names=None, k: int = 2, image_source=None, config: LSTConfig | None = None,
-           out_dir="results", settings: dict | None = None) -> NotebookSetup:
-    """Load the model ``model_name`` (:func:`~blindspots_nb.models.load_model`), pick ``k``
-    images of ``image_source`` by name (:func:`~blindspots_nb.data.sources.pick_images`;
-    None: the model's default image source and its default images), move them to the
-    model's device and caption what will be computed: the model, ``config`` (default
-    :class:`~blindspots_nb.lst.LSTConfig`) with the notebook's other ``settings``, the
-    device and the package version (:func:`~blindspots_nb.tools.provenance.caption`)."""
-    from .data.sources import pick_images
+           out_dir="results", settings: dict | None = None, device=None) -> NotebookSetup:
+    """Load the model ``model_name`` on ``device`` (:func:`~blindspots_nb.models.load_model`;
+    None: CUDA when available), pick ``k`` images of ``image_source``
+    (:func:`~blindspots_nb.data.sources.pick_labelled`: by name; None: the model's default
+    image source, a source the model classifies as its label and targets of other
+    classes), move them to the model's device and caption what will be computed: the
+    model, ``config`` (default :class:`~blindspots_nb.lst.LSTConfig`) with the notebook's
+    other ``settings``, the device and the package version
+    (:func:`~blindspots_nb.tools.provenance.caption`)."""
+    from .data.sources import pick_labelled
     from .models import load_model, module_device
     from .tools import provenance
 
-    model = load_model(model_name)
+    model = load_model(model_name, device=device)
     device = module_device(model)
-    images, names = pick_images(model, image_names, k=k, image_source=image_source)
+    picked = pick_labelled(model, image_names, k=k, image_source=image_source)
     config = config or LSTConfig()
     caption = provenance.caption(model, {**config.to_dict(), **(settings or {})}, device)
-    return NotebookSetup(model=model, images=images.to(device), names=names, device=device, config=config,
-                         caption=caption, out_dir=Path(out_dir))
+    return NotebookSetup(model=model, images=picked.images.to(device), names=picked.names, device=device,
+                         config=config, caption=caption, out_dir=Path(out_dir), images_text=picked.text())

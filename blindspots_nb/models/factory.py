@@ -15,6 +15,7 @@ from .entry import ModelEntry
 from .hub import find_weights, weights_identity
 from .registry import get_entry
 from .spec import is_spec, load_spec
+from ..tools.devices import resolve_device
 
 
 def weights_record(name: str, weights: str | os.PathLike | None = None) -> dict:
@@ -46,12 +47,6 @@ def model_identity(model: Classifier | ModelEntry) -> dict:
             "class_names": [str(name) for name in (model.class_names() if entry else model.class_names)]}
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def random_model(name: str, device: str | torch.device | None = None, seed: int = 0) -> Classifier:
     """Model ``name`` with randomly initialised weights (seeded), no file needed: for
     timing and for checking a device path, never for numbers about the model."""
@@ -62,19 +57,22 @@ def random_model(name: str, device: str | torch.device | None = None, seed: int 
     info = {**entry.info(f"random initialisation (seed {seed}): for timing only"),
             "weights_file": None, "weights_origin": "random", "weights_url": None, "weights_sha256": None,
             "weights_verified": False, "weights_check": "none: random weights"}
-    return Classifier(net, entry.mean, entry.std, entry.class_names(), entry.input_size, info).to(_device(device))
+    return Classifier(net, entry.mean, entry.std, entry.class_names(), entry.input_size,
+                      info).to(resolve_device(device))
 
 
 def load_model(name: str, device: str | torch.device | None = None,
                weights: str | os.PathLike | None = None) -> Classifier:
     """Build model ``name`` with its weights as a :class:`Classifier` on ``device``.
 
-    ``device=None`` picks CUDA when available. ``weights=PATH`` loads a local file
+    ``device=None`` picks CUDA when available; a device this machine lacks is a ValueError
+    (:func:`~blindspots_nb.tools.devices.resolve_device`). ``weights=PATH`` loads a local file
     in the entry's published format instead of the default source. ``info`` records
     the file's identity (:func:`weights_record`'s keys). ``name`` may be a factory spec,
     ``path/to/file.py:function`` or ``package.module:function`` (see
     :mod:`blindspots_nb.models.spec`).
     """
+    device = resolve_device(device)  # first: a device this machine lacks is one clear line
     if is_spec(name):
         return load_spec(name, device, weights)
     entry = get_entry(name)
@@ -91,4 +89,4 @@ def load_model(name: str, device: str | torch.device | None = None,
     if meta:
         info["checkpoint_meta"] = meta
     return Classifier(net, entry.mean, entry.std, entry.class_names(), entry.input_size,
-                      info).to(_device(device))
+                      info).to(device)

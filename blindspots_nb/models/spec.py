@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..tools.devices import resolve_device
 from ..tools.tensors import module_device, weights_sha256
 from .checkpoint_formats import CheckpointError
 from .classifier import Classifier, ModelDescriptionError, check_class_names, wrap
@@ -240,6 +241,7 @@ def load_spec(spec: str, device: str | torch.device | None = None,
     state and torch's process-wide settings are left as they were (see
     :func:`_caller_settings_kept`)."""
     spec = canonical_spec(spec)
+    device = resolve_device(device)
     try:
         with _caller_settings_kept(spec):
             build = factory(spec)
@@ -257,7 +259,6 @@ def load_spec(spec: str, device: str | torch.device | None = None,
             getattr(model, "net", model).load_state_dict(state_dict)
         except (RuntimeError, TypeError, AttributeError) as err:
             raise CheckpointError(f"{path} does not fit {spec}'s network: {err}") from None
-    device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     model = model.eval().requires_grad_(False).to(device)
     _check_outputs(model, spec)
     fingerprint = weights_sha256(model)
