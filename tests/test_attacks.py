@@ -148,8 +148,11 @@ def test_threat_model_comes_from_model_info_or_the_dataset_standard():
                                              "dataset": "fonts"})) == FONTS_AT_RADIUS
     assert default_radius(SimpleNamespace(info={"dataset": "imagenet-1k"})) == 4 / 255
     assert default_radius(SimpleNamespace(info={"dataset": "cifar10"})) == 8 / 255
-    with pytest.raises(ValueError, match="pass radius explicitly"):
-        threat_model(_tiny_model())  # a user's module: no dataset, no threat model
+    user = threat_model(_tiny_model())  # a user's module: no dataset, no threat model
+    assert user == attacks.ThreatModel("Linf", 8 / 255, "the default 8/255 for an unknown dataset, which has no "
+                                                        "standard radius; set radius to choose another")
+    assert threat_model(SimpleNamespace(info={"dataset": "my_digits"})).origin.startswith(
+        "the default 8/255 for dataset 'my_digits', which has no standard radius")
 
 
 def test_bad_inputs_get_clear_errors():
@@ -202,7 +205,8 @@ def test_compare_reports_the_models_view_and_distances_of_each_image(comparison)
     assert torch.equal(c.labels, c.predictions["source"])
     at_blind_spots = model(c.images["blind spot"]).softmax(1).gather(1, c.labels[:, None])[:, 0]
     assert torch.allclose(c.blind_spot_confidence, at_blind_spots, atol=1e-6)
-    assert torch.equal(c.kept, c.initial_confidence - at_blind_spots < 0.2)
+    assert torch.equal(c.other_class, c.predictions["target"] != c.labels)
+    assert torch.equal(c.kept, c.other_class & (c.initial_confidence - at_blind_spots < 0.2))
     assert torch.equal(c.fooled, model(c.images["adversarial"]).argmax(1) != c.labels)
     for name, (image, reference) in {"adversarial to source": ("adversarial", "source"),
                                      "blind spot to target": ("blind spot", "target")}.items():
@@ -218,7 +222,21 @@ def test_compare_reports_the_models_view_and_distances_of_each_image(comparison)
     assert distances["linf"].max() > 0 and c.distances["adversarial to source"]["linf"].max() <= 0.2 + 1e-6
     table = distance_table([c])
     assert f"| tiny | Linf 0.2 | {int(c.fooled.sum())}/3 |" in table and "image_source=random" in table
-    assert f"on {int(c.kept.sum())} of 3 blind spots" in comparison_sentences([c])
+    assert f"on {c.blind_spot_words()}" in comparison_sentences([c])
+
+
+def test_compare_takes_autoattack_beside_pgd():
+    model = _tiny_model(seed=1)  # a user's model: attacked at the default 8/255
+    sources, targets, names = rolled_pairs(_images(2, seed=2), ["a", "b"])
+    config = LSTConfig(step_size=0.2, iterations=2, record_every=0)
+    c = compare(model, sources, targets, config, names=names, attack="autoattack", seed=3)
+    expected = autoattack(model, sources, c.labels, 8 / 255, "Linf", 3)
+    torch.testing.assert_close(c.images["adversarial"], expected, atol=0, rtol=0)
+    assert c.attack == "AutoAttack" and c.settings["attack"] == "autoattack" and "pgd_steps" not in c.settings
+    assert "| model | threat model | AutoAttack fools |" in distance_table([c])
+    assert comparison_sentences([c]).startswith("tiny: AutoAttack at Linf 0.03137 changes the class of")
+    with pytest.raises(ValueError, match="unknown attack 'fgsm': write one of 'pgd', 'autoattack'"):
+        compare(model, sources, targets, config, attack="fgsm")
 
 
 def _constructed(labels, adversarial_classes, blind_spot_classes, target_classes):
@@ -233,6 +251,24 @@ def _constructed(labels, adversarial_classes, blind_spot_classes, target_classes
         predictions={"target": torch.tensor(target_classes)}, confidence={}, initial_confidence=empty,
         blind_spot_confidence=empty, distances={}, threat=attacks.ThreatModel("Linf", 0.1, "given"),
         settings={"delta": 0.2}, caption="constructed")
+
+
+def test_a_pair_of_one_class_is_no_blind_spot_in_any_table_or_sentence():
+    """Three of four pairs walk from a class to the same class (a 0 towards another 0): only the
+    fourth counts, in the distance table, the sentences and the transfer table."""
+    c = _constructed(labels=[0, 0, 1, 2], adversarial_classes=[1, 1, 0, 0], blind_spot_classes=[0, 0, 1, 2],
+                     target_classes=[0, 0, 1, 0])
+    c.predictions["adversarial"] = torch.tensor([1, 1, 0, 0])
+    distances = {key: torch.tensor([0.1, 0.2, 0.3, 0.4]) for key in ("rmse", "linf", "ssim")}
+    c.distances = {"adversarial to source": distances, "blind spot to target": distances}
+    assert c.other_class.tolist() == [False, False, False, True] and c.kept.tolist() == [False, False, False, True]
+    sentence = comparison_sentences([c])
+    assert ("keeps the source class within delta on 1 of 1 blind spot (3 pairs with a target of the source's class "
+            "left out), which lie at RMSE 0.400 (l_inf 0.40, SSIM 0.40)") in sentence
+    assert "| 1/1 | 0.400 ± 0.000 | 0.400 ± 0.000 | 0.400 ± 0.000 |" in distance_table([c])
+    result = transfer([_PixelModel([0, 1, 2])], [c])
+    assert result.blind_spots.tolist() == [1] and int(result.keeps_source[0, 0]) == 1
+    assert "| m | m | 4/4 | 1/1 | 0/1 |" in transfer_table(result)
 
 
 class _PixelModel(nn.Module):

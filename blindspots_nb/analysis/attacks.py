@@ -46,6 +46,9 @@ from ..tools.tensors import check_images
 NORMS = ("Linf", "L2")
 # The l_inf radius that robustness on each dataset is usually measured at (pixels in [0, 1]).
 STANDARD_RADIUS = {"fonts": FONTS_AT_RADIUS, "digits": DIGITS_AT_RADIUS, "imagenet": 4 / 255, "cifar10": 8 / 255}
+# The l_inf radius for a model whose dataset has no standard (a user's model): 8/255, the most
+# common radius of l_inf robustness benchmarks (RobustBench's CIFAR-10); pass radius= for another.
+UNKNOWN_DATASET_RADIUS = 8 / 255
 AUTOATTACK_TARGET_CLASSES = 9  # APGD-T and FAB-T of the standard version attack the 9 most likely other classes
 
 
@@ -74,7 +77,9 @@ def canonical_norm(norm: str) -> str:
 
 def threat_model(model) -> ThreatModel:
     """The model's own threat model from ``model.info`` (``threat_model``, ``radius``) when it
-    was adversarially trained, else the l_inf ball of its dataset's standard radius."""
+    was adversarially trained, else the l_inf ball of its dataset's standard radius, else
+    (a dataset without a standard, e.g. a user's model) of :data:`UNKNOWN_DATASET_RADIUS`, 8/255,
+    which its ``origin`` says, with how to choose another."""
     info = getattr(model, "info", None) or {}
     name = info.get("name", type(model).__name__)
     if info.get("threat_model") and info.get("radius"):
@@ -83,14 +88,15 @@ def threat_model(model) -> ThreatModel:
     dataset = str(info.get("dataset") or "")
     key = "imagenet" if dataset.startswith("imagenet") else dataset
     if key not in STANDARD_RADIUS:
-        raise ValueError(f"{name} has no threat model in its info and its dataset {dataset or 'is unknown'}"
-                         f" has no standard radius (known: {', '.join(STANDARD_RADIUS)}): pass radius explicitly")
+        dataset = f"dataset {dataset!r}" if dataset else "an unknown dataset"
+        return ThreatModel("Linf", UNKNOWN_DATASET_RADIUS, f"the default 8/255 for {dataset}, which has no "
+                           "standard radius; set radius to choose another")
     return ThreatModel("Linf", STANDARD_RADIUS[key], f"the {key} standard")
 
 
 def default_radius(model) -> float:
     """The radius to attack ``model`` at: its own adversarial-training radius, or its
-    dataset's standard (FONTS 0.2, digits 0.1, ImageNet 4/255, CIFAR-10 8/255)."""
+    dataset's standard (FONTS 0.2, digits 0.1, ImageNet 4/255, CIFAR-10 8/255), else 8/255."""
     return threat_model(model).radius
 
 

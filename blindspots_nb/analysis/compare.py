@@ -23,13 +23,14 @@ import torch
 from ..tools import provenance
 from ..tools.deprecation import renamed_keywords
 from ..tools.markup import markdown_text
-from .attacks import ThreatModel, default_step_size, pgd, threat_model
+from .attacks import ThreatModel, autoattack, default_step_size, pgd, threat_model
 from ..lst import LSTConfig, traverse
 from .metrics import linf, mean_std, rmse, ssim
 from ..models import module_device, predict
 from ..data.sources import canonical, default_source
 
 KINDS = ("source", "adversarial", "blind spot", "target")
+ATTACKS = {"pgd": "PGD", "autoattack": "AutoAttack"}  # what makes the adversarial examples, by its option
 DISTANCES = {"rmse": rmse, "linf": linf, "ssim": ssim}
 
 
@@ -64,14 +65,33 @@ class Comparison:
         return len(self.labels)
 
     @property
+    def attack(self) -> str:
+        """The attack's name as the tables write it: PGD or AutoAttack."""
+        return ATTACKS[self.settings.get("attack", "pgd")]
+
+    @property
     def fooled(self) -> torch.Tensor:
-        """Whether PGD changed the model's class, per pair."""
+        """Whether the attack (PGD or AutoAttack) changed the model's class, per pair."""
         return self.predictions["adversarial"] != self.labels
 
     @property
+    def other_class(self) -> torch.Tensor:
+        """Whether the model puts the target in another class than the source, per pair: only
+        such a pair can give a blind spot (walking from a 0 to another 0 and keeping '0' is no
+        finding), so a pair of one class counts in no table or sentence about blind spots."""
+        return self.predictions["target"] != self.labels
+
+    @property
     def kept(self) -> torch.Tensor:
-        """Whether the blind spot kept the source-class confidence within delta of its initial confidence, per pair."""
-        return self.initial_confidence - self.blind_spot_confidence < self.settings["delta"]
+        """Whether the pair gave a blind spot: a target of another class, and the source-class
+        confidence kept within delta of its initial confidence at the end, per pair."""
+        return self.other_class & (self.initial_confidence - self.blind_spot_confidence < self.settings["delta"])
+
+    def blind_spot_words(self) -> str:
+        """``'3 of 4 blind spots'`` (pairs of one class left out, and said so)."""
+        pairs, same = int(self.other_class.sum()), int((~self.other_class).sum())
+        left_out = f" ({same} pair{'s' * (same != 1)} with a target of the source's class left out)" if same else ""
+        return f"{int(self.kept.sum())} of {pairs} blind spot{'s' * (pairs != 1)}{left_out}"
 
 
 def model_groups(models, image_source=None) -> list[tuple[str, list]]:
@@ -96,11 +116,13 @@ def rolled_pairs(images: torch.Tensor, names) -> tuple[torch.Tensor, torch.Tenso
     return images, images.roll(-1, 0), list(zip(names, names[1:] + names[:1]))
 
 
-def _settings(threat: ThreatModel, step_size: float, steps: int, seed: int, config: LSTConfig,
+def _settings(threat: ThreatModel, attack: str, step_size: float, steps: int, seed: int, config: LSTConfig,
               image_source: str) -> dict:
     """The hyperparameters of a comparison, flat, for its caption."""
-    return {"image_source": image_source, "threat": str(threat), "pgd_steps": steps, "pgd_step_size": step_size,
-            "pgd_random_start": True, "seed": seed, "lst_step_size": config.step_size,
+    attack_settings = ({"attack": attack, "pgd_steps": steps, "pgd_step_size": step_size, "pgd_random_start": True}
+                       if attack == "pgd" else {"attack": attack, "autoattack_version": "standard"})
+    return {"image_source": image_source, "threat": str(threat), **attack_settings, "seed": seed,
+            "lst_step_size": config.step_size,
             "lst_iterations": config.iterations, "delta": config.delta, "eps": config.eps,
             "init_noise": config.init_noise, "lst_seed": config.seed}
 
@@ -108,11 +130,15 @@ def _settings(threat: ThreatModel, step_size: float, steps: int, seed: int, conf
 @renamed_keywords(eps="radius", data="image_source")
 def compare(model, sources: torch.Tensor, targets: torch.Tensor, config: LSTConfig | None = None,
             radius: float | None = None, steps: int = 20, step_size: float | None = None, seed: int = 0,
-            names=None, image_source: str = "", progress: bool = False) -> Comparison:
-    """PGD adversarial examples (l_inf ball of ``radius``, default the model's threat model;
-    ``steps`` steps, random start seeded by ``seed``) and LST blind spots (``config``) of
-    ``model`` for the pairs (sources[i], targets[i]), with the model's own classes of the
-    sources as labels. ``image_source`` names where the images come from (for the caption)."""
+            names=None, image_source: str = "", progress: bool = False, attack: str = "pgd") -> Comparison:
+    """Adversarial examples (l_inf ball of ``radius``, default the model's threat model) by
+    ``attack``: "pgd" (``steps`` steps, random start seeded by ``seed``) or "autoattack" (the
+    standard AutoAttack, :func:`~blindspots_nb.analysis.attacks.autoattack`, seeded by ``seed``;
+    slower, and a stronger test of robustness), and LST blind spots (``config``) of ``model`` for
+    the pairs (sources[i], targets[i]), with the model's own classes of the sources as labels.
+    ``image_source`` names where the images come from (for the caption)."""
+    if attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}: write one of {', '.join(map(repr, ATTACKS))}")
     if sources.shape != targets.shape:
         raise ValueError(f"sources and targets must have the same shape, got {tuple(sources.shape)} "
                          f"and {tuple(targets.shape)}")
@@ -125,7 +151,8 @@ def compare(model, sources: torch.Tensor, targets: torch.Tensor, config: LSTConf
     for kind, image in (("source", sources), ("target", targets)):
         predictions[kind], confidence[kind] = predict(model, image)
     labels = predictions["source"]
-    adversarial = pgd(model, sources, labels, threat.radius, step_size, steps, threat.norm, True, seed)
+    adversarial = (pgd(model, sources, labels, threat.radius, step_size, steps, threat.norm, True, seed)
+                   if attack == "pgd" else autoattack(model, sources, labels, threat.radius, threat.norm, seed))
     result = traverse(model, sources, labels.to(device), targets, config,
                       target_labels=predictions["target"].to(device), progress=progress)
     images = {"source": sources, "adversarial": adversarial, "blind spot": result.images, "target": targets}
@@ -137,7 +164,7 @@ def compare(model, sources: torch.Tensor, targets: torch.Tensor, config: LSTConf
         "blind spot to target": {key: f(images["blind spot"], images["target"]).cpu() for key, f in DISTANCES.items()},
     }
     names = list(names) if names is not None else [(f"source {i}", f"target {i}") for i in range(len(labels))]
-    settings = _settings(threat, step_size, steps, seed, config, image_source)
+    settings = _settings(threat, attack, step_size, steps, seed, config, image_source)
     return Comparison(
         model=model.info.get("name", type(model).__name__) if hasattr(model, "info") else type(model).__name__,
         class_names=list(getattr(model, "class_names", [])) or [str(c) for c in range(int(labels.max()) + 1)],
@@ -158,7 +185,9 @@ class Transfer:
     ``fooled[a, b]``: a's adversarial examples that b puts outside a's source class;
     ``keeps_source[a, b]``: a's blind spots that b puts in a's source class;
     ``sees_target[a, b]``: a's blind spots that b puts in a's target class (a's class of the target).
-    The diagonal is each model on its own images. ``k``: pairs per model.
+    The diagonal is each model on its own images. ``k``: pairs per model; ``blind_spots[a]``:
+    a's pairs whose target is of another class than the source (the count of a's blind spots;
+    a pair of one class gives none, :attr:`Comparison.other_class`).
     """
 
     models: list[str]
@@ -167,10 +196,15 @@ class Transfer:
     sees_target: torch.Tensor   # (n, n) counts
     k: int
     caption: str = ""
+    blind_spots: torch.Tensor | None = None  # (n,) counts; None: k each
 
     def rate(self, name: str) -> torch.Tensor:
-        """A matrix of counts as fractions of k."""
-        return getattr(self, name).double() / self.k
+        """A matrix of counts as fractions of k (of the pairs), or of row a's blind spots."""
+        return getattr(self, name).double() / (self.k if name == "fooled" else self.pairs()[:, None])
+
+    def pairs(self) -> torch.Tensor:
+        """Each model's count of blind spots (pairs of two classes), k where not known."""
+        return self.blind_spots if self.blind_spots is not None else torch.full((len(self.models),), self.k)
 
 
 def transfer(models, comparisons) -> Transfer:
@@ -192,11 +226,13 @@ def transfer(models, comparisons) -> Transfer:
         for b, model in enumerate(models):
             adversarial, _ = predict(model, comparison.images["adversarial"])
             blind, _ = predict(model, comparison.images["blind spot"])
+            spots = comparison.other_class
             fooled[a, b] = int((adversarial != comparison.labels).sum())
-            keeps[a, b] = int((blind == comparison.labels).sum())
-            sees[a, b] = int((blind == comparison.predictions["target"]).sum())
+            keeps[a, b] = int((blind == comparison.labels)[spots].sum())
+            sees[a, b] = int((blind == comparison.predictions["target"])[spots].sum())
     caption = "; ".join(c.caption for c in comparisons)
-    return Transfer([c.model for c in comparisons], fooled, keeps, sees, first.k, caption)
+    return Transfer([c.model for c in comparisons], fooled, keeps, sees, first.k, caption,
+                    torch.tensor([int(c.other_class.sum()) for c in comparisons]))
 
 
 # --------------------------------------------------------------------------- tables and words
@@ -208,10 +244,11 @@ def _mean_std(values: torch.Tensor) -> str:
 
 
 def distance_table(comparisons) -> str:
-    """Markdown: per model, PGD's success and the adversarial examples' distance to their
+    """Markdown: per model, the attack's success and the adversarial examples' distance to their
     sources beside the blind spots' kept class and distance to their targets (mean ± std
-    over the pairs), then what produced each row."""
-    head = ("| model | threat model | PGD fools | adv→source RMSE | l_inf | SSIM | blind spots kept | "
+    over the pairs; for blind spots, over the pairs of two classes), then what produced each row."""
+    attacks = " or ".join(dict.fromkeys(c.attack for c in comparisons)) or "PGD"
+    head = (f"| model | threat model | {attacks} fools | adv→source RMSE | l_inf | SSIM | blind spots kept | "
             "blind spot→target RMSE | l_inf | SSIM |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for c in comparisons:
@@ -219,8 +256,9 @@ def distance_table(comparisons) -> str:
         lines.append(f"| {markdown_text(c.model)} | {c.threat.norm} {c.threat.radius:.4g} | "
                      f"{int(c.fooled.sum())}/{c.k} | "
                      + " | ".join(_mean_std(adv[key]) for key in DISTANCES)
-                     + f" | {int(c.kept.sum())}/{c.k} | "
-                     + " | ".join(_mean_std(blind[key]) for key in DISTANCES) + " |")
+                     + f" | {int(c.kept.sum())}/{int(c.other_class.sum())} | "
+                     + " | ".join(_mean_std(blind[key][c.other_class]) if c.other_class.any() else "–"
+                                  for key in DISTANCES) + " |")
     lines += ["", *(markdown_text(f"{c.model}: {c.caption}") for c in comparisons)]
     return "\n".join(lines)
 
@@ -231,10 +269,11 @@ def transfer_table(result: Transfer) -> str:
     lines = ["| images of A | classified by B | adversarial: B fooled | blind spot: B keeps A's source class "
              "| blind spot: B sees the target |", "|---|---|---|---|---|"]
     for a, name_a in enumerate(result.models):
+        spots = int(result.pairs()[a])
         for b, name_b in enumerate(result.models):
             lines.append(f"| {markdown_text(name_a)} | {markdown_text(name_b)} | "
                          f"{int(result.fooled[a, b])}/{result.k} | "
-                         f"{int(result.keeps_source[a, b])}/{result.k} | {int(result.sees_target[a, b])}/{result.k} |")
+                         f"{int(result.keeps_source[a, b])}/{spots} | {int(result.sees_target[a, b])}/{spots} |")
     lines += ["", markdown_text(result.caption)]
     return "\n".join(lines)
 
@@ -244,18 +283,22 @@ def comparison_sentences(comparisons, result: Transfer | None = None) -> str:
     sentences = []
     for c in comparisons:
         adv, blind = c.distances["adversarial to source"], c.distances["blind spot to target"]
+        spots = c.other_class
+        where = (f", which lie at RMSE {float(blind['rmse'][spots].mean()):.3f} (l_inf "
+                 f"{float(blind['linf'][spots].mean()):.2f}, SSIM {float(blind['ssim'][spots].mean()):.2f}) from "
+                 "their targets" if spots.any() else "")
         sentences.append(
-            f"{c.model}: PGD at {c.threat.norm} {c.threat.radius:.4g} changes the class of {int(c.fooled.sum())} of "
-            f"{c.k} sources while staying at RMSE {float(adv['rmse'].mean()):.3f} (SSIM {float(adv['ssim'].mean()):.2f}) "
-            f"from them; LST keeps the source class within delta on {int(c.kept.sum())} of {c.k} blind spots, "
-            f"which lie at RMSE {float(blind['rmse'].mean()):.3f} (l_inf {float(blind['linf'].mean()):.2f}, "
-            f"SSIM {float(blind['ssim'].mean()):.2f}) from their targets.")
+            f"{c.model}: {c.attack} at {c.threat.norm} {c.threat.radius:.4g} changes the class of {int(c.fooled.sum())} of "
+            f"{c.k} sources while staying at RMSE {float(adv['rmse'].mean()):.3f} "
+            f"(SSIM {float(adv['ssim'].mean()):.2f}) "
+            f"from them; LST keeps the source class within delta on {c.blind_spot_words()}{where}.")
     if result is not None and len(result.models) > 1:
         for a, name_a in enumerate(result.models):
             for b, name_b in enumerate(result.models):
                 if a != b:
+                    spots = int(result.pairs()[a])
                     sentences.append(
                         f"{name_b} is fooled by {int(result.fooled[a, b])}/{result.k} of {name_a}'s adversarial "
-                        f"examples, keeps {name_a}'s source class on {int(result.keeps_source[a, b])}/{result.k} of "
-                        f"its blind spots and sees the target in {int(result.sees_target[a, b])}/{result.k}.")
+                        f"examples, keeps {name_a}'s source class on {int(result.keeps_source[a, b])}/{spots} of "
+                        f"its blind spots and sees the target in {int(result.sees_target[a, b])}/{spots}.")
     return " ".join(sentences)
