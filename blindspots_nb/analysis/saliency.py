@@ -375,7 +375,9 @@ def saliency_sentences(path: PathSaliency, class_names=None) -> str:
     keeps = (f"the model still names '{name(path.source_label)}' ({float(path.source_confidence[-1]):.3f})"
              if path.keeps_source_class else
              f"the model no longer names '{name(path.source_label)}' but '{name(int(path.predicted[-1]))}'")
-    if source > target:
+    if max(source, target) <= 0:  # a rank correlation that is not positive is no resemblance
+        verdict = "it resembles neither the source's map nor the target's"
+    elif source > target:
         verdict = "it still looks where the source's content was, though that content is no longer visible"
     elif target > float(path.with_target[0]):
         verdict = "it looks where the target's content is, not where the source's was"
