@@ -11,7 +11,10 @@ The options for LST's hyperparameters, the execution options and the experiment'
 settings are generated from the fields of :class:`~blindspots_nb.lst.LSTConfig`,
 :class:`~blindspots_nb.execution.Execution` and :class:`~blindspots_nb.protocol.Experiment`
 (their help from the fields' lines in the classes' docstrings), so a new field is an
-option at once. Only light modules are imported here: ``--help`` answers without torch.
+option at once. Only light modules are imported here: ``--help`` answers without torch,
+and the arguments' spelling, the files and folders they name and the factory specs'
+syntax are checked before torch is imported (:func:`check_arguments`), so that a typing
+mistake is told in a second, not after the seconds torch takes to import.
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ import inspect
 import re
 import sys
 import typing
+from pathlib import Path
 
+from .data.sources import check_source_exists
 from .execution.options import PRECISIONS, Execution
 from .lst.config import LSTConfig
-from .protocol.experiment import PRESETS, Experiment
+from .models.spec_names import is_spec, spec_file
+from .protocol.experiment import PRESETS, Experiment, check_preset, parse_shard
+from .tools import atomic
 from .tools.deprecation import add_renamed_option
 
 DESCRIPTION = """\
@@ -109,12 +116,17 @@ def lst_config(args, base: LSTConfig, names) -> LSTConfig:
 def demo(args):
     from .demo import demo as run_demo
 
+    weights = {_model_key(name): path for name, path in _weights_option(args.weights, args.model).items()}
+    unknown = set(weights) - {_model_key(args.model)}
+    if unknown:
+        raise ValueError(f"--weights {sorted(unknown)[0]}=...: demo runs --model {args.model}, whose weights are "
+                         f"--weights {args.model}=PATH (or --weights PATH)")
     config = lst_config(args, LSTConfig(), args.lst_fields)
     if args.record_every is None:  # about 20 points on the history curve
         config = dataclasses.replace(config, record_every=max(1, config.iterations // 20))
     execution = dataclasses.replace(Execution(), **_given(args, args.execution_fields))
     return run_demo(args.model, args.source, args.target, config, args.out_dir, args.device, execution,
-                    image_source=args.image_source)
+                    image_source=args.image_source, weights=weights.get(_model_key(args.model)))
 
 
 # ----------------------------------------------------------------- reproduce
@@ -143,12 +155,25 @@ def experiments_from_args(args) -> list[Experiment]:
                                 **settings) for e in experiments]
 
 
-def _weights_option(values: list[str] | None) -> dict[str, str]:
+def _model_key(name: str) -> str:
+    """A model as --weights and --model are matched: a factory spec's file made absolute."""
+    from .models.spec_names import canonical_spec
+
+    return canonical_spec(name) if is_spec(name) else name
+
+
+def _weights_option(values: list[str] | None, model: str | None = None) -> dict[str, str]:
+    """``--weights MODEL=PATH`` options as {model: path}, each file there; with ``model``
+    (demo's one model) a plain ``--weights PATH`` is that model's."""
     weights = {}
     for value in values or []:
         name, sep, path = value.partition("=")
-        if not sep or not name or not path:
+        if not sep and model is not None:
+            name, path = model, value
+        elif not sep or not name or not path:
             raise ValueError(f"--weights takes MODEL=PATH, got {value!r}")
+        if not Path(path).expanduser().is_file():
+            raise FileNotFoundError(f"--weights {name}={path}: no such file")
         weights[name] = path
     return weights
 
@@ -160,7 +185,7 @@ def reproduce(args):
     if not args.force:  # a resumed run keeps the execution options it recorded, unless given here
         experiments = run.as_recorded(experiments, RunStore(args.out_dir), _given(args, args.execution_fields))
     return run.reproduce(experiments, args.out_dir, device=args.device, weights=_weights_option(args.weights),
-                         shard=run.parse_shard(args.shard) if args.shard else None, force=args.force,
+                         shard=parse_shard(args.shard) if args.shard else None, force=args.force,
                          preset=args.preset, paper_rows=args.paper_rows)
 
 
@@ -180,6 +205,31 @@ def compare(args):
     from .protocol import compare_runs
 
     print(compare_runs(args.first, args.second), end="")
+
+
+# ----------------------------------------------------------------- checked before torch
+def check_arguments(args) -> None:
+    """What can be checked without torch, before a command imports it: the spelling of
+    --shard, --weights, --preset and image sources, the files and folders they name
+    (--weights files, data roots, folder:PATH, a factory spec's .py file), the factory
+    specs' syntax and an output folder that cannot be one. Registry names and what a
+    factory builds are checked once the models are imported."""
+    models = getattr(args, "models", None) or [getattr(args, "model", None)]
+    for name in models:
+        if is_spec(name):
+            spec_file(name)  # the syntax, and a file.py that is there
+    if getattr(args, "weights", None) is not None:
+        _weights_option(args.weights, getattr(args, "model", None))
+    if getattr(args, "image_source", None):
+        check_source_exists(args.image_source, "--image-source")
+    if args.command == "reproduce":
+        check_preset(args.preset, args.data_root)
+        if args.data_root and not Path(args.data_root).expanduser().exists():
+            raise FileNotFoundError(f"--data-root {args.data_root} does not exist")
+        if args.shard:
+            parse_shard(args.shard)
+    if args.command in ("demo", "reproduce"):
+        atomic.check_folder(args.out_dir, "--out-dir")
 
 
 # ----------------------------------------------------------------- the parser
@@ -203,8 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "and the blind spot (PNG), the confidence history (CSV) and a record of what produced them "
                     "(JSON).")
     p.add_argument("--model", default="efficientnet_lite0",
-                   help="the model, a registry name such as efficientnet_lite0, fonts_cnn or resnet50 "
-                        "(docs/models.md lists them; default: efficientnet_lite0, shipped with the package)")
+                   help="the model: a registry name such as efficientnet_lite0, fonts_cnn or resnet50 "
+                        "(docs/models.md lists them), timm:NAME, or a factory spec path/to/file.py:function or "
+                        "package.module:function (docs/your_model.md; default: efficientnet_lite0, shipped with "
+                        "the package)")
     p.add_argument("--image-source", help="where the images come from: photos, fonts:test, imagenet:ROOT, "
                                           "cifar10:ROOT or folder:PATH (default: the model's: fonts:test for "
                                           "FONTS models, photos for the others)")
@@ -213,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "model's first default image: coffee for photos, a glyph A for FONTS)")
     p.add_argument("--target", help="the image LST walks towards, by name (default: the model's next default "
                                     "image: chelsea for photos, a glyph B for FONTS)")
+    p.add_argument("--weights", action="append", metavar="[MODEL=]PATH",
+                   help="a local checkpoint for --model (default: the registry's published weights); for a "
+                        "factory spec, a state dict of the network it wraps")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
     _out_dir_option(p, "results/demo", "where the demo writes its files")
     p.set_defaults(run=demo, lst_fields=add_dataclass_options(
@@ -279,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_arguments(args)
         args.run(args)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"blindspots-nb {args.command}: error: {error}", file=sys.stderr)

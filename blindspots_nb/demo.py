@@ -24,12 +24,13 @@ HISTORY_COLUMNS = ("source_confidence", "target_confidence", "distance", "accept
 @renamed_keywords(out="out_dir")
 def demo(model_name: str = "efficientnet_lite0", source: str | None = None, target: str | None = None,
          config: LSTConfig | None = None, out_dir="results/demo", device=None, execution=None,
-         image_source: str | None = None) -> dict:
+         image_source: str | None = None, weights=None) -> dict:
     """LST from one image of ``image_source`` towards another; writes ``source.png``, ``target.png``,
     ``blind_spot.png``, ``history.csv`` and ``record.json`` to ``out_dir`` and returns the record.
     None follows the model: its image source (:func:`~blindspots_nb.data.sources.default_source`)
     and its default images there (:func:`~blindspots_nb.data.sources.pick_images`).
-    ``execution``: how the model runs (:class:`~blindspots_nb.execution.Execution`). An ``out_dir``
+    ``execution``: how the model runs (:class:`~blindspots_nb.execution.Execution`); ``weights``: a
+    local weights file (``load_model``'s, ``--weights``) instead of the published ones. An ``out_dir``
     that cannot be a folder is refused first (:class:`~blindspots_nb.tools.atomic.NotAFolderError`);
     each file is written whole or not at all (:mod:`blindspots_nb.tools.atomic`)."""
     from .execution import Execution
@@ -38,7 +39,7 @@ def demo(model_name: str = "efficientnet_lite0", source: str | None = None, targ
 
     out_dir = atomic.check_folder(out_dir, "--out-dir")
     config, execution = config or LSTConfig(), execution or Execution()
-    model = load_model(model_name, device=device)
+    model = load_model(model_name, device=device, weights=weights)
     device = module_device(model)
     image_source = image_source or default_source(model)
     images, (source, target) = pick_images(model, [source, target], image_source=image_source)

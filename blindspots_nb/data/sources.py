@@ -106,6 +106,14 @@ def source_name(spelling: str) -> str:
     return parse_source(spelling)[0]
 
 
+def check_source_exists(spelling: str, what: str) -> None:
+    """Refuse a spelling that is no image source, or whose ROOT or PATH does not exist
+    (FileNotFoundError naming ``what`` asked for it); reads no image, imports no torch."""
+    kind, argument = parse_source(spelling)
+    if SOURCES[kind].argument in ("ROOT", "PATH") and not Path(argument).expanduser().exists():
+        raise FileNotFoundError(f"data root {argument} (for {what}) does not exist")
+
+
 def canonical(spelling: str) -> str:
     """The one way of writing an image source: ``'fonts'`` -> ``'fonts:test'``,
     ``'Imagenet: /x'`` -> ``'imagenet:/x'``."""

@@ -28,7 +28,6 @@ import importlib
 import importlib.util
 import inspect
 import os
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -41,46 +40,10 @@ from ..tools.tensors import module_device, weights_sha256
 from .checkpoint_formats import CheckpointError
 from .classifier import Classifier, ModelDescriptionError, check_class_names, wrap
 from .registry import list_models
+from .spec_names import FORM, ModelSpecError, canonical_spec, is_spec, model_folder, parse_spec, spec_file
 
-FORM = "'path/to/file.py:function' or 'package.module:function'"
-_NAME = r"[A-Za-z_]\w*"
-_MODULE = re.compile(rf"{_NAME}(\.{_NAME})*")
-
-
-class ModelSpecError(ValueError):
-    """A factory spec that is malformed or does not give a classifier."""
-
-
-def is_spec(name) -> bool:
-    """Whether ``name`` is a factory spec rather than a registry name (``timm:<name>`` is one of those)."""
-    return isinstance(name, str) and ":" in name and not name.startswith("timm:")
-
-
-def parse_spec(spec: str) -> tuple[str, str]:
-    """``'a/b.py:build'`` -> ``('a/b.py', 'build')``; ``'pkg.mod:build'`` -> ``('pkg.mod', 'build')``."""
-    target, _, function = str(spec).rpartition(":")
-    if not target or not re.fullmatch(_NAME, function) or not (
-            target.endswith(".py") or _MODULE.fullmatch(target)):
-        raise ModelSpecError(f"{spec!r} is not a model factory spec: write {FORM}")
-    return target, function
-
-
-def canonical_spec(spec: str) -> str:
-    """The one way of writing a spec: a file's path made absolute (a notebook's kernel runs
-    in the output folder), a module's name as it is."""
-    target, function = parse_spec(spec)
-    if target.endswith(".py"):
-        target = str(Path(target).expanduser().resolve())
-    return f"{target}:{function}"
-
-
-def model_folder(name: str) -> str:
-    """A model's folder name in a run: a registry name as it is; a spec (which holds '/'
-    and ':') as its function's name and a short hash of the canonical spec, ``build-1a2b3c4d``."""
-    if not is_spec(name):
-        return name
-    spec = canonical_spec(name)
-    return f"{parse_spec(spec)[1]}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
+__all__ = ["FORM", "ModelSpecError", "canonical_spec", "checked_model_name", "factory", "is_spec", "load_spec",
+           "model_folder", "parse_spec", "spec_file"]
 
 
 def checked_model_name(name) -> str:
@@ -101,10 +64,8 @@ def checked_model_name(name) -> str:
 
 
 def _import(target: str, spec: str):
-    if target.endswith(".py"):
-        path = Path(target).expanduser().resolve()
-        if not path.is_file():
-            raise ModelSpecError(f"model factory {spec!r}: no such file {path}")
+    path = spec_file(spec)
+    if path is not None:
         name = f"_blindspots_nb_factory_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
         loader = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(loader)

@@ -124,6 +124,11 @@ class Experiment:
 Experiment.__init__ = renamed_keywords(source="image_source")(Experiment.__init__)
 
 PRESETS = ("offline", "digits", "paper", "cifar10")
+# what the presets that need --data-root say without one
+DATA_ROOT_NEEDED = {
+    "paper": "the paper preset needs ImageNet validation images: pass --data-root",
+    "cifar10": "the cifar10 preset needs the CIFAR-10 test batch: pass --data-root, a folder holding "
+               "cifar-10-batches-py/test_batch (or that file)"}
 PAPER_MODELS = ("resnet50", "resnet50_at", "deit_small_patch16_224", "deit_small_at")
 CIFAR10_MODELS = ("cifar10_wrn28_10", "cifar10_wrn28_10_at")
 
@@ -141,6 +146,7 @@ def preset(name: str, data_root: str | None = None) -> list[Experiment]:
     one stays within about 3 minutes on a CPU), ``paper`` (ImageNet validation images from
     ``data_root``) or ``cifar10`` (the CIFAR-10 test batch under ``data_root``, with the
     WideResNet-28-10 pair the authors' code also ran)."""
+    check_preset(name, data_root)
     paper = LSTConfig()
     if name == "offline":
         return [
@@ -157,17 +163,30 @@ def preset(name: str, data_root: str | None = None) -> list[Experiment]:
                            note="scikit-learn's handwritten digits (8x8 upsampled to 32x32, the fixed test split), "
                                 "paper hyperparameters")]
     if name == "paper":
-        if not data_root:
-            raise ValueError("the paper preset needs ImageNet validation images: pass --data-root")
         return [Experiment(f"imagenet:{data_root}", PAPER_MODELS, paper, execution=FOLDED_TF32_CONV,
                            note="the paper's protocol and hyperparameters (ImageNet); TF32 convolutions "
                                 "as the released code ran by PyTorch's CUDA defaults")]
-    if name == "cifar10":
-        if not data_root:
-            raise ValueError("the cifar10 preset needs the CIFAR-10 test batch: pass --data-root, a folder holding "
-                             "cifar-10-batches-py/test_batch (or that file)")
-        return [Experiment(f"cifar10:{data_root}", CIFAR10_MODELS, paper, per_class=100,
-                           execution=FOLDED_TF32_CONV,
-                           note="CIFAR-10 test images, the paper's LST hyperparameters; 100 sources per class "
-                                "make the paper's 1000")]
-    raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return [Experiment(f"cifar10:{data_root}", CIFAR10_MODELS, paper, per_class=100,  # cifar10
+                       execution=FOLDED_TF32_CONV,
+                       note="CIFAR-10 test images, the paper's LST hyperparameters; 100 sources per class "
+                            "make the paper's 1000")]
+
+
+def check_preset(name: str, data_root: str | None = None) -> None:
+    """Refuse an unknown preset, or one that needs ``data_root`` without it; without torch
+    (the command line checks its arguments before importing it)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    if name in DATA_ROOT_NEEDED and not data_root:
+        raise ValueError(DATA_ROOT_NEEDED[name])
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    try:
+        index, count = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"a shard is written i/n (e.g. 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"shard {text}: need 0 <= i < n")
+    return index, count

@@ -38,9 +38,9 @@ from ..analysis.geometry import stats_from_confidence, triangles_confidence
 from ..lst import traverse
 from ..analysis.metrics import LPIPSDistance, target_distances
 from ..data.images import open_image, preprocess_for
-from ..data.sources import SOURCES, item_digest, open_source, parse_source
+from ..data.sources import check_source_exists, item_digest, open_source
 from . import distributed
-from .experiment import Experiment
+from .experiment import Experiment, parse_shard  # noqa: F401 (parse_shard: the notebook's, protocol.parse_shard)
 from .store import RunSettingsMismatch, RunStore, differences, older_run_warning
 from .tables import render_tables, summarize_model
 
@@ -62,17 +62,6 @@ def derangements(n: int, rounds: int, seed: int) -> torch.Tensor:
 
 def source_batches(n_sources: int, batch_size: int) -> list[range]:
     return [range(start, min(start + batch_size, n_sources)) for start in range(0, n_sources, batch_size)]
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """'i/n' -> (i, n) with 0 <= i < n."""
-    try:
-        index, count = (int(part) for part in str(text).split("/"))
-    except ValueError:
-        raise ValueError(f"a shard is written i/n (e.g. 0/4), got {text!r}") from None
-    if not 0 <= index < count:
-        raise ValueError(f"shard {text}: need 0 <= i < n")
-    return index, count
 
 
 def _seed(experiment: Experiment, batch: int, round_: int) -> int:
@@ -362,9 +351,7 @@ def check_inputs(experiments: list[Experiment], weights: dict[str, str]):
     from ..models.spec import factory, is_spec
 
     for experiment in experiments:
-        kind, argument = parse_source(experiment.image_source)
-        if SOURCES[kind].argument in ("ROOT", "PATH") and not Path(argument).expanduser().exists():
-            raise FileNotFoundError(f"data root {argument} (for {experiment.name}) does not exist")
+        check_source_exists(experiment.image_source, experiment.name)
         for name in experiment.models:
             factory(name) if is_spec(name) else get_entry(name)  # a ValueError saying what is wrong
     for name, path in weights.items():
