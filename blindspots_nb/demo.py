@@ -28,22 +28,25 @@ def demo(model_name: str = "efficientnet_lite0", source: str | None = None, targ
     """LST from one image of ``image_source`` towards another; writes ``source.png``, ``target.png``,
     ``blind_spot.png``, ``history.csv`` and ``record.json`` to ``out_dir`` and returns the record.
     None follows the model: its image source (:func:`~blindspots_nb.data.sources.default_source`)
-    and its default images there (:func:`~blindspots_nb.data.sources.pick_images`).
+    and, there, a source the model classifies as its label and a target of another class
+    (:func:`~blindspots_nb.data.sources.pick_labelled`, which warns of a misclassified source or a
+    target of its class); each image's label is printed beside the model's class.
     ``execution``: how the model runs (:class:`~blindspots_nb.execution.Execution`); ``weights``: a
     local weights file (``load_model``'s, ``--weights``) instead of the published ones. An ``out_dir``
     that cannot be a folder is refused first (:class:`~blindspots_nb.tools.atomic.NotAFolderError`);
     each file is written whole or not at all (:mod:`blindspots_nb.tools.atomic`)."""
     from .execution import Execution
     from .models import load_model, module_device, predict
-    from .data.sources import default_source, pick_images
+    from .data.sources import default_source, pick_labelled
 
     out_dir = atomic.check_folder(out_dir, "--out-dir")
     config, execution = config or LSTConfig(), execution or Execution()
     model = load_model(model_name, device=device, weights=weights)
     device = module_device(model)
     image_source = image_source or default_source(model)
-    images, (source, target) = pick_images(model, [source, target], image_source=image_source)
-    source_image, target_image = images[:1].to(device), images[1:].to(device)
+    picked = pick_labelled(model, [source, target], image_source=image_source)
+    (source, target), labels = picked.names, picked.labels.tolist()
+    source_image, target_image = picked.images[:1].to(device), picked.images[1:].to(device)
     label = predict(model, source_image)[0].to(device)
     result = traverse(model, source_image, label, target_image, config, progress=True, execution=execution)
 
@@ -60,6 +63,8 @@ def demo(model_name: str = "efficientnet_lite0", source: str | None = None, targ
     distances = target_distances(result.images, target_image, LPIPSDistance())
     summary = {
         "source": source, "target": target,
+        **{f"{role}_label": model.class_names[label] if label >= 0 else None
+           for role, label in zip(("source", "target"), labels)},  # the image source's labels, None: unknown
         "source_class": model.class_names[int(label)], "target_class": model.class_names[int(result.target_labels)],
         "initial_confidence": float(result.initial_confidence),  # the clean source's, in its class
         "confidence": float(result.confidence),  # the blind spot's, in the source's class
@@ -69,6 +74,7 @@ def demo(model_name: str = "efficientnet_lite0", source: str | None = None, targ
     record = provenance.record(model, config, device, execution=execution.to_dict(),
                                data=image_source, **summary)
     atomic.write_json(out_dir / "record.json", record)
+    print("images (name: the model's class and confidence, the label):\n  " + picked.text().replace("\n", "\n  "))
     print(f"{model_name}: {source} ({summary['source_class']}, initial confidence "
           f"{summary['initial_confidence']:.3f})"
           f" -> towards {target} ({summary['target_class']}) after {config.iterations} iterations:")

@@ -55,7 +55,9 @@ def test_the_demo_follows_the_model_its_image_source_and_default_images(tmp_path
     record = json.loads((tmp_path / "a" / "record.json").read_text())
     assert (record["data"], record["source_class"], record["target_class"]) == ("fonts:test", "A", "B")
     assert record["source"].startswith("A") and record["target"].startswith("B")
-    assert "fonts_cnn: A" in capsys.readouterr().out
+    assert (record["source_label"], record["target_label"]) == ("A", "B")  # the glyphs' labels, beside
+    out = capsys.readouterr().out
+    assert "fonts_cnn: A" in out and f"  {record['source']}: A (" in out and "), labelled A\n" in out
     assert main(["demo", "--model", "fonts_cnn", "--source", "A13", "--target", "C24", "--out-dir",
                  str(tmp_path / "b"), "--iterations", "2", "--device", "cpu"]) == 0
     record = json.loads((tmp_path / "b" / "record.json").read_text())
