@@ -125,7 +125,10 @@ def test_blindspot_grid_is_indexed_target_row_source_column(tiny_cnn):
     assert grid.labels.tolist() == labels.tolist()
     for n in range(k):
         torch.testing.assert_close(grid.images[n, n], images[n])
-        assert math.isclose(float(grid.confidence[n, n]), float(clean[n]), rel_tol=1e-6)
+        # the grid's batch of pairs and predict's batch of images are other batch shapes: float32
+        # logits of ~100 (the tiny CNN's sharpness) move by ~1e-5 (eps 1.2e-7 relative), the
+        # softmax as much (measured 1.1e-6 relative with AVX2 kernels), as for the pairs below
+        assert math.isclose(float(grid.confidence[n, n]), float(clean[n]), rel_tol=1e-4)
     for n, (i, j) in enumerate(grid.pairs):
         torch.testing.assert_close(grid.images[i, j], grid.result.images[n])
         assert int(grid.result.labels[n]) == int(labels[j])
