@@ -106,6 +106,15 @@ def source_name(spelling: str) -> str:
     return parse_source(spelling)[0]
 
 
+def shown_source(spelling: str) -> str:
+    """An image source as a caption for others shows it: a folder or root by its last name
+    (``folder:/home/me/my_digits`` -> ``folder:my_digits``), no absolute path."""
+    kind, argument = parse_source(spelling)
+    if SOURCES[kind].argument in ("ROOT", "PATH"):
+        return f"{kind}:{Path(argument).name}"
+    return canonical(spelling)
+
+
 def check_source_exists(spelling: str, what: str) -> None:
     """Refuse a spelling that is no image source, or whose ROOT or PATH does not exist
     (FileNotFoundError naming ``what`` asked for it); reads no image, imports no torch."""
@@ -235,7 +244,7 @@ def choose_by_class(classes: Sequence[int], correct: Sequence[bool], order: Sequ
         if chosen[place] is not None:
             continue
         taken = {classes[i] for i in chosen if i is not None}
-        free = [i for i in order if i not in chosen]
+        free = [i for i in order if i not in chosen] or list(order)  # one image alone: it is its own target
         chosen[place] = next((i for tier in tiers for i in free if tier(i, taken)), None)
     return chosen
 

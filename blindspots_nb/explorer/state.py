@@ -336,6 +336,10 @@ class Explorer:
 
     def _adopt(self, traversal: Traversal, source: str, target: str, target_b: str) -> None:
         with self._lock:
+            previous = self.traversal  # the same images for the same model (a reset, new hyperparameters): said
+            same_choice = (previous is not None and previous.model is traversal.model  # once is enough
+                           and torch.equal(previous.sources, traversal.sources)
+                           and torch.equal(previous.targets, traversal.targets))
             self.source, self.target, self.target_b, self.traversal = source, target, target_b, traversal
             self.error, self.live_triangle, self._config = None, None, traversal.config
         self._notify("restart")
@@ -345,7 +349,7 @@ class Explorer:
         predictions = [int(traversal.labels[0]), *traversal.target_labels.tolist()]
         found = "; ".join(sources.label_warnings((source, target, target_b), labels, predictions,
                                                  self._model.class_names))
-        if found:
+        if found and not same_choice and source not in (target, target_b):  # that, said above, says more
             self._notify("warning", found[0].upper() + found[1:] + ".")
         self._redraw_live()
 
