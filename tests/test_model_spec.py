@@ -306,7 +306,7 @@ def test_reproduce_runs_a_factory_model_resumes_and_refuses_changed_parameters(t
     pool = json.loads((out / "folder" / "pool.json").read_text())
     assert sorted(pool["class_names"]) == ["circle", "square", "triangle"]
     table1 = (out / "table1.csv").read_text()
-    assert f"| {folder} (ours, folder, n=" in (out / "table1.md").read_text()  # named as its folder, not its path
+    assert "| tiny (ours, folder, n=" in (out / "table1.md").read_text()  # by wrap(name=), not its path or folder
     settings = json.loads((out / "settings.json").read_text())
     assert settings["weights"][spec]["sha256"] == load_model(spec, device="cpu").info["weights_sha256"]
     capsys.readouterr()

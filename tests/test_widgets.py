@@ -216,7 +216,7 @@ def test_upload_adds_an_image_and_bad_files_give_a_message(explorer):
 
 def test_a_model_that_cannot_be_loaded_keeps_the_current_one(model, images, tmp_path):
     explorer = LSTExplorer(model, image_source=images, models=["no_such_model"], out_dir=tmp_path)
-    assert list(explorer.model_menu.options) == ["tiny", "no_such_model"]
+    assert list(explorer.model_menu.options) == [("tiny", "tiny"), ("no_such_model", "no_such_model")]
     explorer.model_menu.value = "no_such_model"
     assert "Could not load no_such_model: unknown model" in explorer.message.value
     assert explorer.model is model and explorer.model_menu.value == "tiny"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..lst import Traversal
 from ..plots import image_to_png
-from ..tools import atomic
+from ..tools import atomic, provenance
 from .triangle import Triangle, triangle_csv, triangle_record
 
 
@@ -29,7 +29,7 @@ def write_export(out_dir: Path, record: dict, identity: dict, traversal: Travers
     returns the paths. A name holds the model, source, targets and iteration, then 10 hex
     digits of the sha256 of ``identity`` (what makes the point what it is)."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    stem = "_".join((_file_stem(record["model"].get("name"), 32), _file_stem(record["source"], 40), "to",
+    stem = "_".join((_file_stem(provenance.display_name(record["model"]), 32), _file_stem(record["source"], 40), "to",
                      _file_stem(record["target"], 40), "and", _file_stem(record["target_b"], 40),
                      f"it{record['iteration']}", digest[:10]))
     paths = {"image": out_dir / f"{stem}.png", "image_b": out_dir / f"{stem}_b.png",

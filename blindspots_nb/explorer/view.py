@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 
 from .state import OVERLAY_METHODS, Explorer
 from .triangle_view import TrianglePanel
+from ..tools import provenance
 from ..tools.deprecation import renamed_keywords
 from ..lst import LSTConfig
 from ..plots import confidence_figure, difference_image, image_to_png, saliency_overlay, update_confidence_figure
@@ -65,7 +66,7 @@ class LSTExplorer:
             models = list_models() + ([model] if isinstance(model, str) and model not in list_models() else [])
         self._quiet = False  # set while the view changes its own widgets
         style = {"description_width": "initial"}
-        self.model_menu = W.Dropdown(options=list(models), description="model", style=style)
+        self.model_menu = W.Dropdown(options=[(name, name) for name in models], description="model", style=style)
         self.image_source_menu = W.Dropdown(description="images", style=style)
         self.source_menu = W.Dropdown(description="source", style=style)
         self.target_menu = W.Dropdown(description="target A", style=style)
@@ -283,8 +284,11 @@ class LSTExplorer:
         """Set the menus and fields to what the explorer holds."""
         state, config = self.state, self.state.config
         with self._quietly():
-            if state.model_name not in self.model_menu.options:
-                self.model_menu.options = [state.model_name, *self.model_menu.options]
+            names = [value for _, value in self.model_menu.options]
+            names = names if state.model_name in names else [state.model_name, *names]
+            # each model by its value (a registry name or a spec); the loaded one labelled by its display name
+            self.model_menu.options = [(provenance.display_name(state.model) if name == state.model_name else name,
+                                        name) for name in names]
             self.model_menu.value = state.model_name
             for menu, options, value in ((self.image_source_menu, list(state.image_sources), state.image_source),
                                          (self.source_menu, list(state.catalog), state.source),

@@ -98,11 +98,15 @@ class Classifier(nn.Module):
         return f"name={self.info.get('name')!r}, input_size={self.input_size}"
 
 
+WRAP_NAME = "custom"  # wrap's name when none is given: a factory's model is then shown by its spec's function
+
+
 def wrap(module: nn.Module, mean: Sequence[float], std: Sequence[float],
          class_names: Sequence[str], input_size: tuple[int, int, int] = (3, 224, 224),
-         name: str = "custom", device: str | torch.device | None = None) -> Classifier:
+         name: str = WRAP_NAME, device: str | torch.device | None = None) -> Classifier:
     """Wrap a user's module (which expects normalised inputs) as a :class:`Classifier`
-    on ``device`` (default: where the module is)."""
+    on ``device`` (default: where the module is). ``name``: what tables, figure titles,
+    menus and exported files call it."""
     info = {"name": name, "architecture": type(module).__name__, "weights": "user module",
             "training": "unknown", "threat_model": None, "radius": None, "dataset": None}
     model = Classifier(module, mean, std, class_names, input_size, info)

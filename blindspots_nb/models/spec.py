@@ -18,6 +18,10 @@ sha256 of its parameters and buffers (a factory should seed any random initialis
 or every process gets another model and the run refuses it). ``weights=PATH``
 (``--weights SPEC=PATH``) loads a state dict saved with ``torch.save(net.state_dict(), PATH)``
 into the wrapped network (the classifier's ``net``), strictly, after the factory ran.
+
+The spec is the model's identity (``info["name"]``, ``info["spec"]``, a run's records); its
+display name (``info["display_name"]``: ``wrap(..., name=)`` or the dict's ``name``, else
+the run folder's ``build-1a2b3c4d``) names its table rows, figure titles and exported files.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import torch.nn as nn
 from ..tools.devices import resolve_device
 from ..tools.tensors import module_device, weights_sha256
 from .checkpoint_formats import CheckpointError
-from .classifier import Classifier, ModelDescriptionError, check_class_names, wrap
+from .classifier import WRAP_NAME, Classifier, ModelDescriptionError, check_class_names, wrap
 from .registry import list_models
 from .spec_names import FORM, ModelSpecError, canonical_spec, is_spec, model_folder, parse_spec, spec_file
 
@@ -226,7 +230,9 @@ def load_spec(spec: str, device: str | torch.device | None = None,
     target = parse_spec(spec)[0]
     origin = Path(weights).resolve() if weights is not None else (
         target if target.endswith(".py") else getattr(sys.modules[target], "__file__", target))
+    named = model.info.get("name")  # wrap(name=) or the dict's name; wrap's default says nothing
     model.info = {**model.info, "name": spec, "spec": spec,
+                  "display_name": str(named) if named and named != WRAP_NAME else model_folder(spec),
                   "weights": f"state dict {origin}" if weights is not None else f"made by {spec}",
                   "weights_file": str(origin), "weights_origin": "file" if weights is not None else "factory",
                   "weights_url": None, "weights_sha256": fingerprint, "weights_verified": False,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data.sources import shown_source
 from ..tools import provenance
 from .experiment import Experiment
 from .run import pool_images, stored_pool
@@ -46,11 +47,13 @@ def model_report(store: RunStore, experiment: Experiment, model_name: str, weigh
     rows = {int(row["source"]): row for row in store.blind_spot_rows(experiment, model_name)
             if int(row["round"]) == 0}
     return ModelReport(
-        model=model_name, sources=images[:count], blind_spots=store.blind_spots(experiment, model_name, 0, 0)[:count],
+        model=provenance.display_name(model), sources=images[:count],
+        blind_spots=store.blind_spots(experiment, model_name, 0, 0)[:count],
         targets=images[count:], source_classes=[pool["class_names"][s] for s in sources],
         target_classes=[pool["class_names"][t] for t in targets],
         initial_confidence=[float(rows[s]["initial_confidence"]) for s in sources],
         confidence=[float(rows[s]["confidence"]) for s in sources],
         mean_grid=store.mean_triangle_grid(experiment, model_name).double().mean(0),
         divisions=experiment.divisions,
-        caption=provenance.caption(model, experiment.lst, "cpu") + f" | {experiment.name}: {experiment.image_source}")
+        caption=provenance.caption(model, experiment.lst, "cpu") + f" | {experiment.name}: "
+                                                                   f"{shown_source(experiment.image_source)}")

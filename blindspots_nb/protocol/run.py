@@ -237,7 +237,8 @@ def weights_identity(experiments: list[Experiment], weights: dict[str, str]) -> 
     published hash (a factory spec's model: the fingerprint of its parameters and buffers),
     and ``model``, the rest of what makes its numbers (input size, mean, std, crop, class
     names: :func:`~blindspots_nb.models.factory.model_identity`). Part of a run's settings,
-    so that another model is never mixed into a run."""
+    so that another model is never mixed into a run; ``display_name`` (what the tables call
+    it: a factory's own name) is kept beside, not part of the identity."""
     from ..models import get_entry, load_model, weights_record
     from ..models.factory import model_identity
     from ..models.spec import is_spec
@@ -250,7 +251,8 @@ def weights_identity(experiments: list[Experiment], weights: dict[str, str]) -> 
         else:
             record, model = weights_record(name, weights.get(name)), model_identity(get_entry(name))
         identity[name] = {"file": str(Path(record["weights_file"]).resolve()), "sha256": record["weights_sha256"],
-                          "verified": record["weights_verified"], "check": record["weights_check"], "model": model}
+                          "verified": record["weights_verified"], "check": record["weights_check"], "model": model,
+                          "display_name": record.get("display_name", name)}
     return identity
 
 

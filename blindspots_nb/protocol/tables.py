@@ -15,7 +15,7 @@ from pathlib import Path
 from ..tools import provenance
 from ..analysis.geometry import DROPS
 from ..analysis.metrics import mean_std
-from ..data.sources import labels_in_words
+from ..data.sources import labels_in_words, shown_source
 from .experiment import Experiment
 from .store import SETTINGS, RunStore, csv_text
 
@@ -82,21 +82,32 @@ def _cell(mean_std_pair, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _ours(summaries: dict) -> list[tuple[str, dict]]:
-    """(row name, summary) of each model of each experiment, in the run's order: the
-    model's name, or 'experiment/model' (as its folder) for a model that more than one
-    experiment of the run studies."""
-    from ..models import model_folder  # a factory spec's row is named as its folder: build-1a2b3c4d
+def display_names(models, weights: dict | None = None) -> dict[str, str]:
+    """Each model's name in the tables: its display name as the run's settings record it
+    (a factory's ``wrap(name=)``), else its registry name or its folder (``build-1a2b3c4d``
+    for a factory spec, whose text holds an absolute path); two models shown alike are
+    shown by their folders."""
+    from ..models.spec_names import model_folder
 
+    names = {m: (weights or {}).get(m, {}).get("display_name") or model_folder(m) for m in dict.fromkeys(models)}
+    shared = {name for name, count in Counter(names.values()).items() if count > 1}
+    return {m: model_folder(m) if name in shared else name for m, name in names.items()}
+
+
+def _ours(summaries: dict, weights: dict | None = None) -> list[tuple[str, dict]]:
+    """(row name, summary) of each model of each experiment, in the run's order: the
+    model's display name (:func:`display_names`), or 'experiment/name' for a model that
+    more than one experiment of the run studies."""
     studies = Counter(model for models in summaries.values() for model in models)
-    return [(f"{experiment}/{model_folder(model)}" if studies[model] > 1 else model_folder(model), summary)
+    names = display_names(studies, weights)
+    return [(f"{experiment}/{names[model]}" if studies[model] > 1 else names[model], summary)
             for experiment, models in summaries.items() for model, summary in models.items()]
 
 
-def _table_rows(summaries: dict, paper: dict, table: str, columns: dict, digits: int):
+def _table_rows(summaries: dict, paper: dict, table: str, columns: dict, digits: int, weights: dict | None = None):
     """Rows (label, cells) of one table: ours, then the paper's."""
     rows = [(f"{name} (ours, {summary['dataset']}, n={summary['n_sources']})",
-             [_cell(summary[table][key], digits) for key in columns]) for name, summary in _ours(summaries)]
+             [_cell(summary[table][key], digits) for key in columns]) for name, summary in _ours(summaries, weights)]
     rows += [(f"{name} (paper, ImageNet)", [_cell(numbers[key], digits) for key in columns])
              for name, numbers in paper.items()]
     return rows
@@ -136,9 +147,9 @@ def _latex(title: str, header: list[str], rows, notes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _csv_rows(summaries: dict, paper: dict, table: str, columns: dict) -> list[dict]:
+def _csv_rows(summaries: dict, paper: dict, table: str, columns: dict, weights: dict | None = None) -> list[dict]:
     """One row per model: ours (named as in :func:`_ours`), then the paper's."""
-    entries = [(name, "ours", summary["dataset"], summary[table]) for name, summary in _ours(summaries)]
+    entries = [(name, "ours", summary["dataset"], summary[table]) for name, summary in _ours(summaries, weights)]
     entries += [(name, "paper", "imagenet", numbers) for name, numbers in paper.items()]
     rows = []
     for name, origin, dataset, numbers in entries:
@@ -163,9 +174,11 @@ def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict 
                   paper_rows: bool = True) -> list[str]:
     """What produced the tables, in a few sentences under them: settings (with where a
     user's folder's labels came from), weights files (sha256, and whether a published
-    hash confirmed them), version, and whether the paper's ImageNet rows are shown."""
+    hash confirmed them), version, and whether the paper's ImageNet rows are shown. Models
+    by their display names, folders and files by their names: no absolute path, for a paper."""
+    names = display_names([m for e in experiments for m in e.models], weights)
     settings = "; ".join(
-        f"{e.name} ({e.image_source}): {', '.join(e.models)}, LST "
+        f"{e.name} ({shown_source(e.image_source)}): {', '.join(names[m] for m in e.models)}, LST "
         + ", ".join(f"{k}={_setting(v)}" for k, v in e.lst.to_dict().items() if k not in NOT_SETTINGS)
         + f", rounds={e.rounds}, seed={e.seed}, pool: correct with confidence > {e.min_conf}, "
         + e.execution.in_words()
@@ -175,9 +188,9 @@ def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict 
              + ("the paper's rows are ImageNet." if paper_rows else "the paper's ImageNet rows are left out.")]
     if weights:
         notes.append("Weights: " + "; ".join(
-            f"{name} {Path(w['file']).name} sha256 {w['sha256'][:16]}, "
+            f"{names.get(name, name)} {Path(w['file']).name} sha256 {w['sha256'][:16]}, "
             + ("verified" if w["verified"] else "unverified") for name, w in weights.items()) + ".")
-    if any(math.isnan(s["table1"]["lpips"][0]) for _, s in _ours(summaries)):
+    if any(math.isnan(s["table1"]["lpips"][0]) for models in summaries.values() for s in models.values()):
         notes.append("n/a*: LPIPS's AlexNet trunk weights were not on disk (run.json says which file to put where).")
     return notes
 
@@ -308,8 +321,8 @@ def render_tables(experiments: list[Experiment], summaries: dict, weights: dict 
     for table, title, columns, paper, digits in TABLES:
         paper = paper if paper_rows else {}
         header = ["Model", *columns.values()]
-        rows = _table_rows(summaries, paper, table, columns, digits)
+        rows = _table_rows(summaries, paper, table, columns, digits, weights)
         texts[f"{table}.md"] = _markdown(title, header, rows, notes)
         texts[f"{table}.tex"] = _latex(title, header, rows, notes)
-        texts[f"{table}.csv"] = csv_text(_csv_rows(summaries, paper, table, columns))
+        texts[f"{table}.csv"] = csv_text(_csv_rows(summaries, paper, table, columns, weights))
     return texts

@@ -45,6 +45,15 @@ def model_info(model) -> dict:
     return dict(info) if info else {"name": type(model).__name__, "weights": "user-supplied module"}
 
 
+def display_name(model) -> str:
+    """The name a model is shown by in tables, titles, menus and file names: a factory's
+    own (``wrap(name=)`` or its dict's ``name``), else its registry name. A factory spec,
+    which holds an absolute path, stays its identity in ``info["spec"]`` and the records.
+    ``model``: a model, or its info as a record holds it."""
+    info = model if isinstance(model, dict) else model_info(model)
+    return str(info.get("display_name") or info.get("name"))
+
+
 def record(model=None, config=None, device=None, **extra) -> dict:
     """A JSON-serialisable record of what produced a result."""
     out = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
@@ -68,12 +77,18 @@ def write_record(path, model=None, config=None, device=None, **extra) -> Path:
     return atomic.write_text(path, json.dumps(record(model, config, device, **extra), indent=2, default=str))
 
 
+def _without_folders(text: str) -> str:
+    """A factory's weights in words (``made by /home/me/my_models.py:build``) with each
+    absolute path cut to its file name: a caption is meant for a figure others read."""
+    return " ".join(Path(word).name if word.startswith("/") else word for word in str(text).split(" "))
+
+
 def caption(model=None, config=None, device=None) -> str:
     """One line for a figure: model, weights, hyperparameters, device, version."""
     parts = []
     if model is not None:
         info = model_info(model)
-        parts.append(f"{info.get('name')} [{info.get('weights', '?')}]")
+        parts.append(f"{display_name(model)} [{_without_folders(info.get('weights', '?'))}]")
     if config is not None:
         values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
         parts.append(", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
