@@ -21,7 +21,7 @@ def test_markdown_text_shows_markup_as_text():
 
 def test_the_comparison_tables_escape_model_names_and_captions():
     distances = {key: torch.tensor([0.1, 0.2]) for key in ("rmse", "linf", "ssim")}
-    comparison = SimpleNamespace(model=HOSTILE_MODEL, threat=SimpleNamespace(norm="linf", radius=0.03),
+    comparison = SimpleNamespace(model=HOSTILE_MODEL, attack="PGD", threat=SimpleNamespace(norm="linf", radius=0.03),
                                  fooled=torch.tensor([1, 1]), kept=torch.tensor([1, 0]), k=2,
                                  other_class=torch.tensor([True, True]),
                                  distances={"adversarial to source": distances, "blind spot to target": distances},
