@@ -19,7 +19,7 @@ def test_papermill_sets_the_apps_parameters_and_it_shows_only_the_explorer(tmp_p
     prepared = tmp_path / "app.ipynb"
     papermill.execute_notebook(APP, prepared, prepare_only=True, parameters={
         "model_name": "fonts_cnn", "image_source": "fonts:test", "source": None, "target": None, "target_b": None,
-        "out_dir": str(tmp_path / "export")})
+        "out_dir": str(tmp_path / "export"), "device": "cpu"})
     book = nbformat.read(prepared, as_version=4)
     book.cells.append(nbformat.v4.new_code_cell(
         "print(app.model.info['name'], app.state.image_source, app.traversal.iteration, app.saliency_toggle.value, "
