@@ -182,6 +182,9 @@ def reproduce(args):
     from .protocol import RunStore, run
 
     experiments = experiments_from_args(args)
+    if args.dry_run:
+        print(run.plan_text(run.plan(experiments, device=args.device, weights=_weights_option(args.weights))))
+        return None
     if not args.force:  # a resumed run keeps the execution options it recorded, unless given here
         experiments = run.as_recorded(experiments, RunStore(args.out_dir), _given(args, args.execution_fields))
     return run.reproduce(experiments, args.out_dir, device=args.device, weights=_weights_option(args.weights),
@@ -307,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="start anew: remove what an earlier run wrote in the "
                                                         "output folder, and only that (a folder holding other "
                                                         "files is refused)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (models, pool size, rounds, iterations, batches) and the estimated time, "
+                        "from a few LST iterations timed on each model's first batch; writes nothing, not even the "
+                        "output folder (default: off: the run itself)")
     experiment_fields = add_dataclass_options(p.add_argument_group("experiment"), Experiment,
                                               exclude=_NOT_OPTIONS, preset=True)
     lst_fields = add_dataclass_options(p.add_argument_group("LST hyperparameters"), LSTConfig, preset=True,

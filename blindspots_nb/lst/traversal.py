@@ -115,14 +115,17 @@ class Traversal:
         return forward_backward(self.model, images, self.labels, self.execution)
 
     # -- stepping ----------------------------------------------------------------
-    def step(self, n: int = 1, progress: bool = False) -> "Traversal":
-        """Run ``n`` more iterations (may be called again and again).
+    def step(self, n: int = 1, progress: bool = False, on_iteration=None) -> "Traversal":
+        """Run ``n`` more iterations (may be called again and again); ``on_iteration()``,
+        if given, is called after each (a caller's progress bar: no wait for the device).
 
         Raises RuntimeError, naming the first iteration, once the model has given NaN
         or infinite logits (checked at recorded iterations and at the end).
         """
         for _ in tqdm(range(n), desc="LST", disable=not progress, leave=False):
             self._step()
+            if on_iteration is not None:
+                on_iteration()
         self._check_finite()
         return self
 
@@ -160,11 +163,11 @@ class Traversal:
         if cfg.record_every and self.iteration % cfg.record_every == 0:
             self._record()
 
-    def run(self, progress: bool = False) -> "Traversal":
-        """Step on until ``config.iterations`` iterations have run."""
+    def run(self, progress: bool = False, on_iteration=None) -> "Traversal":
+        """Step on until ``config.iterations`` iterations have run (``on_iteration``: see :meth:`step`)."""
         remaining = self.config.iterations - self.iteration
         if remaining > 0:
-            self.step(remaining, progress=progress)
+            self.step(remaining, progress=progress, on_iteration=on_iteration)
         if not self.history.iteration or self.history.iteration[-1] != self.iteration:
             self._record()
         return self
@@ -280,6 +283,9 @@ class Traversal:
 
 
 def traverse(model, sources: torch.Tensor, labels, targets: torch.Tensor, config: LSTConfig | None = None,
-             target_labels=None, progress: bool = False, execution: Execution | None = None) -> LSTResult:
-    """Run LST for ``config.iterations`` iterations and return the blind spots."""
-    return Traversal(model, sources, labels, targets, config, target_labels, execution).run(progress).result()
+             target_labels=None, progress: bool = False, execution: Execution | None = None,
+             on_iteration=None) -> LSTResult:
+    """Run LST for ``config.iterations`` iterations and return the blind spots
+    (``on_iteration()`` is called after each iteration)."""
+    return Traversal(model, sources, labels, targets, config, target_labels, execution).run(
+        progress, on_iteration).result()

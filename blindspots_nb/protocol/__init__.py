@@ -13,8 +13,8 @@ from ..tools.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "experiment": ("PRESETS", "Experiment", "preset"),
-    "run": ("NOTEBOOK", "assemble", "derangements", "merge", "parse_shard", "pool_images", "prepare", "reproduce",
-            "run_model", "source_batches"),
+    "run": ("NOTEBOOK", "assemble", "derangements", "merge", "parse_shard", "plan", "plan_text", "pool_images",
+            "prepare", "reproduce", "run_model", "select", "source_batches"),
     "store": ("RunFolderBusy", "RunFolderError", "RunSettingsMismatch", "RunStore"),
     "tables": ("PAPER_TABLE1", "PAPER_TABLE2", "TABLE1_COLUMNS", "TABLE2_COLUMNS", "compare_runs", "format_summary",
                "summarize_model"),

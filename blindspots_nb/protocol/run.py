@@ -35,7 +35,7 @@ from tqdm.std import tqdm  # text progress: it reaches the terminal through pape
 from ..tools import provenance
 from ..tools.deprecation import renamed_keywords
 from ..analysis.geometry import stats_from_confidence, triangles_confidence
-from ..lst import traverse
+from ..lst import Traversal, traverse
 from ..analysis.metrics import LPIPSDistance, target_distances
 from ..data.images import open_image, preprocess_for
 from ..data.sources import check_source_exists, item_digest, open_source
@@ -112,12 +112,20 @@ def _hashed(pool: dict) -> str | None:
 
 def prepare(experiment: Experiment, store: RunStore, device=None, weights: dict | None = None) -> dict:
     """Select the pool and draw the derangements, once: later calls read the stored pool."""
-    from .pool import select_pool
-    from ..models import load_model
-
     stored = store.pool(experiment)
     if stored is not None:
         return stored
+    record = select(experiment, device, weights)
+    store.save_pool(experiment, record)
+    return record
+
+
+def select(experiment: Experiment, device=None, weights: dict | None = None) -> dict:
+    """The pool record of ``experiment`` (its images, labels, hashes, confidences and
+    derangements), selected now and written nowhere: :func:`prepare` stores it."""
+    from .pool import select_pool
+    from ..models import load_model
+
     weights = weights or {}
     models = [load_model(name, device=device, weights=weights.get(name)) for name in experiment.models]
     dataset = _labelled(open_source(experiment.image_source, models[0], seed=experiment.seed), models[0])
@@ -137,7 +145,6 @@ def prepare(experiment: Experiment, store: RunStore, device=None, weights: dict 
         "targets": derangements(keep, experiment.rounds, experiment.seed).tolist(),
         "skipped": [list(item) for item in [*getattr(dataset, "skipped", []), *pool.skipped]],  # unreadable files
     }
-    store.save_pool(experiment, record)
     return record
 
 
@@ -295,18 +302,22 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
     labels = torch.tensor(pool["labels"], device=device)
     targets = torch.tensor(pool["targets"])
     lpips = lpips or LPIPSDistance()
-    batches = [(b, sources) for b, sources in enumerate(source_batches(len(labels), experiment.batch_size))
-               if b % shard[1] == shard[0]]
+    all_batches = source_batches(len(labels), experiment.batch_size)
+    n_batches = len(all_batches)
+    batches = [(b, sources) for b, sources in enumerate(all_batches) if b % shard[1] == shard[0]]
     timings = {"blind_spots_s": 0.0, "triangles_s": 0.0, "batches_done_now": 0}
-    work = [(b, sources, r) for b, sources in batches for r in range(experiment.rounds)]
-    for b, sources, r in tqdm(work, desc=f"{model_name} blind spots", disable=not progress):
-        if store.has_blind_spots(experiment, model_name, b, r):
-            continue
+    work = [(b, sources, r) for b, sources in batches for r in range(experiment.rounds)
+            if not store.has_blind_spots(experiment, model_name, b, r)]
+    bar = tqdm(total=len(work) * experiment.lst.iterations, desc=f"{model_name} blind spots", unit="it",
+               disable=not progress)  # one tick per LST iteration, with tqdm's rate and ETA
+    for n, (b, sources, r) in enumerate(work):
+        bar.set_postfix_str(f"batch {b + 1}/{n_batches} round {r + 1}/{experiment.rounds}", refresh=False)
         start = time.perf_counter()
         index = torch.tensor(list(sources))
         target_index = targets[r, index]
         result = traverse(model, images[index], labels[index], images[target_index],
-                          experiment.lst_config(_seed(experiment, b, r)), execution=experiment.execution)
+                          experiment.lst_config(_seed(experiment, b, r)), execution=experiment.execution,
+                          on_iteration=bar.update)
         measured = {"initial_confidence": result.initial_confidence, "confidence": result.confidence,
                     **target_distances(result.images, images[target_index], lpips)}
         measured = {key: value.cpu().tolist() for key, value in measured.items()}  # one wait for the device
@@ -314,8 +325,15 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
                  "target_label": pool["labels"][t], **{key: value[i] for key, value in measured.items()}}
                 for i, (s, t) in enumerate(zip(index.tolist(), target_index.tolist()))]
         store.save_blind_spots(experiment, model_name, b, r, result.images, rows)
-        timings["blind_spots_s"] += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        timings["blind_spots_s"] += elapsed
         timings["batches_done_now"] += 1
+        if n == 0 and progress and len(work) > 1:
+            left = elapsed * sum(len(s) for _, s, _ in work[1:]) / len(sources)
+            bar.write(f"{model_name}: the first batch of {len(sources)} sources took {_duration(elapsed)}; "
+                      f"the {len(work) - 1} batch rounds left should take about {_duration(left)}, then the "
+                      "triangles")
+    bar.close()
 
     pairs = math.comb(experiment.rounds, 2)
     todo = [(b, sources) for b, sources in batches if not store.has_triangles(experiment, model_name, b)]
@@ -361,6 +379,99 @@ def check_inputs(experiments: list[Experiment], weights: dict[str, str]):
             raise ValueError(f"--weights {name}=...: {name} is not a model of this run")
         if not Path(path).is_file():
             raise FileNotFoundError(f"--weights {name}={path}: no such file")
+
+
+def _duration(seconds: float) -> str:
+    """A duration in words: '40 s', '3.5 min', '2.1 h'."""
+    if seconds < 90:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _synchronize(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_model(experiment: Experiment, pool: dict, name: str, device, weights: str | None,
+                 timed_iterations: int, lpips) -> dict:
+    """One model's costs on the pool's first source batch of its first round, measured: the
+    start of a traversal, an LST iteration (over ``timed_iterations``, after one to warm
+    up), the Table-1 distances and the Table-2 triangles; and from them the model's
+    estimated time, each batch's share by its number of sources."""
+    from ..models import load_model, module_device
+
+    model = load_model(name, device=device, weights=weights)
+    device = module_device(model)
+    images = pool_images(experiment, pool, model).to(device)
+    labels, targets = torch.tensor(pool["labels"], device=device), torch.tensor(pool["targets"])
+    batches = source_batches(len(labels), experiment.batch_size)
+    index = torch.tensor(list(batches[0]))
+    sources, source_labels = images[index], labels[index]
+
+    def timed(work):
+        _synchronize(device)
+        start = time.perf_counter()
+        result = work()
+        _synchronize(device)
+        return time.perf_counter() - start, result
+
+    config = experiment.lst_config(_seed(experiment, 0, 0))
+    start_s, traversal = timed(lambda: Traversal(model, sources, source_labels, images[targets[0, index]], config,
+                                                 execution=experiment.execution))
+    traversal.step(1)  # warm-up: first calls allocate (and compile, where asked)
+    steps_s, _ = timed(lambda: traversal.step(timed_iterations))
+    distances_s, _ = timed(lambda: target_distances(traversal.result().images, images[targets[0, index]], lpips))
+    triangles_s, _ = timed(lambda: triangles_confidence(
+        model, sources, [images[targets[r, index]] for r in range(experiment.rounds)], source_labels,
+        experiment.divisions, execution=experiment.execution))
+    iteration_s = steps_s / timed_iterations
+    per_batch = experiment.rounds * (start_s + experiment.lst.iterations * iteration_s + distances_s) + triangles_s
+    return {"timed_batch": len(index), "timed_iterations": timed_iterations, "traversal_start_s": start_s,
+            "iteration_s": iteration_s, "distances_s": distances_s, "triangles_s": triangles_s,
+            "estimate_s": per_batch * len(labels) / len(index)}
+
+
+def plan(experiments: list[Experiment], device=None, weights: dict[str, str] | None = None,
+         timed_iterations: int = 3) -> dict:
+    """What :func:`reproduce` would do for ``experiments`` and about how long it would take,
+    writing nothing (``reproduce --dry-run``): per experiment its models, its pool (selected
+    now, as a new run selects it), rounds, iterations and source batches; per model the
+    costs timed on its first batch (:func:`_timed_model`) and its estimated time. The
+    estimate is the computation's (LST, distances, triangles); loading models, selecting
+    the pool and starting each model's notebook add a few seconds each."""
+    weights = _canonical_weights(weights or {})
+    check_inputs(experiments, weights)
+    lpips = LPIPSDistance()
+    planned = []
+    for experiment in experiments:
+        pool = select(experiment, device, weights)
+        batches = source_batches(len(pool["labels"]), experiment.batch_size)
+        planned.append({
+            "experiment": experiment.name, "image_source": experiment.image_source, "models": list(experiment.models),
+            "pool_size": len(pool["labels"]), "passed_rule": pool["passed_rule"], "rounds": experiment.rounds,
+            "iterations": experiment.lst.iterations, "batch_size": experiment.batch_size, "batches": len(batches),
+            "timings": {name: _timed_model(experiment, pool, name, device, weights.get(name), timed_iterations, lpips)
+                        for name in experiment.models}})
+    return {"experiments": planned,
+            "estimate_s": sum(t["estimate_s"] for e in planned for t in e["timings"].values())}
+
+
+def plan_text(planned: dict) -> str:
+    """:func:`plan`'s plan in lines for the terminal."""
+    lines = []
+    for e in planned["experiments"]:
+        lines.append(f"{e['experiment']} ({e['image_source']}): {', '.join(e['models'])}; pool of {e['pool_size']} "
+                     f"sources ({e['passed_rule']} pass the pool rule); {e['rounds']} rounds of {e['iterations']} "
+                     f"LST iterations; {e['batches']} batch{'es' if e['batches'] > 1 else ''} of up to "
+                     f"{e['batch_size']} sources")
+        for name, t in e["timings"].items():
+            lines.append(f"  {name}: {t['iteration_s']:.3g} s per iteration of {t['timed_batch']} sources (timed over "
+                         f"{t['timed_iterations']}), triangles of a batch {t['triangles_s']:.3g} s: about "
+                         f"{_duration(t['estimate_s'])}")
+    lines.append(f"Estimated time: about {_duration(planned['estimate_s'])} of computation (loading the models, "
+                 "selecting the pools and starting each model's notebook add a few seconds each). Nothing was written.")
+    return "\n".join(lines)
 
 
 def notebook_parameters(experiment: Experiment, model: str, store: RunStore, shard=(0, 1), device=None,
