@@ -288,8 +288,8 @@ def comparison_sentences(comparisons, result: Transfer | None = None) -> str:
                  f"{float(blind['linf'][spots].mean()):.2f}, SSIM {float(blind['ssim'][spots].mean()):.2f}) from "
                  "their targets" if spots.any() else "")
         sentences.append(
-            f"{c.model}: {c.attack} at {c.threat.norm} {c.threat.radius:.4g} changes the class of {int(c.fooled.sum())} of "
-            f"{c.k} sources while staying at RMSE {float(adv['rmse'].mean()):.3f} "
+            f"{c.model}: {c.attack} at {c.threat.norm} {c.threat.radius:.4g} changes the class of "
+            f"{int(c.fooled.sum())} of {c.k} sources while staying at RMSE {float(adv['rmse'].mean()):.3f} "
             f"(SSIM {float(adv['ssim'].mean()):.2f}) "
             f"from them; LST keeps the source class within delta on {c.blind_spot_words()}{where}.")
     if result is not None and len(result.models) > 1:
