@@ -15,6 +15,7 @@ The files, in the order a model is made (as timm keeps registry, hub and factory
 - ``registry``: one entry per name (``list_models``, ``get_entry``, ``timm:<name>``);
 - ``hub``: where weights come from (argument, package, cache, download) and their hash check;
 - ``checkpoint_formats``: reading the published file formats without running pickled code;
+- ``spec_names``: how a spec is written (its syntax, its file, its folder in a run), without torch;
 - ``spec``: a model given by where its code lives (``file.py:function``, ``package.module:function``);
 - ``factory``: ``load_model`` (a registry name or a spec), ``random_model``, ``weights_record``.
 """

@@ -439,7 +439,7 @@ def plan(experiments: list[Experiment], device=None, weights: dict[str, str] | N
     now, as a new run selects it), rounds, iterations and source batches; per model the
     costs timed on its first batch (:func:`_timed_model`) and its estimated time. The
     estimate is the computation's (LST, distances, triangles); loading models, selecting
-    the pool and starting each model's notebook add a few seconds each."""
+    the pool and each model's notebook (its start and report) come on top."""
     weights = _canonical_weights(weights or {})
     check_inputs(experiments, weights)
     lpips = LPIPSDistance()
@@ -469,8 +469,9 @@ def plan_text(planned: dict) -> str:
             lines.append(f"  {name}: {t['iteration_s']:.3g} s per iteration of {t['timed_batch']} sources (timed over "
                          f"{t['timed_iterations']}), triangles of a batch {t['triangles_s']:.3g} s: about "
                          f"{_duration(t['estimate_s'])}")
-    lines.append(f"Estimated time: about {_duration(planned['estimate_s'])} of computation (loading the models, "
-                 "selecting the pools and starting each model's notebook add a few seconds each). Nothing was written.")
+    lines.append(f"Estimated time: about {_duration(planned['estimate_s'])} of computation (LST, distances, "
+                 "triangles); not counted: loading the models, selecting the pools and each model's notebook (its "
+                 "start and its report: tens of seconds on a CPU). Nothing was written.")
     return "\n".join(lines)
 
 
