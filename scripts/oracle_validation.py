@@ -13,7 +13,8 @@ sources) examples that fool each model. Each is judged by
 * a reference search that leaves nothing to screening: an atlas of 4x the starts, the
   nearest of them in *every* font descended for *every* letter, 4x the steps
   (``REFERENCE``);
-* on the first ``--convergence`` examples, a still longer search (``CONVERGENCE``: 8x the
+* on the first ``--convergence`` examples (the ``--closest`` calls of a taxonomy run
+  first, where given), a still longer search (``CONVERGENCE``: 8x the
   atlas, twice the reference's starts per font and steps) that shows whether the
   reference has converged.
 
@@ -69,8 +70,14 @@ def parse(argv):
     parser.add_argument("--autoattack", type=int, default=20, help="sources attacked by AutoAttack (0: none)")
     parser.add_argument("--limit", type=int, default=None, help="judge at most this many examples (round-robin)")
     parser.add_argument("--convergence", type=int, default=6, help="examples also judged by the longer search")
+    parser.add_argument("--closest", type=int, default=0,
+                        help="judge first the blind spots of smallest margin in --taxonomy-dir's rows (close calls)")
+    parser.add_argument("--taxonomy-dir", default=None, help="an output folder of manifold_taxonomy.py (for --closest)")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.closest and not args.taxonomy_dir:
+        parser.error("--closest needs --taxonomy-dir (the taxonomy run whose blind-spot margins it reads)")
+    return args
 
 
 def examples(args, store) -> dict:
@@ -119,6 +126,20 @@ def round_robin(found: dict) -> list[int]:
     while any(queues):
         order += [queue.pop(0) for queue in queues if queue]
     return order
+
+
+def closest_calls(found: dict, taxonomy_dir: Path, count: int) -> list[int]:
+    """The ``count`` blind spots whose verdict in the taxonomy's rows (``MODEL_lst.json``,
+    in the order of :func:`protocol_blind_spots`) had the smallest margin."""
+    margins = []
+    for name in MODELS:
+        path = taxonomy_dir / f"{name}_lst.json"
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: --closest needs a taxonomy run's blind-spot rows")
+        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+        ids = [i for i, (model, kind) in enumerate(zip(found["model"], found["kind"])) if (model, kind) == (name, "lst")]
+        margins += [(float(row["margin"]), i) for row, i in zip(rows, ids)]
+    return [i for _, i in sorted(margins)[:count]]
 
 
 def judged(manifold: GlyphManifold, image, source, other, options: dict, everything: bool = False) -> dict:
@@ -190,7 +211,11 @@ def main(argv=None):
     path = out / "rows.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     done = {row["example"] for row in rows}
-    order = round_robin(found)[:args.limit]
+    order = round_robin(found)
+    if args.closest:
+        first = closest_calls(found, Path(args.taxonomy_dir), args.closest)
+        order = first + [i for i in order if i not in first]
+    order = order[:args.limit]
     for position, i in enumerate(order):
         if i in done:
             continue
