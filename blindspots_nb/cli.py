@@ -31,7 +31,7 @@ from pathlib import Path
 from .data.sources import check_source_exists
 from .execution.options import PRECISIONS, Execution
 from .lst.config import LSTConfig
-from .models.spec_names import is_spec, spec_file
+from .models.spec_names import canonical_spec, is_spec, spec_file
 from .protocol.experiment import PRESETS, Experiment, check_preset, parse_shard
 from .tools import atomic
 from .tools.deprecation import add_renamed_option
@@ -157,8 +157,6 @@ def experiments_from_args(args) -> list[Experiment]:
 
 def _model_key(name: str) -> str:
     """A model as --weights and --model are matched: a factory spec's file made absolute."""
-    from .models.spec_names import canonical_spec
-
     return canonical_spec(name) if is_spec(name) else name
 
 
