@@ -97,16 +97,21 @@ def server(name: str, command: list[str], root: Path, timeout: float = 120):
 
 @contextlib.contextmanager
 def page(failure_screenshot: str):
-    """A page of headless Chromium; if the test fails, a screenshot goes to ``SCREENSHOTS``."""
+    """A page of headless Chromium; if the test fails, a screenshot goes to ``SCREENSHOTS`` and
+    the page's console beside it (``.console.txt``)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1300})
+            console = []
+            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+            page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
             try:
                 yield page
             except Exception:
                 page.screenshot(path=str(SCREENSHOTS / failure_screenshot))
+                (SCREENSHOTS / failure_screenshot).with_suffix(".console.txt").write_text("\n".join(console) + "\n")
                 raise
         finally:
             browser.close()

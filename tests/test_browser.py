@@ -68,7 +68,9 @@ def voila(tmp_path):
 
 
 def test_explorer_steps_in_jupyterlab(lab):
-    with browser_page("explorer_failure.png") as page:
+    """On a busy machine (two processes spin beside it), where anywidget's front end once dropped
+    the data of figures whose module loaded slowly: every figure shows the state the kernel reports."""
+    with cpu_hog(2), browser_page("explorer_failure.png") as page:
         run_all_cells(page, lab, NOTEBOOK)
 
         step = page.locator(".widget-button", has_text="Step")

@@ -436,3 +436,30 @@ def test_the_end_of_a_run_is_drawn_though_the_throttle_drew_no_triangle_during_i
     assert shown is not None and shown.iteration == 30 and "iteration 30" in explorer.triangle.stats.value
     assert _drawn(explorer.triangle.surface)[0] == 30
     assert _drawn(explorer.figure) == (30, 31)
+
+
+def test_each_figure_opens_its_comm_with_its_data(explorer, monkeypatch):
+    """A front end may drop every message after a widget's comm opens (anywidget 0.11 does for a model
+    whose module loads in over 2 s, as on a busy machine): the state the comm opens with is what
+    it draws, so each figure a Step makes must open its comm with its data, layout and iteration."""
+    import comm
+    from ipywidgets.widgets.widget import _put_buffers
+
+    opened = []
+
+    def recording(**kwargs):
+        state = kwargs["data"]["state"]
+        _put_buffers(state, kwargs["data"]["buffer_paths"], kwargs["buffers"])  # arrays travel as buffers
+        opened.append(state)
+        return create_comm(**kwargs)
+
+    create_comm = comm.create_comm
+    monkeypatch.setattr(comm, "create_comm", recording)
+    explorer.step_button.click()
+    figures = {state["_widget_layout"]["title"]["text"].split("<br>")[0]: state
+               for state in opened if state.get("_widget_layout", {}).get("title")}
+    curves = next(state for title, state in figures.items() if title.startswith("Confidence along"))
+    assert curves["_widget_layout"]["meta"]["iteration"] == 5 and list(curves["_widget_data"][0]["x"]) == list(range(6))
+    surface = next(state for title, state in figures.items() if "iteration 5 (66 points)" in title)
+    z = surface["_widget_data"][0]["z"]
+    np.testing.assert_allclose(np.frombuffer(z["buffer"], dtype=z["dtype"]), explorer.state.live_triangle.confidence)

@@ -12,10 +12,10 @@ import math
 
 import ipywidgets as W
 import numpy as np
-import plotly.graph_objects as go
 
 from .runs import CONTRADICTIONS, SOURCE_COLUMNS, StoredRun
 from ..plots import image_to_png, triangle_contour, triangle_surface
+from ..plots.triangles import FigureWidget
 from ..protocol.tables import TABLE1_COLUMNS
 
 PANEL = 112  # pixels of each image
@@ -206,4 +206,4 @@ class RunBrowser:
             for trace in figure.select_traces(selector={"type": "contour"}):  # a widget's message is strict JSON: gaps are null
                 z = np.asarray(trace.z, dtype=float)
                 trace.z = np.where(np.isnan(z), None, z).tolist()
-        self.triangle_view.children = [go.FigureWidget(figure) for figure in figures]
+        self.triangle_view.children = [FigureWidget(figure) for figure in figures]

@@ -29,6 +29,7 @@ from .triangle_view import TrianglePanel
 from ..tools import provenance
 from ..tools.deprecation import renamed_keywords
 from ..lst import LSTConfig
+from ..plots.triangles import FigureWidget
 from ..plots import confidence_figure, difference_image, image_to_png, saliency_overlay, update_confidence_figure
 
 PANEL = 176  # pixels of each image panel
@@ -98,7 +99,7 @@ class LSTExplorer:
         self.status = W.HTML()
         self.message = W.HTML()
         self.caption_line = W.HTML()
-        self.figure = go.FigureWidget(self.snapshot_figure())
+        self.figure = FigureWidget(self.snapshot_figure())
         self.figure_box = W.Box([self.figure])
         self.triangle = TrianglePanel(self.state, self._say)
 
@@ -348,7 +349,7 @@ class LSTExplorer:
 
     def _new_figure(self):
         """The confidence figure anew from the explorer's state, in place of the one shown."""
-        previous, self.figure = self.figure, go.FigureWidget(self.snapshot_figure())
+        previous, self.figure = self.figure, FigureWidget(self.snapshot_figure())
         self.figure_box.children = (self.figure,)
         previous.close()
 

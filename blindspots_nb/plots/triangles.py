@@ -174,12 +174,32 @@ def star_figure(confidence, names=None, caption: str = "",
     return fig
 
 
-def figure_widget(figure: go.Figure) -> go.FigureWidget:
-    """``figure`` as a plotly ``FigureWidget`` whose arrays hold no NaN (a contour's gaps outside
+class FigureWidget(go.FigureWidget):
+    """plotly's ``FigureWidget`` whose comm opens with its data and layout.
+
+    plotly's own opens its comm (ipywidgets does, in the constructor) while its data and layout
+    are still empty and sends them just after as updates. anywidget's front end (0.11) drops
+    every update that reaches a model whose 5 MB module has not loaded within 2 s of the model's
+    creation ("[anywidget] Failed to initialize model."), as on a busy machine: its views then
+    draw plotly's empty default plot for good. The state the comm opens with is never dropped."""
+
+    def __init__(self, *args, **kwargs):
+        self._opening = True
+        super().__init__(*args, **kwargs)  # sets _widget_data and _widget_layout after Widget.__init__
+        self._opening = False
+        self.open()
+
+    def open(self):
+        if not getattr(self, "_opening", False):
+            super().open()
+
+
+def figure_widget(figure: go.Figure) -> FigureWidget:
+    """``figure`` as a :class:`FigureWidget` whose arrays hold no NaN (a contour's gaps outside
     the triangle become None, drawn alike): a widget's state travels as JSON, which has no NaN."""
     figure = go.Figure(figure)  # a copy: the caller's figure stays as it was
     for trace in figure.data:
         for key, value in trace.to_plotly_json().items():
             if isinstance(value, np.ndarray) and value.dtype.kind == "f" and np.isnan(value).any():
                 trace[key] = np.where(np.isnan(value), None, value).tolist()
-    return go.FigureWidget(figure)
+    return FigureWidget(figure)
