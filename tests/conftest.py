@@ -1,5 +1,17 @@
+import os
+import shutil
+import tempfile
+
 import pytest
-import torch
+
+# torch.compile's kernels go to a folder of this session's own, inherited by the notebooks'
+# kernels and subprocesses: a machine's shared cache (/tmp/torchinductor_$USER) written by
+# another process, build or instruction set aborted the compiled-model tests here
+# ("Fatal Python error: Aborted" while loading a cached kernel), which no test should depend on.
+_INDUCTOR_CACHE = tempfile.mkdtemp(prefix="blindspots-nb-inductor-")
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
+
+import torch  # noqa: E402  (after the cache folder is chosen)
 
 from helpers import make_tiny_cnn
 
@@ -17,3 +29,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def tiny_cnn():
     return make_tiny_cnn()
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_INDUCTOR_CACHE, ignore_errors=True)
