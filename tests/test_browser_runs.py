@@ -63,13 +63,13 @@ def _pick_a_source_and_see_its_triangle(page, run_dir: Path, screenshot: str):
     expected = run.triangle("fonts/fonts_cnn", picked).grid.tolist()
     sources = page.locator(".run-sources select")
     sources.wait_for(timeout=300_000)
-    page.wait_for_function(f"({SURFACE_Z})() !== null", timeout=60_000)  # the first source's triangle
+    page.wait_for_function(f"({SURFACE_Z})() !== null", timeout=300_000)  # the first source's triangle
     first = page.evaluate(SURFACE_Z)
     assert page.locator(".widget-html", has_text=f"Run {run_dir}").count() == 1
 
     sources.select_option(index=2)
     page.wait_for_function(f"expected => JSON.stringify(({SURFACE_Z})()) === JSON.stringify(expected)",
-                           arg=expected, timeout=60_000)
+                           arg=expected, timeout=300_000)
     assert page.locator(".widget-html", has_text=f"Source #{picked}").count() >= 1
     assert len(expected) == 15 and page.evaluate(SURFACE_Z) != first
     title = page.locator(".js-plotly-plot .gtitle").first.text_content()
