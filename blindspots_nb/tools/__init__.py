@@ -3,4 +3,5 @@ of files (:mod:`.checksums`) and tensors (:mod:`.tensors`), checks of user numbe
 (:mod:`.validation`), what produced a result (:mod:`.provenance`), old names with a
 warning (:mod:`.deprecation`), lazy package re-exports (:mod:`.lazy`), reading a JSON file
 that may be damaged or hostile (:mod:`.json_files`) and names from data put into HTML or
-Markdown as text (:mod:`.markup`)."""
+Markdown as text (:mod:`.markup`), and the device a user asks for, checked in one line
+(:mod:`.devices`)."""
