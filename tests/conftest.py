@@ -1,5 +1,6 @@
 import os
 import shutil
+import socket
 import tempfile
 
 import pytest
@@ -24,6 +25,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(no_cuda)
+
+
+@pytest.fixture
+def no_network(monkeypatch) -> list:
+    """Every connection or name look-up tried, refused and listed."""
+    tried = []
+
+    def refuse(*args, **kwargs):
+        tried.append(args)
+        raise OSError("no network in this test")
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return tried
 
 
 @pytest.fixture

@@ -8,17 +8,13 @@ import json
 
 import matplotlib
 import pytest
-from PIL import Image
 
-from blindspots_nb import protocol
-from blindspots_nb.data.sources import open_source
 from blindspots_nb.explorer import Explorer
 from blindspots_nb.explorer.view import LSTExplorer
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.plots.report import report_examples_figure
-from blindspots_nb.protocol import Experiment, RunStore
-from blindspots_nb.protocol import run as run_module
 from blindspots_nb.protocol.report import model_report
+from helpers import run_factory_on_glyph_folder
 
 matplotlib.use("Agg")
 
@@ -30,26 +26,12 @@ def user_run(tmp_path_factory):
     """A finished run of a factory ``my_models.py:build`` (fonts_cnn wrapped with
     ``name=NAME``) on a labelled folder of glyphs: 4 sources, 2 rounds, 3 LST iterations."""
     root = tmp_path_factory.mktemp("user")
-    (root / "my_models.py").write_text(
-        "from blindspots_nb.models import load_model, wrap\n\n\n"
-        "def build():\n"
+    store, experiment, spec = run_factory_on_glyph_folder(
+        root, "my_models",
         "    model = load_model('fonts_cnn', device='cpu')\n"
         f"    return wrap(model, mean=(0.0,), std=(1.0,), class_names=model.class_names, "
-        f"input_size=tuple(model.input_size), name={NAME!r})\n")
-    glyphs = open_source("fonts:test", (1, 32, 32))
-    for label, folder in enumerate(("A", "B", "C")):
-        (root / "my_glyphs" / folder).mkdir(parents=True)
-        for k, index in enumerate([i for i, y in enumerate(glyphs.labels.tolist()) if y == label][:2]):
-            Image.fromarray((glyphs[index][0][0] * 255).round().byte().numpy()).save(
-                root / "my_glyphs" / folder / f"img{k}.png")
-    spec = f"{root / 'my_models.py'}:build"
-    experiment = Experiment(f"folder:{root / 'my_glyphs'}", (spec,), LSTConfig(iterations=3, step_size=0.05),
-                            n_sources=4, rounds=2, batch_size=2, divisions=2, per_class=2, min_conf=0.3)
-    store = RunStore(root / "run")
-    store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
-    protocol.prepare(experiment, store, device="cpu")
-    protocol.run_model(experiment, spec, store, device="cpu", progress=False)
-    protocol.assemble(store, [experiment])
+        f"input_size=tuple(model.input_size), name={NAME!r})\n",
+        ("A", "B", "C"), "img", images="my_glyphs", iterations=3, rounds=2, divisions=2)
     return root, store, experiment, spec
 
 

@@ -10,7 +10,7 @@ from blindspots_nb.cli import build_parser, experiments_from_args, main
 from blindspots_nb.execution import PRECISIONS, Execution, fold_batchnorm
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.protocol import Experiment, preset
-from helpers import make_tiny_cnn
+from helpers import make_cnn_with_batchnorm, make_tiny_cnn
 from torch import nn
 
 
@@ -72,7 +72,7 @@ def test_compiled_or_folded_model_gives_the_blind_spots_of_eager_within_1e_5(opt
     """torch.compile runs on the CPU (the compiler builds with the machine's gcc). The
     model is not saturated: a saturated softmax's gradient direction is ill-conditioned in
     float32, so any change of rounding grows over the iterations (docs/algorithm.md)."""
-    model = _cnn_with_batchnorm(seed=1)
+    model = make_cnn_with_batchnorm(seed=1)
     sources, targets = _batch(seed=1)
     labels = model(sources).argmax(1)
     config = LSTConfig(iterations=8, step_size=0.05, record_every=4)
@@ -85,18 +85,6 @@ def test_compiled_or_folded_model_gives_the_blind_spots_of_eager_within_1e_5(opt
     assert execution.runner(model, sources) is execution.runner(model, sources)  # made once per model
 
 
-def _cnn_with_batchnorm(seed=0):
-    """conv-BN-ReLU twice, with running statistics and affine parameters far from 0 and 1."""
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                        nn.Conv2d(8, 8, 3, padding=1, stride=2, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-                        nn.Flatten(), nn.Linear(8 * 8 * 8, 5))
-    for norm in (net[1], net[4]):
-        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.2, 3)
-        nn.init.uniform_(norm.weight, 0.5, 2), nn.init.uniform_(norm.bias, -1, 1)
-    return net.eval()
-
-
 def _gradient(model, images, labels):
     x = images.detach().requires_grad_(True)
     (gradient,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), labels, reduction="sum"), x)
@@ -104,7 +92,7 @@ def _gradient(model, images, labels):
 
 
 def test_folded_batchnorm_is_the_same_function_without_the_normalisations():
-    model = _cnn_with_batchnorm()
+    model = make_cnn_with_batchnorm()
     images, _ = _batch()
     folded = fold_batchnorm(model, images[:1])
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
@@ -132,7 +120,7 @@ def test_timm_batchnorm_with_activation_keeps_its_activation():
 
 def test_folding_refuses_a_model_in_training_mode_or_one_whose_convolution_output_is_used_twice():
     with pytest.raises(ValueError, match="eval mode.*0"):
-        fold_batchnorm(_cnn_with_batchnorm().train(), torch.rand(1, 3, 16, 16))
+        fold_batchnorm(make_cnn_with_batchnorm().train(), torch.rand(1, 3, 16, 16))
 
     class Shortcut(nn.Module):  # the convolution's output also skips its normalisation
         def __init__(self):
@@ -153,7 +141,7 @@ def test_folding_refuses_a_model_in_training_mode_or_one_whose_convolution_outpu
 
 
 def test_the_folded_model_is_made_once_and_again_when_the_weights_change():
-    model = _cnn_with_batchnorm()
+    model = make_cnn_with_batchnorm()
     images = torch.rand(2, 3, 16, 16)
     execution = Execution(fold_batchnorm=True)
     first = execution.runner(model, images)

@@ -9,7 +9,6 @@ the few iterations (a saturated softmax's gradient direction would amplify it: d
 
 import pytest
 import torch
-from torch import nn
 
 from blindspots_nb.data import TensorImages
 from blindspots_nb.execution import Execution
@@ -18,7 +17,7 @@ from blindspots_nb.analysis.geometry import triangle_confidence
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.models import wrap
 
-from helpers import make_tiny_cnn
+from helpers import make_cnn_with_batchnorm, make_tiny_cnn
 
 pytestmark = pytest.mark.gpu
 
@@ -33,16 +32,6 @@ REDUCED = {"tf32-conv": 5e-3, "tf32": 5e-3, "bf16": 2e-2}
 def _batch(seed=0, size=4):
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(size, 3, 16, 16, generator=generator), torch.rand(size, 3, 16, 16, generator=generator)
-
-
-def _cnn_with_batchnorm(seed=0):
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                        nn.Conv2d(8, 8, 3, padding=1, stride=2, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-                        nn.Flatten(), nn.Linear(8 * 8 * 8, 5))
-    for norm in (net[1], net[4]):
-        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.2, 3)
-    return net.eval()
 
 
 def _traverse(model, device, execution=Execution()):
@@ -67,7 +56,7 @@ def test_lst_on_cuda_at_each_precision_walks_where_the_cpu_walks(precision):
 @pytest.mark.parametrize("option", [{"compile": True}, {"fold_batchnorm": True}, {"channels_last": False},
                                     {"compile": True, "fold_batchnorm": True}])
 def test_compiled_folded_or_nchw_lst_on_cuda_gives_the_cpus_blind_spots(option):
-    model = _cnn_with_batchnorm(seed=1)
+    model = make_cnn_with_batchnorm(seed=1)
     cpu = _traverse(model, "cpu")
     cuda = _traverse(model, "cuda", Execution(**option))
     assert (cuda.images.cpu() - cpu.images).abs().max() < FLOAT32_ACROSS_DEVICES

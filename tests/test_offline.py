@@ -1,26 +1,17 @@
 """BLINDSPOTS_NB_OFFLINE=1: no code path connects (LPIPS's trunk weights here; the CIFAR-10 batch and a received
 run's image source in test_runs_browser.py); each missing file is one message saying what to put where."""
 
-import socket
-
 import pytest
 import torch
 
 
-def test_lpips_offline_never_connects_and_says_what_to_put_where(tmp_path, monkeypatch):
+def test_lpips_offline_never_connects_and_says_what_to_put_where(tmp_path, monkeypatch, no_network):
     from blindspots_nb.analysis.metrics import LPIPSDistance
 
-    tried = []
-
-    def refuse(*args, **kwargs):
-        tried.append(args)
-        raise OSError("no network in this test")
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))  # an empty cache
     monkeypatch.setenv("BLINDSPOTS_NB_OFFLINE", "1")
     lpips = LPIPSDistance()
-    assert not lpips.available and tried == [] and not (tmp_path / "hub").exists()
+    assert not lpips.available and no_network == [] and not (tmp_path / "hub").exists()
     assert lpips.missing_reason == (
         f"no AlexNet trunk weights at {tmp_path / 'hub' / 'checkpoints' / 'alexnet-owt-7be5be79.pth'} "
         "(BLINDSPOTS_NB_OFFLINE=1: not downloaded); put torchvision's alexnet-owt-7be5be79.pth "
@@ -32,7 +23,7 @@ def _files(root) -> list[str]:
     return sorted(str(path.relative_to(root)) for path in root.rglob("*"))
 
 
-def test_offline_no_download_path_connects_or_creates_a_cache_file(tmp_path, monkeypatch):
+def test_offline_no_download_path_connects_or_creates_a_cache_file(tmp_path, monkeypatch, no_network):
     """Each download path with BLINDSPOTS_NB_OFFLINE=1 and an empty TORCH_HOME: registry weights
     from Hugging Face (timm's), a ``timm:<name>`` model, the adversarially trained checkpoints
     (Hugging Face, Google Drive), LPIPS's AlexNet trunk (torch hub) and the CIFAR-10 batch. Each
@@ -42,13 +33,6 @@ def test_offline_no_download_path_connects_or_creates_a_cache_file(tmp_path, mon
     from blindspots_nb.models import load_model
     from blindspots_nb.models.hub import WeightsNotFoundError
 
-    tried = []
-
-    def refuse(*args, **kwargs):
-        tried.append(args)
-        raise OSError("no network in this test")
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
     home = tmp_path / "home"
     for variable, folder in (("TORCH_HOME", "torch"), ("XDG_CACHE_HOME", "cache"), ("HF_HOME", "hf")):
         monkeypatch.setenv(variable, str(home / folder))
@@ -66,4 +50,4 @@ def test_offline_no_download_path_connects_or_creates_a_cache_file(tmp_path, mon
     assert not LPIPSDistance().available
     with pytest.raises(FileNotFoundError, match="BLINDSPOTS_NB_OFFLINE=1 forbids the download; download https://"):
         open_source(f"cifar10:{tmp_path / 'cifar'}")
-    assert tried == [] and _files(tmp_path) == before == ["cifar", "home", "home/torch"]
+    assert no_network == [] and _files(tmp_path) == before == ["cifar", "home", "home/torch"]

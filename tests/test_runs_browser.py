@@ -10,7 +10,6 @@ import math
 import os
 import pickle
 import shutil
-import socket
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -500,20 +499,6 @@ def test_a_pool_naming_a_fifo_or_a_device_never_reads_it(copy, tmp_path):
 
 
 # -- the browser never writes and never downloads ------------------------------------------------------------------
-@pytest.fixture
-def no_network(monkeypatch) -> list:
-    """Every connection or name look-up tried, refused and listed."""
-    tried = []
-
-    def refuse(*args, **kwargs):
-        tried.append(args)
-        raise OSError("no network in this test")
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return tried
-
-
 @pytest.mark.parametrize("offline", [False, True])
 def test_a_received_cifar_source_is_never_created_or_downloaded(copy, tmp_path, monkeypatch, no_network, offline):
     if offline:
