@@ -38,8 +38,9 @@ from tqdm.std import tqdm
 from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
 from blindspots_nb.analysis.manifold import ORACLE_SLACK, GlyphManifold, dataset_glyphs, validate
 from blindspots_nb.analysis.metrics import rmse
-from blindspots_nb.analysis.taxonomy import (judge, on_manifold_attack, protocol_blind_spots, random_renderings,
-                                             summarize, summarize_kind, taxonomy_experiment)
+from blindspots_nb.analysis.taxonomy import judge, on_manifold_attack, random_renderings, summarize, summarize_kind
+from blindspots_nb.protocol.experiment import taxonomy_experiment
+from blindspots_nb.protocol.run import protocol_blind_spots
 from blindspots_nb.data.fonts import GlyphRenderer, font_split
 from blindspots_nb.data.sources import FONTS_GLYPHS
 from blindspots_nb.lst import LSTConfig

@@ -41,7 +41,8 @@ import torch
 
 from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
 from blindspots_nb.analysis.manifold import GlyphManifold
-from blindspots_nb.analysis.taxonomy import protocol_blind_spots, taxonomy_experiment
+from blindspots_nb.protocol.experiment import taxonomy_experiment
+from blindspots_nb.protocol.run import protocol_blind_spots
 from blindspots_nb.data.fonts import GlyphRenderer
 from blindspots_nb.models import load_model, predict
 from blindspots_nb.protocol import run as protocol

@@ -178,31 +178,6 @@ def summarize_kind(kind: str, rows: list[dict], slack: float = 0.0) -> dict:
     return summary
 
 
-def taxonomy_experiment(per_class: int, rounds: int, iterations: int, seed: int):
-    """The tables' protocol on ``fonts:test`` for both FONTS CNNs, as the taxonomy runs it
-    (LST with the paper's hyperparameters, ``iterations`` of them)."""
-    from ..lst import LSTConfig
-    from ..protocol.experiment import Experiment
-
-    return Experiment("fonts:test", ("fonts_cnn", "fonts_cnn_at"), LSTConfig(iterations=iterations),
-                      per_class=per_class, rounds=rounds, seed=seed, name="fonts",
-                      note="manifold taxonomy: the tables' protocol on FONTS test glyphs")
-
-
-def protocol_blind_spots(store, experiment, model_name: str, pool: dict) -> tuple[torch.Tensor, list[dict]]:
-    """The blind spots of a finished protocol run (``store``) of one model, in the order of
-    its source batches and rounds, and per blind spot its ``source``, ``round`` and
-    ``target`` (indices into the pool)."""
-    from ..protocol.run import source_batches
-
-    spots, rows = [], []
-    for b, members in enumerate(source_batches(len(pool["labels"]), experiment.batch_size)):
-        for r in range(experiment.rounds):
-            spots.append(store.blind_spots(experiment, model_name, b, r))
-            rows += [{"source": s, "round": r, "target": pool["targets"][r][s]} for s in members]
-    return torch.cat(spots).float(), rows
-
-
 def random_renderings(renderer: GlyphRenderer, n: int, seed: int) -> dict:
     """``n`` renderings of the generator drawn uniformly: letters, fonts of ``renderer`` and
     transforms in the dataset's ranges (the base rate of a model's errors on the manifold)."""

@@ -181,6 +181,14 @@ def check_preset(name: str, data_root: str | None = None) -> None:
         raise ValueError(DATA_ROOT_NEEDED[name])
 
 
+def taxonomy_experiment(per_class: int, rounds: int, iterations: int, seed: int):
+    """The tables' protocol on ``fonts:test`` for both FONTS CNNs, as the taxonomy runs it
+    (LST with the paper's hyperparameters, ``iterations`` of them)."""
+    return Experiment("fonts:test", ("fonts_cnn", "fonts_cnn_at"), LSTConfig(iterations=iterations),
+                      per_class=per_class, rounds=rounds, seed=seed, name="fonts",
+                      note="manifold taxonomy: the tables' protocol on FONTS test glyphs")
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """'i/n' -> (i, n) with 0 <= i < n."""
     try:

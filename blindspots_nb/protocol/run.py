@@ -64,6 +64,18 @@ def source_batches(n_sources: int, batch_size: int) -> list[range]:
     return [range(start, min(start + batch_size, n_sources)) for start in range(0, n_sources, batch_size)]
 
 
+def protocol_blind_spots(store, experiment, model_name: str, pool: dict) -> tuple[torch.Tensor, list[dict]]:
+    """The blind spots of a finished protocol run (``store``) of one model, in the order of
+    its source batches and rounds, and per blind spot its ``source``, ``round`` and
+    ``target`` (indices into the pool)."""
+    spots, rows = [], []
+    for b, members in enumerate(source_batches(len(pool["labels"]), experiment.batch_size)):
+        for r in range(experiment.rounds):
+            spots.append(store.blind_spots(experiment, model_name, b, r))
+            rows += [{"source": s, "round": r, "target": pool["targets"][r][s]} for s in members]
+    return torch.cat(spots).float(), rows
+
+
 def _seed(experiment: Experiment, batch: int, round_: int) -> int:
     """A seed per (batch, round): every piece of work is reproducible on its own."""
     digest = hashlib.sha256(f"{experiment.seed}/{batch}/{round_}".encode()).hexdigest()
