@@ -31,7 +31,7 @@ from pathlib import Path
 from .data.sources import check_source_exists
 from .execution.options import PRECISIONS, Execution
 from .lst.config import LSTConfig
-from .models.spec_names import canonical_spec, is_spec, spec_file
+from .models.spec_names import canonical_spec, checked_model_name, is_spec, spec_file
 from .protocol.experiment import PRESETS, Experiment, check_preset, parse_shard
 from .tools import atomic
 from .tools.deprecation import add_renamed_option
@@ -177,9 +177,9 @@ def _weights_option(values: list[str] | None, model: str | None = None) -> dict[
 
 
 def reproduce(args):
+    experiments = experiments_from_args(args)  # before torch: --models outside the preset is told at once
     from .protocol import RunStore, run
 
-    experiments = experiments_from_args(args)
     if args.dry_run:
         print(run.plan_text(run.plan(experiments, device=args.device, weights=_weights_option(args.weights))))
         return None
@@ -213,12 +213,13 @@ def check_arguments(args) -> None:
     """What can be checked without torch, before a command imports it: the spelling of
     --shard, --weights, --preset and image sources, the files and folders they name
     (--weights files, data roots, folder:PATH, a factory spec's .py file), the factory
-    specs' syntax and an output folder that cannot be one. Registry names and what a
-    factory builds are checked once the models are imported."""
+    specs' syntax, registry names, and an output folder that cannot be one. A timm name and
+    what a factory builds are checked once the models are imported."""
     models = getattr(args, "models", None) or [getattr(args, "model", None)]
-    for name in models:
+    for name in filter(None, models):
+        checked_model_name(name)
         if is_spec(name):
-            spec_file(name)  # the syntax, and a file.py that is there
+            spec_file(name)  # a file.py that is there
     if getattr(args, "weights", None) is not None:
         _weights_option(args.weights, getattr(args, "model", None))
     if getattr(args, "image_source", None):

@@ -22,7 +22,9 @@ class NoTorch:
 
 sys.meta_path.insert(0, NoTorch())
 from blindspots_nb.cli import main
-sys.exit(main(sys.argv[1:]))
+status = main(sys.argv[1:])
+print("torch in sys.modules:", "torch" in sys.modules)
+sys.exit(status)
 """
 
 
@@ -40,6 +42,13 @@ def without_torch(args: list[str], cwd) -> subprocess.CompletedProcess:
      "model factory 'my_models.py:build': no such file {cwd}/my_models.py"),
     (["reproduce", "--image-source", "folder:my_digits", "--models", "fonts_cnn"],
      "data root my_digits (for --image-source) does not exist"),
+    (["reproduce", "--models", "nosuchnet"], "unknown model 'nosuchnet'; known models: efficientnet_lite0, "
+     "resnet50, deit_small_patch16_224, resnet50_at, deit_small_at, cifar10_wrn28_10, cifar10_wrn28_10_at, "
+     "fonts_cnn, fonts_cnn_at, digits_lenet, digits_lenet_at; 'timm:<name>' for any timm model; or a factory spec"),
+    (["reproduce", "--image-source", "photos", "--models", "fonts_cnn,nosuchnet"], "unknown model 'nosuchnet'"),
+    (["reproduce", "--models", "digits_lenet"], "digits_lenet not in preset 'offline' (fonts_cnn, fonts_cnn_at, "
+     "efficientnet_lite0); pass --image-source to say which images they run on"),
+    (["demo", "--model", "nosuchnet"], "unknown model 'nosuchnet'; known models: efficientnet_lite0"),
     (["reproduce", "--preset", "paper", "--data-root", "no_imagenet"], "--data-root no_imagenet does not exist"),
     (["reproduce", "--preset", "paper"], "the paper preset needs ImageNet validation images: pass --data-root"),
     (["reproduce", "--preset", "mnist"], "unknown preset 'mnist'; known: offline, digits, paper, cifar10"),
@@ -60,6 +69,7 @@ def test_command_line_errors_come_before_torch_is_imported(tmp_path, args, messa
     assert run.returncode == 2, run.stderr
     assert run.stderr.startswith(f"blindspots-nb {args[0]}: error: {message.format(cwd=tmp_path)}"), run.stderr
     assert run.stderr.count("\n") == 1, run.stderr  # one line
+    assert run.stdout == "torch in sys.modules: False\n"
 
 
 @pytest.mark.slow

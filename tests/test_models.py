@@ -58,6 +58,14 @@ def test_registry_names_and_unknown_names():
         load_model("timm:resnet5000")
 
 
+def test_the_names_checked_without_torch_are_the_registrys():
+    """The command line refuses an unknown name before importing torch, from a list of the
+    registry's names that must stay the registry's (an entry added there is added here)."""
+    from blindspots_nb.models.spec_names import REGISTRY_NAMES
+
+    assert REGISTRY_NAMES == tuple(list_models())
+
+
 def test_wrap_normalises_inside():
     net = nn.Sequential(nn.Flatten(), nn.Linear(3, 2))
     model = wrap(net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), class_names=["a", "b"],

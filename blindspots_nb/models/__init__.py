@@ -15,7 +15,8 @@ The files, in the order a model is made (as timm keeps registry, hub and factory
 - ``registry``: one entry per name (``list_models``, ``get_entry``, ``timm:<name>``);
 - ``hub``: where weights come from (argument, package, cache, download) and their hash check;
 - ``checkpoint_formats``: reading the published file formats without running pickled code;
-- ``spec_names``: how a spec is written (its syntax, its file, its folder in a run), without torch;
+- ``spec_names``: how a model is named (the registry's names; a spec's syntax, its file, its folder in a
+  run), checked without torch;
 - ``spec``: a model given by where its code lives (``file.py:function``, ``package.module:function``);
 - ``factory``: ``load_model`` (a registry name or a spec), ``random_model``, ``weights_record``.
 """
@@ -32,6 +33,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "registry": ("list_models", "get_entry"),
     "hub": ("CHECKPOINT_DIR", "WeightsNotFoundError", "cache_dir"),
     "checkpoint_formats": ("CheckpointError",),
-    "spec": ("ModelSpecError", "is_spec", "canonical_spec", "model_folder", "checked_model_name"),
+    "spec_names": ("ModelSpecError", "is_spec", "canonical_spec", "model_folder", "checked_model_name"),
     "factory": ("load_model", "random_model", "weights_record"),
 })

@@ -43,28 +43,11 @@ from ..tools.devices import resolve_device
 from ..tools.tensors import module_device, weights_sha256
 from .checkpoint_formats import CheckpointError
 from .classifier import WRAP_NAME, Classifier, ModelDescriptionError, check_class_names, wrap
-from .registry import list_models
-from .spec_names import FORM, ModelSpecError, canonical_spec, is_spec, model_folder, parse_spec, spec_file
+from .spec_names import (FORM, ModelSpecError, canonical_spec, checked_model_name, is_spec, model_folder,
+                         parse_spec, spec_file)
 
 __all__ = ["FORM", "ModelSpecError", "canonical_spec", "checked_model_name", "factory", "is_spec", "load_spec",
            "model_folder", "parse_spec", "spec_file"]
-
-
-def checked_model_name(name) -> str:
-    """``name`` as an experiment holds it: a known registry name, ``timm:<name>``, or a
-    well-formed factory spec (canonical); anything else is refused, saying what is accepted.
-    The factory itself is imported only when the model is loaded."""
-    if isinstance(name, nn.Module):
-        raise ModelSpecError(f"pass a registry name or a factory spec {FORM}, not a model object "
-                             f"({type(name).__name__}): each process of a run imports the model itself")
-    if not isinstance(name, str):
-        raise ModelSpecError(f"a model is a registry name or a factory spec {FORM}, got {type(name).__name__}")
-    if is_spec(name):
-        return canonical_spec(name)
-    if name.startswith("timm:") or name in list_models():
-        return name
-    raise ModelSpecError(f"unknown model {name!r}; known models: {', '.join(list_models())}; "
-                         f"'timm:<name>' for any timm model; or a factory spec {FORM}")
 
 
 def _import(target: str, spec: str):

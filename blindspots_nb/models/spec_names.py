@@ -1,13 +1,20 @@
-"""How a factory spec is written (``path/to/file.py:function`` or ``package.module:function``),
-checked without importing torch or the factory: the command line refuses a misspelt spec
-or a missing file at once, before the seconds torch takes to import."""
+"""How a model is named, checked without importing torch or the factory: the registry's
+names, and how a factory spec is written (``path/to/file.py:function`` or
+``package.module:function``). The command line refuses an unknown name, a misspelt spec or
+a missing file at once, before the seconds torch takes to import."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from pathlib import Path
 
+# The registry's names, in its order (models.registry holds their entries, which import torch;
+# tests/test_models.py checks that both name the same models).
+REGISTRY_NAMES = ("efficientnet_lite0", "resnet50", "deit_small_patch16_224", "resnet50_at", "deit_small_at",
+                  "cifar10_wrn28_10", "cifar10_wrn28_10_at", "fonts_cnn", "fonts_cnn_at", "digits_lenet",
+                  "digits_lenet_at")
 FORM = "'path/to/file.py:function' or 'package.module:function'"
 _NAME = r"[A-Za-z_]\w*"
 _MODULE = re.compile(rf"{_NAME}(\.{_NAME})*")
@@ -59,3 +66,21 @@ def model_folder(name: str) -> str:
         return name
     spec = canonical_spec(name)
     return f"{parse_spec(spec)[1]}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
+
+
+def checked_model_name(name) -> str:
+    """``name`` as an experiment holds it: a known registry name, ``timm:<name>``, or a
+    well-formed factory spec (canonical); anything else is refused, saying what is accepted.
+    The factory itself is imported only when the model is loaded."""
+    torch = sys.modules.get("torch")  # a model object exists only where torch was imported
+    if torch is not None and isinstance(name, torch.nn.Module):
+        raise ModelSpecError(f"pass a registry name or a factory spec {FORM}, not a model object "
+                             f"({type(name).__name__}): each process of a run imports the model itself")
+    if not isinstance(name, str):
+        raise ModelSpecError(f"a model is a registry name or a factory spec {FORM}, got {type(name).__name__}")
+    if is_spec(name):
+        return canonical_spec(name)
+    if name.startswith("timm:") or name in REGISTRY_NAMES:
+        return name
+    raise ModelSpecError(f"unknown model {name!r}; known models: {', '.join(REGISTRY_NAMES)}; "
+                         f"'timm:<name>' for any timm model; or a factory spec {FORM}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..execution import Execution
 from ..lst import LSTConfig
 from ..data.sources import SOURCES, canonical, parse_source, source_name
+from ..models.spec_names import checked_model_name
 from ..tools.deprecation import renamed_keys, renamed_keywords
 from ..tools.validation import MAX_SEED, plain_number
 
@@ -66,8 +67,6 @@ class Experiment:
     note: str = ""
 
     def __post_init__(self):
-        from ..models.spec import checked_model_name  # imports torch: not at import time (the CLI's --help)
-
         set_ = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731 (frozen dataclass)
         for key in ("per_class", "rounds", "batch_size", "divisions", "seed", "min_conf") + (
                 ("n_sources",) if self.n_sources is not None else ()):
