@@ -1,0 +1,227 @@
+"""Runs of ``blindspots-nb reproduce`` as pandas DataFrames, one run or every run below a folder.
+
+:func:`load_run` gives a run's sources, blind spots, pairs of blind spots and its tables' rows
+(:class:`Run`), each row with the image's name and sha256 (as the pool records them), class
+names, the model's identity (its spec) and display name, and the run's settings as columns, so
+that frames of several runs concatenate and group by any setting. :func:`collect` gives the
+tables' rows of every finished run below a folder in one frame, a run that cannot be read
+skipped with one line (a :class:`SkippedRun` warning).
+
+Both read through the run browser (:class:`~blindspots_nb.browser.runs.StoredRun`), with its
+guarantees: nothing written, nothing downloaded, no model loaded, nothing of the folder executed
+(JSON through :func:`~blindspots_nb.tools.json_files.read_json`, tensors never unpickled); a
+damaged file is a line in :attr:`Run.problems` and the rest is read.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..browser.runs import BLIND_SPOT_NUMBERS, StoredRun
+from ..protocol.tables import NOT_SETTINGS, TABLE_COLUMNS, display_names
+
+SETTINGS_FILE, SUMMARIES_FILE, RUN_RECORD = "settings.json", "summaries.json", "run.json"
+IDENTITY = ("run", "experiment", "model", "display_name")
+# A model's numbers in the tables: <column>_mean and <column>_std, as table1.csv and table2.csv head them
+NUMBERS = tuple(f"{key}_{part}" for _, columns in TABLE_COLUMNS for key in columns for part in ("mean", "std"))
+
+
+class SkippedRun(UserWarning):
+    """A run below the folder given to :func:`collect` that cannot be read; the message says why."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run's frames; every frame starts with ``run``, ``experiment``, ``model`` (its identity:
+    the registry name or factory spec) and ``display_name``, and ends with the settings' columns."""
+
+    path: Path
+    settings: pd.DataFrame  # a row per experiment x model: weights, devices, versions, the experiment's settings
+    rows: pd.DataFrame  # the settings with the model's Table-1 and Table-2 numbers (empty before the tables)
+    sources: pd.DataFrame  # a row per pool source: name, sha256, label, class, its Table-2 numbers
+    blind_spots: pd.DataFrame  # a row per source x round: its target (name, sha256, class) and numbers
+    pairs: pd.DataFrame  # a row per source x pair of rounds (i < j): the triangle's two blind spots
+    missing: list[str]  # what an unfinished run lacks, a line each
+    problems: list[str]  # damaged files, a line each (left out of the frames)
+
+    def __repr__(self) -> str:
+        return (f"Run({self.path.name!r}: {len(self.settings)} models, {len(self.sources)} source rows, "
+                f"{len(self.blind_spots)} blind spots, {len(self.pairs)} pairs, {len(self.rows)} table rows, "
+                f"{len(self.problems)} problems)")
+
+
+def settings_columns(experiment) -> dict:
+    """An experiment's settings as columns (``lst.step_size``, ``execution.precision``, ``n_sources``, ...):
+    every field that can change its tables; not its name, models, note or LST's per-batch seed."""
+    values = experiment.to_dict()
+    for field in ("name", "models", "note"):
+        values.pop(field, None)
+    flat = pd.json_normalize(values, sep=".").iloc[0].to_dict()
+    return {key: value for key, value in flat.items() if key.removeprefix("lst.") not in NOT_SETTINGS}
+
+
+def _settings_frame(stored: StoredRun) -> pd.DataFrame:
+    """A row per experiment x model of the run: who (identity, display name, weights), where (devices,
+    versions, the preset and time of the run record) and every setting of its experiment."""
+    record = stored.files.read_json(stored.run_dir / RUN_RECORD)
+    record = record if isinstance(record, dict) else {}
+    names = display_names([m for e in stored.experiments.values() for m in e.models], stored.weights)
+    rows = []
+    for key in stored.models():
+        experiment, provenance = stored.experiment(key), stored.provenance(key)
+        model, weights = provenance["model"], provenance["weights"]
+        rows.append({"run": stored.run_dir.name, "experiment": experiment.name, "model": model,
+                     "display_name": names[model], "path": str(stored.run_dir),
+                     "weights_sha256": weights.get("sha256"), "weights_file": weights.get("file"),
+                     "weights_verified": weights.get("verified"), "device": "; ".join(provenance["devices"]),
+                     "version": ", ".join(provenance["versions"]), "preset": record.get("preset"),
+                     "created": record.get("created"), **settings_columns(experiment)})
+    return pd.DataFrame(rows)
+
+
+def _numbers(summary) -> dict:
+    """A model's summary (``summaries.json``) as columns: dataset, n (sources), n_blind_spots and
+    :data:`NUMBERS`; a KeyError, TypeError or ValueError when it is not one."""
+    numbers = {"dataset": str(summary["dataset"]), "n": int(summary["n_sources"]),
+               "n_blind_spots": int(summary["n_blind_spots"])}
+    for table, columns in TABLE_COLUMNS:
+        for key in columns:
+            mean, std = summary[table][key]
+            numbers[f"{key}_mean"], numbers[f"{key}_std"] = float(mean), float(std)
+    return numbers
+
+
+def table_rows(stored: StoredRun, settings: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The run's Table-1 and Table-2 rows (``summaries.json``), one per experiment x model, beside
+    its settings; a ValueError of one line when the tables are missing or not as the run writes them."""
+    settings = _settings_frame(stored) if settings is None else settings
+    path = stored.run_dir / SUMMARIES_FILE
+    summaries = stored.files.read_json(path)
+    if summaries is None:
+        damaged = [p.removesuffix("; left out") for p in stored.problems if p.startswith(SUMMARIES_FILE)]
+        raise ValueError(damaged[0] if damaged else f"the tables were not assembled (no {SUMMARIES_FILE}: the run "
+                                                    "is not finished)")
+    numbers = []
+    try:
+        for experiment, models in summaries.items():
+            for model, summary in models.items():
+                numbers.append({"experiment": experiment, "model": model, **_numbers(summary)})
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{SUMMARIES_FILE}: not as blindspots-nb writes it ({type(error).__name__}: {error})") \
+            from None
+    frame = pd.DataFrame(numbers, columns=["experiment", "model", "dataset", "n", "n_blind_spots", *NUMBERS])
+    known = frame.merge(settings[["experiment", "model"]], how="left", indicator=True)["_merge"] == "both"
+    if not known.all():
+        unknown = frame.loc[~known.to_numpy(), ["experiment", "model"]].agg("/".join, axis=1)
+        raise ValueError(f"{SUMMARIES_FILE}: holds {', '.join(unknown)}, which {SETTINGS_FILE} does not")
+    return _ordered(frame.merge(settings, on=["experiment", "model"]))
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """The identity columns first, the rest in their order."""
+    return frame[[*IDENTITY, *(c for c in frame.columns if c not in IDENTITY)]]
+
+
+def _pool_columns(pool: dict, prefix: str = "") -> pd.DataFrame:
+    """The pool's images by index: name, sha256 (of the file, or of the pixels for images made in
+    memory), label and class name, each column named with ``prefix``."""
+    count = len(pool["names"])
+    return pd.DataFrame({f"{prefix}name": pool["names"], f"{prefix}sha256": pool.get("sha256", [None] * count),
+                         f"{prefix}label": pool["labels"], f"{prefix}class": pool["class_names"]})
+
+
+def _model_frames(stored: StoredRun, key: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One model's sources, blind spots (as the browser reads them, with the pool's names and sha256)
+    and pairs of blind spots; empty frames without a readable pool."""
+    pool = stored.pool(stored.experiment(key).name)
+    if pool is None:
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    images = _pool_columns(pool).rename_axis("source")
+    sources = images.join(pd.DataFrame(stored.source_rows(key)).drop(columns=["name", "class"]).set_index("source"))
+    rows = [{"source": s, **row} for s in sources.index for row in stored.blind_spot_rows(key, s)]
+    spots = pd.DataFrame(rows, columns=["source", "round", "target", "target_name", "target_class",
+                                        *BLIND_SPOT_NUMBERS])
+    spots = images.join(spots.set_index("source"), how="inner").reset_index()
+    spots.insert(spots.columns.get_loc("target_name") + 1, "target_sha256",
+                 _pool_columns(pool)["sha256"].reindex(spots["target"]).to_numpy())
+    return sources.reset_index(), spots, _pairs(spots)
+
+
+def _pairs(blind_spots: pd.DataFrame) -> pd.DataFrame:
+    """Each source's pairs of blind spots (rounds i < j), the corners of its triangles: a row per
+    pair with the round, target and target's name, sha256 and class of blind spot A and of B."""
+    source = ["source", "name", "sha256", "label", "class"]
+    corners = blind_spots[[*source, "round", "target", "target_name", "target_sha256", "target_class"]]
+    pairs = corners.merge(corners, on=source, suffixes=("_a", "_b"))
+    return pairs[pairs["round_a"] < pairs["round_b"]].reset_index(drop=True)
+
+
+def _with_settings(frames: list[pd.DataFrame], settings: pd.DataFrame) -> pd.DataFrame:
+    """The models' frames in one, each row with its model's identity in front and settings behind."""
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=settings.columns)
+    return _ordered(pd.concat(frames, ignore_index=True).merge(settings, on=["experiment", "model"]))
+
+
+def load_run(path) -> Run:
+    """The run in the output folder ``path`` as frames (:class:`Run`), read-only. A folder without a
+    run's settings, or with damaged ones, is one line (FileNotFoundError or RunFolderError); a run
+    whose tables are missing or damaged gives empty :attr:`Run.rows` and says why in
+    :attr:`Run.missing` or :attr:`Run.problems`."""
+    stored = StoredRun(path)
+    settings = _settings_frame(stored)
+    found = ([], [], [])
+    for key in stored.models():
+        model = {"experiment": stored.experiment(key).name, "model": stored.provenance(key)["model"]}
+        for frame, frames in zip(_model_frames(stored, key), found):
+            frames.append(frame.assign(**model))
+    try:
+        rows = table_rows(stored, settings)
+    except ValueError:  # said in missing or problems
+        rows = pd.DataFrame(columns=[*settings.columns, "dataset", "n", "n_blind_spots", *NUMBERS])
+    sources, blind_spots, pairs = (_with_settings(frames, settings) for frames in found)
+    return Run(Path(path), settings, rows, sources, blind_spots, pairs, stored.missing(), stored.problems)
+
+
+def run_folders(root) -> list[Path]:
+    """Every run folder below ``root`` (a folder holding ``settings.json``; nothing below a run is
+    searched), in sorted order; links to folders are followed once each."""
+    found, seen = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        if SETTINGS_FILE in files:
+            found.append(Path(folder))
+            subfolders.clear()
+        subfolders.sort()
+    return sorted(found)
+
+
+def collect(root) -> pd.DataFrame:
+    """The Table-1 and Table-2 rows of every finished run below ``root``, one frame: a row per run x
+    experiment x model, settings as columns (:func:`table_rows`). A run that cannot be read
+    (damaged settings or tables, or not finished) is skipped with one line, a :class:`SkippedRun`
+    warning; the lines are also in ``frame.attrs['skipped']``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder of runs")
+    frames, skipped = [], []
+    for folder in run_folders(root):
+        try:
+            frames.append(table_rows(StoredRun(folder)))
+        except (OSError, ValueError) as error:  # RunFolderError is a ValueError
+            line = f"{error if str(error).startswith(str(folder)) else f'{folder}: {error}'} (skipped)"
+            skipped.append(line)
+            warnings.warn(line, SkippedRun, stacklevel=2)
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*IDENTITY, *NUMBERS])
+    rows.attrs["skipped"] = skipped
+    return rows
