@@ -77,3 +77,15 @@ def test_the_protocol_overheads_benchmark_runs_every_stage(capsys):
     assert all(stages["model"][stage] > 0 for stage in protocol_overheads.PER_MODEL)
     printed = capsys.readouterr().out
     assert "random convolution weights" in printed and "for timing only" in printed and "peak memory" in printed
+
+
+@pytest.mark.slow
+def test_the_dry_run_estimate_benchmark_compares_the_plan_with_the_run(capsys):
+    """The figure for issue 29's 'estimate within a factor of 2': the benchmark plans and runs
+    the same small run and prints both; its ratio is its own output (exit 1 outside [1/2, 2])."""
+    dry_run_estimate = load_benchmark("dry_run_estimate")
+    ratio = dry_run_estimate.main(["--models", "fonts_cnn", "--n-sources", "4", "--rounds", "2",
+                                   "--iterations", "3", "--batch-size", "2", "--divisions", "2"])
+    printed = capsys.readouterr().out
+    assert f"estimate / measured = {ratio:.2f}" in printed and ratio > 0
+    assert "fonts_cnn: estimated " in printed and " s, measured " in printed

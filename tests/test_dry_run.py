@@ -66,3 +66,38 @@ def test_progress_ticks_per_iteration_and_says_the_rest_after_the_first_batch(tm
     assert "batch 2/2 round 2/2" in err
     assert "fonts_cnn: the first batch of 4 sources took " in out
     assert "the 3 batch rounds left should take about " in out
+
+
+def test_the_estimate_counts_every_piece_of_work_the_run_does(tmp_path, monkeypatch):
+    """The plan prices a batch as rounds x (a traversal's start + iterations x an iteration
+    + the distances) + the triangles, scaled by its sources: the run does exactly that work,
+    counted here source by source (how close the seconds come is the benchmark's figure)."""
+    experiment = small_experiment()
+    planned = plan([experiment], device="cpu")["experiments"][0]
+    work = {"traversals": 0, "iterations": 0, "distances": 0, "triangles": 0}
+
+    def counted(function, *keys, per_source=lambda args, kwargs: len(args[1])):
+        def count(*args, **kwargs):
+            for key in keys:
+                work[key] += per_source(args, kwargs)
+            return function(*args, **kwargs)
+        return count
+
+    monkeypatch.setattr(run_module, "traverse", counted(run_module.traverse, "traversals"))
+    monkeypatch.setattr(run_module, "target_distances", counted(
+        run_module.target_distances, "distances", per_source=lambda args, kwargs: len(args[0])))
+    monkeypatch.setattr(run_module, "triangles_confidence", counted(run_module.triangles_confidence, "triangles"))
+    original_step = run_module.Traversal.step
+
+    def step(self, n=1, *args, **kwargs):
+        work["iterations"] += n * len(self.sources)
+        return original_step(self, n, *args, **kwargs)
+
+    monkeypatch.setattr(run_module.Traversal, "step", step)
+    store = RunStore(tmp_path / "run")
+    store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
+    prepare(experiment, store, device="cpu")
+    run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)
+    sources, rounds, iterations = planned["pool_size"], planned["rounds"], planned["iterations"]
+    assert work == {"traversals": rounds * sources, "iterations": rounds * iterations * sources,
+                    "distances": rounds * sources, "triangles": sources}
