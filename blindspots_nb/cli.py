@@ -5,7 +5,7 @@
 ``blindspots-nb reproduce``: the paper's Tables 1 and 2 (:func:`blindspots_nb.protocol.reproduce`),
 offline by default.
 ``blindspots-nb merge``: assemble the tables of a run whose shards all finished.
-``blindspots-nb compare A B``: two finished runs' rows side by side, and how far they moved.
+``blindspots-nb compare A B``: two finished runs' rows, paired by source (each image's sha256).
 
 The options for LST's hyperparameters, the execution options and the experiment's
 settings are generated from the fields of :class:`~blindspots_nb.lst.LSTConfig`,
@@ -202,10 +202,17 @@ def merge(args):
     return assemble_run(args.out_dir, paper_rows=args.paper_rows)
 
 
+def _two_models(text: str) -> tuple[str, str]:
+    names = tuple(name for name in text.split(",") if name)
+    if len(names) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not two model names separated by a comma (A,B)")
+    return names
+
+
 def compare(args):
     from .protocol import compare_runs
 
-    print(compare_runs(args.first, args.second), end="")
+    print(compare_runs(args.first, args.second, models=args.compared_models), end="")
 
 
 # ----------------------------------------------------------------- checked before torch
@@ -328,11 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
     _paper_rows_option(p)
     p.set_defaults(run=merge)
 
-    p = commands.add_parser("compare", help="two finished runs' table rows side by side (e.g. two precisions)",
-                            description="Two finished runs' table rows side by side, the settings that differ, "
-                                        "and how far each row moved in units of the first run's spread.")
+    p = commands.add_parser("compare", help="two finished runs' table rows, paired by source (e.g. two precisions)",
+                            description="The settings that differ between two finished runs, and each table "
+                                        "number's paired difference over the sources both measured (matched by "
+                                        "each image's sha256 in pool.json; the others are counted and left out).")
     p.add_argument("first", help="output folder of a finished run")
-    p.add_argument("second", help="output folder of another finished run of the same models")
+    p.add_argument("second", help="output folder of another finished run of the same models (or the same folder, "
+                                  "with --models)")
+    p.add_argument("--models", dest="compared_models", metavar="A,B", type=_two_models,
+                   help="compare model A of the first run with model B of the second (e.g. two models of one run, "
+                        "which share its pool)")
     p.set_defaults(run=compare)
     return parser
 

@@ -1,6 +1,5 @@
-"""Tables 1 and 2 and the comparison of two runs: a row for each model of each experiment,
-LaTeX that prints the names it is given (and runs none of them), and a comparison that
-pairs like with like and says what differs."""
+"""Tables 1 and 2: a row for each model of each experiment, and LaTeX that prints the names
+it is given (and runs none of them). Two runs compared: tests/test_compare.py."""
 
 import csv
 import json
@@ -10,8 +9,6 @@ import re
 import pytest
 
 from blindspots_nb import protocol
-from blindspots_nb.cli import main
-from blindspots_nb.execution import Execution
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.protocol import Experiment, RunStore
 from blindspots_nb.protocol import run as run_module
@@ -141,95 +138,6 @@ def test_a_folder_of_ones_own_leaves_the_paper_rows_out_and_says_where_its_label
         "table1.md"]
     assert [row["model"] for row in csv.DictReader(asked["table2.csv"].splitlines())][1:] == list(
         protocol.PAPER_TABLE2)
-
-
-# --------------------------------------------------------------------------- compare
-def _finished_run(folder, experiments, summaries, weights=None):
-    """A run folder as a finished run leaves it, as far as compare reads it."""
-    store = RunStore(folder)
-    store.begin(experiments, weights={model: {"file": f"/w/{model}.pt", "sha256": digest, "verified": False,
-                                              "check": "none"} for model, digest in (weights or {}).items()})
-    store.save_tables({}, summaries)
-    return folder
-
-
-def _rows(text):
-    """column label -> table line of a comparison (one model)."""
-    return {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| ") and "---" not in line}
-
-
-def test_compare_puts_two_precisions_side_by_side_in_units_of_the_first_runs_spread(tmp_path):
-    fp32 = Experiment("fonts:test", ("fonts_cnn",), TINY_LST)
-    bf16 = Experiment("fonts:test", ("fonts_cnn",), TINY_LST, execution=Execution(precision="bf16"))
-    _finished_run(tmp_path / "fp32", [fp32], {"fonts": {"fonts_cnn": _summary(0.10, 0.02)}}, {"fonts_cnn": "a" * 64})
-    _finished_run(tmp_path / "bf16", [bf16], {"fonts": {"fonts_cnn": _summary(0.13, 0.05)}}, {"fonts_cnn": "a" * 64})
-    text = protocol.compare_runs(tmp_path / "fp32", tmp_path / "bf16")
-    head = text.split("\n\n")[0].splitlines()
-    assert head == ["Settings that differ between fp32 and bf16:",
-                    "- fonts: execution.precision is fp32 in fp32, bf16 in bf16 (how the models ran)"]
-    rows = _rows(text)
-    assert rows["RMSE"] == "| fonts | fonts_cnn | RMSE | 0.100 ± 0.020 | 0.130 | +1.50 |"  # (0.13 - 0.10) / 0.02
-    assert rows["l_inf"].endswith("| 0 |")  # no spread and no move
-    assert "LPIPS" not in rows  # missing numbers are left out
-    _finished_run(tmp_path / "again", [fp32], {"fonts": {"fonts_cnn": _summary(0.10, 0.02)}}, {"fonts_cnn": "a" * 64})
-    assert protocol.compare_runs(tmp_path / "fp32", tmp_path / "again").startswith(
-        "The same settings and weights in fp32 and again.\n")
-    with pytest.raises(FileNotFoundError, match="holds no finished tables"):
-        protocol.compare_runs(tmp_path / "fp32", tmp_path / "nowhere")
-
-
-def test_compare_names_what_differs_and_gives_no_move_between_other_images(tmp_path):
-    few = Experiment("fonts:test", ("fonts_cnn", "fonts_cnn_at"), LSTConfig(iterations=3), name="glyphs")
-    many = Experiment("fonts:train", ("fonts_cnn",), LSTConfig(iterations=30), name="glyphs")
-    photos = Experiment("photos", ("efficientnet_lite0",))
-    _finished_run(tmp_path / "a", [few], {"glyphs": {"fonts_cnn": _summary(0.10, 0.02),
-                                                     "fonts_cnn_at": _summary(0.2, 0.02)}},
-                  {"fonts_cnn": "a" * 64, "fonts_cnn_at": "c" * 64})
-    _finished_run(tmp_path / "b", [many, photos], {"glyphs": {"fonts_cnn": _summary(700.0, 0.02)},
-                                                   "photos": {"efficientnet_lite0": _summary(0.1, 0.1, "photos")}},
-                  {"fonts_cnn": "b" * 64, "efficientnet_lite0": "d" * 64})
-    text = protocol.compare_runs(tmp_path / "a", tmp_path / "b")
-    head = text.split("\n\n")[0].splitlines()
-    assert head[0] == "Settings that differ between a and b:"
-    assert sorted(head[1:]) == sorted([
-        "- glyphs: image_source is fonts:test in a, fonts:train in b: other images, so its rows are not "
-        "comparable (no 'moved')",
-        "- glyphs: models is ['fonts_cnn', 'fonts_cnn_at'] in a, ['fonts_cnn'] in b",
-        "- glyphs: lst.iterations is 3 in a, 30 in b",
-        f"- weights of fonts_cnn: sha256 {'a' * 12} in a, {'b' * 12} in b",
-        "Only in a (left out): glyphs/fonts_cnn_at.",
-        "Only in b (left out): photos/efficientnet_lite0."])
-    rows = _rows(text)
-    assert rows["RMSE"] == "| glyphs | fonts_cnn | RMSE | 0.100 ± 0.020 | 700.000 | not comparable (other images) |"
-    assert all(line.endswith("| not comparable (other images) |") for line in list(rows.values())[1:])
-    with pytest.raises(ValueError, match="no model of an experiment of the same name in common"):
-        protocol.compare_runs(tmp_path / "a", _finished_run(tmp_path / "c", [photos], {
-            "photos": {"efficientnet_lite0": _summary(0.1, 0.1, "photos")}}))
-
-
-@pytest.mark.parametrize("content", ["null", "{", "[]", '{"fonts": null}', '{"fonts": {"fonts_cnn": {"table1": {}}}}',
-                                     json.dumps({"fonts_cnn": _summary(0.1, 0.02)}),  # an earlier version's layout
-                                     json.dumps({"elsewhere": {"fonts_cnn": _summary(0.1, 0.02)}})])
-def test_compare_names_a_malformed_summaries_file_in_one_line(tmp_path, capsys, content):
-    experiment = Experiment("fonts:test", ("fonts_cnn",), TINY_LST)
-    for name in ("a", "b"):
-        _finished_run(tmp_path / name, [experiment], {"fonts": {"fonts_cnn": _summary(0.1, 0.02)}})
-    (tmp_path / "b" / "summaries.json").write_text(content)
-    for runs in (["a", "b"], ["b", "a"]):
-        assert main(["compare", *(str(tmp_path / run) for run in runs)]) == 2
-        error = capsys.readouterr().err
-        assert len(error.splitlines()) == 1 and str(tmp_path / "b" / "summaries.json") in error
-        assert f"blindspots-nb merge --out-dir {tmp_path / 'b'}" in error
-
-
-def test_compare_names_a_malformed_settings_file(tmp_path, capsys):
-    experiment = Experiment("fonts:test", ("fonts_cnn",), TINY_LST)
-    for name in ("a", "b"):
-        _finished_run(tmp_path / name, [experiment], {"fonts": {"fonts_cnn": _summary(0.1, 0.02)}})
-    (tmp_path / "b" / "settings.json").write_text("null")
-    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
-    error = capsys.readouterr().err
-    assert len(error.splitlines()) == 1 and str(tmp_path / "b" / "settings.json") in error
 
 
 def test_paper_rows_are_shown_or_left_out_as_asked(tmp_path):

@@ -17,7 +17,7 @@ from ..analysis.geometry import DROPS
 from ..analysis.metrics import mean_std
 from ..data.sources import labels_in_words, shown_source
 from .experiment import Experiment
-from .store import SETTINGS, RunStore, csv_text
+from .store import RunStore, csv_text
 
 # (mean, std) per model, ImageNet, from the paper's Tables 1 and 2.
 PAPER_TABLE1 = {
@@ -193,113 +193,6 @@ def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict 
     if any(math.isnan(s["table1"]["lpips"][0]) for models in summaries.values() for s in models.values()):
         notes.append("n/a*: LPIPS's AlexNet trunk weights were not on disk (run.json says which file to put where).")
     return notes
-
-
-def _checked(path: Path, read, remedy: str):
-    """``read()``; a file that is there but not as a run writes it (not JSON, ``null``,
-    another layout) is a ValueError naming it (a missing one raises FileNotFoundError)."""
-    try:
-        return read()
-    except (AttributeError, KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{path} is not as blindspots-nb writes it ({type(error).__name__}: {error}); "
-                         f"{remedy}") from None
-
-
-def _pair(value) -> tuple[float, float]:
-    mean, std = value
-    return float(mean), float(std)
-
-
-def read_run(folder) -> tuple[dict, dict[str, Experiment], dict[str, str]]:
-    """A finished run's table numbers ``{experiment: {model: {table: {column: (mean,
-    std)}}}}``, its experiments by name and each model's weights sha256, every file checked."""
-    store = RunStore(folder)
-    summaries = _checked(store.out_dir / "summaries.json", lambda: {
-        experiment: {model: {table: {key: _pair(summary[table][key]) for key in columns}
-                             for table, columns in TABLE_COLUMNS} for model, summary in models.items()}
-        for experiment, models in store.summaries().items()},
-        f"blindspots-nb merge --out-dir {store.out_dir} writes it anew from the run's pieces")
-    remedy = "the run's settings are unknown: compare runs that blindspots-nb reproduce made"
-    experiments = _checked(store.out_dir / SETTINGS, lambda: {e.name: e for e in store.experiments()}, remedy)
-    weights = _checked(store.out_dir / SETTINGS, lambda: {m: w["sha256"] for m, w in store.weights().items()}, remedy)
-    unknown = sorted(set(summaries) - set(experiments))
-    if unknown:
-        raise ValueError(f"{store.out_dir / 'summaries.json'} holds experiments {unknown} that {SETTINGS} does not: "
-                         f"blindspots-nb merge --out-dir {store.out_dir} writes it anew from the run's pieces")
-    return summaries, experiments, weights
-
-
-def _settings(experiment: Experiment) -> dict:
-    """An experiment's settings as 'key' or 'group.key' -> value, without its name and LST's non-settings."""
-    flat = {}
-    for key, value in experiment.to_dict().items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items() if not (key == "lst" and k in NOT_SETTINGS)})
-        elif key != "name":
-            flat[key] = value
-    return flat
-
-
-def compare_runs(first, second, digits: int = 3) -> str:
-    """Markdown: the Table-1 and Table-2 means of each model in each experiment that two
-    finished runs share (matched by experiment name and model) side by side, and how far
-    the second moved, in units of the first run's standard deviation (e.g. the same preset
-    in two precisions: do the rows move within their spread?). Above the table, every
-    setting of those experiments that differs, and weights that differ (by sha256): how
-    the models ran is what such a comparison is for, the others change what is measured.
-    Rows of experiments on another image source get no "moved": other images are not
-    comparable."""
-    folders = [Path(first), Path(second)]
-    names = [folder.name for folder in folders]
-    if names[0] == names[1]:
-        names = [str(folder) for folder in folders]
-    (ours, experiments, weights), (theirs, their_experiments, their_weights) = (read_run(f) for f in folders)
-    pairs = [(e, m) for e, models in ours.items() for m in models if m in theirs.get(e, {})]
-    if not pairs:
-        raise ValueError(f"{first} and {second} have no model of an experiment of the same name in common "
-                         f"(experiment/model: {sorted(f'{e}/{m}' for e, ms in ours.items() for m in ms)} there, "
-                         f"{sorted(f'{e}/{m}' for e, ms in theirs.items() for m in ms)} here)")
-    lines, other_images = [], set()
-    for experiment in dict.fromkeys(e for e, _ in pairs):
-        settings = [_settings(experiments[experiment]), _settings(their_experiments[experiment])]
-        for key in settings[0] | settings[1]:
-            values = [setting.get(key) for setting in settings]
-            if values[0] == values[1]:
-                continue
-            why = (": other images, so its rows are not comparable (no 'moved')" if key == "image_source"
-                   else " (how the models ran)" if key.startswith("execution.") else "")
-            lines.append(f"- {experiment}: {key} is {_setting(values[0])} in {names[0]}, "
-                         f"{_setting(values[1])} in {names[1]}{why}")
-            if key == "image_source":
-                other_images.add(experiment)
-    for model in dict.fromkeys(m for _, m in pairs):
-        digests = [weights.get(model), their_weights.get(model)]
-        if digests[0] != digests[1]:
-            lines.append(f"- weights of {model}: sha256 " + ", ".join(
-                f"{(digest or 'unknown')[:12]} in {name}" for digest, name in zip(digests, names)))
-    lines = [f"Settings that differ between {names[0]} and {names[1]}:", *lines] if lines else [
-        f"The same settings and weights in {names[0]} and {names[1]}."]
-    for name, summaries, other in ((names[0], ours, theirs), (names[1], theirs, ours)):
-        alone = [f"{e}/{m}" for e, models in summaries.items() for m in models if m not in other.get(e, {})]
-        if alone:
-            lines.append(f"Only in {name} (left out): {', '.join(alone)}.")
-    lines += ["", f"| experiment | model | column | {names[0]} | {names[1]} | moved (std of the first) |",
-              "|---|---|---|---|---|---|"]
-    for experiment, model in pairs:
-        for table, columns in TABLE_COLUMNS:
-            for key, label in columns.items():
-                (mean_a, std_a), (mean_b, _) = (run[experiment][model][table][key] for run in (ours, theirs))
-                if math.isnan(mean_a) or math.isnan(mean_b):
-                    continue
-                if experiment in other_images:
-                    moved = "not comparable (other images)"
-                elif std_a > 0:
-                    moved = f"{(mean_b - mean_a) / std_a:+.2f}"
-                else:
-                    moved = "0" if mean_a == mean_b else "n/a"
-                lines.append(f"| {experiment} | {model} | {label} | {mean_a:.{digits}f} ± {std_a:.{digits}f} | "
-                             f"{mean_b:.{digits}f} | {moved} |")
-    return "\n".join(lines) + "\n"
 
 
 def shows_paper_rows(experiments: list[Experiment]) -> bool:
