@@ -109,3 +109,23 @@ def test_demo_help_says_it_takes_a_factory_spec():
     text = " ".join(build_parser()._subparsers._group_actions[0].choices["demo"].format_help().split())
     assert "or a factory spec path/to/file.py:function or package.module:function" in text
     assert "--weights [MODEL=]PATH" in text
+
+
+@pytest.mark.slow
+def test_demo_runs_a_timm_model_offline_from_the_file_its_offline_message_names(tmp_path, capsys, monkeypatch,
+                                                                                no_network):
+    """Offline, ``demo --model timm:resnet18`` asks for its file with ``--weights
+    timm:resnet18=PATH``; given so (here timm's architecture with random weights, saved as
+    the published safetensors), the demo runs on that file without a connection."""
+    import timm
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("BLINDSPOTS_NB_OFFLINE", "1")
+    save_file(timm.create_model("resnet18", pretrained=False).state_dict(), tmp_path / "model.safetensors")
+    weights = f"timm:resnet18={tmp_path / 'model.safetensors'}"
+    assert main(["demo", "--model", "timm:resnet18", "--weights", weights, "--iterations", "2", "--device", "cpu",
+                 "--out-dir", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "out" / "record.json").read_text())["model"]
+    assert (record["name"], record["weights_file"], record["weights_origin"]) == (
+        "timm:resnet18", str(tmp_path / "model.safetensors"), "user file")
+    assert no_network == []
