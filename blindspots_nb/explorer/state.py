@@ -27,7 +27,6 @@ from ..tools import provenance
 from ..data import sources
 from ..data import ImageReadError, open_image, preprocess_for
 from ..execution import Execution
-from ..tools.deprecation import renamed_keywords
 from ..tools.tensors import l2_distance, tensors_sha256, weights_sha256
 from ..lst import History, LSTConfig, LSTResult, Traversal
 from ..analysis.metrics import rmse
@@ -86,8 +85,7 @@ class Explorer:
     ``model``: a registry name (see ``models.list_models``; loaded once, on ``device``,
     None: CUDA when available) or a classifier taking images in [0, 1] with
     ``class_names``, ``input_size`` and ``info``. ``image_source``: an image source spelling
-    (see :mod:`blindspots_nb.data.sources`; None: the model's default) or an open dataset
-    (``images=``: its old, deprecated name).
+    (see :mod:`blindspots_nb.data.sources`; None: the model's default) or an open dataset.
     ``source``/``target``/``target_b``: image names (default: the first image, the first image
     of another class than the source as the model predicts it, and the first of a third
     class); one batched traversal walks from the source towards target A (``target``) and
@@ -107,7 +105,6 @@ class Explorer:
     stops. A model or image source that fails to load changes nothing and raises.
     """
 
-    @renamed_keywords(images="image_source")
     def __init__(self, model="efficientnet_lite0", image_source=None, source: str | None = None,
                  target: str | None = None, config: LSTConfig | None = None, iterations_per_click: int = 10,
                  device=None, execution: Execution | None = None, target_b: str | None = None, live: bool = True,
@@ -530,7 +527,6 @@ class Explorer:
             target_confidence_b=snap.target_confidence_b, distance_l2_b=snap.distance_l2_b,
             rmse_to_target_b=snap.rmse_to_target_b, execution=self.execution.to_dict())
 
-    @renamed_keywords(directory="out_dir")
     def export(self, out_dir) -> dict[str, Path]:
         """Write the current points towards A and B (PNG), the whole traversal (.pt, resumable
         with ``Traversal.load``), the triangle's grid (CSV: weights, 2-D coordinates and

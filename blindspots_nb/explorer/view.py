@@ -27,7 +27,6 @@ import plotly.graph_objects as go
 from .state import OVERLAY_METHODS, Explorer
 from .triangle_view import TrianglePanel
 from ..tools import provenance
-from ..tools.deprecation import renamed_keywords
 from ..lst import LSTConfig
 from ..plots.triangles import FigureWidget
 from ..plots import confidence_figure, difference_image, image_to_png, saliency_overlay, update_confidence_figure
@@ -47,11 +46,9 @@ class LSTExplorer:
     :class:`~blindspots_nb.lst.LSTConfig` (with LSTConfig's defaults); ``execution``: how the model runs
     (:class:`~blindspots_nb.execution.Execution`); ``out_dir``: where Export writes;
     ``models``: the names offered in the model menu (None: the whole registry).
-    Display the explorer as the last expression of a cell. (``images=`` and
-    ``output_dir=``: the old, deprecated names of ``image_source=`` and ``out_dir=``.)
+    Display the explorer as the last expression of a cell.
     """
 
-    @renamed_keywords(images="image_source", output_dir="out_dir")
     def __init__(self, model="efficientnet_lite0", source: str | None = None, target: str | None = None,
                  image_source=None, step_size: float = LSTConfig.step_size, delta: float = LSTConfig.delta,
                  eps: float = LSTConfig.eps, iterations_per_click: int = 10, iterations: int = LSTConfig.iterations,
@@ -148,7 +145,6 @@ class LSTExplorer:
         self.state.reset()
         return self
 
-    @renamed_keywords(directory="out_dir")
     def export(self, out_dir=None):
         """Write the current point, the traversal and its record to ``out_dir``
         (default: the 'export to' field); returns the paths."""
