@@ -56,7 +56,7 @@ def _prepared(run_dir: Path, folder: Path) -> Path:
 def _pick_a_source_and_see_its_triangle(page, run_dir: Path, screenshot: str):
     """On a page where notebook 07 runs: the first source's triangle is drawn; picking the third
     source of the list draws that source's stored grid as the surface's z values."""
-    from blindspots_nb.explorer.runs import StoredRun
+    from blindspots_nb.browser.runs import StoredRun
 
     run = StoredRun(run_dir)
     picked = run.sorted_sources("fonts/fonts_cnn", "path_conf")[2]["source"]  # the app's order: by path confidence
@@ -112,7 +112,7 @@ def hostile_run(tmp_path):
 def _names_are_text(page, run_dir: Path, screenshot: str):
     """Each source of the hostile run, picked in turn: its panels show the file's name as text (the source's
     and its targets'), the caption the model's spec, and no injected element or handler's flag is on the page."""
-    from blindspots_nb.explorer.runs import StoredRun
+    from blindspots_nb.browser.runs import StoredRun
 
     run = StoredRun(run_dir)
     key, = run.models()

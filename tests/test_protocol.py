@@ -17,6 +17,7 @@ from blindspots_nb.tools.checksums import file_sha256
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.models import CHECKPOINT_DIR
 from blindspots_nb.protocol import Experiment, RunSettingsMismatch, RunStore
+from blindspots_nb.protocol import pool as pool_module
 from blindspots_nb.protocol import run as run_module
 
 SMALL_LST = LSTConfig(iterations=30, step_size=0.05)
@@ -341,7 +342,7 @@ def test_an_imagenet_folder_is_listed_once_and_its_unreadable_files_are_skipped_
     assert [Path(name).relative_to(root).as_posix() for name in pool["names"]] == ["n01440764/b.JPEG",
                                                                                    "n01443537/b.JPEG"]
     assert [(Path(name).name, bool(reason)) for name, reason in pool["skipped"]] == [("a.JPEG", True)]
-    monkeypatch.setattr(run_module, "open_source", lambda *args, **kwargs: pytest.fail("the folder was opened again"))
+    monkeypatch.setattr(pool_module, "open_source", lambda *args, **kwargs: pytest.fail("the folder was opened again"))
     model = load_model(spec, device="cpu")
     expected = torch.stack([preprocess_for(model)(Image.open(name)) for name in pool["names"]])
     assert torch.equal(protocol.pool_images(experiment, pool, model), expected)

@@ -18,6 +18,7 @@ from blindspots_nb import protocol
 from blindspots_nb.cli import main
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.protocol import Experiment, RunSettingsMismatch, RunStore
+from blindspots_nb.protocol import pool as pool_module
 from blindspots_nb.protocol import run as run_module
 from blindspots_nb.protocol import store as store_module
 
@@ -376,7 +377,7 @@ def test_images_made_in_memory_are_checked_by_their_pixels(tmp_path, monkeypatch
     pool = store.pool(experiment)
     assert pool["sha256_of"] == "pixels" and pool["pixel_size"] == [1, 32, 32]
     assert len(set(pool["sha256"])) == len(pool["names"]) and all(len(d) == 64 for d in pool["sha256"])
-    drawn = run_module.open_source
+    drawn = pool_module.open_source
 
     def drawn_otherwise(*args, **kwargs):
         glyphs = drawn(*args, **kwargs)
@@ -388,7 +389,7 @@ def test_images_made_in_memory_are_checked_by_their_pixels(tmp_path, monkeypatch
     model = load_model("fonts_cnn", device="cpu")
     report = model_report(store, experiment, "fonts_cnn")  # the report checks the images it shows too
     assert torch.equal(report.sources, protocol.pool_images(experiment, pool, model)[:len(report.sources)])
-    monkeypatch.setattr(run_module, "open_source", drawn_otherwise)
+    monkeypatch.setattr(pool_module, "open_source", drawn_otherwise)
     with pytest.raises(RunSettingsMismatch, match=re.escape(f"{pool['names'][1]} changed (the sha256 of its pixels)")):
         protocol.pool_images(experiment, pool, model)
 

@@ -1,4 +1,4 @@
-"""The browser of a run, headless (:mod:`blindspots_nb.explorer.runs`) and its widgets: its numbers
+"""The browser of a run, headless (:mod:`blindspots_nb.browser.runs`) and its widgets: its numbers
 are the run's CSV and .pt files read independently; it never writes to the folder; it says what an
 unfinished run lacks; a damaged or hostile file is one line naming it, and the rest still shows."""
 
@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from blindspots_nb import protocol
-from blindspots_nb.explorer.runs import CONTRADICTIONS, SOURCE_COLUMNS, StoredRun
-from blindspots_nb.explorer.runs_view import RunBrowser
+from blindspots_nb.browser.runs import CONTRADICTIONS, SOURCE_COLUMNS, StoredRun
+from blindspots_nb.browser.view import RunBrowser
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.protocol import Experiment, RunFolderError, RunStore
 from blindspots_nb.protocol import run as run_module
@@ -372,7 +372,7 @@ def test_the_view_follows_the_menus(finished):
 
 
 def test_numbers_as_the_browser_prints_them():
-    from blindspots_nb.explorer.runs_view import number
+    from blindspots_nb.browser.view import number
 
     assert [number(v) for v in (None, math.nan, 0.99999, 0.268, -1.121e-05, 0.0)] == [
         "–", "n/a", "1.0000", "0.2680", "-1.12e-05", "0.0000"]
@@ -444,7 +444,7 @@ def test_a_folder_named_with_markup_that_holds_no_run_is_shown_escaped(tmp_path)
 
 def test_a_labelled_folder_run_of_a_users_model_shows_from_its_own_records(hostile, monkeypatch):
     from blindspots_nb.analysis.geometry import triangle_shape
-    from blindspots_nb.explorer import runs
+    from blindspots_nb.browser import runs
 
     def never(*args, **kwargs):
         raise AssertionError("the browser reopened the image source")

@@ -11,7 +11,7 @@ Nothing is recomputed and no model is loaded. A piece of the run (a batch's blin
 of one round, a batch's triangles) is used when its manifest is there and its files have
 the sizes it names (their sha256 is not checked here: a browser reads a few rows of a
 possibly large run). A damaged file (invalid JSON or CSV, a cut ``.pt``) becomes one line
-in :attr:`StoredRun.problems`, naming it, and the rest still shows (:mod:`.run_files`
+in :attr:`StoredRun.problems`, naming it, and the rest still shows (:mod:`.files`
 reads every file, tensors with ``torch.load(weights_only=True)``).
 """
 
@@ -30,10 +30,10 @@ from ..analysis.geometry import triangle_shape
 from ..data.images import preprocess_for
 from ..data.sources import open_source
 from ..models.spec import model_folder
-from ..protocol.run import locate_pool, pool_files, source_batches
+from ..protocol.pool import locate_pool, pool_files, source_batches
 from ..protocol.store import REPORTS, RunStore
 from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
-from .run_files import RunFiles
+from .files import RunFiles
 
 # A source's blind spots, summarised over its rounds (from the blind-spot rows)
 BLIND_SPOT_COLUMNS = {"confidence_min": "least blind-spot conf", "drop_max": "largest conf drop",

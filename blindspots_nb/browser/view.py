@@ -1,5 +1,5 @@
 """The browser of a finished (or unfinished) run, ``notebooks/07_browse_run.ipynb``: ipywidgets
-and plotly around a :class:`~blindspots_nb.explorer.runs.StoredRun`, which reads the folder
+and plotly around a :class:`~blindspots_nb.browser.runs.StoredRun`, which reads the folder
 read-only. Pick a model and a source (sorted by any column, or by one of the paper's findings
 it contradicts), see the source, its blind spots and their targets with their numbers, and
 the stored triangle of a pair. This module only draws."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
 import math
 import os
 import sys
@@ -33,35 +32,17 @@ import torch
 from tqdm.std import tqdm  # text progress: it reaches the terminal through papermill's streams too
 
 from ..tools import provenance
-from ..tools.deprecation import renamed_keywords
 from ..analysis.geometry import stats_from_confidence, triangles_confidence
 from ..lst import Traversal, traverse
 from ..analysis.metrics import LPIPSDistance, target_distances
-from ..data.images import open_image, preprocess_for
-from ..data.sources import check_source_exists, item_digest, open_source
+from ..data.sources import check_source_exists
 from . import distributed
 from .experiment import Experiment, parse_shard  # noqa: F401 (parse_shard: the notebook's, protocol.parse_shard)
+from .pool import check_pool_images, pool_images, prepare, select, source_batches, stored_pool
 from .store import RunSettingsMismatch, RunStore, differences, older_run_warning
 from .tables import render_tables, summarize_model
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "10_reproduce_tables.ipynb"
-
-
-def derangements(n: int, rounds: int, seed: int) -> torch.Tensor:
-    """(rounds, n) permutations with no fixed point, one per round, from ``seed``."""
-    if n < 2:
-        raise ValueError(f"a derangement needs at least 2 sources, the pool has {n}")
-    generator = torch.Generator().manual_seed(seed)
-    out = []
-    while len(out) < rounds:
-        permutation = torch.randperm(n, generator=generator)
-        if not (permutation == torch.arange(n)).any():
-            out.append(permutation)
-    return torch.stack(out)
-
-
-def source_batches(n_sources: int, batch_size: int) -> list[range]:
-    return [range(start, min(start + batch_size, n_sources)) for start in range(0, n_sources, batch_size)]
 
 
 def protocol_blind_spots(store, experiment, model_name: str, pool: dict) -> tuple[torch.Tensor, list[dict]]:
@@ -80,175 +61,6 @@ def _seed(experiment: Experiment, batch: int, round_: int) -> int:
     """A seed per (batch, round): every piece of work is reproducible on its own."""
     digest = hashlib.sha256(f"{experiment.seed}/{batch}/{round_}".encode()).hexdigest()
     return int(digest[:8], 16)
-
-
-# ----------------------------------------------------------------- the pool
-def _labelled(dataset, model):
-    """The dataset itself, or, when it carries no labels, the same dataset (its files, its
-    names) with the model's own predictions as labels."""
-    from ..models import predict
-
-    labels = getattr(dataset, "labels", None)
-    if labels is None or not bool((torch.as_tensor(labels) < 0).all()):
-        return dataset
-    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
-    return dataclasses.replace(dataset, labels=predict(model, images)[0], class_names=list(model.class_names))
-
-
-def pixels_sha256(image: torch.Tensor) -> str:
-    """The sha256 of an image made in memory (bundled photos, glyphs, a CIFAR-10 batch) as
-    8-bit pixels with its shape: what a file's sha256 is for the images of a folder, and as
-    stable across CPUs as an image file (float rounding does not reach 8 bits)."""
-    pixels = (image.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
-    return hashlib.sha256(repr(tuple(pixels.shape)).encode() + pixels.numpy().tobytes()).hexdigest()
-
-
-def _pool_digests(dataset, indices: list[int]) -> dict:
-    """The pool record's image identity: each file's sha256 (``sha256_of`` "files"), or for
-    images made in memory the sha256 of their pixels at the size they were selected at
-    (``sha256_of`` "pixels", ``pixel_size``)."""
-    if getattr(dataset, "paths", None) is not None:
-        return {"sha256": [item_digest(dataset, i) for i in indices], "sha256_of": "files"}
-    images = [dataset[i][0] for i in indices]
-    return {"sha256": [pixels_sha256(image) for image in images], "sha256_of": "pixels",
-            "pixel_size": list(images[0].shape) if images else None}
-
-
-def _hashed(pool: dict) -> str | None:
-    """What a pool's sha256 are of: "files", "pixels", or None (a pool recorded before images
-    made in memory and unlabelled folders had hashes: those images are not checked)."""
-    if "sha256_of" in pool:
-        return pool["sha256_of"]
-    return "files" if pool["sha256"] and all(digest is not None for digest in pool["sha256"]) else None
-
-
-def prepare(experiment: Experiment, store: RunStore, device=None, weights: dict | None = None) -> dict:
-    """Select the pool and draw the derangements, once: later calls read the stored pool."""
-    stored = store.pool(experiment)
-    if stored is not None:
-        return stored
-    record = select(experiment, device, weights)
-    store.save_pool(experiment, record)
-    return record
-
-
-def select(experiment: Experiment, device=None, weights: dict | None = None) -> dict:
-    """The pool record of ``experiment`` (its images, labels, hashes, confidences and
-    derangements), selected now and written nowhere: :func:`prepare` stores it."""
-    from .pool import select_pool
-    from ..models import load_model
-
-    weights = weights or {}
-    models = [load_model(name, device=device, weights=weights.get(name)) for name in experiment.models]
-    dataset = _labelled(open_source(experiment.image_source, models[0], seed=experiment.seed), models[0])
-    pool = select_pool(models, dataset, per_class=experiment.per_class, min_conf=experiment.min_conf,
-                       execution=experiment.execution)
-    keep = len(pool) if experiment.n_sources is None else min(len(pool), experiment.n_sources)
-    if keep < 2:
-        raise ValueError(f"only {len(pool)} image(s) of {experiment.image_source} pass the pool rule (correct, "
-                         f"confidence > {experiment.min_conf} under {', '.join(experiment.models)}); "
-                         "LST's derangements need at least 2")
-    record = {
-        "image_source": experiment.image_source, "indices": pool.indices[:keep], "names": pool.names[:keep],
-        **_pool_digests(dataset, pool.indices[:keep]),
-        "labels": pool.labels[:keep].tolist(), "class_names": [pool.class_names[i] for i in pool.labels[:keep]],
-        "confidence": {m: pool.confidences[:keep, j].tolist() for j, m in enumerate(experiment.models)},
-        "passed_rule": len(pool), "min_conf": experiment.min_conf, "per_class": experiment.per_class,
-        "targets": derangements(keep, experiment.rounds, experiment.seed).tolist(),
-        "skipped": [list(item) for item in [*getattr(dataset, "skipped", []), *pool.skipped]],  # unreadable files
-    }
-    return record
-
-
-def stored_pool(store: RunStore, experiment: Experiment) -> dict:
-    """The experiment's pool; an error that says what to run when it was never prepared."""
-    pool = store.pool(experiment)
-    if pool is None:
-        raise RuntimeError(f"{store.out_dir} has no pool for {experiment.name} yet: start the run with "
-                           f"blindspots-nb reproduce --out-dir {store.out_dir} (it prepares every pool once)")
-    return pool
-
-
-def pool_images(experiment: Experiment, pool: dict, model) -> torch.Tensor:
-    """The pool's images at ``model``'s input size, in [0, 1], found by name; refuses
-    images that are gone or changed since the pool was selected (a file's sha256, or an
-    image made in memory by its pixels at the size it was selected at). Images from files
-    are read by their paths, the pool's only: the folder is not listed again."""
-    if _hashed(pool) == "files":
-        return torch.stack(pool_files(experiment, pool, preprocess_for(model)))
-    dataset = open_source(experiment.image_source, model, seed=experiment.seed)
-    if _hashed(pool) == "pixels" and list(model.input_size) != pool["pixel_size"]:
-        locate_pool(experiment, pool, open_source(experiment.image_source, tuple(pool["pixel_size"]),
-                                                  seed=experiment.seed))
-    return torch.stack([dataset[i][0] for i in locate_pool(experiment, pool, dataset)])
-
-
-def check_pool_images(experiment: Experiment, pool: dict) -> list[str]:
-    """Refuses (:class:`RunSettingsMismatch`, naming them) the pool's images that changed
-    since the pool was selected; returns those that cannot be checked here (a file gone, an
-    image source not at hand), for a word to the user. What ``merge`` checks."""
-    hashed = _hashed(pool)
-    if hashed == "files":
-        present = [i for i, name in enumerate(pool["names"]) if Path(name).is_file()]
-        pool_files(experiment, {key: [pool[key][i] for i in present] for key in ("names", "sha256")}, lambda image: None)
-        return [f"{name} (not at hand here)" for i, name in enumerate(pool["names"]) if i not in set(present)]
-    if hashed == "pixels":
-        try:
-            dataset = open_source(experiment.image_source, tuple(pool["pixel_size"]), seed=experiment.seed,
-                                  download=False)
-        except (FileNotFoundError, ValueError) as error:
-            return [f"{experiment.image_source} (it cannot be opened here: {error})"]
-        locate_pool(experiment, pool, dataset)
-        return []
-    return [f"{experiment.image_source} (its pool was recorded before pools held every image's hash)"]
-
-
-def pool_files(experiment: Experiment, pool: dict, transform) -> list[torch.Tensor]:
-    """The pool's image files (its names are their paths), each read once, checked against
-    its sha256 and decoded with ``transform``."""
-    images, problems = [], []
-    for name, digest in zip(pool["names"], pool["sha256"]):
-        try:
-            content = Path(name).read_bytes()
-        except FileNotFoundError:
-            problems.append(f"{name} is gone")
-            continue
-        if hashlib.sha256(content).hexdigest() != digest:
-            problems.append(f"{name} changed (sha256)")
-            continue
-        with open_image(io.BytesIO(content), name) as image:
-            images.append(transform(image))
-    _refuse_changed_pool(experiment, problems)
-    return images
-
-
-def locate_pool(experiment: Experiment, pool: dict, dataset) -> list[int]:
-    """Where the pool's images are in ``dataset`` now, checked against the pool's names
-    and file hashes (a data folder may have gained, lost or changed files)."""
-    where = {name: i for i, name in enumerate(dataset.names)}
-    indices, problems = [], []
-    pixels = _hashed(pool) == "pixels"
-    for name, digest in zip(pool["names"], pool["sha256"]):
-        index = where.get(name)
-        if index is None:
-            problems.append(f"{name} is gone")
-        elif digest is not None and pixels:
-            image = dataset[index][0]
-            if list(image.shape) == pool["pixel_size"] and pixels_sha256(image) != digest:
-                problems.append(f"{name} changed (the sha256 of its pixels)")
-        elif digest is not None and item_digest(dataset, index) != digest:
-            problems.append(f"{name} changed (sha256)")
-        indices.append(index)
-    _refuse_changed_pool(experiment, problems)
-    return indices
-
-
-def _refuse_changed_pool(experiment: Experiment, problems: list[str]):
-    if problems:
-        raise RunSettingsMismatch(
-            f"the images of {experiment.name} ({experiment.image_source}) are not those its pool was selected from: "
-            f"{'; '.join(problems[:6])}{' ...' if len(problems) > 6 else ''}. Restore them, use another output "
-            "folder, or --force to start anew")
 
 
 def weights_identity(experiments: list[Experiment], weights: dict[str, str]) -> dict[str, dict]:
@@ -548,7 +360,6 @@ def _canonical_weights(weights: dict[str, str]) -> dict[str, str]:
             for name, path in weights.items()}
 
 
-@renamed_keywords(out="out_dir")
 def reproduce(experiments: list[Experiment], out_dir, device=None, weights: dict[str, str] | None = None,
               shard: tuple[int, int] | None = None, force: bool = False, preset: str | None = None,
               paper_rows: bool | None = None) -> dict | None:
@@ -591,7 +402,6 @@ def reproduce(experiments: list[Experiment], out_dir, device=None, weights: dict
             return assemble(store, experiments, preset=preset, paper_rows=paper_rows)
 
 
-@renamed_keywords(out="out_dir")
 def merge(out_dir, paper_rows: bool | None = None) -> dict:
     """Assemble the tables of a run whose shards all finished."""
     store = RunStore(out_dir)
