@@ -3,7 +3,6 @@ the run's CSVs, pool and summaries read independently here; a damaged run is ski
 nothing is written to the folders read."""
 
 import csv
-import dataclasses
 import json
 import math
 import shutil
@@ -12,49 +11,24 @@ from pathlib import Path
 import pytest
 
 from blindspots_nb import protocol
-from blindspots_nb.protocol import RunStore
-from blindspots_nb.protocol import run as run_module
 from blindspots_nb.protocol.tables import TABLE_COLUMNS
 from blindspots_nb.results import SkippedRun, collect, load_run
+from blindspots_nb.results.examples import STEP_SIZES, example_runs, make_run, small
 from helpers import folder_listing
-
-STEP_SIZES = (0.02, 0.05, 0.1)  # the setting that tells the three small runs apart
-
-
-def make_run(folder: Path, experiments, preset: str | None = None) -> Path:
-    """A finished run of ``experiments`` in ``folder``, made as a library (no executed reports)."""
-    store = RunStore(folder)
-    store.begin(experiments, weights=run_module.weights_identity(experiments, {}))
-    for experiment in experiments:
-        protocol.prepare(experiment, store, device="cpu")
-        for model in experiment.models:
-            protocol.run_model(experiment, model, store, device="cpu", progress=False)
-    protocol.assemble(store, experiments, preset=preset)
-    return folder
-
-
-def small(experiment, step_size: float = 0.05, n_sources: int = 3):
-    """``experiment`` at about the smallest settings a run takes: 2 rounds, 5 LST steps, 2 divisions."""
-    return dataclasses.replace(experiment, n_sources=n_sources, rounds=2, divisions=2,
-                               lst=dataclasses.replace(experiment.lst, iterations=5, step_size=step_size))
 
 
 @pytest.fixture(scope="session")
 def offline_run(tmp_path_factory) -> Path:
     """The offline preset's two experiments (FONTS CNNs, EfficientNet-Lite0 on the photos), made small."""
-    experiments = [small(e, e.lst.step_size) for e in protocol.preset("offline")]
+    experiments = [small(e) for e in protocol.preset("offline")]
     return make_run(tmp_path_factory.mktemp("offline") / "run", experiments, preset="offline")
 
 
 @pytest.fixture(scope="session")
 def three_runs(tmp_path_factory) -> Path:
-    """A folder of three small runs of both FONTS CNNs, one per step size, the last on a larger pool
-    (4 sources, the first 3 those of the others)."""
-    root = tmp_path_factory.mktemp("three_runs")
-    fonts = protocol.preset("offline")[0]
-    for k, step_size in enumerate(STEP_SIZES):
-        make_run(root / f"step_{step_size:g}", [small(fonts, step_size, n_sources=4 if k == 2 else 3)])
-    return root
+    """Notebook 09's example: three small runs of both FONTS CNNs, one per step size, the last on a larger
+    pool (4 sources, the first 3 those of the others)."""
+    return example_runs(tmp_path_factory.mktemp("three_runs"))
 
 
 def _csv(path: Path) -> list[dict]:
@@ -170,3 +144,54 @@ def test_reading_writes_nothing(offline_run, three_runs):
     for run in sorted(three_runs.iterdir()):
         load_run(run)
     assert (folder_listing(offline_run), folder_listing(three_runs)) == before
+
+
+def test_the_paired_difference_pairs_sources_by_image_not_by_pool_index(three_runs):
+    """The runs of 3 and 4 sources share 3 images; the difference is taken on those, each source against
+    itself, computed here from the per-source CSVs and pools by hand."""
+    from blindspots_nb.results.across_runs import paired_difference, paired_notes
+
+    first, second = (load_run(three_runs / name) for name in ("step_0.02", "step_0.1"))
+    difference = paired_difference(first, second)
+    assert set(difference["shared"]) == {3} and set(difference["only_first"]) == {0}
+    assert set(difference["only_second"]) == {1}
+    for model in ("fonts_cnn", "fonts_cnn_at"):
+        by_image = []
+        for name in ("step_0.02", "step_0.1"):
+            pool = json.loads((three_runs / name / "fonts" / "pool.json").read_text())
+            by_image.append({pool["sha256"][int(r["source"])]: float(r["path_conf"])
+                             for r in _csv(three_runs / name / "fonts" / model / "per_source.csv")})
+        shared = sorted(set(by_image[0]) & set(by_image[1]))
+        expected = [by_image[1][h] - by_image[0][h] for h in shared]
+        row = difference[(difference["model"] == model) & (difference["number"] == "Avg Path Conf")].iloc[0]
+        mean = sum(expected) / len(expected)
+        assert math.isclose(row["difference"], mean, abs_tol=1e-12)
+        assert math.isclose(row["difference_std"], math.sqrt(sum((e - mean) ** 2 for e in expected) / len(expected)),
+                            abs_tol=1e-12)
+    notes = paired_notes(difference, ("step_0.02", "step_0.1"))
+    assert notes[0] == ("fonts/fonts_cnn: 3 sources shared (paired by image sha256); left out: 0 only in step_0.02, "
+                        "1 only in step_0.1 (one run with --models a,b gives its models one pool)")
+    one = difference[difference["number"] == "RMSE"].assign(shared=1)
+    assert paired_notes(one, ("a", "b"))[0].endswith("too few to compare (fewer than 2)")
+
+
+def test_the_across_runs_view_filters_and_plots(three_runs):
+    from blindspots_nb.results.across_runs import AcrossRuns, filtered, metric_figure, settings_that_vary
+
+    rows = collect(three_runs)
+    assert {"lst.step_size", "n_sources", "run", "model", "display_name", "weights_sha256"} <= set(
+        settings_that_vary(rows))
+    assert "rmse_mean" not in settings_that_vary(rows) and "rounds" not in settings_that_vary(rows)
+    assert set(filtered(rows, {"lst.step_size": [0.05, 0.1]})["run"]) == {"step_0.05", "step_0.1"}
+    figure = metric_figure(rows, "frac_0.1", "lst.step_size")
+    points = {(trace.name, x): (y, e) for trace in figure.data for x, y, e in zip(trace.x, trace.y, trace.error_y.array)}
+    for _, row in rows.iterrows():
+        assert points[(f"{row['display_name']}, fonts", row["lst.step_size"])] == (row["frac_0.1_mean"],
+                                                                                  row["frac_0.1_std"])
+    with pytest.raises(ValueError, match="no number 'accuracy'"):
+        metric_figure(rows, "accuracy", "run")
+    view = AcrossRuns(three_runs)
+    view.filters["run"].value = ("step_0.02",)
+    assert set(view.shown()["run"]) == {"step_0.02"} and "step_0.1" not in view.table.value
+    assert len(view.plot.children[0].data[0].x) == 1
+    assert "3 sources shared" in view.paired.value

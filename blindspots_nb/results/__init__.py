@@ -1,10 +1,13 @@
 """Runs as data: :mod:`.frames` reads a run of ``blindspots-nb reproduce`` (or every run below a
 folder) into pandas DataFrames, read-only, through the run browser's readers; :mod:`.across_runs`
 shows many runs in one view (notebook 09): filtered by any setting, any number of the tables
-plotted against any setting, two runs compared source by source."""
+plotted against any setting, two runs compared source by source; :mod:`.examples` makes the small
+runs it shows when there are none yet."""
 
 from ..tools.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "frames": ("Run", "SkippedRun", "collect", "load_run"),
+    "across_runs": ("AcrossRuns", "paired_difference"),
+    "examples": ("example_runs",),
 })

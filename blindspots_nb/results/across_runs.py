@@ -1,0 +1,170 @@
+"""Many runs in one view, ``notebooks/09_across_runs.ipynb``: the table of runs (:func:`~.frames.collect`),
+filtered by any setting, any Table-1 or Table-2 number plotted with its std against any setting or
+model, and two runs compared source by source (:func:`paired_difference`: paired by each image's
+sha256, never by pool index, since two runs may each choose their own pool)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import ipywidgets as W
+import pandas as pd
+import plotly.express as px
+
+from ..plots.triangles import figure_widget
+from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
+from .frames import IDENTITY, NUMBERS, Run, collect, load_run
+
+METRICS = {**TABLE1_COLUMNS, **TABLE2_COLUMNS}  # column -> its name in the tables
+# Columns of a run's rows that are what was measured or where it lies, not a setting to filter or plot by
+NOT_FILTERS = {*NUMBERS, "n", "n_blind_spots", "path", "created", "weights_file"}
+PAIRED_KEY = ["experiment", "model", "sha256"]
+
+
+def settings_that_vary(rows: pd.DataFrame) -> list[str]:
+    """The columns of ``rows`` (besides the numbers) that take more than one value: what tells the runs apart."""
+    return [c for c in rows.columns if c not in NOT_FILTERS and rows[c].astype(str).nunique() > 1]
+
+
+def filtered(rows: pd.DataFrame, chosen: dict[str, list]) -> pd.DataFrame:
+    """The rows whose value of each column of ``chosen`` is one of those chosen (compared as text, as shown)."""
+    keep = pd.Series(True, index=rows.index)
+    for column, values in chosen.items():
+        keep &= rows[column].astype(str).isin([str(v) for v in values])
+    return rows[keep]
+
+
+def metric_figure(rows: pd.DataFrame, metric: str, against: str):
+    """``metric``'s mean with its std (error bars) in each row, against the column ``against``, a colour
+    per model; the hover names the run, the experiment and the weights."""
+    if metric not in METRICS:
+        raise ValueError(f"no number {metric!r} in the tables; they have {', '.join(METRICS)}")
+    figure = px.scatter(rows.sort_values(against), x=against, y=f"{metric}_mean", error_y=f"{metric}_std",
+                        color="display_name", symbol="experiment",
+                        hover_data=["run", "experiment", "model", "weights_sha256", "n"],
+                        labels={f"{metric}_mean": f"{METRICS[metric]} (mean ± std)", "display_name": "model"},
+                        title=f"{METRICS[metric]} against {against}: {len(rows)} rows of "
+                              f"{rows['run'].nunique()} runs")
+    return figure.update_traces(mode="markers+lines").update_layout(height=420, margin=dict(t=50, b=40))
+
+
+def per_source_numbers(run: Run) -> pd.DataFrame:
+    """A row per experiment x model x source image (by sha256): its Table-2 numbers and the Table-1 numbers
+    of its blind spots averaged over its rounds. Sources without a recorded sha256 cannot be paired: left out."""
+    table2 = run.sources.dropna(subset=["sha256"]).set_index(PAIRED_KEY)[list(TABLE2_COLUMNS)]
+    table1 = run.blind_spots.dropna(subset=["sha256"]).groupby(PAIRED_KEY)[list(TABLE1_COLUMNS)].mean()
+    return table2.join(table1).astype(float)
+
+
+def paired_difference(first: Run, second: Run) -> pd.DataFrame:
+    """``second`` minus ``first`` on the sources both measured, model by model: a row per experiment x
+    model x number with ``shared`` (sources in both, by image sha256), ``only_first`` and ``only_second``
+    (left out), each run's mean over the shared sources, and the mean and (population) std of the
+    per-source differences. Models that only one run has are left out."""
+    theirs = dict(list(per_source_numbers(second).groupby(level=[0, 1])))
+    rows = []
+    for (experiment, model), a in per_source_numbers(first).groupby(level=[0, 1]):
+        b = theirs.get((experiment, model))
+        if b is None:
+            continue
+        shared = a.index.intersection(b.index)
+        difference = b.loc[shared] - a.loc[shared]
+        for column in METRICS:
+            rows.append({"experiment": experiment, "model": model, "number": METRICS[column], "shared": len(shared),
+                         "only_first": len(a) - len(shared), "only_second": len(b) - len(shared),
+                         "first": a.loc[shared, column].mean(), "second": b.loc[shared, column].mean(),
+                         "difference": difference[column].mean(), "difference_std": difference[column].std(ddof=0)})
+    return pd.DataFrame(rows, columns=["experiment", "model", "number", "shared", "only_first", "only_second", "first",
+                                       "second", "difference", "difference_std"])
+
+
+def paired_notes(difference: pd.DataFrame, names: tuple[str, str], minimum: int = 2) -> list[str]:
+    """What :func:`paired_difference` left out and where it says little, a line per model."""
+    lines = []
+    for (experiment, model), rows in difference.groupby(["experiment", "model"], sort=False):
+        row = rows.iloc[0]
+        line = f"{experiment}/{model}: {row['shared']} sources shared (paired by image sha256)"
+        if row["only_first"] or row["only_second"]:
+            line += (f"; left out: {row['only_first']} only in {names[0]}, {row['only_second']} only in {names[1]} "
+                     "(one run with --models a,b gives its models one pool)")
+        if row["shared"] < minimum:
+            line += f"; too few to compare (fewer than {minimum})"
+        lines.append(line)
+    return lines or [f"{names[0]} and {names[1]} have no model of an experiment in common"]
+
+
+def _table(frame: pd.DataFrame) -> str:
+    """A frame as an HTML table, every cell escaped (names in a run may hold markup)."""
+    return frame.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", na_rep="n/a")
+
+
+class AcrossRuns:
+    """The runs below ``runs_root`` in one view. Display it as the last expression of a cell."""
+
+    def __init__(self, runs_root):
+        self.root = Path(runs_root)
+        self.rows = collect(self.root)
+        self.skipped = self.rows.attrs["skipped"]
+        self.header = W.HTML(f"<b>{self.rows['run'].nunique() if len(self.rows) else 0} runs below "
+                             f"{html.escape(str(self.root))}</b>" + "".join(
+                                 f"<div style='color:#c62828'>{html.escape(line)}</div>" for line in self.skipped))
+        self.varying = settings_that_vary(self.rows) if len(self.rows) else []
+        style = {"description_width": "initial"}
+        self.filters = {c: W.SelectMultiple(options=sorted(self.rows[c].astype(str).unique()), description=c,
+                                            style=style, rows=min(4, self.rows[c].nunique()))
+                        for c in self.varying}
+        for menu in self.filters.values():
+            menu.value = menu.options
+        self.table = W.HTML()
+        self.metric_menu = W.Dropdown(options=[(label, key) for key, label in METRICS.items()], description="number",
+                                      style=style)
+        self.against_menu = W.Dropdown(options=self.varying or ["display_name"], description="against", style=style)
+        self.plot = W.VBox()
+        self.plot.add_class("across-runs-plot")
+        runs = sorted(self.rows["run"].unique()) if len(self.rows) else []
+        paths = dict(zip(self.rows.get("run", []), self.rows.get("path", [])))
+        self.first_menu = W.Dropdown(options=[(r, paths[r]) for r in runs], description="first run", style=style)
+        self.second_menu = W.Dropdown(options=[(r, paths[r]) for r in runs], description="second run", style=style,
+                                      value=paths[runs[-1]] if runs else None)
+        self.paired = W.HTML()
+        for widget in (*self.filters.values(), self.metric_menu, self.against_menu):
+            widget.observe(lambda _: self.redraw(), "value")
+        for widget in (self.first_menu, self.second_menu):
+            widget.observe(lambda _: self.compare(), "value")
+        self.widget = W.VBox([self.header, W.HBox(list(self.filters.values()), layout=W.Layout(flex_flow="row wrap")),
+                              self.table, W.HBox([self.metric_menu, self.against_menu]), self.plot,
+                              W.HTML("<b>Two runs, source by source</b>"), W.HBox([self.first_menu, self.second_menu]),
+                              self.paired])
+        self.redraw()
+        self.compare()
+
+    def shown(self) -> pd.DataFrame:
+        """The rows that the filters let through."""
+        return filtered(self.rows, {c: list(menu.value) for c, menu in self.filters.items()}) if len(self.rows) \
+            else self.rows
+
+    def redraw(self):
+        """The table and the plot of the rows shown."""
+        rows = self.shown()
+        columns = [*IDENTITY, *(c for c in self.varying if c not in IDENTITY), "n",
+                   *(f"{k}_{p}" for k in METRICS for p in ("mean", "std"))]
+        self.table.value = _table(rows[[c for c in columns if c in rows.columns]])
+        self.plot.children = [figure_widget(metric_figure(rows, self.metric_menu.value, self.against_menu.value))] \
+            if len(rows) else [W.HTML("No run is shown: choose values in the filters.")]
+
+    def compare(self):
+        """The paired difference of the two runs picked."""
+        if self.first_menu.value is None:
+            self.paired.value = "No finished run to compare."
+            return
+        first, second = (load_run(menu.value) for menu in (self.first_menu, self.second_menu))
+        difference = paired_difference(first, second)
+        names = (self.first_menu.label, self.second_menu.label)
+        notes = "".join(f"<li>{html.escape(line)}</li>" for line in paired_notes(difference, names))
+        self.paired.value = (f"<ul>{notes}</ul>" + _table(difference.rename(columns={"first": names[0],
+                                                                                    "second": names[1]})))
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
