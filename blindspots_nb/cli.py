@@ -34,7 +34,6 @@ from .lst.config import LSTConfig
 from .models.spec_names import canonical_spec, checked_model_name, is_spec, spec_file
 from .protocol.experiment import PRESETS, Experiment, check_preset, parse_shard
 from .tools import atomic
-from .tools.deprecation import add_renamed_option
 
 DESCRIPTION = """\
 Explore the blind spots of vision models with Level Set Traversal (LST): walk from a
@@ -247,9 +246,8 @@ PRECISION_HELP = "how the passes compute: " + "; ".join(f"{name}: {meaning}" for
 
 
 def _out_dir_option(parser, default: str, what: str) -> None:
-    """--out-dir (and its old name --out, deprecated)."""
+    """--out-dir FOLDER, the command's output folder."""
     parser.add_argument("--out-dir", default=default, metavar="FOLDER", help=f"{what} (default: {default})")
-    add_renamed_option(parser, "--out", "--out-dir")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,7 +302,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "package.module:function (default: the preset's)")
     p.add_argument("--image-source", help="run --models on these images: photos, fonts:test, imagenet:ROOT, "
                                           "cifar10:ROOT or folder:PATH (default: the preset's)")
-    add_renamed_option(p, "--source", "--image-source")
     p.add_argument("--weights", action="append", metavar="MODEL=PATH",
                    help="a local checkpoint for a model (default: the registry's published weights); for a "
                         "factory spec, a state dict of the network it wraps")

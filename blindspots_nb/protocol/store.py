@@ -61,7 +61,7 @@ import torch
 from ..tools import atomic
 from ..tools.checksums import file_sha256
 from ..tools.json_files import UnreadableJSON, read_json
-from ..tools.deprecation import renamed_keys, renamed_keywords
+from ..tools.deprecation import renamed_keys
 from .experiment import Experiment
 from ..models.spec import model_folder
 
@@ -189,7 +189,6 @@ def csv_text(rows: list[dict]) -> str:
 class RunStore:
     """One output folder of ``blindspots-nb reproduce``."""
 
-    @renamed_keywords(root="out_dir")
     def __init__(self, out_dir):
         out_dir = Path(out_dir)
         try:
