@@ -43,24 +43,16 @@ import torch
 import torch.nn.functional as F
 
 from blindspots_nb.protocol.pool import next_class_pairs
-from blindspots_nb.lst import LSTConfig, Traversal, orthogonal_step
+from blindspots_nb.lst import LSTConfig, Traversal, forward_backward, orthogonal_step, per_sample_dot
 from blindspots_nb.models import load_model
 from blindspots_nb.data.sources import open_source
 
 MODELS = ("fonts_cnn", "fonts_cnn_at")
 
 
-def gradient(model, images, labels):
-    """Per-sample gradient of cross_entropy(model(x), labels, reduction="sum") (as LST uses)."""
-    x = images.detach().requires_grad_(True)
-    with torch.enable_grad():
-        loss = F.cross_entropy(model(x), labels, reduction="sum")
-        (g,) = torch.autograd.grad(loss, x)
-    return g
-
-
-def dot(a, b):
-    return (a * b).flatten(1).sum(1)
+def gradient(traversal):
+    """The gradient of cross_entropy at the traversal's current point, as LST takes it."""
+    return forward_backward(traversal.model, traversal.images, traversal.labels, traversal.execution)[1]
 
 
 def build_pairs(models, n_sources, seed):
@@ -79,7 +71,7 @@ def measure(model, sources, labels, targets, target_labels, config, reset_parall
     tr = Traversal(model, sources, labels, targets, config, target_labels=target_labels)
     n, T, eta, eps = sources.shape[0], config.iterations, config.step_size, config.eps
     half = T // 2
-    g = gradient(model, tr.images, tr.labels)
+    g = gradient(tr)
     budget = {k: torch.zeros(n) for k in ("orth", "par", "par_sat", "clip", "quad")}
     cos_late, accepted, recon_err = [], [], 0.0
     for i in range(T):
@@ -97,17 +89,17 @@ def measure(model, sources, labels, targets, target_labels, config, reset_parall
         clip = cand - raw
         new = torch.where(acc.view(-1, 1, 1, 1), cand, x)
         recon_err = max(recon_err, float((new - tr.images).abs().max()))
-        g_new = gradient(model, tr.images, tr.labels)
+        g_new = gradient(tr)
         if i >= half:
             # ||d'||^2 - ||d||^2 = 2<d, -orth> + 2<d, par> + 2<d, -clip> + ||d' - d||^2, accepted steps only
             step = -orth + par - clip
             sat = (par.abs() >= eps * (1 - 1e-6)) if eps > 0 else torch.zeros_like(par, dtype=torch.bool)
             zero = torch.zeros(())
-            budget["orth"] += torch.where(acc, -2 * dot(d, orth), zero).cpu()
-            budget["par"] += torch.where(acc, 2 * dot(d, par), zero).cpu()
-            budget["par_sat"] += torch.where(acc, 2 * dot(d, par * sat), zero).cpu()
-            budget["clip"] += torch.where(acc, -2 * dot(d, clip), zero).cpu()
-            budget["quad"] += torch.where(acc, dot(step, step), zero).cpu()
+            budget["orth"] += torch.where(acc, -2 * per_sample_dot(d, orth), zero).cpu()
+            budget["par"] += torch.where(acc, 2 * per_sample_dot(d, par), zero).cpu()
+            budget["par_sat"] += torch.where(acc, 2 * per_sample_dot(d, par * sat), zero).cpu()
+            budget["clip"] += torch.where(acc, -2 * per_sample_dot(d, clip), zero).cpu()
+            budget["quad"] += torch.where(acc, per_sample_dot(step, step), zero).cpu()
             if i >= T - 100:
                 cos = F.cosine_similarity(g_new.flatten(1), g.flatten(1)).cpu()
                 cos_late.append(cos[acc.cpu()])
@@ -130,7 +122,7 @@ def measure(model, sources, labels, targets, target_labels, config, reset_parall
         "acc_all": acc.mean(0),
         "acc_late": acc[-100:].mean(0),
         "conf_drop": tr.confidence.cpu() - tr.initial_confidence.cpu(),
-        "along_g": dot(d, gf).pow(2) / (dot(gf, gf) * dsq.sum(1)),
+        "along_g": per_sample_dot(d, gf).pow(2) / (per_sample_dot(gf, gf) * dsq.sum(1)),
         "cos_late": torch.cat(cos_late) if cos_late else torch.empty(0),
         "sat_frac": sat.float().mean(1),
         "sat_share": (dsq * sat).sum(1) / dsq.sum(1),

@@ -8,7 +8,8 @@ step towards the target projected orthogonally to it, an accumulated box-bounded
 parallel part, and a per-sample acceptance test against the clean source confidence.
 
 The files: :mod:`.config` (the hyperparameters, :class:`LSTConfig`, light to import),
-:mod:`.step` (one iteration's pieces: forward-backward pass, orthogonal step),
+:mod:`.step` (one iteration's pieces: forward-backward pass, orthogonal step,
+per-sample inner product),
 :mod:`.traversal` (:class:`Traversal`, :func:`traverse`), :mod:`.history` (what a
 traversal records and returns), :mod:`.state` (the saved state and its checks).
 """
@@ -19,6 +20,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "config": ("LSTConfig",),
     "history": ("History", "LSTResult"),
     "state": ("weights_sha256",),
-    "step": ("forward_backward", "orthogonal_step"),
+    "step": ("forward_backward", "orthogonal_step", "per_sample_dot"),
     "traversal": ("Traversal", "traverse"),
 })

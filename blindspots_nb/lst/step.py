@@ -1,7 +1,8 @@
 """The pieces of one LST iteration: the model's probabilities and cross-entropy gradient
 in one forward and one backward pass (:func:`forward_backward`), the step towards the
-target orthogonal to that gradient (:func:`orthogonal_step`), and the per-sample choice
-between the candidate and the current point (:func:`where_sample`)."""
+target orthogonal to that gradient (:func:`orthogonal_step`), the per-sample inner
+product it uses (:func:`per_sample_dot`), and the per-sample choice between the
+candidate and the current point (:func:`where_sample`)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,19 @@ import torch.nn.functional as F
 from ..execution import Execution
 
 
-def _per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """<a_i, b_i> for each sample, shaped (B, 1, ..., 1) to broadcast over images."""
-    dot = (a * b).flatten(1).sum(1)
-    return dot.view(-1, *([1] * (a.dim() - 1)))
+def per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """<a_i, b_i> for each sample i of two batches of the same shape: shape (B,)."""
+    return (a * b).flatten(1).sum(1)
+
+
+def _over_images(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``values`` (B,) shaped (B, 1, ..., 1) to broadcast over ``like``'s samples."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
 
 
 def where_sample(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-sample select: a where mask else b."""
-    return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), a, b)
+    return torch.where(_over_images(mask, a), a, b)
 
 
 def orthogonal_step(gradient: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
@@ -27,9 +32,9 @@ def orthogonal_step(gradient: torch.Tensor, direction: torch.Tensor) -> torch.Te
 
     A sample with zero gradient keeps its whole direction.
     """
-    g_dot_g = _per_sample_dot(gradient, gradient)
-    coefficient = _per_sample_dot(gradient, direction) / torch.where(g_dot_g > 0, g_dot_g, 1.0)
-    return direction - coefficient * gradient
+    g_dot_g = per_sample_dot(gradient, gradient)
+    coefficient = per_sample_dot(gradient, direction) / torch.where(g_dot_g > 0, g_dot_g, 1.0)
+    return direction - _over_images(coefficient, gradient) * gradient
 
 
 def as_execution(execution: Execution | None) -> Execution:
