@@ -14,14 +14,12 @@ import io
 from torchvision.utils import save_image
 
 from .tools import atomic, provenance
-from .tools.deprecation import renamed_keywords
 from .lst import LSTConfig, traverse
 from .analysis.metrics import LPIPSDistance, target_distances
 
 HISTORY_COLUMNS = ("source_confidence", "target_confidence", "distance", "accepted_total")
 
 
-@renamed_keywords(out="out_dir")
 def demo(model_name: str = "efficientnet_lite0", source: str | None = None, target: str | None = None,
          config: LSTConfig | None = None, out_dir="results/demo", device=None, execution=None,
          image_source: str | None = None, weights=None) -> dict:

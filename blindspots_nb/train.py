@@ -35,7 +35,6 @@ from .models.classes import DIGITS_AT_RADIUS, FONTS_AT_RADIUS
 from .models.classifier import Classifier, module_device
 from .models.factory import load_model
 from .models.registry import get_entry
-from .tools.deprecation import add_renamed_option, renamed_keywords
 
 
 @dataclass
@@ -83,7 +82,6 @@ def dataset_of(model: str, split: str, n: int, seed: int = 0):
 
 
 @torch.no_grad()
-@renamed_keywords(eps="radius")
 def evaluate(model: torch.nn.Module, dataset, radius: float = FONTS_AT_RADIUS, steps: int = 20,
              batch_size: int = 128, seed: int = 0) -> dict:
     """Clean accuracy and PGD accuracy (l_inf ``radius``, ``steps`` steps, random start; the
@@ -185,8 +183,6 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name}", type=kind, default=None)
     parser.add_argument("--eval-radius", type=float, default=None,
                         help="the PGD radius (default: each model's own, or its dataset's standard)")
-    add_renamed_option(parser, "--eps", "--radius", type=float)
-    add_renamed_option(parser, "--eval-eps", "--eval-radius", type=float)
     parser.add_argument("--eval-steps", type=int, default=20)
     parser.add_argument("--n-test", type=int, default=2000,
                         help="test images: FONTS glyphs drawn, or the first of the digits' 360 (default: 2000)")

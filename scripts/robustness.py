@@ -23,7 +23,6 @@ from blindspots_nb.tools import provenance
 from blindspots_nb.analysis.attacks import robustness
 from blindspots_nb.models import load_model
 from blindspots_nb.data.sources import canonical, open_source
-from blindspots_nb.tools.deprecation import add_renamed_option
 
 
 def labelled_images(model, image_source: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,8 +43,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image-source", default="fonts:test", help="a labelled image source (default fonts:test)")
     parser.add_argument("--n", type=int, default=500, help="images, from the start of the image source")
     parser.add_argument("--radius", type=float, default=None, help="l_inf radius (default: each model's threat model)")
-    add_renamed_option(parser, "--source", "--image-source")
-    add_renamed_option(parser, "--eps", "--radius", type=float)
     parser.add_argument("--steps", type=int, default=20, help="PGD steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=250)

@@ -1,5 +1,5 @@
 """The command line a newcomer reads: complete, plain help texts with their defaults, a
-``--help`` that answers without importing torch, and old option names that still work."""
+``--help`` that answers without importing torch."""
 
 import dataclasses
 import re
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from blindspots_nb.cli import build_parser, experiments_from_args, field_help, main
+from blindspots_nb.cli import build_parser, field_help
 from blindspots_nb.execution import PRECISIONS, Execution
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.protocol import Experiment
@@ -59,14 +59,3 @@ def test_help_texts_are_plain_and_complete():
     precision = re.sub(r"\s", "", texts["reproduce"].rsplit("--precision PRECISION", 1)[1].split("--compile")[0])
     assert all(re.sub(r"\s", "", f"{name}: {meaning}") in precision for name, meaning in PRECISIONS.items())
     assert "--out-dir FOLDER" in texts["merge"] and "--out " not in texts["merge"]
-
-
-def test_old_option_names_still_work_with_a_warning(tmp_path, capsys):
-    parser = build_parser()
-    args = parser.parse_args(["reproduce", "--source", "fonts:train", "--models", "fonts_cnn", "--out", "x"])
-    assert (args.image_source, args.out_dir) == ("fonts:train", "x")
-    err = capsys.readouterr().err
-    assert "--source is deprecated, use --image-source" in err and "--out is deprecated, use --out-dir" in err
-    assert [e.image_source for e in experiments_from_args(args)] == ["fonts:train"]
-    assert main(["merge", "--out", str(tmp_path / "none")]) == 2
-    assert "--out is deprecated" in capsys.readouterr().err

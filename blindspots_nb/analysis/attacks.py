@@ -3,8 +3,7 @@
 Every attack takes images in [0, 1] and labels, and returns images in [0, 1] within the
 ball of ``radius`` around the inputs (``norm`` "Linf" or "L2"), untargeted on cross-entropy. The
 model is any module mapping [0, 1] images to logits (a registry model normalises inside).
-The attack's radius is ``radius`` (``eps`` is LST's parallel box; ``eps=``, the attacks'
-old name of ``radius=``, is still accepted, with a DeprecationWarning).
+The attack's radius is ``radius`` (``eps`` is LST's parallel box).
 
 * :func:`fgsm`: one signed-gradient step of size ``radius`` (Goodfellow et al. 2015);
 * :func:`pgd`: ``steps`` signed-gradient steps of ``step_size`` (default 2.5 radius / steps)
@@ -40,7 +39,6 @@ import torch
 import torch.nn.functional as F
 
 from ..models import DIGITS_AT_RADIUS, FONTS_AT_RADIUS, module_device, predict
-from ..tools.deprecation import renamed_keywords
 from ..tools.tensors import check_images
 
 NORMS = ("Linf", "L2")
@@ -170,7 +168,6 @@ def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- attacks
 
 
-@renamed_keywords(eps="radius")
 def fgsm(model, images: torch.Tensor, labels, radius: float) -> torch.Tensor:
     """FGSM (Captum): ``clip(x + radius * sign(grad_x CE(model(x), y)), 0, 1)``, l_inf."""
     from captum.robust import FGSM
@@ -183,7 +180,6 @@ def fgsm(model, images: torch.Tensor, labels, radius: float) -> torch.Tensor:
         return attack.perturb(images, radius, labels).detach().to(device)
 
 
-@renamed_keywords(eps="radius")
 def pgd(model, images: torch.Tensor, labels, radius: float, step_size: float | None = None, steps: int = 20,
         norm: str = "Linf", random_start: bool = True, seed: int | torch.Generator = 0) -> torch.Tensor:
     """PGD (Captum) in the ``norm`` ball of ``radius``: ``steps`` gradient steps of
@@ -229,7 +225,6 @@ def _autoattack_log(verbose: bool):
         logger.setLevel(level)
 
 
-@renamed_keywords(eps="radius")
 def autoattack(model, images: torch.Tensor, labels, radius: float, norm: str = "Linf", seed: int = 0,
                verbose: bool = False) -> torch.Tensor:
     """The standard AutoAttack (``pyautoattack``, Croce and Hein's code): APGD-CE, APGD-T
@@ -282,7 +277,6 @@ class Robustness:
     autoattack_seconds: float
 
 
-@renamed_keywords(eps="radius")
 def robustness(model, images: torch.Tensor, labels, radius: float | None = None, steps: int = 20, seed: int = 0,
                batch_size: int = 250) -> Robustness:
     """Clean, PGD-``steps`` and AutoAttack accuracy at ``radius`` (default: the model's threat

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import torch
 
 from ..tools import provenance
-from ..tools.deprecation import renamed_keywords
 from ..tools.markup import markdown_text
 from .attacks import ThreatModel, autoattack, default_step_size, pgd, threat_model
 from ..lst import LSTConfig, traverse
@@ -127,7 +126,6 @@ def _settings(threat: ThreatModel, attack: str, step_size: float, steps: int, se
             "init_noise": config.init_noise, "lst_seed": config.seed}
 
 
-@renamed_keywords(eps="radius", data="image_source")
 def compare(model, sources: torch.Tensor, targets: torch.Tensor, config: LSTConfig | None = None,
             radius: float | None = None, steps: int = 20, step_size: float | None = None, seed: int = 0,
             names=None, image_source: str = "", progress: bool = False, attack: str = "pgd") -> Comparison:

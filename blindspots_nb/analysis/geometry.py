@@ -14,7 +14,6 @@ import torch
 
 from ..execution import Execution
 from ..models import class_confidence
-from ..tools.deprecation import renamed_keywords
 
 DROPS = (0.0, 0.1, 0.2, 0.3)
 
@@ -78,15 +77,13 @@ def _batched(*images: torch.Tensor) -> tuple[bool, list[torch.Tensor]]:
     return single, [image.unsqueeze(0) if single else image for image in images]
 
 
-@renamed_keywords(batch_size="points_per_pass")
 def triangle_confidence(model, source, blind_spot_a, blind_spot_b, label, divisions: int = 10,
                         points_per_pass: int | None = None, execution: Execution | None = None) -> torch.Tensor:
     """Source-class confidence at each point of ``triangle_grid(divisions)``.
 
     Images (C, H, W) give (N,); batches (B, C, H, W) with B labels give (B, N).
     ``points_per_pass``: grid points per forward pass (default
-    :func:`default_points_per_pass`; ``batch_size=`` is its old, deprecated name, here
-    and in the other functions of this module).
+    :func:`default_points_per_pass`).
     """
     single, vertices = _batched(source, blind_spot_a, blind_spot_b)
     confidence = _confidence_at_combinations(model, triangle_grid(divisions), vertices, label, points_per_pass,
@@ -122,7 +119,6 @@ def shared_grid_points(blind_spots: int, divisions: int = 10) -> tuple[torch.Ten
     return torch.stack(weights), torch.tensor(vertex_index), where
 
 
-@renamed_keywords(batch_size="points_per_pass")
 def triangles_confidence(model, source, blind_spots, label, divisions: int = 10, points_per_pass: int | None = None,
                          execution: Execution | None = None) -> torch.Tensor:
     """Source-class confidence over the triangles (source, o_i, o_j) of every pair i < j
@@ -138,7 +134,6 @@ def triangles_confidence(model, source, blind_spots, label, divisions: int = 10,
     return confidence[:, where].permute(1, 0, 2)
 
 
-@renamed_keywords(batch_size="points_per_pass")
 def segment_confidence(model, source, blind_spot, label, steps: int = 11, points_per_pass: int | None = None,
                        execution: Execution | None = None) -> torch.Tensor:
     """Source-class confidence along the straight segment from ``source`` to ``blind_spot``
@@ -177,7 +172,6 @@ def stats_from_confidence(confidence: torch.Tensor, divisions: int = 10) -> dict
     return {name: value.masked_fill(broken, math.nan) for name, value in stats.items()}
 
 
-@renamed_keywords(batch_size="points_per_pass")
 def triangle_stats(model, source, blind_spot_a, blind_spot_b, label, divisions: int = 10,
                    points_per_pass: int | None = None, execution: Execution | None = None) -> dict[str, torch.Tensor]:
     """Table-2 statistics of the triangle (source, blind spot A, blind spot B): p_src,

@@ -15,7 +15,6 @@ import torch
 
 from .geometry import default_points_per_pass
 from ..execution import Execution
-from ..tools.deprecation import renamed_keywords
 from ..lst import LSTConfig, LSTResult, forward_backward, orthogonal_step, traverse
 from ..models import class_confidence, module_device, predict
 
@@ -147,7 +146,6 @@ class PathWidths:
     samples: int
 
 
-@renamed_keywords(batch_size="points_per_pass")
 def path_widths(model, points: torch.Tensor, label: int, radii=(1.0, 2.0, 4.0), samples: int = 32,
                 quantiles=(0.05, 0.95), directions: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, seed: int = 0,
@@ -160,9 +158,8 @@ def path_widths(model, points: torch.Tensor, label: int, radii=(1.0, 2.0, 4.0), 
     traversal's recorded images); ``directions`` default to :func:`path_directions`;
     ``positions`` (x axis of the figure) default to t in [0, 1]. Perturbed points are
     clipped to [0, 1], since only they are images. ``points_per_pass``: images per forward
-    pass (default :func:`~blindspots_nb.analysis.geometry.default_points_per_pass`;
-    ``batch_size=`` is its old, deprecated name, here and in the other functions of this
-    module); ``execution``: how they run (default :class:`~blindspots_nb.execution.Execution`).
+    pass (default :func:`~blindspots_nb.analysis.geometry.default_points_per_pass`);
+    ``execution``: how they run (default :class:`~blindspots_nb.execution.Execution`).
     """
     if points.dim() != 4:
         raise ValueError(f"points must be a path (P, C, H, W); got {tuple(points.shape)}")
@@ -189,7 +186,6 @@ AUTHORS_RADII = (0.5, 1.0, 1.5, 2.0)
 AUTHORS_SAMPLES = 256
 
 
-@renamed_keywords(batch_size="points_per_pass")
 def lst_step_directions(model, images: torch.Tensor, label: int, target: torch.Tensor,
                         points_per_pass: int | None = None, execution: Execution | None = None) -> torch.Tensor:
     """LST's step direction at each image x (P, C, H, W): the part of ``target - x``
@@ -202,7 +198,6 @@ def lst_step_directions(model, images: torch.Tensor, label: int, target: torch.T
     return orthogonal_step(torch.cat(gradients), target - images)
 
 
-@renamed_keywords(batch_size="points_per_pass")
 def traversal_path_widths(model, traversal, targets: torch.Tensor | None = None, index: int = 0,
                           radii=AUTHORS_RADII, samples: int = AUTHORS_SAMPLES, quantiles=(0.05,), seed: int = 0,
                           points_per_pass: int | None = None, execution: Execution | None = None) -> PathWidths:

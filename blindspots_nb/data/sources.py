@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from .. import data
 from ..tools.checksums import file_sha256
-from ..tools.deprecation import renamed_keywords
 
 if TYPE_CHECKING:
     import torch
@@ -366,10 +365,8 @@ def pick_labelled(model, names: Sequence[str | None] | None = None, k: int = 3,
     return picked
 
 
-@renamed_keywords(source="image_source")
 def pick_images(model, names: Sequence[str | None] | None = None, k: int = 3,
                 image_source=None) -> tuple[torch.Tensor, list[str]]:
-    """The images and names of :func:`pick_labelled`. (``source=``: the old, deprecated
-    name of ``image_source=``.)"""
+    """The images and names of :func:`pick_labelled`."""
     picked = pick_labelled(model, names, k, image_source)
     return picked.images, picked.names

@@ -16,7 +16,7 @@ from ..execution import Execution
 from ..lst import LSTConfig
 from ..data.sources import SOURCES, canonical, parse_source, source_name
 from ..models.spec_names import checked_model_name
-from ..tools.deprecation import renamed_keys, renamed_keywords
+from ..tools.deprecation import renamed_keys
 from ..tools.validation import MAX_SEED, plain_number
 
 
@@ -118,9 +118,6 @@ class Experiment:
         return cls(**{**values, "lst": LSTConfig(**values["lst"]),
                       "execution": Execution(**values.get("execution", {}))})
 
-
-# Experiment(source=...), the field's name before it was image_source, still works (deprecated).
-Experiment.__init__ = renamed_keywords(source="image_source")(Experiment.__init__)
 
 PRESETS = ("offline", "digits", "paper", "cifar10")
 # what the presets that need --data-root say without one
