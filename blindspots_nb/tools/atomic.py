@@ -86,17 +86,3 @@ def temporary_of(path) -> str | None:
     ``.x.csv.<random>`` + :data:`TEMPORARY_SUFFIX`), None for any other file."""
     name = Path(path).name
     return name[1:-len(TEMPORARY_SUFFIX)].rsplit(".", 1)[0] if _TEMPORARY.match(name) else None
-
-
-def remove_temporaries(folder, owned: Callable[[str], bool]) -> list[Path]:
-    """Remove the temporary files this package left in ``folder`` (a killed writer's)
-    for files whose names ``owned`` accepts; nothing else. Returns what was removed."""
-    folder, removed = Path(folder), []
-    if folder.is_symlink() or not folder.is_dir():
-        return removed
-    for entry in folder.iterdir():
-        name = temporary_of(entry)
-        if name is not None and owned(name) and entry.is_file() and not entry.is_symlink():
-            entry.unlink(missing_ok=True)
-            removed.append(entry)
-    return removed
