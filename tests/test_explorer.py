@@ -20,7 +20,8 @@ from PIL import Image
 
 from blindspots_nb import __version__
 from blindspots_nb.data import TensorImages
-from blindspots_nb.explorer.state import GIVEN_IMAGES, Explorer
+from blindspots_nb.explorer.catalogue import GIVEN_IMAGES
+from blindspots_nb.explorer.state import Explorer
 from blindspots_nb.explorer.triangle import RedrawThrottle
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.analysis.geometry import (segment_confidence, stats_from_confidence, triangle_confidence,
@@ -96,11 +97,11 @@ def test_step_runs_iterations_and_tells_listeners(explorer):
     assert t.iteration == 8
     assert [event for event, _, _ in events] == ["progress", "triangle"] * 2  # the live triangle after each step
     snap = explorer.snapshot()
-    assert (snap.source, snap.target, snap.iteration) == ("w", "x", 8)
+    assert (snap.source, snap.a.target, snap.iteration) == ("w", "x", 8)
     assert list(snap.result.history.iteration) == list(range(9))
-    assert snap.confidence == pytest.approx(float(t.confidence[0]))
-    assert snap.rmse_to_target == pytest.approx(float(rmse(t.images, t.targets)[0]))
-    torch.testing.assert_close(snap.current_image, t.images[0])
+    assert snap.a.confidence == pytest.approx(float(t.confidence[0]))
+    assert snap.a.rmse_to_target == pytest.approx(float(rmse(t.images, t.targets)[0]))
+    torch.testing.assert_close(snap.a.current_image, t.images[0])
     explorer.step(2)  # the snapshot keeps its own history
     assert len(snap.result.history.iteration) == 9 and len(explorer.traversal.history.iteration) == 11
 
@@ -219,20 +220,21 @@ def test_export_writes_the_point_the_traversal_and_its_record(explorer, model, t
     record = json.loads(paths["record"].read_text())
     assert record["model"]["name"] == "tiny"
     assert record["config"] == dataclasses.asdict(CONFIG)
-    assert (record["source"], record["target"], record["iteration"]) == ("w", "x", 10)
+    assert (record["source"], record["iteration"]) == ("w", 10)
     assert record["image_source"] == GIVEN_IMAGES
-    assert record["source_class"] == "abcde"[int(t.labels[0])]
-    assert record["target_class"] == "abcde"[int(t.target_labels[0])]
-    assert record["accepted_steps"] == int(t.history.accepted_total[-1][0])
+    assert record["source_class"] == "abcde"[int(t.labels[0])] and record["source_label"] is None
     assert record["initial_confidence"] == pytest.approx(float(t.initial_confidence[0]))
-    assert record["confidence"] == pytest.approx(float(t.confidence[0]))
-    assert record["target_confidence"] == pytest.approx(float(t.target_confidence[0]))
-    distance = float((t.targets[0] - t.images[0]).norm())
-    assert record["distance_l2"] == pytest.approx(distance, rel=1e-5)
-    assert record["rmse_to_target"] == pytest.approx(distance / math.sqrt(3 * 16 * 16), rel=1e-5)
-    assert (record["target_b"], record["target_b_class"]) == ("z", "abcde"[int(t.target_labels[1])])
-    assert record["confidence_b"] == pytest.approx(float(t.confidence[1]))
-    assert record["distance_l2_b"] == pytest.approx(float((t.targets[1] - t.images[1]).norm()), rel=1e-5)
+    assert sorted(record["targets"]) == ["A", "B"]
+    for (role, name), index in zip((("A", "x"), ("B", "z")), (0, 1)):  # each target's numbers, once
+        towards = record["targets"][role]
+        assert (towards["target"], towards["target_label"]) == (name, None)
+        assert towards["target_class"] == "abcde"[int(t.target_labels[index])]
+        assert towards["accepted_steps"] == int(t.history.accepted_total[-1][index])
+        assert towards["confidence"] == pytest.approx(float(t.confidence[index]))
+        assert towards["target_confidence"] == pytest.approx(float(t.target_confidence[index]))
+        distance = float((t.targets[index] - t.images[index]).norm())
+        assert towards["distance_l2"] == pytest.approx(distance, rel=1e-5)
+        assert towards["rmse_to_target"] == pytest.approx(distance / math.sqrt(3 * 16 * 16), rel=1e-5)
     # the triangle (source, A, B) at this iteration, as analysis.geometry computes it
     expected = triangle_confidence(model, t.sources[0], t.images[0], t.images[1], t.labels[0])
     stats = stats_from_confidence(expected)
@@ -294,8 +296,8 @@ def test_exports_of_different_points_never_share_a_name(model, images, tmp_path,
                                 r"(_b\.png|_triangle\.csv|\.png|\.pt|\.json)", path.name)
                    for path in paths.values())
         written = json.loads(paths["record"].read_text())
-        assert {key: written[key] for key in ("source", "target", "config", "model")} == \
-            {key: record[key] for key in ("source", "target", "config", "model")}
+        assert {key: written[key] for key in ("source", "targets", "config", "model")} == \
+            {key: record[key] for key in ("source", "targets", "config", "model")}
         saved = torch.load(paths["traversal"], weights_only=True)
         torch.testing.assert_close(saved["images"], point)
 
@@ -429,7 +431,7 @@ def test_an_upload_too_large_for_the_memory_is_a_value_error(explorer, monkeypat
             raise MemoryError()
         return preprocess
 
-    monkeypatch.setattr("blindspots_nb.explorer.state.preprocess_for", preprocess_for)
+    monkeypatch.setattr("blindspots_nb.explorer.catalogue.preprocess_for", preprocess_for)
     with pytest.raises(ValueError, match=r"cannot use the upload 'huge.png': it needs more memory than this "
                                          r"machine has to decode and resize; upload a smaller image"):
         explorer.add_upload("huge.png", image_file("RGB", (16, 16), (0, 0, 0)))
@@ -510,8 +512,8 @@ def test_files_of_one_name_in_several_class_folders_are_all_in_the_catalogue(tmp
     torch.testing.assert_close(explorer.traversal.targets[1], explorer.catalog["blue/img3.png"])
     explorer.step(2)
     record = json.loads(explorer.export(tmp_path / "out")["record"].read_text())
-    assert (record["source"], record["target"], record["target_b"]) == ("red/img3.png", "green/img3.png",
-                                                                        "blue/img3.png")
+    assert (record["source"], record["targets"]["A"]["target"], record["targets"]["B"]["target"]) == (
+        "red/img3.png", "green/img3.png", "blue/img3.png")
 
 
 def test_a_model_switch_takes_the_new_models_default_source(model):
@@ -521,7 +523,7 @@ def test_a_model_switch_takes_the_new_models_default_source(model):
     assert explorer.model_name == "fonts_cnn" and explorer.image_source == "fonts:test"
     assert explorer.traversal.sources.shape == (2, 1, 32, 32)
     snap = explorer.snapshot()
-    assert snap.source_class != snap.target_class
+    assert snap.source_class != snap.a.target_class
     explorer.step(3)
     assert explorer.traversal.iteration == 3
     explorer.set_model("tiny")  # the given model, kept under its name
@@ -543,7 +545,7 @@ def test_the_default_target_is_the_first_image_of_another_class():
     given = TensorImages(images, torch.full((4,), -1), [], ["r1", "r2", "g", "b"])
     explorer = Explorer(model, image_source=given, config=CONFIG)
     assert (explorer.source, explorer.target) == ("r1", "g")
-    assert (explorer.snapshot().source_class, explorer.snapshot().target_class) == ("red", "green")
+    assert (explorer.snapshot().source_class, explorer.snapshot().a.target_class) == ("red", "green")
     assert Explorer(model, image_source=given, source="g", config=CONFIG).target == "r1"
 
 
@@ -559,7 +561,7 @@ def test_labelled_images_whose_first_are_one_class_give_a_right_source_and_targe
     explorer = Explorer(model, image_source=given, config=CONFIG)
     assert (explorer.source, explorer.target, explorer.target_b) == ("r1", "g", "b")
     snap = explorer.snapshot()
-    assert (snap.source_class, snap.source_label, snap.target_label, snap.target_b_label) == (
+    assert (snap.source_class, snap.source_label, snap.a.target_label, snap.b.target_label) == (
         "red", "red", "green", "blue")
     events = listen(explorer)
     explorer.choose(source="r0", target="r2")
@@ -634,10 +636,10 @@ def test_two_targets_step_in_one_batch_as_two_separate_traversals(model, images,
         alone_b = _single(model, catalog["w"], catalog["y"], config, 7)
         torch.testing.assert_close(t.images[1], alone_b.images[0], atol=1e-5, rtol=0)
     snap = explorer.snapshot()
-    assert (snap.target, snap.target_b) == ("x", "y")
-    assert snap.confidence_b == pytest.approx(float(t.confidence[1]))
-    torch.testing.assert_close(snap.current_image_b, t.images[1])
-    torch.testing.assert_close(snap.target_b_image, catalog["y"])
+    assert (snap.a.target, snap.b.target) == ("x", "y")
+    assert snap.b.confidence == pytest.approx(float(t.confidence[1]))
+    torch.testing.assert_close(snap.b.current_image, t.images[1])
+    torch.testing.assert_close(snap.b.target_image, catalog["y"])
 
 
 def test_target_b_defaults_to_a_third_class_and_can_be_chosen(model, images):

@@ -351,8 +351,8 @@ def test_the_explorer_steps_a_factory_model_on_its_labelled_folder(factory_file,
     explorer = Explorer(spec, image_source=f"folder:{data}", config=LSTConfig(iterations=3, record_every=1))
     explorer.step(3)
     snapshot = explorer.snapshot()
-    assert snapshot.iteration == 3 and snapshot.source_class != snapshot.target_class
-    assert {snapshot.source_class, snapshot.target_class} <= {"circle", "square", "triangle"}
+    assert snapshot.iteration == 3 and snapshot.source_class != snapshot.a.target_class
+    assert {snapshot.source_class, snapshot.a.target_class} <= {"circle", "square", "triangle"}
 
 
 @pytest.mark.slow

@@ -4,14 +4,17 @@ whole or not at all (:mod:`blindspots_nb.tools.atomic`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 from pathlib import Path
 
+from ..execution import Execution
 from ..lst import Traversal
 from ..plots import image_to_png
 from ..tools import atomic, provenance
+from ..tools.tensors import module_device, tensors_sha256, weights_sha256
 from .triangle import Triangle, triangle_csv, triangle_record
 
 
@@ -22,15 +25,37 @@ def export_folder(out_dir) -> Path:
     return atomic.check_folder(out_dir, "the export folder")
 
 
+def export_identity(model, traversal: Traversal, image_source: str, names: tuple[str, str, str], divisions: int,
+                    execution: Execution) -> dict:
+    """What makes the current points of ``traversal`` what they are: the model's name and
+    weights (the sha256 of its parameters and buffers as loaded), the image source, the
+    names of the source and targets A and B and their pixels, the hyperparameters, the
+    execution options, the device, the iteration and the triangle's ``divisions``."""
+    return {"model": provenance.model_info(model).get("name"), "weights": weights_sha256(model),
+            "image_source": image_source, **dict(zip(("source", "target", "target_b"), names)),
+            "divisions": divisions, "pixels": tensors_sha256({"sources": traversal.sources,
+                                                              "targets": traversal.targets}),
+            "config": dataclasses.asdict(traversal.config), "execution": execution.to_dict(),
+            "device": str(module_device(model)), "iteration": traversal.iteration}
+
+
 def write_export(out_dir: Path, record: dict, identity: dict, traversal: Traversal,
                  triangle: Triangle | None) -> dict[str, Path]:
     """Write the files of one point of ``traversal`` (a batch of the pairs towards A and B) to
-    ``out_dir``, the record last, with the names of the files and the triangle's numbers;
-    returns the paths. A name holds the model, source, targets and iteration, then 10 hex
-    digits of the sha256 of ``identity`` (what makes the point what it is)."""
+    ``out_dir``: the current points (PNG), the traversal (.pt), the triangle's grid (CSV:
+    weights, 2-D coordinates and confidence of each point) and, last, the record (JSON)
+    with the names of the files and the triangle's statistics and shape; returns the paths.
+
+    A name holds the model, source, targets (each shortened to a bounded length) and the
+    iteration, then 10 hex digits of the sha256 of ``identity`` (:func:`export_identity`),
+    so exports of other models, weights, images, hyperparameters, execution options or
+    iterations never share a name. Each file is written whole or not at all; exporting the
+    same point again writes the same content over its files (only the record's ``created``
+    changes)."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    targets = record["targets"]
     stem = "_".join((_file_stem(provenance.display_name(record["model"]), 32), _file_stem(record["source"], 40), "to",
-                     _file_stem(record["target"], 40), "and", _file_stem(record["target_b"], 40),
+                     _file_stem(targets["A"]["target"], 40), "and", _file_stem(targets["B"]["target"], 40),
                      f"it{record['iteration']}", digest[:10]))
     paths = {"image": out_dir / f"{stem}.png", "image_b": out_dir / f"{stem}_b.png",
              "traversal": out_dir / f"{stem}.pt"}

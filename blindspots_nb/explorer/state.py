@@ -7,16 +7,15 @@ and the live triangle (source, A, B) between its current points. It steps in the
 foreground or in a background thread, exports what it reached, and tells
 its listeners (see :meth:`Explorer.on_change`) whenever its state changes, so that
 a view (:class:`blindspots_nb.explorer.view.LSTExplorer`) can redraw. Code and tests
-drive it directly. It is one class of about 500 lines because every change of its
-state goes through one lock (the background run shares it), which splitting it would
-spread over files; the triangle's computing (:mod:`.triangle`) and the export's files
-(:mod:`.export`) live beside it.
+drive it directly. Every change of its state goes through one lock (the background run
+shares it); what needs none lives beside it: the catalogue of images and the choice
+among them (:mod:`.catalogue`), the snapshot of one moment (:mod:`.snapshot`), the
+triangle's computing (:mod:`.triangle`) and the export's files (:mod:`.export`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import threading
 from pathlib import Path
 from typing import Callable
@@ -25,57 +24,17 @@ import torch
 
 from ..tools import provenance
 from ..data import sources
-from ..data import ImageReadError, open_image, preprocess_for
 from ..execution import Execution
-from ..tools.tensors import l2_distance, tensors_sha256, weights_sha256
-from ..lst import History, LSTConfig, LSTResult, Traversal
-from ..analysis.metrics import rmse
-from ..models import load_model, module_device, predict
+from ..lst import LSTConfig, Traversal
+from ..models import load_model, module_device
 from ..analysis.saliency import attribution_maps
-from .export import export_folder, write_export
+from .catalogue import OFFERED_SOURCES, Catalogue, named_source, read_upload
+from .export import export_folder, export_identity, write_export
+from .snapshot import Snapshot, take_snapshot
 from .triangle import (RedrawThrottle, Triangle, TrianglePoint, checked_divisions, compute_point,
                        compute_triangle)
 
-UPLOAD_PREFIX = "upload: "
-GIVEN_IMAGES = "given images"  # the name of an image source handed over as a dataset
-OFFERED_SOURCES = ("photos", "fonts:test", "digits:test")  # image sources offered whatever the model
 OVERLAY_METHODS = ("saliency", "occlusion")  # the maps a view lays over the current point: gradient, black box
-
-
-@dataclasses.dataclass(frozen=True)
-class Snapshot:
-    """The explorer at one moment, copied under its lock: what a view draws and a record holds."""
-
-    source: str  # image names
-    target: str  # target A (the first of the two)
-    source_class: str
-    target_class: str
-    source_image: torch.Tensor  # (C, H, W) on the CPU
-    target_image: torch.Tensor
-    current_image: torch.Tensor  # the current point towards target A
-    iteration: int
-    accepted_steps: int  # up to the last recorded iteration (every one with record_every=1)
-    initial_confidence: float  # the source-class confidence of the clean source
-    confidence: float  # source-class confidence at the current point
-    target_confidence: float
-    distance_l2: float  # from the current point to the target
-    rmse_to_target: float
-    result: LSTResult  # of both traversals (index 0: towards A, 1: towards B), its own copy of the history
-    running: bool
-    target_b: str  # the same of the traversal towards target B
-    target_b_class: str
-    target_b_image: torch.Tensor
-    current_image_b: torch.Tensor
-    accepted_steps_b: int
-    confidence_b: float
-    target_confidence_b: float
-    distance_l2_b: float
-    rmse_to_target_b: float
-    saliency: torch.Tensor | None = None  # (H, W) of the current point, if asked for (Explorer.saliency)
-    saliency_method: str | None = None  # the attribution method of that map
-    source_label: str | None = None  # the image source's labels (class names), None where unknown
-    target_label: str | None = None
-    target_b_label: str | None = None
 
 
 class Explorer:
@@ -114,8 +73,7 @@ class Explorer:
         self.iterations_per_click = iterations_per_click
         self.error: Exception | None = None  # what stopped the last run(), if anything did
         self.image_sources: dict[str, object] = {spelling: spelling for spelling in OFFERED_SOURCES}
-        self.catalog: dict[str, torch.Tensor] = {}
-        self.labels: dict[str, int] = {}  # catalogue name -> its label among the model's classes (-1: unknown)
+        self._catalogue: Catalogue | None = None  # the images to choose from, the model's and the uploads
         self.source: str | None = None
         self.target: str | None = None
         self.target_b: str | None = None
@@ -164,8 +122,13 @@ class Explorer:
 
     @property
     def image_source(self) -> str:
-        """The name of the current image source: its spelling, or ``GIVEN_IMAGES``."""
+        """The name of the current image source: its spelling, or ``catalogue.GIVEN_IMAGES``."""
         return self._image_source
+
+    @property
+    def catalog(self) -> dict[str, torch.Tensor]:
+        """Name -> image of the catalogue: what the source and targets are chosen from."""
+        return self._catalogue.images
 
     @property
     def config(self) -> LSTConfig:
@@ -196,8 +159,7 @@ class Explorer:
 
     def choose(self, source: str | None = None, target: str | None = None, target_b: str | None = None) -> None:
         """Choose the source and the targets A and B by name (None: keep the current one)."""
-        chosen = self._choice(self._model, self.catalog, self.labels, self.image_sources[self._image_source], source,
-                              target, target_b)
+        chosen = self._catalogue.choose(self._model, (source, target, target_b), self._chosen())
         if chosen != (self.source, self.target, self.target_b):
             self._restart(*chosen, self.config)
 
@@ -233,20 +195,11 @@ class Explorer:
         (not an image, a decompression bomb, pixel values of unknown scale, too large for
         the memory).
         """
-        try:
-            picture = open_image(io.BytesIO(content), name)
-            image = preprocess_for(self._model)(picture)
-        except MemoryError as error:
-            raise ValueError(f"cannot use the upload {name!r}: it needs more memory than this machine has "
-                             "to decode and resize; upload a smaller image") from error
-        except (OSError, ValueError) as error:
-            reason = error.reason if isinstance(error, ImageReadError) else str(error)
-            raise ValueError(f"cannot use the upload {name!r}: {reason}") from error
-        key = UPLOAD_PREFIX + name
+        key, picture, image = read_upload(name, content, self._model)
         self.pause()
         with self._lock:
             self._uploads[key] = picture
-            self.catalog[key] = image
+            self._catalogue = self._catalogue.with_image(key, image)
         self._restart(self.source, key, self.target_b, self.config)
         return key
 
@@ -259,77 +212,29 @@ class Explorer:
             self._models[model] = load_model(model, device=self.device)
         return self._models[model]
 
-    def _named_source(self, image_source) -> tuple[str, object]:
-        """The name under which ``image_source`` is offered, and what opens it."""
-        if not isinstance(image_source, (str, Path)):
-            return GIVEN_IMAGES, image_source
-        if str(image_source) in self.image_sources:
-            return str(image_source), self.image_sources[str(image_source)]
-        spelling = sources.canonical(str(image_source))
-        return spelling, spelling
-
-    def _catalog(self, model, image_source) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-        """Name -> image of ``image_source`` at ``model``'s input size, uploads included, and
-        name -> its label among the model's classes (-1: unknown, as for uploads)."""
-        found, names, labels = sources.labelled_images(image_source, model)
-        catalog = dict(zip(names, found))
-        preprocess = preprocess_for(model)
-        catalog.update((key, preprocess(picture)) for key, picture in self._uploads.items())
-        return catalog, dict(zip(names, labels.tolist()))
-
-    def _choice(self, model, catalog, labels, image_source, source: str | None, target: str | None,
-                target_b: str | None) -> tuple[str, str, str]:
-        """Source and target names: those asked for, else the current ones while the
-        catalogue holds them, else chosen by class as the notebooks and the demo choose
-        them (:func:`~blindspots_nb.data.sources.choose_by_class`, in the image source's
-        default order): a source the model classifies as its label, targets A and B of
-        two other classes (by label where known, else by the model's prediction)."""
-        for name in (source, target, target_b):
-            if name is not None and name not in catalog:
-                raise ValueError(f"no image {name!r}; choose one of {list(catalog)}")
-        names = list(catalog)
-        preferred = [name for name in sources.default_names(image_source, names, len(names)) if name in catalog]
-        order = preferred + [name for name in names if name not in preferred]
-        chosen = [source or (self.source if self.source in catalog else None),
-                  target or (self.target if self.target in catalog else None),
-                  target_b or (self.target_b if self.target_b in catalog else None)]
-        if None in chosen:
-            predictions = predict(model, torch.stack(list(catalog.values())))[0].tolist()
-            known = [labels.get(name, -1) for name in names]
-            classes = [label if label >= 0 else prediction for label, prediction in zip(known, predictions)]
-            correct = [label < 0 or label == prediction for label, prediction in zip(known, predictions)]
-            picked = sources.choose_by_class(classes, correct, [names.index(name) for name in order],
-                                             [None if name is None else names.index(name) for name in chosen])
-            chosen = [names[i] for i in picked]
-        return tuple(chosen)
+    def _chosen(self) -> tuple[str | None, str | None, str | None]:
+        """The names of the current source and targets A and B."""
+        return self.source, self.target, self.target_b
 
     def _switch(self, model, image_source, source: str | None = None, target: str | None = None,
                 target_b: str | None = None) -> None:
         """Use ``model`` and ``image_source`` and start anew; everything is loaded before
         anything changes, so a failure leaves the explorer as it was."""
         self.pause()
-        name, image_source = self._named_source(image_source)
-        catalog, labels = self._catalog(model, image_source)
-        chosen = self._choice(model, catalog, labels, image_source, source, target, target_b)
-        traversal = self._traversal(model, catalog, *chosen, self._config)
+        name, image_source = named_source(image_source, self.image_sources)
+        catalogue = Catalogue.load(model, image_source, self._uploads)
+        chosen = catalogue.choose(model, (source, target, target_b), self._chosen())
+        traversal = catalogue.traversal(model, chosen, self._config, self.execution)
         with self._lock:
-            self._model, self._image_source, self.catalog, self.labels = model, name, catalog, labels
+            self._model, self._image_source, self._catalogue = model, name, catalogue
             self.image_sources[name] = image_source
         self._adopt(traversal, *chosen)
 
     # -- the traversal -------------------------------------------------------------
-    def _traversal(self, model, catalog, source: str, target: str, target_b: str, config: LSTConfig) -> Traversal:
-        """One batch of two traversals: the source towards target A, and towards target B."""
-        device = module_device(model)
-        start = torch.stack([catalog[source]] * 2).to(device)
-        end = torch.stack([catalog[target], catalog[target_b]]).to(device)
-        labels, _ = predict(model, start[:1])
-        return Traversal(model, start, labels.expand(2), end, config, execution=self.execution)
-
     def _restart(self, source: str, target: str, target_b: str, config: LSTConfig) -> None:
         self.pause()
-        self._adopt(self._traversal(self._model, self.catalog, source, target, target_b, config), source, target,
-                    target_b)
+        chosen = (source, target, target_b)
+        self._adopt(self._catalogue.traversal(self._model, chosen, config, self.execution), *chosen)
 
     def _adopt(self, traversal: Traversal, source: str, target: str, target_b: str) -> None:
         with self._lock:
@@ -342,12 +247,10 @@ class Explorer:
         self._notify("restart")
         if source in (target, target_b):
             self._notify("warning", "Source and target are the same image: the traversal has nowhere to go.")
-        labels = [self.labels.get(name, -1) for name in (source, target, target_b)]
-        predictions = [int(traversal.labels[0]), *traversal.target_labels.tolist()]
-        found = "; ".join(sources.label_warnings((source, target, target_b), labels, predictions,
-                                                 self._model.class_names))
+        found = self._catalogue.label_warning((source, target, target_b),
+                                              [int(traversal.labels[0]), *traversal.target_labels.tolist()])
         if found and not same_choice and source not in (target, target_b):  # that, said above, says more
-            self._notify("warning", found[0].upper() + found[1:] + ".")
+            self._notify("warning", found)
         self._redraw_live()
 
     def reset(self) -> "Explorer":
@@ -481,32 +384,10 @@ class Explorer:
         :meth:`saliency`)."""
         method = "saliency" if saliency is True else saliency or None
         with self._lock:
-            t = self.traversal
-            result = dataclasses.replace(t.result(), history=History.from_state_dict(t.history.state_dict()))
-            current, target = t.images.cpu(), t.targets.cpu()
-            names = self._model.class_names
-            distance, rmse_to_target = l2_distance(target, current), rmse(current, target)
-            return Snapshot(
-                source=self.source, target=self.target, source_class=names[int(t.labels[0])],
-                target_class=names[int(t.target_labels[0])], source_image=t.sources[0].cpu(),
-                target_image=target[0], current_image=current[0], iteration=t.iteration,
-                accepted_steps=int(t.history.accepted_total[-1][0]),
-                initial_confidence=float(t.initial_confidence[0]), confidence=float(t.confidence[0]),
-                target_confidence=float(t.target_confidence[0]),
-                distance_l2=float(distance[0]), rmse_to_target=float(rmse_to_target[0]), result=result,
-                running=self._running, target_b=self.target_b, target_b_class=names[int(t.target_labels[1])],
-                target_b_image=target[1], current_image_b=current[1],
-                accepted_steps_b=int(t.history.accepted_total[-1][1]), confidence_b=float(t.confidence[1]),
-                target_confidence_b=float(t.target_confidence[1]), distance_l2_b=float(distance[1]),
-                rmse_to_target_b=float(rmse_to_target[1]), saliency=self.saliency(method) if method else None,
-                saliency_method=method, **{f"{role}_label": self._label_name(name) for role, name in
-                                           (("source", self.source), ("target", self.target),
-                                            ("target_b", self.target_b))})
-
-    def _label_name(self, name: str) -> str | None:
-        """The class name of an image's label, None where it has none."""
-        label = self.labels.get(name, -1)
-        return self._model.class_names[label] if label >= 0 else None
+            names = self._chosen()
+            return take_snapshot(self.traversal, self._model.class_names, names,
+                                 tuple(self._catalogue.label_name(name) for name in names), self._running,
+                                 self.saliency(method) if method else None, method)
 
     def caption(self) -> str:
         """What produces the traversal: model, weights, hyperparameters, device, version."""
@@ -515,48 +396,20 @@ class Explorer:
 
     def record(self) -> dict:
         """A JSON-serialisable record of the current point and what produced it."""
-        snap = self.snapshot()
-        return provenance.record(
-            self._model, snap.result.config, module_device(self._model), source=snap.source, target=snap.target,
-            image_source=self._image_source, source_class=snap.source_class, target_class=snap.target_class,
-            iteration=snap.iteration, accepted_steps=snap.accepted_steps,
-            initial_confidence=snap.initial_confidence, confidence=snap.confidence,
-            target_confidence=snap.target_confidence, distance_l2=snap.distance_l2,
-            rmse_to_target=snap.rmse_to_target, target_b=snap.target_b, target_b_class=snap.target_b_class,
-            accepted_steps_b=snap.accepted_steps_b, confidence_b=snap.confidence_b,
-            target_confidence_b=snap.target_confidence_b, distance_l2_b=snap.distance_l2_b,
-            rmse_to_target_b=snap.rmse_to_target_b, execution=self.execution.to_dict())
+        with self._lock:  # the snapshot and the image source of one moment
+            snap = self.snapshot()
+            return provenance.record(self._model, snap.result.config, module_device(self._model),
+                                     image_source=self._image_source, **snap.summary(),
+                                     execution=self.execution.to_dict())
 
     def export(self, out_dir) -> dict[str, Path]:
         """Write the current points towards A and B (PNG), the whole traversal (.pt, resumable
-        with ``Traversal.load``), the triangle's grid (CSV: weights, 2-D coordinates and
-        confidence of each point) and the record (JSON, with the triangle's statistics and
-        shape) to ``out_dir``; returns the paths (no triangle while a current point is
-        still the source).
-
-        A name holds the model, source, targets (each shortened to a bounded length) and
-        the iteration, then 10 hex digits of the sha256 of :meth:`export_identity`, so
-        exports of other models, weights, images, hyperparameters, execution options or
-        iterations never share a name (:func:`.export.write_export`). Each file is written
-        whole or not at all, the record last; exporting the same point again writes the
-        same content over its files (only the record's ``created`` changes).
-        """
+        with ``Traversal.load``), the triangle's grid (CSV) and the record (JSON) to
+        ``out_dir`` under a name of their own (:func:`.export.write_export`); returns the
+        paths (no triangle while a current point is still the source)."""
         out_dir = export_folder(out_dir)
         with self._lock:  # all of the same iteration, even while running
-            return write_export(out_dir, self.record(), self.export_identity(), self.traversal,
-                                self._triangle_if_any())
-
-    def export_identity(self) -> dict:
-        """What makes the current points what they are: the model's name and weights (the
-        sha256 of its parameters and buffers as loaded), the image source, the source and
-        target names and pixels, the hyperparameters, the execution options, the device,
-        the iteration and the triangle's divisions."""
-        with self._lock:
-            t, info = self.traversal, provenance.model_info(self._model)
-            return {"model": info.get("name"), "weights": weights_sha256(self._model),
-                    "image_source": self._image_source, "source": self.source, "target": self.target,
-                    "target_b": self.target_b, "divisions": self._divisions,
-                    "pixels": tensors_sha256({"sources": t.sources, "targets": t.targets}),
-                    "config": dataclasses.asdict(t.config), "execution": self.execution.to_dict(),
-                    "device": str(module_device(self._model)), "iteration": t.iteration}
+            identity = export_identity(self._model, self.traversal, self._image_source, self._chosen(),
+                                       self._divisions, self.execution)
+            return write_export(out_dir, self.record(), identity, self.traversal, self._triangle_if_any())
 

@@ -162,7 +162,7 @@ class LSTExplorer:
     def snapshot_figure(self) -> go.Figure:
         """The confidence curves so far as a plain plotly figure (to save as HTML)."""
         snap = self.state.snapshot()
-        figure = confidence_figure(snap.result, class_names=(snap.source_class, snap.target_class),
+        figure = confidence_figure(snap.result, class_names=(snap.source_class, snap.a.target_class),
                                    caption=self.state.caption(), title="Confidence along the traversal")
         return figure.update_layout(meta={"iteration": snap.iteration})
 
@@ -303,27 +303,26 @@ class LSTExplorer:
         new confidence figure (see the module's docstring), else by updating the one shown."""
         overlay = self.saliency_method.value if self.saliency_toggle.value else None
         snap = self.state.snapshot(saliency=overlay)
-        difference, scale = difference_image(snap.current_image, snap.source_image)
-        current = saliency_overlay(snap.current_image, snap.saliency) if overlay else snap.current_image
-        for name, image in (("source", snap.source_image), ("target", snap.target_image),
-                            ("current", current), ("difference", difference), ("target_b", snap.target_b_image),
-                            ("current_b", snap.current_image_b)):
+        a, b = snap.targets
+        difference, scale = difference_image(a.current_image, snap.source_image)
+        current = saliency_overlay(a.current_image, snap.saliency) if overlay else a.current_image
+        for name, image in (("source", snap.source_image), ("target", a.target_image),
+                            ("current", current), ("difference", difference), ("target_b", b.target_image),
+                            ("current_b", b.current_image)):
             self.panels[name].value = image_to_png(image, PANEL)
-        source_class, target_class = snap.source_class, snap.target_class
+        source_class, target_class = snap.source_class, a.target_class
         initial_confidence = snap.initial_confidence
         self.panel_labels["source"].value = (f"<b>source</b>: {html.escape(snap.source)}<br>"
                                              f"{html.escape(source_class[:28])} ({initial_confidence:.3f})"
                                              + _labelled(snap.source_label))
-        self.panel_labels["target"].value = (f"<b>target A</b>: {html.escape(snap.target)}<br>"
-                                             f"{html.escape(target_class[:28])}" + _labelled(snap.target_label))
-        self.panel_labels["target_b"].value = (f"<b>target B</b>: {html.escape(snap.target_b)}<br>"
-                                               f"{html.escape(snap.target_b_class[:28])}"
-                                               + _labelled(snap.target_b_label))
+        for panel, role, state in (("target", "A", a), ("target_b", "B", b)):
+            self.panel_labels[panel].value = (f"<b>target {role}</b>: {html.escape(state.target)}<br>"
+                                              f"{html.escape(state.target_class[:28])}" + _labelled(state.target_label))
         self.panel_labels["current_b"].value = (f"<b>current B</b>, iteration {snap.iteration}<br>"
-                                                f"{html.escape(source_class[:20])}: {snap.confidence_b:.3f}")
+                                                f"{html.escape(source_class[:20])}: {b.confidence:.3f}")
         self.panel_labels["current"].value = (f"<b>{overlay or 'current'}</b>, "
                                               f"iteration {snap.iteration}<br>"
-                                              f"{html.escape(source_class[:20])}: {snap.confidence:.3f}")
+                                              f"{html.escape(source_class[:20])}: {a.confidence:.3f}")
         self.panel_labels["difference"].value = (f"<b>current \u2212 source</b><br>gray = 0, "
                                                  f"extremes = \u00b1{scale:.3f}")
         if settled:
@@ -333,13 +332,13 @@ class LSTExplorer:
                 update_confidence_figure(self.figure, snap.result, class_names=(source_class, target_class))
                 self.figure.layout.meta = {"iteration": snap.iteration}
         self.status.value = (
-            f"<b>iteration {snap.iteration}</b> \u00b7 {html.escape(source_class[:30])}: {snap.confidence:.4f} "
+            f"<b>iteration {snap.iteration}</b> \u00b7 {html.escape(source_class[:30])}: {a.confidence:.4f} "
             f"(initially {initial_confidence:.4f}, rejected below {initial_confidence - snap.result.config.delta:.4f})"
             " \u00b7 "
-            f"{html.escape(target_class[:30])}: {snap.target_confidence:.4f} \u00b7 RMSE to target "
-            f"{snap.rmse_to_target:.4f} \u00b7 accepted steps {snap.accepted_steps}/{snap.iteration}"
-            f" \u00b7 towards B: {html.escape(source_class[:30])} {snap.confidence_b:.4f}, RMSE "
-            f"{snap.rmse_to_target_b:.4f}"
+            f"{html.escape(target_class[:30])}: {a.target_confidence:.4f} \u00b7 RMSE to target "
+            f"{a.rmse_to_target:.4f} \u00b7 accepted steps {a.accepted_steps}/{snap.iteration}"
+            f" \u00b7 towards B: {html.escape(source_class[:30])} {b.confidence:.4f}, RMSE "
+            f"{b.rmse_to_target:.4f}"
             + (" \u00b7 <i>running</i>" if snap.running else ""))
         self.caption_line.value = f"<small style='color:#555'>{html.escape(self.state.caption())}</small>"
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from blindspots_nb.data import TensorImages
-from blindspots_nb.explorer.state import GIVEN_IMAGES
+from blindspots_nb.explorer.catalogue import GIVEN_IMAGES
 from blindspots_nb.analysis.metrics import rmse
 from blindspots_nb.analysis.saliency import attribution_maps
 from blindspots_nb.models import wrap
