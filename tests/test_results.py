@@ -146,33 +146,19 @@ def test_reading_writes_nothing(offline_run, three_runs):
     assert (folder_listing(offline_run), folder_listing(three_runs)) == before
 
 
-def test_the_paired_difference_pairs_sources_by_image_not_by_pool_index(three_runs):
-    """The runs of 3 and 4 sources share 3 images; the difference is taken on those, each source against
-    itself, computed here from the per-source CSVs and pools by hand."""
-    from blindspots_nb.results.across_runs import paired_difference, paired_notes
+def test_the_paired_lines_say_what_was_shared_and_left_out(three_runs):
+    """The runs of 3 and 4 sources share 3 images (protocol.compare pairs them; its numbers are tested there)."""
+    from blindspots_nb.protocol.compare import SHARED_POOL_HINT, paired_comparison
+    from blindspots_nb.results.across_runs import paired_notes
 
-    first, second = (load_run(three_runs / name) for name in ("step_0.02", "step_0.1"))
-    difference = paired_difference(first, second)
-    assert set(difference["shared"]) == {3} and set(difference["only_first"]) == {0}
-    assert set(difference["only_second"]) == {1}
-    for model in ("fonts_cnn", "fonts_cnn_at"):
-        by_image = []
-        for name in ("step_0.02", "step_0.1"):
-            pool = json.loads((three_runs / name / "fonts" / "pool.json").read_text())
-            by_image.append({pool["sha256"][int(r["source"])]: float(r["path_conf"])
-                             for r in _csv(three_runs / name / "fonts" / model / "per_source.csv")})
-        shared = sorted(set(by_image[0]) & set(by_image[1]))
-        expected = [by_image[1][h] - by_image[0][h] for h in shared]
-        row = difference[(difference["model"] == model) & (difference["number"] == "Avg Path Conf")].iloc[0]
-        mean = sum(expected) / len(expected)
-        assert math.isclose(row["difference"], mean, abs_tol=1e-12)
-        assert math.isclose(row["difference_std"], math.sqrt(sum((e - mean) ** 2 for e in expected) / len(expected)),
-                            abs_tol=1e-12)
+    difference = paired_comparison(three_runs / "step_0.02", three_runs / "step_0.1")
     notes = paired_notes(difference, ("step_0.02", "step_0.1"))
-    assert notes[0] == ("fonts/fonts_cnn: 3 sources shared (paired by image sha256); left out: 0 only in step_0.02, "
-                        "1 only in step_0.1 (one run with --models a,b gives its models one pool)")
-    one = difference[difference["number"] == "RMSE"].assign(shared=1)
-    assert paired_notes(one, ("a", "b"))[0].endswith("too few to compare (fewer than 2)")
+    assert notes == [f"fonts/{model}: 3 sources shared (paired by image sha256); left out: 0 only in step_0.02, 1 only "
+                     "in step_0.1; with fewer than 10, its standard errors are rough"
+                     for model in ("fonts_cnn", "fonts_cnn_at")] + [SHARED_POOL_HINT]
+    one = difference.assign(n_shared=1, n_first=1, n_second=1)
+    assert paired_notes(one, ("a", "b"))[0] == "fonts/fonts_cnn: 1 sources shared (paired by image sha256); too few to " \
+                                               "compare (fewer than 2)"
 
 
 def test_the_across_runs_view_filters_and_plots(three_runs):

@@ -4,10 +4,13 @@ shows many runs in one view (notebook 09): filtered by any setting, any number o
 plotted against any setting, two runs compared source by source; :mod:`.examples` makes the small
 runs it shows when there are none yet."""
 
+from typing import TYPE_CHECKING
+
 from ..tools.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "frames": ("Run", "SkippedRun", "collect", "load_run"),
-    "across_runs": ("AcrossRuns", "paired_difference"),
-    "examples": ("example_runs",),
-})
+if TYPE_CHECKING:  # the package's names, each imported on first use (tools.lazy reads these lines)
+    from .across_runs import AcrossRuns
+    from .examples import example_runs
+    from .frames import Run, SkippedRun, collect, load_run
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

@@ -1,7 +1,8 @@
 """Many runs in one view, ``notebooks/09_across_runs.ipynb``: the table of runs (:func:`~.frames.collect`),
 filtered by any setting, any Table-1 or Table-2 number plotted with its std against any setting or
-model, and two runs compared source by source (:func:`paired_difference`: paired by each image's
-sha256, never by pool index, since two runs may each choose their own pool)."""
+model, and two runs compared source by source
+(:func:`~blindspots_nb.protocol.compare.paired_comparison`: paired by each image's sha256, never by
+pool index, since two runs may each choose their own pool)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import pandas as pd
 import plotly.express as px
 
 from ..plots.triangles import figure_widget
+from ..protocol.compare import FEW_SHARED, MIN_SHARED, SHARED_POOL_HINT, paired_comparison
 from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
-from .frames import IDENTITY, NUMBERS, Run, collect, load_run
+from .frames import IDENTITY, NUMBERS, collect
 
 METRICS = {**TABLE1_COLUMNS, **TABLE2_COLUMNS}  # column -> its name in the tables
 # Columns of a run's rows that are what was measured or where it lies, not a setting to filter or plot by
 NOT_FILTERS = {*NUMBERS, "n", "n_blind_spots", "path", "created", "weights_file"}
-PAIRED_KEY = ["experiment", "model", "sha256"]
 
 
 def settings_that_vary(rows: pd.DataFrame) -> list[str]:
@@ -49,49 +50,23 @@ def metric_figure(rows: pd.DataFrame, metric: str, against: str):
     return figure.update_traces(mode="markers+lines").update_layout(height=420, margin=dict(t=50, b=40))
 
 
-def per_source_numbers(run: Run) -> pd.DataFrame:
-    """A row per experiment x model x source image (by sha256): its Table-2 numbers and the Table-1 numbers
-    of its blind spots averaged over its rounds. Sources without a recorded sha256 cannot be paired: left out."""
-    table2 = run.sources.dropna(subset=["sha256"]).set_index(PAIRED_KEY)[list(TABLE2_COLUMNS)]
-    table1 = run.blind_spots.dropna(subset=["sha256"]).groupby(PAIRED_KEY)[list(TABLE1_COLUMNS)].mean()
-    return table2.join(table1).astype(float)
-
-
-def paired_difference(first: Run, second: Run) -> pd.DataFrame:
-    """``second`` minus ``first`` on the sources both measured, model by model: a row per experiment x
-    model x number with ``shared`` (sources in both, by image sha256), ``only_first`` and ``only_second``
-    (left out), each run's mean over the shared sources, and the mean and (population) std of the
-    per-source differences. Models that only one run has are left out."""
-    theirs = dict(list(per_source_numbers(second).groupby(level=[0, 1])))
-    rows = []
-    for (experiment, model), a in per_source_numbers(first).groupby(level=[0, 1]):
-        b = theirs.get((experiment, model))
-        if b is None:
-            continue
-        shared = a.index.intersection(b.index)
-        difference = b.loc[shared] - a.loc[shared]
-        for column in METRICS:
-            rows.append({"experiment": experiment, "model": model, "number": METRICS[column], "shared": len(shared),
-                         "only_first": len(a) - len(shared), "only_second": len(b) - len(shared),
-                         "first": a.loc[shared, column].mean(), "second": b.loc[shared, column].mean(),
-                         "difference": difference[column].mean(), "difference_std": difference[column].std(ddof=0)})
-    return pd.DataFrame(rows, columns=["experiment", "model", "number", "shared", "only_first", "only_second", "first",
-                                       "second", "difference", "difference_std"])
-
-
-def paired_notes(difference: pd.DataFrame, names: tuple[str, str], minimum: int = 2) -> list[str]:
-    """What :func:`paired_difference` left out and where it says little, a line per model."""
+def paired_notes(difference: pd.DataFrame, names: tuple[str, str]) -> list[str]:
+    """What :func:`~blindspots_nb.protocol.compare.paired_comparison` paired and left out, a line per model."""
     lines = []
     for (experiment, model), rows in difference.groupby(["experiment", "model"], sort=False):
         row = rows.iloc[0]
-        line = f"{experiment}/{model}: {row['shared']} sources shared (paired by image sha256)"
-        if row["only_first"] or row["only_second"]:
-            line += (f"; left out: {row['only_first']} only in {names[0]}, {row['only_second']} only in {names[1]} "
-                     "(one run with --models a,b gives its models one pool)")
-        if row["shared"] < minimum:
-            line += f"; too few to compare (fewer than {minimum})"
+        shared, alone = row["n_shared"], (row["n_first"] - row["n_shared"], row["n_second"] - row["n_shared"])
+        line = f"{experiment}/{model}: {shared} sources shared (paired by image sha256)"
+        if any(alone):
+            line += f"; left out: {alone[0]} only in {names[0]}, {alone[1]} only in {names[1]}"
+        if shared < MIN_SHARED:
+            line += f"; too few to compare (fewer than {MIN_SHARED})"
+        elif shared < FEW_SHARED:
+            line += f"; with fewer than {FEW_SHARED}, its standard errors are rough"
         lines.append(line)
-    return lines or [f"{names[0]} and {names[1]} have no model of an experiment in common"]
+    if (difference["n_shared"] < difference[["n_first", "n_second"]].max(axis=1)).any():
+        lines.append(SHARED_POOL_HINT)
+    return lines
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -156,14 +131,21 @@ class AcrossRuns:
     def compare(self):
         """The paired difference of the two runs picked."""
         if self.first_menu.value is None:
-            self.paired.value = "No finished run to compare."
+            self.paired_lines = ["No finished run to compare."]
+            self.paired.value = html.escape(self.paired_lines[0])
             return
-        first, second = (load_run(menu.value) for menu in (self.first_menu, self.second_menu))
-        difference = paired_difference(first, second)
         names = (self.first_menu.label, self.second_menu.label)
-        notes = "".join(f"<li>{html.escape(line)}</li>" for line in paired_notes(difference, names))
-        self.paired.value = (f"<ul>{notes}</ul>" + _table(difference.rename(columns={"first": names[0],
-                                                                                    "second": names[1]})))
+        try:
+            difference = paired_comparison(self.first_menu.value, self.second_menu.value)
+        except (OSError, ValueError) as error:  # nothing in common, too few shared, a damaged file: one line
+            self.paired_lines = [str(error)]
+            self.paired.value = f"<div style='color:#c62828'>{html.escape(str(error))}</div>"
+            return
+        self.paired_lines = paired_notes(difference, names)
+        notes = "".join(f"<li>{html.escape(line)}</li>" for line in self.paired_lines)
+        shown = difference.drop(columns=["table", "column"]).rename(columns={"first_mean": names[0],
+                                                                             "second_mean": names[1]})
+        self.paired.value = f"<ul>{notes}</ul>" + _table(shown)
 
     def _ipython_display_(self):
         from IPython.display import display
