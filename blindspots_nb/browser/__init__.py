@@ -5,9 +5,12 @@
 (:class:`RunBrowser`). It imports no engine: the folder's pools are read through
 :mod:`blindspots_nb.protocol.pool`, never through the protocol's run."""
 
+from typing import TYPE_CHECKING
+
 from ..tools.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "runs": ("CONTRADICTIONS", "Contradiction", "StoredRun", "StoredTriangle"),
-    "view": ("RunBrowser",),
-})
+if TYPE_CHECKING:  # the package's names, each imported on first use (tools.lazy reads these lines)
+    from .runs import CONTRADICTIONS, Contradiction, StoredRun, StoredTriangle
+    from .view import RunBrowser
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

@@ -16,16 +16,18 @@ The protocol's pool rule, which runs models on a source, is
 :func:`blindspots_nb.protocol.pool.select_pool`.
 """
 
+from typing import TYPE_CHECKING
+
 from ..tools.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "images": ("ImageFiles", "ImageReadError", "Preprocess", "TensorImages", "input_size_of", "open_image",
-               "preprocess_for"),
-    "photos": ("SAMPLE_IMAGES", "sample_images"),
-    "fonts": ("GlyphRenderer", "TRANSFORM_PARAMETERS", "TRANSFORM_RANGES", "affine_theta", "draw_parameters",
-              "font_split", "fonts_dataset", "matplotlib_fonts"),
-    "digits": ("DIGITS_SPLIT_SEED", "DIGITS_TEST_SHARE", "digits_dataset"),
-    "imagenet": ("imagenet_val",),
-    "cifar": ("cifar10",),
-    "folder": ("has_class_folders", "image_folder"),
-})
+if TYPE_CHECKING:  # the package's names, each imported on first use (tools.lazy reads these lines)
+    from .images import ImageFiles, ImageReadError, Preprocess, TensorImages, input_size_of, open_image, preprocess_for
+    from .photos import SAMPLE_IMAGES, sample_images
+    from .fonts import (GlyphRenderer, TRANSFORM_PARAMETERS, TRANSFORM_RANGES, affine_theta, draw_parameters,
+                        font_split, fonts_dataset, matplotlib_fonts)
+    from .digits import DIGITS_SPLIT_SEED, DIGITS_TEST_SHARE, digits_dataset
+    from .imagenet import imagenet_val
+    from .cifar import cifar10
+    from .folder import has_class_folders, image_folder
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

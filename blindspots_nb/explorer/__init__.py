@@ -4,11 +4,14 @@ shows at one moment (:mod:`.snapshot`), the live triangle between them (:mod:`.t
 its widget view (:mod:`.view`, ipywidgets and plotly), which only draws the state, and its
 Export (:mod:`.export`). The browser of a finished run is :mod:`blindspots_nb.browser`."""
 
+from typing import TYPE_CHECKING
+
 from ..tools.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "catalogue": ("GIVEN_IMAGES", "Catalogue"),
-    "snapshot": ("Snapshot", "TargetState"),
-    "state": ("Explorer",),
-    "triangle": ("RedrawThrottle", "Triangle", "TrianglePoint", "compute_point", "compute_triangle"),
-})
+if TYPE_CHECKING:  # the package's names, each imported on first use (tools.lazy reads these lines)
+    from .catalogue import GIVEN_IMAGES, Catalogue
+    from .snapshot import Snapshot, TargetState
+    from .state import Explorer
+    from .triangle import RedrawThrottle, Triangle, TrianglePoint, compute_point, compute_triangle
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

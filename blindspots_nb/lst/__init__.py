@@ -14,12 +14,15 @@ per-sample inner product),
 traversal records and returns), :mod:`.state` (the saved state and its checks).
 """
 
+from typing import TYPE_CHECKING
+
 from ..tools.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "config": ("LSTConfig",),
-    "history": ("History", "LSTResult"),
-    "state": ("weights_sha256",),
-    "step": ("forward_backward", "orthogonal_step", "per_sample_dot"),
-    "traversal": ("Traversal", "traverse"),
-})
+if TYPE_CHECKING:  # the package's names, each imported on first use (tools.lazy reads these lines)
+    from .config import LSTConfig
+    from .history import History, LSTResult
+    from .state import weights_sha256
+    from .step import forward_backward, orthogonal_step, per_sample_dot
+    from .traversal import Traversal, traverse
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

@@ -21,18 +21,20 @@ The files, in the order a model is made (as timm keeps registry, hub and factory
 - ``factory``: ``load_model`` (a registry name or a spec), ``random_model``, ``weights_record``.
 """
 
+from typing import TYPE_CHECKING
+
 from ..tools.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "classes": ("IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_CLASSES", "FONTS_CLASSES", "FONTS_AT_RADIUS",
-                "DIGITS_CLASSES", "DIGITS_AT_RADIUS",
-                "imagenet_class_names", "imagenet_wnids"),
-    "classifier": ("Classifier", "wrap", "module_device", "predict", "class_confidence"),
-    "architectures": ("WideResNet", "FontsCNN", "LeNet"),
-    "entry": ("ModelEntry",),
-    "registry": ("list_models", "get_entry"),
-    "hub": ("CHECKPOINT_DIR", "WeightsNotFoundError", "cache_dir"),
-    "checkpoint_formats": ("CheckpointError",),
-    "spec_names": ("ModelSpecError", "is_spec", "canonical_spec", "model_folder", "checked_model_name"),
-    "factory": ("load_model", "random_model", "weights_record"),
-})
+if TYPE_CHECKING:  # the package's names, each imported on first use (tools.lazy reads these lines)
+    from .classes import (IMAGENET_MEAN, IMAGENET_STD, CIFAR10_CLASSES, FONTS_CLASSES, FONTS_AT_RADIUS, DIGITS_CLASSES,
+                          DIGITS_AT_RADIUS, imagenet_class_names, imagenet_wnids)
+    from .classifier import Classifier, wrap, module_device, predict, class_confidence
+    from .architectures import WideResNet, FontsCNN, LeNet
+    from .entry import ModelEntry
+    from .registry import list_models, get_entry
+    from .hub import CHECKPOINT_DIR, WeightsNotFoundError, cache_dir
+    from .checkpoint_formats import CheckpointError
+    from .spec_names import ModelSpecError, is_spec, canonical_spec, model_folder, checked_model_name
+    from .factory import load_model, random_model, weights_record
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

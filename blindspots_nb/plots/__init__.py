@@ -19,19 +19,21 @@ heatmaps of similarity along a path), ``manifold`` (images beside their nearest 
 the taxonomy's tables).
 """
 
+from typing import TYPE_CHECKING
+
 from ..tools.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "images": ("difference_image", "image_to_data_uri", "image_to_png", "to_array"),
-    "figures": ("RendererMissingError", "plotly_renderer", "save_figure"),
-    "curves": ("confidence_curves", "confidence_figure", "update_confidence_figure"),
-    "triangles": ("CORNERS", "mean_triangle_figure", "star_figure", "triangle_cells", "triangle_contour",
-                  "triangle_surface"),
-    "paths": ("blindspot_grid_figure", "path_animation", "path_strip", "path_widths_figure", "path_widths_surface"),
-    "saliency": ("SALIENCY_COLOURS", "SALIENCY_TOP", "saliency_correlation_figure", "saliency_overlay",
-                 "saliency_strip"),
-    "compare": ("adversarial_vs_blindspots_figure",),
-    "report": ("report_examples_figure",),
-    "layers": ("layer_similarity_figure",),
-    "manifold": ("nearest_renderings_figure", "taxonomy_markdown"),
-})
+if TYPE_CHECKING:  # the package's names, each imported on first use (tools.lazy reads these lines)
+    from .images import difference_image, image_to_data_uri, image_to_png, to_array
+    from .figures import RendererMissingError, plotly_renderer, save_figure
+    from .curves import confidence_curves, confidence_figure, update_confidence_figure
+    from .triangles import (CORNERS, mean_triangle_figure, star_figure, triangle_cells, triangle_contour,
+                            triangle_surface)
+    from .paths import blindspot_grid_figure, path_animation, path_strip, path_widths_figure, path_widths_surface
+    from .saliency import SALIENCY_COLOURS, SALIENCY_TOP, saliency_correlation_figure, saliency_overlay, saliency_strip
+    from .compare import adversarial_vs_blindspots_figure
+    from .report import report_examples_figure
+    from .layers import layer_similarity_figure
+    from .manifold import nearest_renderings_figure, taxonomy_markdown
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)

@@ -11,14 +11,16 @@
 - :mod:`.report`: what the executed notebook of a model shows.
 """
 
+from typing import TYPE_CHECKING
+
 from ..tools.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "experiment": ("PRESETS", "Experiment", "preset"),
-    "pool": ("derangements", "pool_images", "prepare", "select", "source_batches"),
-    "run": ("NOTEBOOK", "assemble", "merge", "parse_shard", "plan", "plan_text", "reproduce", "run_model"),
-    "store": ("RunFolderBusy", "RunFolderError", "RunSettingsMismatch", "RunStore"),
-    "tables": ("PAPER_TABLE1", "PAPER_TABLE2", "TABLE1_COLUMNS", "TABLE2_COLUMNS", "format_summary",
-               "summarize_model"),
-    "compare": ("compare_runs", "paired_comparison", "source_numbers"),
-})
+if TYPE_CHECKING:  # the package's names, each imported on first use (tools.lazy reads these lines)
+    from .experiment import PRESETS, Experiment, preset
+    from .pool import derangements, pool_images, prepare, select, source_batches
+    from .run import NOTEBOOK, assemble, merge, parse_shard, plan, plan_text, reproduce, run_model
+    from .store import RunFolderBusy, RunFolderError, RunSettingsMismatch, RunStore
+    from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE2_COLUMNS, format_summary, summarize_model
+    from .compare import compare_runs, paired_comparison, source_numbers
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)
