@@ -12,8 +12,8 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from blindspots_nb.analysis import attacks
 from blindspots_nb.analysis.attacks import autoattack, default_radius, fgsm, pgd, threat_model
-from blindspots_nb.analysis.compare import (Comparison, compare, comparison_sentences, distance_table, rolled_pairs,
-                                            transfer, transfer_table)
+from blindspots_nb.analysis.compare import Comparison, compare, distance_table, rolled_pairs, transfer, transfer_table
+from blindspots_nb.analysis.words import comparison_sentences
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.models import FONTS_AT_RADIUS, wrap
 from helpers import make_tiny_cnn

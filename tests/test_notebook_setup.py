@@ -14,6 +14,7 @@ from blindspots_nb.analysis.paths import (AUTHORS_RADII, AUTHORS_SAMPLES, PATH_K
                                           recorded_path, segment_points, traversal_path_widths, width_settings,
                                           widths_along)
 from blindspots_nb.analysis.saliency import method_options, path_saliency, saliency_record
+from blindspots_nb.analysis.words import saliency_sentences
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.models import predict
 from blindspots_nb.notebook import NotebookSetup, set_up
@@ -142,11 +143,12 @@ def test_saliency_record_is_written_as_json_with_its_provenance(tiny_cnn, tmp_pa
     class_names = [f"class {c}" for c in range(5)]
     values = saliency_record(path, class_names)
     assert values["source_class"] == "class 0" and values["steps"] == path.steps
-    assert values["with_source"] == path.with_source.tolist() and values["sentence"].startswith("At the blind spot")
+    assert values["with_source"] == path.with_source.tolist()
 
     written = provenance.write_record(tmp_path / "record" / "correlations.json", tiny_cnn, RECORDING, "cpu",
-                                      folder=tmp_path, **values)
+                                      folder=tmp_path, sentence=saliency_sentences(path, class_names), **values)
     record = json.loads(written.read_text())
+    assert record["sentence"].startswith("At the blind spot")
     assert record["config"] == RECORDING.to_dict() and record["model"]["weights"] == "user-supplied module"
     assert record["folder"] == str(tmp_path) and record["with_target"] == path.with_target.tolist()
     assert record["device"].startswith("cpu") and "versions" in record

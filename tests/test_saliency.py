@@ -13,9 +13,9 @@ from blindspots_nb.execution import Execution
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.plots import blindspot_grid_figure, saliency_correlation_figure, saliency_strip
 from blindspots_nb.analysis.saliency import (METHODS, attribution_maps, attributions, gradcam_layer,
-                                             grid_attribution_maps, method_caption, method_options, occlusion_window,
-                                             path_saliency,
-                                             rank_correlation, saliency_sentences)
+                                             grid_attribution_maps, method_options, occlusion_window, path_saliency,
+                                             rank_correlation)
+from blindspots_nb.analysis.words import method_caption, saliency_sentences
 
 matplotlib.use("Agg")
 

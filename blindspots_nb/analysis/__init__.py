@@ -4,5 +4,6 @@ triangles and segments (:mod:`.geometry`), the grid of blind spots and path widt
 (:mod:`.attacks`), adversarial examples beside blind spots (:mod:`.compare`), the FONTS
 generator's manifolds and oracle (:mod:`.manifold`) and the taxonomy of adversarial examples
 and blind spots it judges (:mod:`.taxonomy`), and the similarity of each layer's
-representation along a path to its source and target (:mod:`.layers`).
-Computing only: :mod:`blindspots_nb.plots` draws the results."""
+representation along a path to its source and target (:mod:`.layers`); and the results
+in words, the sentences and captions shown beside them (:mod:`.words`).
+No drawing: :mod:`blindspots_nb.plots` draws the results."""

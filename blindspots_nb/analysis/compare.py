@@ -10,8 +10,8 @@ asks how models of one input space see each other's images: does B keep A's sour
 on A's blind spots, or see the target; do A's adversarial examples fool B.
 
 Tables come as Markdown (:func:`distance_table`, :func:`transfer_table`), each followed by
-what produced it; :func:`comparison_sentences` words the numbers; figures live in
-:func:`blindspots_nb.plots.adversarial_vs_blindspots_figure`.
+what produced it; :func:`blindspots_nb.analysis.words.comparison_sentences` words the
+numbers; figures live in :func:`blindspots_nb.plots.adversarial_vs_blindspots_figure`.
 """
 
 from __future__ import annotations
@@ -274,29 +274,3 @@ def transfer_table(result: Transfer) -> str:
                          f"{int(result.keeps_source[a, b])}/{spots} | {int(result.sees_target[a, b])}/{spots} |")
     lines += ["", markdown_text(result.caption)]
     return "\n".join(lines)
-
-
-def comparison_sentences(comparisons, result: Transfer | None = None) -> str:
-    """Sentences that say what the tables show, computed from their numbers."""
-    sentences = []
-    for c in comparisons:
-        adv, blind = c.distances["adversarial to source"], c.distances["blind spot to target"]
-        spots = c.other_class
-        where = (f", which lie at RMSE {float(blind['rmse'][spots].mean()):.3f} (l_inf "
-                 f"{float(blind['linf'][spots].mean()):.2f}, SSIM {float(blind['ssim'][spots].mean()):.2f}) from "
-                 "their targets" if spots.any() else "")
-        sentences.append(
-            f"{c.model}: {c.attack} at {c.threat.norm} {c.threat.radius:.4g} changes the class of "
-            f"{int(c.fooled.sum())} of {c.k} sources while staying at RMSE {float(adv['rmse'].mean()):.3f} "
-            f"(SSIM {float(adv['ssim'].mean()):.2f}) "
-            f"from them; LST keeps the source class within delta on {c.blind_spot_words()}{where}.")
-    if result is not None and len(result.models) > 1:
-        for a, name_a in enumerate(result.models):
-            for b, name_b in enumerate(result.models):
-                if a != b:
-                    spots = int(result.pairs()[a])
-                    sentences.append(
-                        f"{name_b} is fooled by {int(result.fooled[a, b])}/{result.k} of {name_a}'s adversarial "
-                        f"examples, keeps {name_a}'s source class on {int(result.keeps_source[a, b])}/{spots} of "
-                        f"its blind spots and sees the target in {int(result.sees_target[a, b])}/{spots}.")
-    return " ".join(sentences)

@@ -35,7 +35,6 @@ from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occ
 from ..lst import LSTResult, Traversal
 from ..execution import Execution
 from ..models import class_confidence, module_device, predict
-from ..tools.markup import markdown_text
 from ..tools.tensors import check_images, class_indices, l2_distance
 
 METHODS = ("saliency", "integrated_gradients", "gradcam", "occlusion")
@@ -71,7 +70,8 @@ def gradcam_layer(model: nn.Module, layer: nn.Module | str | None = None) -> nn.
     return modules[last]
 
 
-def _check_method(method: str) -> None:
+def check_method(method: str) -> None:
+    """A ValueError naming the known methods unless ``method`` is one of :data:`METHODS`."""
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; known methods: {', '.join(METHODS)}")
 
@@ -113,7 +113,7 @@ def attributions(model, images: torch.Tensor, labels, method: str = "saliency", 
     Grad-CAM at the layer's resolution, or (B, C, H, W) occlusion, the mean drop of the label's
     logit over the patches that covered each pixel (the same in every channel: a patch covers
     them all). Arguments as :func:`attribution_maps`."""
-    _check_method(method)
+    check_method(method)
     allowed = {"saliency": set(), "integrated_gradients": {"baseline", "n_steps", "internal_batch_size"},
                "gradcam": {"layer"},
                "occlusion": {"window", "stride", "baseline", "perturbations_per_eval"}}[method]
@@ -295,7 +295,7 @@ def path_saliency(model, path, method: str = "saliency", index: int = 0, source:
     :class:`~blindspots_nb.execution.Execution`); the attributions run the model itself,
     whose layers Captum hooks.
     """
-    _check_method(method)  # before any work
+    check_method(method)  # before any work
     images, names, source_label, target_label, target = _path_of(path, index, source, target,
                                                                  source_label, target_label)
     images, target = images.detach().cpu(), target.detach().cpu()
@@ -337,73 +337,17 @@ def method_options(method: str, layer=None, n_steps: int | None = None, window=N
     """The options of ``method`` among those given (None: the method's default):
     Grad-CAM's ``layer``, integrated gradients' ``n_steps``, occlusion's ``window``; saliency
     takes none."""
-    _check_method(method)
+    check_method(method)
     given = {"gradcam": {"layer": layer}, "integrated_gradients": {"n_steps": n_steps},
              "occlusion": {"window": window}}.get(method, {})
     return {key: value for key, value in given.items() if value is not None}
 
 
-def method_caption(model, method: str, **options) -> str:
-    """What produced the maps, for a figure's caption: the method, its options (Grad-CAM's
-    layer by its name in the model, occlusion's window and stride for the model's input size)
-    and Captum's version."""
-    from importlib.metadata import version
-
-    _check_method(method)
-    if method == "gradcam":
-        layer = gradcam_layer(model, options.get("layer"))
-        names = [name for name, module in model.named_modules() if module is layer]
-        options = {**options, "layer": names[0] if names else type(layer).__name__}
-    elif method == "integrated_gradients":
-        options = {"n_steps": 32, "baseline": 0.0, **options}
-        if isinstance(options["baseline"], torch.Tensor):
-            options["baseline"] = f"tensor {tuple(options['baseline'].shape)}"
-        options.pop("internal_batch_size", None)  # memory, not the result
-    elif method == "occlusion":
-        window, stride = occlusion_window(model.input_size, options.get("window"), options.get("stride"))
-        options = {"window": window, "stride": stride, "baseline": options.get("baseline", 0.0)}
-    settings = ", ".join(f"{key}={value}" for key, value in options.items())
-    return f"attribution: {method}{f' ({settings})' if settings else ''}, captum {version('captum')}"
-
-
-def saliency_sentences(path: PathSaliency, class_names=None) -> str:
-    """One sentence on the result, from its numbers: at the blind spot, does the map for the
-    source class resemble the source's map or the target's? Markdown (class names escaped)."""
-    def name(label):
-        return markdown_text(class_names[label]) if class_names is not None else f"class {label}"
-    source, target = float(path.with_source[-1]), float(path.with_target[-1])
-    keeps = (f"the model still names '{name(path.source_label)}' ({float(path.source_confidence[-1]):.3f})"
-             if path.keeps_source_class else
-             f"the model no longer names '{name(path.source_label)}' but '{name(int(path.predicted[-1]))}'")
-    if max(source, target) <= 0:  # a rank correlation that is not positive is no resemblance
-        verdict = "it resembles neither the source's map nor the target's"
-    elif source > target:
-        verdict = "it still looks where the source's content was, though that content is no longer visible"
-    elif target > float(path.with_target[0]):
-        verdict = "it looks where the target's content is, not where the source's was"
-    else:  # no closer to the target's map than the source's own map was
-        verdict = ("it has left the source's map, yet it is no closer to the target's map than the source's own "
-                   "map was")
-    where = path.steps[-1].removeprefix("blind spot").strip(" ()")
-    sentence = (f"At the blind spot{f' ({where})' if where else ''}, {keeps}; its "
-                f"{path.method} map for that class ranks the pixels like the source's map with ρ = {source:.2f} and "
-                f"like the target's map with ρ = {target:.2f}: {verdict} (at the source, the two maps correlate "
-                f"with ρ = {float(path.with_target[0]):.2f}).")
-    crossing = next((p for p in range(len(path.steps)) if not bool(path.source_map_ahead[p])), None)
-    if crossing is not None and 0 < crossing < len(path.steps) - 1:
-        sentence += f" The target's map takes the lead at {path.steps[crossing]}."
-    if path.target_class_maps is not None:
-        sentence += (f" The map for the target class '{name(path.target_label)}' at the blind spot correlates with "
-                     f"the target's map at ρ = {float(path.target_class_with_target[-1]):.2f} and with the source's "
-                     f"at ρ = {float(path.target_class_with_source[-1]):.2f}.")
-    return sentence
-
-
 def saliency_record(path: PathSaliency, class_names) -> dict:
-    """``path``'s correlations as JSON values, with the class names and its sentence
-    (:func:`saliency_sentences`): what a record beside the figures holds
-    (:func:`~blindspots_nb.tools.provenance.write_record`)."""
+    """``path``'s correlations as JSON values, with the class names: what a record beside
+    the figures holds (:func:`~blindspots_nb.tools.provenance.write_record`), with the
+    sentence of :func:`blindspots_nb.analysis.words.saliency_sentences`."""
     return {"method": path.method, "source_class": class_names[path.source_label],
             "target_class": class_names[path.target_label], "steps": path.steps,
             "progress": path.progress.tolist(), "with_source": path.with_source.tolist(),
-            "with_target": path.with_target.tolist(), "sentence": saliency_sentences(path, class_names)}
+            "with_target": path.with_target.tolist()}

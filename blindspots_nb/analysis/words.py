@@ -1,0 +1,105 @@
+"""Results in words: the sentences, captions and Markdown that notebooks and scripts show
+beside the figures, each computed from a result's numbers (never written by hand), with
+class and model names escaped as Markdown text.
+
+:func:`method_caption` says what produced attribution maps; :func:`saliency_sentences`
+what a :class:`~blindspots_nb.analysis.saliency.PathSaliency` shows; :func:`comparison_sentences`
+what the tables of :mod:`blindspots_nb.analysis.compare` show.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..tools.markup import markdown_text
+from .saliency import check_method, gradcam_layer, occlusion_window
+
+if TYPE_CHECKING:
+    from .compare import Transfer
+    from .saliency import PathSaliency
+
+
+def method_caption(model, method: str, **options) -> str:
+    """What produced the maps, for a figure's caption: the method, its options (Grad-CAM's
+    layer by its name in the model, occlusion's window and stride for the model's input size)
+    and Captum's version."""
+    from importlib.metadata import version
+
+    check_method(method)
+    if method == "gradcam":
+        layer = gradcam_layer(model, options.get("layer"))
+        names = [name for name, module in model.named_modules() if module is layer]
+        options = {**options, "layer": names[0] if names else type(layer).__name__}
+    elif method == "integrated_gradients":
+        options = {"n_steps": 32, "baseline": 0.0, **options}
+        if isinstance(options["baseline"], torch.Tensor):
+            options["baseline"] = f"tensor {tuple(options['baseline'].shape)}"
+        options.pop("internal_batch_size", None)  # memory, not the result
+    elif method == "occlusion":
+        window, stride = occlusion_window(model.input_size, options.get("window"), options.get("stride"))
+        options = {"window": window, "stride": stride, "baseline": options.get("baseline", 0.0)}
+    settings = ", ".join(f"{key}={value}" for key, value in options.items())
+    return f"attribution: {method}{f' ({settings})' if settings else ''}, captum {version('captum')}"
+
+
+def saliency_sentences(path: PathSaliency, class_names=None) -> str:
+    """One sentence on the result, from its numbers: at the blind spot, does the map for the
+    source class resemble the source's map or the target's? Markdown (class names escaped)."""
+    def name(label):
+        return markdown_text(class_names[label]) if class_names is not None else f"class {label}"
+    source, target = float(path.with_source[-1]), float(path.with_target[-1])
+    keeps = (f"the model still names '{name(path.source_label)}' ({float(path.source_confidence[-1]):.3f})"
+             if path.keeps_source_class else
+             f"the model no longer names '{name(path.source_label)}' but '{name(int(path.predicted[-1]))}'")
+    if max(source, target) <= 0:  # a rank correlation that is not positive is no resemblance
+        verdict = "it resembles neither the source's map nor the target's"
+    elif source > target:
+        verdict = "it still looks where the source's content was, though that content is no longer visible"
+    elif target > float(path.with_target[0]):
+        verdict = "it looks where the target's content is, not where the source's was"
+    else:  # no closer to the target's map than the source's own map was
+        verdict = ("it has left the source's map, yet it is no closer to the target's map than the source's own "
+                   "map was")
+    where = path.steps[-1].removeprefix("blind spot").strip(" ()")
+    sentence = (f"At the blind spot{f' ({where})' if where else ''}, {keeps}; its "
+                f"{path.method} map for that class ranks the pixels like the source's map with ρ = {source:.2f} and "
+                f"like the target's map with ρ = {target:.2f}: {verdict} (at the source, the two maps correlate "
+                f"with ρ = {float(path.with_target[0]):.2f}).")
+    crossing = next((p for p in range(len(path.steps)) if not bool(path.source_map_ahead[p])), None)
+    if crossing is not None and 0 < crossing < len(path.steps) - 1:
+        sentence += f" The target's map takes the lead at {path.steps[crossing]}."
+    if path.target_class_maps is not None:
+        sentence += (f" The map for the target class '{name(path.target_label)}' at the blind spot correlates with "
+                     f"the target's map at ρ = {float(path.target_class_with_target[-1]):.2f} and with the source's "
+                     f"at ρ = {float(path.target_class_with_source[-1]):.2f}.")
+    return sentence
+
+
+def comparison_sentences(comparisons, result: Transfer | None = None) -> str:
+    """Sentences that say what :func:`~blindspots_nb.analysis.compare.distance_table` and
+    :func:`~blindspots_nb.analysis.compare.transfer_table` show, computed from their numbers
+    (``comparisons``: :class:`~blindspots_nb.analysis.compare.Comparison` objects)."""
+    sentences = []
+    for c in comparisons:
+        adv, blind = c.distances["adversarial to source"], c.distances["blind spot to target"]
+        spots = c.other_class
+        where = (f", which lie at RMSE {float(blind['rmse'][spots].mean()):.3f} (l_inf "
+                 f"{float(blind['linf'][spots].mean()):.2f}, SSIM {float(blind['ssim'][spots].mean()):.2f}) from "
+                 "their targets" if spots.any() else "")
+        sentences.append(
+            f"{c.model}: {c.attack} at {c.threat.norm} {c.threat.radius:.4g} changes the class of "
+            f"{int(c.fooled.sum())} of {c.k} sources while staying at RMSE {float(adv['rmse'].mean()):.3f} "
+            f"(SSIM {float(adv['ssim'].mean()):.2f}) "
+            f"from them; LST keeps the source class within delta on {c.blind_spot_words()}{where}.")
+    if result is not None and len(result.models) > 1:
+        for a, name_a in enumerate(result.models):
+            for b, name_b in enumerate(result.models):
+                if a != b:
+                    spots = int(result.pairs()[a])
+                    sentences.append(
+                        f"{name_b} is fooled by {int(result.fooled[a, b])}/{result.k} of {name_a}'s adversarial "
+                        f"examples, keeps {name_a}'s source class on {int(result.keeps_source[a, b])}/{spots} of "
+                        f"its blind spots and sees the target in {int(result.sees_target[a, b])}/{spots}.")
+    return " ".join(sentences)
