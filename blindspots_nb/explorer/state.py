@@ -4,7 +4,7 @@
 chosen source and targets A and B, the hyperparameters, a stepwise
 :class:`~blindspots_nb.lst.Traversal` from the source towards both targets (one batch)
 and the live triangle (source, A, B) between its current points. It steps in the
-foreground or in a background thread, exports what it reached, and tells
+foreground or in a background thread (:mod:`.background`), exports what it reached, and tells
 its listeners (see :meth:`Explorer.on_change`) whenever its state changes, so that
 a view (:class:`blindspots_nb.explorer.view.LSTExplorer`) can redraw. Code and tests
 drive it directly. Every change of its state goes through one lock (the background run
@@ -28,6 +28,7 @@ from ..execution import Execution
 from ..lst import LSTConfig, Traversal
 from ..models import load_model, module_device
 from ..analysis.saliency import attribution_maps
+from .background import BackgroundLoop
 from .catalogue import OFFERED_SOURCES, Catalogue, named_source, read_upload
 from .export import export_folder, export_identity, write_export
 from .snapshot import Snapshot, take_snapshot
@@ -45,14 +46,12 @@ class Explorer:
     None: CUDA when available) or a classifier taking images in [0, 1] with
     ``class_names``, ``input_size`` and ``info``. ``image_source``: an image source spelling
     (see :mod:`blindspots_nb.data.sources`; None: the model's default) or an open dataset.
-    ``source``/``target``/``target_b``: image names (default: the first image, the first image
-    of another class than the source as the model predicts it, and the first of a third
-    class); one batched traversal walks from the source towards target A (``target``) and
-    target B. ``config``: the
-    hyperparameters (default: the paper's, recording every iteration for the curves).
-    ``iterations_per_click``: what ``step()`` runs by default, and how often a
-    ``run()`` tells its listeners. ``execution``: how the model runs (precision,
-    compile, layout; default: float32 eager, channels-last).
+    ``source``/``target``/``target_b``: image names (default: see :meth:`.catalogue.Catalogue.choose`);
+    one batched traversal walks from the source towards target A (``target``) and target B.
+    ``config``: the hyperparameters (default: the paper's, recording every iteration for the
+    curves). ``iterations_per_click``: what ``step()`` runs by default, and how often a
+    ``run()`` tells its listeners. ``execution``: how the model runs (precision, compile,
+    layout; default: float32 eager, channels-last).
 
     The live triangle (:meth:`triangle`, kept in ``live_triangle``) is computed anew after
     each step and, during a run, whenever ``throttle`` (a :class:`.triangle.RedrawThrottle`)
@@ -87,10 +86,8 @@ class Explorer:
         self._uploads: dict[str, object] = {}  # catalogue name -> PIL image, preprocessed anew per model
         self._listeners: list[Callable[[str, str], None]] = []
         self._lock = threading.RLock()
-        self._worker: threading.Thread | None = None
         self._saliency: tuple[Traversal, int, str, torch.Tensor] | None = None  # the last map, where, by what
-        self._running = False
-        self._stop = threading.Event()
+        self._loop = BackgroundLoop("lst-explorer")  # what run() steps in
         model = self._load(model)
         self._switch(model, sources.default_source(model) if image_source is None else image_source, source, target,
                      target_b)
@@ -98,13 +95,10 @@ class Explorer:
     # -- listeners -----------------------------------------------------------------
     def on_change(self, callback: Callable[[str, str], None]) -> None:
         """Call ``callback(event, message)`` on each change, from whichever thread made it.
-
-        Events: 'restart' (a new traversal, maybe a new model or catalogue),
-        'progress' (it stepped), 'triangle' (a new ``live_triangle``), 'running' (a run
-        started or ended), 'warning' and
-        'error' (``message`` says what; 'error' is a run stopped by an exception,
-        kept in ``error``).
-        """
+        Events: 'restart' (a new traversal, maybe a new model or catalogue), 'progress' (it
+        stepped), 'triangle' (a new ``live_triangle``), 'running' (a run started or ended),
+        'warning' and 'error' (``message`` says what; 'error': a run stopped by an exception,
+        kept in ``error``)."""
         self._listeners.append(callback)
 
     def _notify(self, event: str, message: str = "") -> None:
@@ -138,14 +132,12 @@ class Explorer:
     @property
     def running(self) -> bool:
         """Whether a ``run()`` is stepping (False already while it tells its listeners it ended)."""
-        return self._running
+        return self._loop.running
 
     def set_model(self, model) -> None:
-        """Explore with ``model`` (a registry name or a classifier) from now on.
-
-        The image source stays, except that the old model's default source gives way to
-        the new model's (glyphs for FONTS models, photos for the others).
-        """
+        """Explore with ``model`` (a registry name or a classifier) from now on. The image
+        source stays, except that the old model's default source gives way to the new
+        model's (glyphs for FONTS models, photos for the others)."""
         previous = self._model
         model = self._load(model)
         image_source = self.image_sources[self._image_source]
@@ -160,8 +152,8 @@ class Explorer:
     def choose(self, source: str | None = None, target: str | None = None, target_b: str | None = None) -> None:
         """Choose the source and the targets A and B by name (None: keep the current one)."""
         chosen = self._catalogue.choose(self._model, (source, target, target_b), self._chosen())
-        if chosen != (self.source, self.target, self.target_b):
-            self._restart(*chosen, self.config)
+        if chosen != self._chosen():
+            self._restart(chosen, self.config)
 
     def set_config(self, config: LSTConfig | None = None, **changes) -> None:
         """Use ``config``, or the current hyperparameters with ``changes`` (e.g.
@@ -177,7 +169,7 @@ class Explorer:
             with self._lock:
                 self._config = self.traversal.config = config
             return
-        self._restart(self.source, self.target, self.target_b, config)
+        self._restart(self._chosen(), config)
 
     @property
     def divisions(self) -> int:
@@ -189,18 +181,14 @@ class Explorer:
         self._divisions = checked_divisions(divisions)
 
     def add_upload(self, name: str, content: bytes) -> str:
-        """Add the image file ``content`` to the catalogue and make it the target.
-
-        Returns its catalogue name; raises ValueError if ``content`` is no usable image
-        (not an image, a decompression bomb, pixel values of unknown scale, too large for
-        the memory).
-        """
+        """Add the image file ``content`` to the catalogue and make it target A; returns its
+        catalogue name, or raises ValueError if it is no usable image (:func:`.catalogue.read_upload`)."""
         key, picture, image = read_upload(name, content, self._model)
         self.pause()
         with self._lock:
             self._uploads[key] = picture
             self._catalogue = self._catalogue.with_image(key, image)
-        self._restart(self.source, key, self.target_b, self.config)
+        self._restart((self.source, key, self.target_b), self.config)
         return key
 
     def _load(self, model):
@@ -228,15 +216,15 @@ class Explorer:
         with self._lock:
             self._model, self._image_source, self._catalogue = model, name, catalogue
             self.image_sources[name] = image_source
-        self._adopt(traversal, *chosen)
+        self._adopt(traversal, chosen)
 
     # -- the traversal -------------------------------------------------------------
-    def _restart(self, source: str, target: str, target_b: str, config: LSTConfig) -> None:
+    def _restart(self, chosen: tuple[str, str, str], config: LSTConfig) -> None:
         self.pause()
-        chosen = (source, target, target_b)
-        self._adopt(self._catalogue.traversal(self._model, chosen, config, self.execution), *chosen)
+        self._adopt(self._catalogue.traversal(self._model, chosen, config, self.execution), chosen)
 
-    def _adopt(self, traversal: Traversal, source: str, target: str, target_b: str) -> None:
+    def _adopt(self, traversal: Traversal, chosen: tuple[str, str, str]) -> None:
+        source, target, target_b = chosen
         with self._lock:
             previous = self.traversal  # the same images for the same model (a reset, new hyperparameters): said
             same_choice = (previous is not None and previous.model is traversal.model  # once is enough
@@ -247,20 +235,19 @@ class Explorer:
         self._notify("restart")
         if source in (target, target_b):
             self._notify("warning", "Source and target are the same image: the traversal has nowhere to go.")
-        found = self._catalogue.label_warning((source, target, target_b),
-                                              [int(traversal.labels[0]), *traversal.target_labels.tolist()])
+        found = self._catalogue.label_warning(chosen, [int(traversal.labels[0]), *traversal.target_labels.tolist()])
         if found and not same_choice and source not in (target, target_b):  # that, said above, says more
             self._notify("warning", found)
         self._redraw_live()
 
     def reset(self) -> "Explorer":
         """Start the traversal anew from the current choices."""
-        self._restart(self.source, self.target, self.target_b, self.config)
+        self._restart(self._chosen(), self.config)
         return self
 
     def step(self, n: int | None = None) -> "Explorer":
         """Run ``n`` more iterations (default: ``iterations_per_click``)."""
-        if self._running:
+        if self._loop.running:
             raise RuntimeError("a run is going on; pause it first")
         with self._lock:
             self.traversal.step(int(n or self.iterations_per_click))
@@ -271,51 +258,41 @@ class Explorer:
     def run(self) -> "Explorer":
         """Step on in a background thread until ``config.iterations``, telling the
         listeners every ``iterations_per_click`` iterations; ``pause()`` stops it."""
-        if self._running:
+        if self._loop.running:
             return self
         if self.traversal.iteration >= self.config.iterations:
             raise RuntimeError(f"already at iteration {self.traversal.iteration}, where the run stops; "
                                "raise the iteration to run until, or reset")
-        self._stop.clear()
         self.error = None
         self.throttle.start()
-        self._worker = threading.Thread(target=self._run_loop, name="lst-explorer", daemon=True)
-        self._running = True
-        self._notify("running")
-        self._worker.start()
+        self._loop.start(self._run_step, lambda: self._notify("running"), self._run_stopped)
         return self
 
-    def _run_loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                with self._lock:
-                    traversal = self.traversal
-                    if traversal.iteration >= traversal.config.iterations:
-                        break
-                    traversal.step(1)
-                if traversal.iteration % self.iterations_per_click == 0:
-                    self._notify("progress")
-                if self.live and self.throttle.due():
-                    self._redraw_live()
-        except Exception as error:  # a thread's traceback would go unseen: keep it and tell
-            self.error = error
-            self._notify("error", f"Run stopped: {type(error).__name__}: {error}")
-        finally:
-            self._running = False
-            self._notify("running")
+    def _run_step(self) -> bool:
+        """One iteration of a run; False where the run ends."""
+        with self._lock:
+            traversal = self.traversal
+            if traversal.iteration >= traversal.config.iterations:
+                return False
+            traversal.step(1)
+        if traversal.iteration % self.iterations_per_click == 0:
+            self._notify("progress")
+        if self.live and self.throttle.due():
+            self._redraw_live()
+        return True
+
+    def _run_stopped(self, error: Exception) -> None:
+        self.error = error
+        self._notify("error", f"Run stopped: {type(error).__name__}: {error}")
 
     def pause(self) -> "Explorer":
         """Stop a running ``run()`` after its current iteration."""
-        self._stop.set()
-        self.wait()
+        self._loop.stop()
         return self
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a running ``run()`` ends; False if it still runs after ``timeout`` seconds."""
-        worker = self._worker
-        if worker is not None and worker is not threading.current_thread():
-            worker.join(timeout)
-        return worker is None or not worker.is_alive()
+        return self._loop.wait(timeout)
 
     # -- the triangle --------------------------------------------------------------
     def triangle(self, divisions: int | None = None) -> Triangle:
@@ -386,7 +363,7 @@ class Explorer:
         with self._lock:
             names = self._chosen()
             return take_snapshot(self.traversal, self._model.class_names, names,
-                                 tuple(self._catalogue.label_name(name) for name in names), self._running,
+                                 tuple(self._catalogue.label_name(name) for name in names), self._loop.running,
                                  self.saliency(method) if method else None, method)
 
     def caption(self) -> str:
