@@ -13,7 +13,7 @@ settings are generated from the fields of :class:`~blindspots_nb.lst.LSTConfig`,
 (their help from the fields' lines in the classes' docstrings), so a new field is an
 option at once. Only light modules are imported here: ``--help`` answers without torch,
 and the arguments' spelling, the files and folders they name and the factory specs'
-syntax are checked before torch is imported (:func:`check_arguments`), so that a typing
+syntax are checked before torch is imported (:func:`_check_arguments`), so that a typing
 mistake is told in a second, not after the seconds torch takes to import.
 """
 
@@ -81,7 +81,7 @@ def _option_type(annotation):
     return arguments[0] if arguments else annotation
 
 
-def add_dataclass_options(parser, cls, exclude=(), preset: bool = False, defaults: dict | None = None,
+def _add_dataclass_options(parser, cls, exclude=(), preset: bool = False, defaults: dict | None = None,
                           helps: dict | None = None) -> list[str]:
     """One ``--field-name`` option per field of ``cls`` (None when not given), its help
     from the docstring (or ``helps``) with its default: the field's (or as ``defaults``
@@ -215,7 +215,7 @@ def compare(args):
 
 
 # ----------------------------------------------------------------- checked before torch
-def check_arguments(args) -> None:
+def _check_arguments(args) -> None:
     """What can be checked without torch, before a command imports it: the spelling of
     --shard, --weights, --preset and image sources, the files and folders they name
     (--weights files, data roots, folder:PATH, a factory spec's .py file), the factory
@@ -277,10 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "factory spec, a state dict of the network it wraps")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
     _out_dir_option(p, "results/demo", "where the demo writes its files")
-    p.set_defaults(run=demo, lst_fields=add_dataclass_options(
+    p.set_defaults(run=demo, lst_fields=_add_dataclass_options(
         p.add_argument_group("LST hyperparameters (default: the paper's)"), LSTConfig,
         defaults={"record_every": "iterations // 20, about 20 points on the curve"}),
-        execution_fields=add_dataclass_options(p.add_argument_group("execution"), Execution,
+        execution_fields=_add_dataclass_options(p.add_argument_group("execution"), Execution,
                                                helps={"precision": PRECISION_HELP}))
 
     p = commands.add_parser(
@@ -317,11 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the plan (models, pool size, rounds, iterations, batches) and the estimated time, "
                         "from a few LST iterations timed on each model's first batch; writes nothing, not even the "
                         "output folder (default: off: the run itself)")
-    experiment_fields = add_dataclass_options(p.add_argument_group("experiment"), Experiment,
+    experiment_fields = _add_dataclass_options(p.add_argument_group("experiment"), Experiment,
                                               exclude=_NOT_OPTIONS, preset=True)
-    lst_fields = add_dataclass_options(p.add_argument_group("LST hyperparameters"), LSTConfig, preset=True,
+    lst_fields = _add_dataclass_options(p.add_argument_group("LST hyperparameters"), LSTConfig, preset=True,
                                        exclude=("seed",))  # each batch's LST seed comes from --seed
-    execution_fields = add_dataclass_options(p.add_argument_group("execution"), Execution, preset=True,
+    execution_fields = _add_dataclass_options(p.add_argument_group("execution"), Execution, preset=True,
                                              helps={"precision": PRECISION_HELP})
     p.set_defaults(run=reproduce, experiment_fields=experiment_fields, lst_fields=lst_fields,
                    execution_fields=execution_fields)
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_arguments(args)
+        _check_arguments(args)
         args.run(args)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"blindspots-nb {args.command}: error: {error}", file=sys.stderr)

@@ -64,7 +64,7 @@ class ThreatModel:
         return f"{self.norm} radius {self.radius:.4g} ({self.origin})"
 
 
-def canonical_norm(norm: str) -> str:
+def _canonical_norm(norm: str) -> str:
     """``"Linf"`` or ``"L2"`` for any spelling of them ("linf", "l_inf", "L2" ...)."""
     spelled = str(norm).lower().replace("_", "").replace("-", "")
     found = {"linf": "Linf", "l2": "L2"}.get(spelled)
@@ -81,7 +81,7 @@ def threat_model(model) -> ThreatModel:
     info = getattr(model, "info", None) or {}
     name = info.get("name", type(model).__name__)
     if info.get("threat_model") and info.get("radius"):
-        return ThreatModel(canonical_norm(info["threat_model"]), float(info["radius"]),
+        return ThreatModel(_canonical_norm(info["threat_model"]), float(info["radius"]),
                            f"{name}'s adversarial training")
     dataset = str(info.get("dataset") or "")
     key = "imagenet" if dataset.startswith("imagenet") else dataset
@@ -122,7 +122,7 @@ def _check_inputs(model, images, labels, radius, norm) -> tuple[torch.Tensor, to
     if labels.dtype in (torch.bool,) or labels.is_floating_point() or labels.shape != (images.shape[0],):
         raise ValueError(f"labels must be {images.shape[0]} integer class indices, got "
                          f"{labels.dtype} of shape {tuple(labels.shape)}")
-    norm = canonical_norm(norm)
+    norm = _canonical_norm(norm)
     radius = _check_number("radius", radius, 0.0, 1.0 if norm == "Linf" else math.sqrt(images[0].numel()))
     device = module_device(model)
     return images.detach().to(device), labels.long().to(device), radius, norm

@@ -119,7 +119,7 @@ def layer_activations(model, images: torch.Tensor, layers, execution: Execution 
     return activations
 
 
-def centred_gram(x: torch.Tensor) -> torch.Tensor:
+def _centred_gram(x: torch.Tensor) -> torch.Tensor:
     """The N x N Gram matrix of the N examples of ``x`` (N, ...), flattened and
     column-centred, in float64: the linear kernel CKA compares."""
     features = x.flatten(1).double()
@@ -138,8 +138,8 @@ def _hsic(k: torch.Tensor, l: torch.Tensor, debiased: bool) -> torch.Tensor:
         n * (n - 3))
 
 
-def cka_of_grams(k: torch.Tensor, l: torch.Tensor, debiased: bool = False) -> torch.Tensor:
-    """CKA of two centred Gram matrices (:func:`centred_gram`), see :func:`linear_cka`."""
+def _cka_of_grams(k: torch.Tensor, l: torch.Tensor, debiased: bool = False) -> torch.Tensor:
+    """CKA of two centred Gram matrices (:func:`_centred_gram`), see :func:`linear_cka`."""
     return _hsic(k, l, debiased) / (_hsic(k, k, debiased) * _hsic(l, l, debiased)).sqrt()
 
 
@@ -166,7 +166,7 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, debiased: bool = False) -> torc
     if x.shape[0] < fewest:
         raise ValueError(f"{'debiased' if debiased else 'linear'} CKA needs at least {fewest} examples; "
                          f"got {x.shape[0]}")
-    return cka_of_grams(centred_gram(x), centred_gram(y), debiased)
+    return _cka_of_grams(_centred_gram(x), _centred_gram(y), debiased)
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ def layer_similarity(model, iterates: torch.Tensor, sources: torch.Tensor, targe
     ends = {PIXELS: torch.cat([sources, targets]).flatten(1).to(device), **ends}
     per_pass = max(1, (points_per_pass or default_points_per_pass(iterates.shape[2:], device)) // paths)
     batch = {measure: debiased for measure, (debiased, fewest) in BATCH_MEASURES.items() if paths >= fewest}
-    grams = {name: (centred_gram(values[:paths]), centred_gram(values[paths:])) for name, values in ends.items()}
+    grams = {name: (_centred_gram(values[:paths]), _centred_gram(values[paths:])) for name, values in ends.items()}
     keys = [f"{prefix}to_{side}" for prefix in ("", *(f"{m.replace('-', '_')}_" for m in BATCH_MEASURES))
             for side in ("source", "target")]
     measured = {key: [] for key in keys}
@@ -276,12 +276,12 @@ def layer_similarity(model, iterates: torch.Tensor, sources: torch.Tensor, targe
         rows = {key: [] for key in keys}
         for name, flat in activations.items():
             flat = flat.view(len(chunk), paths, -1)
-            point_grams = [centred_gram(point) for point in flat] if batch else []
+            point_grams = [_centred_gram(point) for point in flat] if batch else []
             for side, reference, reference_gram in zip(("source", "target"), ends[name].split(paths), grams[name]):
                 rows[f"to_{side}"].append(_cosine(flat, reference))
                 for measure, debiased in batch.items():
                     rows[f"{measure.replace('-', '_')}_to_{side}"].append(
-                        torch.stack([cka_of_grams(gram, reference_gram, debiased) for gram in point_grams]))
+                        torch.stack([_cka_of_grams(gram, reference_gram, debiased) for gram in point_grams]))
         for key, values in rows.items():
             if values:
                 measured[key].append(torch.stack(values).cpu())  # (L, K, B) cosines, (L, K) CKA

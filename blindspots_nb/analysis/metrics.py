@@ -65,7 +65,7 @@ def lpips_trunk_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / lpips_trunk_url().rsplit("/", 1)[-1]
 
 
-class LPIPSUnavailable(RuntimeError):
+class _LPIPSUnavailable(RuntimeError):
     """LPIPS's AlexNet trunk weights are not on disk and could not be downloaded."""
 
 
@@ -91,7 +91,7 @@ class LPIPSDistance:
         if self._model is None and self._missing_reason is None:
             try:
                 self._model = self._build()
-            except LPIPSUnavailable as error:
+            except _LPIPSUnavailable as error:
                 self._missing_reason = str(error)
                 warnings.warn(f"LPIPS will be reported as NaN: {error}", stacklevel=4)
         return self._model is not None
@@ -125,13 +125,13 @@ class LPIPSDistance:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=False)
             except Exception as error:  # offline (URLError, socket errors), or a wrong hash
-                raise LPIPSUnavailable(
+                raise _LPIPSUnavailable(
                     f"its AlexNet trunk weights are not on disk and could not be downloaded ({error}). "
                     f"Put torchvision's {path.name} ({url}) at {path}, "
                     "or pass trunk_weights=PATH") from error
         if not path.is_file():
             why = " (BLINDSPOTS_NB_OFFLINE=1: not downloaded)" if offline else ""
-            raise LPIPSUnavailable(f"no AlexNet trunk weights at {path}{why}; put torchvision's {cache_path.name} "
+            raise _LPIPSUnavailable(f"no AlexNet trunk weights at {path}{why}; put torchvision's {cache_path.name} "
                                    f"({url}) there or pass trunk_weights=PATH")
         sha256 = file_sha256(path)
         self._trunk.update(file=str(path), sha256=sha256)
@@ -140,7 +140,7 @@ class LPIPSDistance:
         if problem:
             advice = (f"Delete that cache file or replace it with {url}" if path == cache_path else
                       f"Pass a copy of torchvision's {url} as trunk_weights")
-            raise LPIPSUnavailable(f"the AlexNet trunk {problem}: it is not torchvision's ImageNet "
+            raise _LPIPSUnavailable(f"the AlexNet trunk {problem}: it is not torchvision's ImageNet "
                                    f"AlexNet, and distances with it would not be LPIPS. {advice}")
         self._trunk["check"] = f"verified against {stated_in}"
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -153,7 +153,7 @@ class LPIPSDistance:
         features = {key[len("features."):]: value for key, value in state.items()
                     if key.startswith("features.")}
         if not features:
-            raise LPIPSUnavailable("the AlexNet trunk file holds no 'features.*' weights: "
+            raise _LPIPSUnavailable("the AlexNet trunk file holds no 'features.*' weights: "
                                    "expected torchvision's alexnet state dict")
         for part in (model.net.slice1, model.net.slice2, model.net.slice3, model.net.slice4, model.net.slice5):
             for index, layer in part.named_children():

@@ -186,7 +186,7 @@ AUTHORS_RADII = (0.5, 1.0, 1.5, 2.0)
 AUTHORS_SAMPLES = 256
 
 
-def lst_step_directions(model, images: torch.Tensor, label: int, target: torch.Tensor,
+def _lst_step_directions(model, images: torch.Tensor, label: int, target: torch.Tensor,
                         points_per_pass: int | None = None, execution: Execution | None = None) -> torch.Tensor:
     """LST's step direction at each image x (P, C, H, W): the part of ``target - x``
     orthogonal to the gradient of CE(f(x), label) at x (:func:`lst.orthogonal_step`),
@@ -204,7 +204,7 @@ def traversal_path_widths(model, traversal, targets: torch.Tensor | None = None,
     """Path widths the way of the authors' released code: at each iterate a traversal
     recorded (every ``record_every`` iterations), ``samples`` random perturbations of
     each l2 radius orthogonal to LST's step direction at that iterate
-    (:func:`lst_step_directions`), and the quantiles of source-class confidence.
+    (:func:`_lst_step_directions`), and the quantiles of source-class confidence.
 
     ``traversal``: a :class:`~blindspots_nb.lst.Traversal` or an ``LSTResult`` run with
     ``LSTConfig(record_images=True)``; ``targets`` (B, C, H, W): its targets, needed for
@@ -231,7 +231,7 @@ def traversal_path_widths(model, traversal, targets: torch.Tensor | None = None,
         raise IndexError(f"index {index} is outside the traversal's batch of {images.shape[1]}")
     device = module_device(model)
     points, label = images[:, index].to(device), int(traversal.labels[index])
-    directions = lst_step_directions(model, points, label, targets[index].to(device), points_per_pass, execution)
+    directions = _lst_step_directions(model, points, label, targets[index].to(device), points_per_pass, execution)
     return path_widths(model, points, label, radii, samples, quantiles, directions=directions,
                        positions=torch.tensor(history.iteration), seed=seed, points_per_pass=points_per_pass,
                        execution=execution)

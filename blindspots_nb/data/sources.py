@@ -266,7 +266,7 @@ def label_warnings(names: Sequence[str], labels, predictions, class_names: Seque
     return found
 
 
-def label_text(name: str, label: int, prediction: int, confidence: float, class_names: Sequence[str]) -> str:
+def _label_text(name: str, label: int, prediction: int, confidence: float, class_names: Sequence[str]) -> str:
     """An image's name, the model's class and confidence, and its label beside them:
     ``'0/img3.png: 7 (0.370), labelled 0'``."""
     said = "unlabelled" if label < 0 else f"labelled {class_names[label]}"
@@ -318,7 +318,7 @@ class PickedImages:
 
     def text(self) -> str:
         """One line per image: name, the model's class and confidence, its label."""
-        return "\n".join(label_text(*row, self.class_names) for row in zip(
+        return "\n".join(_label_text(*row, self.class_names) for row in zip(
             self.names, self.labels.tolist(), self.predictions.tolist(), self.confidence.tolist()))
 
     def warnings(self) -> list[str]:

@@ -112,7 +112,7 @@ def compute_triangle(model, source: torch.Tensor, blind_spot_a: torch.Tensor, bl
                     source_class=names[int(label)], stats=stats, seconds=time.perf_counter() - start)
 
 
-def check_weights(a: float, b: float) -> tuple[float, float]:
+def _check_weights(a: float, b: float) -> tuple[float, float]:
     """(a, b) as floats, or ValueError unless they are numbers and the point lies in the
     triangle: a, b >= 0, a + b <= 1."""
     try:
@@ -130,7 +130,7 @@ def compute_point(model, source: torch.Tensor, blind_spot_a: torch.Tensor, blind
                   a: float, b: float, execution: Execution | None = None) -> TrianglePoint:
     """The image at source + a (A - source) + b (B - source) (pixels clamped to [0, 1], as the
     grid's are) with its source-class confidence and the model's class, in one forward pass."""
-    a, b = check_weights(a, b)
+    a, b = _check_weights(a, b)
     execution = execution or Execution()
     weights = torch.tensor([1 - a - b, a, b], dtype=torch.float64).to(source.dtype).to(source.device)
     image = torch.einsum("k,kd->d", weights, torch.stack([source, blind_spot_a, blind_spot_b]).flatten(1))

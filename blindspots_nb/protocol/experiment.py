@@ -20,7 +20,7 @@ from ..tools.deprecation import renamed_keys
 from ..tools.validation import MAX_SEED, plain_number
 
 
-def absolute_source(spelling: str) -> str:
+def _absolute_source(spelling: str) -> str:
     """An image source's one spelling with its folder or file made absolute (``folder:my_images``
     -> ``folder:/home/me/my_images``): each process of a run, and its notebooks' kernels, open
     it wherever they run, and the same folder named relatively or absolutely is the same run."""
@@ -78,7 +78,7 @@ class Experiment:
             raise TypeError(f"Experiment.image_source is an image source's spelling (photos, fonts:test, "
                             f"folder:PATH, imagenet:ROOT, ...), got {type(self.image_source).__name__}: each "
                             "process of a run opens the images itself")
-        set_("image_source", absolute_source(self.image_source))  # a folder named relatively: absolute
+        set_("image_source", _absolute_source(self.image_source))  # a folder named relatively: absolute
         models = self.models if isinstance(self.models, (list, tuple)) else (self.models,)
         set_("models", tuple(checked_model_name(m) for m in models))
         set_("name", self.name or source_name(self.image_source))

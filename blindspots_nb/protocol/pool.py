@@ -189,7 +189,7 @@ def _labelled(dataset, model):
     return dataclasses.replace(dataset, labels=predict(model, images)[0], class_names=list(model.class_names))
 
 
-def pixels_sha256(image: torch.Tensor) -> str:
+def _pixels_sha256(image: torch.Tensor) -> str:
     """The sha256 of an image made in memory (bundled photos, glyphs, a CIFAR-10 batch) as
     8-bit pixels with its shape: what a file's sha256 is for the images of a folder, and as
     stable across CPUs as an image file (float rounding does not reach 8 bits)."""
@@ -204,7 +204,7 @@ def _pool_digests(dataset, indices: list[int]) -> dict:
     if getattr(dataset, "paths", None) is not None:
         return {"sha256": [item_digest(dataset, i) for i in indices], "sha256_of": "files"}
     images = [dataset[i][0] for i in indices]
-    return {"sha256": [pixels_sha256(image) for image in images], "sha256_of": "pixels",
+    return {"sha256": [_pixels_sha256(image) for image in images], "sha256_of": "pixels",
             "pixel_size": list(images[0].shape) if images else None}
 
 
@@ -327,7 +327,7 @@ def locate_pool(experiment: Experiment, pool: dict, dataset) -> list[int]:
             problems.append(f"{name} is gone")
         elif digest is not None and pixels:
             image = dataset[index][0]
-            if list(image.shape) == pool["pixel_size"] and pixels_sha256(image) != digest:
+            if list(image.shape) == pool["pixel_size"] and _pixels_sha256(image) != digest:
                 problems.append(f"{name} changed (the sha256 of its pixels)")
         elif digest is not None and item_digest(dataset, index) != digest:
             problems.append(f"{name} changed (sha256)")

@@ -188,7 +188,7 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
 
 
 # ----------------------------------------------------------------- the whole run
-def check_inputs(experiments: list[Experiment], weights: dict[str, str]):
+def _check_inputs(experiments: list[Experiment], weights: dict[str, str]):
     """Fail before any work on a missing data folder, an unknown model, a factory spec that
     does not import, or a missing weights file."""
     from ..models import get_entry
@@ -265,7 +265,7 @@ def plan(experiments: list[Experiment], device=None, weights: dict[str, str] | N
     estimate is the computation's (LST, distances, triangles); loading models, selecting
     the pool and each model's notebook (its start and report) come on top."""
     weights = _canonical_weights(weights or {})
-    check_inputs(experiments, weights)
+    _check_inputs(experiments, weights)
     lpips = LPIPSDistance()
     planned = []
     for experiment in experiments:
@@ -373,7 +373,7 @@ def reproduce(experiments: list[Experiment], out_dir, device=None, weights: dict
                          "torchrun already makes each process one shard (RANK/WORLD_SIZE), so both would do the same "
                          "work. Leave --shard out under torchrun, or run each --shard i/n without torchrun")
     weights = _canonical_weights(weights or {})
-    check_inputs(experiments, weights)
+    _check_inputs(experiments, weights)
     store = RunStore(out_dir)
     store.check_folder(force)
     with distributed.launch(device) as (rank, world, device):
