@@ -71,7 +71,8 @@ def paired_notes(difference: pd.DataFrame, names: tuple[str, str]) -> list[str]:
 
 def _table(frame: pd.DataFrame) -> str:
     """A frame as an HTML table, every cell escaped (names in a run may hold markup)."""
-    return frame.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", na_rep="n/a")
+    table = frame.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", na_rep="n/a")
+    return f"<div style='overflow:auto; max-height:24em'>{table}</div>"
 
 
 class AcrossRuns:
