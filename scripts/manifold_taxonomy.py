@@ -37,14 +37,14 @@ from tqdm.std import tqdm
 
 from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
 from blindspots_nb.analysis.manifold import ORACLE_SLACK, GlyphManifold, dataset_glyphs, validate
-from blindspots_nb.analysis.metrics import rmse
-from blindspots_nb.analysis.taxonomy import judge, on_manifold_attack, random_renderings, summarize, summarize_kind
+from blindspots_nb.analysis.taxonomy import (judge, judge_adversarial, judge_blind_spots, on_manifold_attack,
+                                             on_manifold_rows, rendering_rows, summarize, summarize_kind)
 from blindspots_nb.protocol.experiment import taxonomy_experiment
 from blindspots_nb.protocol.run import protocol_blind_spots
-from blindspots_nb.data.fonts import GlyphRenderer, font_split
+from blindspots_nb.data.fonts import GlyphRenderer
 from blindspots_nb.data.sources import FONTS_GLYPHS
 from blindspots_nb.lst import LSTConfig
-from blindspots_nb.models import load_model, predict
+from blindspots_nb.models import load_model
 from blindspots_nb.plots.manifold import taxonomy_markdown
 from blindspots_nb.protocol import run as protocol
 from blindspots_nb.protocol.store import RunStore, csv_text
@@ -121,13 +121,9 @@ class Results:
         return value
 
 
-def judged(manifold, images, sources, others, extra: list[dict], args, search, what: str) -> dict:
-    """:func:`judge`'s rows of ``images``, each beside its ``extra`` row, with a progress bar."""
-    with tqdm(total=len(images), desc=f"projecting {what}", unit="image", leave=False) as bar:
-        rows = judge(manifold, images, sources, others, shortlist=args.shortlist, progress=bar.update,
-                     **search).rows(manifold.renderer.font_names)
-    rows = [{**more, **row} for more, row in zip(extra, rows)]
-    return {"rows": rows}
+def projecting(what: str, count: int) -> tqdm:
+    """A progress bar of the projection of ``count`` images."""
+    return tqdm(total=count, desc=f"projecting {what}", unit="image", leave=False)
 
 
 def main(argv=None):
@@ -161,28 +157,33 @@ def main(argv=None):
     generated = dataset_glyphs("test", FONTS_GLYPHS, experiment.seed, renderer, pool["indices"])
     if not torch.allclose(generated["images"], sources, atol=1e-6):
         raise SystemExit("the pool's glyphs are not the renderer's: fonts_dataset and GlyphRenderer disagree")
-    clean = results.piece("clean", lambda: judged(manifold, sources, labels, labels, [
-        {"source": i} for i in range(len(labels))], args, search, "clean sources"))
+
+    def clean_rows():
+        with projecting("clean sources", len(labels)) as bar:
+            judgement = judge(manifold, sources, labels, labels, shortlist=args.shortlist, progress=bar.update,
+                              **search)
+        return {"rows": [{"source": i, **row} for i, row in enumerate(judgement.rows(renderer.font_names))]}
+
+    clean = results.piece("clean", clean_rows)
     summaries = {"- clean": summarize(clean["rows"], args.slack)}
     for name, model in tqdm(models.items(), desc="models"):
         threat = threat_model(model)
 
         def regular(kind, attack, count):
             adversarial = attack(model, sources[:count], labels[:count])
-            predicted = predict(model, adversarial)[0]
-            extra = [{"source": i, "fooled": int(p != y), "predicted": int(p),
-                      "linf": float((a - s).abs().max())}
-                     for i, (p, y, a, s) in enumerate(zip(predicted, labels, adversarial, sources))]
-            return judged(manifold, adversarial, labels[:count], predicted, extra, args, search,
-                          f"{name}'s {kind} examples")
+            with projecting(f"{name}'s {kind} examples", count) as bar:
+                return {"rows": judge_adversarial(model, manifold, sources[:count], labels[:count], adversarial,
+                                                  shortlist=args.shortlist, progress=bar.update, **search)[1]}
 
         pieces = {
             "pgd": lambda: regular("PGD", lambda m, x, y: pgd(m, x, y, threat.radius, steps=args.pgd_steps,
                                                               seed=args.seed), len(labels)),
             "autoattack": lambda: regular("AutoAttack", lambda m, x, y: autoattack(m, x, y, threat.radius, seed=args.seed),
                                           min(args.autoattack, len(labels))) if args.autoattack else {"rows": []},
-            "on_manifold": lambda: on_manifold_rows(model, renderer, generated, labels, args),
-            "renderings": lambda: rendering_rows(model, renderer, args),
+            "on_manifold": lambda: {"rows": on_manifold_rows(on_manifold_attack(
+                model, renderer, labels, generated["fonts"], generated["transforms"], steps=args.on_manifold_steps),
+                labels, generated["fonts"], renderer.font_names)},
+            "renderings": lambda: {"rows": rendering_rows(model, renderer, args.renderings, args.seed)},
             "lst": lambda: blind_spot_rows(store, experiment, name, pool, sources, manifold, args, search),
         }
         for kind, compute in pieces.items():
@@ -205,43 +206,21 @@ def main(argv=None):
     print(f"\n{provenance.caption(config={'starts': args.starts, **search, 'shortlist': args.shortlist})}")
 
 
-def on_manifold_rows(model, renderer, generated, labels, args) -> dict:
-    found = on_manifold_attack(model, renderer, labels, generated["fonts"], generated["transforms"],
-                               steps=args.on_manifold_steps)
-    names = renderer.font_names
-    rows = [{"source": i, "source_letter": int(labels[i]), "fooled": int(found.fooled[i]),
-             "fooled_own_font": int(found.fooled_own_font[i]), "predicted": int(found.predicted[i]),
-             "font_source": names[int(generated["fonts"][i])], "font_found": names[int(found.font[i])],
-             "margin": float(found.margin[i]), "transform_change": float(found.change[i]),
-             **{f"found_{k}": float(v) for k, v in zip(("angle", "scale", "shear", "shift_x", "shift_y"),
-                                                        found.transform[i].tolist())}}
-            for i in range(len(labels))]
-    return {"rows": rows}
-
-
-def rendering_rows(model, renderer, args) -> dict:
-    """The model on random renderings: one row each (font, whether a test font, letter, prediction)."""
-    drawn = random_renderings(renderer, args.renderings, args.seed)
-    predicted = predict(model, drawn["images"])[0]
-    test_fonts = {path.stem for path in font_split("test")}
-    return {"rows": [{"font": renderer.font_names[int(f)], "test_font": int(renderer.font_names[int(f)] in test_fonts),
-                      "letter": int(y), "predicted": int(p), "correct": int(p == y)}
-                     for f, y, p in zip(drawn["fonts"], drawn["letters"], predicted)]}
-
-
 def blind_spot_rows(store, experiment, name, pool, sources, manifold, args, search) -> dict:
-    images, extra = protocol_blind_spots(store, experiment, name, pool)
-    labels = torch.tensor([pool["labels"][row["source"]] for row in extra])
-    targets = torch.tensor([pool["labels"][row["target"]] for row in extra])
-    to_target = rmse(images, sources[[row["target"] for row in extra]])  # the tables' RMSE, for comparison
-    extra = [{**row, "rmse_to_target_image": float(d)} for row, d in zip(extra, to_target)]
-    return judged(manifold, images, labels, targets, extra, args, search, f"{name}'s blind spots")
+    """The protocol's blind spots of model ``name`` judged against their source and target letters."""
+    images, about = protocol_blind_spots(store, experiment, name, pool)
+    labels = torch.tensor([pool["labels"][row["source"]] for row in about])
+    targets = torch.tensor([pool["labels"][row["target"]] for row in about])
+    with projecting(f"{name}'s blind spots", len(images)) as bar:
+        return {"rows": judge_blind_spots(manifold, images, labels, targets, sources[[row["target"] for row in about]],
+                                          about, shortlist=args.shortlist, progress=bar.update, **search)[1]}
 
 
 def taxonomy_table(summaries: dict, check: dict, slack: float) -> str:
     """The Markdown table of the taxonomy, with the projection's validation under it."""
     return (f"{taxonomy_markdown(summaries)}\n\nRMSE: medians. Uncertain: margin (second-nearest minus nearest "
-            f"letter) below {slack}. Projection: oracle accuracy "
+            f"letter) below {slack}, a search that loose could flip the verdict; firm: the others. Projection: oracle "
+            "accuracy "
             f"{100 * check['oracle_accuracy']:.0f}% on {check['n']} clean test glyphs; own-letter RMSE median "
             f"{check['own_distance_quantiles']['median']:.4f}, nearest other letter "
             f"{check['nearest_other_distance_quantiles']['median']:.4f}." + "".join(

@@ -19,10 +19,13 @@ sources) examples that fool each model. Each is judged by
   reference has converged.
 
 Examples are taken round-robin over (model, kind), so that a run stopped early covers
-every kind; each judged example is a line of ``OUT/rows.jsonl`` (a rerun resumes), and the
-table (verdict agreement with the reference; distance gap: the search's nearest-letter
-RMSE minus the reference's, median / q90 / max; CPU seconds per image) is printed and
-written to ``OUT/validation.md``::
+every kind; each judged example is a line of ``OUT/rows.jsonl`` (a rerun resumes; rows
+stored before each search recorded every letter it searched get the default's letters by
+running it again), and the table (verdict agreement with the reference; distance gap: the
+search's nearest-letter RMSE minus the reference's, median / q90 / max, and the largest gap
+of any letter the default searched; the disagreements' margins against ``ORACLE_SLACK``;
+CPU seconds per image) is printed and written to ``OUT/validation.md``, one row per
+example to ``OUT/validation.csv``::
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/oracle_validation.py --protocol-dir results/manifold_protocol \\
         --out-dir results/oracle_validation --limit 60 --convergence 6
@@ -40,13 +43,13 @@ from pathlib import Path
 import torch
 
 from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
-from blindspots_nb.analysis.manifold import GlyphManifold
+from blindspots_nb.analysis.manifold import ORACLE_SLACK, GlyphManifold
 from blindspots_nb.protocol.experiment import taxonomy_experiment
 from blindspots_nb.protocol.run import protocol_blind_spots
 from blindspots_nb.data.fonts import GlyphRenderer
-from blindspots_nb.models import load_model, predict
+from blindspots_nb.models import FONTS_CLASSES, load_model, predict
 from blindspots_nb.protocol import run as protocol
-from blindspots_nb.protocol.store import RunStore
+from blindspots_nb.protocol.store import RunStore, csv_text
 from blindspots_nb.tools import atomic, provenance
 
 MODELS = ("fonts_cnn", "fonts_cnn_at")
@@ -145,8 +148,9 @@ def closest_calls(found: dict, taxonomy_dir: Path, count: int) -> list[int]:
 
 def judged(manifold: GlyphManifold, image, source, other, options: dict, everything: bool = False) -> dict:
     """One search's answer for one image: the oracle's letter, the nearest distance, the
-    distances to the source and the other letter (every letter's with ``everything``), the
-    margin to the second-nearest letter searched, and its CPU seconds."""
+    distances to the source and the other letter, to every letter it searched (``letters``:
+    ten, None where not searched; all ten with ``everything``), the margin to the
+    second-nearest letter searched, and its CPU seconds."""
     started = time.process_time()
     include = torch.stack([source, other])[None]
     projection = manifold.project(image, None, **options) if everything else \
@@ -154,13 +158,64 @@ def judged(manifold: GlyphManifold, image, source, other, options: dict, everyth
     seconds = time.process_time() - started
     distance = projection.distance[0]
     ordered = distance.sort().values
-    row = {"label": int(projection.label[0]), "nearest": float(ordered[0]),
-           "margin": float(ordered[1] - ordered[0]) if len(ordered) > 1 else None,
-           "source": float(projection.to(source)[0][0]), "other": float(projection.to(other)[0][0]),
-           "cpu_seconds": round(seconds, 3)}
-    if everything:
-        row["letters"] = [round(float(d), 6) for d in distance]
-    return row
+    letters = [None] * len(FONTS_CLASSES)
+    for letter, value in zip(projection.letters[0].tolist(), distance.tolist()):
+        letters[letter] = round(value, 6)
+    return {"label": int(projection.label[0]), "nearest": float(ordered[0]),
+            "margin": float(ordered[1] - ordered[0]) if len(ordered) > 1 else None,
+            "source": float(projection.to(source)[0][0]), "other": float(projection.to(other)[0][0]),
+            "cpu_seconds": round(seconds, 3), "letters": letters}
+
+
+def backfill_letters(rows: list[dict], found: dict, manifold: GlyphManifold, save) -> int:
+    """Rows stored before the searches recorded every letter they searched: the default
+    search run again (deterministic given the seed) records the default's; its verdict and
+    nearest distance must be the stored ones. ``save(rows)`` every 20 rows and at the end.
+    Returns how many rows were filled."""
+    missing = [row for row in rows if "letters" not in row["default"]]
+    for count, row in enumerate(missing, 1):
+        i = row["example"]
+        again = judged(manifold, found["images"][i:i + 1], found["source"][i], found["other"][i],
+                       VARIANTS["default"][1])
+        stored = row["default"]
+        if again["label"] != stored["label"] or abs(again["nearest"] - stored["nearest"]) > 1e-5:
+            raise SystemExit(f"example {i}: the default search now gives {FONTS_CLASSES[again['label']]} at "
+                             f"{again['nearest']:.6f}, the stored row {FONTS_CLASSES[stored['label']]} at "
+                             f"{stored['nearest']:.6f}: the search changed since; judge into a new --out-dir")
+        stored["letters"] = again["letters"]
+        if count % 20 == 0 or count == len(missing):
+            save(rows)
+            print(f"default's letters recorded for {count}/{len(missing)} stored rows", flush=True)
+    return len(missing)
+
+
+def letter_gap(row: dict, name: str = "default") -> float | None:
+    """The largest amount by which a search's distance to a letter it searched exceeded the
+    reference's (None for rows stored without the letters)."""
+    letters = row[name].get("letters")
+    if letters is None:
+        return None
+    return max(value - row["reference"]["letters"][k] for k, value in enumerate(letters) if value is not None)
+
+
+def example_rows(rows: list[dict]) -> list[dict]:
+    """One row per example: the default's verdict and margin, the reference's, the nearest-
+    letter gap, the largest gap of any letter the default searched, whether the default
+    searched the reference's letter, and whether ``ORACLE_SLACK`` calls the verdict uncertain."""
+    out = []
+    for row in rows:
+        default, reference = row["default"], row["reference"]
+        letters = default.get("letters")
+        searched = None if letters is None else int(letters[reference["label"]] is not None)
+        out.append({"example": row["example"], "model": row["model"], "kind": row["kind"], "index": row["index"],
+                    "source_letter": row["source_letter"], "other_letter": row["other_letter"],
+                    "default_label": default["label"], "default_margin": round(default["margin"], 6),
+                    "reference_label": reference["label"], "reference_margin": round(reference["margin"], 6),
+                    "nearest_gap": round(default["nearest"] - reference["nearest"], 6),
+                    "letter_gap": None if letters is None else round(letter_gap(row), 6),
+                    "reference_letter_searched": searched,
+                    "uncertain": int(default["margin"] < ORACLE_SLACK)})
+    return out
 
 
 def quantile_text(values: list[float]) -> str:
@@ -172,10 +227,12 @@ def table(rows: list[dict]) -> str:
     """Markdown: per search compared (the default and the convergence check per (model,
     kind) too), over all: verdicts that agree with the reference, the nearest-distance gap
     to the reference (median / q90 / max; negative: the search found a nearer rendering),
-    the largest of the source- and other-letter gaps, and the median CPU seconds per image."""
+    the largest of the source- and other-letter gaps, the largest gap of any letter searched
+    (rows that recorded them), and the median CPU seconds per image; under it, the default's
+    disagreements with the reference and their margins against ``ORACLE_SLACK``."""
     groups = sorted({(row["model"], row["kind"]) for row in rows})
     lines = ["| search | model | kind | n | verdict = reference | gap median / q90 / max | source, other gap max "
-             "| CPU s per image (median) |", "|---|---|---|---|---|---|---|---|"]
+             "| any letter searched: gap max | CPU s per image (median) |", "|---|---|---|---|---|---|---|---|---|"]
     for name in [*VARIANTS, "convergence"]:
         for model, kind in (groups if name in ("default", "convergence") else []) + [("all", "all")]:
             chosen = [row for row in rows if name in row and (model == "all" or (row["model"], row["kind"]) == (model, kind))]
@@ -183,15 +240,22 @@ def table(rows: list[dict]) -> str:
                 continue
             gaps = [row[name]["nearest"] - row["reference"]["nearest"] for row in chosen]
             letter_gaps = [max(row[name][key] - row["reference"][key] for key in ("source", "other")) for row in chosen]
+            searched = [gap for gap in (letter_gap(row, name) for row in chosen) if gap is not None]
             agree = sum(row[name]["label"] == row["reference"]["label"] for row in chosen)
             seconds = float(torch.tensor([row[name]["cpu_seconds"] for row in chosen]).median())
             lines.append(f"| {name} | {model} | {kind} | {len(chosen)} | {agree} ({100 * agree / len(chosen):.1f}%) | "
-                         f"{quantile_text(gaps)} | {max(letter_gaps):.5f} | {seconds:.1f} |")
+                         f"{quantile_text(gaps)} | {max(letter_gaps):.5f} | "
+                         f"{f'{max(searched):.5f} ({len(searched)})' if searched else '-'} | {seconds:.1f} |")
     reference = float(torch.tensor([row["reference"]["cpu_seconds"] for row in rows]).median())
     margins = [row["reference"]["margin"] for row in rows]
+    differ = [row for row in example_rows(rows) if row["default_label"] != row["reference_label"]]
+    differ_margins = ", ".join(f"{margin:.5f}" for margin in sorted(row["default_margin"] for row in differ))
     return "\n".join(lines) + (f"\n\nreference: median {reference:.1f} CPU s per image; its margin (second-nearest "
                                f"minus nearest letter) min / median: {min(margins):.4f} / "
-                               f"{float(torch.tensor(margins).median()):.4f} over {len(rows)} examples.")
+                               f"{float(torch.tensor(margins).median()):.4f} over {len(rows)} examples.") + (
+        f"\n\ndefault: {len(differ)} verdicts differ from the reference; their margins {differ_margins}: "
+        f"{sum(row['uncertain'] for row in differ)} of {len(differ)} below ORACLE_SLACK ({ORACLE_SLACK}), "
+        "so called uncertain." if differ else "")
 
 
 def main(argv=None):
@@ -211,6 +275,8 @@ def main(argv=None):
                  for starts in {STARTS, REFERENCE[0], CONVERGENCE[0]}}
     path = out / "rows.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    backfill_letters(rows, found, manifolds[STARTS],
+                     lambda rows: atomic.write_text(path, "".join(json.dumps(row) + "\n" for row in rows)))
     done = {row["example"] for row in rows}
     order = round_robin(found)
     if args.closest:
@@ -240,6 +306,7 @@ def main(argv=None):
                                        "convergence": CONVERGENCE}, device="cpu", command=command,
                                manifold=manifolds[STARTS].settings() | {"starts": "per search"})
     atomic.write_text(out / "validation.md", f"command: `{command}`\n\n{text}\n")
+    atomic.write_text(out / "validation.csv", csv_text(example_rows(rows)))
     atomic.write_json(out / "run.json", record)
     print(text)
 

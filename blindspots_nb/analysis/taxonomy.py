@@ -13,8 +13,11 @@ With the letters' manifolds known (:mod:`.manifold`), an image that fools a mode
 
 :func:`judge` measures a batch of such images: distances to the manifolds of their
 source letter and of a second letter (the model's prediction, or the target), the
-oracle's label and the verdict (:class:`Judgement`, its rows); :func:`summarize` makes a
-table row of the rows.
+oracle's label and the verdict (:class:`Judgement`, its rows). The taxonomy's rows of each
+kind are made here, for ``scripts/manifold_taxonomy.py`` and notebook 08 alike:
+:func:`judge_adversarial` (regular examples), :func:`judge_blind_spots`,
+:func:`on_manifold_rows`, :func:`rendering_rows`; :func:`summarize_kind` makes a table row
+of them.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.fonts import GlyphRenderer, indices_of
-from ..models import FONTS_CLASSES
+from ..data.fonts import GlyphRenderer, font_split, indices_of
+from ..models import FONTS_CLASSES, predict
 from .manifold import GlyphManifold, Projection, TransformBox, count_at_least, descend, letter_indices
+from .metrics import rmse
 
 VERDICTS = ("source", "other", "neither")
 
@@ -137,17 +141,77 @@ def judge(manifold: GlyphManifold, images: torch.Tensor, sources, others, shortl
     return Judgement(sources, others, projection, oracle_verdict(projection.label, source=sources, other=others))
 
 
+def judge_adversarial(model, manifold: GlyphManifold, sources: torch.Tensor, labels, adversarial: torch.Tensor,
+                      **search) -> tuple[Judgement, list[dict]]:
+    """Regular adversarial examples of ``sources`` (letters ``labels``) judged against the
+    source letter and the letter ``model`` gives them (:func:`judge`, ``search`` its
+    options); its rows, each with its source's index, whether it fools the model, the
+    predicted letter and the l_inf change."""
+    predicted = predict(model, adversarial)[0]
+    labels = letter_indices(labels, len(adversarial))
+    judgement = judge(manifold, adversarial, labels, predicted, **search)
+    changes = (adversarial.detach().cpu() - sources.detach().cpu()).flatten(1).abs().amax(1)
+    rows = [{"source": i, "fooled": int(p != y), "predicted": p, "linf": float(change), **row}
+            for i, (p, y, change, row) in enumerate(zip(predicted.tolist(), labels.tolist(), changes,
+                                                        judgement.rows(manifold.renderer.font_names)))]
+    return judgement, rows
+
+
+def judge_blind_spots(manifold: GlyphManifold, spots: torch.Tensor, labels, target_labels,
+                      target_images: torch.Tensor, about: list[dict] | None = None,
+                      **search) -> tuple[Judgement, list[dict]]:
+    """Blind spots judged against their source letters ``labels`` and their targets'
+    letters (:func:`judge`); its rows, each after its ``about`` row (default: the blind
+    spot's index as ``source``) and the RMSE to its target image (the tables' RMSE)."""
+    judgement = judge(manifold, spots, labels, target_labels, **search)
+    about = [{"source": i} for i in range(len(spots))] if about is None else about
+    to_target = rmse(spots.detach().cpu(), target_images.detach().cpu())
+    rows = [{**more, "rmse_to_target_image": float(d), **row}
+            for more, d, row in zip(about, to_target, judgement.rows(manifold.renderer.font_names))]
+    return judgement, rows
+
+
+def on_manifold_rows(found: OnManifoldExamples, labels, fonts, font_names: list[str]) -> list[dict]:
+    """:func:`on_manifold_attack`'s examples of sources of letters ``labels`` in ``fonts``
+    (indices of ``font_names``): one row each (found or not, in the source's own font, the
+    model's letter and margin, the transform change and the transform found)."""
+    labels, fonts = letter_indices(labels, len(found.fooled)), torch.as_tensor(fonts).reshape(-1)
+    return [{"source": i, "source_letter": int(labels[i]), "fooled": int(found.fooled[i]),
+             "fooled_own_font": int(found.fooled_own_font[i]), "predicted": int(found.predicted[i]),
+             "font_source": font_names[int(fonts[i])], "font_found": font_names[int(found.font[i])],
+             "margin": float(found.margin[i]), "transform_change": float(found.change[i]),
+             **{f"found_{k}": float(v) for k, v in zip(("angle", "scale", "shear", "shift_x", "shift_y"),
+                                                        found.transform[i].tolist())}}
+            for i in range(len(labels))]
+
+
+def rendering_rows(model, renderer: GlyphRenderer, n: int, seed: int) -> list[dict]:
+    """The model on ``n`` :func:`random_renderings`: one row each (font, whether a test
+    font, letter, prediction, correct)."""
+    drawn = random_renderings(renderer, n, seed)
+    predicted = predict(model, drawn["images"])[0]
+    test_fonts = {path.stem for path in font_split("test")}
+    return [{"font": renderer.font_names[int(f)], "test_font": int(renderer.font_names[int(f)] in test_fonts),
+             "letter": int(y), "predicted": int(p), "correct": int(p == y)}
+            for f, y, p in zip(drawn["fonts"], drawn["letters"], predicted)]
+
+
 def summarize(rows: list[dict], slack: float = 0.0) -> dict:
     """Counts and fractions of the verdicts and median distances of :func:`judge`'s rows;
     ``uncertain``: the share whose verdict a search ``slack`` looser (an RMSE, e.g. the
-    largest gap to a reference search measured) could flip: margin below ``slack``."""
+    largest gap to a reference search measured) could flip: margin below ``slack``;
+    ``firm_source``, ``firm_other``, ``firm_neither``: the shares of each verdict that it
+    could not flip (with ``uncertain``, they sum to 1)."""
     n = len(rows)
     if n == 0:
         return {"n": 0}
     median = lambda key: float(torch.tensor([row[key] for row in rows]).median())  # noqa: E731
     fractions = {f"oracle_{v}": sum(row["verdict"] == v for row in rows) / n for v in VERDICTS}
-    uncertain = sum(float(row["margin"]) < slack for row in rows) / n if "margin" in rows[0] else None
-    return {"n": n, **fractions, "uncertain": uncertain, "slack": slack,
+    measured = "margin" in rows[0]
+    uncertain = sum(float(row["margin"]) < slack for row in rows) / n if measured else None
+    firm = {f"firm_{v}": sum(row["verdict"] == v and float(row["margin"]) >= slack for row in rows) / n
+            for v in VERDICTS} if measured else {}
+    return {"n": n, **fractions, "uncertain": uncertain, **firm, "slack": slack,
             "median_distance_source": median("distance_source"), "median_distance_other": median("distance_other"),
             "median_distance_oracle": median("distance_oracle")}
 

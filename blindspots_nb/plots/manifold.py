@@ -37,16 +37,23 @@ def taxonomy_markdown(summaries: dict) -> str:
     by the oracle (clean sources, regular adversarial examples, blind spots): how many
     count (of those tried), median RMSE to the source letter's and the other letter's
     manifold (other: the model's prediction, or the target), the share the oracle gives
-    the source, the other letter or neither, and the share of uncertain verdicts (margin
-    below the slack; "-" where not measured). Second table, per model: the on-manifold
+    the source, the other letter or neither, the share of uncertain verdicts (margin
+    below the slack; "-" where not measured) and the shares of firm ones (the others) that
+    name the source, the other letter, neither. Second table, per model: the on-manifold
     search's success (in any font; in the source's font), the median change of the
     transform it needed (1 = a whole range), and the error on random renderings."""
     percent = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
     fine = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731  (error rates near 0)
     number = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     judged = ["| model | kind | n (of tried) | RMSE to source letter | RMSE to other letter | oracle: source | "
-              "oracle: other | oracle: neither | uncertain |", "|---|---|---|---|---|---|---|---|---|"]
+              "oracle: other | oracle: neither | uncertain | firm: source / other / neither |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     on_manifold = {}
+
+    def firm(s):  # the firm verdicts' shares, source / other / neither
+        return "-" if s.get("firm_source") is None else " / ".join(percent(s[f"firm_{v}"])
+                                                                   for v in ("source", "other", "neither"))
+
     for key, s in summaries.items():
         model, kind = key.rsplit(" ", 1)
         model = markdown_text(model)
@@ -56,13 +63,13 @@ def taxonomy_markdown(summaries: dict) -> str:
         if kind == "clean":  # the sources themselves: no second letter
             judged.append(f"| {model} | clean sources | {s['n']} | {number(s['median_distance_source'])} | - | "
                           f"{percent(s['oracle_source'])} | - | {percent(s['oracle_neither'])} | "
-                          f"{percent(s.get('uncertain'))} |")
+                          f"{percent(s.get('uncertain'))} | {firm(s)} |")
             continue
         other = "target" if kind == "lst" else "predicted"
         judged.append(f"| {model} | {kind} (other = {other}) | {s.get('n', 0)} ({s['attempts']}) | "
                       f"{number(s.get('median_distance_source'))} | {number(s.get('median_distance_other'))} | "
                       f"{percent(s.get('oracle_source'))} | {percent(s.get('oracle_other'))} | "
-                      f"{percent(s.get('oracle_neither'))} | {percent(s.get('uncertain'))} |")
+                      f"{percent(s.get('oracle_neither'))} | {percent(s.get('uncertain'))} | {firm(s)} |")
     if not on_manifold:
         return "\n".join(judged)
     rows = ["| model | on-manifold fooled: any font | own font | median transform change | sources | "
