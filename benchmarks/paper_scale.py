@@ -9,9 +9,10 @@ median of ``--runs`` interleaved runs (so drifts of the machine hit all alike).
                                      [--options fp32,fp32-folded,bf16] [--pretrained]
 
 Weights are random unless ``--pretrained`` (speed does not depend on them; the output
-says which). The released-style loop is the straightforward reading of the algorithm
-that the authors' code follows: forward and backward at x for the gradient, then a
-second, no-grad forward at the candidate for the acceptance test, in the default
+says which). The released-style loop is the reference LST the tests check the engine
+against (``tests/reference_lst.py``): the straightforward reading of the algorithm that
+the authors' code follows, forward and backward at x for the gradient, then a second,
+no-grad forward at the candidate for the acceptance test; here in the default
 (NCHW-contiguous) layout and PyTorch's default precision.
 """
 
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from itertools import combinations
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import blindspots_nb
 from blindspots_nb.tools import provenance
@@ -31,6 +33,9 @@ from blindspots_nb.execution import Execution
 from blindspots_nb.analysis.geometry import shared_grid_points, triangle_confidence, triangle_grid, triangles_confidence
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.models import load_model, module_device, predict, random_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the reference LST lives with the tests
+from reference_lst import released_style_steps  # noqa: E402
 
 OPTIONS = {  # name -> execution options of the engine
     "fp32": Execution("fp32"),
@@ -45,26 +50,6 @@ OPTIONS = {  # name -> execution options of the engine
     "bf16-folded": Execution("bf16", fold_batchnorm=True),
 }
 PAPER_ROW = {"sources": 1000, "rounds": 5, "iterations": 400, "divisions": 10}
-
-
-def released_style_steps(model, x, labels, targets, initial_confidence, cfg: LSTConfig,
-                         iterations: int) -> torch.Tensor:
-    """``iterations`` LST steps with two forward passes each (the baseline)."""
-    parallel = torch.zeros_like(x)
-    for _ in range(iterations):
-        x_grad = x.detach().requires_grad_(True)
-        loss = F.cross_entropy(model(x_grad), labels, reduction="sum")
-        (g,) = torch.autograd.grad(loss, x_grad)
-        dx = targets - x
-        coefficient = (g * dx).flatten(1).sum(1) / (g * g).flatten(1).sum(1).clamp_min(1e-30)
-        dx_perp = dx - coefficient.view(-1, 1, 1, 1) * g
-        parallel = (parallel + cfg.eps / 2 * g).clamp(-cfg.eps, cfg.eps)
-        candidate = (x + cfg.step_size * dx_perp - parallel).clamp(0, 1)
-        with torch.no_grad():
-            confidence = model(candidate).softmax(1).gather(1, labels[:, None])[:, 0]
-        accept = (initial_confidence - confidence) < cfg.delta
-        x = torch.where(accept.view(-1, 1, 1, 1), candidate, x)
-    return x
 
 
 def _timer(device: torch.device):

@@ -3,23 +3,9 @@
 import pytest
 import torch
 
-from blindspots_nb.lst import LSTConfig, Traversal
-from helpers import load_benchmark, make_tiny_cnn
+from helpers import load_benchmark
 
 paper_scale = load_benchmark("paper_scale")
-
-
-def test_the_released_style_baseline_walks_where_the_engine_walks():
-    """Same algorithm, two forward passes per step: the ratio compares like with like."""
-    model = make_tiny_cnn(sharpness=3.0)
-    generator = torch.Generator().manual_seed(0)
-    sources, targets = torch.rand(2, 4, 3, 16, 16, generator=generator)
-    labels = model(sources).argmax(1)
-    config = LSTConfig(iterations=6, step_size=0.05, init_noise=0.0)
-    engine = Traversal(model, sources, labels, targets, config).run()
-    baseline = paper_scale.released_style_steps(model, sources, labels, targets, engine.initial_confidence,
-                                                config, 6)
-    assert (baseline - engine.images).abs().max() < 1e-5
 
 
 def test_the_benchmark_reports_every_option_the_baseline_and_both_triangle_passes(capsys):

@@ -13,7 +13,8 @@ from blindspots_nb.data import fonts_dataset
 from blindspots_nb.execution import Execution
 from blindspots_nb.lst import LSTConfig, Traversal, orthogonal_step, traverse, weights_sha256
 from blindspots_nb.models import load_model
-from helpers import load_benchmark, make_tiny_cnn
+from helpers import make_tiny_cnn
+from reference_lst import reference_traverse, released_style_steps
 
 
 def _images(batch=4, seed=1, low=0.0, high=1.0, size=16):
@@ -95,16 +96,6 @@ def test_rejected_samples_do_not_move():
     assert (t.initial_confidence - t.confidence).max() < cfg.delta
 
 
-def _two_forward_lst(model, sources, labels, targets, cfg):
-    """The straightforward reading of the algorithm (gradient, step, a second forward to
-    accept): the benchmark's released-style loop from the engine's noisy start."""
-    initial_confidence = model(sources).softmax(1).gather(1, labels[:, None])[:, 0]
-    noise = torch.rand(sources.shape, generator=torch.Generator().manual_seed(cfg.seed), dtype=sources.dtype)
-    x = (sources + cfg.init_noise * (noise - 0.5)).clamp(0, 1)
-    return load_benchmark("paper_scale").released_style_steps(model, x, labels, targets, initial_confidence, cfg,
-                                                              cfg.iterations)
-
-
 @pytest.mark.parametrize("dtype, step_size, atol", [
     (torch.float64, 0.3, 1e-9),   # large steps: some candidates are rejected
     (torch.float32, 0.05, 1e-5),  # the usual precision
@@ -115,11 +106,24 @@ def test_fused_engine_matches_two_forward_reference(dtype, step_size, atol):
     labels = model(sources).argmax(1)
     cfg = LSTConfig(step_size=step_size, iterations=40, delta=0.05, eps=5e-3, init_noise=4 / 255, seed=3,
                     record_every=1)
-    expected = _two_forward_lst(model, sources, labels, targets, cfg)
+    expected = reference_traverse(model, sources, labels, targets, cfg)
     result = traverse(model, sources, labels, targets, cfg)
     assert (result.images - expected).abs().max() < atol
     if step_size == 0.3:  # the acceptance test did bite, so the comparison covers rejections
         assert not result.history.as_tensors()["accepted"].all()
+
+
+def test_the_released_style_baseline_walks_where_the_engine_walks():
+    """Same algorithm, two forward passes per step (the speed benchmark's baseline): its
+    ratio compares like with like."""
+    model = make_tiny_cnn(sharpness=3.0)
+    generator = torch.Generator().manual_seed(0)
+    sources, targets = torch.rand(2, 4, 3, 16, 16, generator=generator)
+    labels = model(sources).argmax(1)
+    config = LSTConfig(iterations=6, step_size=0.05, init_noise=0.0)
+    engine = Traversal(model, sources, labels, targets, config).run()
+    baseline = released_style_steps(model, sources, labels, targets, engine.initial_confidence, config, 6)
+    assert (baseline - engine.images).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("format_1", [False, True], ids=["current format", "format 1"])

@@ -15,8 +15,7 @@ import torch
 
 from .. import __version__
 from ..execution import Execution
-from ..tools.tensors import weights_sha256
-from ..tools.tensors import l2_distance
+from ..tools.tensors import l2_distance, label_probability, weights_sha256
 from .config import LSTConfig
 from .history import History
 
@@ -182,7 +181,7 @@ def model_problem(model, state: dict, logits: torch.Tensor, labels: torch.Tensor
             i = int((gap > allowed).nonzero()[0])
             return (f"its logits on the stored sources differ from the saved ones (source {i}: by "
                     f"{float(gap[i]):.3g}, more than rtol = {rtol:g} of their range allows, {float(allowed[i]):.3g})")
-    gap = float((logits.softmax(1).gather(1, labels[:, None])[:, 0] - initial_confidence).abs().max())
+    gap = float((label_probability(logits.softmax(1), labels) - initial_confidence).abs().max())
     if gap > atol:
         return f"its source-class confidence on the stored sources differs by up to {gap:.3g} (> {atol})"
     return None

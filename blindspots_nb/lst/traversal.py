@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..execution import Execution
 from ..tools.atomic import write_atomically
-from ..tools.tensors import check_images, class_indices, l2_distance, module_device
+from ..tools.tensors import check_images, class_indices, l2_distance, label_probability, module_device
 from .config import LSTConfig
 from .history import History, LSTResult
 from .state import FORMAT, FORMAT_VERSION, cache_problem, model_problem, read_state, weights_sha256
@@ -86,7 +86,7 @@ class Traversal:
             if int(self.labels.min()) < 0 or int(self.labels.max()) >= num_classes:
                 raise ValueError(f"labels must lie in [0, {num_classes}); got {self.labels.tolist()}")
             self._source_logits = logits  # with the weights' sha256, what identifies the model in a saved state
-            self.initial_confidence = logits.softmax(1).gather(1, self.labels[:, None])[:, 0]
+            self.initial_confidence = label_probability(logits.softmax(1), self.labels)
             if target_labels is None:
                 target_labels = self._logits(self.targets).argmax(1)
         self.target_labels = class_indices(target_labels, "target_labels", sources.shape[0], sources.device)
@@ -151,7 +151,7 @@ class Traversal:
         self.parallel = (self.parallel + (cfg.eps / 2) * gradient).clamp(-cfg.eps, cfg.eps)
         candidate = (x + cfg.step_size * direction - self.parallel).clamp(0, 1)
         probs, candidate_gradient = self._forward_backward(candidate)
-        confidence = probs.gather(1, self.labels[:, None])[:, 0]
+        confidence = label_probability(probs, self.labels)
         accept = (self.initial_confidence - confidence) < cfg.delta
         self._x = where_sample(accept, candidate, x)
         self._gradient = where_sample(accept, candidate_gradient, gradient)
@@ -193,12 +193,12 @@ class Traversal:
     @property
     def confidence(self) -> torch.Tensor:
         """Source-class confidence at the current points."""
-        return self._probs.gather(1, self.labels[:, None])[:, 0]
+        return label_probability(self._probs, self.labels)
 
     @property
     def target_confidence(self) -> torch.Tensor:
         """Target-class confidence at the current points."""
-        return self._probs.gather(1, self.target_labels[:, None])[:, 0]
+        return label_probability(self._probs, self.target_labels)
 
     def result(self) -> LSTResult:
         return LSTResult(images=self._x, confidence=self.confidence,

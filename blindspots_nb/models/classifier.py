@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..execution import Execution
-from ..tools.tensors import module_device
+from ..tools.tensors import label_probability, module_device
 from .classes import imagenet_class_names
 
 
@@ -150,5 +150,5 @@ def class_confidence(model, images: torch.Tensor, labels, execution: Execution |
         raise ValueError(f"class_confidence needs one label per image or one for all; "
                          f"got {labels.numel()} labels for {len(images)} images")
     chunks = _probabilities(model, images, execution or Execution(), batch_size)
-    return torch.cat([probs.gather(1, chunk_labels.to(probs.device)[:, None])[:, 0].cpu()
+    return torch.cat([label_probability(probs, chunk_labels).cpu()
                       for probs, chunk_labels in zip(chunks, labels.expand(len(images)).split(batch_size))])

@@ -43,6 +43,13 @@ def l2_distance(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype | None = No
     return (difference if dtype is None else difference.to(dtype)).norm(dim=1)
 
 
+def label_probability(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The probability each row of ``probabilities`` (B, K; a softmax) gives its label in
+    ``labels`` (B,), shape (B,): the source-class confidence, where the labels are the
+    sources' classes."""
+    return probabilities.gather(1, labels.to(probabilities.device)[:, None])[:, 0]
+
+
 def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
     """The sha256 of named tensors: their names, dtypes, shapes and bytes, in name order,
     read on the CPU (the same wherever they live and whatever their memory layout)."""
