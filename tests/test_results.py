@@ -181,3 +181,17 @@ def test_the_across_runs_view_filters_and_plots(three_runs):
     assert set(view.shown()["run"]) == {"step_0.02"} and "step_0.1" not in view.table.value
     assert len(view.plot.children[0].data[0].x) == 1
     assert "3 sources shared" in view.paired.value
+
+
+def test_a_pairs_triangle_is_the_stored_grid(offline_run):
+    """Run.triangle gives the grid the run stored for the source and pair: the pair's own (a run of format
+    version 2: (sources, pairs, points)) or the mean over its pairs (an older run: (sources, points))."""
+    import torch
+
+    run = load_run(offline_run)
+    pair = run.pairs.iloc[-1]
+    triangle = run.triangle(pair["experiment"], pair["model"], int(pair["source"]), (pair["round_a"], pair["round_b"]))
+    grids = torch.load(offline_run / pair["experiment"] / pair["model"] / "triangles" / "b0000.pt", weights_only=True)
+    expected = grids[int(pair["source"]), 0] if grids.ndim == 3 else grids[int(pair["source"])]  # 2 rounds: one pair
+    assert torch.equal(triangle.grid, expected.double()) and triangle.divisions == 2
+    assert run.triangle(pair["experiment"], pair["model"], 0, (0, 1)).pair == (0, 1)

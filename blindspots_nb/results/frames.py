@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..browser.runs import BLIND_SPOT_NUMBERS, StoredRun
+from ..models.spec_names import model_folder
 from ..protocol.tables import NOT_SETTINGS, TABLE_COLUMNS, display_names
 
 SETTINGS_FILE, SUMMARIES_FILE, RUN_RECORD = "settings.json", "summaries.json", "run.json"
@@ -45,9 +46,17 @@ class Run:
     rows: pd.DataFrame  # the settings with the model's Table-1 and Table-2 numbers (empty before the tables)
     sources: pd.DataFrame  # a row per pool source: name, sha256, label, class, its Table-2 numbers
     blind_spots: pd.DataFrame  # a row per source x round: its target (name, sha256, class) and numbers
-    pairs: pd.DataFrame  # a row per source x pair of rounds (i < j): the triangle's two blind spots
+    pairs: pd.DataFrame  # a row per source x pair of rounds (i < j): the triangle's two blind spots (grid: triangle)
     missing: list[str]  # what an unfinished run lacks, a line each
     problems: list[str]  # damaged files, a line each (left out of the frames)
+    stored: StoredRun  # the run as the browser reads it, for what is no table (triangles, images)
+
+    def triangle(self, experiment: str, model: str, source: int, pair: tuple[int, int] = (0, 1)):
+        """The stored triangle grid of ``source`` (its pool index) for the blind spots of rounds ``pair``, as
+        the run browser draws it (:meth:`~blindspots_nb.browser.runs.StoredRun.triangle`: the grid, its true
+        shape, the corner images, a note saying whether the grid is the pair's own or, in an older run, the
+        mean over the source's pairs); None when its batch's triangles are missing or damaged."""
+        return self.stored.triangle(f"{experiment}/{model_folder(model)}", source, pair)
 
     def __repr__(self) -> str:
         return (f"Run({self.path.name!r}: {len(self.settings)} models, {len(self.sources)} source rows, "
@@ -186,7 +195,7 @@ def load_run(path) -> Run:
     except ValueError:  # said in missing or problems
         rows = pd.DataFrame(columns=[*settings.columns, "dataset", "n", "n_blind_spots", *NUMBERS])
     sources, blind_spots, pairs = (_with_settings(frames, settings) for frames in found)
-    return Run(Path(path), settings, rows, sources, blind_spots, pairs, stored.missing(), stored.problems)
+    return Run(Path(path), settings, rows, sources, blind_spots, pairs, stored.missing(), stored.problems, stored)
 
 
 def run_folders(root) -> list[Path]:
