@@ -70,7 +70,8 @@ def test_options_come_from_the_dataclasses():
 @pytest.mark.parametrize("args, message", [
     (["--preset", "nope"], "unknown preset 'nope'"),
     (["--preset", "paper"], "needs ImageNet validation images"),
-    (["--models", "resnet_9000"], "not in preset 'offline'"),
+    (["--models", "resnet50"], "resnet50 not in preset 'offline'"),
+    (["--models", "resnet_9000"], "unknown model 'resnet_9000'; known models: efficientnet_lite0"),
     (["--image-source", "fonts:test", "--models", "resnet_9000"], "resnet_9000"),
     (["--image-source", "fonts:test"], "--image-source needs --models"),
     (["--image-source", "mnist", "--models", "fonts_cnn"], "unknown image source 'mnist'; write one of: photos"),
