@@ -35,11 +35,11 @@ from .models.spec_names import canonical_spec, checked_model_name, is_spec, spec
 from .protocol.experiment import PRESETS, Experiment, check_preset, parse_shard
 from .tools import atomic
 
-DESCRIPTION = """\
+_DESCRIPTION = """\
 Explore the blind spots of vision models with Level Set Traversal (LST): walk from a
 source image towards a target image while the model keeps the source's class and
 confidence, and reproduce the paper's tables."""
-EPILOG = "Each command has its own options: blindspots-nb COMMAND --help."
+_EPILOG = "Each command has its own options: blindspots-nb COMMAND --help."
 
 # Experiment fields that are not plain options: set by the preset, --image-source/--models, or the LSTConfig options.
 _NOT_OPTIONS = ("image_source", "models", "lst", "execution", "name", "note")
@@ -241,8 +241,8 @@ def _check_arguments(args) -> None:
 
 
 # ----------------------------------------------------------------- the parser
-DEVICE_HELP = "cpu, cuda, cuda:1, ... (default: CUDA when available, else the CPU)"
-PRECISION_HELP = "how the passes compute: " + "; ".join(f"{name}: {meaning}" for name, meaning in PRECISIONS.items())
+_DEVICE_HELP = "cpu, cuda, cuda:1, ... (default: CUDA when available, else the CPU)"
+_PRECISION_HELP = "how the passes compute: " + "; ".join(f"{name}: {meaning}" for name, meaning in PRECISIONS.items())
 
 
 def _out_dir_option(parser, default: str, what: str) -> None:
@@ -251,7 +251,7 @@ def _out_dir_option(parser, default: str, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="blindspots-nb", description=DESCRIPTION, epilog=EPILOG)
+    parser = argparse.ArgumentParser(prog="blindspots-nb", description=_DESCRIPTION, epilog=_EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = commands.add_parser(
         "demo", help="one LST traversal between two images of the model's (offline, a CPU is enough)",
@@ -275,13 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", action="append", metavar="[MODEL=]PATH",
                    help="a local checkpoint for --model (default: the registry's published weights); for a "
                         "factory spec, a state dict of the network it wraps")
-    p.add_argument("--device", default=None, help=DEVICE_HELP)
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
     _out_dir_option(p, "results/demo", "where the demo writes its files")
     p.set_defaults(run=demo, lst_fields=_add_dataclass_options(
         p.add_argument_group("LST hyperparameters (default: the paper's)"), LSTConfig,
         defaults={"record_every": "iterations // 20, about 20 points on the curve"}),
         execution_fields=_add_dataclass_options(p.add_argument_group("execution"), Execution,
-                                               helps={"precision": PRECISION_HELP}))
+                                               helps={"precision": _PRECISION_HELP}))
 
     p = commands.add_parser(
         "reproduce", help="the paper's Tables 1 and 2 (offline preset by default)",
@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", action="append", metavar="MODEL=PATH",
                    help="a local checkpoint for a model (default: the registry's published weights); for a "
                         "factory spec, a state dict of the network it wraps")
-    p.add_argument("--device", default=None, help=DEVICE_HELP)
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.add_argument("--shard", help="i/n: do only shard i of n (sources split by batch); not under torchrun, "
                                    "which makes each process one shard (default: all the work)")
     _out_dir_option(p, "results/reproduce", "the run's output folder")
@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst_fields = _add_dataclass_options(p.add_argument_group("LST hyperparameters"), LSTConfig, preset=True,
                                        exclude=("seed",))  # each batch's LST seed comes from --seed
     execution_fields = _add_dataclass_options(p.add_argument_group("execution"), Execution, preset=True,
-                                             helps={"precision": PRECISION_HELP})
+                                             helps={"precision": _PRECISION_HELP})
     p.set_defaults(run=reproduce, experiment_fields=experiment_fields, lst_fields=lst_fields,
                    execution_fields=execution_fields)
 

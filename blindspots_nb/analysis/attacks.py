@@ -47,7 +47,7 @@ STANDARD_RADIUS = {"fonts": FONTS_AT_RADIUS, "digits": DIGITS_AT_RADIUS, "imagen
 # The l_inf radius for a model whose dataset has no standard (a user's model): 8/255, the most
 # common radius of l_inf robustness benchmarks (RobustBench's CIFAR-10); pass radius= for another.
 UNKNOWN_DATASET_RADIUS = 8 / 255
-AUTOATTACK_TARGET_CLASSES = 9  # APGD-T and FAB-T of the standard version attack the 9 most likely other classes
+_AUTOATTACK_TARGET_CLASSES = 9  # APGD-T and FAB-T of the standard version attack the 9 most likely other classes
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def autoattack(model, images: torch.Tensor, labels, radius: float, norm: str = "
                          f"compares the 4 largest logits), got {classes}")
     attack = AutoAttack(model, norm=norm, eps=radius, version="standard", device=images.device, seed=seed)
     attack.verbose = verbose
-    targets = min(classes - 1, AUTOATTACK_TARGET_CLASSES)  # the package would index past a model's classes
+    targets = min(classes - 1, _AUTOATTACK_TARGET_CLASSES)  # the package would index past a model's classes
     attack.apgd_targeted.n_target_classes = attack.fab.n_target_classes = targets
     with _seeded(seed, images.device), _autoattack_log(verbose):
         adversarial, _ = attack.run_standard_evaluation(images, labels, batch_size=len(images))

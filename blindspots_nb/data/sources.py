@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import torch
 
 FONTS_GLYPHS = 1000  # glyphs in a FONTS image source (balanced over the 10 letters)
-EXPLORER_LIMIT = 100  # images the explorer and notebooks take from the start of a large image source
+_EXPLORER_LIMIT = 100  # images the explorer and notebooks take from the start of a large image source
 # Photos the ImageNet models name confidently (espresso, tabby/Egyptian cat, tripod, ...).
 PHOTO_PICKS = ("coffee", "chelsea", "camera", "astronaut", "rocket", "moon")
 
@@ -169,7 +169,7 @@ def default_source(model) -> str:
     return {"fonts": "fonts:test", "digits": "digits:test"}.get(getattr(model, "info", {}).get("dataset"), "photos")
 
 
-def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str]]:
+def source_images(image_source, model, limit: int = _EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str]]:
     """The first ``limit`` readable images of an image source (a spelling or a dataset) at
     ``model``'s input size, (N, C, H, W) in [0, 1], with short names that are unique: a
     folder's files by their path within it (``red/img0.png``: files of the same name in two
@@ -181,7 +181,7 @@ def source_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[tor
     return images, names
 
 
-def labelled_images(image_source, model, limit: int = EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str],
+def labelled_images(image_source, model, limit: int = _EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str],
                                                                                torch.Tensor]:
     """:func:`source_images` with each image's label as an index of ``model``'s classes
     (-1: unknown: an unlabelled source, or a class the model does not have)."""

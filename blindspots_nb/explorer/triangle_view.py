@@ -21,10 +21,10 @@ from ..plots.triangles import figure_widget, star_figure, triangle_contour, tria
 from ..protocol.tables import TABLE2_COLUMNS
 from .triangle import CORNER_NAMES, Triangle
 
-FIGURE_SIZE = 520  # pixels of the surface and the contour
-POINT_PANEL = 160
+_FIGURE_SIZE = 520  # pixels of the surface and the contour
+_POINT_PANEL = 160
 OUTSIDE = 1e-6  # how far outside the triangle a click may land and still count (rounding)
-PLACEHOLDER = Triangle(iteration=0, divisions=1, weights=torch.eye(3, dtype=torch.float64),
+_PLACEHOLDER = Triangle(iteration=0, divisions=1, weights=torch.eye(3, dtype=torch.float64),
                        confidence=torch.zeros(3, dtype=torch.float64),  # drawn hidden: JSON has no NaN
                        shape=torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 3 ** 0.5 / 2]], dtype=torch.float64),
                        coordinates=torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 3 ** 0.5 / 2]], dtype=torch.float64),
@@ -50,7 +50,7 @@ class TrianglePanel:
         self.star_box = W.Box()
         self._show_figures()
         self.stats = W.HTML(_dom_classes=("lst-triangle-stats",))
-        self.point_image = W.Image(format="png", width=POINT_PANEL, height=POINT_PANEL, _dom_classes=("lst-point",))
+        self.point_image = W.Image(format="png", width=_POINT_PANEL, height=_POINT_PANEL, _dom_classes=("lst-point",))
         self.point_label = W.HTML("<i>click a point of the surface or the contour</i>",
                                   _dom_classes=("lst-point-label",))
         self.live_toggle.observe(self._on_live, names="value")
@@ -65,39 +65,39 @@ class TrianglePanel:
 
     # -- figures from a triangle -----------------------------------------------------
     def _title(self, what: str, triangle: Triangle, points: bool = True) -> str:
-        if triangle is PLACEHOLDER:
+        if triangle is _PLACEHOLDER:
             return f"{what}: none yet (a current point is still the source; step first)"
         return f"{what}, iteration {triangle.iteration}" + (f" ({triangle.points} points)" if points else "")
 
     def _corners(self, triangle: Triangle):
-        return None if triangle is PLACEHOLDER else list(triangle.corners)
+        return None if triangle is _PLACEHOLDER else list(triangle.corners)
 
     def _surface(self, triangle: Triangle) -> go.Figure:
         figure = triangle_surface(triangle.shape, triangle.confidence, triangle.divisions, self._corners(triangle),
                                   title=self._title("Source-class confidence over the triangle", triangle),
                                   caption=self.state.caption())
-        return figure.update_layout(width=FIGURE_SIZE, height=FIGURE_SIZE)
+        return figure.update_layout(width=_FIGURE_SIZE, height=_FIGURE_SIZE)
 
     def _contour(self, triangle: Triangle) -> go.Figure:
         figure = triangle_contour(triangle.shape, triangle.confidence, triangle.divisions, self._corners(triangle),
                                   title=self._title("The same, in the triangle's true shape", triangle),
                                   caption=self.state.caption(), resolution=120)
-        return figure.update_layout(width=FIGURE_SIZE, height=FIGURE_SIZE, clickmode="event")
+        return figure.update_layout(width=_FIGURE_SIZE, height=_FIGURE_SIZE, clickmode="event")
 
     def _star(self, triangle: Triangle) -> go.Figure:
         segments = torch.stack([triangle.segment("A")[1], triangle.segment("B")[1]])
         figure = star_figure(segments, names=["source \u2192 A", "source \u2192 B"],
                              title=self._title("The star: straight segments from the source", triangle, points=False))
-        return figure.update_layout(width=FIGURE_SIZE, height=380)
+        return figure.update_layout(width=_FIGURE_SIZE, height=380)
 
     def _figures(self) -> list[go.Figure]:
         """The surface, the contour and the star of the explorer's ``live_triangle`` (hidden
         traces of a placeholder while there is none), and that triangle becomes the one shown;
         their layout's ``meta`` holds its iteration (None for the placeholder)."""
-        triangle = self.state.live_triangle or PLACEHOLDER
-        self.shown = None if triangle is PLACEHOLDER else triangle
+        triangle = self.state.live_triangle or _PLACEHOLDER
+        self.shown = None if triangle is _PLACEHOLDER else triangle
         meta = {"iteration": None if self.shown is None else triangle.iteration}
-        return [figure.update_traces(visible=triangle is not PLACEHOLDER).update_layout(meta=meta)
+        return [figure.update_traces(visible=triangle is not _PLACEHOLDER).update_layout(meta=meta)
                 for figure in (self._surface(triangle), self._contour(triangle), self._star(triangle))]
 
     # -- drawing --------------------------------------------------------------------
@@ -121,7 +121,7 @@ class TrianglePanel:
 
     def _show_numbers(self) -> None:
         self.grid_points.value = f"{_points(self.divisions.value)} grid points"
-        self.stats.value = _stats_table(self.shown or PLACEHOLDER)
+        self.stats.value = _stats_table(self.shown or _PLACEHOLDER)
 
     def redraw(self) -> None:
         """Compute the triangle at the current points now and draw it (the button)."""
@@ -156,7 +156,7 @@ class TrianglePanel:
         a, b = max(a, 0.0), max(b, 0.0)
         a, b = (a / (a + b), b / (a + b)) if a + b > 1 else (a, b)
         point = self.state.image_at(a, b, triangle=triangle)
-        self.point_image.value = image_to_png(point.image, POINT_PANEL)
+        self.point_image.value = image_to_png(point.image, _POINT_PANEL)
         self.point_label.value = (
             f"<b>point a = {point.a:.3f}, b = {point.b:.3f}</b> (source + a (A \u2212 source) + b (B \u2212 source)),"
             f" iteration {triangle.iteration}<br>{html.escape(triangle.source_class[:28])}: "

@@ -121,7 +121,7 @@ class Experiment:
 
 PRESETS = ("offline", "digits", "paper", "cifar10")
 # what the presets that need --data-root say without one
-DATA_ROOT_NEEDED = {
+_DATA_ROOT_NEEDED = {
     "paper": "the paper preset needs ImageNet validation images: pass --data-root",
     "cifar10": "the cifar10 preset needs the CIFAR-10 test batch: pass --data-root, a folder holding "
                "cifar-10-batches-py/test_batch (or that file)"}
@@ -133,7 +133,7 @@ CIFAR10_MODELS = ("cifar10_wrn28_10", "cifar10_wrn28_10_at")
 # folded into the convolutions (the same function up to float rounding, 1.3x faster LST on a CPU, every offline
 # table row within 0.02 std: docs/reproduction.md, "Execution options of new runs"). The offline preset runs
 # as it always did: its tables are the reference the tests hold byte for byte.
-FOLDED_TF32_CONV = Execution(precision="tf32-conv", fold_batchnorm=True)
+_FOLDED_TF32_CONV = Execution(precision="tf32-conv", fold_batchnorm=True)
 
 
 def preset(name: str, data_root: str | None = None) -> list[Experiment]:
@@ -159,11 +159,11 @@ def preset(name: str, data_root: str | None = None) -> list[Experiment]:
                            note="scikit-learn's handwritten digits (8x8 upsampled to 32x32, the fixed test split), "
                                 "paper hyperparameters")]
     if name == "paper":
-        return [Experiment(f"imagenet:{data_root}", PAPER_MODELS, paper, execution=FOLDED_TF32_CONV,
+        return [Experiment(f"imagenet:{data_root}", PAPER_MODELS, paper, execution=_FOLDED_TF32_CONV,
                            note="the paper's protocol and hyperparameters (ImageNet); TF32 convolutions "
                                 "as the released code ran by PyTorch's CUDA defaults")]
     return [Experiment(f"cifar10:{data_root}", CIFAR10_MODELS, paper, per_class=100,  # cifar10
-                       execution=FOLDED_TF32_CONV,
+                       execution=_FOLDED_TF32_CONV,
                        note="CIFAR-10 test images, the paper's LST hyperparameters; 100 sources per class "
                             "make the paper's 1000")]
 
@@ -173,8 +173,8 @@ def check_preset(name: str, data_root: str | None = None) -> None:
     (the command line checks its arguments before importing it)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-    if name in DATA_ROOT_NEEDED and not data_root:
-        raise ValueError(DATA_ROOT_NEEDED[name])
+    if name in _DATA_ROOT_NEEDED and not data_root:
+        raise ValueError(_DATA_ROOT_NEEDED[name])
 
 
 def taxonomy_experiment(per_class: int, rounds: int, iterations: int, seed: int):

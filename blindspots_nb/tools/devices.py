@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-DEVICE_WORDS = "cpu, cuda, cuda:1, ... or None (CUDA when available, else the CPU)"
-ON_THE_CPU = "run on the CPU (device 'cpu', --device cpu) or leave the device unset (CUDA when available)"
+_DEVICE_WORDS = "cpu, cuda, cuda:1, ... or None (CUDA when available, else the CPU)"
+_ON_THE_CPU = "run on the CPU (device 'cpu', --device cpu) or leave the device unset (CUDA when available)"
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -19,15 +19,15 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     try:
         resolved = torch.device(device.strip() if isinstance(device, str) else device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}: write {DEVICE_WORDS}") from None
+        raise ValueError(f"unknown device {device!r}: write {_DEVICE_WORDS}") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {str(device)!r} asked for, but torch finds no CUDA GPU on this machine "
                              f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'}): "
-                             f"{ON_THE_CPU}")
+                             f"{_ON_THE_CPU}")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise ValueError(f"device {str(device)!r} asked for, but this machine has "
                              f"{torch.cuda.device_count()} CUDA GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {str(device)!r} asked for, but torch finds no Apple GPU (MPS) here: {ON_THE_CPU}")
+        raise ValueError(f"device {str(device)!r} asked for, but torch finds no Apple GPU (MPS) here: {_ON_THE_CPU}")
     return resolved

@@ -9,7 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-MAX_JSON_BYTES = 256 * 2**20  # far above any run's records (a 50,000-image pool is a few MB)
+_MAX_JSON_BYTES = 256 * 2**20  # far above any run's records (a 50,000-image pool is a few MB)
 
 
 class UnreadableJSON(ValueError):
@@ -20,7 +20,7 @@ class UnreadableJSON(ValueError):
         super().__init__(f"{path} {reason}")
 
 
-def read_json(path, limit: int = MAX_JSON_BYTES):
+def read_json(path, limit: int = _MAX_JSON_BYTES):
     """The value of the JSON file ``path``. Refuses, as one :class:`UnreadableJSON`: a name that
     is not a regular file (a FIFO is never opened), a file over ``limit`` bytes, bytes that are
     not UTF-8, text that is not JSON, and JSON nested deeper than Python's parser goes.
