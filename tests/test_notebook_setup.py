@@ -155,13 +155,13 @@ def test_saliency_record_is_written_as_json_with_its_provenance(tiny_cnn, tmp_pa
 
 
 def test_every_notebook_that_runs_a_model_and_the_app_take_a_device_parameter():
-    """Notebooks 01-06 and the app: ``device = None`` (CUDA when available) in the parameters
-    cell, and the cells pass it on to what loads the model."""
+    """Notebooks 01-06 and 08 and the app: ``device = None`` (CUDA when available) in the
+    parameters cell, and the cells pass it on to what loads the model."""
     import nbformat
 
     folder = Path(__file__).resolve().parents[1] / "notebooks"
-    names = sorted(path.name for path in folder.glob("0[1-6]_*.ipynb")) + ["app_explorer.ipynb"]
-    assert len(names) == 7
+    names = sorted(path.name for path in folder.glob("0[1-68]_*.ipynb")) + ["app_explorer.ipynb"]
+    assert len(names) == 8
     for name in names:
         code = [cell.source for cell in nbformat.read(folder / name, as_version=4).cells if cell.cell_type == "code"]
         parameters = {}
