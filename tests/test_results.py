@@ -195,3 +195,12 @@ def test_a_pairs_triangle_is_the_stored_grid(offline_run):
     expected = grids[int(pair["source"]), 0] if grids.ndim == 3 else grids[int(pair["source"])]  # 2 rounds: one pair
     assert torch.equal(triangle.grid, expected.double()) and triangle.divisions == 2
     assert run.triangle(pair["experiment"], pair["model"], 0, (0, 1)).pair == (0, 1)
+
+
+def test_the_collect_benchmark_collects_every_linked_copy(three_runs, capsys):
+    from helpers import load_benchmark
+
+    median = load_benchmark("collect_runs").main(["--run", str(three_runs / "step_0.05"), "--runs", "3",
+                                                  "--repeats", "2"])
+    printed = capsys.readouterr().out
+    assert median > 0 and "collect on 3 runs (6 rows" in printed and "median" in printed
