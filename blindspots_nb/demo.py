@@ -8,8 +8,6 @@ as PNG, the confidence history as CSV and a JSON record of what produced them.
 
 from __future__ import annotations
 
-import csv
-import io
 
 from torchvision.utils import save_image
 
@@ -17,7 +15,9 @@ from .tools import atomic, provenance
 from .lst import LSTConfig, traverse
 from .analysis.metrics import LPIPSDistance, target_distances
 
-HISTORY_COLUMNS = ("source_confidence", "target_confidence", "distance", "accepted_total")
+# history.csv: its columns and the history records they come from
+HISTORY_COLUMNS = {"source_confidence": "source_confidence", "target_confidence": "target_confidence",
+                   "distance_l2": "distance", "accepted_total": "accepted_total"}
 
 
 def demo(model_name: str = "efficientnet_lite0", source: str | None = None, target: str | None = None,
@@ -52,12 +52,10 @@ def demo(model_name: str = "efficientnet_lite0", source: str | None = None, targ
                         ("blind_spot.png", result.images)):
         atomic.write_atomically(out_dir / file, lambda temporary, image=image: save_image(image.cpu(), temporary,
                                                                                        format="png"))
-    history, table = result.history.as_tensors(), io.StringIO()
-    writer = csv.writer(table)
-    writer.writerow(["iteration", "source_confidence", "target_confidence", "distance_l2", "accepted_total"])
-    for i, iteration in enumerate(history["iteration"].tolist()):
-        writer.writerow([iteration, *(f"{float(history[key][i, 0]):.6g}" for key in HISTORY_COLUMNS)])
-    atomic.write_text(out_dir / "history.csv", table.getvalue())
+    history = result.history.as_tensors()
+    atomic.write_csv(out_dir / "history.csv", [
+        {"iteration": iteration, **{column: float(history[key][i, 0]) for column, key in HISTORY_COLUMNS.items()}}
+        for i, iteration in enumerate(history["iteration"].tolist())], digits=6)
     distances = target_distances(result.images, target_image, LPIPSDistance())
     summary = {
         "source": source, "target": target,

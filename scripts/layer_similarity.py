@@ -21,7 +21,8 @@ target disappears, the last iterate's similarities per layer), and the heatmaps
 ``cosine_mean.html``/``.png`` (mean over paths), ``cosine_path0.html``, ``cka.html``/``.png``
 and ``debiased-cka.html``/``.png`` (over the batch of paths), and ``traversal.pt``, the
 traversal, which a second run with the same settings reuses instead of running LST again; with ``--docs-images FOLDER``, the mean-cosine heatmap as
-``FOLDER/layers_MODEL.png``. Files of another tool are never overwritten. Deterministic
+``FOLDER/layers_MODEL.png``. A model's folder is new, empty or this script's with the same settings (its
+settings.json; :func:`blindspots_nb.tools.folders.claim`): nothing else is overwritten. Deterministic
 given ``--seed``. Example (about 5 minutes on 2 CPU threads)::
 
     OMP_NUM_THREADS=2 .venv/bin/python scripts/layer_similarity.py --docs-images docs/images
@@ -30,8 +31,6 @@ given ``--seed``. Example (about 5 minutes on 2 CPU threads)::
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import shlex
 import sys
 from pathlib import Path
@@ -47,7 +46,7 @@ from blindspots_nb.models import load_model, module_device, predict
 from blindspots_nb.plots.figures import save_figure
 from blindspots_nb.plots.layers import layer_similarity_figure
 from blindspots_nb.protocol.pool import next_class_pairs
-from blindspots_nb.tools import atomic, provenance
+from blindspots_nb.tools import atomic, folders, provenance
 
 FONTS_MODELS = ("fonts_cnn", "fonts_cnn_at")
 PHOTO_MODELS = ("efficientnet_lite0",)
@@ -57,8 +56,6 @@ PHOTO_PAIRS = (("coffee", "chelsea"), ("astronaut", "rocket"), ("immunohistochem
                ("coins", "moon"))
 TOOL = "scripts/layer_similarity.py"
 BATCH_MEASURES = ("cka", "debiased-cka")
-OUTPUTS = ("traversal.pt", "similarity.csv", "summary.json", "cosine_mean.html", "cosine_mean.png", "cosine_path0.html",
-           *(f"{measure}.{suffix}" for measure in BATCH_MEASURES for suffix in ("html", "png")))
 
 
 def fonts_paths(models, count: int, seed: int):
@@ -81,24 +78,6 @@ def photo_paths(model):
     return sources, targets, list(PHOTO_PAIRS)
 
 
-def check_outputs(folder: Path) -> None:
-    """Refuse to overwrite files of the same names that this script did not write."""
-    summary = folder / "summary.json"
-    ours = summary.exists() and f'"tool": "{TOOL}"' in summary.read_text(errors="replace")
-    foreign = [name for name in OUTPUTS if (folder / name).exists() and not ours]
-    if foreign:
-        raise SystemExit(f"{folder} holds {', '.join(foreign)}, not written by {TOOL}: choose another --out-dir")
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows({key: f"{value:.6g}" if isinstance(value, float) else value for key, value in row.items()}
-                     for row in rows)
-    atomic.write_text(path, table.getvalue())
-
-
 def traversal_of(path: Path, model, sources, targets, config: LSTConfig) -> Traversal:
     """The traversal saved at ``path`` by an earlier run with the same model, sources, targets
     and configuration (resumed where it stopped), else a new one; saved when done."""
@@ -116,9 +95,10 @@ def measure(name: str, model, sources, targets, pairs, config: LSTConfig, data: 
             docs_images: Path | None) -> dict:
     """Traverse (or reuse the saved traversal), measure the layers along the paths, write
     the files; return the summary."""
-    folder = atomic.check_folder(out / name, "--out-dir")
-    check_outputs(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:  # resumed only with the same settings; a folder of anything else is refused
+        folder = folders.claim(out / name, {"tool": TOOL, "model": name, "data": data, "lst": config.to_dict()})
+    except folders.FolderTaken as error:
+        raise SystemExit(str(error)) from None
     traversal = traversal_of(folder / "traversal.pt", model, sources, targets, config)
     similarity = traversal_layer_similarity(model, traversal, progress=True, data=data, command=command, tool=TOOL)
     cosine = disappearance(similarity)
@@ -144,7 +124,7 @@ def measure(name: str, model, sources, targets, pairs, config: LSTConfig, data: 
                **{f"{measure}_nearer_source_from": disappearance(similarity, measure).settled_layer[0]
                   for measure in batch}}
     atomic.write_json(folder / "summary.json", summary)
-    write_csv(folder / "similarity.csv", similarity.rows())
+    atomic.write_csv(folder / "similarity.csv", similarity.rows(), digits=6)
     caption = provenance.caption(model, config, module_device(model))
     figures = {"cosine_mean": layer_similarity_figure(similarity, None, caption=caption, title=name),
                "cosine_path0": layer_similarity_figure(similarity, 0, caption=caption,

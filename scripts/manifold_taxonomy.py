@@ -47,12 +47,11 @@ from blindspots_nb.lst import LSTConfig
 from blindspots_nb.models import load_model
 from blindspots_nb.plots.manifold import taxonomy_markdown
 from blindspots_nb.protocol import run as protocol
-from blindspots_nb.protocol.store import RunStore, csv_text
-from blindspots_nb.tools import atomic, provenance
+from blindspots_nb.protocol.store import RunStore
+from blindspots_nb.tools import atomic, folders, provenance
 
 MODELS = ("fonts_cnn", "fonts_cnn_at")
 KINDS = ("pgd", "autoattack", "on_manifold", "renderings", "lst")
-SETTINGS = "settings.json"
 
 
 def parse(argv):
@@ -95,19 +94,10 @@ class Results:
     """The output folder: settings checked on resume, pieces written whole, each once."""
 
     def __init__(self, folder: Path, settings: dict):
-        self.folder = atomic.check_folder(folder, "--out-dir")
-        path = self.folder / SETTINGS
-        if path.exists():
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            if stored != settings:
-                changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
-                raise SystemExit(f"{folder} holds results of other settings ({', '.join(changed)} differ): "
-                                 "use another --out-dir")
-        elif self.folder.exists() and any(self.folder.iterdir()):
-            raise SystemExit(f"{folder} is not empty and holds no {SETTINGS}: name a new or empty folder")
-        else:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            atomic.write_json(path, settings)
+        try:
+            self.folder = folders.claim(folder, settings, "--out-dir")
+        except folders.FolderTaken as error:
+            raise SystemExit(str(error)) from None
 
     def piece(self, name: str, compute) -> dict:
         """The stored piece ``name`` (JSON), or ``compute()``'s, written whole, once."""
@@ -116,7 +106,7 @@ class Results:
             return json.loads(path.read_text(encoding="utf-8"))
         value = compute()
         if value.get("rows"):
-            atomic.write_text(path.with_suffix(".csv"), csv_text(value["rows"]))
+            atomic.write_csv(path.with_suffix(".csv"), value["rows"])
         atomic.write_json(path, value)
         return value
 

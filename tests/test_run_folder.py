@@ -18,9 +18,10 @@ from blindspots_nb import protocol
 from blindspots_nb.cli import main
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.protocol import Experiment, RunSettingsMismatch, RunStore
+from blindspots_nb.protocol import layout
 from blindspots_nb.protocol import pool as pool_module
 from blindspots_nb.protocol import run as run_module
-from blindspots_nb.protocol import store as store_module
+from blindspots_nb.tools import folders
 
 TINY_LST = LSTConfig(iterations=3, step_size=0.05)
 TINY_RUN = ["reproduce", "--models", "fonts_cnn", "--n-sources", "3", "--rounds", "2", "--iterations", "3",
@@ -202,7 +203,7 @@ def test_a_rerun_repairs_a_cut_report(tmp_path, capsys):
     capsys.readouterr()
     assert main([*TINY_RUN, "--out-dir", str(out)]) == 0
     assert "its report not a notebook" in capsys.readouterr().out
-    assert store_module.RunStore(out).reports(_experiment(), "fonts_cnn") == {(0, 1): None}
+    assert layout.reports(out, _experiment().name, "fonts_cnn") == {(0, 1): None}
     assert (out / "table1.csv").read_bytes() == tables
     shutil.rmtree(out / "notebooks")
     assert main([*TINY_RUN, "--out-dir", str(out)]) == 0
@@ -296,7 +297,7 @@ def test_a_read_only_folder_is_one_line_even_for_a_finished_run(tmp_path, capsys
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
     store, experiment = _prepared(tmp_path)
-    monkeypatch.setattr(store_module, "open", read_only, raising=False)
+    monkeypatch.setattr(folders, "open", read_only, raising=False)  # the lock file, first thing a run opens
     assert main(["merge", "--out-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert f"cannot use the output folder {tmp_path}: Read-only file system" in error and error.count("\n") == 1

@@ -115,9 +115,9 @@ def test_the_numbers_are_those_of_the_run_files(finished):
             for round_, image in images.items():
                 stored = torch.load(folder / "blind_spots" / f"b{source // BATCH:04d}_r{round_}.pt", weights_only=True)
                 assert torch.equal(image, stored[source % BATCH])
-            grid = torch.load(folder / "triangles" / f"b{source // BATCH:04d}.pt", weights_only=True)[source % BATCH]
-            triangle = run.triangle(f"fonts/{model}", source, (0, 2))
-            assert torch.equal(triangle.grid, grid.double()) and triangle.grid.shape == (10,)  # 3 divisions
+            grids = torch.load(folder / "triangles" / f"b{source // BATCH:04d}.pt", weights_only=True)[source % BATCH]
+            triangle = run.triangle(f"fonts/{model}", source, (0, 2))  # the second of the pairs (0, 1), (0, 2), (1, 2)
+            assert torch.equal(triangle.grid, grids[1].double()) and triangle.grid.shape == (10,)  # 3 divisions
             assert triangle.grid[0] == pytest.approx(row["p_src"], abs=1e-6)  # the source corner is p_src
     assert run.problems == []
 
@@ -136,7 +136,7 @@ def test_the_triangle_has_the_true_shape_of_the_picked_pair(finished):
     spots = run.blind_spot_images("fonts/fonts_cnn", source)
     triangle = run.triangle("fonts/fonts_cnn", source, (1, 2))
     assert torch.allclose(triangle.shape, triangle_shape(source_image, spots[1], spots[2]))
-    assert "rounds 1 and 2" in triangle.note and "averaged over the source's 3 pairs" in triangle.note
+    assert triangle.own and "the triangle of the blind spots of rounds 1 and 2" in triangle.note
     edges = [(spot - source_image).double().norm() for spot in (spots[1], spots[2])]
     cosine = ((spots[1] - source_image).flatten().double() @ (spots[2] - source_image).flatten().double()) / (
         edges[0] * edges[1])
@@ -336,7 +336,55 @@ def test_rows_and_grids_that_do_not_fit_the_run_are_named(copy):
     assert run.triangle("fonts/fonts_cnn", 2) is None and run.triangle("fonts/fonts_cnn", 0) is not None
     assert run.problems == [
         "fonts/fonts_cnn/blind_spots/b0000_r1.csv: names target 97, not a source of the pool; that row is left out",
-        "fonts/fonts_cnn/triangles/b0001.pt: holds grids of shape (7,), not the 10 points of 3 divisions; left out"]
+        "fonts/fonts_cnn/triangles/b0001.pt: holds grids of shape (7,), neither (3, 10) (each of 3 pairs) nor (10,) "
+        "(their mean) for 3 divisions; left out"]
+
+
+def test_each_pair_has_its_own_stored_triangle_the_grid_recomputed_from_its_blind_spots(finished):
+    """Format version 2: a triangles piece holds each pair's grid, (sources, pairs, points); the
+    triangle of the pair picked is that grid, as the model gives it again over the source and
+    those two stored blind spots."""
+    from blindspots_nb.analysis.geometry import triangles_confidence
+    from blindspots_nb.models import load_model
+
+    assert json.loads((finished / "settings.json").read_text())["version"] == 2
+    stored = torch.load(finished / "fonts" / "fonts_cnn" / "triangles" / "b0001.pt", weights_only=True)
+    assert stored.shape == (BATCH, 3, 10)  # 3 rounds: 3 pairs; 3 divisions: 10 points
+    run, source = StoredRun(finished), 3  # batch 1, row 1
+    images, _ = run.pool_images("fonts/fonts_cnn")
+    spots = run.blind_spot_images("fonts/fonts_cnn", source)
+    label = json.loads((finished / "fonts" / "pool.json").read_text())["labels"][source]
+    again = triangles_confidence(load_model("fonts_cnn", device="cpu"), images[source][None],
+                                 [spots[r][None] for r in range(3)], torch.tensor([label]), divisions=3)
+    for k, pair in enumerate([(0, 1), (0, 2), (1, 2)]):  # itertools.combinations' order
+        triangle = run.triangle("fonts/fonts_cnn", source, pair)
+        assert triangle.own and f"blind spots of rounds {pair[0]} and {pair[1]}" in triangle.note
+        torch.testing.assert_close(triangle.grid, stored[1, k].double())
+        torch.testing.assert_close(triangle.grid, again[k, 0].double(), atol=1e-5, rtol=0)
+    store, experiment = RunStore(finished), _experiment()
+    torch.testing.assert_close(store.mean_triangle_grid(experiment, "fonts_cnn")[source], stored[1].mean(0))
+
+
+def test_a_run_from_before_each_pairs_grid_shows_the_mean_and_says_so(copy):
+    """A run of format version 1 stored each source's grid averaged over its pairs: every pair
+    shows that mean, said in the note; a run resumed since (pieces of both formats) reads too."""
+    triangles = copy / "fonts" / "fonts_cnn" / "triangles" / "b0001"
+    grids = torch.load(triangles.with_suffix(".pt"), weights_only=True)
+    torch.save(grids.mean(1), triangles.with_suffix(".pt"))  # (sources, points), as version 1 wrote it
+    _seal_again(triangles)
+    settings = json.loads((copy / "settings.json").read_text())
+    del settings["version"]
+    (copy / "settings.json").write_text(json.dumps(settings))
+    run = StoredRun(copy)
+    for pair in [(0, 1), (1, 2)]:
+        triangle = run.triangle("fonts/fonts_cnn", 3, pair)
+        assert not triangle.own and "averaged over the source's 3 pairs" in triangle.note
+        assert "stores only their mean" in triangle.note and f"rounds {pair[0]} and {pair[1]}" in triangle.note
+        torch.testing.assert_close(triangle.grid, grids[1].mean(0).double())
+    assert run.triangle("fonts/fonts_cnn", 0, (1, 2)).own and run.problems == []  # batch 0: each pair's grid
+    browser = RunBrowser(copy, model="fonts/fonts_cnn", source=3)
+    assert "mean of its 3 pairs' triangles" in browser.triangle_view.children[0].layout.title.text
+    torch.testing.assert_close(RunStore(copy).mean_triangle_grid(_experiment(), "fonts_cnn")[3], grids[1].mean(0))
 
 
 def test_images_not_on_this_machine_leave_the_blind_spots_and_triangles(copy, tmp_path):
@@ -365,6 +413,7 @@ def test_the_view_follows_the_menus(finished):
     assert browser.source_list.value == worst and path.sentence in browser.contradiction_text.value
     browser.pair_menu.value = (1, 2)
     surface = browser.triangle_view.children[0]
+    assert f"Source #{worst}: the triangle of blind spots r1 and r2" in surface.layout.title.text
     assert list(surface.data[0].z) == run.triangle("fonts/fonts_cnn", worst, (1, 2)).grid.tolist()
     browser.model_menu.value = "fonts/fonts_cnn_at"
     assert browser.pair_menu.value == (0, 1) and list(browser.triangle_view.children[0].data[0].z) == run.triangle(

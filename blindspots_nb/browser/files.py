@@ -12,12 +12,11 @@ memory-mapped: a hostile ``.pt`` cannot run code, a large one is not read whole.
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 import torch
 
-from ..tools.deprecation import renamed_keys
+from ..protocol import layout
 from ..tools.json_files import UnreadableJSON, read_json
 
 
@@ -55,11 +54,10 @@ class RunFiles:
 
     def read_rows(self, path: Path, columns) -> list[dict] | None:
         """A piece's CSV rows with ``columns`` as numbers; None (and a problem) when damaged. A
-        column's old name (``p0``, before it was ``initial_confidence``) is read too."""
+        column's old name is read too (:func:`~blindspots_nb.protocol.layout.read_rows`)."""
         def read():
             try:
-                rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
-                rows = [renamed_keys(row, str(path), p0="initial_confidence") for row in rows]
+                rows = layout.read_rows(path)
                 return [{**row, **{c: float(row[c]) for c in columns}} for row in rows]
             except (OSError, UnicodeDecodeError, csv.Error) as error:
                 self.problem(path, f"cannot be read as a table ({error}); left out")
@@ -85,19 +83,18 @@ class RunFiles:
             return tensor
         return self.once(("tensor", path), read)
 
-    def is_finished(self, stem: Path, names: tuple[str, ...] = (".pt", ".csv")) -> bool:
+    def is_finished(self, stem: Path, names: tuple[str, ...] = layout.PIECE_SUFFIXES) -> bool:
         """Whether a piece is finished: its manifest is there, names its files (``stem`` + each
         of ``names``) and they have the sizes it names."""
         def check():
-            manifest_path = stem.with_name(stem.name + ".manifest.json")
+            manifest_path = layout.manifest_path(stem)
             manifest = self.read_json(manifest_path)
             if manifest is None:
                 return False
             try:
-                sizes = {name: entry["size"] for name, entry in manifest["files"].items()}
-            except (KeyError, TypeError, AttributeError):
-                sizes = None
-            if sizes is None or set(sizes) != {stem.name + suffix for suffix in names}:
+                sizes = {name: entry["size"] for name, entry in
+                         layout.manifest_entries(manifest, [stem.name + suffix for suffix in names]).items()}
+            except ValueError:
                 self.problem(manifest_path, "is not its piece's manifest; the piece is left out")
                 return False
             changed = [n for n, size in sizes.items() if not (stem.parent / n).is_file()

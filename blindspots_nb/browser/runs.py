@@ -1,6 +1,6 @@
 """A run of ``blindspots-nb reproduce``, finished or not, opened read-only for browsing.
 
-:class:`StoredRun` reads an output folder (see :mod:`blindspots_nb.protocol.store` for its
+:class:`StoredRun` reads an output folder (see :mod:`blindspots_nb.protocol.layout` for its
 layout) and never writes to it: no lock is taken, no manifest removed, no file created;
 the folder may come from an older run, another machine or a read-only disk. It gives
 each model's sources with their Table-2 numbers and their blind spots' Table-1 numbers,
@@ -31,7 +31,8 @@ from ..data.images import preprocess_for
 from ..data.sources import open_source
 from ..models.spec import model_folder
 from ..protocol.pool import locate_pool, pool_files, source_batches
-from ..protocol.store import REPORTS, RunStore
+from ..protocol import layout
+from ..protocol.store import RunStore
 from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
 from .files import RunFiles
 
@@ -77,9 +78,10 @@ CONTRADICTIONS = (
 
 @dataclass(frozen=True)
 class StoredTriangle:
-    """One source's stored triangle: the grid confidences averaged over its pairs of
-    blind spots (the run stores no single pair's grid), drawn in the true shape of the
-    picked pair when the source image is at hand (else on an equilateral triangle)."""
+    """One source's stored triangle for the pair of blind spots picked: that pair's own grid
+    confidences (``own``), or, from a run before format version 2, the mean over the source's
+    pairs; drawn in the true shape of the pair when the source image is at hand (else on an
+    equilateral triangle)."""
 
     grid: torch.Tensor  # (points,)
     divisions: int
@@ -87,6 +89,7 @@ class StoredTriangle:
     corners: list  # source, blind spot A, blind spot B images (None where not at hand)
     pair: tuple[int, int]  # the rounds of blind spots A and B
     pairs: int
+    own: bool  # the pair's own grid (False: the mean over the source's pairs, all an older run stored)
     note: str  # what the grid is and what its shape is
 
 
@@ -123,8 +126,7 @@ class StoredRun:
 
     def __init__(self, run_dir):
         self.run_dir = Path(run_dir)
-        store = RunStore(self.run_dir)  # used only for what reads: settings, weights, reports
-        self._store = store
+        store = RunStore(self.run_dir)  # used only for what reads: the settings and weights
         self.experiments = {e.name: e for e in store.experiments()}
         self.weights = store.weights()
         self._models = {f"{e.name}/{model_folder(m)}": (e, m) for e in self.experiments.values() for m in e.models}
@@ -140,7 +142,8 @@ class StoredRun:
 
     # -- the pieces of the run -------------------------------------------------------------------
     def _model_dir(self, key) -> Path:
-        return self._store.model_dir(*self._model(key))
+        experiment, model = self._model(key)
+        return layout.model_dir(self.run_dir, experiment.name, model)
 
     def experiment(self, key):
         """The stored experiment of the model ``key`` (its rounds, divisions, images, ...)."""
@@ -154,7 +157,7 @@ class StoredRun:
     def pool(self, experiment_name: str) -> dict | None:
         """The experiment's pool (its sources, their names, labels and classes, the files' sha256); None before
         it was selected, or when damaged (then a problem naming it)."""
-        path = self._store.pool_path(self.experiments[experiment_name])
+        path = layout.pool_path(self.run_dir, experiment_name)
         pool = self.files.read_json(path) if self.files.is_finished(path, ("",)) else None
         problem = None if pool is None else _pool_problem(pool)
         if problem:
@@ -164,8 +167,8 @@ class StoredRun:
 
     def _pool_damaged(self, experiment) -> bool:
         """Whether the experiment's pool was written (its manifest is there) but cannot be read."""
-        path = self._store.pool_path(experiment)
-        return self.pool(experiment.name) is None and path.with_name(path.name + ".manifest.json").exists()
+        path = layout.pool_path(self.run_dir, experiment.name)
+        return self.pool(experiment.name) is None and layout.manifest_path(path).exists()
 
     def _batches(self, experiment) -> list[range]:
         pool = self.pool(experiment.name)
@@ -179,16 +182,16 @@ class StoredRun:
             return None
         if not (isinstance(source, int) and 0 <= source < len(pool["labels"])):
             raise ValueError(f"no source {source!r} in the pool of {experiment.name} "
-                             f"({self._store.pool_path(experiment).relative_to(self.run_dir)} holds sources 0 to "
+                             f"({layout.pool_path(self.run_dir, experiment.name).relative_to(self.run_dir)} holds sources 0 to "
                              f"{len(pool['labels']) - 1})")
         batch, row = divmod(source, experiment.batch_size)
         return batch, row, len(self._batches(experiment)[batch])
 
     def _blind_spot_piece(self, key, batch: int, round_: int) -> Path:
-        return self._store.blind_spots_stem(*self._model(key), batch, round_)
+        return layout.blind_spots_stem(self._model_dir(key), batch, round_)
 
     def _triangle_piece(self, key, batch: int) -> Path:
-        return self._store.triangles_stem(*self._model(key), batch)
+        return layout.triangles_stem(self._model_dir(key), batch)
 
     # -- what the run holds -----------------------------------------------------------------------
     def models(self) -> list[str]:
@@ -205,7 +208,7 @@ class StoredRun:
             if self._pool_damaged(experiment):
                 lines.append(f"{experiment.name}: its pool is damaged (see the damaged files), so the results of "
                              f"{', '.join(experiment.models)} cannot be placed; restore "
-                             f"{self._store.pool_path(experiment).relative_to(self.run_dir)}")
+                             f"{layout.pool_path(self.run_dir, experiment.name).relative_to(self.run_dir)}")
                 continue
             if self.pool(experiment.name) is None:
                 lines.append(f"{experiment.name}: no pool yet (the run stopped before any model started): "
@@ -213,8 +216,8 @@ class StoredRun:
                 continue
             for model in experiment.models:
                 lines += self._model_missing(f"{experiment.name}/{model_folder(model)}")
-        if not (self.run_dir / "summaries.json").is_file():
-            lines.append("the tables were not assembled (no summaries.json, table1, table2): finish the run with "
+        if not (self.run_dir / layout.SUMMARIES).is_file():
+            lines.append(f"the tables were not assembled (no {layout.SUMMARIES}, table1, table2): finish the run with "
                          f"blindspots-nb reproduce or merge --out-dir {self.run_dir}")
         return lines
 
@@ -229,18 +232,18 @@ class StoredRun:
             return [f"{key}: not started (no finished batch)"]
         lines = []
         if spots:
-            lines.append(f"{key}: blind spots missing for {len(spots)} of {total} batch rounds ({_few(spots)})")
+            lines.append(f"{key}: blind spots missing for {len(spots)} of {total} batch rounds ({layout.listing(spots, 6)})")
         if triangles:
             lines.append(f"{key}: triangles missing for {len(triangles)} of {len(batches)} batches "
-                         f"({_few([f'b{b:04d}' for b in triangles])})")
-        reports = self._store.reports(experiment, model)
+                         f"({layout.listing([f'b{b:04d}' for b in triangles], 6)})")
+        reports = layout.reports(self.run_dir, experiment.name, model)
         whole = [shard for shard, why in reports.items() if why is None]
         for shard, why in reports.items():
             if why is not None:
-                lines.append(f"{key}: report {REPORTS}/{experiment.name}_{model_folder(model)}_shard{shard[0]}of"
-                             f"{shard[1]}.ipynb is damaged ({why})")
+                lines.append(f"{key}: report {layout.REPORTS}/{layout.report_name(experiment.name, model, shard)} "
+                             f"is damaged ({why})")
         if not whole:
-            lines.append(f"{key}: no whole report (executed notebook) in {REPORTS}/")
+            lines.append(f"{key}: no whole report (executed notebook) in {layout.REPORTS}/")
         return lines
 
     # -- sources and blind spots ------------------------------------------------------------------
@@ -387,19 +390,21 @@ class StoredRun:
             return None
         batch, row, rows = place
         stem = self._triangle_piece(key, batch)
-        grid = self.files.read_tensor(stem.with_suffix(".pt"), rows) if self.files.is_finished(stem) else None
-        points = (experiment.divisions + 1) * (experiment.divisions + 2) // 2
-        if grid is not None and tuple(grid.shape[1:]) != (points,):
-            self.files.problem(stem.with_suffix(".pt"), f"holds grids of shape {tuple(grid.shape[1:])}, not the {points} "
-                                                   f"points of {experiment.divisions} divisions; left out")
+        grids = self.files.read_tensor(stem.with_suffix(".pt"), rows) if self.files.is_finished(stem) else None
+        if grids is None:
             return None
-        if grid is None:
+        problem = layout.grids_problem(grids, experiment.rounds, experiment.divisions)
+        if problem:
+            self.files.problem(stem.with_suffix(".pt"), f"{problem}; left out")
             return None
+        grid, own = layout.pair_grid(grids, row, pair, experiment.rounds)
         spots = self.blind_spot_images(key, source)
         images, _ = self.pool_images(key)
         corners = [None if images is None else images[source], spots.get(i), spots.get(j)]
         pairs = math.comb(experiment.rounds, 2)
-        what = f"source-class confidence averaged over the source's {pairs} pairs of blind spots (as stored)"
+        what = (f"source-class confidence over the triangle of the blind spots of rounds {i} and {j}" if own else
+                f"source-class confidence averaged over the source's {pairs} pairs of blind spots (this run, "
+                "from before format version 2, stores only their mean)")
         if all(c is not None and c.shape == corners[0].shape for c in corners):
             source_image, a, b = (c.double() for c in corners)
             shape = triangle_shape(source_image, a, b)
@@ -408,7 +413,7 @@ class StoredRun:
                      f"{(a - source_image).norm():.3g} and {(b - source_image).norm():.3g}, angle {angle:.1f} deg)")
         else:
             shape, drawn = EQUILATERAL, "drawn on an equilateral triangle (the source image is not at hand)"
-        return StoredTriangle(grid[row].double().clone(), experiment.divisions, shape, corners, pair, pairs,
+        return StoredTriangle(grid.double().clone(), experiment.divisions, shape, corners, pair, pairs, own,
                               f"{what}, {drawn}")
 
     def _records(self, key) -> list[dict]:
@@ -484,7 +489,3 @@ def _pool_problem(pool) -> str | None:
     if len(set(lengths.values())) != 1 or lengths["names"] < 2:
         return "lengths " + ", ".join(f"{field} {n}" for field, n in lengths.items()) + " (two or more, all equal)"
     return None
-
-
-def _few(names: list[str], limit: int = 6) -> str:
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")

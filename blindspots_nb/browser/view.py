@@ -197,9 +197,12 @@ class RunBrowser:
             return
         caption = f"{triangle.note} | {self.run.caption(self.key)}"
         names = (f"source #{source}", f"blind spot r{pair[0]}", f"blind spot r{pair[1]}")
+        title = (f"Source #{source}: the triangle of blind spots r{pair[0]} and r{pair[1]}" if triangle.own else
+                 f"Source #{source}: the mean of its {triangle.pairs} pairs' triangles (all this older run stored), "
+                 f"drawn for r{pair[0]} and r{pair[1]}")
         thumbnails = triangle.corners if all(c is not None for c in triangle.corners) else None
         figures = [draw(triangle.shape, triangle.grid, triangle.divisions, thumbnails=thumbnails, caption=caption,
-                        title=f"Source #{source}: stored triangle", corner_names=names)
+                        title=title, corner_names=names)
                    for draw in (triangle_surface, triangle_contour)]
         for figure in figures:
             figure.update_layout(width=1000, height=680, margin={"t": 150})

@@ -5,7 +5,10 @@
 - :mod:`.pool`: the pool rule and the run's record of its pool (selected once, its images
   read back and checked);
 - :mod:`.store`: the run store, which owns every path and write under an output folder;
-- :mod:`.run`: per model and shard (torchrun included), then assemble;
+- :mod:`.layout`: the run folder's names, format versions and readers (the store and the
+  run browser share them);
+- :mod:`.run`: per model and shard (torchrun included), then assemble; :mod:`.notebooks`:
+  the packaged notebook papermill runs for each;
 - :mod:`.tables`: the paper's rows, the summaries, Markdown/LaTeX/CSV;
 - :mod:`.compare`: two runs compared source by source (paired by each image's sha256);
 - :mod:`.report`: what the executed notebook of a model shows.
@@ -18,8 +21,10 @@ from ..tools.lazy import lazy_exports
 if TYPE_CHECKING:  # the package's names, each imported on first use (tools.lazy reads these lines)
     from .experiment import PRESETS, Experiment, preset
     from .pool import derangements, pool_images, prepare, select, source_batches
-    from .run import NOTEBOOK, assemble, merge, parse_shard, plan, plan_text, reproduce, run_model
-    from .store import RunFolderBusy, RunFolderError, RunSettingsMismatch, RunStore
+    from .notebooks import NOTEBOOK
+    from .run import assemble, merge, parse_shard, plan, plan_text, reproduce, run_model
+    from .layout import RunFolderBusy, RunFolderError, RunSettingsMismatch
+    from .store import RunStore
     from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE2_COLUMNS, format_summary, summarize_model
     from .compare import compare_runs, paired_comparison, source_numbers
 

@@ -18,7 +18,8 @@ import math
 from pathlib import Path
 
 from .experiment import Experiment
-from .store import SETTINGS, RunStore
+from .layout import SETTINGS
+from .store import RunStore
 from .tables import NOT_SETTINGS, TABLE1_COLUMNS, TABLE2_COLUMNS, TABLE_COLUMNS, _setting
 
 # A model needs at least MIN_SHARED sources in both runs for a paired difference (the std of
@@ -209,8 +210,8 @@ def compare_runs(first, second, digits: int = 3, models: tuple[str, str] | None 
         lines.append(f"- {row.experiment}/{row.model}: {row.n_shared} sources shared; {left_out}{warning}")
     if (counts["n_shared"] < counts[["n_first", "n_second"]].max(axis=1)).any():
         lines.append(SHARED_POOL_HINT)
-    lines += ["", f"| experiment | model | column | {names[0]} (shared) | {names[1]} (shared) | paired difference ± s.e. | "
-                  "std of differences | shared |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", f"| experiment | model | column | {names[0]} (shared) | {names[1]} (shared) | "
+                  "paired difference ± s.e. | std of differences | shared |", "|---|---|---|---|---|---|---|---|"]
     for row in frame.dropna(subset=["difference_mean"]).itertuples():
         lines.append(f"| {row.experiment} | {row.model} | {row.label} | {row.first_mean:.{digits}f} | "
                      f"{row.second_mean:.{digits}f} | {row.difference_mean:+.{digits}f} ± "

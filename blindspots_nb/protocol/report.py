@@ -11,7 +11,7 @@ import torch
 from ..data.sources import shown_source
 from ..tools import provenance
 from .experiment import Experiment
-from .run import pool_images, stored_pool
+from .pool import pool_images, stored_pool
 from .store import RunStore
 
 

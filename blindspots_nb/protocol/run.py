@@ -1,10 +1,10 @@
 """The run of the tables' protocol, in one direction.
 
-1. :func:`prepare`, once per experiment: the pool (one image per class that every
+1. :func:`~.pool.prepare`, once per experiment: the pool (one image per class that every
    model classifies correctly with confidence above ``min_conf``) and ``rounds``
    random derangements of it (each source gets one target per round).
 2. Per model and shard, papermill executes the packaged notebook
-   ``10_reproduce_tables.ipynb``, which calls :func:`run_model`: the pool is cut into
+   ``10_reproduce_tables.ipynb`` (:mod:`.notebooks`), which calls :func:`run_model`: the pool is cut into
    source batches; for every batch and round LST makes the blind spots and Table-1
    distances are measured; once a batch has all its rounds, the Table-2 statistics
    over the triangles (source, o_i, o_j) of all pairs i < j. Each piece is a file of
@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import hashlib
 import math
-import os
 import sys
 import time
 import warnings
@@ -38,12 +37,11 @@ from ..analysis.metrics import LPIPSDistance, target_distances
 from ..data.sources import check_source_exists
 from . import distributed
 from .experiment import Experiment, parse_shard  # noqa: F401 (parse_shard: the notebook's, protocol.parse_shard)
+from .notebooks import notebooks_to_run, run_notebook
 from .pool import check_pool_images, pool_images, prepare, select, source_batches, stored_pool
-from .store import RunSettingsMismatch, RunStore, differences, older_run_warning
+from .layout import RunSettingsMismatch, differences, older_run_warning
+from .store import RunStore
 from .tables import render_tables, summarize_model
-
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "10_reproduce_tables.ipynb"
-
 
 def protocol_blind_spots(store, experiment, model_name: str, pool: dict) -> tuple[torch.Tensor, list[dict]]:
     """The blind spots of a finished protocol run (``store``) of one model, in the order of
@@ -178,7 +176,7 @@ def run_model(experiment: Experiment, model_name: str, store: RunStore, shard: t
                           for key, value in stats.items()}
             rows = [{"source": s, "label": pool["labels"][s], "pairs": pairs,
                      **{key: value[i] for key, value in per_source.items()}} for i, s in enumerate(index.tolist())]
-            store.save_triangles(experiment, model_name, b, rows, confidence.mean(0).float())
+            store.save_triangles(experiment, model_name, b, rows, confidence.permute(1, 0, 2).float())
             timings["triangles_s"] += time.perf_counter() - start
     shard_name = f"shard{shard[0]}of{shard[1]}"
     store.save_record(experiment, model_name, shard, provenance.record(
@@ -297,42 +295,6 @@ def plan_text(planned: dict) -> str:
                  "triangles); not counted: loading the models, selecting the pools and each model's notebook (its "
                  "start and its report: tens of seconds on a CPU). Nothing was written.")
     return "\n".join(lines)
-
-
-def notebook_parameters(experiment: Experiment, model: str, store: RunStore, shard=(0, 1), device=None,
-                        weights=None) -> dict:
-    """The papermill parameters of the packaged notebook: what identifies the work."""
-    return {"out_dir": str(store.out_dir.resolve()), "experiment": experiment.name, "model": model,
-            "shard": f"{shard[0]}/{shard[1]}", "device": None if device is None else str(device),
-            "weights": None if weights is None else str(weights)}
-
-
-def run_notebook(store: RunStore, experiment: Experiment, model: str, shard=(0, 1), device=None,
-                 weights=None) -> Path:
-    """Execute the packaged notebook for one model and shard; the executed notebook is
-    kept in the output folder, as the report of that model."""
-    return store.execute_notebook(  # the kernel works in the caller's folder, where relative paths were meant
-        NOTEBOOK, experiment, model, shard, notebook_parameters(experiment, model, store, shard, device, weights),
-        cwd=os.getcwd(), progress_bar=False, stdout_file=sys.stdout, stderr_file=sys.stderr)
-
-
-def notebooks_to_run(store: RunStore, experiment: Experiment, model: str, shard: tuple[int, int],
-                     rank: int = 0) -> list[tuple[tuple[int, int], str]]:
-    """The shards whose notebook this process runs for ``model``, each with why: its own
-    shard while the model is unfinished; once it is finished, on rank 0, every notebook
-    that is damaged (cut, stopped by an error or Ctrl-C), and its own shard if no whole
-    report is left. A finished model with a whole report is skipped, with a word."""
-    if not store.model_finished(experiment, model):
-        return [(shard, "")]
-    if rank != 0:
-        return []
-    reports = store.reports(experiment, model)
-    damaged = [(s, f": its report {why}, made again") for s, why in reports.items() if why is not None]
-    if not any(why is None for why in reports.values()) and not any(s == shard for s, _ in damaged):
-        damaged.append((shard, ": finished, but its report is missing, made again"))
-    if not damaged:
-        print(f"{model} on {experiment.name}: finished in {store.out_dir}, skipped (--force recomputes)")
-    return damaged
 
 
 def as_recorded(experiments: list[Experiment], store: RunStore, given=()) -> list[Experiment]:

@@ -1,23 +1,9 @@
 """The run store: every path and every write under a reproduction's output folder.
 
-Nothing else in the package builds a path under the output folder or writes there
-(a test scans the code for it), which is why this module is longer than the others: the
-layout, the checks of everything read back from the folder and every write stay in one
-place. The layout::
-
-    settings.json                       the experiments of the run (checked on every rerun)
-    <experiment>/pool.json              the pool and its derangements
-    <experiment>/<model>/blind_spots/b0003_r1.{pt,csv}   a source batch's blind spots in one round
-    <experiment>/<model>/triangles/b0003.{csv,pt}        its Table-2 rows and mean triangle grids
-    <experiment>/<model>/record_shard0of1.json           what produced a shard's work
-    <experiment>/<model>/per_blindspot.csv, per_source.csv
-    notebooks/<experiment>_<model>_shard0of1.ipynb       the executed notebooks
-
-``<model>`` is a registry name, or for a factory spec (``file.py:build``, which holds '/'
-and ':') its function's name and a short hash of the spec (``build-1a2b3c4d``:
-:func:`~blindspots_nb.models.spec.model_folder`).
-    table1.{md,tex,csv}, table2.{md,tex,csv}, summaries.json, run.json
-    .lock                                                who holds the folder now
+Nothing else in the package writes under the output folder (a test scans the code for
+it): the checks of everything read back from the folder and every write stay in one
+place. The folder's layout (every name, the formats, the readers the browser shares) is
+:mod:`.layout`.
 
 A folder is a run folder when its ``settings.json`` says so; the store writes only
 these names, and ``force`` removes only these names (a folder holding anything else is
@@ -41,149 +27,23 @@ another run copied in) is refused. One run at a time holds the folder
 from __future__ import annotations
 
 import contextlib
-import csv
-import datetime
-import fcntl
 import hashlib
-import io
 import json
 import math
 import os
-import re
-import socket
 import stat
-import sys
 import warnings
 from pathlib import Path
 
 import torch
 
-from ..tools import atomic
-from ..tools.checksums import file_sha256
+from ..tools import atomic, folders
+from ..tools.checksums import HashingWriter, file_sha256
 from ..tools.json_files import UnreadableJSON, read_json
-from ..tools.deprecation import renamed_keys
+from . import layout
 from .experiment import Experiment
-from ..models.spec import model_folder
-
-SETTINGS = "settings.json"
-LOCK = ".lock"
-RUN_FORMAT = "blindspots_nb run"
-REPORTS = "notebooks"
-
-# The names a run writes, by kind of folder: a file pattern and the kinds of its subfolders
-# ("*": any other folder name; experiments and models are named by the run's settings).
-_LAYOUT = {
-    "root": (r"(settings|run|summaries)\.json|table[12]\.(md|tex|csv)|\.lock", {REPORTS: "reports", "*": "experiment"}),
-    "reports": (r".+_shard\d+of\d+\.ipynb", {}),
-    "experiment": (r"pool\.json(\.manifest\.json)?", {"*": "model"}),
-    "model": (r"record_shard\d+of\d+\.json|per_blindspot\.csv|per_source\.csv",
-              {"blind_spots": "blind_spots", "triangles": "triangles"}),
-    "blind_spots": (r"b\d{4,}_r\d+\.(pt|csv|manifest\.json)", {}),
-    "triangles": (r"b\d{4,}\.(pt|csv|manifest\.json)", {}),
-}
-
-
-class RunSettingsMismatch(RuntimeError):
-    """The output folder holds a run made with other settings, weights or images."""
-
-
-class RunFolderBusy(RuntimeError):
-    """Another run holds the output folder."""
-
-
-class RunFolderError(ValueError):
-    """The output folder cannot be used as it is (not a folder, not a run's, damaged, not writable)."""
-
-
-def _identity(settings: dict) -> dict:
-    """What makes two runs the same: the experiments, and each model by its weights' sha256
-    (the same file at another path is the same weights) and by what its wrapper holds
-    (``model``: input size, mean, std, crop, class names; absent from runs recorded before)."""
-    return {"experiments": settings["experiments"],
-            "weights": {name: w["sha256"] for name, w in settings["weights"].items()},
-            "models": {name: w["model"] for name, w in settings["weights"].items() if "model" in w}}
-
-
-def older_run_warning(models: list[str]) -> str:
-    """What a run recorded before model identities means for ``models``."""
-    return (f"this run was recorded before runs held a model's input size, mean, std, crop and class names: "
-            f"{', '.join(models)} are checked by their weights' sha256 alone; if one of those changed since, "
-            "start anew (--force, or another output folder)")
-
-
-def _component(name: str, what: str) -> str:
-    """``name`` as one folder name under the output folder: never a path, never hidden."""
-    if not isinstance(name, str) or not name or name in (".", "..") or name.startswith(".") \
-            or any(c in name for c in "/\\\0"):
-        raise RunFolderError(f"{what} {name!r} cannot name a folder of a run (it must be one plain folder name, "
-                             "without '/', not starting with '.')")
-    return name
-
-
-def _survey(folder: Path, kind: str = "root", relative: str = "") -> tuple[list[Path], list[Path], list[str]]:
-    """The files and folders under ``folder`` that a run writes (its own temporary files
-    included), and the others, as relative names. Links are never followed: a run makes none."""
-    pattern, subfolders = _LAYOUT[kind]
-    files, folders, foreign = [], [], []
-    for entry in sorted(folder.iterdir()):
-        name = relative + entry.name
-        if entry.is_symlink():
-            foreign.append(name)
-        elif entry.is_dir():
-            sub = subfolders.get(entry.name, subfolders.get("*"))
-            if sub is None or entry.name.startswith("."):
-                foreign.append(name + "/")
-                continue
-            more = _survey(entry, sub, name + "/")
-            if entry.name not in subfolders and not more[0]:  # a folder of any name is a run's if it holds its files
-                foreign.append(name + "/")
-                continue
-            files += more[0]
-            folders += more[1] + [entry]
-            foreign += more[2]
-        elif re.fullmatch(pattern, entry.name) or re.fullmatch(pattern, atomic.temporary_of(entry) or ""):
-            files.append(entry)
-        else:
-            foreign.append(name)
-    return files, folders, foreign
-
-
-def _listing(names: list[str], limit: int = 8) -> str:
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def differences(old, new, prefix="") -> list[str]:
-    """Where two JSON-like values differ, as 'key.path: old there, new now' (long values cut)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [d for key in sorted(set(old) | set(new))
-                for d in differences(old.get(key), new.get(key), f"{prefix}{key}.")]
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [d for i, (a, b) in enumerate(zip(old, new)) for d in differences(a, b, f"{prefix}{i}.")]
-    shown = lambda value: repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."  # noqa: E731
-    return [] if old == new else [f"{prefix.rstrip('.')}: {shown(old)} there, {shown(new)} now"]
-
-
-class _Hashing:
-    """A binary file that hashes the bytes written through it, and counts them."""
-
-    def __init__(self, handle):
-        self.handle, self.sha256, self.size = handle, hashlib.sha256(), 0
-
-    def write(self, data) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        return self.handle.write(data)
-
-    def flush(self):
-        self.handle.flush()
-
-
-def csv_text(rows: list[dict]) -> str:
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()
+from .layout import (LOCK, REPORTS, RUN_FORMAT, SETTINGS, SUMMARIES, RunFolderBusy, RunFolderError,
+                     RunSettingsMismatch)
 
 
 class RunStore:
@@ -225,7 +85,7 @@ class RunStore:
         bytes on their way to the file (kept for :meth:`_seal`)."""
         def write(temporary: Path):
             with open(temporary, "wb") as handle:
-                hashed = _Hashing(handle)
+                hashed = HashingWriter(handle)
                 dump(hashed)
             self._written[path] = {"size": hashed.size, "sha256": hashed.sha256.hexdigest()}
         return self._write_atomically(path, write)
@@ -237,7 +97,7 @@ class RunStore:
         return self._write_text(path, json.dumps(value, indent=indent))
 
     def _write_rows(self, path: Path, rows: list[dict]) -> Path:
-        return self._write_text(path, csv_text(rows))
+        return self._write_text(path, atomic.csv_text(rows))
 
     def _write_tensor(self, path: Path, tensor: torch.Tensor) -> Path:
         return self._write_hashed(path, lambda handle: torch.save(tensor.detach().cpu().contiguous(), handle))
@@ -251,10 +111,6 @@ class RunStore:
                                  "restore it, or start the run anew in another folder (or with --force)") from None
 
     # -- finished pieces ------------------------------------------------------------
-    @staticmethod
-    def _manifest_path(stem: Path) -> Path:
-        return stem.with_name(stem.name + ".manifest.json")
-
     @staticmethod
     def _signature(paths: list[Path]) -> tuple | None:
         """What changes whenever a file is written or replaced; None if one is missing."""
@@ -277,7 +133,7 @@ class RunStore:
     def _seal(self, stem: Path, files: list[Path], experiment: Experiment):
         """Mark a piece finished: the size, sha256 (as written) and modification time of each
         of its files and the settings it was made with, written last."""
-        manifest = self._write_json(self._manifest_path(stem), {
+        manifest = self._write_json(layout.manifest_path(stem), {
             "files": {path.name: {**self._written.pop(path), "mtime_ns": path.stat().st_mtime_ns} for path in files},
             "settings": self.settings_digest(experiment)})
         self._written.pop(manifest)  # a manifest is not a piece's file: its hash is not kept
@@ -300,7 +156,7 @@ class RunStore:
         no manifest or the piece fails its check (its manifest is then removed, so that the
         piece is recomputed, and the user is told), 'other settings' when it was made with
         other settings than ``experiment``'s. Only the piece's own names are ever read."""
-        manifest = self._manifest_path(stem)
+        manifest = layout.manifest_path(stem)
         if not manifest.exists():
             return "to do"
         files = [stem.parent / name for name in names]
@@ -309,9 +165,7 @@ class RunStore:
             return "finished"
         try:
             record = read_json(manifest)
-            expected = record["files"]
-            if sorted(expected) != sorted(names):  # a manifest names its piece's files, no others
-                raise ValueError
+            expected = layout.manifest_entries(record, names)  # a manifest names its piece's files, no others
             if record["settings"] != self.settings_digest(experiment):
                 return "other settings"
             problems = [f.name for f in files if not self._matches(f, expected[f.name])]
@@ -334,7 +188,7 @@ class RunStore:
 
     def _other_settings(self, stems: list[Path]) -> RunSettingsMismatch:
         return RunSettingsMismatch(
-            f"{self.out_dir}: {_listing([str(s.relative_to(self.out_dir)) for s in stems])} were made with other "
+            f"{self.out_dir}: {layout.listing([str(s.relative_to(self.out_dir)) for s in stems])} were made with other "
             f"settings than the run's {SETTINGS} (a shard of another run copied in?); they are not mixed into this "
             "run. Remove them, or put each run in its own folder")
 
@@ -343,62 +197,28 @@ class RunStore:
         """Refuse a folder a run must not use: a file or a dangling link instead of a folder,
         or a folder that holds something other than a run's files and is not a run folder
         (or, with ``force``, whose other files would have to go)."""
-        atomic.check_folder(self.out_dir, "the output folder")
-        if not self.out_dir.is_dir():
-            return
-        _, _, foreign = _survey(self.out_dir)
-        if foreign and (force or not (self.out_dir / SETTINGS).is_file()):
-            raise RunFolderError(
-                f"{self.out_dir} holds files that are not a run's ({_listing(foreign)}): "
-                + ("--force removes only what a run wrote, so it leaves this folder alone; move those files, "
-                   "or use another output folder" if force else
-                   "a run starts only in a new or empty folder or in a run folder; use another output folder"))
+        layout.check_run_folder(self.out_dir, force)
 
     @contextlib.contextmanager
     def hold(self):
-        """Hold the folder for one run: a second run is refused with a message naming the
-        holder. The OS releases the lock when its process ends, so a lock left by a killed
-        run is recognised (its file still names it) and taken over."""
+        """Hold the folder for one run (:func:`~blindspots_nb.tools.folders.held`): a second run
+        is refused with a message naming the holder; a lock left by a killed run is taken over.
+        A killed run's temporary files, this store's own only, are removed."""
         self.check_folder()
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            handle = open(self.out_dir / LOCK, "a+")
-        except OSError as error:
-            raise RunFolderError(f"cannot use the output folder {self.out_dir}: {error.strerror}") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "a process that has not said who it is"
-            handle.close()
-            raise RunFolderBusy(f"{self.out_dir} is in use by another run ({holder}); wait until it ends, or "
-                                "use another output folder") from None
-        try:
-            handle.seek(0)
-            stale = handle.read().strip()
-            if stale:
-                print(f"{self.out_dir}: taking over the lock of a run that ended without releasing it ({stale})")
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since "
-                         f"{datetime.datetime.now().isoformat(timespec='seconds')}: {' '.join(sys.argv)}")
-            handle.flush()
-            files, _, _ = _survey(self.out_dir)
-            for temporary in files:  # left by a killed run: this store's own temporary files only
+        with contextlib.ExitStack() as held:
+            try:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                held.enter_context(folders.held(self.out_dir / LOCK))
+            except folders.HeldElsewhere as error:
+                raise RunFolderBusy(f"{self.out_dir} is in use by another run ({error}); wait until it ends, or "
+                                    "use another output folder") from None
+            except OSError as error:
+                raise RunFolderError(f"cannot use the output folder {self.out_dir}: {error.strerror}") from None
+            files, _, _ = layout.survey(self.out_dir)
+            for temporary in files:
                 if atomic.temporary_of(temporary) is not None:
                     temporary.unlink(missing_ok=True)
             yield self
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            handle.flush()
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-
-    @staticmethod
-    def _read_rows(path: Path) -> list[dict]:
-        with open(path, newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
 
     # -- the settings -----------------------------------------------------------------
     def begin(self, experiments: list[Experiment], force: bool = False, weights: dict | None = None):
@@ -414,7 +234,7 @@ class RunStore:
             self.experiment_dir(experiment)  # every name a folder name
             for model in experiment.models:
                 self.model_dir(experiment, model)
-        settings = {"format": RUN_FORMAT, "experiments": [e.to_dict() for e in experiments],
+        settings = {"format": RUN_FORMAT, "version": layout.VERSION, "experiments": [e.to_dict() for e in experiments],
                     "weights": weights or {}}
         path = self.out_dir / SETTINGS
         self.check_folder(force)
@@ -425,10 +245,10 @@ class RunStore:
             older = [m for m, w in stored["weights"].items()
                      if "model" not in w and "model" in settings["weights"].get(m, {})]
             if older:  # a run recorded before model identities stays as it was recorded, with a word
-                warnings.warn(older_run_warning(older), stacklevel=2)
+                warnings.warn(layout.older_run_warning(older), stacklevel=2)
                 settings["weights"] = {m: {k: v for k, v in w.items() if k != "model" or m not in older}
                                        for m, w in settings["weights"].items()}
-            changed = differences(_identity(stored), _identity(settings))
+            changed = layout.differences(layout.identity(stored), layout.identity(settings))
             if changed:
                 raise RunSettingsMismatch(
                     f"{self.out_dir} holds a run with other settings ({'; '.join(changed[:6])}"
@@ -438,11 +258,11 @@ class RunStore:
 
     def _remove_run(self):
         """Remove every file and folder a run wrote here (the lock stays: it is held)."""
-        files, folders, _ = _survey(self.out_dir)
+        files, folders, _ = layout.survey(self.out_dir)
         for path in files:
             if path.name != LOCK or path.parent != self.out_dir:
                 path.unlink(missing_ok=True)
-        for folder in folders:  # deepest first, as _survey lists them
+        for folder in folders:  # deepest first, as layout.survey lists them
             folder.rmdir()
         self._matched.clear()
 
@@ -458,27 +278,11 @@ class RunStore:
             raise FileNotFoundError(f"{self.out_dir} holds no run (no {SETTINGS}): start one with "
                                     f"blindspots-nb reproduce --out-dir {self.out_dir}")
         value = self._read_json(path)
-        problem = None
-        if not isinstance(value, dict):
-            problem = f"it holds a JSON {type(value).__name__}, not the run's settings"
-        elif not {"experiments", "weights"} <= set(value) or set(value) - {"format", "experiments", "weights"}:
-            problem = (f"its fields are {sorted(value)}; a run's settings have experiments, weights and "
-                       "format")
-        elif not isinstance(value["experiments"], list) or not isinstance(value["weights"], dict) or not all(
-                isinstance(w, dict) and isinstance(w.get("sha256"), str) for w in value["weights"].values()):
-            problem = "experiments must be a list and weights a mapping of model to file identity"
-        else:
-            try:
-                experiments = [Experiment.from_dict(e) for e in value["experiments"]]
-                for experiment in experiments:
-                    self.experiment_dir(experiment)
-                    for model in experiment.models:
-                        self.model_dir(experiment, model)
-            except (TypeError, KeyError, ValueError, AttributeError) as error:
-                problem = f"an experiment cannot be read ({error})"
-        if problem:
+        try:
+            experiments = layout.settings_experiments(value)
+        except ValueError as problem:
             raise RunFolderError(f"{path} is damaged: {problem}. Restore it, or start the run anew in another "
-                                 "folder (or with --force)")
+                                 "folder (or with --force)") from None
         return {**value, "experiments": [e.to_dict() for e in experiments]}
 
     def holds_run(self) -> bool:
@@ -505,10 +309,10 @@ class RunStore:
     # Where each file of a run lives (naming only: nothing is read or written; a name from the
     # settings that is not one plain folder name is a RunFolderError). The run browser reads by them too.
     def experiment_dir(self, experiment: Experiment) -> Path:
-        return self.out_dir / _component(experiment.name, "the experiment name")
+        return layout.experiment_dir(self.out_dir, experiment.name)
 
     def pool_path(self, experiment: Experiment) -> Path:
-        return self.experiment_dir(experiment) / "pool.json"
+        return layout.pool_path(self.out_dir, experiment.name)
 
     def pool(self, experiment: Experiment) -> dict | None:
         """The experiment's pool record, None before it was selected (or if it failed its
@@ -516,7 +320,7 @@ class RunStore:
         path = self.pool_path(experiment)
         if not self._finished(path, [path.name], experiment):
             return None
-        return renamed_keys(self._read_json(path), str(path), source="image_source")
+        return layout.pool_record(self._read_json(path), str(path))
 
     def save_pool(self, experiment: Experiment, record: dict):
         path = self._write_json(self.pool_path(experiment), record, indent=1)
@@ -524,28 +328,23 @@ class RunStore:
 
     # -- one model's pieces -------------------------------------------------------------
     def model_dir(self, experiment: Experiment, model: str) -> Path:
-        return self.experiment_dir(experiment) / _component(model_folder(model), "the model name")
+        return layout.model_dir(self.out_dir, experiment.name, model)
 
     def blind_spots_stem(self, experiment, model, batch: int, round_: int) -> Path:
-        return self.model_dir(experiment, model) / "blind_spots" / f"b{batch:04d}_r{round_}"
+        return layout.blind_spots_stem(self.model_dir(experiment, model), batch, round_)
 
     def triangles_stem(self, experiment, model, batch: int) -> Path:
-        return self.model_dir(experiment, model) / "triangles" / f"b{batch:04d}"
-
-    @staticmethod
-    def _piece_files(stem: Path) -> list[Path]:
-        """A batch's tensor and its rows: the files of a blind-spot or a triangle piece."""
-        return [stem.with_suffix(".pt"), stem.with_suffix(".csv")]
+        return layout.triangles_stem(self.model_dir(experiment, model), batch)
 
     def _piece_finished(self, stem: Path, experiment) -> bool:
-        return self._finished(stem, [f.name for f in self._piece_files(stem)], experiment)
+        return self._finished(stem, [f.name for f in layout.piece_files(stem)], experiment)
 
     def has_blind_spots(self, experiment, model, batch: int, round_: int) -> bool:
         return self._piece_finished(self.blind_spots_stem(experiment, model, batch, round_), experiment)
 
     def save_blind_spots(self, experiment, model, batch: int, round_: int, images: torch.Tensor, rows: list[dict]):
         """A batch's blind spots of one round and their rows, then its manifest."""
-        tensor, table = self._piece_files(self.blind_spots_stem(experiment, model, batch, round_))
+        tensor, table = layout.piece_files(self.blind_spots_stem(experiment, model, batch, round_))
         self._seal(tensor.with_suffix(""), [self._write_tensor(tensor, images), self._write_rows(table, rows)],
                    experiment)
 
@@ -556,28 +355,30 @@ class RunStore:
     def has_triangles(self, experiment, model, batch: int) -> bool:
         return self._piece_finished(self.triangles_stem(experiment, model, batch), experiment)
 
-    def save_triangles(self, experiment, model, batch: int, rows: list[dict], mean_grid: torch.Tensor):
-        """A batch's Table-2 rows and each source's confidence at the grid points averaged
-        over its pairs, (sources, points), then its manifest."""
-        tensor, table = self._piece_files(self.triangles_stem(experiment, model, batch))
-        self._seal(tensor.with_suffix(""), [self._write_tensor(tensor, mean_grid), self._write_rows(table, rows)],
+    def save_triangles(self, experiment, model, batch: int, rows: list[dict], grids: torch.Tensor):
+        """A batch's Table-2 rows and each source's confidence at the grid points of each of its
+        pairs, (sources, pairs, points) (:data:`~.layout.VERSION` 2), then its manifest."""
+        tensor, table = layout.piece_files(self.triangles_stem(experiment, model, batch))
+        self._seal(tensor.with_suffix(""), [self._write_tensor(tensor, grids), self._write_rows(table, rows)],
                    experiment)
 
     def _batches(self, experiment) -> range:
         return range(math.ceil(len(self.pool(experiment)["labels"]) / experiment.batch_size))
 
     def mean_triangle_grid(self, experiment, model) -> torch.Tensor:
-        """Every source's pair-averaged grid confidences, (sources, points), in source order."""
-        return torch.cat([torch.load(self.triangles_stem(experiment, model, b).with_suffix(".pt"), map_location="cpu",
-                                     weights_only=True) for b in self._batches(experiment)])
+        """Every source's grid confidences averaged over its pairs, (sources, points), in source
+        order (a run before version 2 stored only these means)."""
+        grids = [torch.load(self.triangles_stem(experiment, model, b).with_suffix(".pt"), map_location="cpu",
+                            weights_only=True) for b in self._batches(experiment)]
+        return torch.cat([grid.mean(1) if grid.ndim == 3 else grid for grid in grids])
 
     def save_record(self, experiment, model, shard: tuple[int, int], record: dict):
-        self._write_json(self.model_dir(experiment, model) / f"record_shard{shard[0]}of{shard[1]}.json", record)
+        self._write_json(self.model_dir(experiment, model) / layout.record_name(shard), record)
 
     def records(self, experiment, models=None) -> dict[str, dict]:
         """The shard records of every model of the experiment (or of ``models``), by
         '<model folder>/record_shardIofN'."""
-        return {f"{model_folder(model)}/{path.stem}": self._read_json(path) for model in models or experiment.models
+        return {f"{layout.model_folder(model)}/{path.stem}": self._read_json(path) for model in models or experiment.models
                 for path in sorted(self.model_dir(experiment, model).glob("record_shard*.json"))}
 
     def model_finished(self, experiment, model) -> bool:
@@ -588,7 +389,7 @@ class RunStore:
         stems = [self.blind_spots_stem(experiment, model, b, r) for b in self._batches(experiment)
                  for r in range(experiment.rounds)] + [self.triangles_stem(experiment, model, b)
                                                         for b in self._batches(experiment)]
-        states = {stem: self._piece(stem, [f.name for f in self._piece_files(stem)], experiment) for stem in stems}
+        states = {stem: self._piece(stem, [f.name for f in layout.piece_files(stem)], experiment) for stem in stems}
         other = [stem for stem, state in states.items() if state == "other settings"]
         if other:
             raise self._other_settings(other)
@@ -596,24 +397,23 @@ class RunStore:
 
     def blind_spot_rows(self, experiment, model) -> list[dict]:
         """Every blind spot's row (``p0``, written before it was ``initial_confidence``, is read too)."""
-        return [renamed_keys(row, f"blind-spot rows of {model} on {experiment.name}", p0="initial_confidence")
-                for b in self._batches(experiment) for r in range(experiment.rounds)
-                for row in self._read_rows(self.blind_spots_stem(experiment, model, b, r).with_suffix(".csv"))]
+        return [row for b in self._batches(experiment) for r in range(experiment.rounds)
+                for row in layout.read_rows(self.blind_spots_stem(experiment, model, b, r).with_suffix(".csv"))]
 
     def source_rows(self, experiment, model) -> list[dict]:
         return [row for b in self._batches(experiment)
-                for row in self._read_rows(self.triangles_stem(experiment, model, b).with_suffix(".csv"))]
+                for row in layout.read_rows(self.triangles_stem(experiment, model, b).with_suffix(".csv"))]
 
     def save_model_rows(self, experiment, model, blind_spots: list[dict], sources: list[dict]):
         folder = self.model_dir(experiment, model)
-        self._write_rows(folder / "per_blindspot.csv", blind_spots)
-        self._write_rows(folder / "per_source.csv", sources)
+        self._write_rows(folder / layout.PER_BLINDSPOT, blind_spots)
+        self._write_rows(folder / layout.PER_SOURCE, sources)
 
     # -- the tables and the run record ----------------------------------------------------
     def save_tables(self, texts: dict[str, str], summaries: dict) -> dict[str, Path]:
         """Write the tables (file name -> text) and the summaries behind them."""
         written = {name: self._write_text(self.out_dir / name, text) for name, text in texts.items()}
-        self._write_json(self.out_dir / "summaries.json", summaries)
+        self._write_json(self.out_dir / SUMMARIES, summaries)
         return written
 
     def read_text(self, name: str) -> str:
@@ -621,44 +421,17 @@ class RunStore:
 
     def summaries(self) -> dict:
         """Each model's table numbers, as the finished run's tables were made from them."""
-        path = self.out_dir / "summaries.json"
+        path = self.out_dir / SUMMARIES
         if not path.is_file():
             raise FileNotFoundError(f"{self.out_dir} holds no finished tables ({path.name}): finish the run first")
         return self._read_json(path)
 
     def save_run_record(self, run: dict) -> Path:
-        return self._write_json(self.out_dir / "run.json", run)
+        return self._write_json(self.out_dir / layout.RUN_RECORD, run)
 
     # -- the executed notebooks -------------------------------------------------------------
     def _report_path(self, experiment, model, shard: tuple[int, int]) -> Path:
-        name = f"{experiment.name}_{_component(model_folder(model), 'the model name')}_shard{shard[0]}of{shard[1]}.ipynb"
-        return self.out_dir / REPORTS / name
-
-    def reports(self, experiment, model) -> dict[tuple[int, int], str | None]:
-        """The model's executed notebooks by shard, each with what is wrong with it (None:
-        nothing; a report is whole when it ran every cell without an error and drew its
-        figures). A notebook cut by a full disk or stopped by Ctrl-C is not a report."""
-        import nbformat
-
-        found = {}
-        prefix = f"{experiment.name}_{model_folder(model)}_shard"
-        for path in sorted((self.out_dir / REPORTS).glob("*.ipynb")):
-            match = re.fullmatch(re.escape(prefix) + r"(\d+)of(\d+)\.ipynb", path.name)
-            if not match:
-                continue
-            try:
-                cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
-            except Exception as error:  # nbformat raises JSON, schema and encoding errors alike
-                found[int(match[1]), int(match[2])] = f"not a notebook ({type(error).__name__})"
-                continue
-            errors = [o.get("ename", "an error") for c in cells for o in c.get("outputs", [])
-                      if o.get("output_type") == "error"]
-            figures = [o for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-            found[int(match[1]), int(match[2])] = (
-                f"stopped with {errors[0]}" if errors else
-                "not run to its end" if any(c.get("execution_count") is None for c in cells) else
-                None if figures else "without its figures")
-        return found
+        return self.out_dir / REPORTS / layout.report_name(experiment.name, model, shard)
 
     def execute_notebook(self, notebook: Path, experiment, model, shard: tuple[int, int], parameters: dict,
                          **papermill_options) -> Path:

@@ -17,7 +17,8 @@ from ..analysis.geometry import DROPS
 from ..analysis.metrics import mean_std
 from ..data.sources import labels_in_words, shown_source
 from .experiment import Experiment
-from .store import RunStore, csv_text
+from ..tools.atomic import csv_text
+from .store import RunStore
 
 # (mean, std) per model, ImageNet, from the paper's Tables 1 and 2.
 PAPER_TABLE1 = {

@@ -1,4 +1,5 @@
-"""Small pieces shared by the whole package: whole-file writes (:mod:`.atomic`), hashes
+"""Small pieces shared by the whole package: whole-file writes and CSV (:mod:`.atomic`), the
+output-folder policy and lock every tool writes through (:mod:`.folders`), hashes
 of files (:mod:`.checksums`) and tensors (:mod:`.tensors`), checks of user numbers
 (:mod:`.validation`), what produced a result (:mod:`.provenance`), old run folders' keys
 read under today's names (:mod:`.deprecation`), lazy package re-exports (:mod:`.lazy`), reading a JSON file

@@ -9,6 +9,8 @@ clean-up can recognise this package's leftovers and leave everything else alone.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -75,6 +77,21 @@ def write_bytes(path, data: bytes) -> Path:
 
 def write_text(path, text: str) -> Path:
     return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def csv_text(rows: list[dict], digits: int | None = None) -> str:
+    """``rows`` as CSV text, headed by the first row's keys; ``digits``: floats written with
+    that many significant digits (None: in full)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows if digits is None else ({key: f"{value:.{digits}g}" if isinstance(value, float) else value
+                                                   for key, value in row.items()} for row in rows))
+    return text.getvalue()
+
+
+def write_csv(path, rows: list[dict], digits: int | None = None) -> Path:
+    return write_text(path, csv_text(rows, digits))
 
 
 def write_json(path, value, indent: int = 2) -> Path:

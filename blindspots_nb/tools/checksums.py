@@ -44,3 +44,19 @@ def hash_mismatch(path: str | os.PathLike, sha256: str, expected: str, stated_in
     wanted = f"sha256 {expected}" if len(expected) == 64 else f"a sha256 starting with {expected}"
     return (f"{path} failed its hash check: expected {wanted}"
             f"{f' ({stated_in})' if stated_in else ''}, found {sha256}")
+
+
+class HashingWriter:
+    """A binary file that hashes the bytes written through it, and counts them: a file's
+    sha256 taken on the way to it, never by reading it back."""
+
+    def __init__(self, handle):
+        self.handle, self.sha256, self.size = handle, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+    def flush(self):
+        self.handle.flush()
