@@ -180,7 +180,8 @@ def test_every_view_says_what_produced_it(finished):
         assert fact in caption
     browser = RunBrowser(finished, model="fonts/fonts_cnn_at")
     assert browser.caption.value.count(record["device"]) == 1
-    assert all("fonts_cnn_at [weights sha256" in figure.layout.title.text for figure in browser.triangle_view.children)
+    assert all(any("fonts_cnn_at [weights sha256" in a.text for a in figure.layout.annotations if a.name == "caption")
+               for figure in browser.triangle_view.children)
     contour = browser.triangle_view.children[1].data[0]
     assert contour.type == "contour" and any(None in row for row in contour.z)  # outside the triangle: null (a widget's JSON has no NaN)
     assert not any(isinstance(v, float) and math.isnan(v) for row in contour.z for v in row)
@@ -454,7 +455,7 @@ def _markup_shown(widget) -> list[str]:
     import plotly.graph_objects as go
 
     if isinstance(widget, go.FigureWidget):
-        return [widget.layout.title.text or ""]
+        return [widget.layout.title.text or "", *(a.text for a in widget.layout.annotations)]
     found = [widget.value] if isinstance(widget, W.HTML) else []
     for child in getattr(widget, "children", ()):
         found += _markup_shown(child)
@@ -464,7 +465,8 @@ def _markup_shown(widget) -> list[str]:
 def _assert_no_live_tag(texts: list[str]):
     for text in texts:
         markup = _Markup(text)
-        assert markup.tags <= {"b", "i", "small", "br", "div", "ul", "li", "style", "span", "sup"}, text
+        assert markup.tags <= {"b", "i", "small", "br", "div", "ul", "li", "style", "span", "sup", "table", "tr", "th",
+                               "td"}, text
         assert not any(name.startswith("on") for name in markup.attributes), text
 
 
@@ -668,13 +670,78 @@ def test_a_source_not_in_the_pool_is_a_value_error_naming_it(finished):
             ask()
 
 
-def test_the_source_list_shows_the_end_of_long_names_where_images_differ():
-    """Files of one name in two class folders of a deep folder: the list keeps their class folders."""
-    row = {"source": 0, "class": "red", "p_src": 0.9, "path_conf": 0.8, "rmse_max": 0.1,
-           **{column: 0.5 for column in SOURCE_COLUMNS}}
-    column = next(iter(SOURCE_COLUMNS))
-    labels = [RunBrowser._label({**row, "name": f"/home/someone/datasets/colours/{colour}/img0.png"}, column)
-              for colour in ("red", "blue")]
-    assert labels[0].startswith("#0    …tasets/colours/red/img0.png red ")
-    assert labels[1].startswith("#0    …asets/colours/blue/img0.png red ")
-    assert RunBrowser._label({**row, "name": "A13 (cmss10)"}, column).startswith("#0    A13 (cmss10)   ")
+def test_the_source_list_shows_whole_names_last_and_the_sort_column_once():
+    """Files of one name in two class folders of a deep folder: each line ends with its whole name;
+    the column sorted by is shown once, beside the others of the list."""
+    from blindspots_nb.browser.view import LISTED, number
+
+    row = {"source": 0, "class": "red", **{column: 0.1 + k / 100 for k, column in enumerate(SOURCE_COLUMNS)}}
+    names = [f"/home/someone/datasets/a/very/deep/folder/of/colours/{colour}/img0.png" for colour in ("red", "blue")]
+    for column in SOURCE_COLUMNS:
+        labels = [RunBrowser._label({**row, "name": name}, column) for name in names]
+        assert all(label.endswith(f"red            {name}") for label, name in zip(labels, names))
+        assert labels[0].startswith(f"#0    {SOURCE_COLUMNS[column]} ")
+        for key in {column, *LISTED}:
+            assert labels[0].count(number(row[key])) == 1, (column, key)
+
+
+def test_the_browser_opens_on_the_runs_own_table_rows_of_the_model_picked(finished):
+    from blindspots_nb.browser.view import number
+
+    browser = RunBrowser(finished)
+    assert browser.widget.children.index(browser.tables) == browser.widget.children.index(browser.model_menu) + 1
+    for key, model in (("fonts/fonts_cnn", "fonts_cnn"), ("fonts/fonts_cnn_at", "fonts_cnn_at")):
+        browser.model_menu.value = key
+        shown = browser.tables.value
+        for table, columns in (("table1", protocol.TABLE1_COLUMNS), ("table2", protocol.TABLE2_COLUMNS)):
+            row, = [r for r in _csv(finished / f"{table}.csv") if r["model"] == model and r["source"] == "ours"]
+            cells = [number(float(row[f"{k}_mean"])) if math.isnan(float(row[f"{k}_mean"])) else
+                     f"{number(float(row[f'{k}_mean']))} ± {number(float(row[f'{k}_std'])) }" for k in columns]
+            assert "".join(f"<td style='padding:0 8px'>{cell}</td>" for cell in cells) in shown
+            assert f"{model} (ours, fonts, {table}.csv)" in shown
+    assert browser.run.problems == []
+
+
+def test_the_tables_of_an_unassembled_run_are_said_missing(tmp_path):
+    store, experiment = _start(tmp_path / "run")
+    protocol.run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)
+    browser = RunBrowser(store.out_dir, model="fonts/fonts_cnn")
+    assert "Table 1 (blind spot vs target): not in this run's table1.csv" in browser.tables.value
+
+
+def test_the_triangles_caption_lies_above_the_plot_under_a_one_line_title(hostile):
+    """However long the caption (a labelled folder's path, a factory spec), its lines are an annotation on
+    the plot's top edge, growing upwards, in a top margin that holds them and the title: never over the
+    corner names, which lie inside the plot."""
+    import textwrap
+
+    from blindspots_nb.plots.figures import CAPTION_LINE, CAPTION_WIDTH, TITLE_HEIGHT
+
+    browser = RunBrowser(hostile)
+    for figure in browser.triangle_view.children:
+        caption, = [a for a in figure.layout.annotations if a.name == "caption"]
+        assert (caption.yref, caption.y, caption.yanchor, caption.xref) == ("paper", 1, "bottom", "paper")
+        assert caption.yshift > 0 and "<br>" not in figure.layout.title.text
+        lines = caption.text.split("<br>")
+        assert len(lines) >= 6 and lines == [html.escape(line, quote=False) for line in textwrap.wrap(
+            html.unescape(caption.text.replace("<br>", " ")), CAPTION_WIDTH)]
+        assert figure.layout.margin.t >= TITLE_HEIGHT + caption.yshift + len(lines) * CAPTION_LINE
+        assert (figure.layout.title.yref, figure.layout.title.y, figure.layout.title.yanchor) == (
+            "container", 1, "top")
+    contour = browser.triangle_view.children[1]
+    low, high = contour.layout.yaxis.range
+    corners = [a for a in contour.layout.annotations if a.name != "caption"]
+    assert len(corners) == 3 and all(a.yref in (None, "y") and low <= a.y < high for a in corners)  # data: inside
+
+
+def test_panels_show_each_images_whole_name_wrapped(hostile):
+    browser = RunBrowser(hostile)
+    run = browser.run
+    key, = run.models()
+    for row in run.source_rows(key):
+        browser.source_list.value = row["source"]
+        panels = browser.source_view.children[1].children
+        text = panels[0].children[1].value
+        assert html.escape(row["name"]) in text and "overflow-wrap:anywhere" in text
+        for spot, panel in zip(run.blind_spot_rows(key, row["source"]), panels[1:]):
+            assert html.escape(spot["target_name"]) in panel.children[1].children[1].value

@@ -33,7 +33,7 @@ from ..models.spec import model_folder
 from ..protocol.pool import locate_pool, pool_files, source_batches
 from ..protocol import layout
 from ..protocol.store import RunStore
-from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
+from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS, TABLE_COLUMNS, row_names
 from .files import RunFiles
 
 # A source's blind spots, summarised over its rounds (from the blind-spot rows)
@@ -428,6 +428,20 @@ class StoredRun:
         if isinstance(identity, dict):
             return identity
         return next((r["model"] for r in self._records(key) if isinstance(r.get("model"), dict)), {})
+
+    # -- the tables -------------------------------------------------------------------------------------
+    def table_rows(self, key) -> dict[str, dict | None]:
+        """The model's own row of the run's ``table1.csv`` and ``table2.csv`` (its ``<column>_mean`` and
+        ``_std`` as numbers), by table; None for a table not assembled yet (or damaged: then a problem)."""
+        experiment, model = self._model(key)
+        name = row_names({e.name: e.models for e in self.experiments.values()}, self.weights)[experiment.name, model]
+        found = {}
+        for table, columns in TABLE_COLUMNS:
+            path = self.run_dir / f"{table}.csv"  # a FIFO or a device there is no file: never opened
+            numbers = [f"{key}_{part}" for key in columns for part in ("mean", "std")]
+            rows = self.files.read_rows(path, numbers) if path.is_file() else None
+            found[table] = next((r for r in rows or [] if (r.get("model"), r.get("source")) == (name, "ours")), None)
+        return found
 
     # -- provenance -----------------------------------------------------------------------------------
     def provenance(self, key) -> dict:

@@ -15,12 +15,17 @@ import numpy as np
 
 from .runs import CONTRADICTIONS, SOURCE_COLUMNS, StoredRun
 from ..plots import image_to_png, triangle_contour, triangle_surface
+from ..plots.figures import caption_above_plot
 from ..plots.triangles import FigureWidget
-from ..protocol.tables import TABLE1_COLUMNS
+from ..protocol.tables import TABLE1_COLUMNS, TABLE_COLUMNS
 
 PANEL = 112  # pixels of each image
+PLOT_HEIGHT = 530  # pixels of a triangle figure below its title and caption
 NO_CONTRADICTION = "(sort by a column)"
 COLOURS = {"missing": "#b26a00", "problem": "#c62828", "caption": "#555"}
+# Beside the sort column, each source's row in the list shows these (the sort column is not shown twice)
+LISTED = {"p_src": "p_src", "path_conf": "path conf", "rmse_max": "largest RMSE"}
+WRAPPED = "overflow-wrap:anywhere"  # a long file name wraps inside its panel, shown whole
 
 
 def number(value) -> str:
@@ -40,10 +45,25 @@ def _lines(lines: list[str], colour: str, title: str) -> str:
     return f"<div style='color:{colour}'><b>{html.escape(title)}</b><ul style='margin:2px'>{items}</ul></div>"
 
 
-def _tail(text: str, width: int) -> str:
-    """``text`` in at most ``width`` characters, keeping its end: an image file's path keeps its
-    class folder and name (``…/red/img0.png``), which tell images apart, where its start does not."""
-    return text if len(text) <= width else "…" + text[len(text) - width + 1:]
+def _mean_std(mean: float, std: float) -> str:
+    return number(mean) if math.isnan(mean) else f"{number(mean)} ± {number(std)}"
+
+
+def tables_html(rows: dict, caption: str) -> str:
+    """A model's rows of the run's tables (:meth:`StoredRun.table_rows`) as two HTML tables, mean ± std."""
+    parts = []
+    for (table, columns), title in zip(TABLE_COLUMNS, ("Table 1 (blind spot vs target)",
+                                                      "Table 2 (confidence over triangles and paths)")):
+        row = rows.get(table)
+        if row is None:
+            parts.append(f"<i>{title}: not in this run's {table}.csv (the run's tables are not assembled)</i>")
+            continue
+        header = "".join(f"<th style='padding:0 8px'>{html.escape(label)}</th>" for label in columns.values())
+        cells = "".join(f"<td style='padding:0 8px'>{_mean_std(row[f'{key}_mean'], row[f'{key}_std'])}</td>"
+                        for key in columns)
+        parts.append(f"<b>{title}</b>, {html.escape(row['model'])} (ours, {html.escape(row['dataset'])}, {table}.csv)"
+                     f"<table><tr>{header}</tr><tr>{cells}</tr></table>")
+    return "".join(parts) + f"<small style='color:{COLOURS['caption']}'>{html.escape(caption)}</small>"
 
 
 class RunBrowser:
@@ -64,6 +84,7 @@ class RunBrowser:
             raise ValueError(f"sort_by={sort_by!r}: the sources sort by one of {', '.join(SOURCE_COLUMNS)}")
         style = {"description_width": "initial"}
         self.model_menu = W.Dropdown(options=self.run.models(), description="model", style=style)
+        self.tables = W.HTML()  # the run's own Table 1 and Table 2 rows of the model picked
         self.sort_menu = W.Dropdown(options=[(label, key) for key, label in SOURCE_COLUMNS.items()], value=sort_by,
                                     description="sort sources by", style=style)
         self.order = W.ToggleButtons(options=[("lowest first", True), ("highest first", False)], value=True)
@@ -78,7 +99,8 @@ class RunBrowser:
         self.triangle_view = W.VBox()
         self.caption = W.HTML()
         monospace = W.HTML("<style>.run-sources select {font-family: monospace}</style>")
-        self.widget = W.VBox([monospace, self.header, W.HBox([self.model_menu, self.sort_menu, self.order]),
+        self.widget = W.VBox([monospace, self.header, self.model_menu, self.tables,
+                              W.HBox([self.sort_menu, self.order]),
                               W.HBox([self.contradiction_menu, self.contradiction_text]), self.source_list,
                               self.source_view, self.pair_menu, self.triangle_view, self.caption],
                              layout=W.Layout(width="100%"))
@@ -112,6 +134,7 @@ class RunBrowser:
         self.pair_menu.value = pairs[0]
         self.caption.value = (f"<small style='color:{COLOURS['caption']}'>{html.escape(self.run.caption(self.key))}"
                               "</small>")
+        self.tables.value = tables_html(self.run.table_rows(self.key), self.run.caption(self.key))
         self._quiet = False
         self._fill_sources(source)
 
@@ -129,9 +152,11 @@ class RunBrowser:
 
     @staticmethod
     def _label(row: dict, column: str) -> str:
-        return (f"#{row['source']:<4} {_tail(row['name'], 28):<28} {row['class'][:14]:<14} "
-                f"{SOURCE_COLUMNS[column]} {number(row[column]):>9}   p_src {number(row['p_src']):>7}   "
-                f"path conf {number(row['path_conf']):>7}   largest RMSE {number(row['rmse_max']):>7}")
+        """A source's line in the list: the sort column, the others of ``LISTED``, then its class and its
+        image's whole name (last, so that the numbers line up and no name is cut)."""
+        others = "".join(f"   {label} {number(row[key]):>7}" for key, label in LISTED.items() if key != column)
+        return (f"#{row['source']:<4} {SOURCE_COLUMNS[column]} {number(row[column]):>9}{others}   "
+                f"{row['class'][:14]:<14} {row['name']}")
 
     def _jump_to_contradiction(self):
         chosen = [c for c in CONTRADICTIONS if c.name == self.contradiction_menu.value]
@@ -184,7 +209,8 @@ class RunBrowser:
                    if image is not None else W.HTML(f"<div style='width:{PANEL}px;height:{PANEL}px;border:1px dashed "
                                                     "#999'>not at hand</div>"))
         text = "<br>".join(html.escape(line) for line in lines)
-        return W.VBox([picture, W.HTML(f"<small>{text}</small>", layout=W.Layout(width=f"{PANEL + 60}px"))])
+        return W.VBox([picture, W.HTML(f"<small style='{WRAPPED}'>{text}</small>",
+                                       layout=W.Layout(width=f"{PANEL + 60}px"))])
 
     def _show_triangle(self):
         if self._quiet:
@@ -201,11 +227,11 @@ class RunBrowser:
                  f"Source #{source}: the mean of its {triangle.pairs} pairs' triangles (all this older run stored), "
                  f"drawn for r{pair[0]} and r{pair[1]}")
         thumbnails = triangle.corners if all(c is not None for c in triangle.corners) else None
-        figures = [draw(triangle.shape, triangle.grid, triangle.divisions, thumbnails=thumbnails, caption=caption,
-                        title=title, corner_names=names)
-                   for draw in (triangle_surface, triangle_contour)]
+        figures = [draw(triangle.shape, triangle.grid, triangle.divisions, thumbnails=thumbnails, title=title,
+                        corner_names=names) for draw in (triangle_surface, triangle_contour)]
         for figure in figures:
-            figure.update_layout(width=1000, height=680, margin={"t": 150})
+            caption_above_plot(figure, caption)  # its lines above the plot, never over a corner's name
+            figure.update_layout(width=1000, height=PLOT_HEIGHT + figure.layout.margin.t)
             for trace in figure.select_traces(selector={"type": "contour"}):  # a widget's message is strict JSON: gaps are null
                 z = np.asarray(trace.z, dtype=float)
                 trace.z = np.where(np.isnan(z), None, z).tolist()

@@ -17,7 +17,13 @@ _INSTALL = ("pip install 'kaleido>=1' (or the package's [jupyter] extra) and a C
             "or set BROWSER_PATH to a Chrome or Chromium executable; or write the figure as .html")
 
 
-def plotly_title(title: str, caption: str, width: int = 120) -> dict:
+CAPTION_WIDTH = 120  # characters of a caption's line under a plotly title
+# Pixels kept at the figure's top for a one-line title, per caption line in 11-pixel print, and between the
+# caption and the plot (for :func:`caption_above_plot`).
+TITLE_HEIGHT, CAPTION_LINE, CAPTION_GAP = 40, 15, 8
+
+
+def plotly_title(title: str, caption: str, width: int = CAPTION_WIDTH) -> dict:
     """A plotly layout title: ``title`` over the caption in small lines of ``width`` characters.
     Both are plain text (names of files, classes and models among them): escaped, since plotly
     reads a title as markup."""
@@ -25,6 +31,20 @@ def plotly_title(title: str, caption: str, width: int = 120) -> dict:
     text = html.escape(title, quote=False) + "".join(f"<br><sup>{html.escape(line, quote=False)}</sup>"
                                                       for line in lines)
     return {"text": text, "x": 0.01, "xanchor": "left", "font": {"size": 15}}
+
+
+def caption_above_plot(figure, caption: str, width: int = CAPTION_WIDTH) -> None:
+    """``caption`` (plain text, escaped) in small lines on the plot's top edge, growing upwards,
+    under the figure's one-line title, in a top margin made tall enough for both: however many
+    lines it takes, it never reaches into the plot, where a contour's corner names are. (A
+    caption in the title, as :func:`plotly_title` puts it, is anchored by its first line and
+    runs down into the plot when it is long.)"""
+    lines = textwrap.wrap(caption, width)
+    figure.add_annotation(text="<br>".join(html.escape(line, quote=False) for line in lines), showarrow=False,
+                          xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="bottom", align="left",
+                          yshift=CAPTION_GAP, font={"size": 11, "color": "#444"}, name="caption")
+    figure.update_layout(title={"yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 12}},
+                         margin={"t": TITLE_HEIGHT + CAPTION_GAP + len(lines) * CAPTION_LINE})
 
 
 def matplotlib_caption(fig, title: str, caption: str) -> None:

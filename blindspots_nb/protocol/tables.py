@@ -95,13 +95,20 @@ def display_names(models, weights: dict | None = None) -> dict[str, str]:
     return {m: model_folder(m) if name in shared else name for m, name in names.items()}
 
 
-def _ours(summaries: dict, weights: dict | None = None) -> list[tuple[str, dict]]:
-    """(row name, summary) of each model of each experiment, in the run's order: the
-    model's display name (:func:`display_names`), or 'experiment/name' for a model that
-    more than one experiment of the run studies."""
-    studies = Counter(model for models in summaries.values() for model in models)
+def row_names(models: dict, weights: dict | None = None) -> dict[tuple[str, str], str]:
+    """The tables' row name of each model of each experiment (``models``: experiment -> its
+    models), by (experiment, model): the model's display name (:func:`display_names`), or
+    'experiment/name' for a model that more than one experiment of the run studies."""
+    studies = Counter(model for names in models.values() for model in names)
     names = display_names(studies, weights)
-    return [(f"{experiment}/{names[model]}" if studies[model] > 1 else names[model], summary)
+    return {(experiment, model): f"{experiment}/{names[model]}" if studies[model] > 1 else names[model]
+            for experiment, studied in models.items() for model in studied}
+
+
+def _ours(summaries: dict, weights: dict | None = None) -> list[tuple[str, dict]]:
+    """(row name, summary) of each model of each experiment, in the run's order (:func:`row_names`)."""
+    names = row_names(summaries, weights)
+    return [(names[experiment, model], summary)
             for experiment, models in summaries.items() for model, summary in models.items()]
 
 
