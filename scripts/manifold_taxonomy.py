@@ -45,7 +45,7 @@ from blindspots_nb.data.fonts import GlyphRenderer
 from blindspots_nb.data.sources import FONTS_GLYPHS
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.models import load_model
-from blindspots_nb.plots.manifold import taxonomy_markdown
+from blindspots_nb.analysis.words import taxonomy_markdown
 from blindspots_nb.protocol import run as protocol
 from blindspots_nb.protocol.store import RunStore
 from blindspots_nb.tools import atomic, folders, provenance

@@ -14,7 +14,7 @@ from blindspots_nb.analysis.manifold import GlyphManifold, TransformBox, dataset
 from blindspots_nb.analysis.metrics import rmse
 from blindspots_nb.analysis.taxonomy import (judge, judge_adversarial, judge_blind_spots, on_manifold_attack,
                                              on_manifold_rows, oracle_verdict, random_renderings, summarize_kind)
-from blindspots_nb.plots.manifold import taxonomy_markdown
+from blindspots_nb.analysis.words import disappearance_sentence, taxonomy_markdown
 from blindspots_nb.data.fonts import GlyphRenderer, affine_theta, font_split, fonts_dataset, matplotlib_fonts
 from blindspots_nb.data.sources import FONTS_GLYPHS
 from blindspots_nb.models import FONTS_CLASSES
@@ -278,7 +278,6 @@ def test_random_renderings_lie_in_the_datasets_ranges(renderer):
 
 def test_the_layer_finding_reads_as_a_sentence():
     from blindspots_nb.analysis.layers import Disappearance
-    from blindspots_nb.plots.manifold import disappearance_sentence
 
     found = Disappearance("cosine", 400, (5, None, 5, 2), ("net.head.1", None, "net.head.1", "net.features.3"),
                           (5, None, 5, 2), ("net.head.1", None, "net.head.1", "net.features.3"))

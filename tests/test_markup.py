@@ -6,8 +6,7 @@ from types import SimpleNamespace
 import torch
 
 from blindspots_nb.analysis.compare import Transfer, distance_table, transfer_table
-from blindspots_nb.analysis.words import saliency_sentences
-from blindspots_nb.plots.manifold import taxonomy_markdown
+from blindspots_nb.analysis.words import saliency_sentences, taxonomy_markdown
 from blindspots_nb.tools.markup import markdown_text
 from helpers import HOSTILE_CLASS, HOSTILE_MODEL
 

@@ -15,8 +15,8 @@ along the star of segments), ``paths`` (the grid of blind spots, the path of one
 traversal, the path's width), ``saliency`` (attribution maps over images, one overlay
 for the figures and the live explorer), ``compare`` (adversarial examples beside blind
 spots), ``report`` (the reproduction report's examples), ``layers`` (layer x iteration
-heatmaps of similarity along a path), ``manifold`` (images beside their nearest renderings,
-the taxonomy's tables).
+heatmaps of similarity along a path), ``manifold`` (images beside their nearest renderings).
+The results in words live in :mod:`blindspots_nb.analysis.words`.
 """
 
 from typing import TYPE_CHECKING
@@ -34,6 +34,6 @@ if TYPE_CHECKING:  # the package's names, each imported on first use (tools.lazy
     from .compare import adversarial_vs_blindspots_figure
     from .report import report_examples_figure
     from .layers import layer_similarity_figure
-    from .manifold import nearest_renderings_figure, taxonomy_markdown
+    from .manifold import nearest_renderings_figure
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, __file__)
