@@ -343,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare model A of the first run with model B of the second (e.g. two models of one run, "
                         "which share its pool)")
     p.set_defaults(run=compare)
+    for command in (parser, *commands.choices.values()):
+        command.allow_abbrev = False  # an old flag (--out) must not pass as a prefix of a new one (--out-dir)
     return parser
 
 

@@ -48,3 +48,8 @@ def test_an_old_keyword_is_refused_by_its_name():
 def test_an_old_flag_is_refused_by_its_name(capsys):
     assert pytest.raises(SystemExit, main, ["reproduce", "--source", "fonts:train"]).value.code == 2
     assert "unrecognized arguments: --source fonts:train" in capsys.readouterr().err
+
+
+def test_an_old_flag_does_not_pass_as_a_prefix_of_a_new_one(capsys):
+    assert pytest.raises(SystemExit, main, ["reproduce", "--out", "somewhere"]).value.code == 2
+    assert "unrecognized arguments: --out somewhere" in capsys.readouterr().err
