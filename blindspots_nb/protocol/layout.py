@@ -22,7 +22,8 @@ spots of one round, a batch's triangles) has a manifest, ``<piece>.manifest.json
 Formats: settings.json says ``"format": "blindspots_nb run"`` and, from version 2 on,
 ``"version"``. Version 1 stored each source's triangle grid averaged over its pairs,
 (sources, points); version 2 stores every pair's grid, (sources, pairs, points), pairs in
-``itertools.combinations`` order (:func:`pair_grid` reads both). Older names still read:
+``itertools.combinations`` order (:func:`pair_grid` reads both; a version-1 run resumed by a
+later version holds pieces of both, each tensor's shape says which). Older names still read:
 a pool's ``source`` (now ``image_source``), a blind-spot row's ``p0`` (now
 ``initial_confidence``).
 """
@@ -277,6 +278,8 @@ def pair_grid(grids: torch.Tensor, row: int, pair: tuple[int, int], rounds: int)
     """The triangle grid of the source at ``row`` of a triangles piece for the blind spots of
     rounds ``pair``, (points,), and whether it is that pair's own: a run of version 2 stores
     each pair's grid; an older one only the mean over the source's pairs (then False)."""
+    if tuple(pair) not in pairs_of(rounds):
+        raise ValueError(f"a pair is two rounds i < j below {rounds}, got {pair}")
     if grids.ndim == 2:
         return grids[row], False
     return grids[row, pairs_of(rounds).index(tuple(pair))], True
