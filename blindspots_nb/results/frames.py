@@ -67,15 +67,17 @@ class Run:
 def settings_columns(experiment) -> dict:
     """An experiment's settings as columns (``lst.step_size``, ``execution.precision``, ``n_sources``, ...):
     every field that can change its tables; not its name, models, note or LST's per-batch seed."""
-    values = experiment.to_dict()
-    for field in ("name", "models", "note"):
-        values.pop(field, None)
-    flat = pd.json_normalize(values, sep=".").iloc[0].to_dict()
-    return {key: value for key, value in flat.items() if key.removeprefix("lst.") not in NOT_SETTINGS}
+    flat = {}
+    for key, value in experiment.to_dict().items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items() if not (key == "lst" and k in NOT_SETTINGS)})
+        elif key not in ("name", "models", "note"):
+            flat[key] = value
+    return flat
 
 
-def _settings_frame(stored: StoredRun) -> pd.DataFrame:
-    """A row per experiment x model of the run: who (identity, display name, weights), where (devices,
+def _settings_records(stored: StoredRun) -> list[dict]:
+    """A record per experiment x model of the run: who (identity, display name, weights), where (devices,
     versions, the preset and time of the run record) and every setting of its experiment."""
     record = stored.files.read_json(stored.run_dir / RUN_RECORD)
     record = record if isinstance(record, dict) else {}
@@ -90,7 +92,7 @@ def _settings_frame(stored: StoredRun) -> pd.DataFrame:
                      "weights_verified": weights.get("verified"), "device": "; ".join(provenance["devices"]),
                      "version": ", ".join(provenance["versions"]), "preset": record.get("preset"),
                      "created": record.get("created"), **settings_columns(experiment)})
-    return pd.DataFrame(rows)
+    return rows
 
 
 def _numbers(summary) -> dict:
@@ -105,30 +107,34 @@ def _numbers(summary) -> dict:
     return numbers
 
 
-def table_rows(stored: StoredRun, settings: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The run's Table-1 and Table-2 rows (``summaries.json``), one per experiment x model, beside
-    its settings; a ValueError of one line when the tables are missing or not as the run writes them."""
-    settings = _settings_frame(stored) if settings is None else settings
-    path = stored.run_dir / SUMMARIES_FILE
-    summaries = stored.files.read_json(path)
+def _table_records(stored: StoredRun, settings: list[dict]) -> list[dict]:
+    """The run's Table-1 and Table-2 rows (``summaries.json``), a record per experiment x model beside its
+    settings; a ValueError of one line when the tables are missing or not as the run writes them."""
+    summaries = stored.files.read_json(stored.run_dir / SUMMARIES_FILE)
     if summaries is None:
         damaged = [p.removesuffix("; left out") for p in stored.problems if p.startswith(SUMMARIES_FILE)]
         raise ValueError(damaged[0] if damaged else f"the tables were not assembled (no {SUMMARIES_FILE}: the run "
                                                     "is not finished)")
-    numbers = []
+    by_model = {(row["experiment"], row["model"]): row for row in settings}
+    records = []
     try:
         for experiment, models in summaries.items():
             for model, summary in models.items():
-                numbers.append({"experiment": experiment, "model": model, **_numbers(summary)})
-    except (AttributeError, KeyError, TypeError, ValueError) as error:
+                if (experiment, model) not in by_model:
+                    raise ValueError(f"{SUMMARIES_FILE}: holds {experiment}/{model}, which {SETTINGS_FILE} does not")
+                records.append({**by_model[experiment, model], **_numbers(summary)})
+    except (AttributeError, KeyError, TypeError) as error:
         raise ValueError(f"{SUMMARIES_FILE}: not as blindspots-nb writes it ({type(error).__name__}: {error})") \
             from None
-    frame = pd.DataFrame(numbers, columns=["experiment", "model", "dataset", "n", "n_blind_spots", *NUMBERS])
-    known = frame.merge(settings[["experiment", "model"]], how="left", indicator=True)["_merge"] == "both"
-    if not known.all():
-        unknown = frame.loc[~known.to_numpy(), ["experiment", "model"]].agg("/".join, axis=1)
-        raise ValueError(f"{SUMMARIES_FILE}: holds {', '.join(unknown)}, which {SETTINGS_FILE} does not")
-    return _ordered(frame.merge(settings, on=["experiment", "model"]))
+    return records
+
+
+def _rows_frame(records: list[dict], columns=()) -> pd.DataFrame:
+    """Table rows as one frame: the identity, the numbers, then the settings (``columns`` at least)."""
+    names = dict.fromkeys([*IDENTITY, "dataset", "n", "n_blind_spots", *NUMBERS, *columns])
+    for record in records:
+        names.update(dict.fromkeys(record))
+    return pd.DataFrame(records, columns=list(names))
 
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
@@ -184,16 +190,16 @@ def load_run(path) -> Run:
     whose tables are missing or damaged gives empty :attr:`Run.rows` and says why in
     :attr:`Run.missing` or :attr:`Run.problems`."""
     stored = StoredRun(path)
-    settings = _settings_frame(stored)
+    settings = pd.DataFrame(_settings_records(stored))
     found = ([], [], [])
     for key in stored.models():
         model = {"experiment": stored.experiment(key).name, "model": stored.provenance(key)["model"]}
         for frame, frames in zip(_model_frames(stored, key), found):
             frames.append(frame.assign(**model))
     try:
-        rows = table_rows(stored, settings)
+        rows = _rows_frame(_table_records(stored, settings.to_dict("records")), settings.columns)
     except ValueError:  # said in missing or problems
-        rows = pd.DataFrame(columns=[*settings.columns, "dataset", "n", "n_blind_spots", *NUMBERS])
+        rows = _rows_frame([], settings.columns)
     sources, blind_spots, pairs = (_with_settings(frames, settings) for frames in found)
     return Run(Path(path), settings, rows, sources, blind_spots, pairs, stored.missing(), stored.problems, stored)
 
@@ -217,20 +223,23 @@ def run_folders(root) -> list[Path]:
 
 def collect(root) -> pd.DataFrame:
     """The Table-1 and Table-2 rows of every finished run below ``root``, one frame: a row per run x
-    experiment x model, settings as columns (:func:`table_rows`). A run that cannot be read
+    experiment x model, settings as columns (as :attr:`Run.rows`; ``run`` is the folder's path below
+    ``root``, ``path`` its whole path). A run that cannot be read
     (damaged settings or tables, or not finished) is skipped with one line, a :class:`SkippedRun`
     warning; the lines are also in ``frame.attrs['skipped']``."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder of runs")
-    frames, skipped = [], []
+    records, skipped = [], []
     for folder in run_folders(root):
         try:
-            frames.append(table_rows(StoredRun(folder)))
+            stored = StoredRun(folder)
+            run = str(folder.relative_to(root)) if folder != root else folder.name  # unique below root
+            records += [{**record, "run": run} for record in _table_records(stored, _settings_records(stored))]
         except (OSError, ValueError) as error:  # RunFolderError is a ValueError
             line = f"{error if str(error).startswith(str(folder)) else f'{folder}: {error}'} (skipped)"
             skipped.append(line)
             warnings.warn(line, SkippedRun, stacklevel=2)
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*IDENTITY, *NUMBERS])
+    rows = _rows_frame(records)
     rows.attrs["skipped"] = skipped
     return rows
