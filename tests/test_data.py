@@ -122,7 +122,7 @@ def test_too_little_memory_is_a_value_error_naming_the_image(monkeypatch):
     def exhausted(*args, **kwargs):
         raise MemoryError
     monkeypatch.setattr(Image.Image, "resize", exhausted)
-    with pytest.raises(ValueError, match="not enough memory to preprocess the 300 x 200 pixel image"):
+    with pytest.raises(ValueError, match="not enough memory.*300 x 200"):
         preprocess_for(224)(Image.new("RGB", (300, 200)))
 
 
@@ -220,7 +220,7 @@ def test_image_folder_labels(tmp_path):
     assert image_folder(tmp_path / "espresso", label=5).labels.tolist() == [5]
     with pytest.raises(ValueError, match="label 1000 is outside the model's classes"):
         image_folder(tmp_path / "espresso", label=1000)
-    with pytest.raises(ValueError, match="'zebra crossing' is not one of the model's 3 classes"):
+    with pytest.raises(ValueError, match="'zebra crossing' .*3 classes"):
         image_folder(tmp_path / "espresso", label="zebra crossing", class_names=["a", "b", "c"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no readable images"):
@@ -247,8 +247,7 @@ def test_class_folders_take_labels_from_any_models_own_class_names(tmp_path):
     assert labelled.labels.tolist() == [0, 1]
     _jpeg(tmp_path / "hexagon" / "c.png")
     _jpeg(tmp_path / "oval" / "d.png")
-    with pytest.raises(ValueError, match=r"class folder\(s\) 'hexagon', 'oval' that are not classes of the model; "
-                                         r"its 3 classes are 'circle', 'square', 'triangle'"):
+    with pytest.raises(ValueError, match=r"'hexagon', 'oval' .*'circle', 'square', 'triangle'"):
         image_folder(tmp_path, size=_ShapesModel())
 
 
@@ -274,12 +273,10 @@ def test_class_folder_names_are_compared_nfc_normalised_and_shown_by_code_point(
 
 def test_a_class_folder_naming_several_classes_is_refused(tmp_path):
     _jpeg(tmp_path / "crane" / "x.png")  # ImageNet has a bird and a machine of that name
-    with pytest.raises(ValueError, match=r"class folder\(s\) that name several classes of the model: 'crane' names "
-                                         r"134 'crane', 517 'crane'; name the folder by its WordNet id "
-                                         r"\(n02012849, n03126707\)"):
+    with pytest.raises(ValueError, match=r"'crane' .*134 'crane', 517 'crane'.*\(n02012849, n03126707\)"):
         image_folder(tmp_path, size=16)
     assert image_folder(tmp_path / "crane", size=16, label="n03126707").labels.tolist() == [517]
-    with pytest.raises(ValueError, match="names 2 of the model's classes: 0 'cat', 1 'cat'"):
+    with pytest.raises(ValueError, match="0 'cat', 1 'cat'"):
         image_folder(tmp_path / "crane", size=16, class_names=["cat", "cat", "crane"], label="cat")
 
 
@@ -300,8 +297,7 @@ def test_images_beside_class_folders_are_refused_not_left_unlabelled(tmp_path):
     _jpeg(tmp_path / "stray.png")
     (tmp_path / "notes.txt").write_text("not an image: skipped as before")
     with pytest.warns(UserWarning, match="notes.txt"), pytest.raises(
-            ValueError, match=r"has class folders \(espresso, tabby\) and 1 image\(s\) beside them \(stray.png\), "
-                              "which would have no label: move those into a class folder"):
+            ValueError, match=r"\(espresso, tabby\) .*\(stray\.png\)"):
         image_folder(tmp_path)
     with pytest.warns(UserWarning, match="notes.txt"):  # one label for all: the loose files only
         assert image_folder(tmp_path, label="espresso").names == [str(tmp_path / "stray.png")]
@@ -399,7 +395,7 @@ def test_select_pool_bad_inputs():
     ds = _pool_data()
     ds.labels = ds.labels.clone()
     ds.labels[2] = 7
-    with pytest.raises(ValueError, match="label 7 of dataset item 2 is unknown or outside the 3"):
+    with pytest.raises(ValueError, match="label 7 of dataset item 2"):
         select_pool(a, ds)
     big = TensorImages(torch.zeros(2, 1, 2, 2), torch.zeros(2).long(), ["a", "b", "c"], ["x", "y"])
     with pytest.raises(ValueError, match=r"images are \(1, 2, 2\) but model A expects \(1, 1, 1\)"):
@@ -453,7 +449,7 @@ def test_pixel_values_of_unknown_scale_are_refused(tmp_path, values, message):
     with pytest.raises(ValueError, match=message):
         preprocess_for(16)(Image.fromarray(values))
     Image.fromarray(values).save(tmp_path / "odd.tiff")  # through a loader: the file is named
-    with pytest.raises(ValueError, match=rf"cannot read image {re.escape(str(tmp_path / 'odd.tiff'))}: .*{message}"):
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'odd.tiff'))}: .*{message}"):
         image_folder(tmp_path, size=16)[0]
 
 
@@ -508,6 +504,5 @@ def test_a_bomb_met_on_access_is_a_clear_error(tmp_path, monkeypatch):
     _jpeg(tmp_path / "big.png", (40, 30))
     ds = image_folder(tmp_path, size=16)
     _lower_the_bomb_limit(monkeypatch)  # the file is read again on access
-    with pytest.raises(ValueError, match=rf"cannot read image {re.escape(str(tmp_path / 'big.png'))}: refused as a possible "
-                                         r"decompression bomb \(Image size \(1200 pixels\) exceeds limit of 200"):
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'big.png'))}: .*decompression bomb.*1200 pixels.*200"):
         ds[0]

@@ -21,7 +21,7 @@ MISSING = (r"device 'cuda' asked for, but torch finds no CUDA GPU on this machin
 def test_no_device_means_cuda_when_available_and_names_are_checked():
     assert resolve_device(None) == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device(" cpu ") == resolve_device(torch.device("cpu")) == torch.device("cpu")
-    with pytest.raises(ValueError, match=r"unknown device 'gpu': write cpu, cuda, cuda:1, \.\.\. or None"):
+    with pytest.raises(ValueError, match="'gpu'.*cpu, cuda, cuda:1"):
         resolve_device("gpu")
 
 

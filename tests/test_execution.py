@@ -166,7 +166,7 @@ def test_a_saved_traversal_resumes_with_its_execution_options(tmp_path):
     state = torch.load(path, weights_only=True)
     state["execution"]["precision"] = "fp8"
     torch.save(state, path)
-    with pytest.raises(ValueError, match="execution options are invalid.*unknown precision 'fp8'"):
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         Traversal.load(path, model)
 
 

@@ -363,8 +363,7 @@ def test_exported_files_have_the_umasks_mode(explorer, tmp_path):
 @pytest.mark.parametrize("folder", ["", "   "])
 def test_an_empty_export_folder_is_refused(explorer, tmp_path, monkeypatch, folder):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"no export folder given \(an empty name would mean the working "
-                                         r"folder\): name a folder"):
+    with pytest.raises(ValueError, match="no export folder given"):
         explorer.export(folder)
     assert list(tmp_path.iterdir()) == []
 
@@ -372,7 +371,7 @@ def test_an_empty_export_folder_is_refused(explorer, tmp_path, monkeypatch, fold
 def test_an_export_folder_that_is_a_file_is_refused(explorer, tmp_path):
     mine = tmp_path / "notes.txt"
     mine.write_text("mine")
-    with pytest.raises(ValueError, match=f"the export folder {mine} is a file, not a folder"):
+    with pytest.raises(ValueError, match=f"{re.escape(str(mine))} is a file"):
         explorer.export(mine)
     assert mine.read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
@@ -395,7 +394,7 @@ def test_uploads_become_the_target_and_follow_the_model(model, tmp_path):
     torch.testing.assert_close(explorer.traversal.targets[0], torch.ones(3, 16, 16))  # alpha drops onto white
 
     catalog = dict(explorer.catalog)
-    with pytest.raises(ValueError, match=r"cannot use the upload 'notes.txt': not a recognised image format"):
+    with pytest.raises(ValueError, match=r"'notes\.txt': not a recognised image"):
         explorer.add_upload("notes.txt", b"not an image")
     assert explorer.catalog == catalog and explorer.target == key
 
@@ -416,9 +415,7 @@ def test_uploads_are_read_as_they_are(explorer, monkeypatch):
 
     catalog = dict(explorer.catalog)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses more than twice as many pixels
-    with pytest.raises(ValueError, match=r"cannot use the upload 'big.png': refused as a possible decompression "
-                                         r"bomb \(Image size \(1200 pixels\) exceeds limit of 200 pixels.*"
-                                         r"MAX_IMAGE_PIXELS \(now 100\)"):
+    with pytest.raises(ValueError, match=r"'big\.png': .*decompression bomb.*1200 pixels.*200.*MAX_IMAGE_PIXELS \(now 100\)"):
         explorer.add_upload("big.png", image_file("RGB", (40, 30), (0, 0, 0)))
     assert explorer.catalog == catalog and explorer.target == key
 
@@ -432,8 +429,7 @@ def test_an_upload_too_large_for_the_memory_is_a_value_error(explorer, monkeypat
         return preprocess
 
     monkeypatch.setattr("blindspots_nb.explorer.catalogue.preprocess_for", preprocess_for)
-    with pytest.raises(ValueError, match=r"cannot use the upload 'huge.png': it needs more memory than this "
-                                         r"machine has to decode and resize; upload a smaller image"):
+    with pytest.raises(ValueError, match=r"'huge\.png': .*more memory.*smaller image"):
         explorer.add_upload("huge.png", image_file("RGB", (16, 16), (0, 0, 0)))
     assert explorer.catalog == catalog and explorer.target == target
 
@@ -714,7 +710,7 @@ def test_image_at_is_the_convex_combination_and_the_models_confidence_there(expl
     grid_point = explorer.image_at(*triangle.weights[row, 1:].tolist())
     assert grid_point.confidence == pytest.approx(float(triangle.confidence[row]), abs=1e-5)
     for bad in ((-0.1, 0.2), (0.7, 0.6), (math.nan, 0.1)):
-        with pytest.raises(ValueError, match=r"is not in the triangle: need a >= 0, b >= 0 and a \+ b <= 1"):
+        with pytest.raises(ValueError, match=r"a >= 0, b >= 0 and a \+ b <= 1"):
             explorer.image_at(*bad)
     for bad in ((None, 0), (0.1, "a half"), ([0.1], 0.2)):
         with pytest.raises(ValueError, match=r"a point of the triangle is two numbers a and b .*, got a = "):

@@ -158,7 +158,7 @@ def test_hooks_are_removed_and_the_model_is_unchanged_even_on_error():
 def test_bad_layers_are_refused_with_the_names_there_are():
     model = make_tiny_cnn(channels=1)
     iterates, sources, targets = torch.rand(2, 1, 1, 16, 16), torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16)
-    with pytest.raises(ValueError, match=r"no layer named 'conv9' in Sequential; its layers: 0, 1, 2, 3, 4, 5$"):
+    with pytest.raises(ValueError, match=r"'conv9'.*: 0, 1, 2, 3, 4, 5$"):
         layer_similarity(model, iterates, sources, targets, layers=["0", "conv9"])
     with pytest.raises(ValueError, match="distinct"):
         layer_similarity(model, iterates, sources, targets, layers=["0", "0"])
@@ -291,5 +291,5 @@ def test_rows_and_figure_hold_the_results_numbers():
     torch.testing.assert_close(torch.tensor(debiased.data[0].z), result.debiased_cka_to_source)
     three = layer_similarity(model, torch.rand(2, 3, 1, 16, 16), torch.rand(3, 1, 16, 16), torch.rand(3, 1, 16, 16))
     assert three.cka_to_source is not None and three.debiased_cka_to_source is None
-    with pytest.raises(ValueError, match="debiased-cka over the batch needs at least 4 paths; this result has 3"):
+    with pytest.raises(ValueError, match="at least 4 paths.*has 3"):
         layer_similarity_figure(three, measure="debiased-cka")

@@ -44,5 +44,5 @@ def test_importing_a_package_imports_none_of_its_modules():
 def test_only_relative_imports_go_under_type_checking(tmp_path):
     init = tmp_path / "__init__.py"
     init.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch\n")
-    with pytest.raises(ValueError, match="only 'from .module import names' lines go under TYPE_CHECKING"):
+    with pytest.raises(ValueError, match="'from .module import names'"):
         lazy_exports("somewhere", init)

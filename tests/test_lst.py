@@ -172,13 +172,11 @@ def test_load_refuses_another_model_that_the_confidence_cannot_tell_apart(tmp_pa
         normal_p0, robust_p0 = (m(sources).softmax(1).gather(1, labels[:, None]) for m in (normal, robust))
     assert (normal_p0 - robust_p0).abs().max() < 1e-4  # both saturated: the source confidence cannot tell
     path = Traversal(normal, sources, labels, targets, LSTConfig(iterations=4)).step(2).save(tmp_path / "t.pt")
-    with pytest.raises(ValueError, match="does not match the saved traversal .*t.pt: its parameters and buffers "
-                                         "differ .*another model, or has other weights"):
+    with pytest.raises(ValueError, match=r"t\.pt: .*parameters and buffers differ"):
         Traversal.load(path, robust)
     state = torch.load(path, weights_only=True)
     torch.save({**state, "weights_sha256": None}, tmp_path / "unhashed.pt")  # as saved with a plain function
-    with pytest.raises(ValueError, match=r"does not match .*its logits on the stored sources differ from the "
-                                         r"saved ones \(source 0: by \d+\.\d+, more than rtol = 0.01"):
+    with pytest.raises(ValueError, match=r"logits .*differ.*source 0: by \d+\.\d+, more than rtol = 0.01"):
         Traversal.load(tmp_path / "unhashed.pt", robust)
     assert Traversal.load(tmp_path / "unhashed.pt", normal).iteration == 2
 
@@ -275,7 +273,7 @@ def test_bad_inputs_get_clear_errors(tiny_cnn, change, message):
 def test_config_refuses_values_out_of_range(change):
     (name, value), = change.items()
     interval = r"\(0, 1\]" if name in ("delta", "step_size") else r"\[0, 1\]"
-    with pytest.raises(ValueError, match=rf"LSTConfig.{name} must lie in {interval} \(.+\), got {re.escape(repr(value))}"):
+    with pytest.raises(ValueError, match=rf"LSTConfig.{name} .*{interval}.*got {re.escape(repr(value))}"):
         LSTConfig(**change)
 
 
@@ -406,11 +404,11 @@ def test_load_refuses_inconsistent_states(tmp_path, tiny_cnn, key, value, messag
     path = Traversal(tiny_cnn, sources, labels, targets, LSTConfig(record_every=1)).step(2).save(tmp_path / "t.pt")
     state = torch.load(path, weights_only=True)
     torch.save(_edited(state, key, value), tmp_path / "edited.pt")
-    with pytest.raises(ValueError, match=f"edited.pt holds an inconsistent Traversal state: .*{message}"):
+    with pytest.raises(ValueError, match=f"edited.pt .*inconsistent.*{message}"):
         Traversal.load(tmp_path / "edited.pt", tiny_cnn)
     del state[key]
     torch.save(state, tmp_path / "missing.pt")
-    with pytest.raises(ValueError, match=rf"missing.pt holds an inconsistent Traversal state: it lacks \['{key}'\]"):
+    with pytest.raises(ValueError, match=rf"missing.pt .*lacks \['{key}'\]"):
         Traversal.load(tmp_path / "missing.pt", tiny_cnn)
 
 

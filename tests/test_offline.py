@@ -44,10 +44,9 @@ def test_offline_no_download_path_connects_or_creates_a_cache_file(tmp_path, mon
     before = _files(tmp_path)
     checkpoints = home / "torch" / "hub" / "checkpoints"
     for name in ("resnet50", "timm:resnet18", "resnet50_at", "deit_small_at", "cifar10_wrn28_10_at"):
-        with pytest.raises(WeightsNotFoundError, match=rf"{name}: no weights at {checkpoints}/\S+ \(offline\)\. "
-                                                       r"Download https://\S+ and save it as"):
+        with pytest.raises(WeightsNotFoundError, match=rf"{name}: .*{checkpoints}/\S+ \(offline\).*https://\S+"):
             load_model(name, device="cpu")
     assert not LPIPSDistance().available
-    with pytest.raises(FileNotFoundError, match="BLINDSPOTS_NB_OFFLINE=1 forbids the download; download https://"):
+    with pytest.raises(FileNotFoundError, match="BLINDSPOTS_NB_OFFLINE=1.*https://"):
         open_source(f"cifar10:{tmp_path / 'cifar'}")
     assert no_network == [] and _files(tmp_path) == before == ["cifar", "home", "home/torch"]

@@ -391,7 +391,7 @@ def test_images_made_in_memory_are_checked_by_their_pixels(tmp_path, monkeypatch
     report = model_report(store, experiment, "fonts_cnn")  # the report checks the images it shows too
     assert torch.equal(report.sources, protocol.pool_images(experiment, pool, model)[:len(report.sources)])
     monkeypatch.setattr(pool_module, "open_source", drawn_otherwise)
-    with pytest.raises(RunSettingsMismatch, match=re.escape(f"{pool['names'][1]} changed (the sha256 of its pixels)")):
+    with pytest.raises(RunSettingsMismatch, match=re.escape(pool['names'][1]) + ".*sha256"):
         protocol.pool_images(experiment, pool, model)
 
 
@@ -444,8 +444,7 @@ def test_a_model_of_another_input_size_is_refused_at_the_shard_and_at_merge(tmp_
     assert "input_size.1: 16 there, 32 now" in capsys.readouterr().err
     assert store.weights()[spec]["model"] == {"input_size": [3, 16, 16], "mean": [0.0] * 3, "std": [1.0] * 3,
                                               "crop_pct": None, "class_names": ["red", "green"]}
-    with pytest.raises(RunSettingsMismatch, match=r"not the model this run started with: input_size.1: 16 there, "
-                                                  r"32 now; input_size.2: 16 there, 32 now"):
+    with pytest.raises(RunSettingsMismatch, match="input_size.1: 16 there, 32 now; input_size.2: 16 there, 32 now"):
         protocol.run_model(experiment, spec, store, shard=(1, 2), device="cpu", progress=False)
     monkeypatch.setenv("COLOUR_SIZE", "16")
     protocol.run_model(experiment, spec, store, shard=(1, 2), device="cpu", progress=False)

@@ -163,9 +163,9 @@ def test_sorting_and_the_contradictions(finished):
         run.sorted_sources("fonts/fonts_cnn_at", "speed")
     with pytest.raises(KeyError, match="has no model 'fonts/resnet50'"):
         run.source_rows("fonts/resnet50")
-    with pytest.raises(KeyError, match="has no model 'fonts/resnet50'; it has fonts/fonts_cnn, fonts/fonts_cnn_at"):
+    with pytest.raises(KeyError, match="'fonts/resnet50'.*fonts/fonts_cnn, fonts/fonts_cnn_at"):
         RunBrowser(finished, model="fonts/resnet50")
-    with pytest.raises(ValueError, match="sort_by='speed': the sources sort by one of p_src, avg_conf"):
+    with pytest.raises(ValueError, match="'speed'.*p_src, avg_conf"):
         RunBrowser(finished, sort_by="speed")
 
 
@@ -249,7 +249,7 @@ def test_names_in_the_settings_that_lead_out_of_the_folder_are_refused(copy, tmp
     settings = json.loads((copy / "settings.json").read_text())
     settings["experiments"][0]["name"] = "../outside"
     (copy / "settings.json").write_text(json.dumps(settings))
-    with pytest.raises(RunFolderError, match="experiment name '../outside' cannot name a folder of a run"):
+    with pytest.raises(RunFolderError, match=r"experiment name '\.\./outside'"):
         StoredRun(copy)
 
 
@@ -574,7 +574,7 @@ def test_cifar_offline_is_a_message_saying_what_to_put_where(tmp_path, monkeypat
     from blindspots_nb.data import cifar10
 
     monkeypatch.setenv("BLINDSPOTS_NB_OFFLINE", "1")
-    with pytest.raises(FileNotFoundError, match="BLINDSPOTS_NB_OFFLINE=1 forbids the download; download https://"):
+    with pytest.raises(FileNotFoundError, match="BLINDSPOTS_NB_OFFLINE=1.*https://"):
         cifar10(tmp_path / "cifar")  # download=True, the default: still no connection
     assert not (tmp_path / "cifar").exists() and no_network == []
 
@@ -665,8 +665,7 @@ def test_a_source_not_in_the_pool_is_a_value_error_naming_it(finished):
     run = StoredRun(finished)
     for ask in (lambda: run.triangle("fonts/fonts_cnn", 99), lambda: run.blind_spot_images("fonts/fonts_cnn", 5),
                 lambda: run.blind_spot_rows("fonts/fonts_cnn", -1)):
-        with pytest.raises(ValueError, match=r"no source .* in the pool of fonts \(fonts/pool.json holds sources 0 "
-                                             "to 4\\)"):
+        with pytest.raises(ValueError, match=r"fonts/pool\.json holds sources 0 to 4\)"):
             ask()
 
 

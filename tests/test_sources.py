@@ -130,8 +130,7 @@ def test_a_folder_skips_an_image_whose_colour_mode_cannot_be_converted(tmp_path)
     for n in range(2):
         Image.new("RGB", (24, 20), (80 * n, 0, 0)).save(tmp_path / f"fish{n}.png")
     Image.new("LAB", (40, 30)).save(tmp_path / "lab.tif")  # Pillow reads it, but cannot make it grayscale
-    with pytest.warns(UserWarning, match=r"skipped 1 file\(s\).*lab.tif \(Pillow cannot convert its colour "
-                                         "mode LAB to L"):
+    with pytest.warns(UserWarning, match=r"lab\.tif .*mode LAB to L"):
         folder = open_source(f"folder:{tmp_path}", _model((1, 16, 16), dataset="fonts"))
     assert [Path(path).name for path, _ in folder.skipped] == ["lab.tif"]
     assert [Path(name).name for name in folder.names] == ["fish0.png", "fish1.png"]
@@ -207,7 +206,7 @@ def test_unnamed_images_are_the_sources_defaults_not_named_otherwise():
     assert pick_images(_model(), [None, "p"], image_source=dataset)[1] == ["q", "p"]
     assert pick_images(_model(), k=3, image_source=dataset)[1] == ["p", "q"]  # all there are
     photos = source_images("photos", _model())[1]
-    with pytest.raises(ValueError, match=rf"{len(photos) + 1} images asked for, but 'photos' has only \['astronaut'"):
+    with pytest.raises(ValueError, match=rf"{len(photos) + 1} images .*'photos' has only \['astronaut'"):
         pick_images(_model(), [None] * (len(photos) + 1))
 
 
