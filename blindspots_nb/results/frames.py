@@ -24,9 +24,9 @@ import pandas as pd
 
 from ..browser.runs import BLIND_SPOT_NUMBERS, StoredRun
 from ..models.spec_names import model_folder
+from ..protocol.layout import RUN_RECORD, SETTINGS, SUMMARIES
 from ..protocol.tables import NOT_SETTINGS, TABLE_COLUMNS, display_names
 
-SETTINGS_FILE, SUMMARIES_FILE, RUN_RECORD = "settings.json", "summaries.json", "run.json"
 IDENTITY = ("run", "experiment", "model", "display_name")
 # A model's numbers in the tables: <column>_mean and <column>_std, as table1.csv and table2.csv head them
 NUMBERS = tuple(f"{key}_{part}" for _, columns in TABLE_COLUMNS for key in columns for part in ("mean", "std"))
@@ -110,10 +110,10 @@ def _numbers(summary) -> dict:
 def _table_records(stored: StoredRun, settings: list[dict]) -> list[dict]:
     """The run's Table-1 and Table-2 rows (``summaries.json``), a record per experiment x model beside its
     settings; a ValueError of one line when the tables are missing or not as the run writes them."""
-    summaries = stored.files.read_json(stored.run_dir / SUMMARIES_FILE)
+    summaries = stored.files.read_json(stored.run_dir / SUMMARIES)
     if summaries is None:
-        damaged = [p.removesuffix("; left out") for p in stored.problems if p.startswith(SUMMARIES_FILE)]
-        raise ValueError(damaged[0] if damaged else f"the tables were not assembled (no {SUMMARIES_FILE}: the run "
+        damaged = [p.removesuffix("; left out") for p in stored.problems if p.startswith(SUMMARIES)]
+        raise ValueError(damaged[0] if damaged else f"the tables were not assembled (no {SUMMARIES}: the run "
                                                     "is not finished)")
     by_model = {(row["experiment"], row["model"]): row for row in settings}
     records = []
@@ -121,10 +121,10 @@ def _table_records(stored: StoredRun, settings: list[dict]) -> list[dict]:
         for experiment, models in summaries.items():
             for model, summary in models.items():
                 if (experiment, model) not in by_model:
-                    raise ValueError(f"{SUMMARIES_FILE}: holds {experiment}/{model}, which {SETTINGS_FILE} does not")
+                    raise ValueError(f"{SUMMARIES}: holds {experiment}/{model}, which {SETTINGS} does not")
                 records.append({**by_model[experiment, model], **_numbers(summary)})
     except (AttributeError, KeyError, TypeError) as error:
-        raise ValueError(f"{SUMMARIES_FILE}: not as blindspots-nb writes it ({type(error).__name__}: {error})") \
+        raise ValueError(f"{SUMMARIES}: not as blindspots-nb writes it ({type(error).__name__}: {error})") \
             from None
     return records
 
@@ -214,7 +214,7 @@ def run_folders(root) -> list[Path]:
             subfolders.clear()
             continue
         seen.add(real)
-        if SETTINGS_FILE in files:
+        if SETTINGS in files:
             found.append(Path(folder))
             subfolders.clear()
         subfolders.sort()
