@@ -1,6 +1,6 @@
 """The Voila app notebook (``notebooks/app_explorer.ipynb``) without a browser:
 papermill sets its parameters, and it shows the explorer (with its live triangle) and nothing else.
-``tests/test_browser.py`` opens it under Voila."""
+``tests/test_explorer_in_browser.py`` opens it under Voila."""
 
 from pathlib import Path
 
