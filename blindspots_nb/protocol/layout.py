@@ -133,8 +133,9 @@ def report_name(experiment: str, model: str, shard: tuple[int, int]) -> str:
 
 def report_shard(name: str, experiment: str, model: str) -> tuple[int, int] | None:
     """The shard whose executed notebook ``name`` is, for ``model`` of ``experiment``; None when it is not."""
-    match = re.fullmatch(re.escape(f"{experiment}_{model_folder(model)}_shard") + r"(\d+)of(\d+)\.ipynb", name)
-    return None if match is None else (int(match[1]), int(match[2]))
+    match = re.search(r"_shard(\d+)of(\d+)\.ipynb$", name)
+    shard = None if match is None else (int(match[1]), int(match[2]))
+    return shard if shard is not None and report_name(experiment, model, shard) == name else None
 
 
 def survey(folder: Path, kind: str = "root", relative: str = "") -> tuple[list[Path], list[Path], list[str]]:
