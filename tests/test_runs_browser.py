@@ -164,7 +164,7 @@ def test_sorting_and_the_contradictions(finished):
     with pytest.raises(KeyError, match="has no model 'fonts/resnet50'"):
         run.source_rows("fonts/resnet50")
     with pytest.raises(KeyError, match="'fonts/resnet50'.*fonts/fonts_cnn, fonts/fonts_cnn_at"):
-        RunBrowser(finished, model="fonts/resnet50")
+        RunBrowser(finished, model_name="fonts/resnet50")
     with pytest.raises(ValueError, match="'speed'.*p_src, avg_conf"):
         RunBrowser(finished, sort_by="speed")
 
@@ -178,7 +178,7 @@ def test_every_view_says_what_produced_it(finished):
                  "step_size=0.05", "rounds=3", "divisions=3", "precision=fp32", record["device"],
                  f"blindspots_nb {record['versions']['blindspots_nb']}"):
         assert fact in caption
-    browser = RunBrowser(finished, model="fonts/fonts_cnn_at")
+    browser = RunBrowser(finished, model_name="fonts/fonts_cnn_at")
     assert browser.caption.value.count(record["device"]) == 1
     assert all(any("fonts_cnn_at [weights sha256" in a.text for a in figure.layout.annotations if a.name == "caption")
                for figure in browser.triangle_view.children)
@@ -222,7 +222,7 @@ def test_an_unfinished_run_says_what_is_missing(tmp_path):
     assert run.triangle("fonts/fonts_cnn", 2) is None and run.triangle("fonts/fonts_cnn", 4) is not None
     assert [r["source"] for r in run.sorted_sources("fonts/fonts_cnn", "p_src")][-2:] == [2, 3]  # no numbers: last
     assert run.source_rows("fonts/fonts_cnn_at")[0]["p_src"] is None and run.problems == []
-    browser = RunBrowser(store.out_dir, source=2)
+    browser = RunBrowser(store.out_dir, source_index=2)
     assert "not started" in browser.header.value and "No stored triangle" in browser.triangle_view.children[0].value
 
 
@@ -277,7 +277,7 @@ def test_damaged_files_are_named_and_the_rest_shows(copy):
     assert rows[2]["blind_spots"] == 2 and sorted(run.blind_spot_images("fonts/fonts_cnn", 3)) == [0, 2]
     assert sorted(run.blind_spot_images("fonts/fonts_cnn_at", 4)) == [1, 2]
     assert "not recorded" in run.caption("fonts/fonts_cnn_at")
-    browser = RunBrowser(copy, source=2)
+    browser = RunBrowser(copy, source_index=2)
     assert "b0001_r1.pt" in browser.header.value and len(browser.triangle_view.children) == 2
 
 
@@ -383,7 +383,7 @@ def test_a_run_from_before_each_pairs_grid_shows_the_mean_and_says_so(copy):
         assert "stores only their mean" in triangle.note and f"rounds {pair[0]} and {pair[1]}" in triangle.note
         torch.testing.assert_close(triangle.grid, grids[1].mean(0).double())
     assert run.triangle("fonts/fonts_cnn", 0, (1, 2)).own and run.problems == []  # batch 0: each pair's grid
-    browser = RunBrowser(copy, model="fonts/fonts_cnn", source=3)
+    browser = RunBrowser(copy, model_name="fonts/fonts_cnn", source_index=3)
     assert "mean of its 3 pairs' triangles" in browser.triangle_view.children[0].layout.title.text
     torch.testing.assert_close(RunStore(copy).mean_triangle_grid(_experiment(), "fonts_cnn")[3], grids[1].mean(0))
 
@@ -398,13 +398,13 @@ def test_images_not_on_this_machine_leave_the_blind_spots_and_triangles(copy, tm
     assert len(run.blind_spot_images("fonts/fonts_cnn", 1)) == 3
     triangle = run.triangle("fonts/fonts_cnn", 1)
     assert "equilateral" in triangle.note and triangle.corners[0] is None and triangle.shape[1].tolist() == [1, 0]
-    browser = RunBrowser(copy, source=1)
+    browser = RunBrowser(copy, source_index=1)
     assert "not at hand" in str([c.value for c in browser.source_view.children[1].children[0].children])
     assert len(browser.triangle_view.children) == 2 and run.problems == []
 
 
 def test_the_view_follows_the_menus(finished):
-    browser = RunBrowser(finished, model="fonts/fonts_cnn", sort_by="rmse_max")
+    browser = RunBrowser(finished, model_name="fonts/fonts_cnn", sort_by="rmse_max")
     run = browser.run
     assert [value for _, value in browser.source_list.options] == [
         r["source"] for r in run.sorted_sources("fonts/fonts_cnn", "rmse_max")]
@@ -516,7 +516,7 @@ def test_a_labelled_folder_run_of_a_users_model_shows_from_its_own_records(hosti
     assert "true shape" in triangle.note and torch.allclose(triangle.shape, triangle_shape(images[1], spots[0],
                                                                                             spots[2]))
     assert run.problems == []
-    browser = RunBrowser(hostile, source=1)
+    browser = RunBrowser(hostile, source_index=1)
     assert "tench" not in str(_markup_shown(browser.widget)) and len(browser.triangle_view.children) == 2
 
 
@@ -704,7 +704,7 @@ def test_the_browser_opens_on_the_runs_own_table_rows_of_the_model_picked(finish
 def test_the_tables_of_an_unassembled_run_are_said_missing(tmp_path):
     store, experiment = _start(tmp_path / "run")
     protocol.run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)
-    browser = RunBrowser(store.out_dir, model="fonts/fonts_cnn")
+    browser = RunBrowser(store.out_dir, model_name="fonts/fonts_cnn")
     assert "Table 1 (blind spot vs target): not in this run's table1.csv" in browser.tables.value
 
 

@@ -35,12 +35,12 @@ class BlindSpotGrid:
     pairs: list[tuple[int, int]]
     result: LSTResult
 
-    def path(self, source: int, target: int) -> RecordedPath:
-        """The recorded path from image ``source`` towards image ``target`` (the grid's
-        traversals must have run with ``LSTConfig(record_images=True)``)."""
-        if source == target:
-            raise ValueError(f"no traversal from image {source} to itself: the diagonal holds the images")
-        return recorded_path(self.result, self.pairs.index((target, source)))
+    def path(self, source_index: int, target_index: int) -> RecordedPath:
+        """The recorded path from image ``source_index`` towards image ``target_index`` (the
+        grid's traversals must have run with ``LSTConfig(record_images=True)``)."""
+        if source_index == target_index:
+            raise ValueError(f"no traversal from image {source_index} to itself: the diagonal holds the images")
+        return recorded_path(self.result, self.pairs.index((target_index, source_index)))
 
 
 def blindspot_grid(model, images: torch.Tensor, config: LSTConfig | None = None, progress: bool = False,

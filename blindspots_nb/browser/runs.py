@@ -174,17 +174,17 @@ class StoredRun:
         pool = self.pool(experiment.name)
         return [] if pool is None else source_batches(len(pool["labels"]), experiment.batch_size)
 
-    def _place(self, experiment, source: int) -> tuple[int, int, int] | None:
+    def _place(self, experiment, source_index: int) -> tuple[int, int, int] | None:
         """The source's batch, its row there and the batch's number of sources; None without a (readable)
         pool; a ValueError naming the pool when it has no such source."""
         pool = self.pool(experiment.name)
         if pool is None:
             return None
-        if not (isinstance(source, int) and 0 <= source < len(pool["labels"])):
-            raise ValueError(f"no source {source!r} in the pool of {experiment.name} "
+        if not (isinstance(source_index, int) and 0 <= source_index < len(pool["labels"])):
+            raise ValueError(f"no source {source_index!r} in the pool of {experiment.name} "
                              f"({layout.pool_path(self.run_dir, experiment.name).relative_to(self.run_dir)} holds sources 0 to "
                              f"{len(pool['labels']) - 1})")
-        batch, row = divmod(source, experiment.batch_size)
+        batch, row = divmod(source_index, experiment.batch_size)
         return batch, row, len(self._batches(experiment)[batch])
 
     def _blind_spot_piece(self, key, batch: int, round_: int) -> Path:
@@ -247,11 +247,11 @@ class StoredRun:
         return lines
 
     # -- sources and blind spots ------------------------------------------------------------------
-    def blind_spot_rows(self, key, source: int) -> list[dict]:
+    def blind_spot_rows(self, key, source_index: int) -> list[dict]:
         """The source's blind spots, one row per finished round: round, target (its pool index, name and
         class) and their numbers (``BLIND_SPOT_NUMBERS``)."""
         experiment, _ = self._model(key)
-        pool, place = self.pool(experiment.name), self._place(experiment, source)
+        pool, place = self.pool(experiment.name), self._place(experiment, source_index)
         if place is None:
             return []
         batch, found = place[0], []
@@ -260,7 +260,7 @@ class StoredRun:
             table = stem.with_suffix(".csv")
             rows = self.files.read_rows(table, ("source", "target", *BLIND_SPOT_NUMBERS)) if self.files.is_finished(stem) else None
             for row in rows or []:
-                if int(row["source"]) == source:
+                if int(row["source"]) == source_index:
                     target = int(row["target"])
                     if not 0 <= target < len(pool["names"]):
                         self.files.problem(table, f"names target {target}, not a source of the pool; that row is left out")
@@ -287,10 +287,11 @@ class StoredRun:
             for row in rows or []:
                 triangles[int(row["source"])] = row
         rows = []
-        for source, (name, class_name) in enumerate(zip(pool["names"], pool["class_names"])):
-            spots = self.blind_spot_rows(key, source)
-            rows.append({"source": source, "name": name, "class": class_name, "blind_spots": len(spots),
-                         **{c: triangles[source][c] if source in triangles else None for c in TRIANGLE_NUMBERS},
+        for source_index, (name, class_name) in enumerate(zip(pool["names"], pool["class_names"])):
+            spots = self.blind_spot_rows(key, source_index)
+            rows.append({"source": source_index, "name": name, "class": class_name, "blind_spots": len(spots),
+                         **{c: triangles[source_index][c] if source_index in triangles else None
+                            for c in TRIANGLE_NUMBERS},
                          **_summarised(spots)})
         return rows
 
@@ -310,10 +311,10 @@ class StoredRun:
         return [r for r in rows if r[contradiction.column] is not None][:count]
 
     # -- images and triangles ------------------------------------------------------------------------
-    def blind_spot_images(self, key, source: int) -> dict[int, torch.Tensor]:
+    def blind_spot_images(self, key, source_index: int) -> dict[int, torch.Tensor]:
         """The source's stored blind spots by round, (C, H, W) in [0, 1] (rounds missing or damaged left out)."""
         experiment, _ = self._model(key)
-        place = self._place(experiment, source)
+        place = self._place(experiment, source_index)
         if place is None:
             return {}
         (batch, row, rows), found = place, {}
@@ -378,14 +379,14 @@ class StoredRun:
         return (PoolImages(lambda index: dataset[indices[index]][0], len(indices), unreadable),
                 f"sources and targets reopened from {where} on this machine")
 
-    def triangle(self, key, source: int, pair: tuple[int, int] = (0, 1)) -> StoredTriangle | None:
+    def triangle(self, key, source_index: int, pair: tuple[int, int] = (0, 1)) -> StoredTriangle | None:
         """The source's stored triangle grid, drawn in the shape of the blind spots of rounds ``pair``;
         None when its batch's triangles are missing or damaged."""
         experiment, _ = self._model(key)
         i, j = pair
         if not 0 <= i < j < experiment.rounds:
             raise ValueError(f"a pair is two rounds i < j below {experiment.rounds}, got {pair}")
-        place = self._place(experiment, source)
+        place = self._place(experiment, source_index)
         if place is None:
             return None
         batch, row, rows = place
@@ -398,9 +399,9 @@ class StoredRun:
             self.files.problem(stem.with_suffix(".pt"), f"{problem}; left out")
             return None
         grid, own = layout.pair_grid(grids, row, pair, experiment.rounds)
-        spots = self.blind_spot_images(key, source)
+        spots = self.blind_spot_images(key, source_index)
         images, _ = self.pool_images(key)
-        corners = [None if images is None else images[source], spots.get(i), spots.get(j)]
+        corners = [None if images is None else images[source_index], spots.get(i), spots.get(j)]
         pairs = math.comb(experiment.rounds, 2)
         what = (f"source-class confidence over the triangle of the blind spots of rounds {i} and {j}" if own else
                 f"source-class confidence averaged over the source's {pairs} pairs of blind spots (this run, "

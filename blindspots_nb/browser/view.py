@@ -68,10 +68,12 @@ def tables_html(rows: dict, caption: str) -> str:
 
 class RunBrowser:
     """Browse the run in ``run_dir`` (an output folder of ``blindspots-nb reproduce``) without
-    writing to it. Display it as the last expression of a cell. ``model``, ``source`` and
+    writing to it. Display it as the last expression of a cell. ``model_name`` (as the run names it:
+    ``experiment/model``), ``source_index`` (in the model's pool) and
     ``sort_by`` choose what it opens on (defaults: the first model, sources by path confidence)."""
 
-    def __init__(self, run_dir, model: str | None = None, source: int | None = None, sort_by: str = "path_conf"):
+    def __init__(self, run_dir, model_name: str | None = None, source_index: int | None = None,
+                 sort_by: str = "path_conf"):
         self.header = W.HTML()
         try:
             self.run = StoredRun(run_dir)
@@ -104,9 +106,9 @@ class RunBrowser:
                               W.HBox([self.contradiction_menu, self.contradiction_text]), self.source_list,
                               self.source_view, self.pair_menu, self.triangle_view, self.caption],
                              layout=W.Layout(width="100%"))
-        if model is not None:
-            self.run.experiment(model)  # a KeyError naming the run's models
-            self.model_menu.value = model
+        if model_name is not None:
+            self.run.experiment(model_name)  # a KeyError naming the run's models
+            self.model_menu.value = model_name
         self._quiet = False
         self.model_menu.observe(lambda _: self._show_model(), "value")
         for control in (self.sort_menu, self.order):
@@ -114,7 +116,7 @@ class RunBrowser:
         self.contradiction_menu.observe(lambda _: self._jump_to_contradiction(), "value")
         self.source_list.observe(lambda _: self._show_source(), "value")
         self.pair_menu.observe(lambda _: self._show_triangle(), "value")
-        self._show_model(source)
+        self._show_model(source_index)
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -126,7 +128,7 @@ class RunBrowser:
         return self.model_menu.value
 
     # -- what is shown ---------------------------------------------------------------------------
-    def _show_model(self, source: int | None = None):
+    def _show_model(self, source_index: int | None = None):
         experiment = self.run.experiment(self.key)
         self._quiet = True
         pairs = list(itertools.combinations(range(experiment.rounds), 2))
@@ -136,12 +138,12 @@ class RunBrowser:
                               "</small>")
         self.tables.value = tables_html(self.run.table_rows(self.key), self.run.caption(self.key))
         self._quiet = False
-        self._fill_sources(source)
+        self._fill_sources(source_index)
 
-    def _fill_sources(self, source: int | None = None):
+    def _fill_sources(self, source_index: int | None = None):
         column = self.sort_menu.value
         rows = self.run.sorted_sources(self.key, column, self.order.value)
-        keep = self.source_list.value if source is None else source
+        keep = self.source_list.value if source_index is None else source_index
         values = [row["source"] for row in rows]
         self._quiet = True
         self.source_list.options = [(self._label(row, column), row["source"]) for row in rows]
@@ -179,24 +181,25 @@ class RunBrowser:
     def _show_source(self):
         if self._quiet:
             return
-        source = self.source_list.value
-        if source is None:
+        source_index = self.source_list.value
+        if source_index is None:
             self.source_view.children = [W.HTML("<i>No source of this model is stored yet.</i>")]
             self.triangle_view.children = []
             return
-        row = next(r for r in self.run.source_rows(self.key) if r["source"] == source)
+        row = next(r for r in self.run.source_rows(self.key) if r["source"] == source_index)
         numbers = " · ".join(f"{label} {number(row[key])}" for key, label in SOURCE_COLUMNS.items())
         images, where = self.run.pool_images(self.key)
-        spots = self.run.blind_spot_images(self.key, source)
-        panels = [self._panel(images[source] if images else None, f"source #{source} {row['name']} ({row['class']})")]
-        for spot in self.run.blind_spot_rows(self.key, source):
+        spots = self.run.blind_spot_images(self.key, source_index)
+        panels = [self._panel(images[source_index] if images else None,
+                              f"source #{source_index} {row['name']} ({row['class']})")]
+        for spot in self.run.blind_spot_rows(self.key, source_index):
             panels.append(W.VBox([
                 self._panel(spots.get(spot["round"]), f"round {spot['round']}: conf {number(spot['confidence'])} "
                             f"(from {number(spot['initial_confidence'])})",
                             ", ".join(f"{label} {number(spot[key])}" for key, label in TABLE1_COLUMNS.items())),
                 self._panel(images[spot["target"]] if images else None,
                             f"target #{spot['target']} {spot['target_name']} ({spot['target_class']})")]))
-        self.source_view.children = [W.HTML(f"<b>Source #{source}</b>: {html.escape(numbers)}<br><small>"
+        self.source_view.children = [W.HTML(f"<b>Source #{source_index}</b>: {html.escape(numbers)}<br><small>"
                                             f"{html.escape(where)}</small>"), W.HBox(panels)]
         self._show_triangle()
         self._show_header()  # reading may have found damaged files
@@ -215,16 +218,16 @@ class RunBrowser:
     def _show_triangle(self):
         if self._quiet:
             return
-        source, pair = self.source_list.value, self.pair_menu.value
-        triangle = None if source is None or pair is None else self.run.triangle(self.key, source, pair)
+        source_index, pair = self.source_list.value, self.pair_menu.value
+        triangle = None if source_index is None or pair is None else self.run.triangle(self.key, source_index, pair)
         if triangle is None:
             self.triangle_view.children = [W.HTML("<i>No stored triangle for this source (its batch's triangles are "
                                                   "missing or damaged).</i>")]
             return
         caption = f"{triangle.note} | {self.run.caption(self.key)}"
-        names = (f"source #{source}", f"blind spot r{pair[0]}", f"blind spot r{pair[1]}")
-        title = (f"Source #{source}: the triangle of blind spots r{pair[0]} and r{pair[1]}" if triangle.own else
-                 f"Source #{source}: the mean of its {triangle.pairs} pairs' triangles (all this older run stored), "
+        names = (f"source #{source_index}", f"blind spot r{pair[0]}", f"blind spot r{pair[1]}")
+        title = (f"Source #{source_index}: the triangle of blind spots r{pair[0]} and r{pair[1]}" if triangle.own else
+                 f"Source #{source_index}: the mean of its {triangle.pairs} pairs' triangles (all this older run stored), "
                  f"drawn for r{pair[0]} and r{pair[1]}")
         thumbnails = triangle.corners if all(c is not None for c in triangle.corners) else None
         figures = [draw(triangle.shape, triangle.grid, triangle.divisions, thumbnails=thumbnails, title=title,
