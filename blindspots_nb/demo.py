@@ -35,14 +35,14 @@ def demo(model_name: str = "efficientnet_lite0", source: str | None = None, targ
     each file is written whole or not at all (:mod:`blindspots_nb.tools.atomic`)."""
     from .execution import Execution
     from .models import load_model, module_device, predict
-    from .data.sources import default_source, pick_labelled
+    from .data.sources import ImageSource, default_source, pick_labelled
 
     out_dir = atomic.check_folder(out_dir, "--out-dir")
     config, execution = config or LSTConfig(), execution or Execution()
     model = load_model(model_name, device=device, weights=weights)
     device = module_device(model)
-    image_source = image_source or default_source(model)
-    picked = pick_labelled(model, [source, target], image_source=image_source)
+    picked_from = ImageSource.of(image_source) if image_source else default_source(model)
+    picked = pick_labelled(model, [source, target], image_source=picked_from)
     (source, target), labels = picked.names, picked.labels.tolist()
     source_image, target_image = picked.images[:1].to(device), picked.images[1:].to(device)
     label = predict(model, source_image)[0].to(device)
@@ -68,7 +68,7 @@ def demo(model_name: str = "efficientnet_lite0", source: str | None = None, targ
         **{f"{key}_to_target": float(value) for key, value in distances.items()},
     }
     record = provenance.record(model, config, device, execution=execution.to_dict(),
-                               data=image_source, **summary)
+                               image_source=str(picked_from), **summary)
     atomic.write_json(out_dir / "record.json", record)
     print("images (name: the model's class and confidence, the label):\n  " + picked.text().replace("\n", "\n  "))
     print(f"{model_name}: {source} ({summary['source_class']}, initial confidence "
