@@ -28,7 +28,7 @@ import sys
 import typing
 from pathlib import Path
 
-from .data.sources import check_source_exists
+from .data.sources import ImageSource
 from .execution.options import PRECISIONS, Execution
 from .lst.config import LSTConfig
 from .models.spec_names import canonical_spec, checked_model_name, is_spec, spec_file
@@ -228,8 +228,9 @@ def _check_arguments(args) -> None:
             spec_file(name)  # a file.py that is there
     if getattr(args, "weights", None) is not None:
         _weights_option(args.weights, getattr(args, "model", None))
-    if getattr(args, "image_source", None):
-        check_source_exists(args.image_source, "--image-source")
+    if getattr(args, "image_source", None):  # parsed here once, passed inward as an ImageSource
+        args.image_source = ImageSource.of(args.image_source)
+        args.image_source.check_exists("--image-source")
     if args.command == "reproduce":
         check_preset(args.preset, args.data_root)
         if args.data_root and not Path(args.data_root).expanduser().exists():

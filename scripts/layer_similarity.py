@@ -91,16 +91,18 @@ def traversal_of(path: Path, model, sources, targets, config: LSTConfig) -> Trav
     return traversal
 
 
-def measure(name: str, model, sources, targets, pairs, config: LSTConfig, data: str, command: str, out: Path,
+def measure(name: str, model, sources, targets, pairs, config: LSTConfig, image_source: str, command: str, out: Path,
             docs_images: Path | None) -> dict:
     """Traverse (or reuse the saved traversal), measure the layers along the paths, write
     the files; return the summary."""
     try:  # resumed only with the same settings; a folder of anything else is refused
-        folder = folders.claim(out / name, {"tool": TOOL, "model": name, "data": data, "lst": config.to_dict()})
+        folder = folders.claim(out / name, {"tool": TOOL, "model": name, "image_source": image_source,
+                                            "lst": config.to_dict()}, renamed={"data": "image_source"})
     except folders.FolderTaken as error:
         raise SystemExit(str(error)) from None
     traversal = traversal_of(folder / "traversal.pt", model, sources, targets, config)
-    similarity = traversal_layer_similarity(model, traversal, progress=True, data=data, command=command, tool=TOOL)
+    similarity = traversal_layer_similarity(model, traversal, progress=True, image_source=image_source,
+                                            command=command, tool=TOOL)
     cosine = disappearance(similarity)
     batch = [measure for measure in BATCH_MEASURES if getattr(similarity, f"{measure.replace('-', '_')}_to_source")
              is not None]

@@ -185,7 +185,7 @@ def main(argv=None):
     record = provenance.record(config={**settings, "slack": args.slack}, device="cpu", command=command, models={
         name: provenance.model_info(model) for name, model in models.items()},
         manifold=manifold.settings(), threat_model=str(threat_model(models[MODELS[0]])),
-        lst=experiment.lst.to_dict(), data=f"fonts:test ({FONTS_GLYPHS} glyphs, seed {experiment.seed})",
+        lst=experiment.lst.to_dict(), image_source=f"fonts:test ({FONTS_GLYPHS} glyphs, seed {experiment.seed})",
         seconds=round(time.time() - started, 1))
     atomic.write_text(results.folder / "taxonomy.md", f"command: `{command}`\n\n{table}\n")
     atomic.write_json(results.folder / "summaries.json", summaries)

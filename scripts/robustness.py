@@ -22,10 +22,10 @@ import torch
 from blindspots_nb.tools import provenance
 from blindspots_nb.analysis.attacks import robustness
 from blindspots_nb.models import load_model
-from blindspots_nb.data.sources import canonical, open_source
+from blindspots_nb.data.sources import ImageSource, open_source
 
 
-def labelled_images(model, image_source: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def labelled_images(model, image_source: ImageSource, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` images of ``image_source`` at the model's input size, with their labels."""
     dataset = open_source(image_source, model)
     if len(dataset) < n:
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    args.image_source = ImageSource.of(args.image_source)  # parsed once, here
     print("command: " + shlex.join(["python", "scripts/robustness.py", *(sys.argv[1:] if argv is None else argv)]))
     print()
     print(f"| model | n | threat model | clean | PGD-{args.steps} | AutoAttack | PGD s | AutoAttack s |")
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         r = robustness(model, images, labels, args.radius, args.steps, args.seed, args.batch_size)
         print(f"| {name} | {r.n} | {r.norm} {r.radius:.4g} | {r.clean:.1%} | {r.pgd:.1%} | {r.autoattack:.1%} | "
               f"{r.pgd_seconds:.0f} | {r.autoattack_seconds:.0f} |", flush=True)
-        settings = {"data": f"{canonical(args.image_source)} first {args.n}", "pgd_steps": args.steps,
+        settings = {"image_source": f"{args.image_source} first {args.n}", "pgd_steps": args.steps,
                     "pgd_step_size": 2.5 * r.radius / args.steps, "autoattack": "standard", "seed": args.seed}
         captions.append(provenance.caption(model, settings, model.mean.device))
     versions = {package: metadata.version(package) for package in ("torch", "captum", "pyautoattack")}

@@ -30,8 +30,8 @@ def _finished_run(folder, experiment, digests, numbers, weights=None):
     store.begin([experiment], weights={model: {"file": f"/w/{model}.pt", "sha256": digest, "verified": False,
                                                "check": "none"} for model, digest in (weights or {}).items()})
     n = len(digests)
-    store.save_pool(experiment, {"image_source": experiment.image_source, "names": [f"{d[:6]}.png" for d in digests],
-                                 "sha256": digests, "sha256_of": "files", "labels": [0] * n,
+    store.save_pool(experiment, {"image_source": str(experiment.image_source),
+                                 "names": [f"{d[:6]}.png" for d in digests], "sha256": digests, "sha256_of": "files", "labels": [0] * n,
                                  "targets": [[(k + 1) % n for k in range(n)]] * experiment.rounds})
     summaries = {}
     for model, values in numbers.items():

@@ -53,7 +53,7 @@ def test_the_demo_follows_the_model_its_image_source_and_default_images(tmp_path
     assert main(["demo", "--model", "fonts_cnn", "--out-dir", str(tmp_path / "a"), "--iterations", "2",
                  "--device", "cpu"]) == 0
     record = json.loads((tmp_path / "a" / "record.json").read_text())
-    assert (record["data"], record["source_class"], record["target_class"]) == ("fonts:test", "A", "B")
+    assert (record["image_source"], record["source_class"], record["target_class"]) == ("fonts:test", "A", "B")
     assert record["source"].startswith("A") and record["target"].startswith("B")
     assert (record["source_label"], record["target_label"]) == ("A", "B")  # the glyphs' labels, beside
     out = capsys.readouterr().out

@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits
 
 from blindspots_nb.analysis.attacks import default_radius
 from blindspots_nb.data import digits_dataset
-from blindspots_nb.data.sources import canonical, default_source, open_source, pick_images
+from blindspots_nb.data.sources import ImageSource, default_source, open_source, pick_images
 from blindspots_nb.explorer.state import Explorer
 from blindspots_nb.models import DIGITS_AT_RADIUS, load_model
 from blindspots_nb.protocol import preset
@@ -65,10 +65,10 @@ def test_upsampled_images_keep_the_ink_where_it_was():
 
 
 def test_the_digits_image_source_is_spelled_like_the_fonts_one():
-    assert canonical("digits") == "digits:test" and canonical("Digits: train") == "digits:train"
+    assert str(ImageSource.of("digits")) == "digits:test" and str(ImageSource.of("Digits: train")) == "digits:train"
     assert len(open_source("digits", (1, 32, 32))) == 360 and len(open_source("digits:train", (1, 32, 32))) == 1437
     with pytest.raises(ValueError, match="digits:test or digits:train"):
-        canonical("digits:validation")
+        ImageSource.of("digits:validation")
     with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
         digits_dataset("validation")
 
@@ -113,7 +113,7 @@ def test_training_on_digits_is_deterministic_and_uses_the_train_split():
 
 def test_the_digits_models_default_to_the_first_image_of_each_digit(models):
     model = models["digits_lenet"]
-    assert default_source(model) == "digits:test"
+    assert default_source(model) == ImageSource("digits", "test")
     images, names = pick_images(model, k=3)
     test = digits_dataset("test")
     first = [next(name for name in test.names if name.startswith(digit)) for digit in "012"]
@@ -130,7 +130,7 @@ def test_the_explorer_opens_the_digits_models_on_digits(models):
 
 def test_the_digits_preset_runs_both_lenets_on_the_test_split():
     (experiment,) = preset("digits")
-    assert experiment.image_source == "digits:test" and experiment.models == ("digits_lenet", "digits_lenet_at")
+    assert str(experiment.image_source) == "digits:test" and experiment.models == ("digits_lenet", "digits_lenet_at")
     assert experiment.name == "digits"
 
 

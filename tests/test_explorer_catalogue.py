@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from blindspots_nb.data import TensorImages
+from blindspots_nb.data.sources import ImageSource
 from blindspots_nb.execution import Execution
 from blindspots_nb.explorer.catalogue import GIVEN_IMAGES, UPLOAD_PREFIX, Catalogue, named_source, read_upload
 from blindspots_nb.lst import LSTConfig, Traversal
@@ -47,7 +48,7 @@ def png(colour, size=(16, 16)) -> bytes:
 def test_an_image_source_is_offered_under_its_one_spelling_a_dataset_as_given_images():
     dataset = coloured([0], [-1], ["r"])
     assert named_source(dataset, {}) == (GIVEN_IMAGES, dataset)
-    assert named_source("Fonts", {}) == ("fonts:test", "fonts:test")
+    assert named_source("Fonts", {}) == ("fonts:test", ImageSource("fonts", "test"))
     assert named_source(GIVEN_IMAGES, {GIVEN_IMAGES: dataset}) == (GIVEN_IMAGES, dataset)
 
 

@@ -181,6 +181,8 @@ def test_the_across_runs_view_filters_and_plots(three_runs):
     assert set(view.shown()["run"]) == {"step_0.02"} and "step_0.1" not in view.table.value
     assert len(view.plot.children[0].data[0].x) == 1
     assert "3 sources shared" in view.paired.value
+    assert "3 runs below" in view.header.value and "made by blindspots_nb" in view.header.value
+    assert set(view.rows["device"]).pop() in view.header.value
 
 
 def test_a_pairs_triangle_is_the_stored_grid(offline_run):

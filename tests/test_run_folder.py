@@ -487,7 +487,7 @@ def test_a_folder_named_relatively_or_absolutely_is_the_same_run(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     relative, absolute = (_experiment(image_source=source, n_sources=4)
                           for source in ("folder:my_images", f"folder:{tmp_path / 'my_images'}"))
-    assert relative == absolute and relative.image_source == f"folder:{tmp_path / 'my_images'}"
+    assert relative == absolute and str(relative.image_source) == f"folder:{tmp_path / 'my_images'}"
     store, _ = _prepared(tmp_path / "out", relative)
     store.begin([absolute], weights=run_module.weights_identity([absolute], {}))  # not "other settings"
     monkeypatch.chdir(tmp_path / "out")  # where the report's kernel used to run

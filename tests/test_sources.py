@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from blindspots_nb.data import TensorImages, fonts_dataset
-from blindspots_nb.data.sources import (PHOTO_PICKS, canonical, choose_by_class, default_names, default_source,
-                                        label_warnings, labels_in_words, open_source, parse_source, pick_images,
-                                        pick_labelled, source_images, spellings)
+from blindspots_nb.data.sources import (PHOTO_PICKS, ImageSource, choose_by_class, default_names, default_source,
+                                        label_warnings, open_source, parse_source, pick_images, pick_labelled,
+                                        source_images, spellings)
 
 
 class _Model(torch.nn.Module):
@@ -39,7 +39,13 @@ def _model(input_size=(3, 16, 16), dataset="imagenet"):
 def test_spellings_parse_to_one_canonical_form():
     assert parse_source("imagenet:/data/val") == ("imagenet", "/data/val")
     assert parse_source(" ImageNet: /data/val ") == ("imagenet", "/data/val")
-    assert canonical("fonts") == "fonts:test" and canonical("photos") == "photos"
+    assert str(ImageSource.of("fonts")) == "fonts:test" and str(ImageSource.of("photos")) == "photos"
+    assert ImageSource.of(" ImageNet: /data/val ") == ImageSource("imagenet", "/data/val")
+    source = ImageSource.of("folder:/home/me/my_digits")
+    assert (source.kind, source.argument, source.shown) == ("folder", "/home/me/my_digits", "folder:my_digits")
+    assert ImageSource.of(source) is source  # an image source is itself: passed inward, parsed no more
+    with pytest.raises(ValueError, match="unknown image source kind 'mnist'"):
+        ImageSource("mnist")
     assert spellings() == ["photos", "fonts:test|train", "digits:test|train", "imagenet:ROOT", "cifar10:ROOT",
                            "folder:PATH"]
 
@@ -78,7 +84,8 @@ def test_fonts_are_the_glyph_dataset_for_either_channel_count():
     rgb = open_source("fonts:train", _model((3, 32, 32)))
     assert rgb.images.shape[1:] == (3, 32, 32) and torch.equal(rgb.images[:, 0], rgb.images[:, 2])
     model = _model((1, 32, 32), dataset="fonts")
-    assert default_source(model) == "fonts:test" and default_source(_model()) == "photos"
+    assert default_source(model) == ImageSource("fonts", "test")
+    assert default_source(_model()) == ImageSource("photos")
     images, names = pick_images(model, k=3)
     assert [name[0] for name in names] == ["A", "B", "C"] and images.shape == (3, 1, 32, 32)
 
@@ -172,10 +179,11 @@ def test_labels_in_words_says_how_the_folder_is_read(tmp_path):
     (tmp_path / "red" / "broken.png").write_bytes(b"\x89PNG damaged")
     with pytest.warns(UserWarning, match="readme.txt"):
         assert open_source(f"folder:{tmp_path}", model).labels.tolist() == [-1]  # read unlabelled
-    assert labels_in_words(f"folder:{tmp_path}") == "no class folders: the model's own prediction is the label"
+    assert ImageSource.of(f"folder:{tmp_path}").labels_in_words() == ("no class folders: the model's own "
+                                                                       "prediction is the label")
     _colour_folders(tmp_path / "labelled")
-    assert labels_in_words(f"folder:{tmp_path / 'labelled'}") == "labelled by folder"
-    assert labels_in_words("photos") is None
+    assert ImageSource.of(f"folder:{tmp_path / 'labelled'}").labels_in_words() == "labelled by folder"
+    assert ImageSource("photos").labels_in_words() is None
 
 
 def test_an_open_dataset_passes_through_and_names_are_checked():
@@ -190,9 +198,9 @@ def test_an_open_dataset_passes_through_and_names_are_checked():
 
 
 def test_unnamed_images_are_the_sources_defaults_not_named_otherwise():
-    assert default_names("photos", ["astronaut", "coffee", "chelsea"], 2) == ["coffee", "chelsea"]
-    assert default_names("fonts:test", ["B0 (x)", "A1 (y)", "B2 (x)"], 3) == ["A1 (y)", "B0 (x)"]
-    assert default_names("folder:/images", ["b.png", "a.png"], 1) == ["b.png"]
+    assert default_names(ImageSource("photos"), ["astronaut", "coffee", "chelsea"], 2) == ["coffee", "chelsea"]
+    assert default_names(ImageSource("fonts", "test"), ["B0 (x)", "A1 (y)", "B2 (x)"], 3) == ["A1 (y)", "B0 (x)"]
+    assert default_names(ImageSource("folder", "/images"), ["b.png", "a.png"], 1) == ["b.png"]
     assert pick_images(_model(), ["chelsea", None], k=2)[1] == ["chelsea", "coffee"]
     assert pick_images(_model(), [None, "coffee"])[1] == ["chelsea", "coffee"]
     fonts = _model((1, 32, 32), dataset="fonts")
@@ -235,3 +243,50 @@ def test_choosing_by_class_prefers_right_images_of_new_classes_then_any_other_cl
     assert choose_by_class(classes, correct, [4, 3, 2, 1, 0], [1, None]) == [1, 3]
     assert label_warnings(["a", "b"], [-1, -1], [7, 7], [str(c) for c in range(10)]) == [
         "the target b is classified as '7', the source's class: LST towards it finds no blind spot"]
+
+
+def _counted_parses(monkeypatch) -> list[str]:
+    """The spellings parse_source parses from now on (ImageSource.of calls it by the module's name)."""
+    from blindspots_nb.data import sources
+
+    parsed, parse = [], sources.parse_source
+    monkeypatch.setattr(sources, "parse_source", lambda spelling: parsed.append(spelling) or parse(spelling))
+    return parsed
+
+
+def test_the_explorer_parses_its_image_source_once(monkeypatch):
+    from blindspots_nb.explorer.state import Explorer
+    from blindspots_nb.models import load_model
+
+    model = load_model("fonts_cnn", device="cpu")
+    parsed = _counted_parses(monkeypatch)
+    explorer = Explorer(model, " Fonts: test ", device="cpu", live=False)
+    assert parsed == [" Fonts: test "] and explorer.image_source == "fonts:test"
+    explorer.set_image_source("photos")  # a name the menu offers: already an ImageSource
+    explorer.set_model(model)
+    assert parsed == [" Fonts: test "]
+
+
+def test_a_protocol_run_parses_its_image_source_once_per_edge(monkeypatch, tmp_path):
+    """Built from a spelling (one parse), then passed inward: the pool, the model's run and the
+    tables parse nothing more; only each read of the run's settings file (an edge) parses."""
+    from blindspots_nb import protocol
+    from blindspots_nb.lst import LSTConfig
+    from blindspots_nb.protocol import Experiment, RunStore
+    from blindspots_nb.protocol import experiment as experiment_module
+    from blindspots_nb.protocol import run as run_module
+
+    parsed = _counted_parses(monkeypatch)
+    read, from_dict = [], Experiment.from_dict.__func__
+    monkeypatch.setattr(experiment_module.Experiment, "from_dict",
+                        classmethod(lambda cls, values: read.append(values) or from_dict(cls, values)))
+    experiment = Experiment("fonts:test", ("fonts_cnn",), LSTConfig(iterations=2, step_size=0.05), n_sources=2,
+                            rounds=2, batch_size=2)
+    assert parsed == ["fonts:test"]
+    store = RunStore(tmp_path)
+    store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
+    protocol.prepare(experiment, store, device="cpu")
+    protocol.run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)
+    protocol.assemble(store, [experiment])
+    assert read and len(parsed) == 1 + len(read)
+    assert all(record["image_source"] == "fonts:test" for record in read)

@@ -26,7 +26,7 @@ from .attacks import ThreatModel, autoattack, default_step_size, pgd, threat_mod
 from ..lst import LSTConfig, traverse
 from .metrics import linf, mean_std, rmse, ssim
 from ..models import module_device, predict
-from ..data.sources import canonical, default_source
+from ..data.sources import ImageSource, default_source
 
 KINDS = ("source", "adversarial", "blind spot", "target")
 ATTACKS = {"pgd": "PGD", "autoattack": "AutoAttack"}  # what makes the adversarial examples, by its option
@@ -93,16 +93,18 @@ class Comparison:
         return f"{int(self.kept.sum())} of {pairs} blind spot{'s' * (pairs != 1)}{left_out}"
 
 
-def model_groups(models, image_source=None) -> list[tuple[str, list]]:
-    """Models grouped by the images they are shown: one image source (``image_source``, else
-    each model's default: glyphs for FONTS models, photos for the others) and one input
-    space (input size and classes). A group's models get the same sources and targets, so
+def model_groups(models, image_source=None) -> list[tuple[ImageSource, list]]:
+    """Models grouped by the images they are shown: one image source (``image_source``, an
+    :class:`~blindspots_nb.data.sources.ImageSource` or its spelling, else each model's
+    default: glyphs for FONTS models, photos for the others) and one input space (input
+    size and classes). A group's models get the same sources and targets, so
     :func:`transfer` can exchange their images."""
-    groups: dict[tuple, tuple[str, list]] = {}
+    given = ImageSource.of(image_source) if image_source else None
+    groups: dict[tuple, tuple[ImageSource, list]] = {}
     for model in models:
-        spelling = canonical(image_source or default_source(model))
-        key = (spelling, tuple(model.input_size), tuple(model.class_names))
-        groups.setdefault(key, (spelling, []))[1].append(model)
+        source = given or default_source(model)
+        key = (source, tuple(model.input_size), tuple(model.class_names))
+        groups.setdefault(key, (source, []))[1].append(model)
     return list(groups.values())
 
 
@@ -116,11 +118,11 @@ def rolled_pairs(images: torch.Tensor, names) -> tuple[torch.Tensor, torch.Tenso
 
 
 def _settings(threat: ThreatModel, attack: str, step_size: float, steps: int, seed: int, config: LSTConfig,
-              image_source: str) -> dict:
+              image_source: ImageSource | str) -> dict:
     """The hyperparameters of a comparison, flat, for its caption."""
     attack_settings = ({"attack": attack, "pgd_steps": steps, "pgd_step_size": step_size, "pgd_random_start": True}
                        if attack == "pgd" else {"attack": attack, "autoattack_version": "standard"})
-    return {"image_source": image_source, "threat": str(threat), **attack_settings, "seed": seed,
+    return {"image_source": str(image_source), "threat": str(threat), **attack_settings, "seed": seed,
             "lst_step_size": config.step_size,
             "lst_iterations": config.iterations, "delta": config.delta, "eps": config.eps,
             "init_noise": config.init_noise, "lst_seed": config.seed}
@@ -128,7 +130,7 @@ def _settings(threat: ThreatModel, attack: str, step_size: float, steps: int, se
 
 def compare(model, sources: torch.Tensor, targets: torch.Tensor, config: LSTConfig | None = None,
             radius: float | None = None, steps: int = 20, step_size: float | None = None, seed: int = 0,
-            names=None, image_source: str = "", progress: bool = False, attack: str = "pgd") -> Comparison:
+            names=None, image_source: ImageSource | str = "", progress: bool = False, attack: str = "pgd") -> Comparison:
     """Adversarial examples (l_inf ball of ``radius``, default the model's threat model) by
     ``attack``: "pgd" (``steps`` steps, random start seeded by ``seed``) or "autoattack" (the
     standard AutoAttack, :func:`~blindspots_nb.analysis.attacks.autoattack`, seeded by ``seed``;

@@ -247,7 +247,7 @@ def layer_similarity(model, iterates: torch.Tensor, sources: torch.Tensor, targe
     run together, as many per forward pass as fit in ``points_per_pass`` images (default
     :func:`~blindspots_nb.analysis.geometry.default_points_per_pass`), as ``execution`` says
     (:func:`layer_activations`). ``record``: more provenance (e.g. ``config=`` the LST
-    configuration, ``data=`` the image source).
+    configuration, ``image_source=`` the image source).
     """
     if iterates.dim() != 5:
         raise ValueError(f"iterates must be (R, B, C, H, W), R recorded points of B paths; got {tuple(iterates.shape)}")

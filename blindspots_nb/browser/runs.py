@@ -450,7 +450,7 @@ class StoredRun:
         package versions of its shards (from their records), and this package's version reading them."""
         experiment, model = self._model(key)
         records = self._records(key)
-        return {"model": model, "weights": self.weights.get(model, {}), "image_source": experiment.image_source,
+        return {"model": model, "weights": self.weights.get(model, {}), "image_source": str(experiment.image_source),
                 "lst": {k: v for k, v in experiment.to_dict()["lst"].items() if k not in ("record_every", "seed",
                                                                                           "record_images")},
                 "rounds": experiment.rounds, "divisions": experiment.divisions, "seed": experiment.seed,

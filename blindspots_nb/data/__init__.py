@@ -10,7 +10,8 @@ per-image ``names``. One file per concern:
   (glyphs A-J and their differentiable renderer), :mod:`.digits` (scikit-learn's handwritten
   digits), :mod:`.imagenet`, :mod:`.cifar` (CIFAR-10), :mod:`.folder` (a user's
   images and their labels);
-- :mod:`.sources`: the registry that opens each of them from one spelling.
+- :mod:`.sources`: the registry that opens each of them from one spelling, parsed once
+  into an :class:`~.sources.ImageSource` where it comes in and passed inward.
 
 The protocol's pool rule, which runs models on a source, is
 :func:`blindspots_nb.protocol.pool.select_pool`.

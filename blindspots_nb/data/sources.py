@@ -13,7 +13,9 @@ spelling                  what it opens
 ``folder:PATH``           a user's images (labels from subfolder names)
 ========================  =================================================
 
-:func:`open_source` gives a dataset (images in [0, 1] at a model's input size,
+A spelling is parsed once, where it comes in (the command line, a notebook's
+parameters, the explorer, an experiment), into an :class:`ImageSource` that is passed
+inward. :func:`open_source` gives a dataset (images in [0, 1] at a model's input size,
 ``labels`` with -1 for unknown, ``class_names``, ``names``); the reproduction, the
 notebooks and the explorer all open their images through it, so a new kind of
 source is one entry of :data:`SOURCES`.
@@ -21,6 +23,7 @@ source is one entry of :data:`SOURCES`.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,61 +103,88 @@ def parse_source(spelling: str) -> tuple[str, str | None]:
     return name, argument
 
 
-def source_name(spelling: str) -> str:
-    """The kind of an image source (``'imagenet'`` for ``'imagenet:/data/val'``): a short, path-free name."""
-    return parse_source(spelling)[0]
+@dataclass(frozen=True)
+class ImageSource:
+    """An image source parsed once, from its spelling at the edge (the command line, a
+    notebook's parameters, the explorer, an experiment): its kind (a key of
+    :data:`SOURCES`) and argument (what follows the colon, None for none). Its ``str`` is
+    the one way of writing it: ``'fonts'`` -> ``fonts:test``, ``'Imagenet: /x'`` -> ``imagenet:/x``."""
+
+    kind: str
+    argument: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in SOURCES:
+            raise ValueError(f"unknown image source kind {self.kind!r}; write one of: {', '.join(spellings())}")
+
+    @classmethod
+    def of(cls, spelling: "str | Path | ImageSource") -> "ImageSource":
+        """The image source ``spelling`` names (an image source is itself); ValueError saying
+        how to write one for a spelling that is none."""
+        return spelling if isinstance(spelling, ImageSource) else cls(*parse_source(spelling))
+
+    def __str__(self) -> str:
+        return self.kind if self.argument is None else f"{self.kind}:{self.argument}"
+
+    @property
+    def shown(self) -> str:
+        """As a caption for others shows it: a folder or root by its last name
+        (``folder:/home/me/my_digits`` -> ``folder:my_digits``), no absolute path."""
+        return f"{self.kind}:{Path(self.argument).name}" if self._on_disk else str(self)
+
+    @property
+    def _on_disk(self) -> bool:
+        return SOURCES[self.kind].argument in ("ROOT", "PATH")
+
+    def absolute(self) -> "ImageSource":
+        """The same source with its folder or root made absolute (``folder:my_images`` ->
+        ``folder:/home/me/my_images``), as every process of a run opens it wherever it runs."""
+        if not self._on_disk:
+            return self
+        return ImageSource(self.kind, os.path.abspath(os.path.expanduser(self.argument)))
+
+    def check_exists(self, what: str) -> None:
+        """Refuse a source whose ROOT or PATH does not exist (FileNotFoundError naming
+        ``what`` asked for it); reads no image, imports no torch."""
+        if self._on_disk and not Path(self.argument).expanduser().exists():
+            raise FileNotFoundError(f"data root {self.argument} (for {what}) does not exist")
+
+    def open(self, size=224, seed: int = 0, download: bool = True):
+        """Its dataset, preprocessed for ``size`` (:func:`open_source`)."""
+        return SOURCES[self.kind].open(self.argument, size, seed, download)
+
+    def labels_in_words(self) -> str | None:
+        """Where a user's folder's labels come from, for a caption: "labelled by folder"
+        (class subfolders named after the model's classes) or the model's own prediction (no
+        class subfolders); None for the other kinds, whose labels (or their absence) are their own."""
+        if self.kind != "folder":
+            return None
+        return ("labelled by folder" if data.has_class_folders(self.argument)
+                else "no class folders: the model's own prediction is the label")
 
 
-def shown_source(spelling: str) -> str:
-    """An image source as a caption for others shows it: a folder or root by its last name
-    (``folder:/home/me/my_digits`` -> ``folder:my_digits``), no absolute path."""
-    kind, argument = parse_source(spelling)
-    if SOURCES[kind].argument in ("ROOT", "PATH"):
-        return f"{kind}:{Path(argument).name}"
-    return canonical(spelling)
-
-
-def check_source_exists(spelling: str, what: str) -> None:
-    """Refuse a spelling that is no image source, or whose ROOT or PATH does not exist
-    (FileNotFoundError naming ``what`` asked for it); reads no image, imports no torch."""
-    kind, argument = parse_source(spelling)
-    if SOURCES[kind].argument in ("ROOT", "PATH") and not Path(argument).expanduser().exists():
-        raise FileNotFoundError(f"data root {argument} (for {what}) does not exist")
-
-
-def canonical(spelling: str) -> str:
-    """The one way of writing an image source: ``'fonts'`` -> ``'fonts:test'``,
-    ``'Imagenet: /x'`` -> ``'imagenet:/x'``."""
-    name, argument = parse_source(spelling)
-    return name if argument is None else f"{name}:{argument}"
+def _quoted(image_source) -> str:
+    """An image source (or a dataset) as an error message names it: ``'fonts:test'``."""
+    return repr(str(image_source)) if isinstance(image_source, ImageSource) else repr(image_source)
 
 
 def open_source(image_source, size=224, seed: int = 0, download: bool = True):
-    """The dataset an image source's spelling names, preprocessed for ``size`` (an int,
-    (C, H, W) or a model). ``download=False`` (a reader such as the run browser) never
-    fetches or creates anything: a source not on disk is an error saying what to put where.
+    """The dataset an image source (an :class:`ImageSource` or its spelling) names, preprocessed
+    for ``size`` (an int, (C, H, W) or a model). ``download=False`` (a reader such as the run
+    browser) never fetches or creates anything: a source not on disk is an error saying what
+    to put where.
 
     An image source already open (a dataset: anything with ``names``) is returned as it
     is. ``seed`` draws the glyphs of a FONTS image source.
     """
-    if not isinstance(image_source, (str, Path)):
-        if hasattr(image_source, "names") and hasattr(image_source, "__getitem__"):
-            return image_source
-        raise TypeError(f"an image source is a spelling ({', '.join(spellings())}) or a dataset, "
-                        f"got {type(image_source).__name__}")
-    name, argument = parse_source(image_source)
-    return SOURCES[name].open(argument, size, seed, download)
-
-
-def labels_in_words(spelling: str) -> str | None:
-    """Where a user's folder's labels come from, for a caption: "labelled by folder" (class
-    subfolders named after the model's classes) or the model's own prediction (no class
-    subfolders); None for the other kinds, whose labels (or their absence) are their own."""
-    name, argument = parse_source(spelling)
-    if name != "folder":
-        return None
-    return ("labelled by folder" if data.has_class_folders(argument)
-            else "no class folders: the model's own prediction is the label")
+    if isinstance(image_source, (str, Path)):
+        image_source = ImageSource.of(image_source)
+    if isinstance(image_source, ImageSource):
+        return image_source.open(size, seed, download)
+    if hasattr(image_source, "names") and hasattr(image_source, "__getitem__"):
+        return image_source
+    raise TypeError(f"an image source is an ImageSource, its spelling ({', '.join(spellings())}) or a dataset, "
+                    f"got {type(image_source).__name__}")
 
 
 def item_digest(dataset, index: int) -> str | None:
@@ -164,9 +194,10 @@ def item_digest(dataset, index: int) -> str | None:
     return None if paths is None else file_sha256(paths[index])
 
 
-def default_source(model) -> str:
+def default_source(model) -> ImageSource:
     """Glyphs for models trained on FONTS, digits for those trained on digits, photos for the others."""
-    return {"fonts": "fonts:test", "digits": "digits:test"}.get(getattr(model, "info", {}).get("dataset"), "photos")
+    kind = getattr(model, "info", {}).get("dataset")
+    return ImageSource(kind, "test") if kind in ("fonts", "digits") else ImageSource("photos")
 
 
 def source_images(image_source, model, limit: int = _EXPLORER_LIMIT) -> tuple[torch.Tensor, list[str]]:
@@ -205,14 +236,14 @@ def labelled_images(image_source, model, limit: int = _EXPLORER_LIMIT) -> tuple[
         names.append(short_names[i])
         labels.append(to_model.get(int(label), -1))
     if not images:
-        raise ValueError(f"{image_source!r} holds no readable images")
+        raise ValueError(f"{_quoted(image_source)} holds no readable images")
     repeated = [name for name, count in Counter(names).items() if count > 1]
     if repeated:
-        raise ValueError(f"{image_source!r} names several images alike ({', '.join(map(repr, repeated[:5]))}): "
+        raise ValueError(f"{_quoted(image_source)} names several images alike ({', '.join(map(repr, repeated[:5]))}): "
                          "give each image its own name")
     images = torch.stack(images)
     if tuple(images.shape[1:]) != tuple(model.input_size):
-        raise ValueError(f"{image_source!r} holds images of shape {tuple(images.shape[1:])}, but the model expects "
+        raise ValueError(f"{_quoted(image_source)} holds images of shape {tuple(images.shape[1:])}, but the model expects "
                          f"{tuple(model.input_size)}")
     return images, names, torch.tensor(labels, dtype=torch.long)
 
@@ -274,10 +305,11 @@ def _label_text(name: str, label: int, prediction: int, confidence: float, class
 
 
 def default_names(image_source, all_names: list[str], k: int) -> list[str]:
-    """The names of a source's ``k`` default images, given all its names (``all_names``):
-    photos from ``PHOTO_PICKS``, glyphs (digits) of the first k letters (digits), else its first k images.
-    What :func:`pick_images` takes when no names are given."""
-    kind = source_name(image_source) if isinstance(image_source, (str, Path)) else None
+    """The names of ``k`` default images of ``image_source`` (an :class:`ImageSource` or a
+    dataset), given all its names (``all_names``): photos from ``PHOTO_PICKS``, glyphs
+    (digits) of the first k letters (digits), else its first k images. What
+    :func:`pick_images` takes when no names are given."""
+    kind = image_source.kind if isinstance(image_source, ImageSource) else None
     if kind == "photos":
         return list(PHOTO_PICKS[:k])
     if kind in ("fonts", "digits"):  # names begin with their class: 'A13 (cmss10)', '3-1071'
@@ -328,7 +360,7 @@ class PickedImages:
 
 def pick_labelled(model, names: Sequence[str | None] | None = None, k: int = 3,
                   image_source=None) -> PickedImages:
-    """``k`` images of ``image_source`` (a spelling or a dataset; default: the model's,
+    """``k`` images of ``image_source`` (an :class:`ImageSource`, its spelling or a dataset; default: the model's,
     :func:`default_source`), the first the source and the others its targets, by name (a
     glyph's also without its font: ``A13``; a file's also without its class folder where
     no other folder has that name). Without names, or for a None among them, the image
@@ -340,6 +372,7 @@ def pick_labelled(model, names: Sequence[str | None] | None = None, k: int = 3,
 
     from ..models import predict
 
+    image_source = ImageSource.of(image_source) if isinstance(image_source, (str, Path)) else image_source
     image_source = image_source or default_source(model)
     images, all_names, labels = labelled_images(image_source, model)
     names = [None] * min(k, len(all_names)) if names is None else list(names)
@@ -347,10 +380,10 @@ def pick_labelled(model, names: Sequence[str | None] | None = None, k: int = 3,
     names = [None if name is None else name if name in all_names else short.get(name, name) for name in names]
     unknown = [name for name in names if name is not None and name not in all_names]
     if unknown:
-        raise ValueError(f"no images {unknown} in {image_source!r}; it has {all_names[:20]}"
+        raise ValueError(f"no images {unknown} in {_quoted(image_source)}; it has {all_names[:20]}"
                          + (" ..." if len(all_names) > 20 else ""))
     if len(names) > len(all_names):
-        raise ValueError(f"{len(names)} images asked for, but {image_source!r} has only {all_names}")
+        raise ValueError(f"{len(names)} images asked for, but {_quoted(image_source)} has only {all_names}")
     predictions, confidence = predict(model, images)
     classes = [label if label >= 0 else prediction for label, prediction in zip(labels.tolist(), predictions.tolist())]
     correct = [label < 0 or label == prediction for label, prediction in zip(labels.tolist(), predictions.tolist())]

@@ -21,18 +21,21 @@ from ..models import module_device, predict
 
 UPLOAD_PREFIX = "upload: "  # before an uploaded file's name in the catalogue
 GIVEN_IMAGES = "given images"  # the name of an image source handed over as a dataset
-OFFERED_SOURCES = ("photos", "fonts:test", "digits:test")  # image sources offered whatever the model
+OFFERED_SOURCES = (sources.ImageSource("photos"), sources.ImageSource("fonts", "test"),  # offered whatever the model
+                   sources.ImageSource("digits", "test"))
 
 
 def named_source(image_source, offered: dict[str, object]) -> tuple[str, object]:
-    """The name under which ``image_source`` (a spelling, a name in ``offered`` or a
-    dataset) is offered, and what opens it."""
-    if not isinstance(image_source, (str, Path)):
-        return GIVEN_IMAGES, image_source
-    if str(image_source) in offered:
+    """The name under which ``image_source`` (an :class:`~blindspots_nb.data.sources.ImageSource`,
+    a name in ``offered``, a spelling, parsed here once, or a dataset) is offered, and what
+    opens it: an ImageSource or the dataset."""
+    if isinstance(image_source, (str, Path)) and str(image_source) in offered:
         return str(image_source), offered[str(image_source)]
-    spelling = sources.canonical(str(image_source))
-    return spelling, spelling
+    if isinstance(image_source, (str, Path)):
+        image_source = sources.ImageSource.of(image_source)
+    if isinstance(image_source, sources.ImageSource):
+        return str(image_source), image_source
+    return GIVEN_IMAGES, image_source
 
 
 def read_upload(name: str, content: bytes, model) -> tuple[str, object, torch.Tensor]:
@@ -58,7 +61,7 @@ class Catalogue:
     images: dict[str, torch.Tensor]  # name -> image at the model's input size, (C, H, W)
     labels: dict[str, int]  # name -> its label among the model's classes (none for uploads)
     class_names: tuple[str, ...]  # the model's
-    image_source: object  # what opened the images (a spelling or a dataset): their default order
+    image_source: object  # what opened the images (an ImageSource or a dataset): their default order
 
     @classmethod
     def load(cls, model, image_source, uploads: dict[str, object]) -> "Catalogue":

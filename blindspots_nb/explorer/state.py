@@ -44,7 +44,7 @@ class Explorer:
 
     ``model``: a registry name (see ``models.list_models``; loaded once, on ``device``,
     None: CUDA when available) or a classifier taking images in [0, 1] with
-    ``class_names``, ``input_size`` and ``info``. ``image_source``: an image source spelling
+    ``class_names``, ``input_size`` and ``info``. ``image_source``: an ImageSource or its spelling
     (see :mod:`blindspots_nb.data.sources`; None: the model's default) or an open dataset.
     ``source``/``target``/``target_b``: image names (default: see :meth:`.catalogue.Catalogue.choose`);
     one batched traversal walks from the source towards target A (``target``) and target B.
@@ -71,7 +71,7 @@ class Explorer:
         self.execution = execution or Execution()  # how the model runs (precision, compile, layout)
         self.iterations_per_click = iterations_per_click
         self.error: Exception | None = None  # what stopped the last run(), if anything did
-        self.image_sources: dict[str, object] = {spelling: spelling for spelling in OFFERED_SOURCES}
+        self.image_sources: dict[str, object] = {str(source): source for source in OFFERED_SOURCES}
         self._catalogue: Catalogue | None = None  # the images to choose from, the model's and the uploads
         self.source: str | None = None
         self.target: str | None = None
@@ -141,7 +141,7 @@ class Explorer:
         previous = self._model
         model = self._load(model)
         image_source = self.image_sources[self._image_source]
-        if self._image_source == sources.default_source(previous):
+        if image_source == sources.default_source(previous):
             image_source = sources.default_source(model)
         self._switch(model, image_source)
 

@@ -9,32 +9,24 @@ settings and the notebook at once. Presets are built from ``LSTConfig()`` with
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 
 from ..execution import Execution
 from ..lst import LSTConfig
-from ..data.sources import SOURCES, canonical, parse_source, source_name
+from ..data.sources import ImageSource
 from ..models.spec_names import checked_model_name
 from ..tools.deprecation import renamed_keys
 from ..tools.validation import MAX_SEED, plain_number
-
-
-def _absolute_source(spelling: str) -> str:
-    """An image source's one spelling with its folder or file made absolute (``folder:my_images``
-    -> ``folder:/home/me/my_images``): each process of a run, and its notebooks' kernels, open
-    it wherever they run, and the same folder named relatively or absolutely is the same run."""
-    kind, argument = parse_source(spelling)
-    if SOURCES[kind].argument in ("ROOT", "PATH"):
-        return f"{kind}:{os.path.abspath(os.path.expanduser(argument))}"
-    return canonical(spelling)
 
 
 @dataclass(frozen=True)
 class Experiment:
     """One image source, the models studied on it, the pool rule and LST's hyperparameters.
 
-    image_source: an image source spelling (``photos``, ``fonts:test``, ``imagenet:ROOT`` ...).
+    image_source: an :class:`~blindspots_nb.data.sources.ImageSource` or its spelling (``photos``,
+        ``fonts:test``, ``imagenet:ROOT`` ...), parsed here once, its folder or root made
+        absolute: each process of a run, and its notebooks' kernels, open it wherever they
+        run, and the same folder named relatively or absolutely is the same run.
     models: registry names or factory specs (``path/to/file.py:function``,
         ``package.module:function``: see :mod:`blindspots_nb.models.spec`); the pool must
         suit every one of them. Checked when the experiment is built.
@@ -52,7 +44,7 @@ class Experiment:
     note: what a reader of the tables should know about this experiment.
     """
 
-    image_source: str
+    image_source: ImageSource
     models: tuple[str, ...]
     lst: LSTConfig = field(default_factory=LSTConfig)
     execution: Execution = field(default_factory=Execution)
@@ -74,14 +66,14 @@ class Experiment:
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"Experiment.seed must be an integer in [0, 2**64 - 1] (the seeds "
                              f"torch.Generator.manual_seed takes), got {self.seed}")
-        if not isinstance(self.image_source, str):
+        if not isinstance(self.image_source, (str, ImageSource)):
             raise TypeError(f"Experiment.image_source is an image source's spelling (photos, fonts:test, "
                             f"folder:PATH, imagenet:ROOT, ...), got {type(self.image_source).__name__}: each "
                             "process of a run opens the images itself")
-        set_("image_source", _absolute_source(self.image_source))  # a folder named relatively: absolute
+        set_("image_source", ImageSource.of(self.image_source).absolute())  # a folder named relatively: absolute
         models = self.models if isinstance(self.models, (list, tuple)) else (self.models,)
         set_("models", tuple(checked_model_name(m) for m in models))
-        set_("name", self.name or source_name(self.image_source))
+        set_("name", self.name or self.image_source.kind)
         if not isinstance(self.lst, LSTConfig):
             raise TypeError(f"Experiment.lst must be an LSTConfig, got {type(self.lst).__name__}")
         if not isinstance(self.execution, Execution):
@@ -99,16 +91,11 @@ class Experiment:
         if not 0 <= self.min_conf < 1:
             raise ValueError(f"min_conf must lie in [0, 1), got {self.min_conf}")
 
-    @property
-    def image_source_kind(self) -> str:
-        """The image source's kind (``imagenet`` for ``imagenet:/data/val``), as the tables name it."""
-        return source_name(self.image_source)
-
     def lst_config(self, seed: int) -> LSTConfig:
         return dataclasses.replace(self.lst, seed=seed)
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "models": list(self.models)}
+        return {**dataclasses.asdict(self), "image_source": str(self.image_source), "models": list(self.models)}
 
     @classmethod
     def from_dict(cls, values: dict) -> "Experiment":

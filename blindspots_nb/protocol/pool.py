@@ -242,7 +242,7 @@ def select(experiment: Experiment, device=None, weights: dict | None = None) -> 
                          f"confidence > {experiment.min_conf} under {', '.join(experiment.models)}); "
                          "LST's derangements need at least 2")
     record = {
-        "image_source": experiment.image_source, "indices": pool.indices[:keep], "names": pool.names[:keep],
+        "image_source": str(experiment.image_source), "indices": pool.indices[:keep], "names": pool.names[:keep],
         **_pool_digests(dataset, pool.indices[:keep]),
         "labels": pool.labels[:keep].tolist(), "class_names": [pool.class_names[i] for i in pool.labels[:keep]],
         "confidence": {m: pool.confidences[:keep, j].tolist() for j, m in enumerate(experiment.models)},

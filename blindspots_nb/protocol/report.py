@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.sources import shown_source
 from ..tools import provenance
 from .experiment import Experiment
 from .pool import pool_images, stored_pool
@@ -56,4 +55,4 @@ def model_report(store: RunStore, experiment: Experiment, model_name: str, weigh
         mean_grid=store.mean_triangle_grid(experiment, model_name).double().mean(0),
         divisions=experiment.divisions,
         caption=provenance.caption(model, experiment.lst, "cpu") + f" | {experiment.name}: "
-                                                                   f"{shown_source(experiment.image_source)}")
+                                                                   f"{experiment.image_source.shown}")

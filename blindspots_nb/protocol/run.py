@@ -34,7 +34,6 @@ from ..tools import provenance
 from ..analysis.geometry import stats_from_confidence, triangles_confidence
 from ..lst import Traversal, traverse
 from ..analysis.metrics import LPIPSDistance, target_distances
-from ..data.sources import check_source_exists
 from . import distributed
 from .experiment import Experiment, parse_shard  # noqa: F401 (parse_shard: the notebook's, protocol.parse_shard)
 from .notebooks import notebooks_to_run, run_notebook
@@ -193,7 +192,7 @@ def _check_inputs(experiments: list[Experiment], weights: dict[str, str]):
     from ..models.spec import factory, is_spec
 
     for experiment in experiments:
-        check_source_exists(experiment.image_source, experiment.name)
+        experiment.image_source.check_exists(experiment.name)
         for name in experiment.models:
             factory(name) if is_spec(name) else get_entry(name)  # a ValueError saying what is wrong
     for name, path in weights.items():
@@ -270,7 +269,7 @@ def plan(experiments: list[Experiment], device=None, weights: dict[str, str] | N
         pool = select(experiment, device, weights)
         batches = source_batches(len(pool["labels"]), experiment.batch_size)
         planned.append({
-            "experiment": experiment.name, "image_source": experiment.image_source, "models": list(experiment.models),
+            "experiment": experiment.name, "image_source": str(experiment.image_source), "models": list(experiment.models),
             "pool_size": len(pool["labels"]), "passed_rule": pool["passed_rule"], "rounds": experiment.rounds,
             "iterations": experiment.lst.iterations, "batch_size": experiment.batch_size, "batches": len(batches),
             "timings": {name: _timed_model(experiment, pool, name, device, weights.get(name), timed_iterations, lpips)

@@ -15,7 +15,6 @@ from pathlib import Path
 from ..tools import provenance
 from ..analysis.geometry import DROPS
 from ..analysis.metrics import mean_std
-from ..data.sources import labels_in_words, shown_source
 from .experiment import Experiment
 from ..tools.atomic import csv_text
 from .store import RunStore
@@ -61,7 +60,7 @@ def summarize_model(store: RunStore, experiment: Experiment, model: str) -> dict
     sources = sorted(store.source_rows(experiment, model), key=lambda row: int(row["source"]))
     store.save_model_rows(experiment, model, blind_spots, sources)
     return {
-        "dataset": experiment.image_source_kind, "n_sources": len(sources), "n_blind_spots": len(blind_spots),
+        "dataset": experiment.image_source.kind, "n_sources": len(sources), "n_blind_spots": len(blind_spots),
         "table1": {key: mean_std([float(row[key]) for row in blind_spots]) for key in TABLE1_COLUMNS},
         "table2": {key: mean_std([float(row[key]) for row in sources]) for key in TABLE2_COLUMNS},
     }
@@ -174,7 +173,7 @@ def _setting(value) -> str:
 
 def _remarks(experiment: Experiment) -> str:
     """An experiment's note and where a user's folder's labels came from, in parentheses."""
-    remarks = [text for text in (experiment.note, labels_in_words(experiment.image_source)) if text]
+    remarks = [text for text in (experiment.note, experiment.image_source.labels_in_words()) if text]
     return f" ({'; '.join(remarks)})" if remarks else ""
 
 
@@ -186,7 +185,7 @@ def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict 
     by their display names, folders and files by their names: no absolute path, for a paper."""
     names = display_names([m for e in experiments for m in e.models], weights)
     settings = "; ".join(
-        f"{e.name} ({shown_source(e.image_source)}): {', '.join(names[m] for m in e.models)}, LST "
+        f"{e.name} ({e.image_source.shown}): {', '.join(names[m] for m in e.models)}, LST "
         + ", ".join(f"{k}={_setting(v)}" for k, v in e.lst.to_dict().items() if k not in NOT_SETTINGS)
         + f", rounds={e.rounds}, seed={e.seed}, pool: correct with confidence > {e.min_conf}, "
         + e.execution.in_words()
@@ -207,7 +206,7 @@ def shows_paper_rows(experiments: list[Experiment]) -> bool:
     """The default of :func:`render_tables`' ``paper_rows``: the paper's ImageNet rows
     stand beside ours unless an experiment studies a user's own images (``folder:PATH``),
     which the paper's numbers say nothing about."""
-    return not any(e.image_source_kind == "folder" for e in experiments)
+    return not any(e.image_source.kind == "folder" for e in experiments)
 
 
 def render_tables(experiments: list[Experiment], summaries: dict, weights: dict | None = None,

@@ -13,6 +13,7 @@ import ipywidgets as W
 import pandas as pd
 import plotly.express as px
 
+from .. import __version__
 from ..plots.triangles import figure_widget
 from ..protocol.compare import FEW_SHARED, MIN_SHARED, SHARED_POOL_HINT, paired_comparison
 from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
@@ -82,8 +83,10 @@ class AcrossRuns:
         self.root = Path(runs_root)
         self.rows = collect(self.root)
         self.skipped = self.rows.attrs["skipped"]
-        self.header = W.HTML(f"<b>{self.rows['run'].nunique() if len(self.rows) else 0} runs below "
-                             f"{html.escape(str(self.root))}</b>" + "".join(
+        made = "" if self.rows.empty else (f"made by blindspots_nb {', '.join(sorted(set(self.rows['version'])))} on "
+                                           f"{'; '.join(sorted(set(self.rows['device'])))}, read by {__version__}")
+        self.header = W.HTML(f"<b>{self.rows['run'].nunique()} runs below {html.escape(str(self.root))}</b> "
+                             f"<span style='color:#555'>{html.escape(made)}</span>" + "".join(
                                  f"<div style='color:#c62828'>{html.escape(line)}</div>" for line in self.skipped))
         self.varying = settings_that_vary(self.rows) if len(self.rows) else []
         style = {"description_width": "initial"}

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from . import atomic
+from .deprecation import renamed_keys
 from .json_files import UnreadableJSON, read_json
 
 
@@ -30,9 +31,11 @@ class HeldElsewhere(RuntimeError):
     """Another process holds a lock file; the message is what its file says of the holder."""
 
 
-def claim(folder, settings: dict, label: str = "--out-dir", settings_file: str = "settings.json") -> Path:
+def claim(folder, settings: dict, label: str = "--out-dir", settings_file: str = "settings.json",
+          renamed: dict[str, str] | None = None) -> Path:
     """``folder``, once it is new or empty (``settings`` are then written into
-    ``settings_file``) or holds the same settings; :class:`FolderTaken` naming what differs
+    ``settings_file``) or holds the same settings (a key written under an older name is read
+    under its new one, ``renamed``: old -> new); :class:`FolderTaken` naming what differs
     otherwise."""
     folder = atomic.check_folder(folder, label)
     path = folder / settings_file
@@ -41,6 +44,8 @@ def claim(folder, settings: dict, label: str = "--out-dir", settings_file: str =
             stored = read_json(path)
         except UnreadableJSON as error:
             raise FolderTaken(f"{error}: use another {label}") from None
+        if isinstance(stored, dict):
+            stored = renamed_keys(stored, str(path), **(renamed or {}))
         if stored != settings:
             changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k)) \
                 if isinstance(stored, dict) else [settings_file]
