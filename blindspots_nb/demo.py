@@ -20,15 +20,16 @@ HISTORY_COLUMNS = {"source_confidence": "source_confidence", "target_confidence"
                    "distance_l2": "distance", "accepted_total": "accepted_total"}
 
 
-def demo(model_name: str = "efficientnet_lite0", source: str | None = None, target: str | None = None,
+def demo(model_name: str = "efficientnet_lite0", source_name: str | None = None, target_name: str | None = None,
          config: LSTConfig | None = None, out_dir="results/demo", device=None, execution=None,
          image_source: str | None = None, weights=None) -> dict:
     """LST from one image of ``image_source`` towards another; writes ``source.png``, ``target.png``,
     ``blind_spot.png``, ``history.csv`` and ``record.json`` to ``out_dir`` and returns the record.
-    None follows the model: its image source (:func:`~blindspots_nb.data.sources.default_source`)
-    and, there, a source the model classifies as its label and a target of another class
-    (:func:`~blindspots_nb.data.sources.pick_labelled`, which warns of a misclassified source or a
-    target of its class); each image's label is printed beside the model's class.
+    ``source_name``/``target_name``: images of it by name. None follows the model: its image source
+    (:func:`~blindspots_nb.data.sources.default_source`) and, there, a source the model classifies
+    as its label and a target of another class (:func:`~blindspots_nb.data.sources.pick_labelled`,
+    which warns of a misclassified source or a target of its class); each image's label is printed
+    beside the model's class.
     ``execution``: how the model runs (:class:`~blindspots_nb.execution.Execution`); ``weights``: a
     local weights file (``load_model``'s, ``--weights``) instead of the published ones. An ``out_dir``
     that cannot be a folder is refused first (:class:`~blindspots_nb.tools.atomic.NotAFolderError`);
@@ -42,8 +43,8 @@ def demo(model_name: str = "efficientnet_lite0", source: str | None = None, targ
     model = load_model(model_name, device=device, weights=weights)
     device = module_device(model)
     picked_from = ImageSource.of(image_source) if image_source else default_source(model)
-    picked = pick_labelled(model, [source, target], image_source=picked_from)
-    (source, target), labels = picked.names, picked.labels.tolist()
+    picked = pick_labelled(model, [source_name, target_name], image_source=picked_from)
+    (source_name, target_name), labels = picked.names, picked.labels.tolist()
     source_image, target_image = picked.images[:1].to(device), picked.images[1:].to(device)
     label = predict(model, source_image)[0].to(device)
     result = traverse(model, source_image, label, target_image, config, progress=True, execution=execution)
@@ -58,7 +59,7 @@ def demo(model_name: str = "efficientnet_lite0", source: str | None = None, targ
         for i, iteration in enumerate(history["iteration"].tolist())], digits=6)
     distances = target_distances(result.images, target_image, LPIPSDistance())
     summary = {
-        "source": source, "target": target,
+        "source": source_name, "target": target_name,
         **{f"{role}_label": model.class_names[label] if label >= 0 else None
            for role, label in zip(("source", "target"), labels)},  # the image source's labels, None: unknown
         "source_class": model.class_names[int(label)], "target_class": model.class_names[int(result.target_labels)],
@@ -71,9 +72,9 @@ def demo(model_name: str = "efficientnet_lite0", source: str | None = None, targ
                                image_source=str(picked_from), **summary)
     atomic.write_json(out_dir / "record.json", record)
     print("images (name: the model's class and confidence, the label):\n  " + picked.text().replace("\n", "\n  "))
-    print(f"{model_name}: {source} ({summary['source_class']}, initial confidence "
+    print(f"{model_name}: {source_name} ({summary['source_class']}, initial confidence "
           f"{summary['initial_confidence']:.3f})"
-          f" -> towards {target} ({summary['target_class']}) after {config.iterations} iterations:")
+          f" -> towards {target_name} ({summary['target_class']}) after {config.iterations} iterations:")
     print(f"  source-class confidence {summary['confidence']:.4f}, "
           f"RMSE to target {summary['rmse_to_target']:.4f}, l_inf {summary['linf_to_target']:.3f}, "
           f"SSIM {summary['ssim_to_target']:.3f}, LPIPS {summary['lpips_to_target']:.3f}")
