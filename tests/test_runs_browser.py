@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 
 from blindspots_nb import protocol
-from blindspots_nb.browser.runs import CONTRADICTIONS, SOURCE_COLUMNS, StoredRun
+from blindspots_nb.browser.findings import CONTRADICTIONS
+from blindspots_nb.browser.runs import SOURCE_COLUMNS, StoredRun
 from blindspots_nb.browser.view import RunBrowser
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.protocol import Experiment, RunFolderError, RunStore

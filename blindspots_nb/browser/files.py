@@ -7,6 +7,7 @@ that is not a number, a cut or foreign ``.pt``, a FIFO where a file should be) i
 line in :attr:`RunFiles.problems` naming it, instead of an error: the browser of
 :mod:`.runs` shows the rest. Tensors are loaded with ``torch.load(weights_only=True)``,
 memory-mapped: a hostile ``.pt`` cannot run code, a large one is not read whole.
+:class:`PoolImages` reads a pool's images one at a time, when first shown.
 """
 
 from __future__ import annotations
@@ -104,3 +105,25 @@ class RunFiles:
                                                  "left out")
             return not changed
         return self.once(("piece", stem), check)
+
+
+class PoolImages:
+    """A pool's images by pool index, each read by ``read(index)`` when first asked for (a run's
+    pool may hold a thousand ImageNet photos; a browser shows a few); None for an image that
+    cannot be read (gone, changed since the run, not decodable), which ``unreadable(index, error)``
+    is told of."""
+
+    def __init__(self, read, count: int, unreadable):
+        self._read_one, self._count, self._unreadable, self._read = read, count, unreadable, {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> torch.Tensor | None:
+        if index not in self._read:
+            try:
+                self._read[index] = self._read_one(index)
+            except (OSError, ValueError, RuntimeError) as error:  # gone, changed (sha256), not an image
+                self._unreadable(index, error)
+                self._read[index] = None
+        return self._read[index]

@@ -34,7 +34,8 @@ from ..protocol.pool import locate_pool, pool_files, source_batches
 from ..protocol import layout
 from ..protocol.store import RunStore
 from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS, TABLE_COLUMNS, row_names
-from .files import RunFiles
+from .files import PoolImages, RunFiles
+from .findings import Contradiction
 
 # A source's blind spots, summarised over its rounds (from the blind-spot rows)
 BLIND_SPOT_COLUMNS = {"confidence_min": "least blind-spot conf", "drop_max": "largest conf drop",
@@ -45,35 +46,6 @@ BLIND_SPOT_NUMBERS = ("initial_confidence", "confidence", *TABLE1_COLUMNS)
 TRIANGLE_NUMBERS = (*TABLE2_COLUMNS, "edge_min")
 MAX_IMAGE_BYTES = 256 * 2**20  # a pool image file the browser reads whole to check its sha256
 EQUILATERAL = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 3 ** 0.5 / 2]], dtype=torch.float64)
-
-
-@dataclass(frozen=True)
-class Contradiction:
-    """Sources that go against one of the paper's findings: the sources sorted by ``column``."""
-
-    name: str
-    column: str
-    lowest_first: bool
-    sentence: str
-
-
-CONTRADICTIONS = (
-    Contradiction("lowest path confidence", "path_conf", True,
-                  "The paper finds the straight paths from a source to its blind spots stay confident (Avg Path "
-                  "Conf 0.73-0.96); these sources have the least confidence along them."),
-    Contradiction("deepest dip on a path", "edge_min", True,
-                  "The paper finds the paths connected at high confidence; these sources' paths fall furthest "
-                  "below p_src somewhere between the source and a blind spot."),
-    Contradiction("largest RMSE to target", "rmse_max", False,
-                  "The paper finds blind spots nearly indistinguishable from their targets (RMSE 0.008-0.046); "
-                  "these sources have the blind spot furthest from its target."),
-    Contradiction("largest confidence drop", "drop_max", False,
-                  "LST keeps the source-class confidence within delta of its start; these sources have the blind "
-                  "spot whose confidence fell most below the source's."),
-    Contradiction("smallest high-confidence triangle", "frac_0.1", True,
-                  "The paper finds much of a triangle within 0.1 of p_src (Frac d=0.1: 0.43-0.79); these sources "
-                  "have the least of it."),
-)
 
 
 @dataclass(frozen=True)
@@ -91,28 +63,6 @@ class StoredTriangle:
     pairs: int
     own: bool  # the pair's own grid (False: the mean over the source's pairs, all an older run stored)
     note: str  # what the grid is and what its shape is
-
-
-class PoolImages:
-    """A pool's images by pool index, each read by ``read(index)`` when first asked for (a run's
-    pool may hold a thousand ImageNet photos; a browser shows a few); None for an image that
-    cannot be read (gone, changed since the run, not decodable), which ``unreadable(index, error)``
-    is told of."""
-
-    def __init__(self, read, count: int, unreadable):
-        self._read_one, self._count, self._unreadable, self._read = read, count, unreadable, {}
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __getitem__(self, index: int) -> torch.Tensor | None:
-        if index not in self._read:
-            try:
-                self._read[index] = self._read_one(index)
-            except (OSError, ValueError, RuntimeError) as error:  # gone, changed (sha256), not an image
-                self._unreadable(index, error)
-                self._read[index] = None
-        return self._read[index]
 
 
 class StoredRun:
@@ -159,7 +109,7 @@ class StoredRun:
         it was selected, or when damaged (then a problem naming it)."""
         path = layout.pool_path(self.run_dir, experiment_name)
         pool = self.files.read_json(path) if self.files.is_finished(path, ("",)) else None
-        problem = None if pool is None else _pool_problem(pool)
+        problem = None if pool is None else layout.pool_problem(pool)
         if problem:
             self.files.problem(path, f"is not a pool record ({problem}); left out")
             return None
@@ -483,24 +433,3 @@ def _summarised(spots: list[dict]) -> dict:
             "drop_max": max(s["initial_confidence"] - s["confidence"] for s in spots),
             "rmse_mean": mean("rmse"), "rmse_max": max(s["rmse"] for s in spots), "linf_mean": mean("linf"),
             "ssim_mean": mean("ssim"), "lpips_mean": mean("lpips")}
-
-
-def _pool_problem(pool) -> str | None:
-    """What is wrong with a pool record as the browser reads it (None: nothing): names, labels and class
-    names of the same two or more sources, and each file's sha256 (or null) where it records them."""
-    if not isinstance(pool, dict):
-        return f"a JSON {type(pool).__name__}"
-    fields = {"names": str, "labels": int, "class_names": str}
-    missing = [field for field in fields if not isinstance(pool.get(field), list)]
-    if missing:
-        return f"no list of {', '.join(missing)}"
-    wrong = [field for field, kind in fields.items() if not all(type(v) is kind for v in pool[field])]
-    if wrong:
-        return f"{', '.join(wrong)} not all {'/'.join(fields[f].__name__ for f in wrong)}"
-    digests = pool.get("sha256", [None] * len(pool["names"]))  # runs record them; a record without is read too
-    if not (isinstance(digests, list) and all(d is None or isinstance(d, str) for d in digests)):
-        return "sha256 not a list of text or null"
-    lengths = {**{field: len(pool[field]) for field in fields}, "sha256": len(digests)}
-    if len(set(lengths.values())) != 1 or lengths["names"] < 2:
-        return "lengths " + ", ".join(f"{field} {n}" for field, n in lengths.items()) + " (two or more, all equal)"
-    return None

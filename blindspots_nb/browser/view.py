@@ -13,7 +13,8 @@ import math
 import ipywidgets as W
 import numpy as np
 
-from .runs import CONTRADICTIONS, SOURCE_COLUMNS, StoredRun
+from .findings import CONTRADICTIONS
+from .runs import SOURCE_COLUMNS, StoredRun
 from ..plots import image_to_png, triangle_contour, triangle_surface
 from ..plots.figures import caption_above_plot
 from ..plots.triangles import FigureWidget

@@ -255,6 +255,27 @@ def read_rows(path: Path) -> list[dict]:
     return [renamed_keys(row, str(path), **OLD_ROW_KEYS) for row in rows]
 
 
+def pool_problem(pool) -> str | None:
+    """What is wrong with a pool record as a reader (the run browser) needs it (None: nothing): names, labels and class
+    names of the same two or more sources, and each file's sha256 (or null) where it records them."""
+    if not isinstance(pool, dict):
+        return f"a JSON {type(pool).__name__}"
+    fields = {"names": str, "labels": int, "class_names": str}
+    missing = [field for field in fields if not isinstance(pool.get(field), list)]
+    if missing:
+        return f"no list of {', '.join(missing)}"
+    wrong = [field for field, kind in fields.items() if not all(type(v) is kind for v in pool[field])]
+    if wrong:
+        return f"{', '.join(wrong)} not all {'/'.join(fields[f].__name__ for f in wrong)}"
+    digests = pool.get("sha256", [None] * len(pool["names"]))  # runs record them; a record without is read too
+    if not (isinstance(digests, list) and all(d is None or isinstance(d, str) for d in digests)):
+        return "sha256 not a list of text or null"
+    lengths = {**{field: len(pool[field]) for field in fields}, "sha256": len(digests)}
+    if len(set(lengths.values())) != 1 or lengths["names"] < 2:
+        return "lengths " + ", ".join(f"{field} {n}" for field, n in lengths.items()) + " (two or more, all equal)"
+    return None
+
+
 def grid_points(divisions: int) -> int:
     """How many points a triangle grid of ``divisions`` has."""
     return (divisions + 1) * (divisions + 2) // 2
