@@ -49,7 +49,7 @@ from blindspots_nb.protocol.run import protocol_blind_spots
 from blindspots_nb.data.fonts import GlyphRenderer
 from blindspots_nb.models import FONTS_CLASSES, load_model, predict
 from blindspots_nb.protocol import run as protocol
-from blindspots_nb.protocol.store import RunStore, csv_text
+from blindspots_nb.protocol.store import RunStore
 from blindspots_nb.tools import atomic, provenance
 
 MODELS = ("fonts_cnn", "fonts_cnn_at")
@@ -306,7 +306,7 @@ def main(argv=None):
                                        "convergence": CONVERGENCE}, device="cpu", command=command,
                                manifold=manifolds[STARTS].settings() | {"starts": "per search"})
     atomic.write_text(out / "validation.md", f"command: `{command}`\n\n{text}\n")
-    atomic.write_text(out / "validation.csv", csv_text(example_rows(rows)))
+    atomic.write_csv(out / "validation.csv", example_rows(rows))
     atomic.write_json(out / "run.json", record)
     print(text)
 
