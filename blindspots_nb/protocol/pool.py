@@ -25,7 +25,8 @@ from ..data.sources import item_digest, open_source
 from ..execution import Execution
 from ..models import predict
 from .experiment import Experiment
-from .store import RunSettingsMismatch, RunStore
+from .layout import RunSettingsMismatch
+from .store import RunStore
 
 @dataclass(eq=False)
 class Pool:
