@@ -446,3 +446,16 @@ def test_next_class_pairs_pair_each_class_with_the_next_of_the_same_rank():
     assert [int(labels[t]) for t in targets] == [(int(labels[s]) + 1) % 3 for s in order]
     with pytest.raises(ValueError, match=r"too few images per class \(\[3, 2, 2\]\) for 7 sources"):
         pool.next_class_pairs(7)
+
+
+def test_the_packaged_notebook_is_given_exactly_its_parameters(tmp_path):
+    # papermill runs a notebook given a name its parameters cell lacks, with that cell's default:
+    # each parameter the protocol passes must be one the notebook declares, and none left out
+    import papermill
+
+    from blindspots_nb.protocol.notebooks import notebook_parameters
+
+    experiment = Experiment(name="fonts", image_source="fonts:test", models=["fonts_cnn"])
+    given = notebook_parameters(experiment, "fonts_cnn", RunStore(tmp_path / "run"), (1, 2))
+    assert set(given) == set(papermill.inspect_notebook(str(protocol.NOTEBOOK)))
+    assert (given["model_name"], given["shard"]) == ("fonts_cnn", "1/2")
