@@ -34,6 +34,17 @@ def test_other_settings_or_files_of_anyone_else_are_refused_and_left_alone(tmp_p
         folders.claim(tmp_path / "cut", {"seed": 0})
 
 
+
+def test_a_folder_settled_under_an_old_key_is_resumed_under_the_new_one(tmp_path):
+    old = {"tool": "layer similarity", "data": "photos"}  # how the scripts named the image source before
+    atomic.write_json(tmp_path / "run" / "settings.json", old)
+    new = {"tool": "layer similarity", "image_source": "photos"}
+    with pytest.warns(DeprecationWarning, match="data read as image_source"):
+        assert folders.claim(tmp_path / "run", new, renamed={"data": "image_source"}) == tmp_path / "run"
+    assert json.loads((tmp_path / "run" / "settings.json").read_text()) == old  # the old file is left as it was
+    with pytest.warns(DeprecationWarning), pytest.raises(folders.FolderTaken, match=r"\(image_source differ\)"):
+        folders.claim(tmp_path / "run", {**new, "image_source": "fonts:test"}, renamed={"data": "image_source"})
+
 def test_csv_text_reads_back_as_written_and_rounds_floats_only_when_asked():
     rows = [{"name": "a,b", "count": 3, "value": 1 / 3}, {"name": "c", "count": 4, "value": 2.0}]
     full = list(csv.DictReader(io.StringIO(atomic.csv_text(rows))))
