@@ -36,7 +36,7 @@ import torch
 from tqdm.std import tqdm
 
 from blindspots_nb.analysis.attacks import autoattack, pgd, threat_model
-from blindspots_nb.analysis.manifold import ORACLE_SLACK, GlyphManifold, dataset_glyphs, validate
+from blindspots_nb.analysis.manifold import ORACLE_SHORTLIST, ORACLE_SLACK, GlyphManifold, dataset_glyphs, validate
 from blindspots_nb.analysis.taxonomy import (judge, judge_adversarial, judge_blind_spots, on_manifold_attack,
                                              on_manifold_rows, rendering_rows, summarize, summarize_kind)
 from blindspots_nb.protocol.experiment import taxonomy_experiment
@@ -75,7 +75,8 @@ def parse(argv):
     parser.add_argument("--survivors", type=int, default=2, help="of which descended to the end")
     parser.add_argument("--steps", type=int, default=80, help="Adam steps of the projection")
     parser.add_argument("--prune-every", type=int, default=8, help="steps between halvings of the descents (0: none)")
-    parser.add_argument("--shortlist", type=int, default=3, help="letters nearest at screening the oracle descends")
+    parser.add_argument("--shortlist", type=int, default=ORACLE_SHORTLIST,
+                        help=f"letters nearest at screening the oracle descends (default {ORACLE_SHORTLIST}: all)")
     parser.add_argument("--slack", type=float, default=ORACLE_SLACK,
                         help="a verdict whose margin (second-nearest minus nearest letter) is below this RMSE is "
                              f"uncertain (default {ORACLE_SLACK}: the largest gap of the default search to the "

@@ -7,9 +7,9 @@ run of the tables' protocol on ``fonts:test`` (``--protocol-dir``, as
 ``fonts_cnn_at``, and the PGD (every source) and AutoAttack (the first ``--autoattack``
 sources) examples that fool each model. Each is judged by
 
-* the search settings compared (``VARIANTS``: the default and cheaper or longer ones),
-  as the taxonomy calls it (the letters nearest at screening, the source's and the other
-  letter);
+* the search settings compared (``VARIANTS``: the default, which descends every letter,
+  the former default, which descended the 3 nearest at screening, and cheaper or longer
+  ones of those 3), as the taxonomy calls it (with the source's and the other letter);
 * a reference search that leaves nothing to screening: an atlas of 4x the starts, the
   nearest of them in *every* font descended for *every* letter, 4x the steps
   (``REFERENCE``);
@@ -29,6 +29,10 @@ example to ``OUT/validation.csv``::
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/oracle_validation.py --protocol-dir results/manifold_protocol \\
         --out-dir results/oracle_validation --limit 60 --convergence 6
+
+``--rejudge-default`` judges the stored rows again by today's default only (rows judged
+when the default descended 3 letters keep that answer as the former default's), then
+writes the table.
 """
 
 from __future__ import annotations
@@ -54,10 +58,12 @@ from blindspots_nb.tools import atomic, provenance
 
 MODELS = ("fonts_cnn", "fonts_cnn_at")
 STARTS = 64  # the default atlas (GlyphManifold's starts)
+FORMER = "three letters descended"  # the default before every letter was (shortlist 3)
 VARIANTS = {  # name -> (atlas starts, oracle options)
     "default": (STARTS, {}),
-    "one start per font": (STARTS, {"per_font": 1}),
-    "twice the steps": (STARTS, {"steps": 160, "prune_every": 16}),  # the halvings twice as far apart too
+    FORMER: (STARTS, {"shortlist": 3}),
+    "one start per font": (STARTS, {"per_font": 1, "shortlist": 3}),
+    "twice the steps": (STARTS, {"steps": 160, "prune_every": 16, "shortlist": 3}),  # the halvings twice as far apart
 }
 REFERENCE = (4 * STARTS, {"per_font": 2, "survivors": 8, "prune_every": 40, "steps": 320})
 CONVERGENCE = (8 * STARTS, {"per_font": 4, "survivors": 16, "prune_every": 80, "steps": 640})
@@ -78,6 +84,9 @@ def parse(argv):
                         help="judge first the blind spots of smallest margin in --taxonomy-dir's rows (close calls)")
     parser.add_argument("--taxonomy-dir", default=None, help="an output folder of manifold_taxonomy.py (for --closest)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rejudge-default", action="store_true",
+                        help="judge the stored rows again by today's default search only (their former default's "
+                             f"answer kept as '{FORMER}'); judges no new example")
     args = parser.parse_args(argv)
     if args.closest and not args.taxonomy_dir:
         parser.error("--closest needs --taxonomy-dir (the taxonomy run whose blind-spot margins it reads)")
@@ -168,15 +177,15 @@ def judged(manifold: GlyphManifold, image, source, other, options: dict, everyth
 
 
 def backfill_letters(rows: list[dict], found: dict, manifold: GlyphManifold, save) -> int:
-    """Rows stored before the searches recorded every letter they searched: the default
-    search run again (deterministic given the seed) records the default's; its verdict and
+    """Rows stored before the searches recorded every letter they searched (all judged by
+    the former default): that search run again (deterministic given the seed) records its letters; its verdict and
     nearest distance must be the stored ones. ``save(rows)`` every 20 rows and at the end.
     Returns how many rows were filled."""
     missing = [row for row in rows if "letters" not in row["default"]]
     for count, row in enumerate(missing, 1):
         i = row["example"]
         again = judged(manifold, found["images"][i:i + 1], found["source"][i], found["other"][i],
-                       VARIANTS["default"][1])
+                       VARIANTS[FORMER][1])
         stored = row["default"]
         if again["label"] != stored["label"] or abs(again["nearest"] - stored["nearest"]) > 1e-5:
             raise SystemExit(f"example {i}: the default search now gives {FONTS_CLASSES[again['label']]} at "
@@ -187,6 +196,25 @@ def backfill_letters(rows: list[dict], found: dict, manifold: GlyphManifold, sav
             save(rows)
             print(f"default's letters recorded for {count}/{len(missing)} stored rows", flush=True)
     return len(missing)
+
+
+def rejudge_default(rows: list[dict], found: dict, manifold: GlyphManifold, save) -> int:
+    """Rows judged when the default descended three letters: that answer becomes the
+    ``FORMER`` variant's and today's default search judges them again (the reference and
+    the other variants stay as stored). ``save(rows)`` every 20 rows and at the end.
+    Returns how many rows were judged."""
+    pending = [row for row in rows if FORMER not in row]
+    for count, row in enumerate(pending, 1):
+        i = row["example"]
+        row[FORMER] = row["default"]
+        row["default"] = judged(manifold, found["images"][i:i + 1], found["source"][i], found["other"][i],
+                                VARIANTS["default"][1])
+        if count % 20 == 0 or count == len(pending):
+            save(rows)
+            seconds = sorted(row["default"]["cpu_seconds"] for row in pending[:count])
+            print(f"default judged again: {count}/{len(pending)} rows, median {seconds[len(seconds) // 2]:.2f} "
+                  "CPU s per image", flush=True)
+    return len(pending)
 
 
 def letter_gap(row: dict, name: str = "default") -> float | None:
@@ -275,10 +303,14 @@ def main(argv=None):
                  for starts in {STARTS, REFERENCE[0], CONVERGENCE[0]}}
     path = out / "rows.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    backfill_letters(rows, found, manifolds[STARTS],
-                     lambda rows: atomic.write_text(path, "".join(json.dumps(row) + "\n" for row in rows)))
+    def save(rows):
+        atomic.write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+    backfill_letters(rows, found, manifolds[STARTS], save)
+    if args.rejudge_default:
+        rejudge_default(rows, found, manifolds[STARTS], save)
     done = {row["example"] for row in rows}
-    order = round_robin(found)
+    order = [] if args.rejudge_default else round_robin(found)
     if args.closest:
         first = closest_calls(found, Path(args.taxonomy_dir), args.closest)
         order = first + [i for i in order if i not in first]

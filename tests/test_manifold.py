@@ -175,9 +175,11 @@ def test_oracle_names_the_letter_of_clean_test_glyphs(renderer, manifold):
     glyphs = dataset_glyphs("test", FONTS_GLYPHS, 0, renderer, range(20))
     oracle = manifold.oracle(glyphs["images"], **SEARCH)
     assert float((oracle.label == glyphs["letters"]).float().mean()) >= 0.9
-    # the shortlist's letters are the nearest at screening: all ten letters searched find no nearer one
+    # the letters in the order of screening, the nearest first; by default every letter is descended
     screened = manifold.screen(glyphs["images"])
-    assert torch.equal(oracle.letters[:, 0], screened.argmin(1))
+    assert torch.equal(oracle.letters, screened.argsort(1))
+    shortlisted = manifold.oracle(glyphs["images"][:2], shortlist=3, **SEARCH)
+    assert torch.equal(shortlisted.letters, screened[:2].argsort(1)[:, :3])
 
 
 def test_projection_is_deterministic_given_the_seed(renderer):
@@ -456,8 +458,8 @@ def test_oracle_validation_records_the_letters_of_rows_stored_without_them(rende
     manifold = GlyphManifold(renderer, starts=4, seed=0)
     glyphs = dataset_glyphs("test", FONTS_GLYPHS, 0, renderer, range(2))
     found = {"images": glyphs["images"], "source": glyphs["letters"], "other": glyphs["letters"].roll(1)}
-    options = {"per_font": 1, "survivors": 1, "steps": 3}
-    script.VARIANTS = {"default": (4, options)}
+    options = {"per_font": 1, "survivors": 1, "steps": 3, "shortlist": 3}  # rows stored then were the former default's
+    script.VARIANTS = {script.FORMER: (4, options)}
     answers = [script.judged(manifold, found["images"][i:i + 1], found["source"][i], found["other"][i], options)
                for i in range(2)]
     assert [sum(value is not None for value in answer["letters"]) for answer in answers] == [5, 5]  # 3 + the two
@@ -470,3 +472,26 @@ def test_oracle_validation_records_the_letters_of_rows_stored_without_them(rende
     rows[1]["default"]["nearest"] += 0.01
     with pytest.raises(SystemExit, match="the search changed since"):
         script.backfill_letters(rows, found, manifold, saved.append)
+
+
+def test_oracle_validation_judges_stored_rows_again_by_the_default_only(renderer):
+    """--rejudge-default: each stored row's default answer becomes the former default's
+    (three letters descended), today's default judges it again, the reference stays; a
+    row already judged again is left as it is."""
+    script = oracle_validation_script()
+    manifold = GlyphManifold(renderer, starts=4, seed=0)
+    glyphs = dataset_glyphs("test", FONTS_GLYPHS, 0, renderer, range(2))
+    found = {"images": glyphs["images"], "source": glyphs["letters"], "other": glyphs["letters"].roll(1)}
+    search = {"per_font": 1, "survivors": 1, "steps": 3}
+    script.VARIANTS = {"default": (4, search), script.FORMER: (4, search | {"shortlist": 3})}
+    former = [script.judged(manifold, found["images"][i:i + 1], found["source"][i], found["other"][i],
+                            search | {"shortlist": 3}) for i in range(2)]
+    rows = [{"example": i, "default": dict(answer), "reference": {"label": -1}} for i, answer in enumerate(former)]
+    saved = []
+    assert script.rejudge_default(rows, found, manifold, saved.append) == 2 and saved
+    assert [row[script.FORMER] for row in rows] == former and [row["reference"] for row in rows] == [{"label": -1}] * 2
+    assert [sum(value is not None for value in row["default"]["letters"]) for row in rows] == [10, 10]
+    for row, answer in zip(rows, former):  # the letters both descended: the same descents, the same distances
+        assert [row["default"]["letters"][k] for k, value in enumerate(answer["letters"]) if value is not None] == \
+            pytest.approx([value for value in answer["letters"] if value is not None], abs=1e-5)
+    assert script.rejudge_default(rows, found, manifold, saved.append) == 0

@@ -28,7 +28,7 @@ import torch
 
 from ..data.fonts import GlyphRenderer, font_split, indices_of
 from ..models import FONTS_CLASSES, predict
-from .manifold import GlyphManifold, Projection, TransformBox, count_at_least, descend, letter_indices
+from .manifold import ORACLE_SHORTLIST, GlyphManifold, Projection, TransformBox, count_at_least, descend, letter_indices
 from .metrics import rmse
 
 VERDICTS = ("source", "other", "neither")
@@ -133,7 +133,8 @@ class Judgement:
                 for i in range(len(self.verdicts))]
 
 
-def judge(manifold: GlyphManifold, images: torch.Tensor, sources, others, shortlist: int = 3, **search) -> Judgement:
+def judge(manifold: GlyphManifold, images: torch.Tensor, sources, others, shortlist: int = ORACLE_SHORTLIST,
+          **search) -> Judgement:
     """The oracle's judgement of ``images`` against one ``sources`` letter and one
     ``others`` letter per image (``search``: :meth:`GlyphManifold.project`'s options)."""
     sources, others = letter_indices(sources, len(images)), letter_indices(others, len(images))
