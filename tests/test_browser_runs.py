@@ -26,6 +26,12 @@ INJECTED = """() => ({elements: document.querySelectorAll('img[onerror], img[src
 SURFACE_Z = """() => { for (const plot of document.querySelectorAll('.js-plotly-plot')) {
     const mesh = (plot.data || []).find(trace => trace.type === 'mesh3d');
     if (mesh) return Array.from(mesh.z); } return null; }"""
+# Where the contour's title, caption and corner names are drawn on the page: their boxes and the plot area's.
+CONTOUR_BOXES = """() => { const contour = document.querySelectorAll('.js-plotly-plot')[1];
+    const box = element => { const r = element.getBoundingClientRect(); return {top: r.top, bottom: r.bottom}; };
+    return {title: box(contour.querySelector('.gtitle')), plot: box(contour.querySelector('.nsewdrag')),
+            annotations: Array.from(contour.querySelectorAll('.annotation')).map(
+                a => ({text: a.textContent, ...box(a)}))}; }"""
 
 
 @pytest.fixture
@@ -73,8 +79,14 @@ def _pick_a_source_and_see_its_triangle(page, run_dir: Path, screenshot: str):
     assert page.locator(".widget-html", has_text=f"Source #{picked}").count() >= 1
     assert len(expected) == 15 and page.evaluate(SURFACE_Z) != first
     title = page.locator(".js-plotly-plot .gtitle").first.text_content()
-    assert f"Source #{picked}: stored triangle" in title
+    assert f"Source #{picked}: the triangle of blind spots r0 and r1" in title  # the pair menu opens on (0, 1)
     assert page.locator(".js-plotly-plot").count() == 2  # the surface and the contour
+    boxes = page.evaluate(CONTOUR_BOXES)  # the caption between the title and the plot; the corner names in the plot
+    caption, = [a for a in boxes["annotations"] if "blindspots_nb" in a["text"]]
+    corners = [a for a in boxes["annotations"] if a is not caption]
+    assert len(corners) == 3 and boxes["title"]["bottom"] <= caption["top"] + 1
+    assert caption["bottom"] <= min(boxes["plot"]["top"], *(a["top"] for a in corners)) + 1  # 1 pixel of rounding
+    assert page.locator(".widget-html", has_text="Table 1 (blind spot vs target)").count() == 1  # the run's rows
     assert "Message serialization failed" not in page.inner_text("body")
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)  # let the surface finish drawing

@@ -673,7 +673,7 @@ def test_a_source_not_in_the_pool_is_a_value_error_naming_it(finished):
 def test_the_source_list_shows_whole_names_last_and_the_sort_column_once():
     """Files of one name in two class folders of a deep folder: each line ends with its whole name;
     the column sorted by is shown once, beside the others of the list."""
-    from blindspots_nb.browser.view import LISTED, number
+    from blindspots_nb.browser.view import LISTED, common_folder, number
 
     row = {"source": 0, "class": "red", **{column: 0.1 + k / 100 for k, column in enumerate(SOURCE_COLUMNS)}}
     names = [f"/home/someone/datasets/a/very/deep/folder/of/colours/{colour}/img0.png" for colour in ("red", "blue")]
@@ -683,6 +683,11 @@ def test_the_source_list_shows_whole_names_last_and_the_sort_column_once():
         assert labels[0].startswith(f"#0    {SOURCE_COLUMNS[column]} ")
         for key in {column, *LISTED}:
             assert labels[0].count(number(row[key])) == 1, (column, key)
+    folder = common_folder(names)  # said once above the list; each line names its file below it
+    assert folder == "/home/someone/datasets/a/very/deep/folder/of/colours"
+    labels = [RunBrowser._label({**row, "name": name}, "p_src", folder) for name in names]
+    assert labels[0].endswith("red            red/img0.png") and labels[1].endswith("red            blue/img0.png")
+    assert common_folder(["A13 (cmss10)", "B2 (cmss10)"]) == "" == common_folder(["/a.png", "b/c.png"])
 
 
 def test_the_browser_opens_on_the_runs_own_table_rows_of_the_model_picked(finished):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import itertools
 import math
+import os
 
 import ipywidgets as W
 import numpy as np
@@ -44,6 +45,16 @@ def _lines(lines: list[str], colour: str, title: str) -> str:
         return ""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
     return f"<div style='color:{colour}'><b>{html.escape(title)}</b><ul style='margin:2px'>{items}</ul></div>"
+
+
+def common_folder(names: list[str]) -> str:
+    """The folder that all of ``names`` (image paths) lie in, '' when there is none (names that are no
+    paths, such as glyphs'): the source list names each image below it, the folder once above the list."""
+    try:
+        folder = os.path.commonpath([os.path.dirname(name) for name in names]) if names else ""
+    except ValueError:  # absolute and relative paths mixed
+        return ""
+    return "" if folder in ("", "/") else folder
 
 
 def _mean_std(mean: float, std: float) -> str:
@@ -95,6 +106,7 @@ class RunBrowser:
                                              description="sources against the paper", style=style,
                                              layout=W.Layout(width="28em"))
         self.contradiction_text = W.HTML()
+        self.folder_note = W.HTML()  # the folder the images lie in, said once above the list
         self.source_list = W.Select(rows=10, layout=W.Layout(width="100%"))
         self.source_list.add_class("run-sources")  # monospaced, so that the columns of its rows line up
         self.source_view = W.VBox()
@@ -104,7 +116,8 @@ class RunBrowser:
         monospace = W.HTML("<style>.run-sources select {font-family: monospace}</style>")
         self.widget = W.VBox([monospace, self.header, self.model_menu, self.tables,
                               W.HBox([self.sort_menu, self.order]),
-                              W.HBox([self.contradiction_menu, self.contradiction_text]), self.source_list,
+                              W.HBox([self.contradiction_menu, self.contradiction_text]), self.folder_note,
+                              self.source_list,
                               self.source_view, self.pair_menu, self.triangle_view, self.caption],
                              layout=W.Layout(width="100%"))
         if model_name is not None:
@@ -147,19 +160,21 @@ class RunBrowser:
         keep = self.source_list.value if source_index is None else source_index
         values = [row["source"] for row in rows]
         self._quiet = True
-        self.source_list.options = [(self._label(row, column), row["source"]) for row in rows]
+        folder = common_folder([row["name"] for row in rows])
+        self.folder_note.value = f"<small>images in {html.escape(folder)}/</small>" if folder else ""
+        self.source_list.options = [(self._label(row, column, folder), row["source"]) for row in rows]
         self.source_list.value = keep if keep in values else (values[0] if values else None)
         self._quiet = False
         self._show_header()
         self._show_source()
 
     @staticmethod
-    def _label(row: dict, column: str) -> str:
+    def _label(row: dict, column: str, folder: str = "") -> str:
         """A source's line in the list: the sort column, the others of ``LISTED``, then its class and its
-        image's whole name (last, so that the numbers line up and no name is cut)."""
+        image's whole name below ``folder`` (last, so that the numbers line up and no name is cut)."""
         others = "".join(f"   {label} {number(row[key]):>7}" for key, label in LISTED.items() if key != column)
         return (f"#{row['source']:<4} {SOURCE_COLUMNS[column]} {number(row[column]):>9}{others}   "
-                f"{row['class'][:14]:<14} {row['name']}")
+                f"{row['class'][:14]:<14} {row['name'][len(folder) + 1:] if folder else row['name']}")
 
     def _jump_to_contradiction(self):
         chosen = [c for c in CONTRADICTIONS if c.name == self.contradiction_menu.value]
