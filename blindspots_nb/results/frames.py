@@ -142,12 +142,12 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[[*IDENTITY, *(c for c in frame.columns if c not in IDENTITY)]]
 
 
-def _pool_columns(pool: dict, prefix: str = "") -> pd.DataFrame:
+def _pool_columns(pool: dict) -> pd.DataFrame:
     """The pool's images by index: name, sha256 (of the file, or of the pixels for images made in
-    memory), label and class name, each column named with ``prefix``."""
+    memory), label and class name."""
     count = len(pool["names"])
-    return pd.DataFrame({f"{prefix}name": pool["names"], f"{prefix}sha256": pool.get("sha256", [None] * count),
-                         f"{prefix}label": pool["labels"], f"{prefix}class": pool["class_names"]})
+    return pd.DataFrame({"name": pool["names"], "sha256": pool.get("sha256", [None] * count),
+                         "label": pool["labels"], "class": pool["class_names"]})
 
 
 def _model_frames(stored: StoredRun, key: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -163,7 +163,7 @@ def _model_frames(stored: StoredRun, key: str) -> tuple[pd.DataFrame, pd.DataFra
                                         *BLIND_SPOT_NUMBERS])
     spots = images.join(spots.set_index("source"), how="inner").reset_index()
     spots.insert(spots.columns.get_loc("target_name") + 1, "target_sha256",
-                 _pool_columns(pool)["sha256"].reindex(spots["target"]).to_numpy())
+                 images["sha256"].reindex(spots["target"]).to_numpy())
     return sources.reset_index(), spots, _pairs(spots)
 
 
