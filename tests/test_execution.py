@@ -67,7 +67,7 @@ def test_channels_last_is_an_option():
     assert torch.allclose(fast.run().images, plain.run().images, atol=1e-6)
 
 
-@pytest.mark.parametrize("option", ["compile", "fold_batchnorm"])
+@pytest.mark.parametrize("option", [pytest.param("compile", marks=pytest.mark.slow), "fold_batchnorm"])
 def test_compiled_or_folded_model_gives_the_blind_spots_of_eager_within_1e_5(option):
     """torch.compile runs on the CPU (the compiler builds with the machine's gcc). The
     model is not saturated: a saturated softmax's gradient direction is ill-conditioned in

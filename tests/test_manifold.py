@@ -171,6 +171,7 @@ def test_the_default_search_finds_the_nearer_rendering_of_a_blind_spot(renderer,
     torch.testing.assert_close(rmse(manifold.render(font, "G", transform), spot), distance, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # the oracle's search over 20 test glyphs: the costliest of the quick tests
 def test_oracle_names_the_letter_of_clean_test_glyphs(renderer, manifold):
     glyphs = dataset_glyphs("test", FONTS_GLYPHS, 0, renderer, range(20))
     oracle = manifold.oracle(glyphs["images"], **SEARCH)

@@ -348,6 +348,7 @@ def test_an_imagenet_folder_is_listed_once_and_its_unreadable_files_are_skipped_
     assert torch.equal(protocol.pool_images(experiment, pool, model), expected)
 
 
+@pytest.mark.slow  # a holder subprocess
 def test_one_run_at_a_time_and_a_killed_holder_is_recognised(tmp_path, capsys):
     import os
     import signal
@@ -375,6 +376,7 @@ def test_one_run_at_a_time_and_a_killed_holder_is_recognised(tmp_path, capsys):
         assert "taking over" not in capsys.readouterr().out
 
 
+@pytest.mark.slow  # two writer subprocesses
 def test_writers_of_one_path_never_collide_and_readers_see_whole_files(tmp_path):
     """Two processes replace one file 300 times each while this one reads it: no error,
     and every read is one whole version."""
