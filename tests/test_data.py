@@ -102,6 +102,7 @@ for path in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow  # a subprocess under a memory limit
 def test_a_tiny_file_of_an_extreme_aspect_ratio_is_preprocessed_in_bounded_memory(tmp_path):
     # 60000 x 1 pixels: resized whole (shorter side to 256) they would take 12 GB
     Image.new("RGB", (60000, 1), "teal").save(tmp_path / "wide.png")

@@ -83,6 +83,7 @@ def image_file(mode, size, colour) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_the_explorer_needs_no_widgets():
     code = "import sys, blindspots_nb.explorer.state; print(sorted(m for m in sys.modules if 'ipywidgets' in m))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
