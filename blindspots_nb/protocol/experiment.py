@@ -23,10 +23,9 @@ from ..tools.validation import MAX_SEED, plain_number
 class Experiment:
     """One image source, the models studied on it, the pool rule and LST's hyperparameters.
 
-    image_source: an :class:`~blindspots_nb.data.sources.ImageSource` or its spelling (``photos``,
-        ``fonts:test``, ``imagenet:ROOT`` ...), parsed here once, its folder or root made
-        absolute: each process of a run, and its notebooks' kernels, open it wherever they
-        run, and the same folder named relatively or absolutely is the same run.
+    image_source: an image source spelling (``photos``, ``fonts:test``, ``imagenet:ROOT`` ...)
+        or an :class:`~blindspots_nb.data.sources.ImageSource`; a folder named relatively is
+        made absolute, so a run's processes and kernels open the same folder wherever they run.
     models: registry names or factory specs (``path/to/file.py:function``,
         ``package.module:function``: see :mod:`blindspots_nb.models.spec`); the pool must
         suit every one of them. Checked when the experiment is built.
