@@ -19,6 +19,7 @@ from PIL import Image
 from blindspots_nb.cli import build_parser, main
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.protocol import Experiment
+from blindspots_nb.results import collect, load_run
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -171,6 +172,14 @@ def test_offline_preset_shortened_gives_the_tables_of_before(tmp_path, capsys, o
     assert {"versions", "experiments", "pools", "models_and_shards", "lpips", "created"} <= set(run)
     assert run["experiments"][0]["lst"]["iterations"] == 10
     assert "timings" in run["models_and_shards"]["fonts_cnn/record_shard0of1"]
+    # the finished run as tables: load_run's rows are table1.csv's, collect finds the run from its parent
+    tables = load_run(out)
+    assert tables.problems == [] and tables.missing == []
+    ours = {row["model"]: row for row in csv.DictReader(open(out / "table1.csv")) if row["source"] == "ours"}
+    assert sorted(ours) == sorted(tables.rows["display_name"])
+    for _, row in tables.rows.iterrows():
+        assert row["rmse_mean"] == pytest.approx(float(ours[row["display_name"]]["rmse_mean"]), rel=1e-6)
+    assert len(collect(tmp_path)) == len(tables.rows) == 3
     capsys.readouterr()
     assert main(["reproduce", "--out-dir", str(out), *SHORT_OFFLINE]) == 0  # a rerun skips what is finished
     assert capsys.readouterr().out.count("skipped") == 3
