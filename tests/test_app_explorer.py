@@ -18,13 +18,13 @@ def test_papermill_sets_the_apps_parameters_and_it_shows_only_the_explorer(tmp_p
     assert code[0].metadata.get("tags") == ["parameters"]
     prepared = tmp_path / "app.ipynb"
     papermill.execute_notebook(APP, prepared, prepare_only=True, parameters={
-        "model_name": "fonts_cnn", "image_source": "fonts:test", "source": None, "target": None, "target_b": None,
+        "model_name": "fonts_cnn", "image_source": "fonts:test", "source_name": None, "target": None, "target_b": None,
         "out_dir": str(tmp_path / "export"), "device": "cpu"})
     book = nbformat.read(prepared, as_version=4)
     book.cells.append(nbformat.v4.new_code_cell(
         "print(app.model.info['name'], app.state.image_source, app.traversal.iteration, app.saliency_toggle.value, "
         "repr(app.message.value), app.triangle.shown.points, len(app.triangle.surface.data[0].z), "
-        "len({app.state.source, app.state.target, app.state.target_b}))"))
+        "len({app.state.source_name, app.state.target, app.state.target_b}))"))
     NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
 
     *app_cells, check = [cell for cell in book.cells if cell.cell_type == "code"]

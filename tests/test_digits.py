@@ -125,7 +125,7 @@ def test_the_explorer_opens_the_digits_models_on_digits(models):
     explorer = Explorer(models["digits_lenet_at"], iterations_per_click=1)
     assert explorer.image_source == "digits:test"
     snapshot = explorer.snapshot()
-    assert snapshot.source.startswith("0-") and snapshot.a.target_class != snapshot.source_class
+    assert snapshot.source_name.startswith("0-") and snapshot.a.target_class != snapshot.source_class
 
 
 def test_the_digits_preset_runs_both_lenets_on_the_test_split():

@@ -67,7 +67,7 @@ def images():
 
 @pytest.fixture
 def explorer(model, images):
-    return Explorer(model, image_source=images, source="w", target="x", config=CONFIG, iterations_per_click=5)
+    return Explorer(model, image_source=images, source_name="w", target="x", config=CONFIG, iterations_per_click=5)
 
 
 def listen(explorer):
@@ -98,7 +98,7 @@ def test_step_runs_iterations_and_tells_listeners(explorer):
     assert t.iteration == 8
     assert [event for event, _, _ in events] == ["progress", "triangle"] * 2  # the live triangle after each step
     snap = explorer.snapshot()
-    assert (snap.source, snap.a.target, snap.iteration) == ("w", "x", 8)
+    assert (snap.source_name, snap.a.target, snap.iteration) == ("w", "x", 8)
     assert list(snap.result.history.iteration) == list(range(9))
     assert snap.a.confidence == pytest.approx(float(t.confidence[0]))
     assert snap.a.rmse_to_target == pytest.approx(float(rmse(t.images, t.targets)[0]))
@@ -175,8 +175,8 @@ def test_a_new_config_source_or_target_starts_anew_but_iterations_alone_do_not(e
     explorer.set_config(dataclasses.replace(explorer.config, delta=0.5))
     assert restarted() and explorer.traversal.config.delta == 0.5
     explorer.step(5)
-    explorer.choose(source="y")
-    assert restarted() and (explorer.source, explorer.target) == ("y", "x")
+    explorer.choose(source_name="y")
+    assert restarted() and (explorer.source_name, explorer.target) == ("y", "x")
     torch.testing.assert_close(explorer.traversal.sources[0], explorer.catalog["y"])
     explorer.step(5)
     explorer.choose(target="z")
@@ -199,8 +199,8 @@ def test_a_new_config_source_or_target_starts_anew_but_iterations_alone_do_not(e
 def test_an_unknown_image_name_is_a_clear_error(explorer, model, images):
     explorer.step(2)
     with pytest.raises(ValueError, match="no image 'nope'"):
-        explorer.choose(source="nope")
-    assert (explorer.source, explorer.traversal.iteration) == ("w", 2)
+        explorer.choose(source_name="nope")
+    assert (explorer.source_name, explorer.traversal.iteration) == ("w", 2)
     with pytest.raises(ValueError, match="no image 'nope'"):
         Explorer(model, image_source=images, target="nope")
 
@@ -221,7 +221,7 @@ def test_export_writes_the_point_the_traversal_and_its_record(explorer, model, t
     record = json.loads(paths["record"].read_text())
     assert record["model"]["name"] == "tiny"
     assert record["config"] == dataclasses.asdict(CONFIG)
-    assert (record["source"], record["iteration"]) == ("w", 10)
+    assert (record["source_name"], record["iteration"]) == ("w", 10)
     assert record["image_source"] == GIVEN_IMAGES
     assert record["source_class"] == "abcde"[int(t.labels[0])] and record["source_label"] is None
     assert record["initial_confidence"] == pytest.approx(float(t.initial_confidence[0]))
@@ -269,10 +269,10 @@ def _two_exports(case, model, images, folder):
     """Export two points that differ only in what ``case`` names, at the same iteration."""
     if case == "long names":
         long_names = TensorImages(images.images, images.labels, [], [LONG + "1", LONG + "2", "y", "z"])
-        explorer = Explorer(model, image_source=long_names, source=LONG + "1", target="y", config=CONFIG)
-        changes = [lambda: None, lambda: explorer.choose(source=LONG + "2")]
+        explorer = Explorer(model, image_source=long_names, source_name=LONG + "1", target="y", config=CONFIG)
+        changes = [lambda: None, lambda: explorer.choose(source_name=LONG + "2")]
     else:
-        explorer = Explorer(model, image_source=images, source="w", target="x", config=CONFIG)
+        explorer = Explorer(model, image_source=images, source_name="w", target="x", config=CONFIG)
         changes = {
             "uploads": [lambda: explorer.add_upload("cat (1).png", image_file("RGB", (16, 16), (255, 0, 0))),
                         lambda: explorer.add_upload("cat [1].png", image_file("RGB", (16, 16), (0, 0, 255)))],
@@ -297,8 +297,8 @@ def test_exports_of_different_points_never_share_a_name(model, images, tmp_path,
                                 r"(_b\.png|_triangle\.csv|\.png|\.pt|\.json)", path.name)
                    for path in paths.values())
         written = json.loads(paths["record"].read_text())
-        assert {key: written[key] for key in ("source", "targets", "config", "model")} == \
-            {key: record[key] for key in ("source", "targets", "config", "model")}
+        assert {key: written[key] for key in ("source_name", "targets", "config", "model")} == \
+            {key: record[key] for key in ("source_name", "targets", "config", "model")}
         saved = torch.load(paths["traversal"], weights_only=True)
         torch.testing.assert_close(saved["images"], point)
 
@@ -319,7 +319,7 @@ def test_the_same_point_exported_again_has_the_same_names(explorer, tmp_path):
 def test_exports_are_whole_while_others_write_the_same_files(model, images, tmp_path):
     """Two explorers at the same point export over each other while a reader opens every
     file it finds: it never sees a part of one."""
-    explorers = [Explorer(model, image_source=images, source="w", target="x", config=CONFIG).step(5) for _ in range(2)]
+    explorers = [Explorer(model, image_source=images, source_name="w", target="x", config=CONFIG).step(5) for _ in range(2)]
     done, problems, loaded = threading.Event(), [], []
 
     def export_repeatedly(explorer):
@@ -481,9 +481,9 @@ def test_a_model_or_source_that_fails_changes_nothing(explorer, model, tmp_path)
         Image.new("RGB", (20, 20), colour).save(folder / name)
     explorer.set_image_source(f"folder:{folder}")
     assert explorer.image_source == f"folder:{folder}" and sorted(explorer.catalog) == ["blue.png", "red.png"]
-    assert explorer.traversal.iteration == 0 and explorer.source == "blue.png"  # w: gone
+    assert explorer.traversal.iteration == 0 and explorer.source_name == "blue.png"  # w: gone
     explorer.set_image_source(GIVEN_IMAGES)  # the given images stay on offer
-    assert list(explorer.catalog) == NAMES and explorer.image_source == GIVEN_IMAGES and explorer.source == "w"
+    assert list(explorer.catalog) == NAMES and explorer.image_source == GIVEN_IMAGES and explorer.source_name == "w"
 
 
 def test_files_of_one_name_in_several_class_folders_are_all_in_the_catalogue(tmp_path):
@@ -497,7 +497,7 @@ def test_files_of_one_name_in_several_class_folders_are_all_in_the_catalogue(tmp
             Image.new("RGB", (16, 16), pixel).save(tmp_path / "images" / colour / f"img{i}.png")
     model = wrap(make_tiny_cnn(num_classes=3), mean=(0, 0, 0), std=(1, 1, 1), class_names=list(colours),
                  input_size=(3, 16, 16), name="colours")
-    explorer = Explorer(model, image_source=f"folder:{tmp_path / 'images'}", source="red/img3.png",
+    explorer = Explorer(model, image_source=f"folder:{tmp_path / 'images'}", source_name="red/img3.png",
                         target="green/img3.png", target_b="blue/img3.png", config=CONFIG)
     assert sorted(explorer.catalog) == sorted(f"{colour}/img{i}.png" for colour in colours for i in range(6))
     for name, image in explorer.catalog.items():
@@ -509,7 +509,7 @@ def test_files_of_one_name_in_several_class_folders_are_all_in_the_catalogue(tmp
     torch.testing.assert_close(explorer.traversal.targets[1], explorer.catalog["blue/img3.png"])
     explorer.step(2)
     record = json.loads(explorer.export(tmp_path / "out")["record"].read_text())
-    assert (record["source"], record["targets"]["A"]["target"], record["targets"]["B"]["target"]) == (
+    assert (record["source_name"], record["targets"]["A"]["target"], record["targets"]["B"]["target"]) == (
         "red/img3.png", "green/img3.png", "blue/img3.png")
 
 
@@ -541,9 +541,9 @@ def test_the_default_target_is_the_first_image_of_another_class():
     images[0, 0] = images[1, 0] = images[2, 1] = images[3, 2] = 0.8  # red, red, green, blue
     given = TensorImages(images, torch.full((4,), -1), [], ["r1", "r2", "g", "b"])
     explorer = Explorer(model, image_source=given, config=CONFIG)
-    assert (explorer.source, explorer.target) == ("r1", "g")
+    assert (explorer.source_name, explorer.target) == ("r1", "g")
     assert (explorer.snapshot().source_class, explorer.snapshot().a.target_class) == ("red", "green")
-    assert Explorer(model, image_source=given, source="g", config=CONFIG).target == "r1"
+    assert Explorer(model, image_source=given, source_name="g", config=CONFIG).target == "r1"
 
 
 def test_labelled_images_whose_first_are_one_class_give_a_right_source_and_targets_of_other_classes():
@@ -556,12 +556,12 @@ def test_labelled_images_whose_first_are_one_class_give_a_right_source_and_targe
     images[0, 2] = images[1, 0] = images[2, 0] = images[3, 1] = images[4, 2] = 0.8
     given = TensorImages(images, torch.tensor([0, 0, 0, 1, 2]), ["red", "green", "blue"], ["r0", "r1", "r2", "g", "b"])
     explorer = Explorer(model, image_source=given, config=CONFIG)
-    assert (explorer.source, explorer.target, explorer.target_b) == ("r1", "g", "b")
+    assert (explorer.source_name, explorer.target, explorer.target_b) == ("r1", "g", "b")
     snap = explorer.snapshot()
     assert (snap.source_class, snap.source_label, snap.a.target_label, snap.b.target_label) == (
         "red", "red", "green", "blue")
     events = listen(explorer)
-    explorer.choose(source="r0", target="r2")
+    explorer.choose(source_name="r0", target="r2")
     assert [message for event, message, _ in events if event == "warning"] == [
         "The source r0 is labelled 'red', but the model classifies it as 'blue'; "
         "the target r2 is labelled 'red', the source's class: LST towards it finds no blind spot."]
@@ -573,9 +573,9 @@ def test_each_model_starts_on_its_image_sources_default_images(photos_model):
     and the demo take them): a tiny wrapped model in the quick loop, the registry's ImageNet
     model in the full suite; glyphs A towards B for a FONTS model."""
     photos = Explorer(tiny() if photos_model == "tiny" else photos_model, config=CONFIG)
-    assert (photos.source, photos.target) == ("coffee", "chelsea")
+    assert (photos.source_name, photos.target) == ("coffee", "chelsea")
     glyphs = Explorer("fonts_cnn", config=CONFIG)
-    assert (glyphs.source[0], glyphs.target[0]) == ("A", "B")
+    assert (glyphs.source_name[0], glyphs.target[0]) == ("A", "B")
 
 
 def _source_class_saliency(model, traversal) -> torch.Tensor:
@@ -605,8 +605,8 @@ def test_saliency_is_the_source_class_map_at_the_current_point(explorer, model):
 def test_execution_options_reach_the_explorers_traversal_record_and_caption(model, images):
     from blindspots_nb.execution import Execution
 
-    plain = Explorer(model, image_source=images, source="w", target="x", config=CONFIG)
-    fast = Explorer(model, image_source=images, source="w", target="x", config=CONFIG, execution=Execution("bf16"))
+    plain = Explorer(model, image_source=images, source_name="w", target="x", config=CONFIG)
+    fast = Explorer(model, image_source=images, source_name="w", target="x", config=CONFIG, execution=Execution("bf16"))
     assert plain.traversal.execution == Execution() and fast.traversal.execution == Execution("bf16")
     fast.step(3)
     assert fast.traversal._gradient.dtype == torch.float32
@@ -626,7 +626,7 @@ def _single(model, source, target, config, iterations):
 @pytest.mark.parametrize("noise", [0.0, 4 / 255])
 def test_two_targets_step_in_one_batch_as_two_separate_traversals(model, images, noise):
     config = LSTConfig(iterations=30, record_every=1, init_noise=noise)
-    explorer = Explorer(model, image_source=images, source="w", target="x", target_b="y", config=config)
+    explorer = Explorer(model, image_source=images, source_name="w", target="x", target_b="y", config=config)
     explorer.step(7)
     catalog, t = explorer.catalog, explorer.traversal
     alone_a = _single(model, catalog["w"], catalog["x"], config, 7)
@@ -643,7 +643,7 @@ def test_two_targets_step_in_one_batch_as_two_separate_traversals(model, images,
 
 def test_target_b_defaults_to_a_third_class_and_can_be_chosen(model, images):
     predicted = dict(zip(NAMES, model(images.images).argmax(1).tolist()))
-    explorer = Explorer(model, image_source=images, source="w", target="x", config=CONFIG)
+    explorer = Explorer(model, image_source=images, source_name="w", target="x", config=CONFIG)
     third = [name for name in NAMES if predicted[name] not in (predicted["w"], predicted["x"])]
     assert explorer.target_b == (third[0] if third else next(n for n in NAMES if n not in ("w", "x")))
     explorer.choose(target_b="z")
@@ -746,7 +746,7 @@ def test_the_throttle_keeps_redraws_within_their_share_of_a_run(images):
     clock = FakeClock()
     throttle = RedrawThrottle(every=3.0, share=0.05, clock=clock)
     model = tiny(module=Costly(clock, seconds=0.01))  # a step 0.02 s, a triangle of 66 points 0.66 s
-    explorer = Explorer(model, image_source=images, source="w", target="x", iterations_per_click=1000,
+    explorer = Explorer(model, image_source=images, source_name="w", target="x", iterations_per_click=1000,
                         config=LSTConfig(iterations=3000, record_every=0), throttle=throttle)
     redraws = []
 
@@ -801,7 +801,7 @@ def test_with_live_off_a_run_and_steps_compute_no_triangle(explorer, monkeypatch
 
 
 def test_without_noise_the_start_has_no_triangle_until_a_step(model, images, tmp_path):
-    explorer = Explorer(model, image_source=images, source="w", target="x",
+    explorer = Explorer(model, image_source=images, source_name="w", target="x",
                         config=LSTConfig(iterations=30, record_every=1, init_noise=0.0))
     assert explorer.live_triangle is None and explorer.redraw_triangle() is None
     with pytest.raises(ValueError, match="a blind spot coincides with the source"):

@@ -30,7 +30,7 @@ def traversal():
 def test_each_target_holds_its_own_row_of_the_traversal(traversal):
     t = traversal
     snap = take_snapshot(t, CLASSES, ("s", "x", "y"), ("a", None, "c"), running=True)
-    assert (snap.source, snap.source_class, snap.source_label, snap.iteration) == ("s", CLASSES[int(t.labels[0])],
+    assert (snap.source_name, snap.source_class, snap.source_label, snap.iteration) == ("s", CLASSES[int(t.labels[0])],
                                                                                    "a", 6)
     assert snap.initial_confidence == pytest.approx(float(t.initial_confidence[0])) and snap.running
     torch.testing.assert_close(snap.source_image, t.sources[0])
@@ -60,7 +60,7 @@ def test_the_summary_is_json_with_each_targets_numbers_under_its_role(traversal)
     snap = take_snapshot(traversal, CLASSES, ("s", "x", "y"), (None, None, "c"), running=True,
                          saliency=torch.ones(16, 16), saliency_method="saliency")
     summary = json.loads(json.dumps(snap.summary()))
-    assert set(summary) == {"source", "source_class", "source_label", "iteration", "initial_confidence", "targets"}
+    assert set(summary) == {"source_name", "source_class", "source_label", "iteration", "initial_confidence", "targets"}
     assert list(summary["targets"]) == list(TARGET_ROLES) == ["A", "B"]
     for role, state in zip(TARGET_ROLES, snap.targets):
         assert summary["targets"][role] == {

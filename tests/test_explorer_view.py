@@ -40,7 +40,7 @@ def images():
 
 @pytest.fixture
 def explorer(model, images, tmp_path):
-    return LSTExplorer(model, image_source=images, source="w", target="x", models=[], iterations_per_click=5,
+    return LSTExplorer(model, image_source=images, source_name="w", target="x", models=[], iterations_per_click=5,
                        iterations=30, out_dir=tmp_path / "export")
 
 
@@ -169,7 +169,7 @@ def test_a_bad_hyperparameter_gives_a_message_and_changes_nothing(explorer, fiel
 
 def test_changes_made_from_code_show_in_the_widgets(explorer):
     explorer.state.set_config(dataclasses.replace(explorer.state.config, eps=0.01))
-    explorer.state.choose(source="z")
+    explorer.state.choose(source_name="z")
     assert explorer.eps.value == 0.01 and explorer.source_menu.value == "z"
     assert "<b>source</b>: z" in explorer.panel_labels["source"].value
     assert explorer.traversal.iteration == 0
@@ -226,7 +226,7 @@ def test_a_model_that_cannot_be_loaded_keeps_the_current_one(model, images, tmp_
 
 def test_unknown_image_name_is_a_clear_error(model, images):
     with pytest.raises(ValueError, match="no image 'nope'"):
-        LSTExplorer(model, image_source=images, models=[], source="nope")
+        LSTExplorer(model, image_source=images, models=[], source_name="nope")
 
 
 @pytest.mark.slow  # loads a shipped model and renders its glyphs: several seconds

@@ -68,7 +68,7 @@ def test_the_explorer_steps_on_cuda_and_draws_the_triangle_of_its_grid_in_one_pa
                  input_size=(3, 16, 16), name="tiny")
     torch.manual_seed(0)
     images = TensorImages(torch.rand(4, 3, 16, 16), torch.full((4,), -1), [], list("wxyz"))
-    explorer = Explorer(model, image_source=images, source="w", target="x", target_b="y", device="cuda",
+    explorer = Explorer(model, image_source=images, source_name="w", target="x", target_b="y", device="cuda",
                         config=LSTConfig(iterations=30, record_every=1))
     explorer.step(10)
     triangle = explorer.live_triangle

@@ -54,7 +54,8 @@ def write_export(out_dir: Path, record: dict, identity: dict, traversal: Travers
     changes)."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     targets = record["targets"]
-    stem = "_".join((_file_stem(provenance.display_name(record["model"]), 32), _file_stem(record["source"], 40), "to",
+    stem = "_".join((_file_stem(provenance.display_name(record["model"]), 32), _file_stem(record["source_name"], 40),
+                     "to",
                      _file_stem(targets["A"]["target"], 40), "and", _file_stem(targets["B"]["target"], 40),
                      f"it{record['iteration']}", digest[:10]))
     paths = {"image": out_dir / f"{stem}.png", "image_b": out_dir / f"{stem}_b.png",

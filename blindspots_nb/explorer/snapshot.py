@@ -35,7 +35,7 @@ class TargetState:
 class Snapshot:
     """The explorer at one moment, copied under its lock."""
 
-    source: str  # the source's image name
+    source_name: str  # the source's image name
     source_class: str  # the model's class of the source, which the traversal keeps
     source_label: str | None  # the image source's label of the source, None where unknown
     source_image: torch.Tensor  # (C, H, W) on the CPU
@@ -79,7 +79,7 @@ def take_snapshot(traversal: Traversal, class_names, names: tuple[str, str, str]
         target_image=target[i], current_image=current[i], accepted_steps=int(t.history.accepted_total[-1][i]),
         confidence=float(t.confidence[i]), target_confidence=float(t.target_confidence[i]),
         distance_l2=float(distance[i]), rmse_to_target=float(rmse_to_target[i])) for i in range(len(TARGET_ROLES)))
-    return Snapshot(source=names[0], source_class=class_names[int(t.labels[0])], source_label=labels[0],
+    return Snapshot(source_name=names[0], source_class=class_names[int(t.labels[0])], source_label=labels[0],
                     source_image=t.sources[0].cpu(), iteration=t.iteration,
                     initial_confidence=float(t.initial_confidence[0]), targets=targets, result=result,
                     running=running, saliency=saliency, saliency_method=saliency_method)

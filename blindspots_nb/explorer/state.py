@@ -46,7 +46,7 @@ class Explorer:
     None: CUDA when available) or a classifier taking images in [0, 1] with
     ``class_names``, ``input_size`` and ``info``. ``image_source``: an ImageSource or its spelling
     (see :mod:`blindspots_nb.data.sources`; None: the model's default) or an open dataset.
-    ``source``/``target``/``target_b``: image names (default: see :meth:`.catalogue.Catalogue.choose`);
+    ``source_name``/``target``/``target_b``: image names (default: see :meth:`.catalogue.Catalogue.choose`);
     one batched traversal walks from the source towards target A (``target``) and target B.
     ``config``: the hyperparameters (default: the paper's, recording every iteration for the
     curves). ``iterations_per_click``: what ``step()`` runs by default, and how often a
@@ -63,7 +63,7 @@ class Explorer:
     stops. A model or image source that fails to load changes nothing and raises.
     """
 
-    def __init__(self, model="efficientnet_lite0", image_source=None, source: str | None = None,
+    def __init__(self, model="efficientnet_lite0", image_source=None, source_name: str | None = None,
                  target: str | None = None, config: LSTConfig | None = None, iterations_per_click: int = 10,
                  device=None, execution: Execution | None = None, target_b: str | None = None, live: bool = True,
                  divisions: int = 10, throttle: RedrawThrottle | None = None):
@@ -73,7 +73,7 @@ class Explorer:
         self.error: Exception | None = None  # what stopped the last run(), if anything did
         self.image_sources: dict[str, object] = {str(source): source for source in OFFERED_SOURCES}
         self._catalogue: Catalogue | None = None  # the images to choose from, the model's and the uploads
-        self.source: str | None = None
+        self.source_name: str | None = None
         self.target: str | None = None
         self.target_b: str | None = None
         self.live = live
@@ -89,8 +89,8 @@ class Explorer:
         self._saliency: tuple[Traversal, int, str, torch.Tensor] | None = None  # the last map, where, by what
         self._loop = BackgroundLoop("lst-explorer")  # what run() steps in
         model = self._load(model)
-        self._switch(model, sources.default_source(model) if image_source is None else image_source, source, target,
-                     target_b)
+        self._switch(model, sources.default_source(model) if image_source is None else image_source,
+                     source_name, target, target_b)
 
     # -- listeners -----------------------------------------------------------------
     def on_change(self, callback: Callable[[str, str], None]) -> None:
@@ -149,9 +149,9 @@ class Explorer:
         """Take images from ``image_source`` (a spelling, a name in ``image_sources`` or a dataset)."""
         self._switch(self._model, image_source)
 
-    def choose(self, source: str | None = None, target: str | None = None, target_b: str | None = None) -> None:
+    def choose(self, source_name: str | None = None, target: str | None = None, target_b: str | None = None) -> None:
         """Choose the source and the targets A and B by name (None: keep the current one)."""
-        chosen = self._catalogue.choose(self._model, (source, target, target_b), self._chosen())
+        chosen = self._catalogue.choose(self._model, (source_name, target, target_b), self._chosen())
         if chosen != self._chosen():
             self._restart(chosen, self.config)
 
@@ -188,7 +188,7 @@ class Explorer:
         with self._lock:
             self._uploads[key] = picture
             self._catalogue = self._catalogue.with_image(key, image)
-        self._restart((self.source, key, self.target_b), self.config)
+        self._restart((self.source_name, key, self.target_b), self.config)
         return key
 
     def _load(self, model):
@@ -202,16 +202,16 @@ class Explorer:
 
     def _chosen(self) -> tuple[str | None, str | None, str | None]:
         """The names of the current source and targets A and B."""
-        return self.source, self.target, self.target_b
+        return self.source_name, self.target, self.target_b
 
-    def _switch(self, model, image_source, source: str | None = None, target: str | None = None,
+    def _switch(self, model, image_source, source_name: str | None = None, target: str | None = None,
                 target_b: str | None = None) -> None:
         """Use ``model`` and ``image_source`` and start anew; everything is loaded before
         anything changes, so a failure leaves the explorer as it was."""
         self.pause()
         name, image_source = named_source(image_source, self.image_sources)
         catalogue = Catalogue.load(model, image_source, self._uploads)
-        chosen = catalogue.choose(model, (source, target, target_b), self._chosen())
+        chosen = catalogue.choose(model, (source_name, target, target_b), self._chosen())
         traversal = catalogue.traversal(model, chosen, self._config, self.execution)
         with self._lock:
             self._model, self._image_source, self._catalogue = model, name, catalogue
@@ -224,19 +224,19 @@ class Explorer:
         self._adopt(self._catalogue.traversal(self._model, chosen, config, self.execution), chosen)
 
     def _adopt(self, traversal: Traversal, chosen: tuple[str, str, str]) -> None:
-        source, target, target_b = chosen
+        source_name, target, target_b = chosen
         with self._lock:
             previous = self.traversal  # the same images for the same model (a reset, new hyperparameters): said
             same_choice = (previous is not None and previous.model is traversal.model  # once is enough
                            and torch.equal(previous.sources, traversal.sources)
                            and torch.equal(previous.targets, traversal.targets))
-            self.source, self.target, self.target_b, self.traversal = source, target, target_b, traversal
+            self.source_name, self.target, self.target_b, self.traversal = source_name, target, target_b, traversal
             self.error, self.live_triangle, self._config = None, None, traversal.config
         self._notify("restart")
-        if source in (target, target_b):
+        if source_name in (target, target_b):
             self._notify("warning", "Source and target are the same image: the traversal has nowhere to go.")
         found = self._catalogue.label_warning(chosen, [int(traversal.labels[0]), *traversal.target_labels.tolist()])
-        if found and not same_choice and source not in (target, target_b):  # that, said above, says more
+        if found and not same_choice and source_name not in (target, target_b):  # that, said above, says more
             self._notify("warning", found)
         self._redraw_live()
 

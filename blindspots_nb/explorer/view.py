@@ -39,7 +39,7 @@ class LSTExplorer:
     """Step through Level Set Traversal from a source towards two target images, live, with
     the confidence over the triangle they span.
 
-    ``model``, ``image_source``, ``source``, ``target`` (A), ``target_b``, ``iterations_per_click``,
+    ``model``, ``image_source``, ``source_name``, ``target`` (A), ``target_b``, ``iterations_per_click``,
     ``device``, ``live`` and ``divisions``: as for
     :class:`~blindspots_nb.explorer.state.Explorer`; ``step_size``,
     ``delta``, ``eps``, ``iterations``, ``init_noise``, ``seed``: its
@@ -49,7 +49,7 @@ class LSTExplorer:
     Display the explorer as the last expression of a cell.
     """
 
-    def __init__(self, model="efficientnet_lite0", source: str | None = None, target: str | None = None,
+    def __init__(self, model="efficientnet_lite0", source_name: str | None = None, target: str | None = None,
                  image_source=None, step_size: float = LSTConfig.step_size, delta: float = LSTConfig.delta,
                  eps: float = LSTConfig.eps, iterations_per_click: int = 10, iterations: int = LSTConfig.iterations,
                  init_noise: float = LSTConfig.init_noise, seed: int = LSTConfig.seed, out_dir="results/explorer",
@@ -57,7 +57,7 @@ class LSTExplorer:
                  divisions: int = 10):
         config = LSTConfig(step_size=step_size, iterations=iterations, delta=delta, eps=eps, init_noise=init_noise,
                            record_every=1, seed=seed)
-        self.state = Explorer(model, image_source, source, target, config, iterations_per_click, device, execution,
+        self.state = Explorer(model, image_source, source_name, target, config, iterations_per_click, device, execution,
                               target_b=target_b, live=live, divisions=divisions)
         if models is None:
             from ..models import list_models
@@ -288,7 +288,7 @@ class LSTExplorer:
                                         name) for name in names]
             self.model_menu.value = state.model_name
             for menu, options, value in ((self.image_source_menu, list(state.image_sources), state.image_source),
-                                         (self.source_menu, list(state.catalog), state.source),
+                                         (self.source_menu, list(state.catalog), state.source_name),
                                          (self.target_menu, list(state.catalog), state.target),
                                          (self.target_b_menu, list(state.catalog), state.target_b)):
                 if list(menu.options) != options:
@@ -312,7 +312,7 @@ class LSTExplorer:
             self.panels[name].value = image_to_png(image, PANEL)
         source_class, target_class = snap.source_class, a.target_class
         initial_confidence = snap.initial_confidence
-        self.panel_labels["source"].value = (f"<b>source</b>: {html.escape(snap.source)}<br>"
+        self.panel_labels["source"].value = (f"<b>source</b>: {html.escape(snap.source_name)}<br>"
                                              f"{html.escape(source_class[:28])} ({initial_confidence:.3f})"
                                              + _labelled(snap.source_label))
         for panel, role, state in (("target", "A", a), ("target_b", "B", b)):
