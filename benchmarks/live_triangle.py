@@ -80,7 +80,7 @@ def run_rate(view: LSTExplorer, kind: str, iterations: int) -> tuple[float, int,
 
 def measure(model_name: str, iterations: int, runs: int, redraws: int, divisions: int, every: float) -> dict:
     """The redraw time and the median rate of each kind of run for ``model_name``."""
-    view = LSTExplorer(model_name, models=[], iterations_per_click=10, divisions=divisions, device="cpu")
+    view = LSTExplorer(model_name, model_names=[], iterations_per_click=10, divisions=divisions, device="cpu")
     state = view.state
     state.throttle.every = every
     t = state.traversal  # warm up: the first passes of a model run slower

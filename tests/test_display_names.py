@@ -72,6 +72,6 @@ def test_the_explorers_exports_are_named_after_the_display_name(user_run, tmp_pa
 def test_the_apps_model_menu_shows_the_display_name_and_keeps_the_spec(user_run, tmp_path):
     root, store, experiment, spec = user_run
     app = LSTExplorer(spec, image_source=f"folder:{root / 'my_glyphs'}", iterations=2, device="cpu",
-                      models=["fonts_cnn"], out_dir=tmp_path, live=False)
+                      model_names=["fonts_cnn"], out_dir=tmp_path, live=False)
     assert app.model_menu.options[0] == (NAME, spec) and app.model_menu.value == spec
     assert app.model_menu.label == NAME

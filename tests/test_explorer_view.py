@@ -40,7 +40,7 @@ def images():
 
 @pytest.fixture
 def explorer(model, images, tmp_path):
-    return LSTExplorer(model, image_source=images, source_name="w", target="x", models=[], iterations_per_click=5,
+    return LSTExplorer(model, image_source=images, source_name="w", target="x", model_names=[], iterations_per_click=5,
                        iterations=30, out_dir=tmp_path / "export")
 
 
@@ -215,7 +215,7 @@ def test_upload_adds_an_image_and_bad_files_give_a_message(explorer):
 
 
 def test_a_model_that_cannot_be_loaded_keeps_the_current_one(model, images, tmp_path):
-    explorer = LSTExplorer(model, image_source=images, models=["no_such_model"], out_dir=tmp_path)
+    explorer = LSTExplorer(model, image_source=images, model_names=["no_such_model"], out_dir=tmp_path)
     assert list(explorer.model_menu.options) == [("tiny", "tiny"), ("no_such_model", "no_such_model")]
     explorer.model_menu.value = "no_such_model"
     assert "Could not load no_such_model: unknown model" in explorer.message.value
@@ -226,7 +226,7 @@ def test_a_model_that_cannot_be_loaded_keeps_the_current_one(model, images, tmp_
 
 def test_unknown_image_name_is_a_clear_error(model, images):
     with pytest.raises(ValueError, match="no image 'nope'"):
-        LSTExplorer(model, image_source=images, models=[], source_name="nope")
+        LSTExplorer(model, image_source=images, model_names=[], source_name="nope")
 
 
 @pytest.mark.slow  # loads a shipped model and renders its glyphs: several seconds
@@ -235,7 +235,7 @@ def test_switching_image_sources_and_models(model, tmp_path):
     folder.mkdir()
     for name, colour in (("red.png", (255, 0, 0)), ("blue.png", (0, 0, 255))):
         Image.new("RGB", (20, 20), colour).save(folder / name)
-    explorer = LSTExplorer(model, image_source=f"folder:{folder}", models=["fonts_cnn"], out_dir=tmp_path / "out")
+    explorer = LSTExplorer(model, image_source=f"folder:{folder}", model_names=["fonts_cnn"], out_dir=tmp_path / "out")
     assert explorer.image_source_menu.value == f"folder:{folder}"
     assert list(explorer.image_source_menu.options) == ["photos", "fonts:test", "digits:test", f"folder:{folder}"]
     assert sorted(explorer.source_menu.options) == ["blue.png", "red.png"]

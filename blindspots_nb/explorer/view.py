@@ -45,7 +45,7 @@ class LSTExplorer:
     ``delta``, ``eps``, ``iterations``, ``init_noise``, ``seed``: its
     :class:`~blindspots_nb.lst.LSTConfig` (with LSTConfig's defaults); ``execution``: how the model runs
     (:class:`~blindspots_nb.execution.Execution`); ``out_dir``: where Export writes;
-    ``models``: the names offered in the model menu (None: the whole registry).
+    ``model_names``: the names offered in the model menu (None: the whole registry).
     Display the explorer as the last expression of a cell.
     """
 
@@ -53,18 +53,18 @@ class LSTExplorer:
                  image_source=None, step_size: float = LSTConfig.step_size, delta: float = LSTConfig.delta,
                  eps: float = LSTConfig.eps, iterations_per_click: int = 10, iterations: int = LSTConfig.iterations,
                  init_noise: float = LSTConfig.init_noise, seed: int = LSTConfig.seed, out_dir="results/explorer",
-                 device=None, models=None, execution=None, target_b: str | None = None, live: bool = True,
+                 device=None, model_names=None, execution=None, target_b: str | None = None, live: bool = True,
                  divisions: int = 10):
         config = LSTConfig(step_size=step_size, iterations=iterations, delta=delta, eps=eps, init_noise=init_noise,
                            record_every=1, seed=seed)
         self.state = Explorer(model, image_source, source_name, target, config, iterations_per_click, device, execution,
                               target_b=target_b, live=live, divisions=divisions)
-        if models is None:
+        if model_names is None:
             from ..models import list_models
-            models = list_models() + ([model] if isinstance(model, str) and model not in list_models() else [])
+            model_names = list_models() + ([model] if isinstance(model, str) and model not in list_models() else [])
         self._quiet = False  # set while the view changes its own widgets
         style = {"description_width": "initial"}
-        self.model_menu = W.Dropdown(options=[(name, name) for name in models], description="model", style=style)
+        self.model_menu = W.Dropdown(options=[(name, name) for name in model_names], description="model", style=style)
         self.image_source_menu = W.Dropdown(description="images", style=style)
         self.source_menu = W.Dropdown(description="source", style=style)
         self.target_menu = W.Dropdown(description="target A", style=style)
