@@ -65,7 +65,7 @@ def read_run(folder) -> tuple[dict, dict[str, Experiment], dict[str, str]]:
     return summaries, experiments, weights
 
 
-def source_numbers(folder, experiment: str, model: str):
+def source_numbers(folder, experiment: str, model_name: str):
     """A finished model's numbers per source (pandas DataFrame), indexed by ``sha256`` and
     ``occurrence`` (0, or 1, 2 ... for the same image again in one pool): the image's
     ``name``, its pool index ``source``, and every table column, Table 1's the mean over the
@@ -81,12 +81,12 @@ def source_numbers(folder, experiment: str, model: str):
                          "recorded before pools hashed their images): its sources cannot be paired")
 
     def rows():
-        spots = pd.DataFrame(store.blind_spot_rows(found, model)).astype({"source": int, **dict.fromkeys(
+        spots = pd.DataFrame(store.blind_spot_rows(found, model_name)).astype({"source": int, **dict.fromkeys(
             TABLE1_COLUMNS, float)})
-        sources = pd.DataFrame(store.source_rows(found, model)).astype({"source": int, **dict.fromkeys(
+        sources = pd.DataFrame(store.source_rows(found, model_name)).astype({"source": int, **dict.fromkeys(
             TABLE2_COLUMNS, float)}).set_index("source")[list(TABLE2_COLUMNS)]
         return spots.groupby("source")[list(TABLE1_COLUMNS)].mean().join(sources, how="outer").reset_index()
-    numbers = _checked(store.model_dir(found, model), rows, remedy)
+    numbers = _checked(store.model_dir(found, model_name), rows, remedy)
     numbers.insert(0, "sha256", [pool["sha256"][s] for s in numbers["source"]])
     numbers.insert(1, "name", [pool["names"][s] for s in numbers["source"]])
     numbers["occurrence"] = numbers.groupby("sha256").cumcount()

@@ -101,8 +101,8 @@ def pool_path(root: Path, experiment: str) -> Path:
     return experiment_dir(root, experiment) / POOL
 
 
-def model_dir(root: Path, experiment: str, model: str) -> Path:
-    return experiment_dir(root, experiment) / component(model_folder(model), "the model name")
+def model_dir(root: Path, experiment: str, model_name: str) -> Path:
+    return experiment_dir(root, experiment) / component(model_folder(model_name), "the model name")
 
 
 def blind_spots_stem(model_folder_path: Path, batch: int, round_: int) -> Path:
@@ -126,16 +126,16 @@ def record_name(shard: tuple[int, int]) -> str:
     return f"record_shard{shard[0]}of{shard[1]}.json"
 
 
-def report_name(experiment: str, model: str, shard: tuple[int, int]) -> str:
+def report_name(experiment: str, model_name: str, shard: tuple[int, int]) -> str:
     """The executed notebook of one model's shard, in ``notebooks/``."""
-    return f"{experiment}_{component(model_folder(model), 'the model name')}_shard{shard[0]}of{shard[1]}.ipynb"
+    return f"{experiment}_{component(model_folder(model_name), 'the model name')}_shard{shard[0]}of{shard[1]}.ipynb"
 
 
-def report_shard(name: str, experiment: str, model: str) -> tuple[int, int] | None:
-    """The shard whose executed notebook ``name`` is, for ``model`` of ``experiment``; None when it is not."""
+def report_shard(name: str, experiment: str, model_name: str) -> tuple[int, int] | None:
+    """The shard whose executed notebook ``name`` is, for ``model_name`` of ``experiment``; None when it is not."""
     match = re.search(r"_shard(\d+)of(\d+)\.ipynb$", name)
     shard = None if match is None else (int(match[1]), int(match[2]))
-    return shard if shard is not None and report_name(experiment, model, shard) == name else None
+    return shard if shard is not None and report_name(experiment, model_name, shard) == name else None
 
 
 def survey(folder: Path, kind: str = "root", relative: str = "") -> tuple[list[Path], list[Path], list[str]]:
@@ -181,8 +181,8 @@ def settings_experiments(value) -> list[Experiment]:
     try:
         experiments = [Experiment.from_dict(e) for e in value["experiments"]]
         for experiment in experiments:
-            for model in experiment.models:
-                model_dir(Path(), experiment.name, model)
+            for model_name in experiment.models:
+                model_dir(Path(), experiment.name, model_name)
     except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise ValueError(f"an experiment cannot be read ({error})") from None
     return experiments
@@ -307,15 +307,15 @@ def pair_grid(grids: torch.Tensor, row: int, pair: tuple[int, int], rounds: int)
     return grids[row, pairs_of(rounds).index(tuple(pair))], True
 
 
-def reports(run_dir: Path, experiment: str, model: str) -> dict[tuple[int, int], str | None]:
-    """The executed notebooks of ``model`` on ``experiment`` by shard, each with what is wrong with it (None:
+def reports(run_dir: Path, experiment: str, model_name: str) -> dict[tuple[int, int], str | None]:
+    """The executed notebooks of ``model_name`` on ``experiment`` by shard, each with what is wrong with it (None:
     nothing; a report is whole when it ran every cell without an error and drew its
     figures). A notebook cut by a full disk or stopped by Ctrl-C is not a report."""
     import nbformat
 
     found = {}
     for path in sorted((run_dir / REPORTS).glob("*.ipynb")):
-        shard = report_shard(path.name, experiment, model)
+        shard = report_shard(path.name, experiment, model_name)
         if shard is None:
             continue
         try:

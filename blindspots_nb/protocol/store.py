@@ -232,8 +232,8 @@ class RunStore:
             raise ValueError(f"two experiments of a run share a name ({names}); give each its own name")
         for experiment in experiments:
             self.experiment_dir(experiment)  # every name a folder name
-            for model in experiment.models:
-                self.model_dir(experiment, model)
+            for model_name in experiment.models:
+                self.model_dir(experiment, model_name)
         settings = {"format": RUN_FORMAT, "version": layout.VERSION, "experiments": [e.to_dict() for e in experiments],
                     "weights": weights or {}}
         path = self.out_dir / SETTINGS
@@ -327,67 +327,67 @@ class RunStore:
         self._seal(path, [path], experiment)
 
     # -- one model's pieces -------------------------------------------------------------
-    def model_dir(self, experiment: Experiment, model: str) -> Path:
-        return layout.model_dir(self.out_dir, experiment.name, model)
+    def model_dir(self, experiment: Experiment, model_name: str) -> Path:
+        return layout.model_dir(self.out_dir, experiment.name, model_name)
 
-    def blind_spots_stem(self, experiment, model, batch: int, round_: int) -> Path:
-        return layout.blind_spots_stem(self.model_dir(experiment, model), batch, round_)
+    def blind_spots_stem(self, experiment, model_name, batch: int, round_: int) -> Path:
+        return layout.blind_spots_stem(self.model_dir(experiment, model_name), batch, round_)
 
-    def triangles_stem(self, experiment, model, batch: int) -> Path:
-        return layout.triangles_stem(self.model_dir(experiment, model), batch)
+    def triangles_stem(self, experiment, model_name, batch: int) -> Path:
+        return layout.triangles_stem(self.model_dir(experiment, model_name), batch)
 
     def _piece_finished(self, stem: Path, experiment) -> bool:
         return self._finished(stem, [f.name for f in layout.piece_files(stem)], experiment)
 
-    def has_blind_spots(self, experiment, model, batch: int, round_: int) -> bool:
-        return self._piece_finished(self.blind_spots_stem(experiment, model, batch, round_), experiment)
+    def has_blind_spots(self, experiment, model_name, batch: int, round_: int) -> bool:
+        return self._piece_finished(self.blind_spots_stem(experiment, model_name, batch, round_), experiment)
 
-    def save_blind_spots(self, experiment, model, batch: int, round_: int, images: torch.Tensor, rows: list[dict]):
+    def save_blind_spots(self, experiment, model_name, batch: int, round_: int, images: torch.Tensor, rows: list[dict]):
         """A batch's blind spots of one round and their rows, then its manifest."""
-        tensor, table = layout.piece_files(self.blind_spots_stem(experiment, model, batch, round_))
+        tensor, table = layout.piece_files(self.blind_spots_stem(experiment, model_name, batch, round_))
         self._seal(tensor.with_suffix(""), [self._write_tensor(tensor, images), self._write_rows(table, rows)],
                    experiment)
 
-    def blind_spots(self, experiment, model, batch: int, round_: int) -> torch.Tensor:
-        path = self.blind_spots_stem(experiment, model, batch, round_).with_suffix(".pt")
+    def blind_spots(self, experiment, model_name, batch: int, round_: int) -> torch.Tensor:
+        path = self.blind_spots_stem(experiment, model_name, batch, round_).with_suffix(".pt")
         return torch.load(path, map_location="cpu", weights_only=True)
 
-    def has_triangles(self, experiment, model, batch: int) -> bool:
-        return self._piece_finished(self.triangles_stem(experiment, model, batch), experiment)
+    def has_triangles(self, experiment, model_name, batch: int) -> bool:
+        return self._piece_finished(self.triangles_stem(experiment, model_name, batch), experiment)
 
-    def save_triangles(self, experiment, model, batch: int, rows: list[dict], grids: torch.Tensor):
+    def save_triangles(self, experiment, model_name, batch: int, rows: list[dict], grids: torch.Tensor):
         """A batch's Table-2 rows and each source's confidence at the grid points of each of its
         pairs, (sources, pairs, points) (:data:`~.layout.VERSION` 2), then its manifest."""
-        tensor, table = layout.piece_files(self.triangles_stem(experiment, model, batch))
+        tensor, table = layout.piece_files(self.triangles_stem(experiment, model_name, batch))
         self._seal(tensor.with_suffix(""), [self._write_tensor(tensor, grids), self._write_rows(table, rows)],
                    experiment)
 
     def _batches(self, experiment) -> range:
         return range(math.ceil(len(self.pool(experiment)["labels"]) / experiment.batch_size))
 
-    def mean_triangle_grid(self, experiment, model) -> torch.Tensor:
+    def mean_triangle_grid(self, experiment, model_name) -> torch.Tensor:
         """Every source's grid confidences averaged over its pairs, (sources, points), in source
         order (a run before version 2 stored only these means)."""
-        grids = [torch.load(self.triangles_stem(experiment, model, b).with_suffix(".pt"), map_location="cpu",
+        grids = [torch.load(self.triangles_stem(experiment, model_name, b).with_suffix(".pt"), map_location="cpu",
                             weights_only=True) for b in self._batches(experiment)]
         return torch.cat([grid.mean(1) if grid.ndim == 3 else grid for grid in grids])
 
-    def save_record(self, experiment, model, shard: tuple[int, int], record: dict):
-        self._write_json(self.model_dir(experiment, model) / layout.record_name(shard), record)
+    def save_record(self, experiment, model_name, shard: tuple[int, int], record: dict):
+        self._write_json(self.model_dir(experiment, model_name) / layout.record_name(shard), record)
 
     def records(self, experiment, models=None) -> dict[str, dict]:
         """The shard records of every model of the experiment (or of ``models``), by
         '<model folder>/record_shardIofN'."""
-        return {f"{layout.model_folder(model)}/{path.stem}": self._read_json(path) for model in models or experiment.models
-                for path in sorted(self.model_dir(experiment, model).glob("record_shard*.json"))}
+        return {f"{layout.model_folder(model_name)}/{path.stem}": self._read_json(path) for model_name in models or experiment.models
+                for path in sorted(self.model_dir(experiment, model_name).glob("record_shard*.json"))}
 
-    def model_finished(self, experiment, model) -> bool:
+    def model_finished(self, experiment, model_name) -> bool:
         """Whether every source batch of the pool has all its blind spots and its triangles;
         refuses pieces made with other settings than the run's, naming every one."""
         if self.pool(experiment) is None:
             return False
-        stems = [self.blind_spots_stem(experiment, model, b, r) for b in self._batches(experiment)
-                 for r in range(experiment.rounds)] + [self.triangles_stem(experiment, model, b)
+        stems = [self.blind_spots_stem(experiment, model_name, b, r) for b in self._batches(experiment)
+                 for r in range(experiment.rounds)] + [self.triangles_stem(experiment, model_name, b)
                                                         for b in self._batches(experiment)]
         states = {stem: self._piece(stem, [f.name for f in layout.piece_files(stem)], experiment) for stem in stems}
         other = [stem for stem, state in states.items() if state == "other settings"]
@@ -395,17 +395,17 @@ class RunStore:
             raise self._other_settings(other)
         return all(state == "finished" for state in states.values())
 
-    def blind_spot_rows(self, experiment, model) -> list[dict]:
+    def blind_spot_rows(self, experiment, model_name) -> list[dict]:
         """Every blind spot's row (``p0``, written before it was ``initial_confidence``, is read too)."""
         return [row for b in self._batches(experiment) for r in range(experiment.rounds)
-                for row in layout.read_rows(self.blind_spots_stem(experiment, model, b, r).with_suffix(".csv"))]
+                for row in layout.read_rows(self.blind_spots_stem(experiment, model_name, b, r).with_suffix(".csv"))]
 
-    def source_rows(self, experiment, model) -> list[dict]:
+    def source_rows(self, experiment, model_name) -> list[dict]:
         return [row for b in self._batches(experiment)
-                for row in layout.read_rows(self.triangles_stem(experiment, model, b).with_suffix(".csv"))]
+                for row in layout.read_rows(self.triangles_stem(experiment, model_name, b).with_suffix(".csv"))]
 
-    def save_model_rows(self, experiment, model, blind_spots: list[dict], sources: list[dict]):
-        folder = self.model_dir(experiment, model)
+    def save_model_rows(self, experiment, model_name, blind_spots: list[dict], sources: list[dict]):
+        folder = self.model_dir(experiment, model_name)
         self._write_rows(folder / layout.PER_BLINDSPOT, blind_spots)
         self._write_rows(folder / layout.PER_SOURCE, sources)
 
@@ -430,19 +430,19 @@ class RunStore:
         return self._write_json(self.out_dir / layout.RUN_RECORD, run)
 
     # -- the executed notebooks -------------------------------------------------------------
-    def _report_path(self, experiment, model, shard: tuple[int, int]) -> Path:
-        return self.out_dir / REPORTS / layout.report_name(experiment.name, model, shard)
+    def _report_path(self, experiment, model_name, shard: tuple[int, int]) -> Path:
+        return self.out_dir / REPORTS / layout.report_name(experiment.name, model_name, shard)
 
-    def execute_notebook(self, notebook: Path, experiment, model, shard: tuple[int, int], parameters: dict,
+    def execute_notebook(self, notebook: Path, experiment, model_name, shard: tuple[int, int], parameters: dict,
                          **papermill_options) -> Path:
         """Run ``notebook`` with papermill, keeping the executed copy in ``notebooks/``."""
         import papermill
 
-        executed = self._inside(self._report_path(experiment, model, shard))
+        executed = self._inside(self._report_path(experiment, model_name, shard))
         executed.parent.mkdir(parents=True, exist_ok=True)
         try:
             papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, **papermill_options)
         except papermill.PapermillExecutionError as error:
-            raise RuntimeError(f"{model} on {experiment.name}: the notebook stopped with {error.ename}: "
+            raise RuntimeError(f"{model_name} on {experiment.name}: the notebook stopped with {error.ename}: "
                                f"{error.evalue} (the whole traceback is in {executed})") from None
         return executed

@@ -49,16 +49,16 @@ TABLES = (("table1", "Table 1: LST blind spot vs target", TABLE1_COLUMNS, PAPER_
 NOT_SETTINGS = ("record_every", "record_images", "seed")
 
 
-def summarize_model(store: RunStore, experiment: Experiment, model: str) -> dict:
+def summarize_model(store: RunStore, experiment: Experiment, model_name: str) -> dict:
     """A finished model's per-batch rows -> per_blindspot.csv and per_source.csv, and
     its (mean, std) per table column."""
-    if not store.model_finished(experiment, model):
-        raise RuntimeError(f"{model} on {experiment.name} is not finished in {store.out_dir}: "
+    if not store.model_finished(experiment, model_name):
+        raise RuntimeError(f"{model_name} on {experiment.name} is not finished in {store.out_dir}: "
                            "run the remaining shards first")
-    blind_spots = sorted(store.blind_spot_rows(experiment, model),
+    blind_spots = sorted(store.blind_spot_rows(experiment, model_name),
                          key=lambda row: (int(row["source"]), int(row["round"])))
-    sources = sorted(store.source_rows(experiment, model), key=lambda row: int(row["source"]))
-    store.save_model_rows(experiment, model, blind_spots, sources)
+    sources = sorted(store.source_rows(experiment, model_name), key=lambda row: int(row["source"]))
+    store.save_model_rows(experiment, model_name, blind_spots, sources)
     return {
         "dataset": experiment.image_source.kind, "n_sources": len(sources), "n_blind_spots": len(blind_spots),
         "table1": {key: mean_std([float(row[key]) for row in blind_spots]) for key in TABLE1_COLUMNS},

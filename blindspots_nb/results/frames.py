@@ -51,12 +51,12 @@ class Run:
     problems: list[str]  # damaged files, a line each (left out of the frames)
     stored: StoredRun  # the run as the browser reads it, for what is no table (triangles, images)
 
-    def triangle(self, experiment: str, model: str, source: int, pair: tuple[int, int] = (0, 1)):
-        """The stored triangle grid of ``source`` (its pool index) for the blind spots of rounds ``pair``, as
+    def triangle(self, experiment: str, model_name: str, source_index: int, pair: tuple[int, int] = (0, 1)):
+        """The stored triangle grid of ``source_index`` (a pool index) for the blind spots of rounds ``pair``, as
         the run browser draws it (:meth:`~blindspots_nb.browser.runs.StoredRun.triangle`: the grid, its true
         shape, the corner images, a note saying whether the grid is the pair's own or, in an older run, the
         mean over the source's pairs); None when its batch's triangles are missing or damaged."""
-        return self.stored.triangle(f"{experiment}/{model_folder(model)}", source, pair)
+        return self.stored.triangle(f"{experiment}/{model_folder(model_name)}", source_index, pair)
 
     def __repr__(self) -> str:
         return (f"Run({self.path.name!r}: {len(self.settings)} models, {len(self.sources)} source rows, "
