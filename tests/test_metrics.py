@@ -1,3 +1,4 @@
+import shutil
 import warnings
 from pathlib import Path
 
@@ -76,20 +77,26 @@ def test_lpips_offline_download_failure_names_the_file(hub_dir, monkeypatch):
     assert str(lpips_trunk_path()) in lpips.missing_reason
 
 
-def _random_trunk(path, seed=0):
-    """torchvision's AlexNet state dict, random weights: the published format, not the file."""
-    torch.manual_seed(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
+@pytest.fixture(scope="module")
+def random_trunk(tmp_path_factory) -> Path:
+    """torchvision's AlexNet state dict, random weights: the published format, not the file (233 MB, made once)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("trunk") / "random_alexnet.pth"
     torch.save(torchvision.models.alexnet().state_dict(), path)
     return path
 
 
-def test_lpips_trunk_download_carries_the_hash_prefix(hub_dir, monkeypatch):
+def _copy(trunk: Path, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(trunk, path))
+
+
+def test_lpips_trunk_download_carries_the_hash_prefix(hub_dir, monkeypatch, random_trunk):
     calls = []
 
     def fake_download(url, dst, **kwargs):  # a server sending another file, a client not checking
         calls.append((url, dst, kwargs))
-        _random_trunk(Path(dst))
+        _copy(random_trunk, Path(dst))
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
     lpips = LPIPSDistance()
@@ -99,8 +106,8 @@ def test_lpips_trunk_download_carries_the_hash_prefix(hub_dir, monkeypatch):
                       {"hash_prefix": "7be5be79", "progress": False})]
 
 
-def test_lpips_wrong_trunk_in_the_cache_is_nan_naming_the_file(hub_dir):
-    path = _random_trunk(lpips_trunk_path())
+def test_lpips_wrong_trunk_in_the_cache_is_nan_naming_the_file(hub_dir, random_trunk):
+    path = _copy(random_trunk, lpips_trunk_path())
     lpips = LPIPSDistance(download=False)
     a, b = _pair(seed=5)
     with pytest.warns(UserWarning, match=f"NaN.*{path.name}.*7be5be79"):
@@ -116,13 +123,13 @@ def test_lpips_wrong_trunk_in_the_cache_is_nan_naming_the_file(hub_dir):
     assert "delete" not in mine.missing_reason.lower()
 
 
-def test_lpips_with_local_trunk_matches_the_lpips_package(hub_dir, monkeypatch):
+def test_lpips_with_local_trunk_matches_the_lpips_package(hub_dir, monkeypatch, random_trunk):
     import lpips as lpips_package
 
-    official = _random_trunk(lpips_trunk_path())  # where the lpips package looks; it checks nothing
+    official = _copy(random_trunk, lpips_trunk_path())  # where the lpips package looks; it checks nothing
     # a trunk "published" under its own sha256 prefix, so that our check passes on random weights
     named = hub_dir / "checkpoints" / f"alexnet-owt-{file_sha256(official)[:8]}.pth"
-    named.write_bytes(official.read_bytes())
+    _copy(official, named)
     monkeypatch.setattr(metrics, "lpips_trunk_path", lambda: named)
 
     ours = LPIPSDistance(download=False)
