@@ -21,7 +21,7 @@ from blindspots_nb.protocol import Experiment, RunSettingsMismatch, RunStore
 from blindspots_nb.protocol import pool as pool_module
 from blindspots_nb.protocol import run as run_module
 
-SMALL_LST = LSTConfig(iterations=30, step_size=0.05)
+SMALL_LST = LSTConfig(iterations=10, step_size=0.05)
 PACKAGE = Path(protocol.__file__).resolve().parent.parent
 
 
@@ -120,7 +120,7 @@ def test_tables_hold_ours_and_the_papers(uninterrupted):
     assert float(ours["rmse_std"]) == pytest.approx(float(rmse.std(unbiased=False)), abs=1e-12)
     markdown = (store.out_dir / "table2.md").read_text()
     assert "| fonts_cnn_at (ours, fonts, n=5) |" in markdown and "Avg Path Conf" in markdown
-    assert "iterations=30" in markdown and "rounds=3" in markdown  # says what produced it
+    assert "iterations=10" in markdown and "rounds=3" in markdown  # says what produced it
     digest = file_sha256(CHECKPOINT_DIR / "fonts_cnn.pt")
     assert f"fonts_cnn fonts_cnn.pt sha256 {digest[:16]}, verified" in markdown
     assert r"\begin{tabular}" in (store.out_dir / "table1.tex").read_text()
@@ -174,8 +174,8 @@ def test_output_folder_with_other_settings_is_refused(tmp_path):
     store, experiment = RunStore(tmp_path), _fonts_experiment()
     store.begin([experiment])
     protocol.prepare(experiment, store, device="cpu")  # a result: from now on the settings are the run's
-    other = _fonts_experiment(lst=dataclasses.replace(SMALL_LST, iterations=31))
-    with pytest.raises(RunSettingsMismatch, match="iterations: 30 there, 31 now"):
+    other = _fonts_experiment(lst=dataclasses.replace(SMALL_LST, iterations=11))
+    with pytest.raises(RunSettingsMismatch, match="iterations: 10 there, 11 now"):
         store.begin([other])
     assert store.pool(experiment) is not None  # nothing overwritten
     assert store.experiment("fonts") == experiment
