@@ -1,5 +1,5 @@
 """BLINDSPOTS_NB_OFFLINE=1: no code path connects (LPIPS's trunk weights here; the CIFAR-10 batch and a received
-run's image source in test_runs_browser.py); each missing file is one message saying what to put where."""
+run's image source in test_run_browser.py); each missing file is one message saying what to put where."""
 
 import pytest
 import torch

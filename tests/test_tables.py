@@ -1,5 +1,5 @@
 """Tables 1 and 2: a row for each model of each experiment, and LaTeX that prints the names
-it is given (and runs none of them). Two runs compared: tests/test_compare.py."""
+it is given (and runs none of them). Two runs compared: tests/test_run_comparison.py."""
 
 import csv
 import json
