@@ -18,9 +18,9 @@ import math
 from pathlib import Path
 
 from .experiment import Experiment
-from .layout import SETTINGS
+from .layout import SETTINGS, SUMMARIES
 from .store import RunStore
-from .tables import NOT_SETTINGS, TABLE1_COLUMNS, TABLE2_COLUMNS, TABLE_COLUMNS, _setting
+from .tables import TABLE1_COLUMNS, TABLE2_COLUMNS, TABLE_COLUMNS, _setting, flat_settings
 
 # A model needs at least MIN_SHARED sources in both runs for a paired difference (the std of
 # the differences needs two); with fewer than FEW_SHARED the comparison warns that its
@@ -50,7 +50,7 @@ def read_run(folder) -> tuple[dict, dict[str, Experiment], dict[str, str]]:
     """A finished run's table numbers ``{experiment: {model: {table: {column: (mean,
     std)}}}}``, its experiments by name and each model's weights sha256, every file checked."""
     store = RunStore(folder)
-    summaries = _checked(store.out_dir / "summaries.json", lambda: {
+    summaries = _checked(store.out_dir / SUMMARIES, lambda: {
         experiment: {model: {table: {key: _pair(summary[table][key]) for key in columns}
                              for table, columns in TABLE_COLUMNS} for model, summary in models.items()}
         for experiment, models in store.summaries().items()},
@@ -60,7 +60,7 @@ def read_run(folder) -> tuple[dict, dict[str, Experiment], dict[str, str]]:
     weights = _checked(store.out_dir / SETTINGS, lambda: {m: w["sha256"] for m, w in store.weights().items()}, remedy)
     unknown = sorted(set(summaries) - set(experiments))
     if unknown:
-        raise ValueError(f"{store.out_dir / 'summaries.json'} holds experiments {unknown} that {SETTINGS} does not: "
+        raise ValueError(f"{store.out_dir / SUMMARIES} holds experiments {unknown} that {SETTINGS} does not: "
                          f"blindspots-nb merge --out-dir {store.out_dir} writes it anew from the run's pieces")
     return summaries, experiments, weights
 
@@ -147,24 +147,13 @@ def _paired(first, second, ours: dict, theirs: dict, models: tuple[str, str] | N
     return frame
 
 
-def _settings(experiment: Experiment) -> dict:
-    """An experiment's settings as 'key' or 'group.key' -> value, without its name and LST's non-settings."""
-    flat = {}
-    for key, value in experiment.to_dict().items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items() if not (key == "lst" and k in NOT_SETTINGS)})
-        elif key != "name":
-            flat[key] = value
-    return flat
-
-
 def _differences(runs, names: list[str], pairs) -> list[str]:
     """Lines naming every setting of the compared experiments that differs, and weights that
     differ (by sha256): how the models ran is what such a comparison is often for."""
     (ours, experiments, weights), (_, their_experiments, their_weights) = runs
     lines = []
     for experiment in dict.fromkeys(e for e, _, _ in pairs):
-        settings = [_settings(experiments[experiment]), _settings(their_experiments[experiment])]
+        settings = [flat_settings(experiments[experiment]), flat_settings(their_experiments[experiment])]
         for key in settings[0] | settings[1]:
             values = [setting.get(key) for setting in settings]
             if values[0] != values[1]:

@@ -49,6 +49,19 @@ TABLES = (("table1", "Table 1: LST blind spot vs target", TABLE1_COLUMNS, PAPER_
 NOT_SETTINGS = ("record_every", "record_images", "seed")
 
 
+def flat_settings(experiment: Experiment, leave_out=("name",)) -> dict:
+    """An experiment's settings as 'key' or 'group.key' -> value (``lst.step_size``,
+    ``execution.precision``, ``n_sources``, ...), without the keys ``leave_out`` and LST's
+    non-settings (NOT_SETTINGS: the per-batch seed and what is recorded)."""
+    flat = {}
+    for key, value in experiment.to_dict().items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items() if not (key == "lst" and k in NOT_SETTINGS)})
+        elif key not in leave_out:
+            flat[key] = value
+    return flat
+
+
 def summarize_model(store: RunStore, experiment: Experiment, model_name: str) -> dict:
     """A finished model's per-batch rows -> per_blindspot.csv and per_source.csv, and
     its (mean, std) per table column."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import protocol
 from ..protocol.run import weights_identity
+from ..protocol.layout import SUMMARIES
 from ..protocol.store import RunStore
 
 STEP_SIZES = (0.02, 0.05, 0.1)  # what tells the example runs apart
@@ -24,7 +25,7 @@ def make_run(folder, experiments, preset: str | None = None) -> Path:
     """A finished run of ``experiments`` in ``folder`` on the CPU, made as a library (no executed reports);
     a folder that already holds the tables is left as it is."""
     store = RunStore(folder)
-    if (store.out_dir / "summaries.json").is_file():
+    if (store.out_dir / SUMMARIES).is_file():
         return store.out_dir
     store.begin(experiments, weights=weights_identity(experiments, {}))
     for experiment in experiments:

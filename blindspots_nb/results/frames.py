@@ -25,7 +25,7 @@ import pandas as pd
 from ..browser.runs import BLIND_SPOT_NUMBERS, StoredRun
 from ..models.spec_names import model_folder
 from ..protocol.layout import RUN_RECORD, SETTINGS, SUMMARIES
-from ..protocol.tables import NOT_SETTINGS, TABLE_COLUMNS, display_names
+from ..protocol.tables import TABLE_COLUMNS, display_names, flat_settings
 
 IDENTITY = ("run", "experiment", "model", "display_name")
 # A model's numbers in the tables: <column>_mean and <column>_std, as table1.csv and table2.csv head them
@@ -64,18 +64,6 @@ class Run:
                 f"{len(self.problems)} problems)")
 
 
-def settings_columns(experiment) -> dict:
-    """An experiment's settings as columns (``lst.step_size``, ``execution.precision``, ``n_sources``, ...):
-    every field that can change its tables; not its name, models, note or LST's per-batch seed."""
-    flat = {}
-    for key, value in experiment.to_dict().items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items() if not (key == "lst" and k in NOT_SETTINGS)})
-        elif key not in ("name", "models", "note"):
-            flat[key] = value
-    return flat
-
-
 def _settings_records(stored: StoredRun) -> list[dict]:
     """A record per experiment x model of the run: who (identity, display name, weights), where (devices,
     versions, the preset and time of the run record) and every setting of its experiment."""
@@ -91,7 +79,7 @@ def _settings_records(stored: StoredRun) -> list[dict]:
                      "weights_sha256": weights.get("sha256"), "weights_file": weights.get("file"),
                      "weights_verified": weights.get("verified"), "device": "; ".join(provenance["devices"]),
                      "version": ", ".join(provenance["versions"]), "preset": record.get("preset"),
-                     "created": record.get("created"), **settings_columns(experiment)})
+                     "created": record.get("created"), **flat_settings(experiment, leave_out=("name", "models", "note"))})
     return rows
 
 
