@@ -11,6 +11,11 @@ import pytest
 # ("Fatal Python error: Aborted" while loading a cached kernel), which no test should depend on.
 _INDUCTOR_CACHE = tempfile.mkdtemp(prefix="blindspots-nb-inductor-")
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
+# pytest-xdist's workers share the cores: each, and the kernels and subprocesses it starts, gets
+# its share of threads (two workers of two threads each on two cores took 2.7x as long as one)
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _SHARE = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = str(_SHARE)
 
 import torch  # noqa: E402  (after the cache folder is chosen)
 
