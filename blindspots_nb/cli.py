@@ -124,7 +124,7 @@ def demo(args):
     if args.record_every is None:  # about 20 points on the history curve
         config = dataclasses.replace(config, record_every=max(1, config.iterations // 20))
     execution = dataclasses.replace(Execution(), **_given(args, args.execution_fields))
-    return run_demo(args.model, args.source, args.target, config, args.out_dir, args.device, execution,
+    return run_demo(args.model, args.source_name, args.target_name, config, args.out_dir, args.device, execution,
                     image_source=args.image_source, weights=weights.get(_model_key(args.model)))
 
 
@@ -268,10 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-source", help="where the images come from: photos, fonts:test, imagenet:ROOT, "
                                           "cifar10:ROOT or folder:PATH (default: the model's: fonts:test for "
                                           "FONTS models, photos for the others)")
-    p.add_argument("--source", help="the image LST starts from, by name: a photo (coffee, chelsea, camera, "
+    p.add_argument("--source-name", help="the image LST starts from, by name: a photo (coffee, chelsea, camera, "
                                     "astronaut, rocket, ...), a glyph (A13) or a file name (default: the "
                                     "model's first default image: coffee for photos, a glyph A for FONTS)")
-    p.add_argument("--target", help="the image LST walks towards, by name (default: the model's next default "
+    p.add_argument("--target-name", help="the image LST walks towards, by name (default: the model's next default "
                                     "image: chelsea for photos, a glyph B for FONTS)")
     p.add_argument("--weights", action="append", metavar="[MODEL=]PATH",
                    help="a local checkpoint for --model (default: the registry's published weights); for a "

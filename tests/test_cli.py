@@ -45,7 +45,7 @@ def test_demo_writes_images_history_and_record(tmp_path, capsys):
 def test_demo_unknown_photo_and_model(tmp_path, capsys):
     assert main(["demo", "--model", "resnet_9000", "--out-dir", str(tmp_path)]) == 2
     assert "unknown model 'resnet_9000'" in capsys.readouterr().err
-    assert main(["demo", "--source", "mona_lisa", "--out-dir", str(tmp_path)]) == 2
+    assert main(["demo", "--source-name", "mona_lisa", "--out-dir", str(tmp_path)]) == 2
     assert "no images ['mona_lisa'] in 'photos'; it has ['astronaut'" in capsys.readouterr().err
 
 

@@ -58,10 +58,10 @@ def test_the_demo_follows_the_model_its_image_source_and_default_images(tmp_path
     assert (record["source_label"], record["target_label"]) == ("A", "B")  # the glyphs' labels, beside
     out = capsys.readouterr().out
     assert "fonts_cnn: A" in out and f"  {record['source']}: A (" in out and "), labelled A\n" in out
-    assert main(["demo", "--model", "fonts_cnn", "--source", "A13", "--target", "C24", "--out-dir",
+    assert main(["demo", "--model", "fonts_cnn", "--source-name", "A13", "--target-name", "C24", "--out-dir",
                  str(tmp_path / "b"), "--iterations", "2", "--device", "cpu"]) == 0
     record = json.loads((tmp_path / "b" / "record.json").read_text())
     assert (record["source"], record["target_class"]) == ("A13 (STIXGeneralItalic)", "C")
-    assert main(["demo", "--model", "fonts_cnn", "--source", "coffee", "--out-dir", str(tmp_path / "c"),
+    assert main(["demo", "--model", "fonts_cnn", "--source-name", "coffee", "--out-dir", str(tmp_path / "c"),
                  "--iterations", "2", "--device", "cpu"]) == 2
     assert "no images ['coffee'] in 'fonts:test'" in capsys.readouterr().err

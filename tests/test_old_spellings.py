@@ -45,9 +45,12 @@ def test_an_old_keyword_is_refused_by_its_name():
         Experiment(source="fonts", models=("fonts_cnn",))
 
 
-def test_an_old_flag_is_refused_by_its_name(capsys):
-    assert pytest.raises(SystemExit, main, ["reproduce", "--source", "fonts:train"]).value.code == 2
-    assert "unrecognized arguments: --source fonts:train" in capsys.readouterr().err
+@pytest.mark.parametrize("command, flag, value", [("reproduce", "--source", "fonts:train"),  # now --image-source
+                                                  ("demo", "--source", "coffee"),  # now --source-name
+                                                  ("demo", "--target", "chelsea")])  # now --target-name
+def test_an_old_flag_is_refused_by_its_name(capsys, command, flag, value):
+    assert pytest.raises(SystemExit, main, [command, flag, value]).value.code == 2
+    assert f"unrecognized arguments: {flag} {value}" in capsys.readouterr().err
 
 
 def test_an_old_flag_does_not_pass_as_a_prefix_of_a_new_one(capsys):
