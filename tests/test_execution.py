@@ -20,7 +20,7 @@ def _batch(seed=0, size=4):
 
 
 def test_unknown_precision_and_non_boolean_options_are_refused_by_name():
-    with pytest.raises(ValueError, match="unknown precision 'fp16'.*fp32.*tf32-conv.*tf32.*bf16"):
+    with pytest.raises(ValueError, match="precision 'fp16'.*tf32-conv"):
         Execution(precision="fp16")
     with pytest.raises(ValueError, match="Execution.compile must be True or False"):
         Execution(compile="yes")
@@ -132,7 +132,7 @@ def test_folding_refuses_a_model_in_training_mode_or_one_whose_convolution_outpu
             y = self.conv(x)
             return (self.norm(y) + y).mean((2, 3))
 
-    with pytest.raises(ValueError, match="changes this model's logits.*fold_batchnorm=False"):
+    with pytest.raises(ValueError, match="logits.*fold_batchnorm=False"):
         fold_batchnorm(Shortcut().eval(), torch.rand(1, 3, 16, 16))
     plain = make_tiny_cnn()
     assert fold_batchnorm(plain, torch.rand(1, 3, 16, 16)) is plain  # nothing to fold

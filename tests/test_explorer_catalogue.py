@@ -90,7 +90,7 @@ def test_the_current_choice_stays_while_the_catalogue_holds_it_and_asked_names_w
 
 def test_a_name_the_catalogue_lacks_is_one_value_error_listing_the_names(model):
     catalogue = Catalogue.load(model, coloured([0, 1], [-1] * 2, ["r", "g"]), {})
-    with pytest.raises(ValueError, match=r"no image 'nope'; choose one of \['r', 'g'\]"):
+    with pytest.raises(ValueError, match=r"'nope'.*\['r', 'g'\]"):
         catalogue.choose(model, (None, "nope", None))
 
 

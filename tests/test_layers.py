@@ -169,7 +169,7 @@ def test_bad_layers_are_refused_with_the_names_there_are():
     with pytest.raises(ValueError, match="'1' ran 2 times"):
         layer_activations(twice, sources, ["1"])
     assert no_hooks(twice)
-    with pytest.raises(ValueError, match=r"sources must be one image per path, \(1, 1, 16, 16\)"):
+    with pytest.raises(ValueError, match=r"one image per path, \(1, 1, 16, 16\)"):
         layer_similarity(model, iterates, torch.rand(2, 1, 16, 16), targets)
     with pytest.raises(ValueError, match="iterates must be"):
         layer_similarity(model, iterates[0], sources, targets)

@@ -30,7 +30,7 @@ def test_the_exports_are_the_type_checking_imports_and_each_is_its_modules_objec
     for submodule, names in imports.items():
         for name in names:
             assert getattr(module, name) is getattr(importlib.import_module(f"{package}.{submodule}"), name)
-    with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'no_such_name'"):
+    with pytest.raises(AttributeError, match=f"'{package}' has no attribute 'no_such_name'"):
         getattr(module, "no_such_name")
 
 

@@ -176,7 +176,7 @@ def test_load_refuses_another_model_that_the_confidence_cannot_tell_apart(tmp_pa
         Traversal.load(path, robust)
     state = torch.load(path, weights_only=True)
     torch.save({**state, "weights_sha256": None}, tmp_path / "unhashed.pt")  # as saved with a plain function
-    with pytest.raises(ValueError, match=r"logits .*differ.*source 0: by \d+\.\d+, more than rtol = 0.01"):
+    with pytest.raises(ValueError, match=r"logits .*differ.*more than rtol = 0.01"):
         Traversal.load(tmp_path / "unhashed.pt", robust)
     assert Traversal.load(tmp_path / "unhashed.pt", normal).iteration == 2
 
