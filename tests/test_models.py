@@ -52,7 +52,7 @@ def test_registry_names_and_unknown_names():
     assert {"resnet50", "deit_small_patch16_224", "resnet50_at", "deit_small_at",
             "cifar10_wrn28_10", "cifar10_wrn28_10_at", "efficientnet_lite0",
             "fonts_cnn", "fonts_cnn_at"} <= set(list_models())
-    with pytest.raises(ValueError, match="known models: efficientnet_lite0.*timm:<name>"):
+    with pytest.raises(ValueError, match="known models:.*timm:<name>"):
         load_model("resnet51")
     with pytest.raises(ValueError, match="timm has no model 'resnet5000'.*resnet50"):
         load_model("timm:resnet5000")
@@ -326,7 +326,7 @@ def test_download_is_checked_against_the_published_prefix(hub_entry, tmp_path, m
     for stale in cache.iterdir():
         stale.unlink()
     _fonts_file(published, seed=1)
-    with pytest.raises(WeightsNotFoundError, match=f"discarded: .*expected a sha256 starting with {prefix}"):
+    with pytest.raises(WeightsNotFoundError, match=f"discarded: .*starting with {prefix}"):
         load_model("fonts_hub", device="cpu")
     assert list(cache.iterdir()) == []
 
@@ -430,7 +430,7 @@ class _Evil:
     """Stands for any pickled object; weights_only loading must refuse it."""
 
 
-REFUSED = "was not loaded, for safety: it holds pickled code or objects that are not plain tensors"
+REFUSED = "was not loaded, for safety: it holds pickled code"
 
 
 @pytest.mark.parametrize("payload, named", [(_Evil(), "test_models._Evil"),
@@ -447,7 +447,7 @@ def test_pickled_objects_are_refused_plainly(payload, named, tmp_path, monkeypat
     # the same file in the cache: there, deleting or replacing it is the advice
     monkeypatch.setenv("BLINDSPOTS_NB_CACHE", str(tmp_path))
     code.rename(tmp_path / get_entry("cifar10_wrn28_10").filename)
-    with pytest.raises(CheckpointError, match=f"{REFUSED}.*Delete or replace that cache file"):
+    with pytest.raises(CheckpointError, match=f"{REFUSED}.*Delete or replace"):
         load_model("cifar10_wrn28_10", device="cpu")
 
 

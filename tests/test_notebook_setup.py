@@ -99,7 +99,7 @@ def test_width_settings_by_kind_of_path():
     assert width_settings("traversal", [3], 4) == ([3], 4)
     assert width_settings("traversal-authors") == (list(AUTHORS_RADII), AUTHORS_SAMPLES)
     assert set(PATH_KINDS) == {"segment", "traversal", "traversal-authors"}
-    with pytest.raises(ValueError, match="'segment', 'traversal', 'traversal-authors'"):
+    with pytest.raises(ValueError, match="'traversal-authors', not 'spiral'"):
         width_settings("spiral")
 
 

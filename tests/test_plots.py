@@ -244,7 +244,7 @@ def test_save_figure_writes_matplotlib_as_png_svg_and_pdf(tmp_path):
 def test_save_figure_writes_plotly_as_html_and_refuses_other_suffixes(tmp_path):
     html = plots.save_figure(plots.star_figure(torch.rand(2, 3)), tmp_path / "sub" / "star.html", include_plotlyjs="cdn")
     assert "plotly" in html.read_text()
-    with pytest.raises(ValueError, match=r"\.html, \.png, \.svg or \.pdf, not figure\.gif"):
+    with pytest.raises(ValueError, match=r"\.pdf, not figure\.gif"):
         plots.save_figure(go.Figure(), tmp_path / "figure.gif")
     with pytest.raises(TypeError, match="cannot save"):
         plots.save_figure("not a figure", tmp_path / "x.html")
@@ -267,7 +267,7 @@ def test_plotly_pictures_without_a_browser_say_what_to_install(tmp_path, monkeyp
     monkeypatch.setenv("BROWSER_PATH", "")
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setattr(Chromium, "find_browser", classmethod(lambda cls, **options: None))
-    with pytest.raises(plots.RendererMissingError, match="no Chrome or Chromium found.*set BROWSER_PATH"):
+    with pytest.raises(plots.RendererMissingError, match="no Chrome or Chromium.*BROWSER_PATH"):
         plots.save_figure(go.Figure(), tmp_path / "figure.svg")
 
 

@@ -320,9 +320,9 @@ def test_seeds_beyond_the_generator_and_numpy_numbers(tmp_path, capsys):
                              lst=LSTConfig(step_size=np.float32(0.05), iterations=np.int64(3)))
     assert Experiment.from_dict(json.loads(json.dumps(experiment.to_dict()))) == experiment
     assert type(experiment.seed) is int and experiment.seed == 2**64 - 1 and type(experiment.min_conf) is float
-    with pytest.raises(ValueError, match="Experiment.rounds must be an integer, got 2.5"):
+    with pytest.raises(ValueError, match="rounds must be an integer, got 2.5"):
         _experiment(rounds=2.5)
-    with pytest.raises(ValueError, match="Experiment.min_conf must be a number, got '0.5'"):
+    with pytest.raises(ValueError, match="min_conf must be a number, got '0.5'"):
         _experiment(min_conf="0.5")
 
 
@@ -444,7 +444,7 @@ def test_a_model_of_another_input_size_is_refused_at_the_shard_and_at_merge(tmp_
     assert "input_size.1: 16 there, 32 now" in capsys.readouterr().err
     assert store.weights()[spec]["model"] == {"input_size": [3, 16, 16], "mean": [0.0] * 3, "std": [1.0] * 3,
                                               "crop_pct": None, "class_names": ["red", "green"]}
-    with pytest.raises(RunSettingsMismatch, match="input_size.1: 16 there, 32 now; input_size.2: 16 there, 32 now"):
+    with pytest.raises(RunSettingsMismatch, match="input_size.1: 16 there, 32 now"):
         protocol.run_model(experiment, spec, store, shard=(1, 2), device="cpu", progress=False)
     monkeypatch.setenv("COLOUR_SIZE", "16")
     protocol.run_model(experiment, spec, store, shard=(1, 2), device="cpu", progress=False)
@@ -466,16 +466,16 @@ def test_a_run_recorded_before_model_identities_is_resumed_and_merged_with_a_war
     monkeypatch.setattr(run_module, "weights_identity", lambda *args: {
         name: {key: value for key, value in record.items() if key != "model"} for name, record in full(*args).items()})
     store, experiment = _prepared(tmp_path)
-    with pytest.warns(UserWarning, match="recorded before runs held a model's input size"):
+    with pytest.warns(UserWarning, match="before runs held a model's input size"):
         protocol.run_model(experiment, "fonts_cnn", store, shard=(0, 2), device="cpu", progress=False)
     settings = (tmp_path / "settings.json").read_text()
     monkeypatch.setattr(run_module, "weights_identity", full)
-    with pytest.warns(UserWarning, match="fonts_cnn are checked by their weights' sha256 alone"):
+    with pytest.warns(UserWarning, match="fonts_cnn .*sha256 alone"):
         store.begin([experiment], weights=run_module.weights_identity([experiment], {}))
         protocol.run_model(experiment, "fonts_cnn", store, shard=(1, 2), device="cpu", progress=False)
     assert (tmp_path / "settings.json").read_text() == settings
     assert store.model_finished(experiment, "fonts_cnn")
-    with pytest.warns(UserWarning, match="checked by their weights' sha256 alone"):
+    with pytest.warns(UserWarning, match="sha256 alone"):
         protocol.merge(tmp_path)
     assert (tmp_path / "table1.csv").is_file()
 
