@@ -213,7 +213,7 @@ def test_other_weights_are_part_of_the_settings(tmp_path):
     settings = json.loads((tmp_path / "settings.json").read_text())
     settings["weights"]["fonts_cnn"]["sha256"] = "0" * 64
     (tmp_path / "settings.json").write_text(json.dumps(settings))
-    with pytest.raises(RunSettingsMismatch, match="not the one this run started with"):
+    with pytest.raises(RunSettingsMismatch, match="fonts_cnn's weights file .*not the one"):
         protocol.run_model(experiment, "fonts_cnn", store, device="cpu", progress=False)
 
 
@@ -447,7 +447,7 @@ def test_next_class_pairs_pair_each_class_with_the_next_of_the_same_rank():
     assert order == [1, 2, 0, 3, 5]  # rank 0 of classes 0, 1, 2, then rank 1 of classes 0, 1
     assert targets == [2, 0, 1, 5, 4]  # rank 0 of classes 1, 2, 0, then rank 1 of classes 1, 2
     assert [int(labels[t]) for t in targets] == [(int(labels[s]) + 1) % 3 for s in order]
-    with pytest.raises(ValueError, match=r"too few images per class \(\[3, 2, 2\]\) for 7 sources"):
+    with pytest.raises(ValueError, match=r"\(\[3, 2, 2\]\) for 7 sources"):
         pool.next_class_pairs(7)
 
 
