@@ -27,7 +27,7 @@ def test_sample_images_at_model_sizes():
     assert 0 <= x.min() and x.max() <= 1
     gray, _ = sample_images((1, 32, 32), names=["chelsea"])
     assert gray.shape == (1, 1, 32, 32)
-    with pytest.raises(ValueError, match="not scikit-image sample images"):
+    with pytest.raises(ValueError, match=r"sample images: \['nonexistent_photo'\]"):
         sample_images(names=["nonexistent_photo"])
 
 
@@ -447,9 +447,9 @@ def test_high_bit_depth_modes_read_like_8_bit_ones(mode, channels):
 
 
 @pytest.mark.parametrize("values, message", [
-    (np.full((8, 8), 200.0, np.float32), r"mode-F image to \[0, 1\]: its values lie in \[200, 200\]"),
+    (np.full((8, 8), 200.0, np.float32), r"mode-F .*values lie in \[200, 200\]"),
     (np.full((8, 8), np.nan, np.float32), "mode-F image holds NaN or infinite pixels"),
-    (np.full((8, 8), 70000, np.int32), r"mode-I image to \[0, 1\]: its values lie in \[70000, 70000\]"),
+    (np.full((8, 8), 70000, np.int32), r"mode-I .*values lie in \[70000, 70000\]"),
 ])
 def test_pixel_values_of_unknown_scale_are_refused(tmp_path, values, message):
     with pytest.raises(ValueError, match=message):

