@@ -474,8 +474,7 @@ def _unreadable_folder(tmp_path, monkeypatch):
     _lower_the_bomb_limit(monkeypatch)
 
 
-SKIPPED = (r"skipped 2 file\(s\).*b_bomb.png \(refused as a possible decompression bomb.*limit of 200 pixels"
-           r".*MAX_IMAGE_PIXELS \(now 100\)\).*c_broken.JPEG")
+SKIPPED = r"skipped 2 file\(s\).*b_bomb.png \(.*decompression bomb.*c_broken.JPEG"
 
 
 def test_a_folders_unreadable_files_and_bombs_are_skipped_with_a_warning(tmp_path, monkeypatch):
