@@ -12,13 +12,12 @@ import math
 import os
 
 import ipywidgets as W
-import numpy as np
 
 from .findings import CONTRADICTIONS
 from .runs import SOURCE_COLUMNS, StoredRun
 from ..plots import image_to_png, triangle_contour, triangle_surface
 from ..plots.figures import caption_above_plot
-from ..plots.triangles import FigureWidget
+from ..plots.triangles import figure_widget
 from ..protocol.tables import TABLE1_COLUMNS, TABLE_COLUMNS
 
 PANEL = 112  # pixels of each image
@@ -251,7 +250,4 @@ class RunBrowser:
         for figure in figures:
             caption_above_plot(figure, caption)  # its lines above the plot, never over a corner's name
             figure.update_layout(width=1000, height=PLOT_HEIGHT + figure.layout.margin.t)
-            for trace in figure.select_traces(selector={"type": "contour"}):  # a widget's message is strict JSON: gaps are null
-                z = np.asarray(trace.z, dtype=float)
-                trace.z = np.where(np.isnan(z), None, z).tolist()
-        self.triangle_view.children = [FigureWidget(figure) for figure in figures]
+        self.triangle_view.children = [figure_widget(figure) for figure in figures]  # the contour's gaps: null
