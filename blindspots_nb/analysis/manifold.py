@@ -78,7 +78,7 @@ def letter_indices(letters, n: int | None = None) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.long)
 
 
-def check_glyph_images(images, size: int) -> torch.Tensor:
+def _check_glyph_images(images, size: int) -> torch.Tensor:
     """Images (N, 1, size, size), float, finite, in [0, 1]: grayscale glyphs like the renderer's."""
     if not torch.is_tensor(images) or not images.is_floating_point() or images.dim() != 4:
         shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
@@ -195,16 +195,16 @@ def descend(units: torch.Tensor, objective, steps: int, lr: float, prune_every: 
         if prune_every and (step + 1) % prune_every == 0 and count > survivors:
             chosen = best_value.topk(max(survivors, (count + 1) // 2), dim=1, largest=False).indices
             state = optimizer.state.pop(parameter)
-            parameter = gather_rows(parameter.detach(), chosen).requires_grad_(True)
-            best_value, best_units = best_value.gather(1, chosen), gather_rows(best_units, chosen)
+            parameter = _gather_rows(parameter.detach(), chosen).requires_grad_(True)
+            best_value, best_units = best_value.gather(1, chosen), _gather_rows(best_units, chosen)
             riders = tuple(r.gather(1, chosen) for r in riders)
             optimizer = torch.optim.Adam([parameter], lr=lr)
-            optimizer.state[parameter] = {key: gather_rows(value, chosen) if torch.is_tensor(value) and value.dim() == 3
+            optimizer.state[parameter] = {key: _gather_rows(value, chosen) if torch.is_tensor(value) and value.dim() == 3
                                           else value for key, value in state.items()}
     return (best_value, best_units, riders) if grouped else (best_value[:, 0], best_units[:, 0])
 
 
-def gather_rows(values: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+def _gather_rows(values: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """``values`` (G, C, D) at the candidates ``chosen`` (G, C') of each group."""
     return values.gather(1, chosen[..., None].expand(-1, -1, values.shape[2]))
 
@@ -260,7 +260,7 @@ class GlyphManifold:
 
     def screen(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 10) RMSE of each image to the nearest atlas rendering of each letter (no descent)."""
-        images = check_glyph_images(images, self.renderer.size)
+        images = _check_glyph_images(images, self.renderer.size)
         return self._screen(images.flatten(1)).amin(2) / images[0].numel() ** 0.5
 
     def _screen(self, flat: torch.Tensor) -> torch.Tensor:
@@ -280,7 +280,7 @@ class GlyphManifold:
         ten), one letter or a list of letters for every image, or an (N, K) tensor of
         letters per image. ``progress``: a callable told the number of images done after
         each batch."""
-        images = check_glyph_images(images, self.renderer.size)
+        images = _check_glyph_images(images, self.renderer.size)
         n = images.shape[0]
         if torch.is_tensor(letters) and letters.dim() == 2:
             if letters.shape[0] != n:
@@ -307,7 +307,7 @@ class GlyphManifold:
         other letters are farther than these at screening and stay out (by default none
         does: :data:`ORACLE_SHORTLIST`). Its
         :attr:`Projection.label` is the oracle's label."""
-        images = check_glyph_images(images, self.renderer.size)
+        images = _check_glyph_images(images, self.renderer.size)
         order = self.screen(images).argsort(1).tolist()
         wanted = [[] for _ in order] if include is None else letter_indices(include).reshape(len(order), -1).tolist()
         width = min(len(FONTS_CLASSES), count_at_least("shortlist", shortlist) + max(len(set(row)) for row in wanted))
@@ -334,7 +334,7 @@ class GlyphManifold:
         value, units, (font, letter) = descend(units, error, steps, lr, prune_every, survivors, (font, letter))
         choice = value.argmin(1, keepdim=True)
         font, letter = font.gather(1, choice)[:, 0], letter.gather(1, choice)[:, 0]
-        transform = self.box.transforms(gather_rows(units, choice)[:, 0].double())
+        transform = self.box.transforms(_gather_rows(units, choice)[:, 0].double())
         with torch.no_grad():
             distance = rmse(self.renderer(font, letter, transform), images.repeat_interleave(k, 0))
         return distance.reshape(n, k), font.reshape(n, k), transform.reshape(n, k, 5)

@@ -46,7 +46,7 @@ def _pair(value) -> tuple[float, float]:
     return float(mean), float(std)
 
 
-def read_run(folder) -> tuple[dict, dict[str, Experiment], dict[str, str]]:
+def _read_run(folder) -> tuple[dict, dict[str, Experiment], dict[str, str]]:
     """A finished run's table numbers ``{experiment: {model: {table: {column: (mean,
     std)}}}}``, its experiments by name and each model's weights sha256, every file checked."""
     store = RunStore(folder)
@@ -111,7 +111,7 @@ def paired_comparison(first, second, models: tuple[str, str] | None = None):
     name, or ``models=(a, b)`` pairs model a of the first run with b of the second (the same
     folder twice compares two models of one run on its one pool). Raises ValueError (one
     line) when no model shares MIN_SHARED sources."""
-    return _paired(first, second, read_run(first)[0], read_run(second)[0], models)
+    return _paired(first, second, _read_run(first)[0], _read_run(second)[0], models)
 
 
 def _paired(first, second, ours: dict, theirs: dict, models: tuple[str, str] | None):
@@ -178,7 +178,7 @@ def compare_runs(first, second, digits: int = 3, models: tuple[str, str] | None 
     names = [folder.name for folder in folders]
     if names[0] == names[1] and folders[0] != folders[1]:
         names = [str(folder) for folder in folders]
-    runs = [read_run(f) for f in folders]
+    runs = [_read_run(f) for f in folders]
     frame = _paired(first, second, runs[0][0], runs[1][0], models)
     pairs = _model_pairs(runs[0][0], runs[1][0], models)
     lines = _differences(runs, names, pairs)

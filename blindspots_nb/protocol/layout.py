@@ -131,7 +131,7 @@ def report_name(experiment: str, model_name: str, shard: tuple[int, int]) -> str
     return f"{experiment}_{component(model_folder(model_name), 'the model name')}_shard{shard[0]}of{shard[1]}.ipynb"
 
 
-def report_shard(name: str, experiment: str, model_name: str) -> tuple[int, int] | None:
+def _report_shard(name: str, experiment: str, model_name: str) -> tuple[int, int] | None:
     """The shard whose executed notebook ``name`` is, for ``model_name`` of ``experiment``; None when it is not."""
     match = re.search(r"_shard(\d+)of(\d+)\.ipynb$", name)
     shard = None if match is None else (int(match[1]), int(match[2]))
@@ -281,7 +281,7 @@ def grid_points(divisions: int) -> int:
     return (divisions + 1) * (divisions + 2) // 2
 
 
-def pairs_of(rounds: int) -> list[tuple[int, int]]:
+def _pairs_of(rounds: int) -> list[tuple[int, int]]:
     """The pairs of blind spots (rounds i < j) in the order a version-2 grid stores them."""
     return list(itertools.combinations(range(rounds), 2))
 
@@ -289,7 +289,7 @@ def pairs_of(rounds: int) -> list[tuple[int, int]]:
 def grids_problem(grids: torch.Tensor, rounds: int, divisions: int) -> str | None:
     """What is wrong with a triangles piece's tensor (one row per source), None when it is one:
     (sources, pairs, points), or (sources, points) for runs before version 2."""
-    pairs, points = len(pairs_of(rounds)), grid_points(divisions)
+    pairs, points = len(_pairs_of(rounds)), grid_points(divisions)
     if tuple(grids.shape[1:]) in ((pairs, points), (points,)):
         return None
     return (f"holds grids of shape {tuple(grids.shape[1:])}, neither ({pairs}, {points}) (each of {pairs} pairs) "
@@ -300,11 +300,11 @@ def pair_grid(grids: torch.Tensor, row: int, pair: tuple[int, int], rounds: int)
     """The triangle grid of the source at ``row`` of a triangles piece for the blind spots of
     rounds ``pair``, (points,), and whether it is that pair's own: a run of version 2 stores
     each pair's grid; an older one only the mean over the source's pairs (then False)."""
-    if tuple(pair) not in pairs_of(rounds):
+    if tuple(pair) not in _pairs_of(rounds):
         raise ValueError(f"a pair is two rounds i < j below {rounds}, got {pair}")
     if grids.ndim == 2:
         return grids[row], False
-    return grids[row, pairs_of(rounds).index(tuple(pair))], True
+    return grids[row, _pairs_of(rounds).index(tuple(pair))], True
 
 
 def reports(run_dir: Path, experiment: str, model_name: str) -> dict[tuple[int, int], str | None]:
@@ -315,7 +315,7 @@ def reports(run_dir: Path, experiment: str, model_name: str) -> dict[tuple[int, 
 
     found = {}
     for path in sorted((run_dir / REPORTS).glob("*.ipynb")):
-        shard = report_shard(path.name, experiment, model_name)
+        shard = _report_shard(path.name, experiment, model_name)
         if shard is None:
             continue
         try:

@@ -215,7 +215,7 @@ def caption_notes(experiments: list[Experiment], summaries: dict, weights: dict 
     return notes
 
 
-def shows_paper_rows(experiments: list[Experiment]) -> bool:
+def _shows_paper_rows(experiments: list[Experiment]) -> bool:
     """The default of :func:`render_tables`' ``paper_rows``: the paper's ImageNet rows
     stand beside ours unless an experiment studies a user's own images (``folder:PATH``),
     which the paper's numbers say nothing about."""
@@ -227,8 +227,8 @@ def render_tables(experiments: list[Experiment], summaries: dict, weights: dict 
     """table1/table2 as .md, .tex and .csv (file name -> text), ours beside the paper's;
     ``summaries``: ``{experiment: {model: summarize_model(...)}}``, one row each.
     ``paper_rows``: whether the paper's ImageNet rows are shown (None:
-    :func:`shows_paper_rows`, i.e. not for a user's own folder)."""
-    paper_rows = shows_paper_rows(experiments) if paper_rows is None else paper_rows
+    :func:`_shows_paper_rows`, i.e. not for a user's own folder)."""
+    paper_rows = _shows_paper_rows(experiments) if paper_rows is None else paper_rows
     notes = caption_notes(experiments, summaries, weights, paper_rows)
     texts = {}
     for table, title, columns, paper, digits in TABLES:

@@ -192,7 +192,7 @@ def load_run(path) -> Run:
     return Run(Path(path), settings, rows, sources, blind_spots, pairs, stored.missing(), stored.problems, stored)
 
 
-def run_folders(root) -> list[Path]:
+def _run_folders(root) -> list[Path]:
     """Every run folder below ``root`` (a folder holding ``settings.json``; nothing below a run is
     searched), in sorted order; links to folders are followed once each."""
     found, seen = [], set()
@@ -219,7 +219,7 @@ def collect(root) -> pd.DataFrame:
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder of runs")
     records, skipped = [], []
-    for folder in run_folders(root):
+    for folder in _run_folders(root):
         try:
             stored = StoredRun(folder)
             run = str(folder.relative_to(root)) if folder != root else folder.name  # unique below root
