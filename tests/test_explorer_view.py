@@ -360,6 +360,21 @@ def test_the_triangle_follows_each_step_in_its_figures_and_numbers(explorer):
     assert explorer.state.live_triangle.iteration == 10 and list(panel.surface.data[0].z) != before
 
 
+def test_a_restart_draws_its_new_triangle_once(explorer, monkeypatch):
+    """A restart comes with its live triangle: the panel makes its three figures once, no placeholder first."""
+    from blindspots_nb.explorer import triangle_view
+
+    made = []
+    monkeypatch.setattr(triangle_view, "figure_widget",
+                        lambda figure, build=triangle_view.figure_widget: made.append(figure) or build(figure))
+    explorer.step(5)
+    made.clear()
+    explorer.reset_button.click()
+    assert explorer.triangle.shown is explorer.state.live_triangle and explorer.triangle.shown.iteration == 0
+    assert [figure.layout.meta["iteration"] for figure in made] == [0, 0, 0]
+    assert _drawn(explorer.triangle.surface)[0] == 0
+
+
 def test_live_off_keeps_the_triangle_until_redraw_and_divisions_set_the_grid(explorer):
     panel = explorer.triangle
     panel.live_toggle.value = False

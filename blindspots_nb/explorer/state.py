@@ -95,7 +95,8 @@ class Explorer:
     # -- listeners -----------------------------------------------------------------
     def on_change(self, callback: Callable[[str, str], None]) -> None:
         """Call ``callback(event, message)`` on each change, from whichever thread made it.
-        Events: 'restart' (a new traversal, maybe a new model or catalogue), 'progress' (it
+        Events: 'restart' (a new traversal, maybe a new model or catalogue, with its
+        ``live_triangle`` already computed while live; 'triangle' follows), 'progress' (it
         stepped), 'triangle' (a new ``live_triangle``), 'running' (a run started or ended),
         'warning' and 'error' (``message`` says what; 'error': a run stopped by an exception,
         kept in ``error``)."""
@@ -232,13 +233,16 @@ class Explorer:
                            and torch.equal(previous.targets, traversal.targets))
             self.source_name, self.target, self.target_b, self.traversal = source_name, target, target_b, traversal
             self.error, self.live_triangle, self._config = None, None, traversal.config
+            if self.live:  # the new traversal comes with its triangle: a view draws it once, at 'restart'
+                self.live_triangle = self.throttle.timed(self._triangle_if_any)
         self._notify("restart")
         if source_name in (target, target_b):
             self._notify("warning", "Source and target are the same image: the traversal has nowhere to go.")
         found = self._catalogue.label_warning(chosen, [int(traversal.labels[0]), *traversal.target_labels.tolist()])
         if found and not same_choice and source_name not in (target, target_b):  # that, said above, says more
             self._notify("warning", found)
-        self._redraw_live()
+        if self.live_triangle is not None:
+            self._notify("triangle")
 
     def reset(self) -> "Explorer":
         """Start the traversal anew from the current choices."""

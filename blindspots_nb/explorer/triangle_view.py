@@ -102,7 +102,10 @@ class TrianglePanel:
 
     # -- drawing --------------------------------------------------------------------
     def draw(self) -> None:
-        """Show the explorer's ``live_triangle`` (a placeholder while there is none)."""
+        """Show the explorer's ``live_triangle`` (a placeholder while there is none), unless it is
+        shown already (a restart's, drawn at 'restart' and then told as 'triangle')."""
+        if self.shown is not None and self.state.live_triangle is self.shown:
+            return
         previous = (self.surface, self.contour, self.star)
         self._show_figures()
         for widget in previous:

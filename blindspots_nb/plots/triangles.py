@@ -193,6 +193,12 @@ class FigureWidget(go.FigureWidget):
         if not getattr(self, "_opening", False):
             super().open()
 
+    # A widget equals only itself, as ipywidgets' do. plotly's figures compare their contents:
+    # each time a box's children change, traitlets compares the old tuple with the new, which
+    # serialised every figure of both (twice the time a figure takes to build).
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
 
 def figure_widget(figure: go.Figure) -> FigureWidget:
     """``figure`` as a :class:`FigureWidget` whose arrays hold no NaN (a contour's gaps outside
