@@ -1,7 +1,6 @@
 """The FONTS generator as a manifold: renderer, projection, oracle, on-manifold attack, taxonomy script."""
 
 import json
-import math
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from blindspots_nb.analysis.metrics import rmse
 from blindspots_nb.analysis.taxonomy import (judge, judge_adversarial, judge_blind_spots, on_manifold_attack,
                                              on_manifold_rows, oracle_verdict, random_renderings, summarize_kind)
 from blindspots_nb.analysis.words import disappearance_sentence, taxonomy_markdown
-from blindspots_nb.data.fonts import GlyphRenderer, affine_theta, font_split, fonts_dataset, matplotlib_fonts
+from blindspots_nb.data.fonts import GlyphRenderer, affine_theta, font_split, fonts_dataset
 from blindspots_nb.data.sources import FONTS_GLYPHS
 from blindspots_nb.models import FONTS_CLASSES
 

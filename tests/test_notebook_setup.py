@@ -87,7 +87,7 @@ def test_recorded_path_and_the_grids_path_from_a_source_towards_a_target(tiny_cn
     torch.testing.assert_close(path.images[0], images[2], atol=RECORDING.init_noise, rtol=0)
     with pytest.raises(ValueError, match="diagonal"):
         grid.path(1, 1)
-    with pytest.raises(IndexError, match="outside"):
+    with pytest.raises(IndexError, match="index 6 is outside"):
         recorded_path(grid.result, len(grid.pairs))
     unrecorded = Traversal(tiny_cnn, images[:1], [0], images[1:2], LSTConfig(iterations=2)).run()
     with pytest.raises(ValueError, match="record_images=True"):

@@ -30,7 +30,7 @@ def test_orthogonal_perturbations_have_the_radius_and_are_orthogonal():
 
 
 def test_zero_direction_is_refused():
-    with pytest.raises(ValueError, match="zero"):
+    with pytest.raises(ValueError, match="direction is zero"):
         orthogonal_perturbations(torch.zeros(1, 1, 4, 4), 1.0, 2)
 
 
@@ -108,9 +108,9 @@ def test_path_widths_run_as_the_execution_says():
 
 
 def test_path_widths_rejects_bad_input(tiny_cnn):
-    with pytest.raises(ValueError, match="path"):
+    with pytest.raises(ValueError, match=r"a path \(P, C, H, W\); got \(3, 16, 16\)"):
         path_widths(tiny_cnn, torch.rand(3, 16, 16), 0)
-    with pytest.raises(ValueError, match="sample"):
+    with pytest.raises(ValueError, match="at least one sample"):
         path_widths(tiny_cnn, torch.rand(2, 3, 16, 16), 0, samples=0)
 
 
@@ -219,7 +219,7 @@ def test_traversal_path_widths_refuses_what_it_cannot_measure(tiny_cnn):
     traversal, targets = _recorded_traversal(tiny_cnn)
     with pytest.raises(ValueError, match="targets="):
         traversal_path_widths(tiny_cnn, traversal.result())
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"shape \(2, 3, 16, 16\) of the recorded batch; got \(1, 3, 16, 16\)"):
         traversal_path_widths(tiny_cnn, traversal.result(), targets=targets[:1])
     with pytest.raises(IndexError, match="batch of 2"):
         traversal_path_widths(tiny_cnn, traversal, index=2)

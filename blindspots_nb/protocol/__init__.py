@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from ..tools.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the package's names, each imported on first use (tools.lazy reads these lines)
-    from .experiment import PRESETS, Experiment, preset
+    from .experiment import PRESETS, Experiment, parse_shard, preset
     from .pool import derangements, pool_images, prepare, select, source_batches
     from .notebooks import NOTEBOOK
-    from .run import assemble, merge, parse_shard, plan, plan_text, reproduce, run_model
+    from .run import assemble, merge, plan, plan_text, reproduce, run_model
     from .layout import RunFolderBusy, RunFolderError, RunSettingsMismatch
     from .store import RunStore
     from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE2_COLUMNS, format_summary, summarize_model

@@ -35,7 +35,7 @@ from ..analysis.geometry import stats_from_confidence, triangles_confidence
 from ..lst import Traversal, traverse
 from ..analysis.metrics import LPIPSDistance, target_distances
 from . import distributed
-from .experiment import Experiment, parse_shard  # noqa: F401 (parse_shard: the notebook's, protocol.parse_shard)
+from .experiment import Experiment
 from .notebooks import notebooks_to_run, run_notebook
 from .pool import check_pool_images, pool_images, prepare, select, source_batches, stored_pool
 from .layout import RunSettingsMismatch, differences, older_run_warning
