@@ -73,22 +73,19 @@ class TrianglePanel:
         return None if triangle is _PLACEHOLDER else list(triangle.corners)
 
     def _surface(self, triangle: Triangle) -> go.Figure:
-        figure = triangle_surface(triangle.shape, triangle.confidence, triangle.divisions, self._corners(triangle),
-                                  title=self._title("Source-class confidence over the triangle", triangle),
-                                  caption=self.state.caption())
-        return figure.update_layout(width=_FIGURE_SIZE, height=_FIGURE_SIZE)
+        return triangle_surface(triangle.shape, triangle.confidence, triangle.divisions, self._corners(triangle),
+                                title=self._title("Source-class confidence over the triangle", triangle),
+                                caption=self.state.caption())
 
     def _contour(self, triangle: Triangle) -> go.Figure:
-        figure = triangle_contour(triangle.shape, triangle.confidence, triangle.divisions, self._corners(triangle),
-                                  title=self._title("The same, in the triangle's true shape", triangle),
-                                  caption=self.state.caption(), resolution=120)
-        return figure.update_layout(width=_FIGURE_SIZE, height=_FIGURE_SIZE, clickmode="event")
+        return triangle_contour(triangle.shape, triangle.confidence, triangle.divisions, self._corners(triangle),
+                                title=self._title("The same, in the triangle's true shape", triangle),
+                                caption=self.state.caption(), resolution=120)
 
     def _star(self, triangle: Triangle) -> go.Figure:
         segments = torch.stack([triangle.segment("A")[1], triangle.segment("B")[1]])
-        figure = star_figure(segments, names=["source \u2192 A", "source \u2192 B"],
-                             title=self._title("The star: straight segments from the source", triangle, points=False))
-        return figure.update_layout(width=_FIGURE_SIZE, height=380)
+        return star_figure(segments, names=["source \u2192 A", "source \u2192 B"],
+                           title=self._title("The star: straight segments from the source", triangle, points=False))
 
     def _figures(self) -> list[go.Figure]:
         """The surface, the contour and the star of the explorer's ``live_triangle`` (hidden
@@ -97,8 +94,11 @@ class TrianglePanel:
         triangle = self.state.live_triangle or _PLACEHOLDER
         self.shown = None if triangle is _PLACEHOLDER else triangle
         meta = {"iteration": None if self.shown is None else triangle.iteration}
-        return [figure.update_traces(visible=triangle is not _PLACEHOLDER).update_layout(meta=meta)
-                for figure in (self._surface(triangle), self._contour(triangle), self._star(triangle))]
+        square = {"meta": meta, "width": _FIGURE_SIZE, "height": _FIGURE_SIZE}  # one relayout each
+        layouts = (square, {**square, "clickmode": "event"}, {**square, "height": 380})
+        return [figure.update_traces(visible=triangle is not _PLACEHOLDER).update_layout(layout)
+                for figure, layout in zip((self._surface(triangle), self._contour(triangle), self._star(triangle)),
+                                          layouts)]
 
     # -- drawing --------------------------------------------------------------------
     def draw(self) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.serializers import custom_serializers
-from traitlets import List
 
 from ..analysis.geometry import grid_coordinates
 from .figures import matplotlib_caption, plotly_title
@@ -63,29 +61,27 @@ def triangle_surface(shape, confidence, divisions: int = 10, thumbnails=None, ca
     """
     xy, z, corners, corner_z = _triangle_data(shape, confidence, divisions)
     cells = triangle_cells(divisions)
-    fig = go.Figure([
+    extent = np.ptp(corners, axis=0)
+    images, names = [], []  # the layout given whole: plotly validates it once, not at each addition
+    for n, (image, name) in enumerate(zip(thumbnails if thumbnails is not None else (), corner_names)):
+        x = 0.2 + 0.3 * n
+        images.append({"source": image_to_data_uri(image, 128), "xref": "paper", "yref": "paper", "x": x,
+                       "y": 0.24, "sizex": 0.2, "sizey": 0.2, "xanchor": "center", "yanchor": "top"})
+        names.append({"text": name, "xref": "paper", "yref": "paper", "x": x, "y": 0.245, "showarrow": False,
+                      "yanchor": "bottom"})
+    scene_bottom = 0.28 if thumbnails is not None else 0.0
+    return go.Figure([
         go.Mesh3d(x=xy[:, 0], y=xy[:, 1], z=z, i=cells[:, 0], j=cells[:, 1], k=cells[:, 2],
                   intensity=z, colorscale="Viridis", cmin=0, cmax=1, colorbar={"title": "confidence"},
                   name="confidence", hovertemplate="confidence %{z:.3f}<extra></extra>"),
         go.Scatter3d(x=corners[:, 0], y=corners[:, 1], z=corner_z, mode="markers+text",
                      text=list(corner_names), marker={"size": 4, "color": "black"}, name="corners"),
-    ])
-    extent = np.ptp(corners, axis=0)
-    scene_bottom = 0.28 if thumbnails is not None else 0.0
-    fig.update_layout(title=plotly_title(title, caption), height=620, showlegend=False,
-                      margin={"t": 110, "l": 10, "r": 10, "b": 10},
-                      scene={"domain": {"y": [scene_bottom, 1]}, "aspectmode": "manual",
-                             "aspectratio": {"x": 1, "y": float(extent[1] / extent[0]), "z": 0.6},
-                             "xaxis_title": "", "yaxis_title": "",
-                             "zaxis": {"range": [0, 1.01], "title": "confidence"}})
-    if thumbnails is not None:
-        for n, (image, name) in enumerate(zip(thumbnails, corner_names)):
-            x = 0.2 + 0.3 * n
-            fig.add_layout_image(source=image_to_data_uri(image, 128), xref="paper", yref="paper", x=x,
-                                 y=0.24, sizex=0.2, sizey=0.2, xanchor="center", yanchor="top")
-            fig.add_annotation(text=name, xref="paper", yref="paper", x=x, y=0.245, showarrow=False,
-                               yanchor="bottom")
-    return fig
+    ], layout={"title": plotly_title(title, caption), "height": 620, "showlegend": False,
+               "margin": {"t": 110, "l": 10, "r": 10, "b": 10},
+               "scene": {"domain": {"y": [scene_bottom, 1]}, "aspectmode": "manual",
+                         "aspectratio": {"x": 1, "y": float(extent[1] / extent[0]), "z": 0.6},
+                         "xaxis_title": "", "yaxis_title": "", "zaxis": {"range": [0, 1.01], "title": "confidence"}},
+               "images": images, "annotations": names})
 
 
 def triangle_contour(shape, confidence, divisions: int = 10, thumbnails=None, caption: str = "",
@@ -101,7 +97,18 @@ def triangle_contour(shape, confidence, divisions: int = 10, thumbnails=None, ca
     gx, gy = np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution)
     gz = np.ma.filled(interpolate(*np.meshgrid(gx, gy)).astype(float), np.nan)
     outline = np.vstack([corners, corners[:1]])
-    fig = go.Figure([
+    size = 0.28 * float(max(np.ptp(corners, axis=0)))
+    anchors = (("right", "top"), ("left", "top"), ("center", "bottom"))
+    images, names = [], []  # the layout given whole: plotly validates it once, not at each addition
+    for (x, y), image, name, (xanchor, yanchor) in zip(corners, thumbnails or [None] * 3, corner_names, anchors):
+        if image is not None:
+            images.append({"source": image_to_data_uri(image, 128), "xref": "x", "yref": "y", "x": x, "y": y,
+                           "sizex": size, "sizey": size, "xanchor": xanchor, "yanchor": yanchor, "layer": "above"})
+        above = y + size if image is not None and yanchor == "bottom" else y  # over an image drawn above
+        names.append({"x": x, "y": above, "text": name, "showarrow": False, "xanchor": xanchor,
+                      "yanchor": "bottom", "font": {"size": 11}})
+    pad = size * 1.25
+    return go.Figure([
         go.Contour(x=gx, y=gy, z=gz, zmin=0, zmax=1, ncontours=21, colorscale="Viridis",
                    colorbar={"title": "confidence"}, connectgaps=False, name="confidence",
                    contours={"coloring": "fill", "showlines": True}),
@@ -109,23 +116,11 @@ def triangle_contour(shape, confidence, divisions: int = 10, thumbnails=None, ca
                    customdata=z, hovertemplate="confidence %{customdata:.3f}<extra></extra>", name="grid"),
         go.Scatter(x=outline[:, 0], y=outline[:, 1], mode="lines", line={"color": "black"}, name="edges",
                    hoverinfo="skip"),
-    ])
-    size = 0.28 * float(max(np.ptp(corners, axis=0)))
-    anchors = (("right", "top"), ("left", "top"), ("center", "bottom"))
-    for (x, y), image, name, (xanchor, yanchor) in zip(corners, thumbnails or [None] * 3, corner_names, anchors):
-        if image is not None:
-            fig.add_layout_image(source=image_to_data_uri(image, 128), xref="x", yref="y", x=x, y=y,
-                                 sizex=size, sizey=size, xanchor=xanchor, yanchor=yanchor, layer="above")
-        above = y + size if image is not None and yanchor == "bottom" else y  # over an image drawn above
-        fig.add_annotation(x=x, y=above, text=name, showarrow=False, xanchor=xanchor, yanchor="bottom",
-                           font={"size": 11})
-    pad = size * 1.25
-    fig.update_layout(title=plotly_title(title, caption), height=620, showlegend=False, plot_bgcolor="white",
-                      xaxis={"range": [low[0] - pad, high[0] + pad], "showgrid": False, "zeroline": False},
-                      yaxis={"range": [low[1] - pad, high[1] + pad], "scaleanchor": "x", "showgrid": False,
-                             "zeroline": False},
-                      margin={"t": 110})
-    return fig
+    ], layout={"title": plotly_title(title, caption), "height": 620, "showlegend": False, "plot_bgcolor": "white",
+               "xaxis": {"range": [low[0] - pad, high[0] + pad], "showgrid": False, "zeroline": False},
+               "yaxis": {"range": [low[1] - pad, high[1] + pad], "scaleanchor": "x", "showgrid": False,
+                         "zeroline": False},
+               "margin": {"t": 110}, "images": images, "annotations": names})
 
 
 # -- the star ------------------------------------------------------------------------
@@ -166,41 +161,23 @@ def star_figure(confidence, names=None, caption: str = "",
     if len(names) != len(confidence):
         raise ValueError(f"{len(confidence)} segments but {len(names)} names")
     t = np.linspace(0, 1, confidence.shape[1])
-    fig = go.Figure([go.Scatter(x=t, y=row, mode="lines+markers", marker_size=4, name=name, opacity=0.8)
-                     for row, name in zip(confidence, names)])
-    fig.add_trace(go.Scatter(x=t, y=confidence.mean(0), mode="lines", name="mean",
-                             line={"color": "black", "width": 4}))
-    fig.update_layout(title=plotly_title(title, caption), height=480, margin={"t": 110},
-                      xaxis_title="t: (1 − t) source + t blind spot",
-                      yaxis={"title": "source-class confidence", "range": [0, 1.02]})
-    return fig
-
-
-def _traces_as_json(value, manager):
-    """plotly's serialiser of a widget's traces, but a float array holding NaN goes as a list with null
-    in their place: a widget's state travels as JSON, which has no NaN (plotly would send a 2-D
-    array's NaN, a contour's gaps, as they are)."""
-    if isinstance(value, dict):
-        return {key: _traces_as_json(item, manager) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_traces_as_json(item, manager) for item in value]
-    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and np.isnan(value).any():
-        return np.where(np.isnan(value), None, value).tolist()
-    return custom_serializers["to_json"](value, manager)
+    return go.Figure([*(go.Scatter(x=t, y=row, mode="lines+markers", marker_size=4, name=name, opacity=0.8)
+                        for row, name in zip(confidence, names)),
+                      go.Scatter(x=t, y=confidence.mean(0), mode="lines", name="mean",
+                                 line={"color": "black", "width": 4})],
+                     layout={"title": plotly_title(title, caption), "height": 480, "margin": {"t": 110},
+                             "xaxis_title": "t: (1 − t) source + t blind spot",
+                             "yaxis": {"title": "source-class confidence", "range": [0, 1.02]}})
 
 
 class FigureWidget(go.FigureWidget):
-    """plotly's ``FigureWidget`` whose comm opens with its data and layout, its gaps (NaN) sent as null.
+    """plotly's ``FigureWidget`` whose comm opens with its data and layout.
 
     plotly's own opens its comm (ipywidgets does, in the constructor) while its data and layout
     are still empty and sends them just after as updates. anywidget's front end (0.11) drops
     every update that reaches a model whose 5 MB module has not loaded within 2 s of the model's
     creation ("[anywidget] Failed to initialize model."), as on a busy machine: its views then
-    draw plotly's empty default plot for good. The state the comm opens with is never dropped.
-    NaN becomes null as the traces are sent, not in the figure: plotly copies a figure's traces
-    twice into a widget, which for a contour's grid held as a list (200 x 200) cost 30 ms."""
-
-    _widget_data = List().tag(sync=True, to_json=_traces_as_json, from_json=custom_serializers["from_json"])
+    draw plotly's empty default plot for good. The state the comm opens with is never dropped."""
 
     def __init__(self, *args, **kwargs):
         self._opening = True
@@ -220,8 +197,13 @@ class FigureWidget(go.FigureWidget):
 
 
 def figure_widget(figure: go.Figure) -> FigureWidget:
-    """``figure`` as a :class:`FigureWidget` (a contour's gaps outside the triangle sent as null, drawn
-    alike). ``figure`` was validated when it was built, so its copy is not validated again (which
-    cost a tenth of a second for the contour's grid); the caller's figure stays as it was."""
-    return FigureWidget(data=[trace.to_plotly_json() for trace in figure.data],
-                        layout=figure.layout.to_plotly_json(), _validate=False)
+    """``figure`` as a :class:`FigureWidget` whose arrays hold no NaN (a contour's gaps outside
+    the triangle become None, drawn alike): a widget's state travels as JSON, which has no NaN.
+    ``figure`` was validated when it was built, so its copy is not validated again (which cost
+    a tenth of a second for the contour's grid)."""
+    data = [trace.to_plotly_json() for trace in figure.data]  # copies: the caller's figure stays as it was
+    for trace in data:
+        for key, value in trace.items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and np.isnan(value).any():
+                trace[key] = np.where(np.isnan(value), None, value).tolist()
+    return FigureWidget(data=data, layout=figure.layout.to_plotly_json(), _validate=False)
