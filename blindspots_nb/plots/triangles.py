@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from plotly.serializers import custom_serializers
+from traitlets import List
 
 from ..analysis.geometry import grid_coordinates
 from .figures import matplotlib_caption, plotly_title
@@ -170,14 +172,31 @@ def star_figure(confidence, names=None, caption: str = "",
                              "yaxis": {"title": "source-class confidence", "range": [0, 1.02]}})
 
 
+def _traces_as_json(value, manager):
+    """plotly's serialiser of a widget's traces, but a float array holding NaN goes as a list with null
+    in their place: a widget's state travels as JSON, which has no NaN (plotly would send a 2-D
+    array's NaN, a contour's gaps, as they are)."""
+    if isinstance(value, dict):
+        return {key: _traces_as_json(item, manager) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_traces_as_json(item, manager) for item in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and np.isnan(value).any():
+        return np.where(np.isnan(value), None, value).tolist()
+    return custom_serializers["to_json"](value, manager)
+
+
 class FigureWidget(go.FigureWidget):
-    """plotly's ``FigureWidget`` whose comm opens with its data and layout.
+    """plotly's ``FigureWidget`` whose comm opens with its data and layout, its gaps (NaN) sent as null.
 
     plotly's own opens its comm (ipywidgets does, in the constructor) while its data and layout
     are still empty and sends them just after as updates. anywidget's front end (0.11) drops
     every update that reaches a model whose 5 MB module has not loaded within 2 s of the model's
     creation ("[anywidget] Failed to initialize model."), as on a busy machine: its views then
-    draw plotly's empty default plot for good. The state the comm opens with is never dropped."""
+    draw plotly's empty default plot for good. The state the comm opens with is never dropped.
+    NaN becomes null as the traces are sent, not in the figure: plotly copies a figure's traces
+    twice into a widget, which for a contour's grid held as a list (200 x 200) cost 30 ms."""
+
+    _widget_data = List().tag(sync=True, to_json=_traces_as_json, from_json=custom_serializers["from_json"])
 
     def __init__(self, *args, **kwargs):
         self._opening = True
@@ -197,13 +216,8 @@ class FigureWidget(go.FigureWidget):
 
 
 def figure_widget(figure: go.Figure) -> FigureWidget:
-    """``figure`` as a :class:`FigureWidget` whose arrays hold no NaN (a contour's gaps outside
-    the triangle become None, drawn alike): a widget's state travels as JSON, which has no NaN.
-    ``figure`` was validated when it was built, so its copy is not validated again (which cost
-    a tenth of a second for the contour's grid)."""
-    data = [trace.to_plotly_json() for trace in figure.data]  # copies: the caller's figure stays as it was
-    for trace in data:
-        for key, value in trace.items():
-            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and np.isnan(value).any():
-                trace[key] = np.where(np.isnan(value), None, value).tolist()
-    return FigureWidget(data=data, layout=figure.layout.to_plotly_json(), _validate=False)
+    """``figure`` as a :class:`FigureWidget` (a contour's gaps outside the triangle sent as null, drawn
+    alike). ``figure`` was validated when it was built, so its copy is not validated again (which
+    cost a tenth of a second for the contour's grid); the caller's figure stays as it was."""
+    return FigureWidget(data=[trace.to_plotly_json() for trace in figure.data],
+                        layout=figure.layout.to_plotly_json(), _validate=False)
