@@ -323,8 +323,7 @@ def test_exports_are_whole_while_others_write_the_same_files(model, images, tmp_
     done, problems, loaded = threading.Event(), [], []
 
     def export_repeatedly(explorer):
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
+        for _ in range(10):  # 10 each: files written in place instead were caught in 10 runs out of 10
             explorer.export(tmp_path)
 
     def read():
@@ -514,7 +513,7 @@ def test_files_of_one_name_in_several_class_folders_are_all_in_the_catalogue(tmp
 
 
 def test_a_model_switch_takes_the_new_models_default_source(model):
-    explorer = Explorer(model, image_source="photos", config=CONFIG)
+    explorer = Explorer(model, image_source="photos", config=CONFIG, live=False)  # no triangle: not what this tests
     assert "coffee" in explorer.catalog
     explorer.set_model("fonts_cnn")  # shipped with the package: glyphs, one channel, 32 x 32
     assert explorer.model_name == "fonts_cnn" and explorer.image_source == "fonts:test"
@@ -572,9 +571,9 @@ def test_each_model_starts_on_its_image_sources_default_images(photos_model):
     """Photos for a model of neither FONTS nor digits (coffee towards chelsea, as the notebooks
     and the demo take them): a tiny wrapped model in the quick loop, the registry's ImageNet
     model in the full suite; glyphs A towards B for a FONTS model."""
-    photos = Explorer(tiny() if photos_model == "tiny" else photos_model, config=CONFIG)
-    assert (photos.source_name, photos.target) == ("coffee", "chelsea")
-    glyphs = Explorer("fonts_cnn", config=CONFIG)
+    photos = Explorer(tiny() if photos_model == "tiny" else photos_model, config=CONFIG, live=False)  # no triangles:
+    assert (photos.source_name, photos.target) == ("coffee", "chelsea")  # not what this tests
+    glyphs = Explorer("fonts_cnn", config=CONFIG, live=False)
     assert (glyphs.source_name[0], glyphs.target[0]) == ("A", "B")
 
 
@@ -744,10 +743,10 @@ class Costly(torch.nn.Module):
 
 def test_the_throttle_keeps_redraws_within_their_share_of_a_run(images):
     clock = FakeClock()
-    throttle = RedrawThrottle(every=3.0, share=0.2, clock=clock)  # a share of 0.2: a few redraws in 750 steps
+    throttle = RedrawThrottle(every=1.0, share=0.4, clock=clock)  # a share of 0.4: a few redraws in 400 steps
     model = tiny(module=Costly(clock, seconds=0.01))  # a step 0.02 s, a triangle of 66 points 0.66 s
-    explorer = Explorer(model, image_source=images, source_name="w", target="x", iterations_per_click=250,
-                        config=LSTConfig(iterations=750, record_every=0), throttle=throttle)
+    explorer = Explorer(model, image_source=images, source_name="w", target="x", iterations_per_click=100,
+                        config=LSTConfig(iterations=400, record_every=0), throttle=throttle)
     redraws = []
 
     def draw(event, message):  # the view's drawing: 0.3 s more
@@ -758,14 +757,14 @@ def test_the_throttle_keeps_redraws_within_their_share_of_a_run(images):
     explorer.on_change(draw)
     spent, start, first_wait = throttle.spent, clock.now, throttle.wait()  # after the first triangle's 0.66 s
     explorer.run()
-    assert explorer.wait(120) and explorer.error is None and explorer.traversal.iteration == 750
+    assert explorer.wait(120) and explorer.error is None and explorer.traversal.iteration == 400
     elapsed, spent = clock.now - start, throttle.spent - spent
     assert throttle.cost == pytest.approx(0.96)
     assert len(redraws) >= 2  # it does redraw during the run
-    assert spent <= 0.2 * elapsed
+    assert spent <= 0.4 * elapsed
     gaps = torch.diff(torch.tensor([start, *redraws], dtype=torch.float64))
-    assert first_wait == pytest.approx(0.66 / 0.2) and gaps[0] >= first_wait
-    assert bool((gaps[1:] >= 0.96 / 0.2).all())  # each after cost / share seconds of stepping
+    assert first_wait == pytest.approx(0.66 / 0.4) and gaps[0] >= first_wait
+    assert bool((gaps[1:] >= 0.96 / 0.4).all())  # each after cost / share seconds of stepping
 
 
 def test_the_throttle_waits_every_seconds_and_cost_over_share_seconds():
