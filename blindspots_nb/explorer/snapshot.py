@@ -1,6 +1,7 @@
 """The live explorer at one moment: the source, and the traversal towards each of its
 targets A and B, copied out of a :class:`~blindspots_nb.lst.Traversal` into plain values
-(:func:`take_snapshot`); what a view draws and an export's record holds."""
+(:func:`take_snapshot`); what a view draws and an export's record holds. The saliency map
+of the current point, kept while the point stays (:class:`MapAtPoint`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import dataclasses
 import torch
 
 from ..analysis.metrics import rmse
+from ..analysis.saliency import attribution_maps
 from ..lst import History, LSTResult, Traversal
 from ..tools.tensors import l2_distance
 
@@ -90,3 +92,19 @@ def _plain_values(instance, exclude: tuple[str, ...] = ()) -> dict:
     values = {field.name: getattr(instance, field.name) for field in dataclasses.fields(instance)
               if field.name not in exclude}
     return {name: value for name, value in values.items() if isinstance(value, (str, int, float, type(None)))}
+
+
+class MapAtPoint:
+    """The map of a traversal's current point towards A for its source class by one method
+    (:func:`~blindspots_nb.analysis.saliency.attribution_maps`), kept until the point moves
+    or another method is asked for, so that a redraw costs nothing."""
+
+    def __init__(self):
+        self._kept = (None, None, None, None)  # traversal, iteration, method, map
+
+    def __call__(self, model, traversal: Traversal, method: str) -> torch.Tensor:
+        kept, iteration, kept_method, saliency = self._kept
+        if kept is not traversal or (iteration, kept_method) != (traversal.iteration, method):
+            saliency = attribution_maps(model, traversal.images[:1], traversal.labels[:1], method)[0]
+            self._kept = traversal, traversal.iteration, method, saliency
+        return saliency

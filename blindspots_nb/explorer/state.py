@@ -9,8 +9,9 @@ its listeners (see :meth:`Explorer.on_change`) whenever its state changes, so th
 a view (:class:`blindspots_nb.explorer.view.LSTExplorer`) can redraw. Code and tests
 drive it directly. Every change of its state goes through one lock (the background run
 shares it); what needs none lives beside it: the catalogue of images and the choice
-among them (:mod:`.catalogue`), the snapshot of one moment (:mod:`.snapshot`), the
-triangle's computing (:mod:`.triangle`) and the export's files (:mod:`.export`).
+among them (:mod:`.catalogue`), the snapshot of one moment and the map at the current
+point (:mod:`.snapshot`), the triangle of the current points (:mod:`.triangle`) and the
+export's files (:mod:`.export`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ from ..data import sources
 from ..execution import Execution
 from ..lst import LSTConfig, Traversal
 from ..models import load_model, module_device
-from ..analysis.saliency import attribution_maps
 from .background import BackgroundLoop
 from .catalogue import OFFERED_SOURCES, Catalogue, named_source, read_upload
 from .export import export_folder, export_identity, write_export
-from .snapshot import Snapshot, take_snapshot
-from .triangle import (RedrawThrottle, Triangle, TrianglePoint, checked_divisions, compute_point,
-                       compute_triangle)
+from .snapshot import MapAtPoint, Snapshot, take_snapshot
+from .triangle import (RedrawThrottle, Triangle, TrianglePoint, checked_divisions, current_point,
+                       current_triangle, has_shape)
 
 OVERLAY_METHODS = ("saliency", "occlusion")  # the maps a view lays over the current point: gradient, black box
 
@@ -86,7 +86,7 @@ class Explorer:
         self._uploads: dict[str, object] = {}  # catalogue name -> PIL image, preprocessed anew per model
         self._listeners: list[Callable[[str, str], None]] = []
         self._lock = threading.RLock()
-        self._saliency: tuple[Traversal, int, str, torch.Tensor] | None = None  # the last map, where, by what
+        self._saliency = MapAtPoint()  # the last map, kept while the point stays
         self._loop = BackgroundLoop("lst-explorer")  # what run() steps in
         model = self._load(model)
         self._switch(model, sources.default_source(model) if image_source is None else image_source,
@@ -306,20 +306,14 @@ class Explorer:
         (:func:`.triangle.compute_triangle`)."""
         divisions = checked_divisions(self._divisions if divisions is None else divisions)
         with self._lock:
-            t = self.traversal
-            return compute_triangle(self._model, t.sources[0], t.images[0], t.images[1], int(t.labels[0]), divisions,
-                                    self.execution, t.iteration)
+            return current_triangle(self._model, self.traversal, divisions, self.execution)
 
     def image_at(self, a: float, b: float, triangle: Triangle | None = None) -> TrianglePoint:
         """The image at source + a (A - source) + b (B - source) of the current triangle (or of
         ``triangle``, e.g. the one a view shows), its source-class confidence and the model's
         class there; a, b >= 0 and a + b <= 1."""
         with self._lock:
-            t = self.traversal
-            device = t.sources.device
-            corners = [t.sources[0], t.images[0], t.images[1]] if triangle is None else \
-                [image.to(device) for image in triangle.corners]
-            return compute_point(self._model, *corners, int(t.labels[0]), a, b, self.execution)
+            return current_point(self._model, self.traversal, a, b, self.execution, triangle)
 
     def redraw_triangle(self) -> Triangle | None:
         """Compute the live triangle now, live or not, and tell the listeners ('triangle'); what
@@ -339,8 +333,7 @@ class Explorer:
     def _triangle_if_any(self) -> Triangle | None:
         """The triangle now, or None while a current point is still the source (no shape)."""
         with self._lock:
-            t = self.traversal
-            return None if bool((t.images == t.sources).flatten(1).all(1).any()) else self.triangle()
+            return self.triangle() if has_shape(self.traversal) else None
 
     def _redraw_live(self) -> None:
         if self.live:
@@ -353,11 +346,7 @@ class Explorer:
         Saliency, the gradient; ``"occlusion"``: Captum's Occlusion, the black box), (H, W) on the
         CPU, >= 0, maximum 1. Kept until the traversal moves on, so a redraw costs nothing."""
         with self._lock:
-            t = self.traversal
-            if self._saliency is None or self._saliency[0] is not t or self._saliency[1:3] != (t.iteration, method):
-                self._saliency = t, t.iteration, method, attribution_maps(self._model, t.images[:1], t.labels[:1],
-                                                                          method)[0]
-            return self._saliency[3]
+            return self._saliency(self._model, self.traversal, method)
 
     def snapshot(self, saliency: bool | str = False) -> Snapshot:
         """The current point and what the model says of it, consistent even while running;

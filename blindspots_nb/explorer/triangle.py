@@ -112,6 +112,28 @@ def compute_triangle(model, source: torch.Tensor, blind_spot_a: torch.Tensor, bl
                     source_class=names[int(label)], stats=stats, seconds=time.perf_counter() - start)
 
 
+def current_triangle(model, traversal, divisions: int, execution: Execution | None = None) -> Triangle:
+    """:func:`compute_triangle` of (source, current point towards A, current point towards B) of
+    ``traversal`` (a batch of the pairs towards A and B) at its iteration."""
+    t = traversal
+    return compute_triangle(model, t.sources[0], t.images[0], t.images[1], int(t.labels[0]), divisions, execution,
+                            t.iteration)
+
+
+def has_shape(traversal) -> bool:
+    """Whether both current points of ``traversal`` have left the source: before, its triangle has no shape."""
+    return not bool((traversal.images == traversal.sources).flatten(1).all(1).any())
+
+
+def current_point(model, traversal, a: float, b: float, execution: Execution | None = None,
+                  triangle: Triangle | None = None) -> TrianglePoint:
+    """:func:`compute_point` in the triangle of ``traversal``'s current points, or in ``triangle``'s corners."""
+    t = traversal
+    corners = [t.sources[0], t.images[0], t.images[1]] if triangle is None else \
+        [image.to(t.sources.device) for image in triangle.corners]
+    return compute_point(model, *corners, int(t.labels[0]), a, b, execution)
+
+
 def _check_weights(a: float, b: float) -> tuple[float, float]:
     """(a, b) as floats, or ValueError unless they are numbers and the point lies in the
     triangle: a, b >= 0, a + b <= 1."""
