@@ -15,6 +15,7 @@ from PIL import Image
 
 from blindspots_nb.data import (SAMPLE_IMAGES, TensorImages, cifar10, fonts_dataset, image_folder,
                                 imagenet_val, preprocess_for, sample_images)
+from blindspots_nb.data.fonts import matplotlib_fonts
 from blindspots_nb.data.images import ImageReadError
 from blindspots_nb.data.sources import open_source
 from blindspots_nb.models import wrap
@@ -511,3 +512,22 @@ def test_a_bomb_met_on_access_is_a_clear_error(tmp_path, monkeypatch):
     _lower_the_bomb_limit(monkeypatch)  # the file is read again on access
     with pytest.raises(ValueError, match=r"big\.png: .*decompression bomb"):
         ds[0]
+
+
+def test_glyphs_rendered_again_are_the_same_and_each_call_owns_its_copy(tmp_path):
+    fonts = matplotlib_fonts()[:4]
+    first = fonts_dataset("test", n=12, seed=3, size=16, fonts=fonts)
+    first.images.zero_()  # a caller's change stays its own
+    second = fonts_dataset("test", n=12, seed=3, size=16, fonts=fonts)
+    assert second.images.amax() > 0 and second.names == [fonts[3].stem] * 12
+    copies = [tmp_path / f"{i}_{path.name}" for i, path in enumerate(fonts)]
+    for path, copy in zip(fonts, copies):
+        copy.write_bytes(path.read_bytes())
+    before = fonts_dataset("test", n=12, seed=3, size=16, fonts=copies)
+    torch.testing.assert_close(before.images, second.images)
+    copies[3].write_bytes(fonts[0].read_bytes())  # the test font's file replaced: rendered anew
+    os.utime(copies[3], ns=(0, copies[3].stat().st_mtime_ns + 10**9))
+    after = fonts_dataset("test", n=12, seed=3, size=16, fonts=copies)
+    assert not torch.equal(after.images, before.images)
+    with pytest.raises(ValueError, match=r"size must be an integer >= 2, got \[16\]"):
+        fonts_dataset("test", n=12, size=[16])

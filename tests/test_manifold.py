@@ -58,11 +58,11 @@ def test_renderer_gives_back_fonts_dataset_from_its_parameters(renderer):
 
 def test_fonts_dataset_is_the_numpy_rendering_of_its_draw():
     """fonts_dataset through the renderer equals the rendering it had before (numpy's inverse)."""
-    from blindspots_nb.data.fonts import _glyph_bank, draw_parameters
+    from blindspots_nb.data.fonts import draw_parameters
 
     paths = tuple(font_split("train"))
     letters, fonts, transforms = draw_parameters("train", 300, 7, len(paths))
-    glyphs = _glyph_bank(paths, 64)[torch.from_numpy(fonts), torch.from_numpy(letters)][:, None]
+    glyphs = GlyphRenderer(paths, 32).bank[torch.from_numpy(fonts), torch.from_numpy(letters)][:, None]
     grid = F.affine_grid(torch.from_numpy(numpy_theta(transforms)).float(), list(glyphs.shape), align_corners=False)
     expected = F.avg_pool2d(F.grid_sample(glyphs, grid, align_corners=False), 2).clamp(0, 1)
     assert torch.equal(fonts_dataset("train", 300, seed=7).images, expected)

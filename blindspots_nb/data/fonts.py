@@ -52,15 +52,26 @@ def font_split(split: str, fonts: Sequence[str | os.PathLike] | None = None) -> 
     return chosen
 
 
+def _check_size(size) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+        raise ValueError(f"size must be an integer >= 2, got {size!r}")
+
+
+def _stamped(paths) -> tuple[tuple[Path, int], ...]:
+    """Font paths with their files' modification times: what a rendering kept is kept under,
+    so that a font file changed since is rendered anew."""
+    return tuple((path, path.stat().st_mtime_ns) for path in paths)
+
+
 @lru_cache(maxsize=8)
-def _glyph_bank(fonts: tuple[Path, ...], canvas: int) -> torch.Tensor:
+def _glyph_bank(fonts: tuple[tuple[Path, int], ...], canvas: int) -> torch.Tensor:
     """(F, 10, canvas, canvas) white-on-black masks of A-J, each glyph scaled so its
-    longer side is 5/8 of the canvas and centred."""
+    longer side is 5/8 of the canvas and centred; ``fonts``: :func:`_stamped` paths."""
     from PIL import ImageDraw, ImageFont
 
     bank = torch.zeros(len(fonts), len(FONTS_CLASSES), canvas, canvas)
     box = round(canvas * 5 / 8)
-    for f, path in enumerate(fonts):
+    for f, (path, _) in enumerate(fonts):
         font = ImageFont.truetype(str(path), size=2 * canvas)
         for k, letter in enumerate(FONTS_CLASSES):
             x0, y0, x1, y1 = font.getbbox(letter)
@@ -114,14 +125,13 @@ class GlyphRenderer:
     """
 
     def __init__(self, fonts: Sequence[str | os.PathLike] | None = None, size: int = 32):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
-            raise ValueError(f"size must be an integer >= 2, got {size!r}")
+        _check_size(size)
         self.paths = tuple(Path(f) for f in fonts) if fonts else matplotlib_fonts()
         missing = [str(p) for p in self.paths if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"font files not found: {missing}")
         self.size = size
-        self.bank = _glyph_bank(self.paths, 2 * size)
+        self.bank = _glyph_bank(_stamped(self.paths), 2 * size)
 
     @property
     def font_names(self) -> list[str]:
@@ -169,16 +179,26 @@ def fonts_dataset(split: str = "train", n: int = 10000, seed: int = 0, size: int
     :class:`GlyphRenderer`.
 
     Deterministic in (split, n, seed); train and test draw from disjoint fonts
-    (:func:`font_split`; default: the fonts matplotlib ships). Labels are balanced.
+    (:func:`font_split`; default: the fonts matplotlib ships). Labels are balanced. The last
+    two renderings are kept (the explorer, the run browser and the protocol open the same glyphs
+    again and again; a font file changed since is rendered anew); each call gets its own copy.
     """
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
-    renderer = GlyphRenderer(font_split(split, fonts), size)
+    _check_size(size)
+    images, labels, names = _rendered(split, n, seed, size, _stamped(font_split(split, fonts)))
+    return TensorImages(images.clone(), labels.clone(), list(FONTS_CLASSES), list(names))
+
+
+@lru_cache(maxsize=2)
+def _rendered(split: str, n: int, seed: int, size: int,
+              fonts: tuple[tuple[Path, int], ...]) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """:func:`fonts_dataset`'s images, labels and font names; ``fonts``: :func:`_stamped` paths."""
+    renderer = GlyphRenderer([path for path, _ in fonts], size)
     labels, font_idx, transforms = draw_parameters(split, n, seed, len(renderer))
     transforms = torch.from_numpy(transforms)
     images = torch.empty(n, 1, size, size)
     for start in range(0, n, 2048):
         sl = slice(start, start + 2048)
         images[sl] = renderer(torch.from_numpy(font_idx[sl]), torch.from_numpy(labels[sl]), transforms[sl])
-    return TensorImages(images, torch.from_numpy(labels).long(), list(FONTS_CLASSES),
-                        [renderer.paths[i].stem for i in font_idx])
+    return images, torch.from_numpy(labels).long(), tuple(renderer.paths[i].stem for i in font_idx)
