@@ -14,7 +14,7 @@ from PIL import Image
 from blindspots_nb import plots
 from blindspots_nb.analysis.geometry import grid_coordinates, triangle_grid, triangle_shape
 from blindspots_nb.lst import LSTConfig, traverse
-from blindspots_nb.plots.triangles import figure_widget
+from blindspots_nb.plots.widgets import figure_widget
 from blindspots_nb.analysis.paths import PathWidths, blindspot_grid
 
 CAPTION = "model tiny [test] | step_size=0.01 | cpu | blindspots_nb 0.1.0"

@@ -106,7 +106,7 @@ def test_the_voila_app_of_notebook_07_shows_a_picked_sources_triangle(run_dir, t
 
 def test_notebook_07_in_jupyterlab_shows_a_picked_sources_triangle(run_dir, tmp_path):
     """On a busy machine (two processes spin beside it): the figures show their data (see
-    plots.triangles.FigureWidget)."""
+    plots.widgets.FigureWidget)."""
     app = _prepared(run_dir, tmp_path)
     before = folder_listing(run_dir)
     with cpu_hog(2), lab_server(tmp_path) as url, browser_page("browse_run_lab_failure.png") as page:

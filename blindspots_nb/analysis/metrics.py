@@ -21,7 +21,6 @@ import warnings
 from pathlib import Path
 
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from ..tools.checksums import file_sha256, hash_mismatch, published_hash_prefix
 
@@ -47,6 +46,10 @@ def linf(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def ssim(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """SSIM per sample with a Gaussian window (11, sigma 1.5) and data range 1."""
+    # imported here: torchmetrics' import takes ~4 s beyond torch's (its audio and text metrics),
+    # paid by every process that imports this module (the explorer, each run's kernel, the CLI)
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     return structural_similarity_index_measure(
         images.float().contiguous(), targets.float().contiguous(), gaussian_kernel=True, sigma=1.5,
         kernel_size=11, data_range=1.0, reduction="none")

@@ -17,7 +17,7 @@ from .findings import CONTRADICTIONS
 from .runs import SOURCE_COLUMNS, StoredRun
 from ..plots import image_to_png, triangle_contour, triangle_surface
 from ..plots.figures import caption_above_plot
-from ..plots.triangles import figure_widget
+from ..plots.widgets import figure_widget
 from ..protocol.tables import TABLE1_COLUMNS, TABLE_COLUMNS
 
 PANEL = 112  # pixels of each image

@@ -17,7 +17,8 @@ import torch
 
 from ..analysis.geometry import barycentric_from_coordinates
 from ..plots import image_to_png
-from ..plots.triangles import figure_widget, star_figure, triangle_contour, triangle_surface
+from ..plots.triangles import star_figure, triangle_contour, triangle_surface
+from ..plots.widgets import figure_widget
 from ..protocol.tables import TABLE2_COLUMNS
 from .triangle import CORNER_NAMES, Triangle
 

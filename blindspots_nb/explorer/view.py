@@ -28,7 +28,7 @@ from .state import OVERLAY_METHODS, Explorer
 from .triangle_view import TrianglePanel
 from ..tools import provenance
 from ..lst import LSTConfig
-from ..plots.triangles import FigureWidget
+from ..plots.widgets import FigureWidget
 from ..plots import confidence_figure, difference_image, image_to_png, saliency_overlay, update_confidence_figure
 
 PANEL = 176  # pixels of each image panel

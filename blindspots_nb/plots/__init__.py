@@ -15,7 +15,8 @@ along the star of segments), ``paths`` (the grid of blind spots, the path of one
 traversal, the path's width), ``saliency`` (attribution maps over images, one overlay
 for the figures and the live explorer), ``compare`` (adversarial examples beside blind
 spots), ``report`` (the reproduction report's examples), ``layers`` (layer x iteration
-heatmaps of similarity along a path), ``manifold`` (images beside their nearest renderings).
+heatmaps of similarity along a path), ``manifold`` (images beside their nearest renderings);
+``widgets`` (a figure as a plotly widget for the live apps, apart: it imports ipywidgets).
 The results in words live in :mod:`blindspots_nb.analysis.words`.
 """
 

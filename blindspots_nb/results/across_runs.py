@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.express as px
 
 from .. import __version__
-from ..plots.triangles import figure_widget
+from ..plots.widgets import figure_widget
 from ..protocol.compare import FEW_SHARED, MIN_SHARED, SHARED_POOL_HINT, paired_comparison
 from ..protocol.tables import TABLE1_COLUMNS, TABLE2_COLUMNS
 from .frames import IDENTITY, NUMBERS, collect
