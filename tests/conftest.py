@@ -1,3 +1,4 @@
+import gc
 import os
 import shutil
 import socket
@@ -17,13 +18,14 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     _SHARE = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ["OMP_NUM_THREADS"] = str(_SHARE)
 
-import torch  # noqa: E402  (after the cache folder is chosen)
-
-from helpers import make_tiny_cnn
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``gpu`` need CUDA: skipped, saying so, where there is none."""
+    """Tests marked ``gpu`` need CUDA: skipped, saying so, where there is none. (torch is imported
+    here, after the cache folder is chosen, and only where tests are collected: not by
+    pytest-xdist's controller, which then starts its workers ~2 s sooner.)"""
+    import torch
+
     if torch.cuda.is_available():
         return
     no_cuda = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
@@ -48,8 +50,16 @@ def no_network(monkeypatch) -> list:
 
 @pytest.fixture
 def tiny_cnn():
+    from helpers import make_tiny_cnn
+
     return make_tiny_cnn()
 
 
 def pytest_unconfigure(config):
     shutil.rmtree(_INDUCTOR_CACHE, ignore_errors=True)
+
+
+def pytest_collection_finish(session):
+    """What collection imported (torch, plotly, ...) stays for the session: moved out of the
+    garbage collector's sight, so that its passes do not walk it again and again."""
+    gc.freeze()

@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from blindspots_nb.analysis import attacks
 from blindspots_nb.analysis.attacks import autoattack, default_radius, fgsm, pgd, threat_model
@@ -194,6 +193,8 @@ def comparison():
 
 
 def test_compare_reports_the_models_view_and_distances_of_each_image(comparison):
+    from torchmetrics.functional.image import structural_similarity_index_measure  # (its import: ~4 s)
+
     model, c = comparison
     assert c.threat == attacks.ThreatModel("Linf", FONTS_AT_RADIUS, "the fonts standard")
     assert c.names == [("a", "b"), ("b", "c"), ("c", "a")]
