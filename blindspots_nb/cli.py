@@ -269,10 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
                                           "cifar10:ROOT or folder:PATH (default: the model's: fonts:test for "
                                           "FONTS models, photos for the others)")
     p.add_argument("--source-name", help="the image LST starts from, by name: a photo (coffee, chelsea, camera, "
-                                    "astronaut, rocket, ...), a glyph (A13) or a file name (default: the "
-                                    "model's first default image: coffee for photos, a glyph A for FONTS)")
-    p.add_argument("--target-name", help="the image LST walks towards, by name (default: the model's next default "
-                                    "image: chelsea for photos, a glyph B for FONTS)")
+                                         "astronaut, rocket, ...), a glyph (A13) or a file name (default: the "
+                                         "model's first default image: coffee for photos, a glyph A for FONTS)")
+    p.add_argument("--target-name", help="the image LST walks towards, by name (default: the model's next "
+                                         "default image: chelsea for photos, a glyph B for FONTS)")
     p.add_argument("--weights", action="append", metavar="[MODEL=]PATH",
                    help="a local checkpoint for --model (default: the registry's published weights); for a "
                         "factory spec, a state dict of the network it wraps")
