@@ -13,10 +13,12 @@ import pytest
 _INDUCTOR_CACHE = tempfile.mkdtemp(prefix="blindspots-nb-inductor-")
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
 # pytest-xdist's workers share the cores: each, and the kernels and subprocesses it starts, gets
-# its share of threads (two workers of two threads each on two cores took 2.7x as long as one)
+# its share of threads (two workers of two threads each on two cores took 2.7x as long as one).
+# The cores this process may run on, as xdist counts them for -n auto: a container's os.cpu_count()
+# can be the whole host's.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    _SHARE = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
-    os.environ["OMP_NUM_THREADS"] = str(_SHARE)
+    _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _CORES // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
 
