@@ -415,7 +415,7 @@ def test_uploads_are_read_as_they_are(explorer, monkeypatch):
 
     catalog = dict(explorer.catalog)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses more than twice as many pixels
-    with pytest.raises(ValueError, match=r"'big\.png': .*decompression bomb.*1200 pixels.*200.*MAX_IMAGE_PIXELS \(now 100\)"):
+    with pytest.raises(ValueError, match=r"'big\.png': .*decompression bomb.*1200 pixels"):
         explorer.add_upload("big.png", image_file("RGB", (40, 30), (0, 0, 0)))
     assert explorer.catalog == catalog and explorer.target == key
 

@@ -1,9 +1,10 @@
-"""The explorer's catalogue: the images its source and targets A and B are chosen from.
+"""The explorer's catalogue: the models and images its source and targets A and B are chosen from.
 
 An image source's images at a model's input size with their labels, the user's uploads
-among them, and the default choice of a source and two targets by class. The explorer
-builds a catalogue before it takes its lock, so that a source that fails to load changes
-nothing; everything here is a plain function of its inputs (no threads, no listeners).
+among them, the default choice of a source and two targets by class, what to warn of a
+choice, and the models loaded so far. The explorer builds a catalogue before it takes its
+lock, so that a source that fails to load changes nothing; everything here is a plain
+function of its inputs (no threads, no listeners).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 from ..data import ImageReadError, open_image, preprocess_for, sources
 from ..execution import Execution
 from ..lst import LSTConfig, Traversal
-from ..models import module_device, predict
+from ..models import load_model, module_device, predict
+from ..tools import provenance
 
 UPLOAD_PREFIX = "upload: "  # before an uploaded file's name in the catalogue
 GIVEN_IMAGES = "given images"  # the name of an image source handed over as a dataset
@@ -36,6 +38,23 @@ def named_source(image_source, offered: dict[str, object]) -> tuple[str, object]
     if isinstance(image_source, sources.ImageSource):
         return str(image_source), image_source
     return GIVEN_IMAGES, image_source
+
+
+class LoadedModels:
+    """The models explored so far by name, each loaded once: switching back costs nothing."""
+
+    def __init__(self, device=None):
+        self.device = device  # where a registry name's model is loaded (None: CUDA when available)
+        self._models: dict[str, torch.nn.Module] = {}
+
+    def get(self, model) -> torch.nn.Module:
+        """The model of a registry name, loaded on first use; a given classifier is kept under its name."""
+        if not isinstance(model, str):
+            self._models[provenance.model_info(model)["name"]] = model
+            return model
+        if model not in self._models:
+            self._models[model] = load_model(model, device=self.device)
+        return self._models[model]
 
 
 def read_upload(name: str, content: bytes, model) -> tuple[str, object, torch.Tensor]:
@@ -98,6 +117,15 @@ class Catalogue:
         found = "; ".join(sources.label_warnings(names, [self._label(name) for name in names], predictions,
                                                  self.class_names))
         return found[0].upper() + found[1:] + "." if found else None
+
+    def warnings(self, chosen: tuple[str, str, str], predictions: list[int], again: bool) -> list[str]:
+        """What to tell of the ``chosen`` source and targets: that the source is a target (the
+        traversal has nowhere to go), else :meth:`label_warning`'s sentence, unless ``again``
+        (the same images as the traversal before: said once is enough)."""
+        if chosen[0] in chosen[1:]:
+            return ["Source and target are the same image: the traversal has nowhere to go."]
+        found = None if again else self.label_warning(chosen, predictions)
+        return [found] if found else []
 
     def _label(self, name: str) -> int:
         """The label of image ``name`` among the model's classes, -1 where unknown."""

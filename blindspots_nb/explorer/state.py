@@ -27,9 +27,9 @@ from ..tools import provenance
 from ..data import sources
 from ..execution import Execution
 from ..lst import LSTConfig, Traversal
-from ..models import load_model, module_device
+from ..models import module_device
 from .background import BackgroundLoop
-from .catalogue import OFFERED_SOURCES, Catalogue, named_source, read_upload
+from .catalogue import OFFERED_SOURCES, Catalogue, LoadedModels, named_source, read_upload
 from .export import export_folder, export_identity, write_export
 from .snapshot import MapAtPoint, Snapshot, take_snapshot
 from .triangle import (RedrawThrottle, Triangle, TrianglePoint, checked_divisions, current_point,
@@ -67,28 +67,25 @@ class Explorer:
                  target: str | None = None, config: LSTConfig | None = None, iterations_per_click: int = 10,
                  device=None, execution: Execution | None = None, target_b: str | None = None, live: bool = True,
                  divisions: int = 10, throttle: RedrawThrottle | None = None):
-        self.device = device
         self.execution = execution or Execution()  # how the model runs (precision, compile, layout)
         self.iterations_per_click = iterations_per_click
         self.error: Exception | None = None  # what stopped the last run(), if anything did
         self.image_sources: dict[str, object] = {str(source): source for source in OFFERED_SOURCES}
         self._catalogue: Catalogue | None = None  # the images to choose from, the model's and the uploads
-        self.source_name: str | None = None
-        self.target: str | None = None
-        self.target_b: str | None = None
+        self.source_name = self.target = self.target_b = None  # the chosen images' names (str), set by _switch
         self.live = live
         self.throttle = throttle or RedrawThrottle()
         self.live_triangle: Triangle | None = None  # the last one computed, what a view draws
         self._divisions = checked_divisions(divisions)
         self.traversal: Traversal | None = None
         self._config = config or LSTConfig(record_every=1)
-        self._models: dict[str, torch.nn.Module] = {}
+        self._models = LoadedModels(device)
         self._uploads: dict[str, object] = {}  # catalogue name -> PIL image, preprocessed anew per model
         self._listeners: list[Callable[[str, str], None]] = []
         self._lock = threading.RLock()
         self._saliency = MapAtPoint()  # the last map, kept while the point stays
         self._loop = BackgroundLoop("lst-explorer")  # what run() steps in
-        model = self._load(model)
+        model = self._models.get(model)
         self._switch(model, sources.default_source(model) if image_source is None else image_source,
                      source_name, target, target_b)
 
@@ -140,7 +137,7 @@ class Explorer:
         source stays, except that the old model's default source gives way to the new
         model's (glyphs for FONTS models, photos for the others)."""
         previous = self._model
-        model = self._load(model)
+        model = self._models.get(model)
         image_source = self.image_sources[self._image_source]
         if image_source == sources.default_source(previous):
             image_source = sources.default_source(model)
@@ -192,15 +189,6 @@ class Explorer:
         self._restart((self.source_name, key, self.target_b), self.config)
         return key
 
-    def _load(self, model):
-        """A model from a registry name, loaded once; a given model is kept under its name."""
-        if not isinstance(model, str):
-            self._models[provenance.model_info(model)["name"]] = model
-            return model
-        if model not in self._models:
-            self._models[model] = load_model(model, device=self.device)
-        return self._models[model]
-
     def _chosen(self) -> tuple[str | None, str | None, str | None]:
         """The names of the current source and targets A and B."""
         return self.source_name, self.target, self.target_b
@@ -236,11 +224,9 @@ class Explorer:
             if self.live:  # the new traversal comes with its triangle: a view draws it once, at 'restart'
                 self.live_triangle = self.throttle.timed(self._triangle_if_any)
         self._notify("restart")
-        if source_name in (target, target_b):
-            self._notify("warning", "Source and target are the same image: the traversal has nowhere to go.")
-        found = self._catalogue.label_warning(chosen, [int(traversal.labels[0]), *traversal.target_labels.tolist()])
-        if found and not same_choice and source_name not in (target, target_b):  # that, said above, says more
-            self._notify("warning", found)
+        predictions = [int(traversal.labels[0]), *traversal.target_labels.tolist()]
+        for message in self._catalogue.warnings(chosen, predictions, again=same_choice):
+            self._notify("warning", message)
         if self.live_triangle is not None:
             self._notify("triangle")
 
@@ -256,7 +242,8 @@ class Explorer:
         with self._lock:
             self.traversal.step(int(n or self.iterations_per_click))
         self._notify("progress")
-        self._redraw_live()
+        if self.live:
+            self.redraw_triangle()
         return self
 
     def run(self) -> "Explorer":
@@ -282,7 +269,7 @@ class Explorer:
         if traversal.iteration % self.iterations_per_click == 0:
             self._notify("progress")
         if self.live and self.throttle.due():
-            self._redraw_live()
+            self.redraw_triangle()
         return True
 
     def _run_stopped(self, error: Exception) -> None:
@@ -334,10 +321,6 @@ class Explorer:
         """The triangle now, or None while a current point is still the source (no shape)."""
         with self._lock:
             return self.triangle() if has_shape(self.traversal) else None
-
-    def _redraw_live(self) -> None:
-        if self.live:
-            self.redraw_triangle()
 
     # -- what it reached -----------------------------------------------------------
     def saliency(self, method: str = "saliency") -> torch.Tensor:
