@@ -11,7 +11,8 @@ from PIL import Image
 from blindspots_nb.data import TensorImages
 from blindspots_nb.data.sources import ImageSource
 from blindspots_nb.execution import Execution
-from blindspots_nb.explorer.catalogue import GIVEN_IMAGES, UPLOAD_PREFIX, Catalogue, named_source, read_upload
+from blindspots_nb.explorer.catalogue import (GIVEN_IMAGES, UPLOAD_PREFIX, Catalogue, LoadedModels, named_source,
+                                             read_upload)
 from blindspots_nb.lst import LSTConfig, Traversal
 from blindspots_nb.models import wrap
 
@@ -100,6 +101,28 @@ def test_label_warnings_name_a_misclassified_source_and_a_target_of_its_class(mo
     warning = catalogue.label_warning(("r0", "r1", "b"), [2, 0, 2])
     assert warning.startswith("The source r0 is labelled 'red', but the model classifies it as 'blue'; ")
     assert "the target r1 is labelled 'red', the source's class" in warning and warning.endswith(".")
+
+
+def test_a_source_that_is_a_target_is_said_before_labels_and_labels_once_per_choice(model):
+    catalogue = Catalogue.load(model, coloured([2, 0, 1, 2], [0, 0, 1, 2], ["r0", "r1", "g", "b"]), {})
+    assert catalogue.warnings(("g", "g", "b"), [1, 1, 2], again=False) == [
+        "Source and target are the same image: the traversal has nowhere to go."]
+    misclassified = catalogue.warnings(("r0", "g", "b"), [2, 1, 2], again=False)
+    assert misclassified == [catalogue.label_warning(("r0", "g", "b"), [2, 1, 2])] and "r0" in misclassified[0]
+    assert catalogue.warnings(("r0", "g", "b"), [2, 1, 2], again=True) == []
+    assert catalogue.warnings(("r1", "g", "b"), [0, 1, 2], again=False) == []
+
+
+def test_loaded_models_load_a_registry_name_once_and_keep_a_given_model_under_its_name(model, monkeypatch):
+    from blindspots_nb.explorer import catalogue as module
+    loads = []
+    monkeypatch.setattr(module, "load_model", lambda name, device: loads.append((name, device)) or model)
+    models = LoadedModels(device="cpu")
+    assert models.get("fonts_cnn") is model and models.get("fonts_cnn") is model
+    assert loads == [("fonts_cnn", "cpu")]
+    other = wrap(BrightestChannel(), mean=(0, 0, 0), std=(1, 1, 1), class_names=CLASSES, input_size=(3, 8, 8),
+                 name="given")
+    assert models.get(other) is other and models.get("given") is other and len(loads) == 1
 
 
 def test_the_traversal_walks_from_the_source_towards_both_targets_in_one_batch(model):
