@@ -40,17 +40,16 @@ from blindspots_nb.analysis.manifold import ORACLE_SHORTLIST, ORACLE_SLACK, Glyp
 from blindspots_nb.analysis.taxonomy import (judge, judge_adversarial, judge_blind_spots, on_manifold_attack,
                                              on_manifold_rows, rendering_rows, summarize, summarize_kind)
 from blindspots_nb.protocol.experiment import taxonomy_experiment
-from blindspots_nb.protocol.run import protocol_blind_spots
+from blindspots_nb.protocol.pool import pool_images
+from blindspots_nb.protocol.run import protocol_blind_spots, run_in_process
 from blindspots_nb.data.fonts import GlyphRenderer
 from blindspots_nb.data.sources import FONTS_GLYPHS
 from blindspots_nb.lst import LSTConfig
 from blindspots_nb.models import load_model
 from blindspots_nb.analysis.words import taxonomy_markdown
-from blindspots_nb.protocol import run as protocol
 from blindspots_nb.protocol.store import RunStore
 from blindspots_nb.tools import atomic, folders, provenance
 
-MODELS = ("fonts_cnn", "fonts_cnn_at")
 KINDS = ("pgd", "autoattack", "on_manifold", "renderings", "lst")
 
 
@@ -136,14 +135,9 @@ def main(argv=None):
 
     experiment = taxonomy_experiment(args.per_class, args.rounds, args.iterations, args.seed)
     store = RunStore(Path(args.protocol_dir) if args.protocol_dir else results.folder / "protocol")
-    store.check_folder()
-    with store.hold():
-        store.begin([experiment], weights=protocol.weights_identity([experiment], {}))
-        pool = protocol.prepare(experiment, store)
-        for name in MODELS:
-            protocol.run_model(experiment, name, store)
-    models = {name: load_model(name, device="cpu") for name in MODELS}
-    sources = protocol.pool_images(experiment, pool, models[MODELS[0]])
+    pool = run_in_process(experiment, store)
+    models = {name: load_model(name, device="cpu") for name in experiment.models}
+    sources = pool_images(experiment, pool, models[experiment.models[0]])
     labels = torch.tensor(pool["labels"])
     generated = dataset_glyphs("test", FONTS_GLYPHS, experiment.seed, renderer, pool["indices"])
     if not torch.allclose(generated["images"], sources, atol=1e-6):
@@ -185,7 +179,7 @@ def main(argv=None):
     table = taxonomy_table(summaries, check, args.slack)
     record = provenance.record(config={**settings, "slack": args.slack}, device="cpu", command=command, models={
         name: provenance.model_info(model) for name, model in models.items()},
-        manifold=manifold.settings(), threat_model=str(threat_model(models[MODELS[0]])),
+        manifold=manifold.settings(), threat_model=str(threat_model(models[experiment.models[0]])),
         lst=experiment.lst.to_dict(), image_source=f"fonts:test ({FONTS_GLYPHS} glyphs, seed {experiment.seed})",
         seconds=round(time.time() - started, 1))
     atomic.write_text(results.folder / "taxonomy.md", f"command: `{command}`\n\n{table}\n")

@@ -163,6 +163,18 @@ def test_sharded_run_gives_the_same_tables(uninterrupted, tmp_path):
     assert _run(experiment, store, shards=[(0, 2)]) == expected
 
 
+def test_a_run_in_process_stores_what_the_step_by_step_run_stores_and_resumes(uninterrupted, tmp_path, monkeypatch):
+    store, expected = uninterrupted
+    experiment, here = _fonts_experiment(), RunStore(tmp_path)
+    pool = protocol.run_in_process(experiment, here, device="cpu", progress=False)
+    assert pool == store.pool(experiment) == here.pool(experiment)
+    assert all(here.model_finished(experiment, name) for name in experiment.models)
+    monkeypatch.setattr(run_module, "traverse", lambda *args, **kwargs: pytest.fail("a finished piece ran again"))
+    protocol.run_in_process(experiment, here, device="cpu", progress=False)
+    monkeypatch.undo()
+    assert _run(experiment, here) == expected
+
+
 def test_a_model_run_needs_a_prepared_pool(tmp_path):
     store = RunStore(tmp_path)
     store.begin([_fonts_experiment()])

@@ -60,7 +60,7 @@ def _mean_std(mean: float, std: float) -> str:
     return number(mean) if math.isnan(mean) else f"{number(mean)} ± {number(std)}"
 
 
-def tables_html(rows: dict, caption: str) -> str:
+def _tables_html(rows: dict, caption: str) -> str:
     """A model's rows of the run's tables (:meth:`StoredRun.table_rows`) as two HTML tables, mean ± std."""
     parts = []
     for (table, columns), title in zip(TABLE_COLUMNS, ("Table 1 (blind spot vs target)",
@@ -149,7 +149,7 @@ class RunBrowser:
         self.pair_menu.value = pairs[0]
         self.caption.value = (f"<small style='color:{COLOURS['caption']}'>{html.escape(self.run.caption(self.key))}"
                               "</small>")
-        self.tables.value = tables_html(self.run.table_rows(self.key), self.run.caption(self.key))
+        self.tables.value = _tables_html(self.run.table_rows(self.key), self.run.caption(self.key))
         self._quiet = False
         self._fill_sources(source_index)
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the package's names, each imported on first use (tools.lazy
     from .experiment import PRESETS, Experiment, parse_shard, preset
     from .pool import derangements, pool_images, prepare, select, source_batches
     from .notebooks import NOTEBOOK
-    from .run import assemble, merge, plan, plan_text, reproduce, run_model
+    from .run import assemble, merge, plan, plan_text, reproduce, run_in_process, run_model
     from .layout import RunFolderBusy, RunFolderError, RunSettingsMismatch
     from .store import RunStore
     from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE2_COLUMNS, format_summary, summarize_model

@@ -12,6 +12,9 @@
    b % n == i. Under ``torchrun`` each process is one shard.
 3. :func:`assemble`: the per-model CSVs, Tables 1 and 2 and ``run.json``.
 
+:func:`run_in_process` does steps 1 and 2 for one experiment in this process, without
+papermill (for scripts that build on the protocol's blind spots).
+
 All files go through the :class:`~blindspots_nb.protocol.store.RunStore`.
 """
 
@@ -251,6 +254,19 @@ def _timed_model(experiment: Experiment, pool: dict, name: str, device, weights:
     return {"timed_batch": len(index), "timed_iterations": timed_iterations, "traversal_start_s": start_s,
             "iteration_s": iteration_s, "distances_s": distances_s, "triangles_s": triangles_s,
             "estimate_s": per_batch * len(labels) / len(index)}
+
+
+def run_in_process(experiment: Experiment, store: RunStore, device=None, progress: bool = True) -> dict:
+    """Steps 1 and 2 for every model of ``experiment`` in this process, no notebooks: the
+    run begun (or resumed: finished pieces are skipped) under ``store``'s lock, the pool
+    prepared, each model's blind spots and triangles stored. Returns the pool's record."""
+    store.check_folder()
+    with store.hold():
+        store.begin([experiment], weights=weights_identity([experiment], {}))
+        pool = prepare(experiment, store, device)
+        for name in experiment.models:
+            run_model(experiment, name, store, device=device, progress=progress)
+    return pool
 
 
 def plan(experiments: list[Experiment], device=None, weights: dict[str, str] | None = None,
