@@ -251,6 +251,14 @@ def _out_dir_option(parser, default: str, what: str) -> None:
     parser.add_argument("--out-dir", default=default, metavar="FOLDER", help=f"{what} (default: {default})")
 
 
+def _weights_and_device_options(parser, metavar: str, whose: str) -> None:
+    """--weights (a local checkpoint for ``whose``) and --device."""
+    parser.add_argument("--weights", action="append", metavar=metavar,
+                        help=f"a local checkpoint for {whose} (default: the registry's published weights); for a "
+                             "factory spec, a state dict of the network it wraps")
+    parser.add_argument("--device", default=None, help=_DEVICE_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blindspots-nb", description=_DESCRIPTION, epilog=_EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -273,10 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "model's first default image: coffee for photos, a glyph A for FONTS)")
     p.add_argument("--target-name", help="the image LST walks towards, by name (default: the model's next "
                                          "default image: chelsea for photos, a glyph B for FONTS)")
-    p.add_argument("--weights", action="append", metavar="[MODEL=]PATH",
-                   help="a local checkpoint for --model (default: the registry's published weights); for a "
-                        "factory spec, a state dict of the network it wraps")
-    p.add_argument("--device", default=None, help=_DEVICE_HELP)
+    _weights_and_device_options(p, "[MODEL=]PATH", "--model")
     _out_dir_option(p, "results/demo", "where the demo writes its files")
     p.set_defaults(run=demo, lst_fields=_add_dataclass_options(
         p.add_argument_group("LST hyperparameters (default: the paper's)"), LSTConfig,
@@ -303,10 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "package.module:function (default: the preset's)")
     p.add_argument("--image-source", help="run --models on these images: photos, fonts:test, imagenet:ROOT, "
                                           "cifar10:ROOT or folder:PATH (default: the preset's)")
-    p.add_argument("--weights", action="append", metavar="MODEL=PATH",
-                   help="a local checkpoint for a model (default: the registry's published weights); for a "
-                        "factory spec, a state dict of the network it wraps")
-    p.add_argument("--device", default=None, help=_DEVICE_HELP)
+    _weights_and_device_options(p, "MODEL=PATH", "a model")
     p.add_argument("--shard", help="i/n: do only shard i of n (sources split by batch); not under torchrun, "
                                    "which makes each process one shard (default: all the work)")
     _out_dir_option(p, "results/reproduce", "the run's output folder")
