@@ -1,6 +1,6 @@
 """The live explorer: its headless state (:mod:`.state`, stepping LST from a source towards
 two targets under one lock, in the foreground or in a :mod:`.background` thread), the
-images it chooses them from (:mod:`.catalogue`), what it shows at one moment
+models and images it chooses them from (:mod:`.catalogue`), what it shows at one moment
 (:mod:`.snapshot`), the live triangle between them (:mod:`.triangle`),
 its widget view (:mod:`.view`, ipywidgets and plotly), which only draws the state, and its
 Export (:mod:`.export`). The browser of a finished run is :mod:`blindspots_nb.browser`."""

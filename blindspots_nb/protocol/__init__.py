@@ -7,7 +7,8 @@
 - :mod:`.store`: the run store, which owns every path and write under an output folder;
 - :mod:`.layout`: the run folder's names, format versions and readers (the store and the
   run browser share them);
-- :mod:`.run`: per model and shard (torchrun included), then assemble; :mod:`.notebooks`:
+- :mod:`.run`: per model and shard (torchrun included), or one experiment in this process
+  (``run_in_process``, no papermill), then assemble; :mod:`.notebooks`:
   the packaged notebook papermill runs for each;
 - :mod:`.tables`: the paper's rows, the summaries, Markdown/LaTeX/CSV;
 - :mod:`.compare`: two runs compared source by source (paired by each image's sha256);
