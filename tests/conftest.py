@@ -21,7 +21,6 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     os.environ["OMP_NUM_THREADS"] = str(max(1, _CORES // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
-
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` need CUDA: skipped, saying so, where there is none. (torch is imported
     here, after the cache folder is chosen, and only where tests are collected: not by
